@@ -1,0 +1,51 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Release builds of the numeric modules are what the tests and benchmarks run.
+/// Hot loops live in `CKernels` (C, compiled with per-function CPU dispatch via
+/// `target_clones`), so a generic x86-64 build stays correct and still uses AVX2/AVX-512.
+let package = Package(
+    name: "KVStash",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kvstash", targets: ["kvstash"]),
+        .library(name: "KVStash", targets: ["KVStash"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // System libraries (Debian: librocksdb-dev, liblz4-dev, libopenblas-dev).
+        .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
+        // SIMD kernels with runtime CPU dispatch.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+
+        // Shared value types: model shape, KV cache layout, errors.
+        .target(name: "KVStashCore", dependencies: ["CKernels"]),
+        // GGUF, tokenizer, Llama forward pass, sampling.
+        .target(name: "KVStashEngine", dependencies: ["KVStashCore", "CBLAS", "CKernels"]),
+        // KV block codec: header, f32/f16/int8/int4, LZ4 frame.
+        .target(name: "KVStashCodec", dependencies: ["KVStashCore", "CLZ4", "CKernels"]),
+        // Content-hashed chunk store on RocksDB.
+        .target(name: "KVStashStore", dependencies: [
+            "KVStashCore", "CRocksDB",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Radix tree, two-tier lookup, splice, precompute: the request path.
+        .target(name: "KVStash", dependencies: [
+            "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashStore",
+        ]),
+        .executableTarget(name: "kvstash", dependencies: [
+            "KVStash",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"]),
+        .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
+        .testTarget(name: "StoreTests", dependencies: ["KVStashStore"]),
+        .testTarget(name: "KVStashTests", dependencies: ["KVStash"]),
+    ]
+)

@@ -1,0 +1,16 @@
+#ifndef KVSTASH_KERNELS_H
+#define KVSTASH_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Hot loops of KVStash. Each is compiled for several x86-64 levels with
+   target_clones, so one generic binary picks AVX-512/AVX2 at run time and stays
+   correct on a baseline CPU. Swift calls them through safe wrappers only. */
+
+/* Which instruction set the dispatcher picked for these kernels ("avx512f", "avx2", "default"). */
+const char *kv_kernels_isa(void);
+
+/* y[i] += a * x[i] */
+void kv_axpy(float *y, const float *x, float a, size_t n);
+
+#endif

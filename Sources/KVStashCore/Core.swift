@@ -1,0 +1,1 @@
+// Shared types live in KVCache.swift.
