@@ -45,6 +45,42 @@ public struct ChunkMeta: Sendable, Hashable, Codable {
     }
 }
 
+extension ChunkMeta {
+    enum CodingKeys: String, CodingKey {
+        case parent, chainIndex, tokens, byteSize, codec, modelFingerprint, created, lastAccess, hits, docIDs, pinned
+    }
+
+    /// JSON form: the fingerprint as hex, dates with the encoder's date strategy.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let fp = try c.decode(String.self, forKey: .modelFingerprint)
+        guard let raw = Hex.decode(fp) else {
+            throw DecodingError.dataCorruptedError(forKey: .modelFingerprint, in: c, debugDescription: "not hex")
+        }
+        self.init(parent: try c.decode(ChunkKey.self, forKey: .parent), chainIndex: try c.decode(Int.self, forKey: .chainIndex),
+                  tokens: try c.decode([Int].self, forKey: .tokens), codec: try c.decode(String.self, forKey: .codec),
+                  modelFingerprint: raw, byteSize: try c.decode(Int.self, forKey: .byteSize),
+                  created: try c.decode(Date.self, forKey: .created), lastAccess: try c.decode(Date.self, forKey: .lastAccess),
+                  hits: try c.decode(Int.self, forKey: .hits), docIDs: try c.decode([String].self, forKey: .docIDs),
+                  pinned: try c.decode(Bool.self, forKey: .pinned))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(parent, forKey: .parent)
+        try c.encode(chainIndex, forKey: .chainIndex)
+        try c.encode(tokens, forKey: .tokens)
+        try c.encode(byteSize, forKey: .byteSize)
+        try c.encode(codec, forKey: .codec)
+        try c.encode(Hex.encode(modelFingerprint), forKey: .modelFingerprint)
+        try c.encode(created, forKey: .created)
+        try c.encode(lastAccess, forKey: .lastAccess)
+        try c.encode(hits, forKey: .hits)
+        try c.encode(docIDs, forKey: .docIDs)
+        try c.encode(pinned, forKey: .pinned)
+    }
+}
+
 extension ChunkKey: Codable {
     public init(from decoder: Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)

@@ -51,12 +51,7 @@ public final class ChunkStore: Sendable {
         settings.blobFiles = options.blobFiles
         settings.minBlobSize = UInt64(options.minBlobSize)
         settings.syncWrites = options.syncWrites
-        do {
-            db = try RocksDB(path: path, settings: settings)
-        } catch let error as RocksError {
-            if error.isLock { throw StoreError.locked(path: path, holder: LockHolderFile.read(storePath: path)) }
-            throw StoreError.rocksdb(error.message)
-        }
+        db = try Self.openRocks(path: path, settings: settings)
         do {
             chunkSize = try Manifest.open(db, path: path, requestedChunkSize: options.chunkSize)
         } catch {
@@ -77,6 +72,24 @@ public final class ChunkStore: Sendable {
 
     deinit {
         if !gate.isClosed { try? close() }
+    }
+
+    /// Opens RocksDB, mapping a held LOCK to `StoreError.locked`. A read-only open races
+    /// with a live writer that deletes compacted SST files between reading the MANIFEST
+    /// and opening them; such opens are retried.
+    static func openRocks(path: String, settings: RocksSettings) throws -> RocksDB {
+        var attempt = 0
+        while true {
+            do {
+                return try RocksDB(path: path, settings: settings)
+            } catch let error as RocksError {
+                if error.isLock { throw StoreError.locked(path: path, holder: LockHolderFile.read(storePath: path)) }
+                attempt += 1
+                let vanished = error.message.contains("No such file")
+                guard settings.readOnly && vanished && attempt < 20 else { throw StoreError.rocksdb(error.message) }
+                usleep(50_000)
+            }
+        }
     }
 
     /// Flushes coalesced access updates and counters, then closes RocksDB. Idempotent.
@@ -142,7 +155,8 @@ public final class ChunkStore: Sendable {
     /// The value of `key`, or nil. RocksDB block checksums are verified on the way and the
     /// `validator` (if any) is applied: a value that fails either is counted as corrupt,
     /// removed, and reported as a miss (nil).
-    public func get(_ key: ChunkKey) throws -> [UInt8]? {
+    /// `recordAccess: false` reads without counting a hit (admin inspection).
+    public func get(_ key: ChunkKey, recordAccess: Bool = true) throws -> [UInt8]? {
         try gate.enter(); defer { gate.leave() }
         let value: [UInt8]?
         do {
@@ -161,6 +175,7 @@ public final class ChunkStore: Sendable {
             try handleCorrupt(key, reason: "value rejected by validator")
             return nil
         }
+        guard recordAccess else { return value }
         counters.withLock { $0.reads += 1 }
         if tracker.record(key) >= options.flushEvery && !readOnly {
             try? flushAccessUngated()

@@ -45,6 +45,9 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_options_set_wal_recovery_mode(dbOptions, 2) // point-in-time recovery
         rocksdb_options_increase_parallelism(dbOptions, 2)
         rocksdb_options_set_keep_log_file_num(dbOptions, 3)
+        // A read-only instance opens every table file at open, so a live writer that
+        // deletes compacted files afterwards cannot pull them away (unlinked files stay readable).
+        if settings.readOnly { rocksdb_options_set_max_open_files(dbOptions, -1) }
         var fopts: [OpaquePointer] = []
         var topts: [OpaquePointer] = []
         for family in Family.allCases {

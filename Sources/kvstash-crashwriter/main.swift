@@ -1,14 +1,15 @@
 // Test helper for StoreTests.CrashTests: writes small self-checking chunks to a store
 // forever and prints "ACK <key>" after each synced put returns. The test SIGKILLs it at
 // random moments and checks that the store reopens with every acked key present and no
-// half-written entry.
+// half-written entry. With a COUNT argument it writes COUNT chunks, closes the store and
+// exits (the admin CLI tests use it to fill a store).
 import Crypto
 import Foundation
 import KVStashStore
 
 let args = CommandLine.arguments
 guard args.count >= 3, let run = Int(args[2]) else {
-    FileHandle.standardError.write(Data("usage: kvstash-crashwriter STORE RUN\n".utf8))
+    FileHandle.standardError.write(Data("usage: kvstash-crashwriter STORE RUN [COUNT]\n".utf8))
     exit(2)
 }
 let store: ChunkStore
@@ -18,10 +19,11 @@ do {
     FileHandle.standardError.write(Data("open failed: \(error)\n".utf8))
     exit(1)
 }
+let limit = args.count >= 4 ? Int(args[3]) : nil
 let keyer = ChunkKeyer(modelFingerprint: [0xC7], chunkSize: 4)
 var parent = ChunkKey.root
 var i = 0
-while true {
+while limit.map({ i < $0 }) ?? true {
     let tokens = [run, i, i &* 31, 7]
     let key = keyer.key(parent: parent, tokens: tokens[...])
     var body = [UInt8](repeating: 0, count: 200 + (i * 97) % 3000)
@@ -41,3 +43,4 @@ while true {
     parent = i % 8 == 7 ? .root : key
     i += 1
 }
+try store.close()

@@ -78,7 +78,7 @@ struct AdminInspect: ParsableCommand {
         let store = try common.open(writing: false)
         defer { try? store.close() }
         guard let meta = try store.meta(k) else { throw ValidationError("no chunk \(k) in \(store.path)") }
-        let value = try store.get(k)
+        let value = try store.get(k, recordAccess: false)
         let report = Report(key: k, meta: meta, valueBytes: value?.count, valueReadable: value != nil)
         if common.json { return try printJSON(report) }
         let f = ISO8601DateFormatter()
