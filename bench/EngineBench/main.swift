@@ -45,6 +45,7 @@ func machine() -> String {
     return line.map { String($0.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) } ?? "unknown"
 }
 
+BLASCore.reexecWithBetterCoreIfNeeded()
 let opts = Options(CommandLine.arguments)
 let model = try LlamaModel(path: opts.model)
 var rng = SplitMix64(seed: 1)
