@@ -12,7 +12,7 @@ static inline float f32_from_bits(uint32_t w) { float f; memcpy(&f, &w, 4); retu
 static inline uint32_t f32_to_bits(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
 
 /* Branch-free half -> float (normals, subnormals, inf, nan), as in FP16/ggml. */
-static inline float half_to_float(uint16_t h) {
+static inline __attribute__((always_inline)) float half_to_float(uint16_t h) {
     const uint32_t w = (uint32_t)h << 16;
     const uint32_t sign = w & 0x80000000u;
     const uint32_t two_w = w + w;
@@ -84,7 +84,7 @@ KV_CLONES void kv_rmsnorm(float *out, const float *x, const float *w, size_t row
 
 /* exp(x) for x <= 0 (softmax arguments), vectorizable: 2^k * p(r), |r| <= ln2/2,
    degree-6 minimax polynomial; relative error about 2e-7. */
-static inline float exp_nonpos(float x) {
+static inline __attribute__((always_inline)) float exp_nonpos(float x) {
     x = x < -87.0f ? -87.0f : x;
     const float k = __builtin_roundf(x * 1.44269504088896341f);
     const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
