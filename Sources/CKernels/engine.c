@@ -133,15 +133,31 @@ KV_CLONES void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_sr
     }
 }
 
+/* Row maximum and exp/sum with 16 independent lanes, so both loops vectorize without
+   reassociating a scalar reduction. */
 KV_CLONES void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t valid0) {
     for (size_t r = 0; r < rows; r++) {
         float *row = s + r * ld;
         size_t valid = valid0 + r;
         if (valid > cols) valid = cols;
+        const size_t body = valid & ~(size_t)15;
+        float lane[16];
+        for (int j = 0; j < 16; j++) lane[j] = -INFINITY;
+        for (size_t i = 0; i < body; i += 16)
+            for (int j = 0; j < 16; j++) lane[j] = row[i + j] > lane[j] ? row[i + j] : lane[j];
         float mx = -INFINITY;
-        for (size_t i = 0; i < valid; i++) mx = row[i] > mx ? row[i] : mx;
+        for (int j = 0; j < 16; j++) mx = lane[j] > mx ? lane[j] : mx;
+        for (size_t i = body; i < valid; i++) mx = row[i] > mx ? row[i] : mx;
+        for (int j = 0; j < 16; j++) lane[j] = 0;
+        for (size_t i = 0; i < body; i += 16)
+            for (int j = 0; j < 16; j++) {
+                const float e = exp_nonpos(row[i + j] - mx);
+                row[i + j] = e;
+                lane[j] += e;
+            }
         float sum = 0;
-        for (size_t i = 0; i < valid; i++) {
+        for (int j = 0; j < 16; j++) sum += lane[j];
+        for (size_t i = body; i < valid; i++) {
             const float e = exp_nonpos(row[i] - mx);
             row[i] = e;
             sum += e;
