@@ -43,7 +43,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"]),
+        .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"], exclude: ["Resources"]),
         .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
         // Child process of the store's crash test (SIGKILLed while writing).
         .executableTarget(name: "kvstash-crashwriter", dependencies: [
