@@ -14,3 +14,4 @@ const char *kv_kernels_isa(void);
 void kv_axpy(float *y, const float *x, float a, size_t n);
 
 #endif
+#include "kvcodec.h"
