@@ -44,6 +44,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Codec size, speed and quality benchmarks (bench/codec, docs/benchmarks.md).
+        .executableTarget(name: "codec-bench", dependencies: ["KVStashCodec", "KVStashEngine", "CKernels"],
+                          path: "bench/codec"),
+
         .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"]),
         .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
         .testTarget(name: "StoreTests", dependencies: ["KVStashStore"]),

@@ -22,7 +22,7 @@ KV_CLONES void kv_f32_to_f16(uint16_t *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) d[i] = (kv_half)src[i];
 }
 
-KV_CLONES void kv_f16_to_f32(float *dst, const uint16_t *src, size_t n) {
+KV_CLONES void kv_f16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
     const kv_half *s = (const kv_half *)src;
     for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
 }
@@ -91,8 +91,8 @@ KV_CLONES int kv_quant_cols(const float *src, size_t rows, size_t d, unsigned bi
     return 0;
 }
 
-KV_CLONES void kv_dequant_cols(float *dst, const uint8_t *codes, size_t rows, size_t d, unsigned bits,
-                               const float *scale, const float *zero) {
+KV_CLONES void kv_dequant_cols(float *restrict dst, const uint8_t *restrict codes, size_t rows, size_t d,
+                               unsigned bits, const float *restrict scale, const float *restrict zero) {
     const size_t h = half_of(d), n2 = d - h;
     for (size_t r = 0; r < rows; r++) {
         float *o = dst + r * d;
@@ -135,15 +135,16 @@ KV_CLONES int kv_quant_rows(const float *src, size_t rows, size_t d, size_t g, u
 }
 
 /* o[c] = code * s + z for channels [c0, c1) of one int4 row (low nibbles below h). */
-static inline void dequant4_span(float *o, const uint8_t *c, size_t h, size_t c0, size_t c1,
+static inline void dequant4_span(float *restrict o, const uint8_t *restrict c, size_t h, size_t c0, size_t c1,
                                  float s, float z) {
     size_t mid = c1 < h ? c1 : h;
     for (size_t i = c0; i < mid; i++) o[i] = (float)(c[i] & 15) * s + z;
     for (size_t i = c0 > h ? c0 : h; i < c1; i++) o[i] = (float)(c[i - h] >> 4) * s + z;
 }
 
-KV_CLONES void kv_dequant_rows(float *dst, const uint8_t *codes, size_t rows, size_t d, size_t g,
-                               unsigned bits, const uint16_t *scale, const uint16_t *zero) {
+KV_CLONES void kv_dequant_rows(float *restrict dst, const uint8_t *restrict codes, size_t rows, size_t d,
+                               size_t g, unsigned bits, const uint16_t *restrict scale,
+                               const uint16_t *restrict zero) {
     const size_t h = half_of(d), rb = bits == 8 ? d : h, ng = (d + g - 1) / g;
     for (size_t r = 0; r < rows; r++) {
         float *o = dst + r * d;
