@@ -40,7 +40,7 @@ let package = Package(
             "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashStore",
         ]),
         .executableTarget(name: "kvstash", dependencies: [
-            "KVStash", "KVStashStore",
+            "KVStash", "KVStashStore", "KVStashEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -56,6 +56,8 @@ let package = Package(
         ]),
         // Store put/get/probe benchmark (bench/results/store.json).
         .executableTarget(name: "kvstash-storebench", dependencies: ["KVStashStore"], path: "bench/StoreBench"),
+        // Engine prefill/decode benchmark (bench/results/engine.json).
+        .executableTarget(name: "kvstash-enginebench", dependencies: ["KVStashEngine"], path: "bench/EngineBench"),
 
         .testTarget(name: "StoreTests", dependencies: [
             "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),

@@ -13,5 +13,6 @@ struct KVStashCommand: ParsableCommand {
             AdminUnpin.self,
             AdminVerify.self,
             AdminCompact.self,
+            Generate.self,
         ])
 }
