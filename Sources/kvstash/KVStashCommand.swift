@@ -2,5 +2,8 @@ import ArgumentParser
 
 @main
 struct KVStashCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "kvstash", abstract: "Persist, share and reuse LLM prefix KV caches.")
+    static let configuration = CommandConfiguration(commandName: "kvstash", abstract: "Persist, share and reuse LLM prefix KV caches.",
+        subcommands: [
+            TokenizeCommand.self,
+        ])
 }
