@@ -14,5 +14,6 @@ struct KVStashCommand: ParsableCommand {
             AdminVerify.self,
             AdminCompact.self,
             Generate.self,
+            TokenizeCommand.self,
         ])
 }
