@@ -85,7 +85,7 @@ extension ChunkStore {
                 value = try db.get(.chunks, key.bytes, fillCache: false)
             } catch let error as RocksError where error.isCorruption {
                 report.corrupt.append(key)
-                try handleCorrupt(key, reason: error.message)
+                handleCorrupt(key, reason: error.message, blockDamage: true)
                 if !readOnly { report.removed.append(key) }
                 continue
             }
@@ -95,7 +95,7 @@ extension ChunkStore {
             }
             if let check, !check(value) {
                 report.corrupt.append(key)
-                try handleCorrupt(key, reason: "value rejected by validator")
+                handleCorrupt(key, reason: "value rejected by validator")
                 if !readOnly { report.removed.append(key) }
                 continue
             }
