@@ -40,6 +40,7 @@ extension ChunkStore {
         s.evictions = c.evictions
         s.chunkSize = chunkSize
         s.storeVersion = Manifest.storeVersion
+        s.needsRepair = needsRepair
         s.diskBytes = ["rocksdb.total-sst-files-size", "rocksdb.total-blob-file-size"].reduce(0) { sum, p in
             sum + Family.allCases.reduce(0) { $0 + (Int(db.property($1, p) ?? "") ?? 0) }
         }

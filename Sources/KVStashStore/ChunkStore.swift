@@ -124,7 +124,10 @@ public final class ChunkStore: Sendable {
             let batch = db.makeBatch()
             if let old {
                 record = Self.merge(old: old, new: record)
-                if old.codec != record.codec || old.byteSize != value.count {
+                // Re-puts are rare (callers probe first); reading the value back guards against
+                // a meta record whose value was lost to a repair.
+                let valuePresent = (try? db.get(.chunks, key.bytes, fillCache: false)).flatMap { $0 } != nil
+                if old.codec != record.codec || old.byteSize != value.count || !valuePresent {
                     batch.put(.chunks, key.bytes, value)
                 } else if old == record {
                     return 0

@@ -145,6 +145,24 @@ final class ChunkStoreTests: XCTestCase {
         XCTAssertEqual(store.probe(keys), [false])
     }
 
+    func testPutRewritesValueOfOrphanMetaAndGetHealsOrphans() throws {
+        let store = try ChunkStore(path: temporaryStorePath(self))
+        defer { try? store.close() }
+        let keys = try putChain(store, count: 2)
+        for key in keys {   // simulate values lost with a table file: meta without value
+            let batch = store.db.makeBatch()
+            batch.delete(.chunks, key.bytes)
+            try store.db.write(batch)
+        }
+        try store.flush()
+        try store.compact()
+        try store.put(keys[0], value: selfCheckingValue(seed: 0, size: 1000), meta: sampleMeta())
+        XCTAssertEqual(try store.get(keys[0]), selfCheckingValue(seed: 0, size: 1000))
+        XCTAssertEqual(store.probe(keys), [true, true])
+        XCTAssertNil(try store.get(keys[1]))
+        XCTAssertEqual(store.probe(keys), [true, false], "a miss removes the orphan meta record")
+    }
+
     func testRePutMergesDocumentsAndKeepsHits() throws {
         let path = temporaryStorePath(self)
         let store = try ChunkStore(path: path)
