@@ -40,6 +40,7 @@ extension ChunkStore {
         s.evictions = c.evictions
         s.chunkSize = chunkSize
         s.storeVersion = Manifest.storeVersion
+        s.needsRepair = needsRepair
         s.diskBytes = ["rocksdb.total-sst-files-size", "rocksdb.total-blob-file-size"].reduce(0) { sum, p in
             sum + Family.allCases.reduce(0) { $0 + (Int(db.property($1, p) ?? "") ?? 0) }
         }
@@ -85,7 +86,7 @@ extension ChunkStore {
                 value = try db.get(.chunks, key.bytes, fillCache: false)
             } catch let error as RocksError where error.isCorruption {
                 report.corrupt.append(key)
-                try handleCorrupt(key, reason: error.message)
+                handleCorrupt(key, reason: error.message, blockDamage: true)
                 if !readOnly { report.removed.append(key) }
                 continue
             }
@@ -95,7 +96,7 @@ extension ChunkStore {
             }
             if let check, !check(value) {
                 report.corrupt.append(key)
-                try handleCorrupt(key, reason: "value rejected by validator")
+                handleCorrupt(key, reason: "value rejected by validator")
                 if !readOnly { report.removed.append(key) }
                 continue
             }

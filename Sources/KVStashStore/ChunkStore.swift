@@ -51,6 +51,9 @@ public final class ChunkStore: Sendable {
         settings.blobFiles = options.blobFiles
         settings.minBlobSize = UInt64(options.minBlobSize)
         settings.syncWrites = options.syncWrites
+        if !options.readOnly && RepairFlag.isSet(storePath: path) {
+            try Self.repair(path: path)
+        }
         db = try Self.openRocks(path: path, settings: settings)
         do {
             chunkSize = try Manifest.open(db, path: path, requestedChunkSize: options.chunkSize)
@@ -121,7 +124,10 @@ public final class ChunkStore: Sendable {
             let batch = db.makeBatch()
             if let old {
                 record = Self.merge(old: old, new: record)
-                if old.codec != record.codec || old.byteSize != value.count {
+                // Re-puts are rare (callers probe first); reading the value back guards against
+                // a meta record whose value was lost to a repair.
+                let valuePresent = (try? db.get(.chunks, key.bytes, fillCache: false)).flatMap { $0 } != nil
+                if old.codec != record.codec || old.byteSize != value.count || !valuePresent {
                     batch.put(.chunks, key.bytes, value)
                 } else if old == record {
                     return 0
@@ -162,17 +168,18 @@ public final class ChunkStore: Sendable {
         do {
             value = try db.get(.chunks, key.bytes, fillCache: false)
         } catch let error as RocksError where error.isCorruption {
-            try handleCorrupt(key, reason: error.message)
+            handleCorrupt(key, reason: error.message, blockDamage: true)
             return nil
         } catch let error as RocksError {
             throw StoreError.rocksdb(error.message)
         }
         guard let value else {
             counters.withLock { $0.reads += 1; $0.misses += 1 }
+            dropOrphanMeta(key)
             return nil
         }
         if let validator = options.validator, !validator(value) {
-            try handleCorrupt(key, reason: "value rejected by validator")
+            handleCorrupt(key, reason: "value rejected by validator")
             return nil
         }
         guard recordAccess else { return value }
@@ -204,7 +211,7 @@ public final class ChunkStore: Sendable {
     /// (bad header, key or fingerprint mismatch, checksum): counted and removed.
     public func reportCorrupt(_ key: ChunkKey, reason: String = "reported by reader") throws {
         try gate.enter(); defer { gate.leave() }
-        try handleCorrupt(key, reason: reason)
+        handleCorrupt(key, reason: reason)
     }
 
     /// Records one sighting of `key` and asks the admission policy whether to write it.
@@ -231,16 +238,34 @@ public final class ChunkStore: Sendable {
         do { return try body() } catch let error as RocksError { throw StoreError.rocksdb(error.message) }
     }
 
-    func handleCorrupt(_ key: ChunkKey, reason: String) throws {
+    /// Counts a corrupt entry and deletes it (best effort: after a failed compaction RocksDB
+    /// refuses writes, and the read must still answer a miss). Block damage also asks for a
+    /// repair at the next open (see `RepairFlag`).
+    func handleCorrupt(_ key: ChunkKey, reason: String, blockDamage: Bool = false) {
         counters.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
+        tracker.forget(key)
         guard !readOnly else { return }
-        try withStripe(key) {
+        if blockDamage { RepairFlag.set(storePath: path, reason: "\(key.hex): \(reason)") }
+        withStripe(key) {
             let batch = db.makeBatch()
             batch.delete(.chunks, key.bytes)
             batch.delete(.meta, key.bytes)
             let note = "\(ISO8601DateFormatter().string(from: Date())) \(reason)"
             batch.put(.manifest, Array((Manifest.quarantinePrefix + key.hex).utf8), Array(note.utf8))
-            try rocks { try db.write(batch) }
+            try? db.write(batch)
+        }
+    }
+
+    /// A meta record without its value (its table file was lost to a repair) is deleted so
+    /// that `probe` stops reporting the key and the next `put` writes the value again.
+    func dropOrphanMeta(_ key: ChunkKey) {
+        guard !readOnly else { return }
+        withStripe(key) {
+            guard (try? db.get(.meta, key.bytes)).flatMap({ $0 }) != nil,
+                  (try? db.get(.chunks, key.bytes, fillCache: false)).flatMap({ $0 }) == nil else { return }
+            let batch = db.makeBatch()
+            batch.delete(.meta, key.bytes)
+            try? db.write(batch)
         }
         tracker.forget(key)
     }

@@ -113,6 +113,8 @@ public struct StoreStats: Sendable, Codable, Equatable {
     public var storeVersion = 0
     /// Size of the store's SST and blob files on disk.
     public var diskBytes = 0
+    /// A damaged table file was detected; the next read-write open repairs the store.
+    public var needsRepair = false
 
     public init() {}
 }
