@@ -13,5 +13,7 @@ struct KVStashCommand: ParsableCommand {
             AdminUnpin.self,
             AdminVerify.self,
             AdminCompact.self,
+            PrecomputeCommand.self,
+            QueryCommand.self,
         ])
 }
