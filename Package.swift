@@ -63,5 +63,7 @@ let package = Package(
             "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "KVStashTests", dependencies: ["KVStash"]),
+        // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).
+        .executableTarget(name: "kvstash-requestbench", dependencies: ["KVStash"], path: "bench/RequestBench"),
     ]
 )

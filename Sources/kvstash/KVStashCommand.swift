@@ -15,5 +15,7 @@ struct KVStashCommand: ParsableCommand {
             AdminCompact.self,
             Generate.self,
             TokenizeCommand.self,
+            PrecomputeCommand.self,
+            QueryCommand.self,
         ])
 }
