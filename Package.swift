@@ -14,6 +14,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // System libraries (Debian: librocksdb-dev, liblz4-dev, libopenblas-dev).
@@ -38,8 +41,15 @@ let package = Package(
         .target(name: "KVStash", dependencies: [
             "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashStore",
         ]),
-        .executableTarget(name: "kvstash", dependencies: [
+        // OpenAI-compatible HTTP server, admin API, Prometheus metrics.
+        .target(name: "KVStashServer", dependencies: [
             "KVStash",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .executableTarget(name: "kvstash", dependencies: [
+            "KVStash", "KVStashServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -47,5 +57,6 @@ let package = Package(
         .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
         .testTarget(name: "StoreTests", dependencies: ["KVStashStore"]),
         .testTarget(name: "KVStashTests", dependencies: ["KVStash"]),
+        .testTarget(name: "ServerTests", dependencies: ["KVStashServer"]),
     ]
 )
