@@ -49,13 +49,22 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .executableTarget(name: "kvstash", dependencies: [
-            "KVStash", "KVStashServer",
+            "KVStash", "KVStashStore", "KVStashServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"]),
         .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
-        .testTarget(name: "StoreTests", dependencies: ["KVStashStore"]),
+        // Child process of the store's crash test (SIGKILLed while writing).
+        .executableTarget(name: "kvstash-crashwriter", dependencies: [
+            "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Store put/get/probe benchmark (bench/results/store.json).
+        .executableTarget(name: "kvstash-storebench", dependencies: ["KVStashStore"], path: "bench/StoreBench"),
+
+        .testTarget(name: "StoreTests", dependencies: [
+            "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "KVStashTests", dependencies: ["KVStash"]),
         .testTarget(name: "ServerTests", dependencies: ["KVStashServer"]),
     ]

@@ -2,5 +2,16 @@ import ArgumentParser
 
 @main
 struct KVStashCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "kvstash", abstract: "Persist, share and reuse LLM prefix KV caches.")
+    static let configuration = CommandConfiguration(
+        commandName: "kvstash", abstract: "Persist, share and reuse LLM prefix KV caches.",
+        subcommands: [
+            AdminList.self,
+            AdminStats.self,
+            AdminInspect.self,
+            AdminEvict.self,
+            AdminPin.self,
+            AdminUnpin.self,
+            AdminVerify.self,
+            AdminCompact.self,
+        ])
 }

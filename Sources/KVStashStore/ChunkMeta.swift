@@ -1,0 +1,186 @@
+import Foundation
+
+/// The metadata record stored beside every chunk value (column family `meta`).
+public struct ChunkMeta: Sendable, Hashable, Codable {
+    /// Key of the previous chunk of the chain (`ChunkKey.root` for the first chunk).
+    public var parent: ChunkKey
+    /// Position of the chunk in its chain (0 for the first chunk). Eviction prefers deeper chunks.
+    public var chainIndex: Int
+    /// The chunk's token ids.
+    public var tokens: [Int]
+    /// Size of the stored value in bytes (filled in by `put`).
+    public var byteSize: Int
+    /// Name of the codec that encoded the value; opaque to the store.
+    public var codec: String
+    /// Fingerprint of the model whose KV this is.
+    public var modelFingerprint: [UInt8]
+    /// When the chunk was first written.
+    public var created: Date
+    /// When the chunk was last read (coalesced; see `ChunkStore`).
+    public var lastAccess: Date
+    /// How many times the chunk was read.
+    public var hits: Int
+    /// Documents whose precompute produced this chunk.
+    public var docIDs: [String]
+    /// Pinned chunks are never evicted.
+    public var pinned: Bool
+
+    /// Number of tokens of the chunk.
+    public var tokenCount: Int { tokens.count }
+
+    public init(parent: ChunkKey, chainIndex: Int = 0, tokens: [Int], codec: String,
+                modelFingerprint: [UInt8], byteSize: Int = 0, created: Date = Date(),
+                lastAccess: Date? = nil, hits: Int = 0, docIDs: [String] = [], pinned: Bool = false) {
+        self.parent = parent
+        self.chainIndex = chainIndex
+        self.tokens = tokens
+        self.byteSize = byteSize
+        self.codec = codec
+        self.modelFingerprint = modelFingerprint
+        self.created = created
+        self.lastAccess = lastAccess ?? created
+        self.hits = hits
+        self.docIDs = docIDs
+        self.pinned = pinned
+    }
+}
+
+extension ChunkMeta {
+    enum CodingKeys: String, CodingKey {
+        case parent, chainIndex, tokens, byteSize, codec, modelFingerprint, created, lastAccess, hits, docIDs, pinned
+    }
+
+    /// JSON form: the fingerprint as hex, dates with the encoder's date strategy.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let fp = try c.decode(String.self, forKey: .modelFingerprint)
+        guard let raw = Hex.decode(fp) else {
+            throw DecodingError.dataCorruptedError(forKey: .modelFingerprint, in: c, debugDescription: "not hex")
+        }
+        self.init(parent: try c.decode(ChunkKey.self, forKey: .parent), chainIndex: try c.decode(Int.self, forKey: .chainIndex),
+                  tokens: try c.decode([Int].self, forKey: .tokens), codec: try c.decode(String.self, forKey: .codec),
+                  modelFingerprint: raw, byteSize: try c.decode(Int.self, forKey: .byteSize),
+                  created: try c.decode(Date.self, forKey: .created), lastAccess: try c.decode(Date.self, forKey: .lastAccess),
+                  hits: try c.decode(Int.self, forKey: .hits), docIDs: try c.decode([String].self, forKey: .docIDs),
+                  pinned: try c.decode(Bool.self, forKey: .pinned))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(parent, forKey: .parent)
+        try c.encode(chainIndex, forKey: .chainIndex)
+        try c.encode(tokens, forKey: .tokens)
+        try c.encode(byteSize, forKey: .byteSize)
+        try c.encode(codec, forKey: .codec)
+        try c.encode(Hex.encode(modelFingerprint), forKey: .modelFingerprint)
+        try c.encode(created, forKey: .created)
+        try c.encode(lastAccess, forKey: .lastAccess)
+        try c.encode(hits, forKey: .hits)
+        try c.encode(docIDs, forKey: .docIDs)
+        try c.encode(pinned, forKey: .pinned)
+    }
+}
+
+extension ChunkKey: Codable {
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let key = ChunkKey(hex: text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a chunk key: \(text)"))
+        }
+        self = key
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(hex)
+    }
+}
+
+/// Binary encoding of `ChunkMeta` (docs/formats.md "Store layout"), little-endian:
+/// u8 version=1, parent[32], u32 chainIndex, u32 n + n×u32 tokens, u64 byteSize,
+/// str codec, bytes fingerprint, i64 created ms, i64 lastAccess ms, u64 hits, u8 pinned,
+/// u32 m + m×str docIDs. `str`/`bytes` = u32 length + bytes.
+enum MetaCodec {
+    static let version: UInt8 = 1
+
+    static func encode(_ m: ChunkMeta) -> [UInt8] {
+        var w = ByteWriter()
+        w.u8(version)
+        w.raw(m.parent.bytes)
+        w.u32(UInt32(m.chainIndex))
+        w.u32(UInt32(m.tokens.count))
+        for t in m.tokens { w.u32(UInt32(truncatingIfNeeded: t)) }
+        w.u64(UInt64(m.byteSize))
+        w.bytes(Array(m.codec.utf8))
+        w.bytes(m.modelFingerprint)
+        w.i64(millis(m.created))
+        w.i64(millis(m.lastAccess))
+        w.u64(UInt64(max(m.hits, 0)))
+        w.u8(m.pinned ? 1 : 0)
+        w.u32(UInt32(m.docIDs.count))
+        for d in m.docIDs { w.bytes(Array(d.utf8)) }
+        return w.out
+    }
+
+    static func decode(_ raw: [UInt8]) throws -> ChunkMeta {
+        var r = ByteReader(raw)
+        let v = try r.u8()
+        guard v == version else { throw StoreError.corruptRecord("meta record version \(v)") }
+        let parent = ChunkKey(unchecked: try r.raw(32))
+        let chainIndex = Int(try r.u32())
+        let n = Int(try r.u32())
+        guard n <= r.remaining / 4 else { throw StoreError.corruptRecord("meta token count \(n)") }
+        var tokens = [Int]()
+        tokens.reserveCapacity(n)
+        for _ in 0..<n { tokens.append(Int(try r.u32())) }
+        let byteSize = Int(try r.u64())
+        let codec = String(decoding: try r.bytes(), as: UTF8.self)
+        let fingerprint = try r.bytes()
+        let created = date(try r.i64())
+        let lastAccess = date(try r.i64())
+        let hits = Int(clamping: try r.u64())
+        let pinned = try r.u8() != 0
+        let m = Int(try r.u32())
+        var docs: [String] = []
+        for _ in 0..<m { docs.append(String(decoding: try r.bytes(), as: UTF8.self)) }
+        guard r.remaining == 0 else { throw StoreError.corruptRecord("trailing bytes in meta record") }
+        return ChunkMeta(parent: parent, chainIndex: chainIndex, tokens: tokens, codec: codec,
+                         modelFingerprint: fingerprint, byteSize: byteSize, created: created,
+                         lastAccess: lastAccess, hits: hits, docIDs: docs, pinned: pinned)
+    }
+
+    static func millis(_ d: Date) -> Int64 { Int64((d.timeIntervalSince1970 * 1000).rounded()) }
+    static func date(_ ms: Int64) -> Date { Date(timeIntervalSince1970: Double(ms) / 1000) }
+}
+
+/// Appends little-endian integers and length-prefixed byte strings.
+struct ByteWriter {
+    var out: [UInt8] = []
+    mutating func u8(_ v: UInt8) { out.append(v) }
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+    mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
+    mutating func raw(_ b: [UInt8]) { out += b }
+    mutating func bytes(_ b: [UInt8]) { u32(UInt32(b.count)); out += b }
+}
+
+/// Reads what `ByteWriter` wrote; throws on truncation.
+struct ByteReader {
+    private let data: [UInt8]
+    private var pos = 0
+    init(_ data: [UInt8]) { self.data = data }
+    var remaining: Int { data.count - pos }
+
+    mutating func raw(_ n: Int) throws -> [UInt8] {
+        guard n >= 0, n <= remaining else { throw StoreError.corruptRecord("truncated record") }
+        defer { pos += n }
+        return Array(data[pos..<pos + n])
+    }
+    mutating func u8() throws -> UInt8 { try raw(1)[0] }
+    mutating func u32() throws -> UInt32 {
+        let b = try raw(4)
+        return UInt32(b[0]) | UInt32(b[1]) << 8 | UInt32(b[2]) << 16 | UInt32(b[3]) << 24
+    }
+    mutating func u64() throws -> UInt64 { UInt64(try u32()) | UInt64(try u32()) << 32 }
+    mutating func i64() throws -> Int64 { Int64(bitPattern: try u64()) }
+    mutating func bytes() throws -> [UInt8] { try raw(Int(try u32())) }
+}

@@ -1,0 +1,104 @@
+import Foundation
+
+/// What to evict.
+public enum EvictionRule: Sendable {
+    /// Approximate LRU down to this many value bytes: least recently read first (at one-minute
+    /// granularity), and at equal age the deeper chunks of a chain (leaves) before their roots.
+    case toBudget(Int)
+    /// Entries last read before this date.
+    case olderThan(Date)
+    /// Entries last read longer ago than the store's TTL (nothing without a TTL).
+    case expired
+    /// Entries of one model fingerprint.
+    case model([UInt8])
+    /// Entries produced by one document (also drops the document record).
+    case document(String)
+    /// These keys.
+    case keys([ChunkKey])
+}
+
+/// What `evict` removed.
+public struct EvictionReport: Sendable, Codable, Equatable {
+    public var entries = 0
+    public var bytes = 0
+    public var keys: [ChunkKey] = []
+    public init() {}
+}
+
+extension ChunkStore {
+    /// Removes entries by `rule`. Pinned entries are kept unless `includePinned`.
+    @discardableResult
+    public func evict(_ rule: EvictionRule, includePinned: Bool = false) throws -> EvictionReport {
+        try gate.enter(); defer { gate.leave() }
+        guard !readOnly else { throw StoreError.readOnly(path: path) }
+        return try evictUngated(rule, includePinned: includePinned)
+    }
+
+    func evictUngated(_ rule: EvictionRule, includePinned: Bool) throws -> EvictionReport {
+        let victims = try candidates(rule, includePinned: includePinned)
+        var report = EvictionReport()
+        for entry in victims {
+            if case .toBudget(let budget) = rule, counters.withLock({ $0.totalBytes }) <= budget { break }
+            if try remove(entry.key, includePinned: includePinned) {
+                report.entries += 1
+                report.bytes += entry.meta.byteSize
+                report.keys.append(entry.key)
+            }
+        }
+        if case .document(let id) = rule, !readOnly {
+            let batch = db.makeBatch()
+            batch.delete(.docs, Array(id.utf8))
+            try rocks { try db.write(batch) }
+        }
+        if report.entries > 0 { try persistCounters() }
+        return report
+    }
+
+    /// The entries `rule` selects, in eviction order.
+    func candidates(_ rule: EvictionRule, includePinned: Bool) throws -> [ChunkEntry] {
+        let now = Date()
+        let keep = { (m: ChunkMeta) in includePinned || !m.pinned }
+        switch rule {
+        case .toBudget:
+            return try scanMeta { _, m in !m.pinned }.sorted(by: Self.lruOrder)
+        case .olderThan(let date):
+            return try scanMeta { _, m in keep(m) && m.lastAccess < date }
+        case .expired:
+            guard let ttl = options.ttl else { return [] }
+            return try scanMeta { _, m in !m.pinned && now.timeIntervalSince(m.lastAccess) > ttl }
+        case .model(let fp):
+            return try scanMeta { _, m in keep(m) && m.modelFingerprint == fp }
+        case .document(let id):
+            return try scanMeta { _, m in keep(m) && m.docIDs.contains(id) }
+        case .keys(let keys):
+            return try keys.compactMap { k in
+                try readMeta(k).flatMap { keep($0) ? ChunkEntry(key: k, meta: $0) : nil }
+            }
+        }
+    }
+
+    /// Approximate LRU: older minute first; within a minute, deeper chunk first.
+    static func lruOrder(_ a: ChunkEntry, _ b: ChunkEntry) -> Bool {
+        let ma = Int(a.meta.lastAccess.timeIntervalSince1970 / 60)
+        let mb = Int(b.meta.lastAccess.timeIntervalSince1970 / 60)
+        if ma != mb { return ma < mb }
+        if a.meta.chainIndex != b.meta.chainIndex { return a.meta.chainIndex > b.meta.chainIndex }
+        return a.meta.lastAccess < b.meta.lastAccess
+    }
+
+    /// Deletes value and meta of `key` atomically; false if it was gone (or pinned meanwhile).
+    func remove(_ key: ChunkKey, includePinned: Bool) throws -> Bool {
+        let size: Int? = try withStripe(key) {
+            guard let m = try readMeta(key), includePinned || !m.pinned else { return nil }
+            let batch = db.makeBatch()
+            batch.delete(.chunks, key.bytes)
+            batch.delete(.meta, key.bytes)
+            try rocks { try db.write(batch) }
+            return m.byteSize
+        }
+        guard let size else { return false }
+        tracker.forget(key)
+        counters.withLock { $0.totalBytes -= size; $0.evictions += 1; $0.dirty = true }
+        return true
+    }
+}

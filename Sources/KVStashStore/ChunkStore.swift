@@ -1,0 +1,287 @@
+import Foundation
+import Synchronization
+
+/// The cold tier: KV chunks under content-hashed chained keys in RocksDB.
+///
+/// Column families: `chunks` (key → value), `meta` (key → `ChunkMeta` record),
+/// `docs` (document id → `DocumentRecord`), `manifest` (version, chunk size, models,
+/// counters). Every chunk is written with its meta in one `WriteBatch`, so a crash leaves
+/// whole entries or none. Reads do not write: last-access times and hit counts are
+/// coalesced in memory and flushed every `flushInterval` seconds, every `flushEvery`
+/// reads and on `close()`.
+///
+/// Thread-safe: any number of threads may call any method concurrently.
+public final class ChunkStore: Sendable {
+    /// The store directory.
+    public let path: String
+    /// Tokens per chunk, as recorded in the manifest.
+    public let chunkSize: Int
+    /// Whether the store was opened read-only.
+    public let readOnly: Bool
+    let options: StoreOptions
+    let db: RocksDB
+    let gate = CloseGate()
+    let tracker = AccessTracker()
+    let sightings = SightingCounter()
+    let stripes: [NSLock] = (0..<64).map { _ in NSLock() }
+    let counters: Mutex<Counters>
+
+    struct Counters {
+        var reads = 0
+        var misses = 0
+        var corrupt = 0
+        var evictions = 0
+        var totalBytes = 0
+        var dirty = false
+    }
+
+    /// Opens (or creates) the store at `path`.
+    /// Throws `StoreError.locked` naming the holder when another process has it open for
+    /// writing (open with `readOnly: true` to read alongside it).
+    public init(path: String, options: StoreOptions = StoreOptions()) throws {
+        self.path = path
+        self.options = options
+        self.readOnly = options.readOnly
+        if options.createIfMissing && !options.readOnly {
+            try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        var settings = RocksSettings()
+        settings.readOnly = options.readOnly
+        settings.createIfMissing = options.createIfMissing && !options.readOnly
+        settings.blobFiles = options.blobFiles
+        settings.minBlobSize = UInt64(options.minBlobSize)
+        settings.syncWrites = options.syncWrites
+        db = try Self.openRocks(path: path, settings: settings)
+        do {
+            chunkSize = try Manifest.open(db, path: path, requestedChunkSize: options.chunkSize)
+        } catch {
+            db.close()
+            throw error
+        }
+        var c = Counters()
+        c.corrupt = Manifest.decodeInt(try? db.get(.manifest, Manifest.corruptKey)) ?? 0
+        c.evictions = Manifest.decodeInt(try? db.get(.manifest, Manifest.evictionsKey)) ?? 0
+        counters = Mutex(c)
+        let total = try scanMeta { _, _ in true }.reduce(0) { $0 + $1.meta.byteSize }
+        counters.withLock { $0.totalBytes = total }
+        if !readOnly {
+            LockHolderFile.write(storePath: path)
+            startMaintenance()
+        }
+    }
+
+    deinit {
+        if !gate.isClosed { try? close() }
+    }
+
+    /// Opens RocksDB, mapping a held LOCK to `StoreError.locked`. A read-only open races
+    /// with a live writer that deletes compacted SST files between reading the MANIFEST
+    /// and opening them; such opens are retried.
+    static func openRocks(path: String, settings: RocksSettings) throws -> RocksDB {
+        var attempt = 0
+        while true {
+            do {
+                return try RocksDB(path: path, settings: settings)
+            } catch let error as RocksError {
+                if error.isLock { throw StoreError.locked(path: path, holder: LockHolderFile.read(storePath: path)) }
+                attempt += 1
+                let vanished = error.message.contains("No such file")
+                guard settings.readOnly && vanished && attempt < 20 else { throw StoreError.rocksdb(error.message) }
+                usleep(50_000)
+            }
+        }
+    }
+
+    /// Flushes coalesced access updates and counters, then closes RocksDB. Idempotent.
+    public func close() throws {
+        guard gate.beginClose() else { return }
+        gate.waitForIdle()
+        var failure: Error? = nil
+        if !readOnly {
+            do { try flushAccessUngated() } catch { failure = error }
+            LockHolderFile.remove(storePath: path)
+        }
+        db.close()
+        if let failure { throw failure }
+    }
+
+    // MARK: core API
+
+    /// Writes a chunk: value and meta in one atomic batch. `meta.byteSize` is set from the
+    /// value. An existing entry keeps its created time, hits and pin and gains the new
+    /// document ids; its value is rewritten only when codec or size differ.
+    /// With `sync` (or `StoreOptions.syncWrites`) the WAL is fsynced before returning.
+    public func put(_ key: ChunkKey, value: [UInt8], meta: ChunkMeta, sync: Bool = false) throws {
+        try gate.enter(); defer { gate.leave() }
+        guard !readOnly else { throw StoreError.readOnly(path: path) }
+        var record = meta
+        record.byteSize = value.count
+        let delta: Int = try withStripe(key) {
+            let old = try readMeta(key)
+            let batch = db.makeBatch()
+            if let old {
+                record = Self.merge(old: old, new: record)
+                if old.codec != record.codec || old.byteSize != value.count {
+                    batch.put(.chunks, key.bytes, value)
+                } else if old == record {
+                    return 0
+                }
+            } else {
+                batch.put(.chunks, key.bytes, value)
+            }
+            batch.put(.meta, key.bytes, MetaCodec.encode(record))
+            try rocks { try db.write(batch, sync: sync || options.syncWrites) }
+            return value.count - (old?.byteSize ?? 0)
+        }
+        let over = counters.withLock { c -> Bool in
+            c.totalBytes += delta
+            return options.byteBudget.map { c.totalBytes > $0 } ?? false
+        }
+        if over, let budget = options.byteBudget {
+            _ = try evictUngated(.toBudget(budget * 9 / 10), includePinned: false)
+        }
+    }
+
+    static func merge(old: ChunkMeta, new: ChunkMeta) -> ChunkMeta {
+        var m = new
+        m.created = old.created
+        m.lastAccess = max(old.lastAccess, new.lastAccess)
+        m.hits = old.hits
+        m.pinned = old.pinned || new.pinned
+        m.docIDs = old.docIDs + new.docIDs.filter { !old.docIDs.contains($0) }
+        return m
+    }
+
+    /// The value of `key`, or nil. RocksDB block checksums are verified on the way and the
+    /// `validator` (if any) is applied: a value that fails either is counted as corrupt,
+    /// removed, and reported as a miss (nil).
+    /// `recordAccess: false` reads without counting a hit (admin inspection).
+    public func get(_ key: ChunkKey, recordAccess: Bool = true) throws -> [UInt8]? {
+        try gate.enter(); defer { gate.leave() }
+        let value: [UInt8]?
+        do {
+            value = try db.get(.chunks, key.bytes, fillCache: false)
+        } catch let error as RocksError where error.isCorruption {
+            try handleCorrupt(key, reason: error.message)
+            return nil
+        } catch let error as RocksError {
+            throw StoreError.rocksdb(error.message)
+        }
+        guard let value else {
+            counters.withLock { $0.reads += 1; $0.misses += 1 }
+            return nil
+        }
+        if let validator = options.validator, !validator(value) {
+            try handleCorrupt(key, reason: "value rejected by validator")
+            return nil
+        }
+        guard recordAccess else { return value }
+        counters.withLock { $0.reads += 1 }
+        if tracker.record(key) >= options.flushEvery && !readOnly {
+            try? flushAccessUngated()
+        }
+        return value
+    }
+
+    /// Which of `keys` are present (holes included), in order. Reads only the small meta
+    /// records, in one multi-get with bloom filters.
+    public func probe(_ keys: [ChunkKey]) -> [Bool] {
+        guard (try? gate.enter()) != nil else { return keys.map { _ in false } }
+        defer { gate.leave() }
+        if let found = try? db.multiGet(.meta, keys.map(\.bytes)) {
+            return found.map { $0 != nil }
+        }
+        return keys.map { (try? db.get(.meta, $0.bytes)).flatMap { $0 } != nil }
+    }
+
+    /// The metadata of `key` including not yet flushed hits, or nil.
+    public func meta(_ key: ChunkKey) throws -> ChunkMeta? {
+        try gate.enter(); defer { gate.leave() }
+        return try readMeta(key).map { tracker.overlay(key, $0) }
+    }
+
+    /// The request path calls this when the codec rejects a value `get` returned
+    /// (bad header, key or fingerprint mismatch, checksum): counted and removed.
+    public func reportCorrupt(_ key: ChunkKey, reason: String = "reported by reader") throws {
+        try gate.enter(); defer { gate.leave() }
+        try handleCorrupt(key, reason: reason)
+    }
+
+    /// Records one sighting of `key` and asks the admission policy whether to write it.
+    public func shouldAdmit(key: ChunkKey, meta: ChunkMeta, origin: AdmissionOrigin) -> Bool {
+        let seen = sightings.sight(key)
+        return options.admission.shouldAdmit(key: key, meta: meta, origin: origin, seenCount: seen)
+    }
+
+    // MARK: internals
+
+    func readMeta(_ key: ChunkKey) throws -> ChunkMeta? {
+        guard let raw = try rocks({ try db.get(.meta, key.bytes) }) else { return nil }
+        return try MetaCodec.decode(raw)
+    }
+
+    func withStripe<T>(_ key: ChunkKey, _ body: () throws -> T) rethrows -> T {
+        let lock = stripes[Int(key.bytes[0]) & 63]
+        lock.lock(); defer { lock.unlock() }
+        return try body()
+    }
+
+    /// Runs a RocksDB call, mapping its errors to `StoreError`.
+    func rocks<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as RocksError { throw StoreError.rocksdb(error.message) }
+    }
+
+    func handleCorrupt(_ key: ChunkKey, reason: String) throws {
+        counters.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
+        guard !readOnly else { return }
+        try withStripe(key) {
+            let batch = db.makeBatch()
+            batch.delete(.chunks, key.bytes)
+            batch.delete(.meta, key.bytes)
+            let note = "\(ISO8601DateFormatter().string(from: Date())) \(reason)"
+            batch.put(.manifest, Array((Manifest.quarantinePrefix + key.hex).utf8), Array(note.utf8))
+            try rocks { try db.write(batch) }
+        }
+        tracker.forget(key)
+    }
+
+    /// Calls `body` for every decodable meta record; collects those it accepts.
+    func scanMeta(_ accept: (ChunkKey, ChunkMeta) -> Bool) throws -> [ChunkEntry] {
+        var out: [ChunkEntry] = []
+        try rocks {
+            try db.scan(.meta) { k, v in
+                guard let key = ChunkKey(bytes: k), let m = try? MetaCodec.decode(v) else { return true }
+                let meta = tracker.overlay(key, m)
+                if accept(key, meta) { out.append(ChunkEntry(key: key, meta: meta)) }
+                return true
+            }
+        }
+        return out
+    }
+}
+
+/// Lets operations run concurrently and `close()` wait for them to finish.
+final class CloseGate: Sendable {
+    private let state = Mutex((closed: false, inflight: 0))
+
+    func enter() throws {
+        try state.withLock { s in
+            if s.closed { throw StoreError.closed }
+            s.inflight += 1
+        }
+    }
+    func leave() { state.withLock { $0.inflight -= 1 } }
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Marks the gate closed; false if it already was.
+    func beginClose() -> Bool {
+        state.withLock { s in
+            if s.closed { return false }
+            s.closed = true
+            return true
+        }
+    }
+    func waitForIdle() {
+        while state.withLock({ $0.inflight }) > 0 { usleep(1000) }
+    }
+}

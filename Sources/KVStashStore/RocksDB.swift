@@ -1,0 +1,300 @@
+import CRocksDB
+import Foundation
+
+/// Column families of a chunk store, in the order they are opened.
+enum Family: Int, CaseIterable, Sendable {
+    case `default`, chunks, meta, docs, manifest
+    var name: String { self == .default ? "default" : "\(self)" }
+}
+
+/// Per-store RocksDB settings derived from `StoreOptions`.
+struct RocksSettings: Sendable {
+    var readOnly = false
+    var createIfMissing = true
+    var blobFiles = false
+    var minBlobSize: UInt64 = 64 << 10
+    var syncWrites = false
+}
+
+/// A thin, safe wrapper over one RocksDB instance opened with the store's column families.
+///
+/// `@unchecked Sendable`: `rocksdb_t`, column-family handles and the read/write option
+/// objects are documented thread-safe for concurrent use (RocksDB's DB methods may be
+/// called from many threads without external synchronization; option objects are only
+/// read after construction). The pointers are immutable after `init`. Closing is the one
+/// unsafe operation, and `ChunkStore` only calls `close()` while holding its write lock,
+/// so no other call is in flight.
+final class RocksDB: @unchecked Sendable {
+    private let db: OpaquePointer
+    private let families: [OpaquePointer]
+    private let dbOptions: OpaquePointer
+    private let familyOptions: [OpaquePointer]
+    private let tableOptions: [OpaquePointer]
+    private let readVerified: OpaquePointer   // verify checksums, fill cache
+    private let readBulk: OpaquePointer       // verify checksums, do not fill cache
+    private let writeOptions: OpaquePointer
+    private let syncWriteOptions: OpaquePointer
+    let readOnly: Bool
+    private var closed = false
+
+    init(path: String, settings: RocksSettings) throws {
+        dbOptions = rocksdb_options_create()
+        rocksdb_options_set_create_if_missing(dbOptions, settings.createIfMissing ? 1 : 0)
+        rocksdb_options_set_create_missing_column_families(dbOptions, settings.createIfMissing ? 1 : 0)
+        rocksdb_options_set_paranoid_checks(dbOptions, 1)
+        rocksdb_options_set_wal_recovery_mode(dbOptions, 2) // point-in-time recovery
+        rocksdb_options_increase_parallelism(dbOptions, 2)
+        rocksdb_options_set_keep_log_file_num(dbOptions, 3)
+        // A read-only instance opens every table file at open, so a live writer that
+        // deletes compacted files afterwards cannot pull them away (unlinked files stay readable).
+        if settings.readOnly { rocksdb_options_set_max_open_files(dbOptions, -1) }
+        var fopts: [OpaquePointer] = []
+        var topts: [OpaquePointer] = []
+        for family in Family.allCases {
+            let (o, t) = Self.familyOptions(family, settings: settings)
+            fopts.append(o)
+            topts.append(t)
+        }
+        familyOptions = fopts
+        tableOptions = topts
+        readVerified = rocksdb_readoptions_create()
+        rocksdb_readoptions_set_verify_checksums(readVerified, 1)
+        readBulk = rocksdb_readoptions_create()
+        rocksdb_readoptions_set_verify_checksums(readBulk, 1)
+        rocksdb_readoptions_set_fill_cache(readBulk, 0)
+        writeOptions = rocksdb_writeoptions_create()
+        syncWriteOptions = rocksdb_writeoptions_create()
+        rocksdb_writeoptions_set_sync(syncWriteOptions, 1)
+        rocksdb_writeoptions_set_sync(writeOptions, settings.syncWrites ? 1 : 0)
+        readOnly = settings.readOnly
+
+        var handles = [OpaquePointer?](repeating: nil, count: Family.allCases.count)
+        let names = Family.allCases.map { strdup($0.name) }
+        defer { names.forEach { free($0) } }
+        var err: UnsafeMutablePointer<CChar>? = nil
+        let cNames: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
+        let cOpts: [OpaquePointer?] = fopts
+        let dbo = dbOptions
+        let opened: OpaquePointer? = cNames.withUnsafeBufferPointer { np in
+            cOpts.withUnsafeBufferPointer { op in
+                handles.withUnsafeMutableBufferPointer { hp in
+                    if settings.readOnly {
+                        return rocksdb_open_for_read_only_column_families(
+                            dbo, path, Int32(np.count), np.baseAddress, op.baseAddress,
+                            hp.baseAddress, 0, &err)
+                    }
+                    return rocksdb_open_column_families(
+                        dbo, path, Int32(np.count), np.baseAddress, op.baseAddress,
+                        hp.baseAddress, &err)
+                }
+            }
+        }
+        if let message = Self.take(err) {
+            Self.destroyOptions(dbOptions, fopts, topts, [readVerified, readBulk, writeOptions, syncWriteOptions])
+            throw RocksError(message: message)
+        }
+        db = opened!
+        families = handles.map { $0! }
+    }
+
+    private static func familyOptions(_ family: Family, settings: RocksSettings) -> (OpaquePointer, OpaquePointer) {
+        let o = rocksdb_options_create()!
+        let t = rocksdb_block_based_options_create()!
+        rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10))
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1)
+        if family == .chunks {
+            // Values are LZ4 frames already: RocksDB compression would only cost time.
+            rocksdb_options_set_compression(o, Int32(rocksdb_no_compression))
+            rocksdb_options_set_write_buffer_size(o, 64 << 20)
+            rocksdb_options_set_target_file_size_base(o, 256 << 20)
+            if settings.blobFiles {
+                rocksdb_options_set_enable_blob_files(o, 1)
+                rocksdb_options_set_min_blob_size(o, settings.minBlobSize)
+                rocksdb_options_set_blob_file_size(o, 256 << 20)
+                rocksdb_options_set_enable_blob_gc(o, 1)
+            }
+        } else {
+            rocksdb_options_set_compression(o, Int32(rocksdb_lz4_compression))
+        }
+        rocksdb_options_set_block_based_table_factory(o, t)
+        return (o, t)
+    }
+
+    private static func destroyOptions(_ db: OpaquePointer, _ f: [OpaquePointer], _ t: [OpaquePointer], _ rw: [OpaquePointer]) {
+        rocksdb_options_destroy(db)
+        f.forEach { rocksdb_options_destroy($0) }
+        t.forEach { rocksdb_block_based_options_destroy($0) }
+        rocksdb_readoptions_destroy(rw[0])
+        rocksdb_readoptions_destroy(rw[1])
+        rocksdb_writeoptions_destroy(rw[2])
+        rocksdb_writeoptions_destroy(rw[3])
+    }
+
+    /// Closes the database. The caller guarantees no concurrent call is in flight.
+    func close() {
+        guard !closed else { return }
+        closed = true
+        families.forEach { rocksdb_column_family_handle_destroy($0) }
+        rocksdb_close(db)
+        Self.destroyOptions(dbOptions, familyOptions, tableOptions, [readVerified, readBulk, writeOptions, syncWriteOptions])
+    }
+
+    deinit { close() }
+
+    // MARK: reads
+
+    /// The value under `key`, verified against RocksDB's block checksums.
+    func get(_ family: Family, _ key: [UInt8], fillCache: Bool = true) throws -> [UInt8]? {
+        var err: UnsafeMutablePointer<CChar>? = nil
+        let ro = fillCache ? readVerified : readBulk
+        let slice = key.withUnsafeBufferPointer { kp in
+            kp.withMemoryRebound(to: CChar.self) {
+                rocksdb_get_pinned_cf(db, ro, families[family.rawValue], $0.baseAddress, $0.count, &err)
+            }
+        }
+        if let message = Self.take(err) { throw RocksError(message: message) }
+        guard let slice else { return nil }
+        defer { rocksdb_pinnableslice_destroy(slice) }
+        var len = 0
+        guard let ptr = rocksdb_pinnableslice_value(slice, &len) else { return [] }
+        return ptr.withMemoryRebound(to: UInt8.self, capacity: len) {
+            Array(UnsafeBufferPointer(start: $0, count: len))
+        }
+    }
+
+    /// Values (or `nil` for absent keys) of many keys in one call; per-key errors are thrown.
+    func multiGet(_ family: Family, _ keys: [[UInt8]]) throws -> [[UInt8]?] {
+        let n = keys.count
+        if n == 0 { return [] }
+        let cfs = [OpaquePointer?](repeating: families[family.rawValue], count: n)
+        var values = [UnsafeMutablePointer<CChar>?](repeating: nil, count: n)
+        var sizes = [Int](repeating: 0, count: n)
+        var errs = [UnsafeMutablePointer<CChar>?](repeating: nil, count: n)
+        let keyCopies = keys.map { k -> UnsafeMutablePointer<CChar> in
+            let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(k.count, 1))
+            k.withUnsafeBytes { UnsafeMutableRawPointer(p).copyMemory(from: $0.baseAddress!, byteCount: k.count) }
+            return p
+        }
+        defer { keyCopies.forEach { $0.deallocate() } }
+        let keyPtrs: [UnsafePointer<CChar>?] = keyCopies.map { UnsafePointer($0) }
+        let keySizes = keys.map(\.count)
+        rocksdb_multi_get_cf(db, readVerified, cfs, n, keyPtrs, keySizes, &values, &sizes, &errs)
+        var out: [[UInt8]?] = []
+        out.reserveCapacity(n)
+        var firstError: String? = nil
+        for i in 0..<n {
+            if let message = Self.take(errs[i]) { firstError = firstError ?? message }
+            if let v = values[i] {
+                out.append(v.withMemoryRebound(to: UInt8.self, capacity: sizes[i]) {
+                    Array(UnsafeBufferPointer(start: $0, count: sizes[i]))
+                })
+                rocksdb_free(v)
+            } else {
+                out.append(nil)
+            }
+        }
+        if let firstError { throw RocksError(message: firstError) }
+        return out
+    }
+
+    /// Calls `body(key, value)` for every entry of `family` in key order until it returns false.
+    func scan(_ family: Family, bulk: Bool = true, _ body: ([UInt8], [UInt8]) throws -> Bool) throws {
+        let it = rocksdb_create_iterator_cf(db, bulk ? readBulk : readVerified, families[family.rawValue])!
+        defer { rocksdb_iter_destroy(it) }
+        rocksdb_iter_seek_to_first(it)
+        while rocksdb_iter_valid(it) != 0 {
+            var kl = 0, vl = 0
+            let k = rocksdb_iter_key(it, &kl)!
+            let v = rocksdb_iter_value(it, &vl)!
+            let key = k.withMemoryRebound(to: UInt8.self, capacity: kl) { Array(UnsafeBufferPointer(start: $0, count: kl)) }
+            let value = v.withMemoryRebound(to: UInt8.self, capacity: vl) { Array(UnsafeBufferPointer(start: $0, count: vl)) }
+            if try !body(key, value) { break }
+            rocksdb_iter_next(it)
+        }
+        var err: UnsafeMutablePointer<CChar>? = nil
+        rocksdb_iter_get_error(it, &err)
+        if let message = Self.take(err) { throw RocksError(message: message) }
+    }
+
+    // MARK: writes
+
+    /// Applies `batch` atomically across column families.
+    func write(_ batch: WriteBatch, sync: Bool = false) throws {
+        var err: UnsafeMutablePointer<CChar>? = nil
+        rocksdb_write(db, sync ? syncWriteOptions : writeOptions, batch.handle, &err)
+        if let message = Self.take(err) { throw RocksError(message: message) }
+    }
+
+    func makeBatch() -> WriteBatch { WriteBatch(families: families) }
+
+    /// Flushes the memtables of every column family to SST files.
+    func flush() throws {
+        let fo = rocksdb_flushoptions_create()!
+        defer { rocksdb_flushoptions_destroy(fo) }
+        rocksdb_flushoptions_set_wait(fo, 1)
+        for family in Family.allCases {
+            var err: UnsafeMutablePointer<CChar>? = nil
+            rocksdb_flush_cf(db, fo, families[family.rawValue], &err)
+            if let message = Self.take(err) { throw RocksError(message: message) }
+        }
+    }
+
+    /// Full manual compaction of every column family.
+    func compactAll() {
+        for family in Family.allCases {
+            rocksdb_compact_range_cf(db, families[family.rawValue], nil, 0, nil, 0)
+        }
+    }
+
+    /// A RocksDB property (e.g. `rocksdb.total-sst-files-size`) of one column family.
+    func property(_ family: Family, _ name: String) -> String? {
+        guard let p = rocksdb_property_value_cf(db, families[family.rawValue], name) else { return nil }
+        defer { rocksdb_free(p) }
+        return String(cString: p)
+    }
+
+    static func take(_ err: UnsafeMutablePointer<CChar>?) -> String? {
+        guard let err else { return nil }
+        defer { rocksdb_free(err) }
+        return String(cString: err)
+    }
+}
+
+/// An atomic group of puts and deletes across column families.
+final class WriteBatch {
+    let handle: OpaquePointer
+    private let families: [OpaquePointer]
+
+    init(families: [OpaquePointer]) {
+        self.handle = rocksdb_writebatch_create()
+        self.families = families
+    }
+    deinit { rocksdb_writebatch_destroy(handle) }
+
+    func put(_ family: Family, _ key: [UInt8], _ value: [UInt8]) {
+        key.withUnsafeBytes { k in
+            value.withUnsafeBytes { v in
+                rocksdb_writebatch_put_cf(handle, families[family.rawValue],
+                                          k.baseAddress?.assumingMemoryBound(to: CChar.self), k.count,
+                                          v.baseAddress?.assumingMemoryBound(to: CChar.self), v.count)
+            }
+        }
+    }
+
+    func delete(_ family: Family, _ key: [UInt8]) {
+        key.withUnsafeBytes { k in
+            rocksdb_writebatch_delete_cf(handle, families[family.rawValue],
+                                         k.baseAddress?.assumingMemoryBound(to: CChar.self), k.count)
+        }
+    }
+}
+
+/// An error message from RocksDB.
+struct RocksError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+    /// RocksDB reports checksum mismatches and damaged blocks as "Corruption: ...".
+    var isCorruption: Bool { message.contains("Corruption") || message.contains("checksum mismatch") }
+    /// The LOCK file of the directory is held by another process (or this one).
+    var isLock: Bool { message.contains("LOCK") || message.contains("lock hold") }
+}

@@ -1,0 +1,57 @@
+import XCTest
+@testable import KVStashEngine
+
+/// The chat template against jinja2 renderings (Tests/reference/tokenizer_reference.py).
+/// "default_system": the GGUF's own template, which inserts SmolLM's default system turn.
+/// "bare": plain ChatML without it (our `defaultSystem: false`).
+final class ChatTemplateTests: XCTestCase {
+    func testRenderMatchesJinja2() throws {
+        let gguf = try requireModelGGUF()
+        let golden = try TokenizerGolden.load()
+        let tmpl = try ChatTemplate(gguf: gguf)
+        XCTAssertFalse(tmpl.isFallback)
+        XCTAssertEqual(tmpl.defaultSystemPrompt, "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        XCTAssertGreaterThanOrEqual(golden.chat.count, 8)
+        for c in golden.chat {
+            let agp = c.add_generation_prompt
+            XCTAssertEqual(tmpl.render(c.messages, addGenerationPrompt: agp, defaultSystem: true), c.default_system,
+                           "\(c.name) agp=\(agp), default system form")
+            XCTAssertEqual(tmpl.render(c.messages, addGenerationPrompt: agp, defaultSystem: false), c.bare,
+                           "\(c.name) agp=\(agp), bare form")
+        }
+    }
+
+    func testChatPromptIdsMatchReference() throws {
+        let gguf = try requireModelGGUF()
+        let golden = try TokenizerGolden.load()
+        let tok = try Tokenizer(gguf: gguf)
+        let tmpl = try ChatTemplate(gguf: gguf)
+        for c in golden.chat {
+            let agp = c.add_generation_prompt
+            XCTAssertEqual(tok.encode(tmpl.render(c.messages, addGenerationPrompt: agp, defaultSystem: true)),
+                           c.default_system_ids, "\(c.name) agp=\(agp), default system form")
+            XCTAssertEqual(tok.encode(tmpl.render(c.messages, addGenerationPrompt: agp, defaultSystem: false)),
+                           c.bare_ids, "\(c.name) agp=\(agp), bare form")
+        }
+    }
+
+    func testUnknownTemplateFallsBackToChatML() {
+        for src in [nil, "{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"] {
+            let t = ChatTemplate(source: src)
+            XCTAssertTrue(t.isFallback)
+            XCTAssertNil(t.defaultSystemPrompt)
+            let msgs = [ChatMessage(role: "user", content: "hi")]
+            XCTAssertEqual(t.render(msgs, addGenerationPrompt: true, defaultSystem: true),
+                           "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+        }
+    }
+
+    func testQwenStyleDefaultSystemWithEscapedNewlines() {
+        let src = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+            + "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+            + "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+        let t = ChatTemplate(source: src)
+        XCTAssertFalse(t.isFallback)
+        XCTAssertEqual(t.defaultSystemPrompt, "You are a helpful assistant.")
+    }
+}
