@@ -43,7 +43,7 @@ let package = Package(
         ]),
         // OpenAI-compatible HTTP server, admin API, Prometheus metrics.
         .target(name: "KVStashServer", dependencies: [
-            "KVStash",
+            "KVStash", "KVStashEngine", "KVStashStore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),

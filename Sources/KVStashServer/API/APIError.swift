@@ -79,6 +79,9 @@ extension APIError {
         switch error {
         case let e as APIError:
             return e
+        case is CancellationError:
+            return APIError(.init(code: 499, reasonPhrase: "Client Closed Request"), "request cancelled",
+                            type: "cancelled")
         case let e as DecodingError:
             return .badRequest(describe(e), param: paramName(e), code: "invalid_value")
         case let e as HTTPError:
@@ -112,6 +115,8 @@ extension APIError {
 
     private static func describe(_ error: DecodingError) -> String {
         switch error {
+        case .typeMismatch(_, let c) where c.codingPath.isEmpty:
+            return "the request body must be a JSON object"
         case .typeMismatch(let type, let c):
             return "invalid type for '\(path(c))': expected \(typeName(type))"
         case .valueNotFound(let type, let c):

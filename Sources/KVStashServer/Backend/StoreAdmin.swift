@@ -12,18 +12,24 @@ public struct StoreStatsSnapshot: Sendable, Hashable, Codable {
     public var corruptBlocks: Int
     /// Tokens per chunk.
     public var chunkSize: Int
-    /// Byte budget of the store, if any.
-    public var budgetBytes: Int?
+    /// Documents precomputed into the store.
+    public var documents: Int
+    /// Size of the store's files on disk.
+    public var diskBytes: Int
+    /// Bytes of stored values by codec.
+    public var bytesByCodec: [String: Int]
 
     public init(entries: Int, bytes: Int, pinnedEntries: Int, evictions: Int, corruptBlocks: Int,
-                chunkSize: Int, budgetBytes: Int? = nil) {
+                chunkSize: Int, documents: Int = 0, diskBytes: Int = 0, bytesByCodec: [String: Int] = [:]) {
         self.entries = entries
         self.bytes = bytes
         self.pinnedEntries = pinnedEntries
         self.evictions = evictions
         self.corruptBlocks = corruptBlocks
         self.chunkSize = chunkSize
-        self.budgetBytes = budgetBytes
+        self.documents = documents
+        self.diskBytes = diskBytes
+        self.bytesByCodec = bytesByCodec
     }
 }
 
@@ -116,12 +122,17 @@ public struct StoreEvictResult: Sendable, Hashable, Codable {
 
 /// What `POST /admin/verify` found.
 public struct StoreVerifyReport: Sendable, Hashable, Codable {
+    /// Values read and checked.
     public var checked: Int
+    /// Keys whose value failed its checksum or header check.
     public var corrupt: [String]
+    /// Keys of bad entries that were removed.
+    public var removed: [String]
 
-    public init(checked: Int, corrupt: [String]) {
+    public init(checked: Int, corrupt: [String], removed: [String]) {
         self.checked = checked
         self.corrupt = corrupt
+        self.removed = removed
     }
 }
 
@@ -134,6 +145,6 @@ public protocol StoreAdmin: Sendable {
     func evict(_ request: StoreEvictRequest) async throws -> StoreEvictResult
     /// Pins or unpins; returns false when the key is not stored.
     func setPinned(key: String, _ pinned: Bool) async throws -> Bool
-    /// Checks every stored value (or only `keys`) against its checksum and header.
-    func verify(keys: [String]?) async throws -> StoreVerifyReport
+    /// Checks every stored value against its checksums and header; removes bad entries.
+    func verify() async throws -> StoreVerifyReport
 }

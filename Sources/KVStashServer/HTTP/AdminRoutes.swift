@@ -7,9 +7,10 @@ private struct EvictBody: Decodable {
     var down_to_bytes: Int?
 }
 
-/// Body of `POST /admin/verify`: all entries, or only `keys`.
-private struct VerifyBody: Decodable {
-    var keys: [String]?
+/// Answer of pin and unpin.
+private struct PinResult: Encodable {
+    var key: String
+    var pinned: Bool
 }
 
 /// Admin answers use snake_case keys.
@@ -57,12 +58,7 @@ extension KVStashServer {
             default: throw APIError.badRequest("give either 'keys' or 'down_to_bytes' (>= 0)")
             }
         }
-        group.post("/verify") { request, _ in
-            var request = request
-            let hasBody = (request.headers[.contentLength].flatMap { Int($0) } ?? 1) > 0
-            let keys = hasBody ? try await request.decodeJSON(VerifyBody.self, limit: configuration.maxBodyBytes).keys : nil
-            return try await adminJSON(store().verify(keys: keys))
-        }
+        group.post("/verify") { _, _ in try await adminJSON(store().verify()) }
     }
 
     private func store() throws -> any StoreAdmin {
@@ -77,6 +73,6 @@ extension KVStashServer {
     private func pin(_ context: ServerContext, _ pinned: Bool) async throws -> Response {
         let key = try context.parameters.require("key")
         guard try await store().setPinned(key: key, pinned) else { throw noEntry(key) }
-        return try adminJSON(["key": key, "pinned": pinned ? "true" : "false"])
+        return try adminJSON(PinResult(key: key, pinned: pinned))
     }
 }

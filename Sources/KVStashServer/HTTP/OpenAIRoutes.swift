@@ -33,20 +33,41 @@ extension KVStashServer {
             return try jsonResponse(ModelList.Model(id: id, created: startedAt, context_length: backend.contextLength))
         }
         router.post("/v1/completions") { request, context in
-            var request = request
-            let arrival = ContinuousClock.now
-            let body = try await request.decodeJSON(CompletionRequest.self, limit: configuration.maxBodyBytes)
-            let call = try makeCall(.completions, prompt: .text(body.prompt.text), body.fields)
-            return try await serve(call, arrival: arrival, context: context)
+            try await counted(.completions) {
+                var request = request
+                let arrival = ContinuousClock.now
+                let body = try await request.decodeJSON(CompletionRequest.self, limit: configuration.maxBodyBytes)
+                let call = try makeCall(.completions, prompt: .text(body.prompt.text), body.fields)
+                return try await serve(call, arrival: arrival, context: context)
+            }
         }
         router.post("/v1/chat/completions") { request, context in
-            var request = request
-            let arrival = ContinuousClock.now
-            let body = try await request.decodeJSON(ChatRequest.self, limit: configuration.maxBodyBytes)
-            let turns = try body.messages.enumerated().map { i, m in try turn(m, index: i) }
-            guard !turns.isEmpty else { throw APIError.badRequest("'messages' must not be empty", param: "messages") }
-            let call = try makeCall(.chat, prompt: .chat(turns), body.fields)
-            return try await serve(call, arrival: arrival, context: context)
+            try await counted(.chat) {
+                var request = request
+                let arrival = ContinuousClock.now
+                let body = try await request.decodeJSON(ChatRequest.self, limit: configuration.maxBodyBytes)
+                let turns = try body.messages.enumerated().map { i, m in try turn(m, index: i) }
+                guard !turns.isEmpty else { throw APIError.badRequest("'messages' must not be empty", param: "messages") }
+                let call = try makeCall(.chat, prompt: .chat(turns), body.fields)
+                return try await serve(call, arrival: arrival, context: context)
+            }
+        }
+    }
+
+    /// Counts a request that failed before its answer started, by outcome.
+    /// (Streamed answers count their own end in `sseResponse`; successful JSON answers in `serve`.)
+    private func counted(_ endpoint: Endpoint, _ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
+        } catch {
+            let outcome: String
+            if error is CancellationError || Task.isCancelled {
+                outcome = "cancelled"
+            } else {
+                outcome = APIError.from(error).status.code < 500 ? "client_error" : "server_error"
+            }
+            metrics.request(endpoint.rawValue, outcome: outcome)
+            throw error
         }
     }
 
@@ -90,13 +111,7 @@ extension KVStashServer {
 
     /// Prepares (4xx if the job cannot be served), then answers as JSON or as an SSE stream.
     func serve(_ call: CompletionCall, arrival: ContinuousClock.Instant, context: ServerContext) async throws -> Response {
-        let prepared: PreparedCompletion
-        do {
-            prepared = try await backend.prepare(call.job)
-        } catch {
-            metrics.request(call.endpoint.rawValue, outcome: "client_error")
-            throw error
-        }
+        let prepared = try await backend.prepare(call.job)
         let run = GenerationRun(backend: backend, prepared: prepared, stops: call.stops, metrics: metrics,
                                 arrival: arrival)
         let watcher = await context.disconnectWatcher()
@@ -107,16 +122,10 @@ extension KVStashServer {
         }
         let token = watcher?.onDisconnect { run.cancel() }
         defer { if let token { watcher?.remove(token) } }
-        do {
-            let (text, usage) = try await run.collect()
-            guard usage.finishReason != .cancelled else { throw CancellationError() }
-            metrics.record(usage)
-            metrics.request(call.endpoint.rawValue, outcome: "ok")
-            return try jsonResponse(meta.answer(text: text, usage: usage))
-        } catch {
-            let cancelled = error is CancellationError || Task.isCancelled
-            metrics.request(call.endpoint.rawValue, outcome: cancelled ? "cancelled" : "server_error")
-            throw error
-        }
+        let (text, usage) = try await run.collect()
+        guard usage.finishReason != .cancelled else { throw CancellationError() }
+        metrics.record(usage)
+        metrics.request(call.endpoint.rawValue, outcome: "ok")
+        return try jsonResponse(meta.answer(text: text, usage: usage))
     }
 }
