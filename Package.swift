@@ -19,9 +19,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
-        // System libraries (Debian: librocksdb-dev, liblz4-dev, libopenblas-dev).
+        // System libraries (Debian: librocksdb-dev, liblz4-dev, libzstd-dev, libopenblas-dev).
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
         // SIMD kernels with runtime CPU dispatch.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
@@ -31,7 +32,7 @@ let package = Package(
         // GGUF, tokenizer, Llama forward pass, sampling.
         .target(name: "KVStashEngine", dependencies: ["KVStashCore", "CBLAS", "CKernels"]),
         // KV block codec: header, f32/f16/int8/int4, LZ4 frame.
-        .target(name: "KVStashCodec", dependencies: ["KVStashCore", "CLZ4", "CKernels"]),
+        .target(name: "KVStashCodec", dependencies: ["KVStashCore", "CLZ4", "CZstd", "CKernels"]),
         // Content-hashed chunk store on RocksDB.
         .target(name: "KVStashStore", dependencies: [
             "KVStashCore", "CRocksDB",
@@ -52,6 +53,10 @@ let package = Package(
             "KVStash", "KVStashStore", "KVStashServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Codec size, speed and quality benchmarks (bench/codec, docs/benchmarks.md).
+        .executableTarget(name: "codec-bench", dependencies: ["KVStashCodec", "KVStashEngine", "CKernels"],
+                          path: "bench/codec"),
 
         .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"]),
         .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),

@@ -14,3 +14,5 @@ const char *kv_kernels_isa(void);
 void kv_axpy(float *y, const float *x, float a, size_t n);
 
 #endif
+#include "engine.h"
+#include "kvcodec.h"

@@ -1,0 +1,157 @@
+#include <math.h>
+#include <string.h>
+#include "engine.h"
+
+#if defined(__x86_64__) && defined(__clang__)
+#define KV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#else
+#define KV_CLONES
+#endif
+
+static inline float f32_from_bits(uint32_t w) { float f; memcpy(&f, &w, 4); return f; }
+static inline uint32_t f32_to_bits(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
+
+/* Branch-free half -> float (normals, subnormals, inf, nan), as in FP16/ggml. */
+static inline float half_to_float(uint16_t h) {
+    const uint32_t w = (uint32_t)h << 16;
+    const uint32_t sign = w & 0x80000000u;
+    const uint32_t two_w = w + w;
+    const float normalized = f32_from_bits((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+    const float denormalized = f32_from_bits((two_w >> 17) | (126u << 23)) - 0.5f;
+    const uint32_t bits = two_w < (1u << 27) ? f32_to_bits(denormalized) : f32_to_bits(normalized);
+    return f32_from_bits(sign | bits);
+}
+
+float kv_half_to_float(uint16_t h) { return half_to_float(h); }
+
+static inline uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+KV_CLONES void kv_dequant_f16(const uint16_t *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
+}
+
+KV_CLONES void kv_dequant_bf16(const uint16_t *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = f32_from_bits((uint32_t)src[i] << 16);
+}
+
+/* Q8_0 block: f16 scale d, 32 x int8. x = d * q. */
+KV_CLONES void kv_dequant_q8_0(const void *src, float *dst, size_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (size_t blk = 0; blk < n / 32; blk++, b += 34, dst += 32) {
+        const float d = half_to_float(load_u16(b));
+        const int8_t *q = (const int8_t *)(b + 2);
+        for (int j = 0; j < 32; j++) dst[j] = d * (float)q[j];
+    }
+}
+
+/* Q4_0 block: f16 scale d, 16 bytes; low nibbles are elements 0..15, high 16..31. x = d * (q - 8). */
+KV_CLONES void kv_dequant_q4_0(const void *src, float *dst, size_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (size_t blk = 0; blk < n / 32; blk++, b += 18, dst += 32) {
+        const float d = half_to_float(load_u16(b));
+        const uint8_t *q = b + 2;
+        for (int j = 0; j < 16; j++) {
+            dst[j] = d * (float)((int)(q[j] & 0x0F) - 8);
+            dst[j + 16] = d * (float)((int)(q[j] >> 4) - 8);
+        }
+    }
+}
+
+/* Q4_1 block: f16 scale d, f16 min m, 16 bytes of nibbles as Q4_0. x = d * q + m. */
+KV_CLONES void kv_dequant_q4_1(const void *src, float *dst, size_t n) {
+    const uint8_t *b = (const uint8_t *)src;
+    for (size_t blk = 0; blk < n / 32; blk++, b += 20, dst += 32) {
+        const float d = half_to_float(load_u16(b));
+        const float m = half_to_float(load_u16(b + 2));
+        const uint8_t *q = b + 4;
+        for (int j = 0; j < 16; j++) {
+            dst[j] = d * (float)(q[j] & 0x0F) + m;
+            dst[j + 16] = d * (float)(q[j] >> 4) + m;
+        }
+    }
+}
+
+KV_CLONES void kv_rmsnorm(float *out, const float *x, const float *w, size_t rows, size_t n, float eps) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *o = out + r * n;
+        double ss = 0;
+        for (size_t i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+        const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+        for (size_t i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
+    }
+}
+
+/* exp(x) for x <= 0 (softmax arguments), vectorizable: 2^k * p(r), |r| <= ln2/2,
+   degree-6 minimax polynomial; relative error about 2e-7. */
+static inline float exp_nonpos(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float k = __builtin_roundf(x * 1.44269504088896341f);
+    const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * f32_from_bits((uint32_t)((int32_t)k + 127) << 23);
+}
+
+KV_CLONES void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld) {
+    for (size_t r = 0; r < rows; r++) {
+        float *g = gate + r * ld;
+        const float *u = up + r * ld;
+        for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+KV_CLONES void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
+                       size_t heads, size_t head_dim, size_t n_rot,
+                       const float *cos_t, const float *sin_t, int neox) {
+    const size_t half = n_rot / 2;
+    for (size_t r = 0; r < rows; r++) {
+        const float *c = cos_t + r * half, *s = sin_t + r * half;
+        for (size_t h = 0; h < heads; h++) {
+            const float *x = src + r * ld_src + h * head_dim;
+            float *y = dst + r * ld_dst + h * head_dim;
+            if (neox) {
+                for (size_t i = 0; i < half; i++) {
+                    const float a = x[i], b = x[i + half];
+                    y[i] = a * c[i] - b * s[i];
+                    y[i + half] = a * s[i] + b * c[i];
+                }
+            } else {
+                for (size_t i = 0; i < half; i++) {
+                    const float a = x[2 * i], b = x[2 * i + 1];
+                    y[2 * i] = a * c[i] - b * s[i];
+                    y[2 * i + 1] = a * s[i] + b * c[i];
+                }
+            }
+            if (y != x) for (size_t i = n_rot; i < head_dim; i++) y[i] = x[i];
+        }
+    }
+}
+
+KV_CLONES void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t valid0) {
+    for (size_t r = 0; r < rows; r++) {
+        float *row = s + r * ld;
+        size_t valid = valid0 + r;
+        if (valid > cols) valid = cols;
+        float mx = -INFINITY;
+        for (size_t i = 0; i < valid; i++) mx = row[i] > mx ? row[i] : mx;
+        float sum = 0;
+        for (size_t i = 0; i < valid; i++) {
+            const float e = exp_nonpos(row[i] - mx);
+            row[i] = e;
+            sum += e;
+        }
+        const float inv = 1.0f / sum;
+        for (size_t i = 0; i < valid; i++) row[i] *= inv;
+        for (size_t i = valid; i < cols; i++) row[i] = 0;
+    }
+}
+
+KV_CLONES void kv_add(float *out, const float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = x[i] + y[i];
+}

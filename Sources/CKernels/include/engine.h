@@ -1,0 +1,42 @@
+#ifndef KVSTASH_ENGINE_H
+#define KVSTASH_ENGINE_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Inference kernels of the engine: GGUF dequantization and the element-wise parts
+   of a transformer layer. Matrix products go through BLAS, not here. */
+
+/* GGUF tensor dequantization to f32. `n` counts elements (a multiple of 32 for the
+   block types); `src` points at the raw GGUF bytes. */
+void kv_dequant_f16(const uint16_t *src, float *dst, size_t n);
+void kv_dequant_bf16(const uint16_t *src, float *dst, size_t n);
+void kv_dequant_q8_0(const void *src, float *dst, size_t n);
+void kv_dequant_q4_0(const void *src, float *dst, size_t n);
+void kv_dequant_q4_1(const void *src, float *dst, size_t n);
+
+/* IEEE half to float for one value. */
+float kv_half_to_float(uint16_t h);
+
+/* out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * w[i] for `rows` rows of `n`. */
+void kv_rmsnorm(float *out, const float *x, const float *w, size_t rows, size_t n, float eps);
+
+/* gate[r][i] = silu(gate[r][i]) * up[r][i], rows of `n`, each row of both at stride `ld`. */
+void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld);
+
+/* Rotary embedding of `rows` rows (row r at x + r*ld) holding `heads` heads of
+   `head_dim`; only the first `n_rot` dims of each head rotate. `cos_t`/`sin_t` hold
+   `n_rot/2` values per row. neox = 0: pairs (2i, 2i+1) (llama.cpp NORMAL);
+   neox = 1: pairs (i, i + n_rot/2) (NEOX). src may equal dst (same ld). */
+void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
+             size_t heads, size_t head_dim, size_t n_rot,
+             const float *cos_t, const float *sin_t, int neox);
+
+/* Causal softmax of a block of attention scores: row r of `s` (stride ld) holds
+   scores against keys 0..<ld; keys 0..<valid0 + r are visible (exclusive bound
+   valid0 + r, clipped to `cols`), the rest become 0. Numerically stable. */
+void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t valid0);
+
+/* out[i] = x[i] + y[i] */
+void kv_add(float *out, const float *x, const float *y, size_t n);
+
+#endif

@@ -1,0 +1,123 @@
+import CKernels
+import KVStashCore
+
+/// Scratch activations of one forward chunk, `n` rows each.
+private struct Activations {
+    let x: UnsafeMutablePointer<Float>     // residual stream [n][dim]
+    let xn: UnsafeMutablePointer<Float>    // normalized input [n][dim]
+    let qkv: UnsafeMutablePointer<Float>   // [n][qDim + 2 kvDim]
+    let attn: UnsafeMutablePointer<Float>  // attention output [n][qDim]
+    let gateUp: UnsafeMutablePointer<Float> // [n][2 ffnDim]
+
+    init(n: Int, c: ModelConfig) {
+        x = .allocate(capacity: n * c.dim)
+        xn = .allocate(capacity: n * c.dim)
+        qkv = .allocate(capacity: n * (c.qDim + 2 * c.kvDim))
+        attn = .allocate(capacity: n * c.qDim)
+        gateUp = .allocate(capacity: n * 2 * c.ffnDim)
+    }
+
+    func deallocate() { [x, xn, qkv, attn, gateUp].forEach { $0.deallocate() } }
+}
+
+/// `c[m][out] = a[m][in] · w^T + beta * c` for a weight `w` of `[out][in]`.
+private func project(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, _ w: [Float], out: Int, in k: Int,
+                     into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
+    w.withUnsafeBufferPointer { wp in
+        gemmNT(m: m, n: out, k: k, a: a, lda: lda, b: wp.baseAddress!, ldb: k,
+               beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+    }
+}
+
+extension LlamaModel {
+    /// Runs `tokens` at positions `cache.count...` through the model, appends their
+    /// K (before RoPE) and V to `cache`, and returns the logits of the last row, or of
+    /// every row (`[n][vocab]`) when `allLogits`. Inputs are already validated.
+    func forward(_ tokens: ArraySlice<Int>, cache: inout KVCache, allLogits: Bool) -> [Float] {
+        let c = config, n = tokens.count, start = cache.count
+        let ropedFrom = cache.ropedCount
+        cache.extend(by: n)
+        let rope = RopeTable(positions: ropedFrom..<(start + n), ropeDims: c.ropeDims, base: c.ropeBase)
+        let act = Activations(n: n, c: c)
+        defer { act.deallocate() }
+        embed(tokens, into: act.x)
+        for layer in 0..<c.layers {
+            attentionBlock(layer: layer, n: n, start: start, ropedFrom: ropedFrom, rope: rope, act: act, cache: &cache)
+            mlpBlock(layer: layer, n: n, act: act)
+        }
+        cache.markRoped()
+        return logits(act: act, n: n, allRows: allLogits)
+    }
+
+    private func embed(_ tokens: ArraySlice<Int>, into x: UnsafeMutablePointer<Float>) {
+        let d = config.dim
+        weights.tokenEmbedding.withUnsafeBufferPointer { e in
+            for (r, t) in tokens.enumerated() { (x + r * d).update(from: e.baseAddress! + t * d, count: d) }
+        }
+    }
+
+    /// x += Wo · attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn), with xn = RMSNorm(x).
+    private func attentionBlock(layer l: Int, n: Int, start: Int, ropedFrom: Int, rope: RopeTable,
+                                act: Activations, cache: inout KVCache) {
+        let c = config, w = weights.layers[l]
+        let qkvDim = c.qDim + 2 * c.kvDim, kvDim = c.kvDim
+        w.attnNorm.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.x, $0.baseAddress!, n, c.dim, c.rmsEps) }
+        project(act.xn, lda: c.dim, rows: n, w.wqkv, out: qkvDim, in: c.dim, into: act.qkv, ldc: qkvDim)
+        if let bias = w.bqkv {
+            bias.withUnsafeBufferPointer { b in
+                for r in 0..<n { kv_add(act.qkv + r * qkvDim, act.qkv + r * qkvDim, b.baseAddress!, qkvDim) }
+            }
+        }
+        // The cache keeps K before RoPE, and V.
+        for (kind, column) in [(KVKind.key, c.qDim), (.value, c.qDim + kvDim)] {
+            cache.withMutableRows(layer: l, kind, start..<(start + n)) { dst in
+                for r in 0..<n { (dst.baseAddress! + r * kvDim).update(from: act.qkv + r * qkvDim + column, count: kvDim) }
+            }
+        }
+        let neox: Int32 = c.ropeStyle == .neox ? 1 : 0
+        rope.cos.withUnsafeBufferPointer { cosT in
+            rope.sin.withUnsafeBufferPointer { sinT in
+                let q0 = rope.offset(of: start)
+                kv_rope(act.qkv, qkvDim, act.qkv, qkvDim, n, c.heads, c.headDim, c.ropeDims,
+                        cosT.baseAddress! + q0, sinT.baseAddress! + q0, neox)
+                // Rotate every key not rotated yet, spliced ones included.
+                cache.withRopedKeys(layer: l) { raw, roped in
+                    let off = ropedFrom * kvDim
+                    kv_rope(roped.baseAddress! + off, kvDim, raw.baseAddress! + off, kvDim, start + n - ropedFrom,
+                            c.kvHeads, c.headDim, c.ropeDims, cosT.baseAddress!, sinT.baseAddress!, neox)
+                }
+            }
+        }
+        let attention = CausalAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
+        cache.withRopedKeys(layer: l) { keys in
+            cache.withRows(layer: l, .value, 0..<(start + n)) { values in
+                attention(q: act.qkv, ldq: qkvDim, n: n, start: start, keys: keys.baseAddress!,
+                          values: values.baseAddress!, out: act.attn, ldo: c.qDim)
+            }
+        }
+        project(act.attn, lda: c.qDim, rows: n, w.wo, out: c.dim, in: c.qDim, into: act.x, ldc: c.dim, accumulate: true)
+    }
+
+    /// x += W_down · (SiLU(W_gate xn) ⊙ W_up xn), with xn = RMSNorm(x).
+    private func mlpBlock(layer l: Int, n: Int, act: Activations) {
+        let c = config, w = weights.layers[l], f = c.ffnDim
+        w.ffnNorm.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.x, $0.baseAddress!, n, c.dim, c.rmsEps) }
+        project(act.xn, lda: c.dim, rows: n, w.wGateUp, out: 2 * f, in: c.dim, into: act.gateUp, ldc: 2 * f)
+        kv_silu_mul(act.gateUp, act.gateUp + f, n, f, 2 * f)
+        project(act.gateUp, lda: 2 * f, rows: n, w.wDown, out: c.dim, in: f, into: act.x, ldc: c.dim, accumulate: true)
+    }
+
+    /// Final RMSNorm and output head over the last row, or all rows.
+    private func logits(act: Activations, n: Int, allRows: Bool) -> [Float] {
+        let c = config
+        let first = allRows ? 0 : n - 1, rows = n - first
+        weights.outputNorm.withUnsafeBufferPointer {
+            kv_rmsnorm(act.xn, act.x + first * c.dim, $0.baseAddress!, rows, c.dim, c.rmsEps)
+        }
+        return [Float](unsafeUninitializedCapacity: rows * c.vocabSize) { out, initialized in
+            project(act.xn, lda: c.dim, rows: rows, weights.outputMatrix, out: c.vocabSize, in: c.dim,
+                    into: out.baseAddress!, ldc: c.vocabSize)
+            initialized = rows * c.vocabSize
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import KVStashCore
+
+/// A Llama-family transformer (llama, qwen2) loaded from GGUF, running on CPU.
+///
+/// The model is immutable and shareable across threads; all sequence state lives in
+/// the explicit `KVCache` the caller passes in. Weights are dequantized to f32 once at
+/// load, and every matrix product goes through BLAS.
+public final class LlamaModel: Sendable {
+    public let config: ModelConfig
+    public let gguf: GGUFFile
+    let weights: ModelWeights
+
+    /// Tokens processed per forward chunk; bounds activation memory for long prompts.
+    public static let chunkSize = 512
+
+    /// Opens and loads the GGUF model at `path`.
+    public convenience init(path: String) throws {
+        try self.init(gguf: GGUFFile(path: path))
+    }
+
+    /// Loads the model in `gguf`, checking its architecture, tensor names and shapes.
+    public init(gguf: GGUFFile) throws {
+        self.gguf = gguf
+        config = try ModelConfig(gguf: gguf)
+        weights = try ModelWeights(gguf: gguf, config: config)
+    }
+
+    /// An empty cache of this model's KV shape.
+    public func newCache(capacity: Int = 0) -> KVCache {
+        KVCache(shape: config.kvShape, capacity: capacity)
+    }
+
+    /// Appends `tokens` at positions `cache.count...` and returns the logits of the last
+    /// position (`vocabSize` floats), or of every position (`[tokens.count][vocabSize]`
+    /// flattened) when `allLogits`.
+    ///
+    /// Positions already in `cache` whose post-RoPE K is not valid yet (spliced rows)
+    /// are rotated first. Long inputs run in chunks of `chunkSize` tokens.
+    public func prefill(_ tokens: [Int], cache: inout KVCache, allLogits: Bool = false) throws -> [Float] {
+        try validate(tokens, cache: cache)
+        cache.reserve(cache.count + tokens.count)
+        var all: [Float] = []
+        if allLogits { all.reserveCapacity(tokens.count * config.vocabSize) }
+        var start = 0
+        var last: [Float] = []
+        while start < tokens.count {
+            let end = min(start + Self.chunkSize, tokens.count)
+            last = forward(tokens[start..<end], cache: &cache, allLogits: allLogits)
+            if allLogits { all += last }
+            start = end
+        }
+        return allLogits ? all : last
+    }
+
+    /// Runs one decode step: appends `token` and returns the next-token logits.
+    public func decode(_ token: Int, cache: inout KVCache) throws -> [Float] {
+        try prefill([token], cache: &cache)
+    }
+
+    private func validate(_ tokens: [Int], cache: KVCache) throws {
+        guard cache.shape == config.kvShape else {
+            throw EngineError.cacheShapeMismatch(expected: "\(config.kvShape)", got: "\(cache.shape)")
+        }
+        guard !tokens.isEmpty else { throw EngineError.emptyInput }
+        let needed = cache.count + tokens.count
+        guard needed <= config.contextLength else {
+            throw EngineError.contextOverflow(needed: needed, limit: config.contextLength)
+        }
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw EngineError.tokenOutOfRange(token: bad, vocabSize: config.vocabSize)
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import KVStashCore
+
+/// How rotary embedding pairs dimensions within a head.
+public enum RopeStyle: String, Sendable, Codable {
+    /// llama.cpp "normal": pairs (2i, 2i+1). GGUF llama Q/K weights are permuted for it.
+    case normal
+    /// GPT-NeoX: pairs (i, i + nRot/2). Used by qwen2.
+    case neox
+}
+
+/// Hyperparameters of a Llama-family model, read from GGUF metadata.
+public struct ModelConfig: Sendable, Hashable, Codable {
+    public var architecture: String
+    public var vocabSize: Int
+    /// Model (embedding) width.
+    public var dim: Int
+    public var layers: Int
+    /// Query heads.
+    public var heads: Int
+    /// Key/value heads (GQA groups).
+    public var kvHeads: Int
+    public var headDim: Int
+    /// Hidden width of the SwiGLU MLP.
+    public var ffnDim: Int
+    public var contextLength: Int
+    public var ropeBase: Double
+    /// Leading dims of each head that RoPE rotates (usually `headDim`).
+    public var ropeDims: Int
+    public var ropeStyle: RopeStyle
+    public var rmsEps: Float
+    /// True when the output head reuses the token embedding.
+    public var tiedEmbeddings: Bool
+    /// True when Q, K and V projections carry a bias (qwen2).
+    public var qkvBias: Bool
+
+    /// Shape of the KV this model produces per position.
+    public var kvShape: KVShape { KVShape(layers: layers, kvHeads: kvHeads, headDim: headDim) }
+    /// Width of all query heads.
+    public var qDim: Int { heads * headDim }
+    /// Width of one K or V row.
+    public var kvDim: Int { kvHeads * headDim }
+
+    /// Architectures this engine runs.
+    public static let supportedArchitectures = ["llama", "qwen2"]
+
+    /// Reads the configuration of `gguf`, checking it is a supported, consistent model.
+    public init(gguf: GGUFFile) throws {
+        let arch = try gguf.string("general.architecture")
+        guard Self.supportedArchitectures.contains(arch) else { throw EngineError.unsupportedArchitecture(arch) }
+        architecture = arch
+        func int(_ k: String) throws -> Int { try gguf.int("\(arch).\(k)") }
+        func optInt(_ k: String) throws -> Int? { gguf["\(arch).\(k)"] == nil ? nil : try int(k) }
+        dim = try int("embedding_length")
+        layers = try int("block_count")
+        heads = try int("attention.head_count")
+        kvHeads = try optInt("attention.head_count_kv") ?? heads
+        ffnDim = try int("feed_forward_length")
+        contextLength = try int("context_length")
+        guard heads > 0, kvHeads > 0, dim > 0, layers > 0, ffnDim > 0, contextLength > 0 else {
+            throw EngineError.badConfig("non-positive dimension in \(arch).* metadata")
+        }
+        headDim = try optInt("attention.key_length") ?? dim / heads
+        ropeDims = try optInt("rope.dimension_count") ?? headDim
+        ropeBase = gguf["\(arch).rope.freq_base"]?.double ?? 10000
+        rmsEps = Float(gguf["\(arch).attention.layer_norm_rms_epsilon"]?.double ?? 1e-5)
+        ropeStyle = arch == "qwen2" ? .neox : .normal
+        qkvBias = arch == "qwen2"
+        guard let embd = gguf.tensorInfo("token_embd.weight") else { throw GGUFError.missingTensor("token_embd.weight") }
+        vocabSize = try optInt("vocab_size") ?? (embd.dims.count == 2 ? embd.dims[1] : 0)
+        tiedEmbeddings = gguf.tensorInfo("output.weight") == nil
+        try validate()
+    }
+
+    private func validate() throws {
+        guard heads % kvHeads == 0 else { throw EngineError.badConfig("\(heads) heads is not a multiple of \(kvHeads) KV heads") }
+        guard headDim > 0, ropeDims > 0, ropeDims <= headDim, ropeDims % 2 == 0 else {
+            throw EngineError.badConfig("RoPE dims \(ropeDims) invalid for head dim \(headDim)")
+        }
+        guard vocabSize > 0 else { throw EngineError.badConfig("vocabulary size is 0") }
+    }
+}

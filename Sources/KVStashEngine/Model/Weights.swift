@@ -1,0 +1,87 @@
+/// The weights of one transformer block, dequantized to f32 row-major `[out][in]`
+/// (the layout GGUF stores and `sgemm` reads as a transposed operand).
+struct LayerWeights: Sendable {
+    let attnNorm: [Float]
+    /// Q, K and V projections stacked: `[(qDim + 2 kvDim)][dim]`.
+    let wqkv: [Float]
+    /// Q, K and V biases stacked (qwen2), else nil.
+    let bqkv: [Float]?
+    /// Attention output projection `[dim][qDim]`.
+    let wo: [Float]
+    let ffnNorm: [Float]
+    /// Gate and up projections stacked: `[2 ffnDim][dim]`.
+    let wGateUp: [Float]
+    /// Down projection `[dim][ffnDim]`.
+    let wDown: [Float]
+}
+
+/// All weights of the model.
+struct ModelWeights: Sendable {
+    /// `[vocab][dim]`.
+    let tokenEmbedding: [Float]
+    let layers: [LayerWeights]
+    let outputNorm: [Float]
+    /// `[vocab][dim]`, or nil when tied to `tokenEmbedding`.
+    let output: [Float]?
+
+    /// Loads and dequantizes every tensor of `gguf`, checking names and shapes against `c`.
+    init(gguf: GGUFFile, config c: ModelConfig) throws {
+        let loader = WeightLoader(gguf: gguf)
+        tokenEmbedding = try loader.load(["token_embd.weight"], rows: [c.vocabSize], cols: c.dim)
+        outputNorm = try loader.load(["output_norm.weight"], rows: [1], cols: c.dim)
+        output = c.tiedEmbeddings ? nil : try loader.load(["output.weight"], rows: [c.vocabSize], cols: c.dim)
+        layers = try (0..<c.layers).map { i in
+            func n(_ s: String) -> String { "blk.\(i).\(s).weight" }
+            func b(_ s: String) -> String { "blk.\(i).\(s).bias" }
+            return LayerWeights(
+                attnNorm: try loader.load([n("attn_norm")], rows: [1], cols: c.dim),
+                wqkv: try loader.load([n("attn_q"), n("attn_k"), n("attn_v")], rows: [c.qDim, c.kvDim, c.kvDim], cols: c.dim),
+                bqkv: c.qkvBias ? try loader.load([b("attn_q"), b("attn_k"), b("attn_v")], rows: [1, 1, 1],
+                                                  colsEach: [c.qDim, c.kvDim, c.kvDim]) : nil,
+                wo: try loader.load([n("attn_output")], rows: [c.dim], cols: c.qDim),
+                ffnNorm: try loader.load([n("ffn_norm")], rows: [1], cols: c.dim),
+                wGateUp: try loader.load([n("ffn_gate"), n("ffn_up")], rows: [c.ffnDim, c.ffnDim], cols: c.dim),
+                wDown: try loader.load([n("ffn_down")], rows: [c.dim], cols: c.ffnDim))
+        }
+    }
+
+    /// The output head matrix `[vocab][dim]`.
+    var outputMatrix: [Float] { output ?? tokenEmbedding }
+}
+
+/// Dequantizes tensors, stacking several into one buffer, with shape checks.
+struct WeightLoader {
+    let gguf: GGUFFile
+
+    /// Stacks `names` (each `rows[i] x cols`) into one row-major buffer.
+    func load(_ names: [String], rows: [Int], cols: Int) throws -> [Float] {
+        try load(names, rows: rows, colsEach: Array(repeating: cols, count: names.count))
+    }
+
+    /// Stacks `names` (each `rows[i] x colsEach[i]`, flattened) into one buffer.
+    func load(_ names: [String], rows: [Int], colsEach: [Int]) throws -> [Float] {
+        var infos: [GGUFTensorInfo] = []
+        for (i, name) in names.enumerated() {
+            guard let info = gguf.tensorInfo(name) else { throw GGUFError.missingTensor(name) }
+            let expected = rows[i] == 1 ? [colsEach[i]] : [colsEach[i], rows[i]]
+            let actual = info.dims.count > expected.count && info.dims[expected.count...].allSatisfy({ $0 == 1 })
+                ? Array(info.dims[..<expected.count]) : info.dims
+            guard actual == expected else {
+                throw GGUFError.badTensorShape(tensor: name, reason: "dims \(info.dims), expected \(expected)")
+            }
+            infos.append(info)
+        }
+        let total = infos.reduce(0) { $0 + $1.elementCount }
+        return try [Float](unsafeUninitializedCapacity: total) { buf, initialized in
+            var offset = 0
+            for info in infos {
+                try gguf.withRawBytes(info) { raw in
+                    try GGUFFile.dequantize(raw, type: info.type, count: info.elementCount,
+                                            into: buf.baseAddress! + offset, name: info.name)
+                }
+                offset += info.elementCount
+            }
+            initialized = total
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+@testable import KVStashEngine
+
+/// Shared helpers of the engine tests.
+enum TestSupport {
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    static let referenceScript = repoRoot.appendingPathComponent("Tests/reference/reference_forward.py").path
+    static let goldensPath = repoRoot.appendingPathComponent("Tests/EngineTests/Resources/smollm2_goldens.json").path
+
+    /// A fresh temporary directory, removed at process exit is not needed: tests clean up.
+    static func tempDir() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("kvstash-engine-\(UUID())")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// Writes the tiny model for `spec` into a temp dir and returns its path.
+    static func tinyModelPath(_ spec: TinyModelSpec = .llama) throws -> String {
+        let path = try tempDir().appendingPathComponent("tiny-\(spec.architecture).gguf").path
+        try TinyModel.write(spec, to: path)
+        return path
+    }
+
+    /// The real default model, or a skip (a failure when `CI` is set) if it is absent.
+    static func realModelPath() throws -> String {
+        let env = ProcessInfo.processInfo.environment
+        if let p = env["KVSTASH_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
+        let fallback = NSHomeDirectory() + "/.cache/kvstash/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        if FileManager.default.fileExists(atPath: fallback) { return fallback }
+        let msg = "real model not found: set KVSTASH_MODEL (scripts/test.sh does) or run scripts/setup.sh"
+        if env["CI"] != nil { XCTFail(msg); throw XCTSkip(msg) }
+        throw XCTSkip(msg)
+    }
+
+    /// Loads the real model once per test process.
+    static func realModel() throws -> LlamaModel {
+        let path = try realModelPath()
+        return try RealModelCache.shared.model(path)
+    }
+
+    /// Runs the numpy reference with `args` and decodes its JSON output.
+    static func runReference(_ args: [String]) throws -> [String: Any] {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", referenceScript] + args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw NSError(domain: "reference", code: Int(p.terminationStatus), userInfo: [
+                NSLocalizedDescriptionKey: "reference_forward.py failed: \(String(decoding: errData, as: UTF8.self))"])
+        }
+        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }
+
+    /// Reference logits of every position of `tokens`, `[n][vocab]`.
+    static func referenceLogits(model: String, tokens: [Int]) throws -> [[Float]] {
+        let json = try runReference(["logits", "--model", model, "--tokens", tokens.map(String.init).joined(separator: ",")])
+        return (json["logits"] as! [[Double]]).map { $0.map(Float.init) }
+    }
+
+    /// max |a - b| / max |b|.
+    static func relativeError(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>) -> Float {
+        precondition(a.count == b.count)
+        var num: Float = 0, den: Float = 0
+        for (x, y) in zip(a, b) { num = max(num, abs(x - y)); den = max(den, abs(y)) }
+        return den == 0 ? num : num / den
+    }
+
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Float { relativeError(a[...], b[...]) }
+
+    static func argmax(_ x: [Float]) -> Int { x.indices.max { x[$0] < x[$1] }! }
+
+    /// Deterministic pseudo-random token ids.
+    static func tokens(_ n: Int, vocab: Int, seed: UInt64) -> [Int] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<n).map { _ in Int(rng.next() % UInt64(vocab)) }
+    }
+}
+
+/// Process-wide cache of loaded real models (loading takes a second and ~540 MB).
+final class RealModelCache: Sendable {
+    static let shared = RealModelCache()
+    private let lock = NSLock()
+    nonisolated(unsafe) private var models: [String: LlamaModel] = [:]
+    // nonisolated(unsafe): every access to `models` holds `lock`.
+
+    func model(_ path: String) throws -> LlamaModel {
+        lock.lock()
+        defer { lock.unlock() }
+        if let m = models[path] { return m }
+        let m = try LlamaModel(path: path)
+        models[path] = m
+        return m
+    }
+}

@@ -1,0 +1,39 @@
+import XCTest
+import KVStashCore
+@testable import KVStashEngine
+
+/// The tiny random-weight models against the independent numpy reference.
+final class TinyModelTests: XCTestCase {
+    func checkAgainstReference(_ spec: TinyModelSpec, tokens n: Int, seed: UInt64) throws {
+        let path = try TestSupport.tinyModelPath(spec)
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        let model = try LlamaModel(path: path)
+        let tokens = TestSupport.tokens(n, vocab: spec.vocabSize, seed: seed)
+        var cache = model.newCache()
+        let logits = try model.prefill(tokens, cache: &cache, allLogits: true)
+        let reference = try TestSupport.referenceLogits(model: path, tokens: tokens)
+        XCTAssertEqual(logits.count, n * spec.vocabSize)
+        XCTAssertEqual(cache.count, n)
+        for (i, row) in reference.enumerated() {
+            let mine = logits[(i * spec.vocabSize)..<((i + 1) * spec.vocabSize)]
+            let err = TestSupport.relativeError(mine, row[...])
+            XCTAssertLessThan(err, 1e-4, "position \(i) of \(spec.architecture): relative error \(err)")
+        }
+    }
+
+    func testLlamaLogitsMatchReference() throws {
+        try checkAgainstReference(.llama, tokens: 40, seed: 1)
+    }
+
+    func testQwen2LogitsMatchReference() throws {
+        try checkAgainstReference(.qwen2, tokens: 40, seed: 2)
+    }
+
+    /// More than one 512-token chunk, in a model with a longer context.
+    func testChunkedPrefillMatchesReference() throws {
+        var spec = TinyModelSpec.llama
+        spec.contextLength = 1024
+        spec.layers = 2
+        try checkAgainstReference(spec, tokens: 600, seed: 3)
+    }
+}
