@@ -50,11 +50,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .executableTarget(name: "kvstash", dependencies: [
-<<<<<<< HEAD
-            "KVStash", "KVStashStore", "KVStashEngine",
-=======
-            "KVStash", "KVStashStore", "KVStashServer",
->>>>>>> server
+            "KVStash", "KVStashStore", "KVStashEngine", "KVStashServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -77,11 +73,8 @@ let package = Package(
             "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "KVStashTests", dependencies: ["KVStash"]),
-<<<<<<< HEAD
         // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).
         .executableTarget(name: "kvstash-requestbench", dependencies: ["KVStash"], path: "bench/RequestBench"),
-=======
         .testTarget(name: "ServerTests", dependencies: ["KVStashServer"]),
->>>>>>> server
     ]
 )
