@@ -40,7 +40,7 @@ let package = Package(
             "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashStore",
         ]),
         .executableTarget(name: "kvstash", dependencies: [
-            "KVStash", "KVStashStore",
+            "KVStash", "KVStashStore", "KVStashCodec",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

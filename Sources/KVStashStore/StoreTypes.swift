@@ -4,6 +4,9 @@ import Foundation
 /// Returning false makes the read a miss; the entry is counted as corrupt and removed.
 public typealias ValueValidator = @Sendable ([UInt8]) -> Bool
 
+/// A validator that also sees the key (e.g. to check the key recorded in the value's header).
+public typealias KeyedValueValidator = @Sendable (ChunkKey, [UInt8]) -> Bool
+
 /// How a chunk store is opened.
 public struct StoreOptions: Sendable {
     /// Tokens per chunk. `nil`: whatever the store records (256 for a new store).
