@@ -33,7 +33,7 @@ extension ChunkStore {
             s.entriesByModel[model, default: 0] += 1
         }
         try rocks { try db.scan(.docs) { _, _ in s.documents += 1; return true } }
-        let c = counters.withLock { $0 }
+        let c = counterState.withLock { $0 }
         s.reads = c.reads
         s.misses = c.misses
         s.corruptFound = c.corrupt

@@ -122,6 +122,22 @@ public struct StoreStats: Sendable, Codable, Equatable {
     public init() {}
 }
 
+/// Live counters of an open store, kept in memory (`ChunkStore.counters`; no scan).
+/// Entries and bytes are exact for this process's writes on top of the scan at open.
+public struct StoreCounters: Sendable, Codable, Equatable {
+    public var entries: Int
+    /// Sum of value sizes.
+    public var bytes: Int
+    /// `get` calls since open, and those that missed (corrupt reads count as misses).
+    public var reads: Int
+    public var misses: Int
+    /// Ever (persisted in the manifest).
+    public var corruptFound: Int
+    public var evictions: Int
+    /// Hits read but not yet written to the meta records.
+    public var pendingHits: Int
+}
+
 /// What `verify` found.
 public struct VerifyReport: Sendable, Codable, Equatable {
     public var checked = 0
