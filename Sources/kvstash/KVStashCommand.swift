@@ -13,5 +13,9 @@ struct KVStashCommand: ParsableCommand {
             AdminUnpin.self,
             AdminVerify.self,
             AdminCompact.self,
+            Generate.self,
+            TokenizeCommand.self,
+            PrecomputeCommand.self,
+            QueryCommand.self,
         ])
 }
