@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct KVStashCommand: ParsableCommand {
+struct KVStashCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvstash", abstract: "Persist, share and reuse LLM prefix KV caches.",
         subcommands: [
@@ -17,5 +17,6 @@ struct KVStashCommand: ParsableCommand {
             TokenizeCommand.self,
             PrecomputeCommand.self,
             QueryCommand.self,
+            ServeCommand.self,
         ])
 }

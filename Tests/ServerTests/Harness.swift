@@ -33,7 +33,8 @@ enum TestModel {
         var logits = try model.prefill(tokens, cache: &cache)
         var out: [Int] = []
         while out.count < maxTokens {
-            let next = logits.indices.max { logits[$0] < logits[$1] }!
+            var next = 0
+            for i in logits.indices where logits[i] > logits[next] { next = i }
             if tokenizer.isEndOfGeneration(next) { break }
             out.append(next)
             if out.count == maxTokens { break }

@@ -67,7 +67,7 @@ struct Exposition {
     }
 
     func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
-        samples.first { $0.name == name && labels.allSatisfy { k, v in $0.labels[k] == v } }?.value
+        samples.first { s in s.name == name && labels.allSatisfy { k, v in s.labels[k] == v } }?.value
     }
 
     /// Checks that every histogram's buckets are cumulative and end at `_count`.
