@@ -14,11 +14,15 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
-        // System libraries (Debian: librocksdb-dev, liblz4-dev, libopenblas-dev).
+        // System libraries (Debian: librocksdb-dev, liblz4-dev, libzstd-dev, libopenblas-dev).
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
         // SIMD kernels with runtime CPU dispatch.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
@@ -28,7 +32,7 @@ let package = Package(
         // GGUF, tokenizer, Llama forward pass, sampling.
         .target(name: "KVStashEngine", dependencies: ["KVStashCore", "CBLAS", "CKernels"]),
         // KV block codec: header, f32/f16/int8/int4, LZ4 frame.
-        .target(name: "KVStashCodec", dependencies: ["KVStashCore", "CLZ4", "CKernels"]),
+        .target(name: "KVStashCodec", dependencies: ["KVStashCore", "CLZ4", "CZstd", "CKernels"]),
         // Content-hashed chunk store on RocksDB.
         .target(name: "KVStashStore", dependencies: [
             "KVStashCore", "CRocksDB",
@@ -38,10 +42,21 @@ let package = Package(
         .target(name: "KVStash", dependencies: [
             "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashStore",
         ]),
+        // OpenAI-compatible HTTP server, admin API, Prometheus metrics.
+        .target(name: "KVStashServer", dependencies: [
+            "KVStash", "KVStashEngine", "KVStashStore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .executableTarget(name: "kvstash", dependencies: [
-            "KVStash", "KVStashStore", "KVStashEngine",
+            "KVStash", "KVStashStore", "KVStashCodec", "KVStashEngine", "KVStashServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Codec size, speed and quality benchmarks (bench/codec, docs/benchmarks.md).
+        .executableTarget(name: "codec-bench", dependencies: ["KVStashCodec", "KVStashEngine", "CKernels"],
+                          path: "bench/codec"),
 
         .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"], exclude: ["Resources"]),
         .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
@@ -58,5 +73,8 @@ let package = Package(
             "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "KVStashTests", dependencies: ["KVStash"]),
+        // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).
+        .executableTarget(name: "kvstash-requestbench", dependencies: ["KVStash"], path: "bench/RequestBench"),
+        .testTarget(name: "ServerTests", dependencies: ["KVStashServer"]),
     ]
 )

@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct KVStashCommand: ParsableCommand {
+struct KVStashCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvstash", abstract: "Persist, share and reuse LLM prefix KV caches.",
         subcommands: [
@@ -14,5 +14,9 @@ struct KVStashCommand: ParsableCommand {
             AdminVerify.self,
             AdminCompact.self,
             Generate.self,
+            TokenizeCommand.self,
+            PrecomputeCommand.self,
+            QueryCommand.self,
+            ServeCommand.self,
         ])
 }

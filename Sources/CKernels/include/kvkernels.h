@@ -15,3 +15,4 @@ void kv_axpy(float *y, const float *x, float a, size_t n);
 
 #endif
 #include "engine.h"
+#include "kvcodec.h"

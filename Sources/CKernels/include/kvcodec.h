@@ -1,0 +1,40 @@
+#ifndef KVSTASH_KVCODEC_H
+#define KVSTASH_KVCODEC_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Kernels of the KV block codec (KVStashCodec). fp16 values travel as their IEEE
+   binary16 bit patterns in uint16_t. Quantization is asymmetric with `levels` =
+   2^bits - 1 steps: for a group with minimum mn and maximum mx,
+     scale = fp16((mx - mn) / levels), zero = fp16(mn),
+     code  = clamp(rint((x - zero) / scale), 0, levels)   (0 when scale == 0),
+     x'    = code * scale + zero.
+   int4 rows of d channels take (d + 1) / 2 bytes: byte i holds channel i in its low
+   nibble and channel i + (d + 1) / 2 in its high nibble (0 when past d).
+   The quantizers return 0, or -1 when an input is not finite or a parameter
+   overflows fp16; outputs are then unspecified. */
+
+/* XXH64 of `len` bytes (the reference xxHash algorithm, little-endian reads). */
+uint64_t kv_xxh64(const void *data, size_t len, uint64_t seed);
+
+/* Round-to-nearest-even conversions between f32 and IEEE binary16. */
+void kv_f32_to_f16(uint16_t *dst, const float *src, size_t n);
+void kv_f16_to_f32(float *dst, const uint16_t *src, size_t n);
+/* 1 when every src[i] is finite and |src[i]| <= 65504 (fits binary16), else 0. */
+int kv_fits_f16(const float *src, size_t n);
+
+/* Per-channel groups (KIVI keys): `rows` rows of `d` channels share, per channel c,
+   one scale[c] and zero[c]. codes is rows x row_bytes. bits is 4 or 8. */
+int kv_quant_cols(const float *src, size_t rows, size_t d, unsigned bits,
+                  uint16_t *scale, uint16_t *zero, uint8_t *codes, float *work /* 3*d */);
+void kv_dequant_cols(float *dst, const uint8_t *codes, size_t rows, size_t d, unsigned bits,
+                     const float *scale, const float *zero);
+
+/* Per-token groups (KIVI values): each row's channels split into ceil(d / g) groups
+   of g; params are [rows][ceil(d / g)]. */
+int kv_quant_rows(const float *src, size_t rows, size_t d, size_t g, unsigned bits,
+                  uint16_t *scale, uint16_t *zero, uint8_t *codes, float *work /* d */);
+void kv_dequant_rows(float *dst, const uint8_t *codes, size_t rows, size_t d, size_t g,
+                     unsigned bits, const uint16_t *scale, const uint16_t *zero);
+
+#endif

@@ -1,0 +1,162 @@
+/* Quantization and fp16 kernels of the KV block codec. See include/kvcodec.h for the
+   exact arithmetic, which Tests/reference/quant_reference.py mirrors in numpy. */
+#include "kvcodec.h"
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__clang__)
+#define KV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#else
+#define KV_CLONES
+#endif
+
+typedef _Float16 kv_half __attribute__((may_alias));
+static const float kHalfMax = 65504.0f;
+
+static inline float h2f(uint16_t h) { kv_half x; memcpy(&x, &h, 2); return (float)x; }
+static inline uint16_t f2h(float f) { kv_half x = (kv_half)f; uint16_t h; memcpy(&h, &x, 2); return h; }
+static inline size_t half_of(size_t d) { return (d + 1) / 2; }
+
+KV_CLONES void kv_f32_to_f16(uint16_t *dst, const float *src, size_t n) {
+    kv_half *d = (kv_half *)dst;
+    for (size_t i = 0; i < n; i++) d[i] = (kv_half)src[i];
+}
+
+KV_CLONES void kv_f16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
+    const kv_half *s = (const kv_half *)src;
+    for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
+}
+
+KV_CLONES int kv_fits_f16(const float *src, size_t n) {
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) ok &= (fabsf(src[i]) <= kHalfMax);
+    return ok;
+}
+
+/* Scale and zero of one group from its min and max; -1 when they do not fit fp16.
+   *div is what codes divide by: the fp16 scale, or +inf when it is 0 (all codes 0). */
+static inline int group_params(float mn, float mx, float levels,
+                               uint16_t *s16, uint16_t *z16, float *sf, float *zf, float *div) {
+    if (!(fabsf(mn) <= kHalfMax) || !(mx - mn <= kHalfMax * levels)) return -1;
+    *s16 = f2h((mx - mn) / levels);
+    *z16 = f2h(mn);
+    *sf = h2f(*s16);
+    *zf = h2f(*z16);
+    *div = *sf == 0.0f ? INFINITY : *sf;
+    return 0;
+}
+
+static inline float quant1(float x, float zf, float div, float levels) {
+    return fminf(fmaxf(rintf((x - zf) / div), 0.0f), levels);
+}
+
+/* Packs float codes q[0..d) of one row into bytes. */
+static inline void pack_row(uint8_t *out, const float *q, size_t d, unsigned bits) {
+    if (bits == 8) {
+        for (size_t i = 0; i < d; i++) out[i] = (uint8_t)q[i];
+        return;
+    }
+    size_t h = half_of(d), n2 = d - h;
+    for (size_t i = 0; i < n2; i++) out[i] = (uint8_t)((uint8_t)q[i] | ((uint8_t)q[h + i] << 4));
+    if (n2 < h) out[h - 1] = (uint8_t)q[h - 1];
+}
+
+KV_CLONES int kv_quant_cols(const float *src, size_t rows, size_t d, unsigned bits,
+                            uint16_t *scale, uint16_t *zero, uint8_t *codes, float *work) {
+    const float levels = (float)((1u << bits) - 1);
+    const size_t rb = bits == 8 ? d : half_of(d);
+    float *lo = work, *hi = work + d, *q = work + 2 * d;  /* min/max, then zero/divisor */
+    int nan = 0;
+    for (size_t c = 0; c < d; c++) { lo[c] = src[c]; hi[c] = src[c]; }
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = src + r * d;
+        for (size_t c = 0; c < d; c++) {
+            nan |= x[c] != x[c];
+            lo[c] = fminf(lo[c], x[c]);
+            hi[c] = fmaxf(hi[c], x[c]);
+        }
+    }
+    if (nan) return -1;
+    for (size_t c = 0; c < d; c++) {
+        float sf, zf, div;
+        if (group_params(lo[c], hi[c], levels, &scale[c], &zero[c], &sf, &zf, &div)) return -1;
+        lo[c] = zf;
+        hi[c] = div;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = src + r * d;
+        for (size_t c = 0; c < d; c++) q[c] = quant1(x[c], lo[c], hi[c], levels);
+        pack_row(codes + r * rb, q, d, bits);
+    }
+    return 0;
+}
+
+KV_CLONES void kv_dequant_cols(float *restrict dst, const uint8_t *restrict codes, size_t rows, size_t d,
+                               unsigned bits, const float *restrict scale, const float *restrict zero) {
+    const size_t h = half_of(d), n2 = d - h;
+    for (size_t r = 0; r < rows; r++) {
+        float *o = dst + r * d;
+        if (bits == 8) {
+            const uint8_t *c = codes + r * d;
+            for (size_t i = 0; i < d; i++) o[i] = (float)c[i] * scale[i] + zero[i];
+            continue;
+        }
+        const uint8_t *c = codes + r * h;
+        for (size_t i = 0; i < n2; i++) {
+            o[i] = (float)(c[i] & 15) * scale[i] + zero[i];
+            o[h + i] = (float)(c[i] >> 4) * scale[h + i] + zero[h + i];
+        }
+        if (n2 < h) o[h - 1] = (float)(c[h - 1] & 15) * scale[h - 1] + zero[h - 1];
+    }
+}
+
+KV_CLONES int kv_quant_rows(const float *src, size_t rows, size_t d, size_t g, unsigned bits,
+                            uint16_t *scale, uint16_t *zero, uint8_t *codes, float *q) {
+    const float levels = (float)((1u << bits) - 1);
+    const size_t rb = bits == 8 ? d : half_of(d), ng = (d + g - 1) / g;
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = src + r * d;
+        for (size_t j = 0; j < ng; j++) {
+            size_t c0 = j * g, c1 = c0 + g < d ? c0 + g : d;
+            float mn = x[c0], mx = x[c0], sf, zf, div;
+            int nan = 0;
+            for (size_t c = c0; c < c1; c++) {
+                nan |= x[c] != x[c];
+                mn = fminf(mn, x[c]);
+                mx = fmaxf(mx, x[c]);
+            }
+            if (nan || group_params(mn, mx, levels, &scale[r * ng + j], &zero[r * ng + j], &sf, &zf, &div))
+                return -1;
+            for (size_t c = c0; c < c1; c++) q[c] = quant1(x[c], zf, div, levels);
+        }
+        pack_row(codes + r * rb, q, d, bits);
+    }
+    return 0;
+}
+
+/* o[c] = code * s + z for channels [c0, c1) of one int4 row (low nibbles below h). */
+static inline void dequant4_span(float *restrict o, const uint8_t *restrict c, size_t h, size_t c0, size_t c1,
+                                 float s, float z) {
+    size_t mid = c1 < h ? c1 : h;
+    for (size_t i = c0; i < mid; i++) o[i] = (float)(c[i] & 15) * s + z;
+    for (size_t i = c0 > h ? c0 : h; i < c1; i++) o[i] = (float)(c[i - h] >> 4) * s + z;
+}
+
+KV_CLONES void kv_dequant_rows(float *restrict dst, const uint8_t *restrict codes, size_t rows, size_t d,
+                               size_t g, unsigned bits, const uint16_t *restrict scale,
+                               const uint16_t *restrict zero) {
+    const size_t h = half_of(d), rb = bits == 8 ? d : h, ng = (d + g - 1) / g;
+    for (size_t r = 0; r < rows; r++) {
+        float *o = dst + r * d;
+        const uint8_t *c = codes + r * rb;
+        for (size_t j = 0; j < ng; j++) {
+            size_t c0 = j * g, c1 = c0 + g < d ? c0 + g : d;
+            float s = h2f(scale[r * ng + j]), z = h2f(zero[r * ng + j]);
+            if (bits == 8) {
+                for (size_t i = c0; i < c1; i++) o[i] = (float)c[i] * s + z;
+            } else {
+                dequant4_span(o, c, h, c0, c1, s, z);
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import CLZ4
+import CZstd
+
+/// The lossless frame around a block payload: LZ4 (or zstd), always with a content
+/// checksum and the exact content size recorded in the frame header.
+enum Frame {
+    /// Compresses `content` into one frame.
+    static func compress(_ content: UnsafeRawBufferPointer,
+                         _ compression: KVFrameCompression) throws(KVBlockError) -> [UInt8] {
+        switch compression {
+        case .lz4: return try lz4(content)
+        case .zstd(let level): return try zstd(content, level: level)
+        }
+    }
+
+    private static func lz4(_ content: UnsafeRawBufferPointer) throws(KVBlockError) -> [UInt8] {
+        var prefs = LZ4F_preferences_t()
+        prefs.frameInfo.blockSizeID = LZ4F_max256KB
+        prefs.frameInfo.blockMode = LZ4F_blockIndependent
+        prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled
+        prefs.frameInfo.contentSize = UInt64(content.count)
+        let bound = LZ4F_compressFrameBound(content.count, &prefs)
+        var failure: String?
+        let out = [UInt8](unsafeUninitializedCapacity: bound) { buf, count in
+            let r = LZ4F_compressFrame(buf.baseAddress, bound, content.baseAddress, content.count, &prefs)
+            if LZ4F_isError(r) != 0 { failure = String(cString: LZ4F_getErrorName(r)); count = 0 } else { count = r }
+        }
+        if let failure { throw .frameError("LZ4 compression: \(failure)") }
+        return out
+    }
+
+    private static func zstd(_ content: UnsafeRawBufferPointer, level: Int) throws(KVBlockError) -> [UInt8] {
+        guard let cctx = ZSTD_createCCtx() else { throw .frameError("zstd: no context") }
+        defer { ZSTD_freeCCtx(cctx) }
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, Int32(clamping: level))
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1)
+        let bound = ZSTD_compressBound(content.count)
+        var failure: String?
+        let out = [UInt8](unsafeUninitializedCapacity: bound) { buf, count in
+            let r = ZSTD_compress2(cctx, buf.baseAddress, bound, content.baseAddress, content.count)
+            if ZSTD_isError(r) != 0 { failure = String(cString: ZSTD_getErrorName(r)); count = 0 } else { count = r }
+        }
+        if let failure { throw .frameError("zstd compression: \(failure)") }
+        return out
+    }
+}
+
+/// Streams the content of one frame out in pieces of the caller's choosing, so the
+/// decoder never holds the whole decompressed payload. The frame header is checked
+/// on creation: it must announce exactly `contentSize` bytes and carry a content
+/// checksum. `finish()` checks that the frame ends where the content ends (its content
+/// checksum verified) and that no bytes follow it.
+final class FrameReader {
+    private let src: UnsafeRawBufferPointer
+    private var offset = 0
+    private var done = false
+    private let lz4: OpaquePointer?
+    private let zstd: OpaquePointer?
+
+    init(_ src: UnsafeRawBufferPointer, zstd isZstd: Bool, contentSize: Int) throws(KVBlockError) {
+        self.src = src
+        if isZstd {
+            lz4 = nil
+            zstd = ZSTD_createDCtx()
+            try checkZstdHeader(contentSize)
+        } else {
+            var ctx: OpaquePointer?
+            let r = LZ4F_createDecompressionContext(&ctx, UInt32(LZ4F_VERSION))
+            lz4 = LZ4F_isError(r) == 0 ? ctx : nil
+            zstd = nil
+            try checkLZ4Header(contentSize)
+        }
+    }
+
+    deinit {
+        if let lz4 { LZ4F_freeDecompressionContext(lz4) }
+        if let zstd { ZSTD_freeDCtx(zstd) }
+    }
+
+    private func checkLZ4Header(_ contentSize: Int) throws(KVBlockError) {
+        guard let lz4 else { throw .frameError("LZ4: no context") }
+        var info = LZ4F_frameInfo_t()
+        var consumed = src.count
+        let r = LZ4F_getFrameInfo(lz4, &info, src.baseAddress, &consumed)
+        if LZ4F_isError(r) != 0 { throw .frameError("LZ4 header: \(String(cString: LZ4F_getErrorName(r)))") }
+        guard info.frameType == LZ4F_frame, info.contentChecksumFlag == LZ4F_contentChecksumEnabled,
+              info.contentSize == UInt64(contentSize) else {
+            throw .frameError("LZ4 frame header does not match the block header")
+        }
+        offset = consumed
+    }
+
+    private func checkZstdHeader(_ contentSize: Int) throws(KVBlockError) {
+        guard zstd != nil else { throw .frameError("zstd: no context") }
+        // Magic FD 2F B5 28, then the frame header descriptor; bit 2 is Content_Checksum_flag.
+        guard src.count >= 5, src.load(as: UInt32.self) == 0xFD2F_B528 else { throw .frameError("zstd magic") }
+        guard src[4] & 0x04 != 0 else { throw .frameError("zstd frame has no content checksum") }
+        let size = ZSTD_getFrameContentSize(src.baseAddress, src.count)
+        guard size == UInt64(contentSize) else { throw .frameError("zstd frame size does not match the block header") }
+    }
+
+    /// Fills `dst` entirely with the next content bytes.
+    func read(into dst: UnsafeMutableRawBufferPointer) throws(KVBlockError) {
+        var filled = 0
+        while filled < dst.count {
+            guard !done else { throw .frameError("frame content ends early") }
+            let (wrote, used, finished) = try step(dst.baseAddress! + filled, dst.count - filled)
+            filled += wrote
+            offset += used
+            done = finished
+            if wrote == 0 && used == 0 && !finished { throw .frameError("truncated frame") }
+        }
+    }
+
+    /// Consumes the end of the frame (verifying its content checksum) and checks that
+    /// no content and no bytes remain.
+    func finish() throws(KVBlockError) {
+        var spare: UInt8 = 0
+        while !done {
+            let (wrote, used, finished) = try step(&spare, 1)
+            guard wrote == 0 else { throw .frameError("frame content longer than the block header says") }
+            offset += used
+            done = finished
+            if used == 0 && !finished { throw .frameError("truncated frame") }
+        }
+        guard offset == src.count else { throw .frameError("bytes after the frame") }
+    }
+
+    /// One call into the decompressor: bytes written, bytes consumed, frame complete.
+    private func step(_ dst: UnsafeMutableRawPointer, _ capacity: Int) throws(KVBlockError) -> (Int, Int, Bool) {
+        let input = src.baseAddress.map { $0 + offset }
+        let available = src.count - offset
+        if let lz4 {
+            var dstSize = capacity, srcSize = available
+            let r = LZ4F_decompress(lz4, dst, &dstSize, input, &srcSize, nil)
+            if LZ4F_isError(r) != 0 { throw .frameError("LZ4: \(String(cString: LZ4F_getErrorName(r)))") }
+            return (dstSize, srcSize, r == 0)
+        }
+        var out = ZSTD_outBuffer(dst: dst, size: capacity, pos: 0)
+        var inp = ZSTD_inBuffer(src: input, size: available, pos: 0)
+        let r = ZSTD_decompressStream(zstd, &out, &inp)
+        if ZSTD_isError(r) != 0 { throw .frameError("zstd: \(String(cString: ZSTD_getErrorName(r)))") }
+        return (out.pos, inp.pos, r == 0)
+    }
+}

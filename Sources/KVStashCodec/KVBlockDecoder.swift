@@ -1,0 +1,120 @@
+import KVStashCore
+
+/// Reads stored KV blocks: the header alone, a full integrity check, or a decode
+/// straight into a KV cache.
+///
+/// Every check (header checksum, dimensions, chunk key, model fingerprint, shape,
+/// splice position, payload checksum, frame header) runs before the cache is touched.
+/// The frame's own content checksum and exact length are verified as it is streamed.
+public struct KVBlockDecoder: Sendable {
+    public init() {}
+
+    /// Parses and checks the 112-byte header (magic, version, header checksum, codec,
+    /// flags, dimensions, group size) without reading the payload. Handy for `inspect`.
+    public func readHeader(_ bytes: [UInt8]) throws -> KVBlockHeader {
+        try KVBlockHeader.parse(bytes[...])
+    }
+
+    /// Checks a whole block without a cache: header, length, payload checksum, and a
+    /// full decompression that verifies the frame's size and content checksum.
+    public func validate(_ bytes: [UInt8]) throws -> KVBlockHeader {
+        let (header, layout, size) = try checkedHeader(bytes)
+        try bytes.withUnsafeBytes { raw in
+            let reader = try openFrame(raw, header, size)
+            let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: min(size, 1 << 20), alignment: 64)
+            defer { piece.deallocate() }
+            var remaining = size
+            while remaining > 0 {
+                let n = min(remaining, piece.count)
+                try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: piece[0..<n]))
+                remaining -= n
+            }
+            try reader.finish()
+        }
+        _ = layout
+        return header
+    }
+
+    /// Decodes a block into `cache` at rows `position..<position + tokenCount`, extending
+    /// the cache when they reach past `cache.count` (`position` must be ≤ `cache.count`).
+    /// Writes pre-RoPE K and V; the engine re-applies RoPE for the new positions.
+    ///
+    /// Throws before touching the cache for any mismatch or damage. If the frame fails
+    /// its own checks midway (only possible if a damaged payload collides with the
+    /// 64-bit payload checksum), the cache is truncated back to its old count, and rows
+    /// `position..<oldCount` are left unspecified.
+    @discardableResult
+    public func decode(_ bytes: [UInt8], expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
+                       into cache: inout KVCache, at position: Int) throws -> KVBlockHeader {
+        let (header, layout, size) = try checkedHeader(bytes)
+        guard header.shape == cache.shape else {
+            throw KVBlockError.shapeMismatch(expected: cache.shape, found: header.shape)
+        }
+        guard header.chunkKey == expectedChunkKey else { throw KVBlockError.chunkKeyMismatch }
+        guard header.modelFingerprint == expectedFingerprint else { throw KVBlockError.fingerprintMismatch }
+        guard position >= 0, position <= cache.count else {
+            throw KVBlockError.positionOutOfRange(position: position, count: cache.count)
+        }
+        try bytes.withUnsafeBytes { raw in
+            let reader = try openFrame(raw, header, size)
+            try splice(reader, layout, into: &cache, at: position)
+        }
+        return header
+    }
+
+    /// Parses the header and checks the block's total length and content size.
+    private func checkedHeader(_ bytes: [UInt8]) throws(KVBlockError) -> (KVBlockHeader, KVBlockLayout, Int) {
+        let header = try KVBlockHeader.parse(bytes[...])
+        let available = bytes.count - KVBlockHeader.byteCount
+        guard available >= header.payloadLength else { throw .truncated }
+        guard available == header.payloadLength else { throw .trailingBytes }
+        let layout = KVBlockLayout(header: header)
+        guard let size = layout.contentSize else { throw .invalidHeader("dimensions too large") }
+        return (header, layout, size)
+    }
+
+    /// Verifies the payload checksum and opens its frame (checking the frame header).
+    private func openFrame(_ raw: UnsafeRawBufferPointer, _ header: KVBlockHeader,
+                           _ size: Int) throws(KVBlockError) -> FrameReader {
+        let payload = UnsafeRawBufferPointer(rebasing: raw[KVBlockHeader.byteCount...])
+        let sum = kvXXH64(payload)
+        guard sum == header.payloadChecksum else { throw .checksumMismatch }
+        return try FrameReader(payload, zstd: header.isZstd, contentSize: size)
+    }
+
+    /// Streams every section out of the frame and decodes it into the cache rows.
+    private func splice(_ reader: FrameReader, _ layout: KVBlockLayout,
+                        into cache: inout KVCache, at position: Int) throws(KVBlockError) {
+        let oldCount = cache.count
+        let rows = position..<(position + layout.tokens)
+        if rows.upperBound > oldCount { cache.extend(by: rows.upperBound - oldCount) }
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: layout.largestSection, alignment: 64)
+        let work = UnsafeMutablePointer<Float>.allocate(capacity: 3 * layout.kvDim)
+        defer { scratch.deallocate(); work.deallocate() }
+        let codec = SectionCodec(layout: layout, work: work)
+        var failure: KVBlockError?
+        for layer in 0..<layout.layers where failure == nil {
+            for kind in [KVKind.key, .value] where failure == nil {
+                let section = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<layout.section(kind).byteCount])
+                failure = cache.withMutableRows(layer: layer, kind, rows) { dst -> KVBlockError? in
+                    do throws(KVBlockError) {
+                        if layout.codec == .f32 {
+                            try reader.read(into: UnsafeMutableRawBufferPointer(dst))  // straight into the cache
+                        } else {
+                            try reader.read(into: section)
+                            codec.decode(UnsafeRawBufferPointer(section), kind, into: dst)
+                        }
+                        return nil
+                    } catch { return error }
+                }
+            }
+        }
+        if failure == nil {
+            do throws(KVBlockError) { try reader.finish() } catch { failure = error }
+        }
+        if let failure {
+            if cache.count > oldCount { cache.truncate(to: oldCount) }
+            throw failure
+        }
+    }
+}

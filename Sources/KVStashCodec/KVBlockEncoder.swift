@@ -1,0 +1,102 @@
+import KVStashCore
+
+/// Turns a range of a KV cache (pre-RoPE K and V of every layer) into one stored block:
+/// a 112-byte header followed by an LZ4 (or zstd) frame of the encoded sections.
+public struct KVBlockEncoder: Sendable {
+    /// The element codec.
+    public let codec: KVCodec
+    /// Quantization group size (ignored, and written as 0, for f32 and f16).
+    public let groupSize: Int
+    /// How a quantized codec groups keys (values are always grouped per token).
+    public let keyGrouping: KVKeyGrouping
+    /// The lossless frame around the payload.
+    public let compression: KVFrameCompression
+
+    /// Default group size: int4 and int8 were measured at 32 and 64 (docs/benchmarks.md).
+    public static let defaultGroupSize = 32
+
+    /// Creates an encoder. `groupSize` must lie in 1...4096 for int8 and int4.
+    public init(codec: KVCodec, groupSize: Int = KVBlockEncoder.defaultGroupSize,
+                keyGrouping: KVKeyGrouping = .perChannel, compression: KVFrameCompression = .lz4) {
+        self.codec = codec
+        self.groupSize = codec.isQuantized ? groupSize : 0
+        self.keyGrouping = codec.isQuantized ? keyGrouping : .perChannel
+        self.compression = compression
+    }
+
+    /// Encodes K (before RoPE) and V of all layers for positions `range` of `cache`.
+    /// - Throws: `KVBlockError.invalidArgument` for an empty or out-of-bounds range or keys
+    ///   that are not 32 bytes, `.badGroupSize`, `.unencodableValue` for NaN/inf or values
+    ///   beyond fp16.
+    public func encode(_ cache: KVCache, range: Range<Int>, chunkKey: [UInt8],
+                       modelFingerprint: [UInt8]) throws -> [UInt8] {
+        var header = try makeHeader(cache.shape, range, chunkKey, modelFingerprint)
+        let layout = KVBlockLayout(header: header)
+        guard let size = layout.contentSize else { throw KVBlockError.invalidArgument("block too large") }
+        let content = try encodeContent(cache, range, layout, size)
+        let frame = try content.withUnsafeBytes { raw in try Frame.compress(raw, compression) }
+        header.payloadLength = frame.count
+        header.payloadChecksum = xxh64(frame[...])
+        return header.serialized() + frame
+    }
+
+    private func makeHeader(_ shape: KVShape, _ range: Range<Int>, _ key: [UInt8],
+                            _ fingerprint: [UInt8]) throws(KVBlockError) -> KVBlockHeader {
+        guard key.count == 32, fingerprint.count == 32 else {
+            throw .invalidArgument("chunk key and model fingerprint must be 32 bytes")
+        }
+        guard shape.layers <= 0xFFFF, shape.kvHeads <= 0xFFFF, shape.headDim <= 0xFFFF else {
+            throw .invalidArgument("shape \(shape) exceeds the header's 16-bit fields")
+        }
+        var flags: KVBlockFlags = []
+        if case .zstd = compression { flags.insert(.zstd) }
+        if keyGrouping == .perToken { flags.insert(.keyPerToken) }
+        let header = KVBlockHeader(
+            chunkKey: key, modelFingerprint: fingerprint, codec: codec, flags: flags,
+            layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim,
+            tokenCount: range.count, groupSize: groupSize, payloadLength: 0, payloadChecksum: 0)
+        do { try header.checkFields() } catch .badGroupSize { throw .badGroupSize } catch {
+            throw .invalidArgument("range \(range): \(error)")
+        }
+        return header
+    }
+
+    /// The decompressed payload: every layer's K section then V section.
+    private func encodeContent(_ cache: KVCache, _ range: Range<Int>, _ layout: KVBlockLayout,
+                               _ size: Int) throws(KVBlockError) -> [UInt8] {
+        guard range.lowerBound >= 0, range.upperBound <= cache.count else {
+            throw .invalidArgument("range \(range) outside the cache's \(cache.count) positions")
+        }
+        let work = UnsafeMutablePointer<Float>.allocate(capacity: 3 * layout.kvDim)
+        defer { work.deallocate() }
+        let codec = SectionCodec(layout: layout, work: work)
+        var ok = true
+        let content = [UInt8](unsafeUninitializedCapacity: size) { buf, count in
+            let raw = UnsafeMutableRawBufferPointer(buf)
+            raw.initializeMemory(as: UInt8.self, repeating: 0)  // section padding
+            var offset = 0
+            for layer in 0..<layout.layers where ok {
+                for kind in [KVKind.key, .value] where ok {
+                    let n = layout.section(kind).byteCount
+                    let dst = UnsafeMutableRawBufferPointer(rebasing: raw[offset..<(offset + n)])
+                    ok = cache.withRows(layer: layer, kind, range) { codec.encode($0, kind, into: dst) }
+                    offset += n
+                }
+            }
+            count = size
+        }
+        guard ok else { throw .unencodableValue }
+        return content
+    }
+}
+
+extension KVBlockEncoder {
+    /// Bytes a block of `tokens` positions of `shape` would take with its payload
+    /// stored uncompressed: the header plus the decompressed payload. Used to report
+    /// what the frame's compression gains.
+    public func uncompressedBlockSize(shape: KVShape, tokens: Int) -> Int {
+        let layout = KVBlockLayout(codec: codec, tokens: tokens, shape: shape,
+                                   groupSize: groupSize, keyGrouping: keyGrouping)
+        return KVBlockHeader.byteCount + (layout.contentSize ?? 0)
+    }
+}

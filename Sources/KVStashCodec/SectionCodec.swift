@@ -1,0 +1,87 @@
+import CKernels
+import KVStashCore
+
+/// Encodes and decodes one section (one layer's K or V for every token of a block)
+/// between f32 rows `[token][kvDim]` and the section bytes of `KVBlockLayout`.
+/// Every loop runs in a CKernels kernel; this file only slices buffers.
+struct SectionCodec {
+    let layout: KVBlockLayout
+    /// f32 scratch of `3 * kvDim` floats for the kernels.
+    let work: UnsafeMutablePointer<Float>
+
+    private var d: Int { layout.kvDim }
+    private var bits: UInt32 { UInt32(layout.codec.quantBits ?? 0) }
+
+    /// Writes rows `src` into `dst` (exactly `layout.section(kind).byteCount` bytes, 4-aligned).
+    /// Returns false when a value cannot be represented.
+    func encode(_ src: UnsafeBufferPointer<Float>, _ kind: KVKind, into dst: UnsafeMutableRawBufferPointer) -> Bool {
+        let n = layout.tokens * d
+        let x = src.baseAddress!
+        switch layout.codec {
+        case .f32:
+            dst.baseAddress!.copyMemory(from: x, byteCount: n * 4)
+            return true
+        case .f16:
+            guard kv_fits_f16(x, n) == 1 else { return false }
+            kv_f32_to_f16(dst.baseAddress!.assumingMemoryBound(to: UInt16.self), x, n)
+            return true
+        case .int8, .int4:
+            let (scales, zeros, codes) = parts(of: dst, kind)
+            return quantize(x, kind, scales, zeros, codes)
+        }
+    }
+
+    private func quantize(_ x: UnsafePointer<Float>, _ kind: KVKind, _ scales: UnsafeMutablePointer<UInt16>,
+                          _ zeros: UnsafeMutablePointer<UInt16>, _ codes: UnsafeMutablePointer<UInt8>) -> Bool {
+        let g = layout.groupSize
+        guard layout.perChannel(kind) else {
+            return kv_quant_rows(x, layout.tokens, d, g, bits, scales, zeros, codes, work) == 0
+        }
+        for group in 0..<layout.tokenGroups {
+            let r0 = group * g, rows = min(g, layout.tokens - r0)
+            let ok = kv_quant_cols(x + r0 * d, rows, d, bits, scales + group * d, zeros + group * d,
+                                   codes + r0 * layout.rowBytes, work)
+            guard ok == 0 else { return false }
+        }
+        return true
+    }
+
+    /// Decodes section bytes `src` into the f32 rows `dst`.
+    func decode(_ src: UnsafeRawBufferPointer, _ kind: KVKind, into dst: UnsafeMutableBufferPointer<Float>) {
+        let n = layout.tokens * d
+        let y = dst.baseAddress!
+        switch layout.codec {
+        case .f32:
+            UnsafeMutableRawPointer(y).copyMemory(from: src.baseAddress!, byteCount: n * 4)
+        case .f16:
+            kv_f16_to_f32(y, src.baseAddress!.assumingMemoryBound(to: UInt16.self), n)
+        case .int8, .int4:
+            let (scales, zeros, codes) = parts(of: UnsafeMutableRawBufferPointer(mutating: src), kind)
+            dequantize(y, kind, scales, zeros, codes)
+        }
+    }
+
+    private func dequantize(_ y: UnsafeMutablePointer<Float>, _ kind: KVKind, _ scales: UnsafeMutablePointer<UInt16>,
+                            _ zeros: UnsafeMutablePointer<UInt16>, _ codes: UnsafeMutablePointer<UInt8>) {
+        let g = layout.groupSize
+        guard layout.perChannel(kind) else {
+            kv_dequant_rows(y, codes, layout.tokens, d, g, bits, scales, zeros)
+            return
+        }
+        for group in 0..<layout.tokenGroups {
+            let r0 = group * g, rows = min(g, layout.tokens - r0)
+            kv_f16_to_f32(work, scales + group * d, d)
+            kv_f16_to_f32(work + d, zeros + group * d, d)
+            kv_dequant_cols(y + r0 * d, codes + r0 * layout.rowBytes, rows, d, bits, work, work + d)
+        }
+    }
+
+    /// Scales, zero points and codes of a quantized section.
+    private func parts(of buf: UnsafeMutableRawBufferPointer, _ kind: KVKind)
+        -> (UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<UInt8>) {
+        let p = layout.section(kind).paramCount
+        let base = buf.baseAddress!
+        let scales = base.assumingMemoryBound(to: UInt16.self)
+        return (scales, scales + p, (base + 4 * p).assumingMemoryBound(to: UInt8.self))
+    }
+}
