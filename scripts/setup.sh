@@ -24,9 +24,10 @@ if ((${#missing[@]})); then
 fi
 
 # Python packages used only by the test references (numpy reference forward pass,
-# the Hugging Face `tokenizers` package, the `gguf` reader, the `openai` client).
+# the Hugging Face `tokenizers` package, the `gguf` reader, the `openai` client,
+# jinja2 and sentencepiece for the tokenizer references, the `prometheus_client` exposition parser).
 if [ "${KVSTASH_SKIP_PY:-0}" != 1 ]; then
-  for mod in numpy:numpy tokenizers:tokenizers gguf:gguf openai:openai; do
+  for mod in numpy:numpy tokenizers:tokenizers gguf:gguf openai:openai jinja2:jinja2 sentencepiece:sentencepiece prometheus_client:prometheus-client; do
     import="${mod%%:*}"; pkg="${mod##*:}"
     python3 -c "import $import" 2>/dev/null || { log "pip install $pkg"; python3 -m pip install -q "$pkg" >&2; }
   done

@@ -1,2 +1,0 @@
-import KVStashCore
-import KVStashEngine

@@ -1,0 +1,139 @@
+import KVStashCore
+import Synchronization
+
+/// Counters of the radix tree.
+public struct RadixStats: Sendable, Equatable, Codable {
+    /// Nodes in the tree (roots excluded).
+    public var nodes = 0
+    /// Tokens held (always a multiple of `KVPage.size`).
+    public var tokens = 0
+    /// Bytes of KV held.
+    public var bytes = 0
+    /// Byte budget.
+    public var budget = 0
+    /// Nodes held by at least one request.
+    public var lockedNodes = 0
+    /// `match` calls, and those that matched at least one page.
+    public var lookups = 0
+    public var hits = 0
+    /// Tokens served by matches.
+    public var hitTokens = 0
+    /// Tokens added by inserts.
+    public var insertedTokens = 0
+    /// Nodes and tokens dropped by eviction.
+    public var evictedNodes = 0
+    public var evictedTokens = 0
+}
+
+/// A hold on a matched path: its nodes are not evicted until the lease is released.
+public struct RadixLease: Sendable {
+    let namespace: RadixNamespace
+    /// The deepest matched node; nil when nothing matched (nothing is held).
+    let nodeID: UInt64?
+}
+
+/// The result of a longest-prefix match.
+public struct RadixMatch: Sendable {
+    /// Tokens matched, a multiple of `KVPage.size`.
+    public let tokenCount: Int
+    /// KV of the matched tokens, one page per `KVPage.size` tokens, to `splice`.
+    public let pages: [KVPage]
+    /// Hold on the matched nodes; pass it to `RadixTree.release` when done.
+    public let lease: RadixLease
+}
+
+/// The hot tier: an SGLang-style radix tree of token runs and their KV pages, in RAM.
+///
+/// Matching is **page-granular**: a match covers whole pages of `KVPage.size` (16)
+/// tokens, and nodes only split on page boundaries, so pages move between nodes and are
+/// never copied or cut. A query diverging inside a page matches up to the page start,
+/// and the request recomputes at most 15 tokens more. Inserts likewise keep only whole
+/// pages. Every namespace (model fingerprint + tenant salt) has its own root.
+///
+/// Thread-safe: all state sits behind one mutex. KV is copied out of and into caches
+/// outside the mutex; the mutex only guards the structure.
+public final class RadixTree: Sendable {
+    let core: Mutex<RadixCore>
+
+    /// Creates an empty tree that holds at most `budgetBytes` of KV in unlocked nodes.
+    public init(budgetBytes: Int) {
+        core = Mutex(RadixCore(budget: budgetBytes))
+    }
+
+    /// Longest page-granular prefix of `tokens` in `namespace`. With `lock`, the matched
+    /// nodes stay in the tree until `release(match.lease)`.
+    public func match(_ tokens: [Int], namespace: RadixNamespace, lock: Bool = true) -> RadixMatch {
+        core.withLock { core in
+            let time = core.tick()
+            let (node, matched, pages) = core.walk(namespace, tokens, split: lock, time: time)
+            core.stats.lookups += 1
+            if matched > 0 {
+                core.stats.hits += 1
+                core.stats.hitTokens += matched
+            }
+            let held = lock && matched > 0
+            if held { core.lock(node) }
+            return RadixMatch(tokenCount: matched, pages: pages,
+                              lease: RadixLease(namespace: namespace, nodeID: held ? node.id : nil))
+        }
+    }
+
+    /// Releases the hold of a match.
+    public func release(_ lease: RadixLease) {
+        guard let id = lease.nodeID else { return }
+        core.withLock { core in
+            guard let node = core.nodes[id] else { preconditionFailure("leased radix node vanished") }
+            core.unlock(node)
+            core.evict(toFit: core.budget)
+        }
+    }
+
+    /// Inserts the whole pages of `tokens`, taking their KV from `cache` (whose positions
+    /// `0..<tokens.count` belong to `tokens`). Pages already in the tree are not copied.
+    /// Returns the number of tokens added. May evict other nodes to stay in budget.
+    @discardableResult
+    public func insert(_ tokens: [Int], from cache: KVCache, namespace: RadixNamespace) -> Int {
+        let usable = min(tokens.count, cache.count)
+        let query = Array(tokens[..<(usable - usable % KVPage.size)])
+        guard !query.isEmpty else { return 0 }
+        for _ in 0..<3 {
+            let known = core.withLock { $0.walk(namespace, query, split: false, time: nil).matched }
+            if known == query.count { return 0 }
+            let pages = cache.pages(known..<query.count)  // copied outside the mutex
+            let added: Int? = core.withLock { core in
+                let time = core.tick()
+                let (node, matched, _) = core.walk(namespace, query, split: true, time: time)
+                guard matched >= known else { return nil }  // evicted meanwhile: copy again
+                let skip = (matched - known) / KVPage.size
+                let added = core.attach(query, pages: Array(pages[skip...]), under: node, matched: matched, time: time)
+                core.stats.insertedTokens += added
+                core.evict(toFit: core.budget)
+                return added
+            }
+            if let added { return added }
+        }
+        return 0
+    }
+
+    /// Changes the byte budget, evicting at once if needed.
+    public func setBudget(_ bytes: Int) {
+        core.withLock { core in
+            core.budget = bytes
+            core.evict(toFit: bytes)
+        }
+    }
+
+    /// Drops every node no request holds (the RAM tier becomes empty).
+    public func evictAll() {
+        core.withLock { $0.evictAll() }
+    }
+
+    /// Current counters.
+    public func stats() -> RadixStats {
+        core.withLock { core in
+            var s = core.stats
+            s.budget = core.budget
+            return s
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import KVStashEngine
+import KVStashStore
+
+/// The outcome of precomputing one document.
+public struct PrecomputeResult: Sendable {
+    public var id: String
+    /// Tokens of the document's prefix (after truncation to the context length).
+    public var tokens: Int
+    /// Full chunks of the prefix (the partial last chunk is not stored).
+    public var chunks: Int
+    /// Where the chunks' KV came from (`disk`: already stored, fetched to extend the chain).
+    public var sources: PromptSources
+    /// What was written.
+    public var written: WriteBackReport
+    /// True when the prefix was longer than the model's context and was cut.
+    public var truncated: Bool
+    /// True when the document was already stored and skipped.
+    public var skipped: Bool
+    /// True when `shouldStop` ended it early; its document record is then not written.
+    public var interrupted: Bool
+    public var seconds: Double
+}
+
+extension PrefixCache {
+    /// Precomputes and stores the KV of every full chunk of `tokens` (a document's prefix,
+    /// already wrapped in its template), then records document `id` in the store.
+    ///
+    /// Chunks already stored are reused (fetched only when a later chunk must be computed
+    /// after them); the others are prefilled and written one at a time, so memory is one
+    /// document's KV and an interruption keeps every chunk written so far. `shouldStop` is
+    /// checked before each chunk; `progress` gets the tokens of each chunk done.
+    public func precompute(tokens: [Int], id: String, name: String, skipExisting: Bool = true,
+                           shouldStop: () -> Bool = { false },
+                           progress: (Int) -> Void = { _ in }) throws -> PrecomputeResult {
+        guard let store else { throw KVStashError.invalid("precompute needs a store") }
+        let start = ContinuousClock.now
+        let capped = Array(tokens.prefix(model.config.contextLength))
+        let keys = keyer.chain(capped)
+        var result = PrecomputeResult(id: id, tokens: capped.count, chunks: keys.count, sources: PromptSources(),
+                                      written: WriteBackReport(), truncated: capped.count < tokens.count,
+                                      skipped: false, interrupted: false, seconds: 0)
+        if skipExisting, (try store.document(id: id)) != nil {
+            result.skipped = true
+            return result
+        }
+        var state = SequenceState(tokens: Array(capped[..<(keys.count * chunkSize)]),
+                                  cache: model.newCache(capacity: keys.count * chunkSize))
+        var present = keys.isEmpty ? [] : store.probe(keys)
+        for index in keys.indices where !present[index] {
+            if shouldStop() { result.interrupted = true; break }
+            try catchUp(&state, to: index, keys: keys, present: &present, id: id, written: &result.written)
+            try prefill(&state, upTo: (index + 1) * chunkSize)
+            storeChunk(index, keys: keys, state: state, origin: .precompute, documentID: id, report: &result.written)
+            progress(chunkSize)
+        }
+        result.written.alreadyStored = present.filter { $0 }.count
+        result.sources = state.sources
+        result.sources.prompt = capped.count
+        if !result.interrupted {
+            try store.putDocument(DocumentRecord(id: id, name: name, tokenCount: capped.count, chunkKeys: keys))
+        }
+        result.seconds = (ContinuousClock.now - start).seconds
+        return result
+    }
+
+    /// Brings `state.cache` up to chunk `index`: stored chunks are fetched; a chunk that
+    /// fails verification is recomputed and written again.
+    private func catchUp(_ state: inout SequenceState, to index: Int, keys: [ChunkKey], present: inout [Bool],
+                         id: String, written: inout WriteBackReport) throws {
+        guard let store else { return }
+        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
+        while state.cache.count < index * chunkSize {
+            let j = state.cache.count / chunkSize
+            let outcome = fetcher.fetch(keys[j], start: j * chunkSize, chunkSize: chunkSize, into: &state.cache)
+            switch outcome {
+            case .spliced:
+                state.sources.disk += chunkSize
+                state.chunksFromDisk.insert(j)
+            case .corrupt, .missing:
+                if present[j] && outcome == .corrupt { state.sources.corruptChunks += 1 }
+                present[j] = false
+                try prefill(&state, upTo: (j + 1) * chunkSize)
+                storeChunk(j, keys: keys, state: state, origin: .precompute, documentID: id, report: &written)
+            }
+        }
+    }
+}

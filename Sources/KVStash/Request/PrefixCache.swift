@@ -1,0 +1,86 @@
+import KVStashCodec
+import KVStashCore
+import KVStashEngine
+import KVStashStore
+
+/// Settings of a `PrefixCache`.
+public struct PrefixCacheOptions: Sendable {
+    /// Codec of the chunks this process writes (readers decode whatever a block says).
+    public var codec: KVCodec
+    /// Group size of the quantized codecs.
+    public var groupSize: Int
+    /// Byte budget of the radix tree (RAM tier); 0 disables it.
+    public var ramBudgetBytes: Int
+    /// Tenant salt: requests with different salts never share KV.
+    public var tenantSalt: [UInt8]
+    /// Write chunks computed by queries back to the store (subject to the store's
+    /// admission policy; precompute always writes).
+    public var writeBackQueries: Bool
+
+    public init(codec: KVCodec = .int8, groupSize: Int = KVBlockEncoder.defaultGroupSize,
+                ramBudgetBytes: Int = 1 << 30, tenantSalt: [UInt8] = [], writeBackQueries: Bool = true) {
+        self.codec = codec
+        self.groupSize = groupSize
+        self.ramBudgetBytes = ramBudgetBytes
+        self.tenantSalt = tenantSalt
+        self.writeBackQueries = writeBackQueries
+    }
+}
+
+/// The shared, thread-safe half of the request path: model, tokenizer, radix tree (RAM),
+/// chunk store (disk) and codec. Any number of requests may run on it concurrently; each
+/// request's state (its KV cache, its lease on tree nodes) is a value of its own.
+///
+/// A request: tokenize → match in the tree → probe the store chunk by chunk past the
+/// match → fetch, verify, decode → splice → prefill only the rest (holes included) →
+/// decode → write new full chunks back and insert into the tree.
+public final class PrefixCache: Sendable {
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    /// The cold tier; nil runs with the RAM tier only.
+    public let store: ChunkStore?
+    /// The hot tier.
+    public let tree: RadixTree
+    public let options: PrefixCacheOptions
+    /// Fingerprint of the model, part of every chunk key.
+    public let modelFingerprint: [UInt8]
+    /// Chain keys of full chunks (chunk size of the store).
+    public let keyer: ChunkKeyer
+    let encoder: KVBlockEncoder
+    let namespace: RadixNamespace
+
+    /// Wires the parts together. `modelFingerprint` must come from
+    /// `ModelFingerprint.compute` for the model's file.
+    public init(model: LlamaModel, tokenizer: Tokenizer, store: ChunkStore?, modelFingerprint: [UInt8],
+                options: PrefixCacheOptions = PrefixCacheOptions(), chunkSize: Int = 256) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.store = store
+        self.options = options
+        self.modelFingerprint = modelFingerprint
+        self.tree = RadixTree(budgetBytes: options.ramBudgetBytes)
+        self.keyer = ChunkKeyer(modelFingerprint: modelFingerprint, tenantSalt: options.tenantSalt,
+                                chunkSize: store?.chunkSize ?? chunkSize)
+        self.encoder = KVBlockEncoder(codec: options.codec, groupSize: options.groupSize)
+        self.namespace = RadixNamespace(modelFingerprint: modelFingerprint, tenantSalt: options.tenantSalt)
+    }
+
+    /// Opens the model at `modelPath` and, if given, the store at `storePath`; the model's
+    /// fingerprint is cached beside the store.
+    public convenience init(modelPath: String, storePath: String?, storeOptions: StoreOptions = StoreOptions(),
+                            options: PrefixCacheOptions = PrefixCacheOptions()) throws {
+        let model = try LlamaModel(path: modelPath)
+        let tokenizer = try Tokenizer(gguf: model.gguf)
+        let store = try storePath.map { try ChunkStore(path: $0, options: storeOptions) }
+        let fingerprint = try ModelFingerprint.compute(path: modelPath, cacheDir: storePath)
+        self.init(model: model, tokenizer: tokenizer, store: store, modelFingerprint: fingerprint, options: options)
+    }
+
+    /// Tokens per stored chunk.
+    public var chunkSize: Int { keyer.chunkSize }
+
+    /// Tokenizes a prompt (special tokens such as `<|im_start|>` parsed as single tokens).
+    public func tokenize(_ prompt: String) -> [Int] {
+        tokenizer.encode(prompt, parseSpecial: true)
+    }
+}

@@ -1,0 +1,69 @@
+import KVStashCore
+import KVStashStore
+
+/// What a write-back did.
+public struct WriteBackReport: Sendable, Equatable {
+    /// Chunks encoded and written.
+    public var chunks = 0
+    /// Bytes of the encoded values written.
+    public var bytes = 0
+    /// Full chunks that were already in the store.
+    public var alreadyStored = 0
+    /// Chunks the admission policy declined.
+    public var declined = 0
+    /// Chunks whose encode or put failed (the request still succeeds).
+    public var failures = 0
+}
+
+extension PrefixCache {
+    /// Step 7: writes the full chunks of `state.tokens[..<promptCount]` that are not in the
+    /// store yet, encoded with the configured codec, under the store's admission policy
+    /// (precompute: always; queries: by default from a chunk's second sighting on).
+    /// Failures to write are not fatal to the request: the chunk is simply not stored.
+    func writeBack(_ state: SequenceState, promptCount: Int, origin: AdmissionOrigin,
+                   documentID: String?) -> WriteBackReport {
+        var report = WriteBackReport()
+        guard let store, origin == .precompute || options.writeBackQueries else { return report }
+        let usable = min(promptCount, state.cache.count)
+        let keys = keyer.chain(Array(state.tokens[..<usable]))
+        let candidates = keys.indices.filter { !state.chunksFromDisk.contains($0) }
+        let present = candidates.isEmpty ? [] : store.probe(candidates.map { keys[$0] })
+        for (index, there) in zip(candidates, present) {
+            if there { report.alreadyStored += 1; continue }
+            storeChunk(index, keys: keys, state: state, origin: origin, documentID: documentID, report: &report)
+        }
+        report.alreadyStored += state.chunksFromDisk.count
+        return report
+    }
+
+    /// Encodes full chunk `index` of `state` and puts it with its meta, if the admission
+    /// policy agrees. `keys` is the chain of `state.tokens`.
+    func storeChunk(_ index: Int, keys: [ChunkKey], state: SequenceState, origin: AdmissionOrigin,
+                    documentID: String?, report: inout WriteBackReport) {
+        guard let store else { return }
+        let range = (index * chunkSize)..<((index + 1) * chunkSize)
+        let meta = ChunkMeta(parent: index == 0 ? .root : keys[index - 1], chainIndex: index,
+                             tokens: Array(state.tokens[range]), codec: options.codec.name,
+                             modelFingerprint: modelFingerprint, docIDs: documentID.map { [$0] } ?? [])
+        guard store.shouldAdmit(key: keys[index], meta: meta, origin: origin) else {
+            report.declined += 1
+            return
+        }
+        do {
+            let value = try encoder.encode(state.cache, range: range, chunkKey: keys[index].bytes,
+                                           modelFingerprint: modelFingerprint)
+            try store.put(keys[index], value: value, meta: meta)
+            report.chunks += 1
+            report.bytes += value.count
+        } catch {
+            report.failures += 1
+        }
+    }
+
+    /// Inserts the sequence's whole pages into the radix tree; returns the tokens added.
+    func insertIntoTree(_ state: SequenceState) -> Int {
+        guard options.ramBudgetBytes > 0 else { return 0 }
+        let n = min(state.tokens.count, state.cache.count)
+        return tree.insert(Array(state.tokens[..<n]), from: state.cache, namespace: namespace)
+    }
+}

@@ -1,0 +1,227 @@
+import Foundation
+import XCTest
+@testable import KVStash
+import KVStashCodec
+import KVStashCore
+import KVStashEngine
+import KVStashStore
+
+/// Exactness of the request path with the lossless f32 codec: the greedy answer with
+/// cached KV equals the answer computed from scratch, token for token, whether the KV came
+/// from disk (fresh tree, reopened store), from RAM, through a hole in the chain, for a
+/// prompt diverging mid-chunk, past a corrupt block, or next to another model's blocks.
+final class RequestPathTests: XCTestCase {
+    let questions = ["What is the document about?", "Which town is named first?",
+                     "Summarize it in one sentence.", "List three words from it."]
+
+    /// Precomputes `docs` into a new f32 store with `chunkSize`, then closes it.
+    private func precomputed(_ m: LoadedModel, _ docs: [String], chunkSize: Int) throws -> String {
+        let dir = temporaryDirectory()
+        let store = try ChunkStore(path: dir, options: StoreOptions(chunkSize: chunkSize))
+        let pc = m.prefixCache(store: store, ram: 0)
+        for (i, doc) in docs.enumerated() {
+            let r = try pc.precompute(tokens: m.documentTokens(doc), id: "doc\(i)", name: "doc\(i)")
+            XCTAssertEqual(r.written.chunks, r.chunks, "every full chunk written")
+            XCTAssertGreaterThanOrEqual(r.chunks, 2, "documents span several chunks")
+        }
+        try store.close()
+        return dir
+    }
+
+    /// Asks every question about every doc: cold from disk (tree emptied first), then hot
+    /// from RAM; both must equal the reference.
+    private func checkColdAndHot(_ m: LoadedModel, docs: [String], chunkSize: Int, maxTokens: Int) throws {
+        let dir = try precomputed(m, docs, chunkSize: chunkSize)
+        let store = try ChunkStore(path: dir)  // reopened: a new process state
+        defer { try? store.close() }
+        let pc = m.prefixCache(store: store)
+        for doc in docs {
+            for q in questions {
+                let tokens = m.queryTokens(doc, q)
+                let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: maxTokens)
+                pc.tree.evictAll()
+                let cold = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: maxTokens))
+                XCTAssertEqual(cold.tokens, reference, "cold from disk: \(q)")
+                XCTAssertEqual(cold.sources.ram, 0)
+                XCTAssertEqual(cold.sources.disk, m.documentTokens(doc).count / chunkSize * chunkSize)
+                XCTAssertEqual(cold.sources.ram + cold.sources.disk + cold.sources.prefilled, tokens.count)
+                let hot = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: maxTokens))
+                XCTAssertEqual(hot.tokens, reference, "hot from RAM: \(q)")
+                XCTAssertEqual(hot.sources.ram, (tokens.count - 1) / KVPage.size * KVPage.size)
+                XCTAssertEqual(hot.sources.ram + hot.sources.disk + hot.sources.prefilled, tokens.count)
+            }
+        }
+    }
+
+    func testTinyModelColdAndHotEqualNoCache() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let docs = (0..<5).map { syntheticDocument(seed: UInt64($0), words: 150 + 60 * $0) }
+        try checkColdAndHot(m, docs: docs, chunkSize: 32, maxTokens: 24)
+    }
+
+    func testRealModelColdAndHotEqualNoCache() throws {
+        let m = try LoadedModel(path: try realModelPath())
+        let docs = (0..<2).map { syntheticDocument(seed: 100 + UInt64($0), words: 420) }
+        try checkColdAndHot(m, docs: docs, chunkSize: 128, maxTokens: 16)
+    }
+
+    func testHoleInTheChainIsRecomputedAndProbingGoesOn() throws {
+        for path in [try tinyModelPath(), try realModelPath()] {
+            let m = try LoadedModel(path: path)
+            let doc = syntheticDocument(seed: 7, words: 400)
+            let chunk = 64
+            let dir = try precomputed(m, [doc], chunkSize: chunk)
+            let store = try ChunkStore(path: dir)
+            defer { try? store.close() }
+            let pc = m.prefixCache(store: store, ram: 0)
+            let keys = pc.keyer.chain(m.documentTokens(doc))
+            XCTAssertGreaterThanOrEqual(keys.count, 4)
+            try store.evict(.keys([keys[1]]))
+            let tokens = m.queryTokens(doc, questions[0])
+            let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
+            let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+            XCTAssertEqual(r.tokens, reference)
+            XCTAssertEqual(r.sources.disk, (keys.count - 1) * chunk, "chunks after the hole still come from disk")
+            XCTAssertEqual(r.sources.prefilled, tokens.count - (keys.count - 1) * chunk)
+        }
+    }
+
+    func testPromptDivergingMidChunk() throws {
+        for path in [try tinyModelPath(), try realModelPath()] {
+            let m = try LoadedModel(path: path)
+            let doc = syntheticDocument(seed: 8, words: 300)
+            let chunk = 64
+            let dir = try precomputed(m, [doc], chunkSize: chunk)
+            let store = try ChunkStore(path: dir)
+            defer { try? store.close() }
+            let pc = m.prefixCache(store: store)
+            let cut = chunk + chunk / 2 + 5  // inside the second chunk and inside a page
+            let tokens = Array(m.documentTokens(doc)[..<cut]) + m.tokenizer.encode(" Something else entirely: what now?")
+            let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
+            let cold = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+            XCTAssertEqual(cold.tokens, reference, "cold")
+            XCTAssertEqual(cold.sources.disk, chunk, "only the first chunk matches on disk")
+            // RAM now holds the whole document; the divergent prompt matches it page-granularly.
+            _ = try pc.generate(tokens: m.queryTokens(doc, questions[1]), options: GenerationOptions(maxTokens: 4))
+            let hot = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+            XCTAssertEqual(hot.tokens, reference, "hot")
+            XCTAssertEqual(hot.sources.ram, cut / KVPage.size * KVPage.size)
+        }
+    }
+
+    func testCorruptBlockIsDetectedReportedAndRecomputed() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let doc = syntheticDocument(seed: 9, words: 300)
+        let chunk = 64
+        let dir = try precomputed(m, [doc], chunkSize: chunk)
+        let store = try ChunkStore(path: dir)
+        defer { try? store.close() }
+        let pc = m.prefixCache(store: store, ram: 0)
+        let keys = pc.keyer.chain(m.documentTokens(doc))
+        var value = try XCTUnwrap(try store.get(keys[1]))
+        let meta = try XCTUnwrap(try store.meta(keys[1]))
+        value[value.count / 2] ^= 0x5A  // one flipped byte in the payload
+        try store.evict(.keys([keys[1]]))
+        try store.put(keys[1], value: value, meta: meta)
+        let tokens = m.queryTokens(doc, questions[2])
+        let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
+        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+        XCTAssertEqual(r.tokens, reference)
+        XCTAssertEqual(r.sources.corruptChunks, 1)
+        XCTAssertEqual(r.sources.disk, (keys.count - 1) * chunk)
+        XCTAssertEqual(store.probe([keys[1]]), [false], "reported to the store, which removed it")
+        XCTAssertGreaterThanOrEqual(try store.stats().corruptFound, 1)
+    }
+
+    func testAnotherModelsBlocksAreNeverSpliced() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let doc = syntheticDocument(seed: 10, words: 300)
+        let chunk = 64
+        let dir = try precomputed(m, [doc], chunkSize: chunk)
+        let store = try ChunkStore(path: dir)
+        defer { try? store.close() }
+        let tokens = m.queryTokens(doc, questions[3])
+        let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
+        // Another fingerprint: other keys, nothing found.
+        var other = m.fingerprint
+        other[0] ^= 1
+        let foreign = try m.prefixCache(store: store, ram: 0, fingerprint: other)
+            .generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+        XCTAssertEqual(foreign.sources.disk, 0)
+        XCTAssertEqual(foreign.tokens, reference)
+        // A block whose header names another model, stored under our key: rejected.
+        let pc = m.prefixCache(store: store, ram: 0)
+        let keys = pc.keyer.chain(m.documentTokens(doc))
+        var cache = m.model.newCache()
+        _ = try m.model.prefill(Array(m.documentTokens(doc)[..<chunk]), cache: &cache)
+        let block = try KVBlockEncoder(codec: .f32).encode(cache, range: 0..<chunk, chunkKey: keys[0].bytes,
+                                                             modelFingerprint: other)
+        let meta = try XCTUnwrap(try store.meta(keys[0]))
+        try store.evict(.keys([keys[0]]))
+        try store.put(keys[0], value: block, meta: meta)
+        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+        XCTAssertEqual(r.sources.corruptChunks, 1)
+        XCTAssertEqual(r.sources.disk, (keys.count - 1) * chunk, "later chunks still spliced after the recomputed one")
+        XCTAssertEqual(r.tokens, reference)
+    }
+
+    func testContextOverflowIsAClearError() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let pc = m.prefixCache(store: nil)
+        let tokens = [Int](repeating: 42, count: m.model.config.contextLength)
+        XCTAssertThrowsError(try pc.generate(tokens: tokens)) { error in
+            XCTAssertEqual(error as? KVStashError,
+                           .contextOverflow(promptTokens: tokens.count, limit: m.model.config.contextLength))
+        }
+        XCTAssertEqual(pc.tree.stats().lockedNodes, 0)
+    }
+
+    func testConcurrentRequestsShareTheCacheAndAgree() async throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let docs = (0..<2).map { syntheticDocument(seed: 20 + UInt64($0), words: 250) }
+        let dir = try precomputed(m, docs, chunkSize: 32)
+        let store = try ChunkStore(path: dir)
+        defer { try? store.close() }
+        let pc = m.prefixCache(store: store, ram: 1 << 26, writeBack: true)
+        let prompts = docs.flatMap { d in questions.map { m.queryTokens(d, $0) } }
+        let references = try prompts.map { try referenceGreedy(m.model, m.tokenizer, $0, maxTokens: 12) }
+        let answers = try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
+            for (i, p) in (prompts + prompts).enumerated() {
+                group.addTask { (i % prompts.count, try pc.generate(tokens: p, options: GenerationOptions(maxTokens: 12)).tokens) }
+            }
+            return try await group.reduce(into: [(Int, [Int])]()) { $0.append($1) }
+        }
+        for (i, tokens) in answers { XCTAssertEqual(tokens, references[i], "prompt \(i)") }
+        XCTAssertEqual(pc.tree.stats().lockedNodes, 0)
+    }
+
+    func testPrecomputeIsResumableAndReusesStoredChunks() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let dir = temporaryDirectory()
+        let store = try ChunkStore(path: dir, options: StoreOptions(chunkSize: 32))
+        defer { try? store.close() }
+        let pc = m.prefixCache(store: store, ram: 0)
+        let doc = syntheticDocument(seed: 30, words: 200)
+        let tokens = m.documentTokens(doc)
+        var calls = 0
+        let stopped = try pc.precompute(tokens: tokens, id: "a", name: "a", shouldStop: { calls += 1; return calls > 2 })
+        XCTAssertTrue(stopped.interrupted)
+        XCTAssertEqual(stopped.written.chunks, 2)
+        XCTAssertNil(try store.document(id: "a"), "an interrupted document is not recorded")
+        let resumed = try pc.precompute(tokens: tokens, id: "a", name: "a")
+        XCTAssertFalse(resumed.interrupted)
+        XCTAssertEqual(resumed.written.chunks, resumed.chunks - 2, "the two stored chunks are reused")
+        XCTAssertEqual(resumed.sources.disk, 2 * 32)
+        XCTAssertNotNil(try store.document(id: "a"))
+        XCTAssertTrue(try pc.precompute(tokens: tokens, id: "a", name: "a").skipped)
+        // The resumed chain splices into a cache equal to one prefilled from scratch.
+        let fresh = temporaryDirectory()
+        let store2 = try ChunkStore(path: fresh, options: StoreOptions(chunkSize: 32))
+        defer { try? store2.close() }
+        let one = try m.prefixCache(store: store2, ram: 0).precompute(tokens: tokens, id: "a", name: "a")
+        XCTAssertEqual(one.written.chunks, resumed.chunks)
+        for key in pc.keyer.chain(tokens) {
+            XCTAssertEqual(try store.get(key), try store2.get(key), "same bytes, interrupted or not")
+        }
+    }
+}

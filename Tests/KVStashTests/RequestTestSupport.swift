@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+import KVStash
+import KVStashCodec
+import KVStashCore
+import KVStashEngine
+import KVStashStore
+
+/// The default model for tests: `$KVSTASH_MODEL`. Missing: a failure under CI, a skip otherwise.
+func realModelPath() throws -> String {
+    let env = ProcessInfo.processInfo.environment
+    if let p = env["KVSTASH_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
+    let message = "KVSTASH_MODEL is not set to the default model (scripts/test.sh sets it)"
+    if env["CI"] != nil { XCTFail(message); throw XCTSkip(message) }
+    throw XCTSkip(message)
+}
+
+/// A tiny random-weight llama (3 layers, dim 64) carrying the real model's tokenizer, so
+/// prompts are text and requests run in milliseconds. Written once per process.
+func tinyModelPath() throws -> String {
+    let real = try realModelPath()
+    let path = NSTemporaryDirectory() + "kvstash-request-tiny-\(getpid()).gguf"
+    if !FileManager.default.fileExists(atPath: path) {
+        var spec = TinyModelSpec.llama
+        spec.contextLength = 4096
+        try TinyModel.write(spec, to: path, tokenizerFrom: try GGUFFile(path: real))
+    }
+    return path
+}
+
+/// A fresh temporary directory.
+func temporaryDirectory() -> String {
+    let dir = NSTemporaryDirectory() + "kvstash-request-\(UUID().uuidString)"
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+/// Deterministic English-like documents (seeded), so prompts are reproducible.
+func syntheticDocument(seed: UInt64, words: Int) -> String {
+    let vocabulary = """
+        river town market bridge winter summer harbor mountain village school teacher letter \
+        council garden library station engineer doctor painter farmer baker north south east \
+        west old new small large quiet busy early late green blue red golden stone wooden \
+        built opened closed moved sold bought wrote painted repaired visited named founded
+        """.split(separator: " ").map(String.init)
+    var rng = SplitMix64(seed: seed)
+    var out: [String] = []
+    for i in 0..<words {
+        var w = vocabulary[Int(rng.next() % UInt64(vocabulary.count))]
+        if i % 12 == 0 { w = w.prefix(1).uppercased() + w.dropFirst() }
+        out.append(i % 12 == 11 ? w + "." : w)
+    }
+    return out.joined(separator: " ")
+}
+
+/// Greedy continuation computed from scratch with the engine alone (no cache of any kind):
+/// the reference every cached answer must equal.
+func referenceGreedy(_ model: LlamaModel, _ tokenizer: Tokenizer, _ tokens: [Int], maxTokens: Int) throws -> [Int] {
+    var cache = model.newCache(capacity: tokens.count + maxTokens)
+    var logits = try model.prefill(tokens, cache: &cache)
+    var out: [Int] = []
+    while out.count < maxTokens {
+        let next = logits.indices.max { logits[$0] < logits[$1] }!
+        if tokenizer.isEndOfGeneration(next) { break }
+        out.append(next)
+        if out.count == maxTokens { break }
+        logits = try model.decode(next, cache: &cache)
+    }
+    return out
+}
+
+/// A model, its tokenizer and template, loaded once.
+struct LoadedModel {
+    let path: String
+    let model: LlamaModel
+    let tokenizer: Tokenizer
+    let chat: ChatTemplate
+    let fingerprint: [UInt8]
+
+    init(path: String) throws {
+        self.path = path
+        model = try LlamaModel(path: path)
+        tokenizer = try Tokenizer(gguf: model.gguf)
+        chat = try ChatTemplate(gguf: model.gguf)
+        fingerprint = try ModelFingerprint.compute(path: path, cacheDir: nil)
+    }
+
+    /// A request path over the store at `store` (nil: RAM only).
+    func prefixCache(store: ChunkStore?, codec: KVCodec = .f32, ram: Int = 1 << 30,
+                     writeBack: Bool = false, fingerprint fp: [UInt8]? = nil) -> PrefixCache {
+        PrefixCache(model: model, tokenizer: tokenizer, store: store, modelFingerprint: fp ?? fingerprint,
+                    options: PrefixCacheOptions(codec: codec, ramBudgetBytes: ram, writeBackQueries: writeBack))
+    }
+
+    func documentTokens(_ doc: String, _ template: PromptTemplate = .chatSystem) -> [Int] {
+        tokenizer.encode(template.prefix(document: doc, chat: chat), parseSpecial: true)
+    }
+
+    func queryTokens(_ doc: String, _ question: String, _ template: PromptTemplate = .chatSystem) -> [Int] {
+        tokenizer.encode(template.query(document: doc, question: question, chat: chat), parseSpecial: true)
+    }
+}
