@@ -19,6 +19,26 @@ struct TTFTRow: Codable {
     var coldPrefillMs: Double
     var hotRAMMs: Double
     var hotPrefillMs: Double
+    /// Process CPU time of the same calls (robust to other load on the machine).
+    var missCPUMs: Double
+    var coldHitCPUMs: Double
+    var hotHitCPUMs: Double
+    var coldCPUSpeedup: Double
+    var hotCPUSpeedup: Double
+}
+
+/// CPU time of this process (all threads), in seconds.
+func cpuNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Runs `body`, returning its result and the process CPU seconds it used.
+func cpuTimed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
+    let start = cpuNow()
+    let r = try body()
+    return (r, cpuNow() - start)
 }
 
 /// TTFT of a miss (full prefill) against a hit cold (RAM tier empty, store reopened from
@@ -33,22 +53,30 @@ func ttftBench() throws {
         let prompt = PromptTemplate.chatSystem.query(document: doc, question: "What is the first town named?", chat: chat)
         let dir = NSTemporaryDirectory() + "kvstash-ttft-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        // Miss: empty store, no RAM tier. Its write-back (after the answer, outside TTFT) stores
-        // the document's chunks, admitted at once, so the hits below reuse exactly this KV.
-        var store = try ChunkStore(path: dir, options: StoreOptions(admission: AdmitAll()))
-        let missCache = PrefixCache(model: model, tokenizer: tokenizer, store: store, modelFingerprint: fingerprint,
-                                    options: PrefixCacheOptions(codec: codec, ramBudgetBytes: 0, writeBackQueries: true))
-        let miss = try missCache.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+        // Precompute the document (full chunks and tail), as `kvstash precompute` does.
+        var store = try ChunkStore(path: dir)
+        _ = try prefixCache(store, codec: codec, ram: 0)
+            .precompute(tokens: tokenizer.encode(PromptTemplate.chatSystem.prefix(document: doc, chat: chat)), id: "d", name: "d")
         try store.close()
-        var cold: [Double] = [], hot: [Double] = []
+        // Miss: no store, no RAM tier: the whole prompt is prefilled.
+        let (miss, missCPU) = try cpuTimed {
+            try prefixCache(nil, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+        }
+        var cold: [Double] = [], hot: [Double] = [], coldCPU: [Double] = [], hotCPU: [Double] = []
         var coldDisk = 0, hotRAM = 0, prefilled = 0
         var coldSteps: [AssemblyTimings] = [], hotSteps: [AssemblyTimings] = []
         for _ in 0..<reps {
             store = try ChunkStore(path: dir)  // reopened, RAM tier empty
+            // Cold: a RAM tier of size 0, so the call does nothing after its first token.
+            let (c, cCPU) = try cpuTimed {
+                try prefixCache(store, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+            }
+            // Hot: fill the RAM tier with one request, then time a second one.
             let pc = prefixCache(store, codec: codec, ram: 2 << 30)
-            let c = try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
-            let h = try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+            _ = try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+            let (h, hCPU) = try cpuTimed { try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1)) }
             cold.append(c.timeToFirstToken); hot.append(h.timeToFirstToken)
+            coldCPU.append(cCPU); hotCPU.append(hCPU)
             coldSteps.append(c.timings); hotSteps.append(h.timings)
             coldDisk = c.sources.disk; hotRAM = h.sources.ram; prefilled = c.sources.prefilled
             try store.close()
@@ -58,16 +86,20 @@ func ttftBench() throws {
                           coldSpeedup: miss.timeToFirstToken / median(cold), hotSpeedup: miss.timeToFirstToken / median(hot),
                           coldFromDisk: coldDisk, hotFromRAM: hotRAM, prefilledOnHit: prefilled,
                           coldDiskMs: median(coldSteps.map(\.disk)) * 1000, coldPrefillMs: median(coldSteps.map(\.prefill)) * 1000,
-                          hotRAMMs: median(hotSteps.map(\.ram)) * 1000, hotPrefillMs: median(hotSteps.map(\.prefill)) * 1000)
+                          hotRAMMs: median(hotSteps.map(\.ram)) * 1000, hotPrefillMs: median(hotSteps.map(\.prefill)) * 1000,
+                          missCPUMs: missCPU * 1000, coldHitCPUMs: median(coldCPU) * 1000, hotHitCPUMs: median(hotCPU) * 1000,
+                          coldCPUSpeedup: missCPU / median(coldCPU), hotCPUSpeedup: missCPU / median(hotCPU))
         note("\(row)")
         rows.append(row)
     }
     struct Out: Codable { var machine = Machine(); var reps: Int; var rows: [TTFTRow] }
     try write(Out(reps: reps, rows: rows), "ttft")
-    print("| prompt tokens | codec | miss TTFT | hit cold (disk) | hit hot (RAM) | cold speedup | hot speedup |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| prompt tokens | codec | miss TTFT | hit cold (disk) | hit hot (RAM) | cold speedup | hot speedup | CPU: miss / cold / hot | CPU speedup cold / hot |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows {
         print("| \(r.promptTokens) | \(r.codec) | " + String(format: "%.0f ms | %.1f ms | %.1f ms | %.0f× | %.0f× |",
-                     r.missMs, r.coldHitMs, r.hotHitMs, r.coldSpeedup, r.hotSpeedup))
+                     r.missMs, r.coldHitMs, r.hotHitMs, r.coldSpeedup, r.hotSpeedup)
+              + String(format: " %.0f / %.0f / %.0f ms | %.0f× / %.0f× |", r.missCPUMs, r.coldHitCPUMs, r.hotHitCPUMs,
+                       r.coldCPUSpeedup, r.hotCPUSpeedup))
     }
 }
