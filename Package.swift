@@ -14,6 +14,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // System libraries (Debian: librocksdb-dev, liblz4-dev, libzstd-dev, libopenblas-dev).
@@ -39,8 +42,15 @@ let package = Package(
         .target(name: "KVStash", dependencies: [
             "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashStore",
         ]),
+        // OpenAI-compatible HTTP server, admin API, Prometheus metrics.
+        .target(name: "KVStashServer", dependencies: [
+            "KVStash", "KVStashEngine", "KVStashStore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .executableTarget(name: "kvstash", dependencies: [
-            "KVStash", "KVStashStore",
+            "KVStash", "KVStashStore", "KVStashCodec", "KVStashEngine", "KVStashServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -56,6 +66,8 @@ let package = Package(
         ]),
         // Store put/get/probe benchmark (bench/results/store.json).
         .executableTarget(name: "kvstash-storebench", dependencies: ["KVStashStore"], path: "bench/StoreBench"),
+        // Engine prefill/decode benchmark (bench/results/engine.json).
+        .executableTarget(name: "kvstash-enginebench", dependencies: ["KVStashEngine"], path: "bench/EngineBench"),
 
         .testTarget(name: "StoreTests", dependencies: [
             "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
@@ -63,5 +75,6 @@ let package = Package(
         .testTarget(name: "KVStashTests", dependencies: ["KVStash"]),
         // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).
         .executableTarget(name: "kvstash-requestbench", dependencies: ["KVStash"], path: "bench/RequestBench"),
+        .testTarget(name: "ServerTests", dependencies: ["KVStashServer"]),
     ]
 )

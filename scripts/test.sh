@@ -11,6 +11,6 @@ BUILD=(-c release -Xswiftc -enable-testing)
 swift build "${BUILD[@]}" --build-tests
 swift test "${BUILD[@]}" --skip-build
 if compgen -G "Tests/python/test_*.py" > /dev/null; then
-  swift build -c release --product kvstash
-  KVSTASH_BIN="$(swift build -c release --show-bin-path)/kvstash" python3 -m pytest -q Tests/python
+  # The kvstash binary of the same (testing-enabled) release build: no second build.
+  KVSTASH_BIN="$(swift build "${BUILD[@]}" --show-bin-path)/kvstash" python3 -m pytest -q Tests/python
 fi

@@ -24,7 +24,7 @@ public final class ChunkStore: Sendable {
     let tracker = AccessTracker()
     let sightings = SightingCounter()
     let stripes: [NSLock] = (0..<64).map { _ in NSLock() }
-    let counters: Mutex<Counters>
+    let counterState: Mutex<Counters>
 
     struct Counters {
         var reads = 0
@@ -32,6 +32,7 @@ public final class ChunkStore: Sendable {
         var corrupt = 0
         var evictions = 0
         var totalBytes = 0
+        var entries = 0
         var dirty = false
     }
 
@@ -51,6 +52,9 @@ public final class ChunkStore: Sendable {
         settings.blobFiles = options.blobFiles
         settings.minBlobSize = UInt64(options.minBlobSize)
         settings.syncWrites = options.syncWrites
+        if !options.readOnly && RepairFlag.isSet(storePath: path) {
+            try Self.repair(path: path)
+        }
         db = try Self.openRocks(path: path, settings: settings)
         do {
             chunkSize = try Manifest.open(db, path: path, requestedChunkSize: options.chunkSize)
@@ -61,9 +65,10 @@ public final class ChunkStore: Sendable {
         var c = Counters()
         c.corrupt = Manifest.decodeInt(try? db.get(.manifest, Manifest.corruptKey)) ?? 0
         c.evictions = Manifest.decodeInt(try? db.get(.manifest, Manifest.evictionsKey)) ?? 0
-        counters = Mutex(c)
-        let total = try scanMeta { _, _ in true }.reduce(0) { $0 + $1.meta.byteSize }
-        counters.withLock { $0.totalBytes = total }
+        counterState = Mutex(c)
+        let all = try scanMeta { _, _ in true }
+        let total = all.reduce(0) { $0 + $1.meta.byteSize }
+        counterState.withLock { $0.totalBytes = total; $0.entries = all.count }
         if !readOnly {
             LockHolderFile.write(storePath: path)
             startMaintenance()
@@ -116,25 +121,29 @@ public final class ChunkStore: Sendable {
         guard !readOnly else { throw StoreError.readOnly(path: path) }
         var record = meta
         record.byteSize = value.count
-        let delta: Int = try withStripe(key) {
+        let (delta, added): (Int, Int) = try withStripe(key) {
             let old = try readMeta(key)
             let batch = db.makeBatch()
             if let old {
                 record = Self.merge(old: old, new: record)
-                if old.codec != record.codec || old.byteSize != value.count {
+                // Re-puts are rare (callers probe first); reading the value back guards against
+                // a meta record whose value was lost to a repair.
+                let valuePresent = (try? db.get(.chunks, key.bytes, fillCache: false)).flatMap { $0 } != nil
+                if old.codec != record.codec || old.byteSize != value.count || !valuePresent {
                     batch.put(.chunks, key.bytes, value)
                 } else if old == record {
-                    return 0
+                    return (0, 0)
                 }
             } else {
                 batch.put(.chunks, key.bytes, value)
             }
             batch.put(.meta, key.bytes, MetaCodec.encode(record))
             try rocks { try db.write(batch, sync: sync || options.syncWrites) }
-            return value.count - (old?.byteSize ?? 0)
+            return (value.count - (old?.byteSize ?? 0), old == nil ? 1 : 0)
         }
-        let over = counters.withLock { c -> Bool in
+        let over = counterState.withLock { c -> Bool in
             c.totalBytes += delta
+            c.entries += added
             return options.byteBudget.map { c.totalBytes > $0 } ?? false
         }
         if over, let budget = options.byteBudget {
@@ -162,21 +171,22 @@ public final class ChunkStore: Sendable {
         do {
             value = try db.get(.chunks, key.bytes, fillCache: false)
         } catch let error as RocksError where error.isCorruption {
-            try handleCorrupt(key, reason: error.message)
+            handleCorrupt(key, reason: error.message, blockDamage: true)
             return nil
         } catch let error as RocksError {
             throw StoreError.rocksdb(error.message)
         }
         guard let value else {
-            counters.withLock { $0.reads += 1; $0.misses += 1 }
+            counterState.withLock { $0.reads += 1; $0.misses += 1 }
+            dropOrphanMeta(key)
             return nil
         }
         if let validator = options.validator, !validator(value) {
-            try handleCorrupt(key, reason: "value rejected by validator")
+            handleCorrupt(key, reason: "value rejected by validator")
             return nil
         }
         guard recordAccess else { return value }
-        counters.withLock { $0.reads += 1 }
+        counterState.withLock { $0.reads += 1 }
         if tracker.record(key) >= options.flushEvery && !readOnly {
             try? flushAccessUngated()
         }
@@ -204,7 +214,7 @@ public final class ChunkStore: Sendable {
     /// (bad header, key or fingerprint mismatch, checksum): counted and removed.
     public func reportCorrupt(_ key: ChunkKey, reason: String = "reported by reader") throws {
         try gate.enter(); defer { gate.leave() }
-        try handleCorrupt(key, reason: reason)
+        handleCorrupt(key, reason: reason)
     }
 
     /// Records one sighting of `key` and asks the admission policy whether to write it.
@@ -231,18 +241,48 @@ public final class ChunkStore: Sendable {
         do { return try body() } catch let error as RocksError { throw StoreError.rocksdb(error.message) }
     }
 
-    func handleCorrupt(_ key: ChunkKey, reason: String) throws {
-        counters.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
+    /// Counts a corrupt entry and deletes it (best effort: after a failed compaction RocksDB
+    /// refuses writes, and the read must still answer a miss). Block damage also asks for a
+    /// repair at the next open (see `RepairFlag`).
+    func handleCorrupt(_ key: ChunkKey, reason: String, blockDamage: Bool = false) {
+        counterState.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
+        tracker.forget(key)
         guard !readOnly else { return }
-        try withStripe(key) {
+        if blockDamage { RepairFlag.set(storePath: path, reason: "\(key.hex): \(reason)") }
+        withStripe(key) {
+            let size = (try? readMeta(key))?.byteSize
             let batch = db.makeBatch()
             batch.delete(.chunks, key.bytes)
             batch.delete(.meta, key.bytes)
             let note = "\(ISO8601DateFormatter().string(from: Date())) \(reason)"
             batch.put(.manifest, Array((Manifest.quarantinePrefix + key.hex).utf8), Array(note.utf8))
-            try rocks { try db.write(batch) }
+            if (try? db.write(batch)) != nil, let size { forgetEntry(bytes: size) }
+        }
+    }
+
+    /// A meta record without its value (its table file was lost to a repair) is deleted so
+    /// that `probe` stops reporting the key and the next `put` writes the value again.
+    func dropOrphanMeta(_ key: ChunkKey) {
+        guard !readOnly else { return }
+        withStripe(key) {
+            guard let meta = (try? readMeta(key)).flatMap({ $0 }),
+                  (try? db.get(.chunks, key.bytes, fillCache: false)).flatMap({ $0 }) == nil else { return }
+            let batch = db.makeBatch()
+            batch.delete(.meta, key.bytes)
+            if (try? db.write(batch)) != nil { forgetEntry(bytes: meta.byteSize) }
         }
         tracker.forget(key)
+    }
+
+    func forgetEntry(bytes: Int) {
+        counterState.withLock { $0.totalBytes -= bytes; $0.entries -= 1 }
+    }
+
+    /// Cheap live counters kept in memory (no scan), for metrics endpoints.
+    public var counters: StoreCounters {
+        let c = counterState.withLock { $0 }
+        return StoreCounters(entries: c.entries, bytes: c.totalBytes, reads: c.reads, misses: c.misses,
+                             corruptFound: c.corrupt, evictions: c.evictions, pendingHits: tracker.pendingHits)
     }
 
     /// Calls `body` for every decodable meta record; collects those it accepts.

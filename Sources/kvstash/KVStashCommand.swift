@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct KVStashCommand: ParsableCommand {
+struct KVStashCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvstash", abstract: "Persist, share and reuse LLM prefix KV caches.",
         subcommands: [
@@ -13,7 +13,10 @@ struct KVStashCommand: ParsableCommand {
             AdminUnpin.self,
             AdminVerify.self,
             AdminCompact.self,
+            Generate.self,
+            TokenizeCommand.self,
             PrecomputeCommand.self,
             QueryCommand.self,
+            ServeCommand.self,
         ])
 }

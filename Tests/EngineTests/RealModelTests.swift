@@ -72,3 +72,30 @@ final class RealModelTests: XCTestCase {
         XCTAssertEqual(tokens, Array(g.greedyTokens.prefix(8)))
     }
 }
+
+/// The whole text path in Swift: chat template, tokenizer, model, streaming decoder.
+final class RealModelChatTests: XCTestCase {
+    func testFranceThroughTokenizerAndTemplate() throws {
+        let model = try TestSupport.realModel()
+        let tokenizer = try Tokenizer(gguf: model.gguf)
+        let prompt = try ChatTemplate(gguf: model.gguf).render(
+            [ChatMessage(role: "user", content: "What is the capital of France?")],
+            addGenerationPrompt: true, defaultSystem: false)
+        let golden = try RealModelTests.goldens().first { $0.name == "chat_bare_france" }!
+        XCTAssertEqual(prompt, golden.text)
+        let ids = tokenizer.encode(prompt)
+        XCTAssertEqual(ids, golden.promptTokens)
+        var cache = model.newCache()
+        var logits = try model.prefill(ids, cache: &cache)
+        var stream = StreamDecoder(tokenizer: tokenizer)
+        var text = ""
+        for _ in 0..<32 {
+            let next = Sampler.argmax(logits)
+            if tokenizer.isEndOfGeneration(next) { break }
+            text += stream.push(next)
+            logits = try model.decode(next, cache: &cache)
+        }
+        text += stream.flush()
+        XCTAssertEqual(text, "The capital of France is Paris.")
+    }
+}

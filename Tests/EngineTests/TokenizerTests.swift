@@ -25,7 +25,7 @@ struct TokenizerGolden: Decodable {
 
     static func load() throws -> TokenizerGolden {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("Resources/tokenizer_golden.json")
+            .appendingPathComponent("../reference/tokenizer_golden.json")
         return try JSONDecoder().decode(TokenizerGolden.self, from: Data(contentsOf: url))
     }
 }

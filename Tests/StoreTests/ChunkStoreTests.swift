@@ -121,6 +121,69 @@ final class ChunkStoreTests: XCTestCase {
         XCTAssertEqual(try again.stats().hits, 6)
     }
 
+    func testBackgroundThreadFlushesHits() throws {
+        let path = temporaryStorePath(self)
+        let store = try ChunkStore(path: path, options: StoreOptions(flushInterval: 0.2, flushEvery: 1_000_000))
+        defer { try? store.close() }
+        let keys = try putChain(store, count: 1)
+        _ = try store.get(keys[0])
+        _ = try store.get(keys[0])
+        let deadline = Date(timeIntervalSinceNow: 10)
+        while try store.readMeta(keys[0])?.hits != 2 && Date() < deadline { usleep(50_000) }
+        XCTAssertEqual(try store.readMeta(keys[0])?.hits, 2, "the maintenance thread should have written the hits")
+    }
+
+    func testNewStoreDefaultsToChunkSize256AndGetWithoutAccess() throws {
+        let store = try ChunkStore(path: temporaryStorePath(self))
+        defer { try? store.close() }
+        XCTAssertEqual(store.chunkSize, 256)
+        let keys = try putChain(store, count: 1)
+        XCTAssertNotNil(try store.get(keys[0], recordAccess: false))
+        XCTAssertEqual(try store.meta(keys[0])?.hits, 0)
+        try store.close()
+        XCTAssertThrowsError(try store.get(keys[0])) { XCTAssertEqual($0 as? StoreError, .closed) }
+        XCTAssertEqual(store.probe(keys), [false])
+    }
+
+    func testPutRewritesValueOfOrphanMetaAndGetHealsOrphans() throws {
+        let store = try ChunkStore(path: temporaryStorePath(self))
+        defer { try? store.close() }
+        let keys = try putChain(store, count: 2)
+        for key in keys {   // simulate values lost with a table file: meta without value
+            let batch = store.db.makeBatch()
+            batch.delete(.chunks, key.bytes)
+            try store.db.write(batch)
+        }
+        try store.flush()
+        try store.compact()
+        try store.put(keys[0], value: selfCheckingValue(seed: 0, size: 1000), meta: sampleMeta())
+        XCTAssertEqual(try store.get(keys[0]), selfCheckingValue(seed: 0, size: 1000))
+        XCTAssertEqual(store.probe(keys), [true, true])
+        XCTAssertNil(try store.get(keys[1]))
+        XCTAssertEqual(store.probe(keys), [true, false], "a miss removes the orphan meta record")
+    }
+
+    func testLiveCountersFollowPutsEvictionsAndCorruption() throws {
+        let path = temporaryStorePath(self)
+        let store = try ChunkStore(path: path)
+        let keys = try putChain(store, count: 3)
+        XCTAssertEqual(store.counters.entries, 3)
+        XCTAssertEqual(store.counters.bytes, 3000)
+        try store.evict(.keys([keys[0]]))
+        try store.reportCorrupt(keys[1])
+        _ = try store.get(keys[2])
+        _ = try store.get(keys[0])
+        let c = store.counters
+        XCTAssertEqual([c.entries, c.bytes, c.evictions, c.corruptFound, c.reads, c.misses, c.pendingHits], [1, 1000, 1, 1, 3, 2, 1])
+        try store.close()
+        let again = try ChunkStore(path: path)
+        defer { try? again.close() }
+        let d = again.counters
+        XCTAssertEqual([d.entries, d.bytes, d.evictions, d.corruptFound], [1, 1000, 1, 1])
+        let s = try again.stats()
+        XCTAssertEqual([s.entries, s.bytes], [d.entries, d.bytes])
+    }
+
     func testRePutMergesDocumentsAndKeepsHits() throws {
         let path = temporaryStorePath(self)
         let store = try ChunkStore(path: path)

@@ -5,23 +5,25 @@ import XCTest
 /// Damages a value's bytes inside its SST file and checks that the read detects it
 /// (RocksDB block checksum), reports a miss, counts it and removes the entry.
 final class CorruptionTests: XCTestCase {
-    func sstFiles(_ path: String) throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".sst") }.map { path + "/" + $0 }
-    }
+    func damage(_ needle: [UInt8], in path: String) throws -> Bool { try damageSST(needle, in: path) }
+}
 
-    /// Overwrites 8 bytes in the middle of the first occurrence of `needle` in any SST file.
-    func damage(_ needle: [UInt8], in path: String) throws -> Bool {
-        for file in try sstFiles(path) {
-            var data = try Data(contentsOf: URL(fileURLWithPath: file))
-            guard let range = data.firstRange(of: Data(needle)) else { continue }
-            let at = range.lowerBound + needle.count / 2
-            for i in 0..<8 { data[at + i] ^= 0xFF }
-            try data.write(to: URL(fileURLWithPath: file))
-            return true
-        }
-        return false
+/// Overwrites 8 bytes in the middle of the first occurrence of `needle` in any SST file.
+func damageSST(_ needle: [UInt8], in path: String) throws -> Bool {
+    let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".sst") }
+    for name in files {
+        let url = URL(fileURLWithPath: path + "/" + name)
+        var data = try Data(contentsOf: url)
+        guard let range = data.firstRange(of: Data(needle)) else { continue }
+        let at = range.lowerBound + needle.count / 2
+        for i in 0..<8 { data[at + i] ^= 0xFF }
+        try data.write(to: url)
+        return true
     }
+    return false
+}
 
+extension CorruptionTests {
     func testDamagedValueOnDiskIsDetectedCountedAndRemoved() throws {
         let path = temporaryStorePath(self)
         let keys: [ChunkKey]

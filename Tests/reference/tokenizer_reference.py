@@ -4,7 +4,7 @@
 Builds a Hugging Face `tokenizers` Tokenizer from the GGUF's own vocabulary and merges (read with
 the PyPI `gguf` package) with the pre-tokenizer of each `tokenizer.ggml.pre` expressed as HF regex
 splits, and renders the GGUF's Jinja chat template with `jinja2` (as transformers does:
-trim_blocks, lstrip_blocks). Writes Tests/EngineTests/Resources/tokenizer_golden.json.
+trim_blocks, lstrip_blocks). Writes Tests/reference/tokenizer_golden.json.
 
 Usage: python3 Tests/reference/tokenizer_reference.py [MODEL.gguf]
        (default: $KVSTASH_MODEL, else the cached SmolLM2-135M-Instruct Q4_1)
@@ -19,7 +19,7 @@ from gguf import GGUFReader
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "Tests/EngineTests/Resources/tokenizer_golden.json"
+OUT = ROOT / "Tests/reference/tokenizer_golden.json"
 DEFAULT_MODEL = Path.home() / ".cache/kvstash/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 GPT2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
@@ -92,6 +92,9 @@ def test_strings():
         "mixed_scripts": "Привет мир! Γειά σου Κόσμε! مرحبا بالعالم שלום עולם नमस्ते दुनिया",
         "punctuation": "Hello!!! What?? ... --- ((x)) [a]{b} <tag/> @user #tag 100% a&b |x| ~`^",
         "empty": "",
+        "long_whitespace": "x" + " " * 3000 + "y\n" + "\t" * 700 + "\n" * 300 + "z",
+        "long_words": "a" * 1000 + " " + "abracadabra" * 120 + " " + "Supercalifragilistic" * 40,
+        "long_punct_digits": "=" * 500 + "-+" * 300 + " " + "9" * 400 + " 0x" + "deadbeef" * 80,
         "gpl_paragraph": paragraph,
         "gpl_full": gpl,
     }

@@ -19,6 +19,13 @@ let totalBytesPerCase = quick ? 60_000_000 : 240_000_000
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
+/// User + system CPU seconds of this process (all threads, RocksDB's background ones included).
+func cpu() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
+}
+
 func randomBytes(_ n: Int) -> [UInt8] {
     var g = SystemRandomNumberGenerator()
     var out = [UInt8](repeating: 0, count: n)
@@ -38,6 +45,9 @@ struct Case: Codable {
     var putThenFlushMBps: Double
     var getMBps: Double
     var getColdReopenMBps: Double
+    /// MB per CPU-second (put includes the flush), robust to other load on the machine.
+    var putMBperCPUs: Double
+    var getMBperCPUs: Double
 }
 
 func runCase(name: String, size: Int, blob: Bool) throws -> Case {
@@ -49,17 +59,18 @@ func runCase(name: String, size: Int, blob: Bool) throws -> Case {
     let keys = (0..<count).map { keyer.key(parent: .root, tokens: [$0][...]) }
     let options = StoreOptions(chunkSize: 256, blobFiles: blob, flushInterval: 0)
     var store = try ChunkStore(path: dir, options: options)
-    let t0 = now()
+    let t0 = now(), c0 = cpu()
     for (i, k) in keys.enumerated() {
         try store.put(k, value: value, meta: ChunkMeta(parent: .root, chainIndex: i, tokens: [i], codec: name, modelFingerprint: [1]))
     }
     let tPut = now() - t0
     try store.flush()
-    let tFlush = now() - t0
+    let tFlush = now() - t0, cPut = cpu() - c0
     let mb = Double(size * count) / 1e6
     var t1 = now()
+    let c1 = cpu()
     for k in keys.shuffled() { let n = try store.get(k)?.count; precondition(n == size) }
-    let tGet = now() - t1
+    let tGet = now() - t1, cGet = cpu() - c1
     try store.close()
     store = try ChunkStore(path: dir, options: options)
     t1 = now()
@@ -67,7 +78,8 @@ func runCase(name: String, size: Int, blob: Bool) throws -> Case {
     let tCold = now() - t1
     try store.close()
     return Case(codec: name, valueBytes: size, blobFiles: blob, count: count, putMBps: mb / tPut,
-                putThenFlushMBps: mb / tFlush, getMBps: mb / tGet, getColdReopenMBps: mb / tCold)
+                putThenFlushMBps: mb / tFlush, getMBps: mb / tGet, getColdReopenMBps: mb / tCold,
+                putMBperCPUs: mb / cPut, getMBperCPUs: mb / cGet)
 }
 
 struct Probe: Codable {
@@ -126,11 +138,34 @@ func cpuModel() -> String {
     return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
 }
 
+struct Fingerprint: Codable {
+    var modelBytes: Int
+    var seconds: Double
+    var cachedSeconds: Double
+}
+
+/// Time to fingerprint the default model (SHA-256 of the whole file), cold and from the cache.
+func runFingerprint() throws -> Fingerprint? {
+    let env = ProcessInfo.processInfo.environment
+    let path = env["KVSTASH_MODEL"] ?? NSHomeDirectory() + "/.cache/kvstash/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    guard FileManager.default.fileExists(atPath: path) else { return nil }
+    let dir = NSTemporaryDirectory() + "kvstash-bench-\(UUID().uuidString)"
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+    var t = now()
+    _ = try ModelFingerprint.compute(path: path, cacheDir: dir)
+    let cold = now() - t
+    t = now()
+    _ = try ModelFingerprint.compute(path: path, cacheDir: dir)
+    return Fingerprint(modelBytes: size, seconds: cold, cachedSeconds: now() - t)
+}
+
 struct Result: Codable {
     var machine: String
     var note: String
     var cases: [Case]
     var probe: Probe
+    var fingerprint: Fingerprint?
 }
 
 var cases: [Case] = []
@@ -142,19 +177,24 @@ for (name, size) in sizes {
     }
 }
 let probe = try runProbe()
+let fingerprint = try runFingerprint()
 let result = Result(machine: cpuModel(), note: "1 thread; other builds shared the 2 cores; page cache warm; no fsync per put",
-                    cases: cases, probe: probe)
+                    cases: cases, probe: probe, fingerprint: fingerprint)
 let enc = JSONEncoder()
 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
 try FileManager.default.createDirectory(atPath: (outPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
 try enc.encode(result).write(to: URL(fileURLWithPath: outPath))
 
 print("Machine: \(result.machine). \(result.note).\n")
-print("| codec | value | blob files | n | put MB/s | put+flush MB/s | get MB/s | get after reopen MB/s |")
-print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+print("| codec | value | blob files | n | put MB/s | put+flush MB/s | get MB/s | get after reopen MB/s | put+flush MB/CPU-s | get MB/CPU-s |")
+print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for c in cases {
-    print(String(format: "| %@ | %.2f MB | %@ | %d | %.0f | %.0f | %.0f | %.0f |", c.codec, Double(c.valueBytes) / 1e6,
-                 c.blobFiles ? "on" : "off", c.count, c.putMBps, c.putThenFlushMBps, c.getMBps, c.getColdReopenMBps))
+    print(String(format: "| %@ | %.2f MB | %@ | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |", c.codec, Double(c.valueBytes) / 1e6,
+                 c.blobFiles ? "on" : "off", c.count, c.putMBps, c.putThenFlushMBps, c.getMBps, c.getColdReopenMBps,
+                 c.putMBperCPUs, c.getMBperCPUs))
 }
 print(String(format: "\nProbe of a 32-chunk chain (%d entries stored, %d iterations): all present p50 %.1f µs, p99 %.1f µs; all absent p50 %.1f µs, p99 %.1f µs",
              probe.storedEntries, probe.iterations, probe.hitP50us, probe.hitP99us, probe.missP50us, probe.missP99us))
+if let f = fingerprint {
+    print(String(format: "Model fingerprint (SHA-256 of %.1f MB): %.3f s; from the cache: %.4f s", Double(f.modelBytes) / 1e6, f.seconds, f.cachedSeconds))
+}

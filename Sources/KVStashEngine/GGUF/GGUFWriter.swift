@@ -4,7 +4,7 @@ import Foundation
 /// as F32, F16, BF16, Q8_0, Q4_0 or Q4_1 (llama.cpp's reference quantizers).
 public struct GGUFWriter {
     private var metadata: [(String, GGUFValue)] = []
-    private var tensors: [(name: String, dims: [Int], type: GGMLType, bytes: [UInt8])] = []
+    fileprivate var tensors: [(name: String, dims: [Int], typeID: UInt32, bytes: [UInt8])] = []
     public let alignment = 32
 
     public init() {}
@@ -23,7 +23,7 @@ public struct GGUFWriter {
         guard let layout = type.blockLayout, (dims.first ?? 0) % layout.elements == 0 else {
             throw GGUFError.unsupportedTensorType(tensor: name, type: type.rawValue)
         }
-        tensors.append((name, dims, type, GGUFQuantizer.encode(data, as: type)))
+        tensors.append((name, dims, type.rawValue, GGUFQuantizer.encode(data, as: type)))
     }
 
     /// The complete file.
@@ -36,7 +36,7 @@ public struct GGUFWriter {
         for t in tensors {
             out.string(t.name); out.u32(UInt32(t.dims.count))
             t.dims.forEach { out.u64(UInt64($0)) }
-            out.u32(t.type.rawValue); out.u64(UInt64(offset))
+            out.u32(t.typeID); out.u64(UInt64(offset))
             offset = (offset + t.bytes.count + alignment - 1) / alignment * alignment
         }
         out.pad(to: alignment)
@@ -87,5 +87,13 @@ private struct ByteWriter {
             u64(UInt64(a.count))
             a.forEach { value($0) }
         }
+    }
+}
+
+extension GGUFWriter {
+    /// Adds a tensor with raw, already-encoded bytes and any type id (for tests of
+    /// what readers refuse).
+    mutating func addRawTensor(_ name: String, dims: [Int], typeID: UInt32, bytes: [UInt8]) {
+        tensors.append((name, dims, typeID, bytes))
     }
 }

@@ -50,12 +50,13 @@ enum CharClass {
     static let number: UInt8 = 2      // \p{N}
     static let whitespace: UInt8 = 4  // \s (Unicode White_Space)
 
-    private static let ascii: [UInt8] = (0..<128).map { slowClassify(UInt32($0)) }
+    /// Flags of the Basic Multilingual Plane, computed once (64 KiB).
+    private static let bmp: [UInt8] = (0..<0x10000).map { slowClassify(UInt32($0)) }
 
     /// The class flags of one code point.
     @inline(__always)
     static func of(_ v: UInt32) -> UInt8 {
-        v < 128 ? ascii[Int(v)] : slowClassify(v)
+        v < 0x10000 ? bmp[Int(v)] : slowClassify(v)
     }
 
     private static func slowClassify(_ v: UInt32) -> UInt8 {

@@ -11,32 +11,45 @@ struct FragmentEncoder {
 
     init(vocab: Vocabulary) { self.vocab = vocab }
 
-    /// Appends the ids of `bytes[range]` (valid UTF-8) to `out`.
-    mutating func encode(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, into out: inout [Int32]) {
-        decodeScalars(bytes, range)
-        ends.removeAll(keepingCapacity: true)
-        vocab.pre.split(cps, cls, into: &ends)
-        var start = 0
-        for end in ends {
-            let piece = UnsafeBufferPointer(rebasing: bytes[offsets[start]..<offsets[end]])
-            encodeWord(piece, into: &out)
-            start = end
+    /// Appends the ids of `bytes[range]` (valid UTF-8) to `out`. `afterSpecial`: the fragment
+    /// starts the text or follows a special token (SentencePiece then adds its space prefix).
+    mutating func encode(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, afterSpecial: Bool,
+                         into out: inout [Int32]) {
+        switch vocab.model {
+        case let .sentencePiece(spm, addSpacePrefix):
+            var text: [UInt8] = []
+            text.reserveCapacity(range.count + 3)
+            if addSpacePrefix && afterSpecial { text += [0xE2, 0x96, 0x81] }
+            for b in bytes[range] {
+                if b == 0x20 { text += [0xE2, 0x96, 0x81] } else { text.append(b) }  // " " -> "▁"
+            }
+            spm.encode(text, into: &out)
+        case let .byteLevel(bpe):
+            decodeScalars(bytes, range)
+            ends.removeAll(keepingCapacity: true)
+            bpe.pre.split(cps, cls, into: &ends)
+            var start = 0
+            for end in ends {
+                let piece = UnsafeBufferPointer(rebasing: bytes[offsets[start]..<offsets[end]])
+                encodeWord(piece, bpe, into: &out)
+                start = end
+            }
         }
     }
 
-    private mutating func encodeWord(_ word: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+    private mutating func encodeWord(_ word: UnsafeBufferPointer<UInt8>, _ bpe: ByteLevelBPE, into out: inout [Int32]) {
         if word.count == 1 {
-            let id = vocab.merges.byteToken[Int(word[0])]
+            let id = bpe.merges.byteToken[Int(word[0])]
             if id >= 0 { out.append(id) }
             return
         }
         let key = Array(word)
         if let ids = cache[key] { out.append(contentsOf: ids); return }
         var ids: [Int32] = []
-        if vocab.ignoreMerges, let id = vocab.idForBytes[key] {
+        if bpe.ignoreMerges, let id = bpe.idForBytes[key] {
             ids = [id]
         } else {
-            vocab.merges.encode(word, into: &ids)
+            bpe.merges.encode(word, into: &ids)
         }
         if cache.count > 200_000 { cache.removeAll(keepingCapacity: true) }
         cache[key] = ids

@@ -1,7 +1,7 @@
 /// Finds special-token text (`<|im_start|>`, …) inside a prompt so it becomes one token.
 ///
-/// Candidates are the vocabulary's CONTROL and USER_DEFINED tokens. USER_DEFINED tokens are always
-/// matched; CONTROL tokens only when `parseSpecial` is set (llama.cpp's `parse_special`). Matching is
+/// Candidates are the vocabulary's CONTROL, USER_DEFINED and UNKNOWN tokens. USER_DEFINED tokens are
+/// always matched; CONTROL and UNKNOWN only when `parseSpecial` is set (llama.cpp's `parse_special`). Matching is
 /// left to right, longest token first at each position (Hugging Face's added-token matching; the
 /// same as llama.cpp's longest-first partition unless two special tokens overlap in the text).
 struct SpecialTokens: Sendable {
@@ -26,9 +26,9 @@ struct SpecialTokens: Sendable {
         var map: [UInt8: [Entry]] = [:]
         for (i, t) in tokens.enumerated() where !t.isEmpty {
             let type = i < types.count ? types[i] : TokenType.normal
-            guard type == TokenType.control || type == TokenType.userDefined else { continue }
+            guard type == TokenType.control || type == TokenType.userDefined || type == TokenType.unknown else { continue }
             let bytes = Array(t.utf8)
-            map[bytes[0], default: []].append(Entry(bytes: bytes, id: Int32(i), control: type == TokenType.control))
+            map[bytes[0], default: []].append(Entry(bytes: bytes, id: Int32(i), control: type != TokenType.userDefined))
         }
         byFirstByte = (0..<256).map { b in (map[UInt8(b)] ?? []).sorted { $0.bytes.count > $1.bytes.count } }
         isEmpty = map.isEmpty

@@ -7,7 +7,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .unsupportedModel(m):
-            return "unsupported tokenizer model '\(m)' (supported: gpt2 byte-level BPE)"
+            return "unsupported tokenizer model '\(m)' (supported: gpt2 byte-level BPE, llama SentencePiece BPE)"
         case let .unsupportedPreTokenizer(p):
             return "unsupported pre-tokenizer '\(p)' (supported: smollm, llama-bpe, qwen2, gpt2 and their aliases)"
         case let .badVocabulary(why): return "bad tokenizer vocabulary: \(why)"
@@ -15,11 +15,12 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A byte-level BPE tokenizer (`tokenizer.ggml.model == "gpt2"`) read from GGUF metadata.
+/// A tokenizer read from GGUF metadata: byte-level BPE (`tokenizer.ggml.model == "gpt2"`) or
+/// SentencePiece BPE (`"llama"`).
 ///
 /// Token ids equal llama.cpp's for the same text: the pre-tokenizer follows `tokenizer.ggml.pre`,
 /// special tokens in the text become single tokens, and BOS is added only when
-/// `tokenizer.ggml.add_bos_token` (or the pre-tokenizer's llama.cpp default) asks for it.
+/// `tokenizer.ggml.add_bos_token` (or llama.cpp's default for the model) asks for it.
 public struct Tokenizer: Sendable {
     let vocab: Vocabulary
 
@@ -42,16 +43,17 @@ public struct Tokenizer: Sendable {
     public var declaredBOSToken: Int? { vocab.bos }
     /// The end-of-sequence id.
     public var eosToken: Int { vocab.eos }
-    /// The pre-tokenizer in use (`tokenizer.ggml.pre`, e.g. `"smollm"`).
+    /// The pre-tokenizer in use (`tokenizer.ggml.pre`, e.g. `"smollm"`; `"spm"` for SentencePiece).
     public var preTokenizer: String { vocab.preName }
 
     /// The pre-tokens of plain `text` (no special-token matching) in vocabulary spelling
     /// (`" hi"` -> `"Ġhi"`): what BPE runs on, exposed for tests and debugging.
     public func preTokenize(_ text: String) -> [String] {
+        guard case let .byteLevel(bpe) = vocab.model else { return [text] }
         var cps: [UInt32] = [], cls: [UInt8] = [], ends: [Int] = []
         var scalars: [Unicode.Scalar] = []
         for s in text.unicodeScalars { scalars.append(s); cps.append(s.value); cls.append(CharClass.of(s.value)) }
-        vocab.pre.split(cps, cls, into: &ends)
+        bpe.pre.split(cps, cls, into: &ends)
         var start = 0
         return ends.map { end in
             defer { start = end }
@@ -91,103 +93,31 @@ public struct Tokenizer: Sendable {
             var enc = FragmentEncoder(vocab: vocab)
             out.reserveCapacity(bytes.count / 3)
             if vocab.specials.isEmpty {
-                enc.encode(bytes, 0..<bytes.count, into: &out)
+                enc.encode(bytes, 0..<bytes.count, afterSpecial: true, into: &out)
                 return
             }
+            var afterSpecial = true
             for seg in vocab.specials.partition(bytes, parseSpecial: parseSpecial) {
                 switch seg {
                 case let .special(id): out.append(id)
-                case let .text(r): enc.encode(bytes, r, into: &out)
+                case let .text(r): enc.encode(bytes, r, afterSpecial: afterSpecial, into: &out)
                 }
+                if case .special = seg { afterSpecial = true } else { afterSpecial = false }
             }
         }
         return out.map(Int.init)
     }
 
     /// The text of `ids`. Special tokens are rendered as their text; invalid UTF-8 (a character
-    /// cut between tokens) becomes U+FFFD. Ids out of range are skipped.
+    /// cut between tokens) becomes U+FFFD. Ids out of range are skipped. For SentencePiece models
+    /// that add a space prefix, the first token's leading space is dropped (as llama.cpp does).
     public func decode(_ ids: [Int]) -> String {
         var bytes: [UInt8] = []
         for id in ids where vocab.bytes.indices.contains(id) { bytes.append(contentsOf: vocab.bytes[id]) }
+        if case let .sentencePiece(_, addSpacePrefix) = vocab.model, addSpacePrefix,
+           let first = ids.first, vocab.bytes.indices.contains(first), vocab.bytes[first].first == 0x20 {
+            bytes.removeFirst()
+        }
         return String(decoding: bytes, as: UTF8.self)
-    }
-}
-
-/// The immutable tables behind a `Tokenizer`, shared by all its copies.
-final class Vocabulary: Sendable {
-    let tokens: [String]
-    let types: [Int]
-    /// Raw bytes of every token.
-    let bytes: [[UInt8]]
-    /// Normal tokens by raw bytes (for `ignoreMerges`).
-    let idForBytes: [[UInt8]: Int32]
-    let merges: BPEMerges
-    let specials: SpecialTokens
-    let pre: PreTokenizerKind
-    let preName: String
-    /// llama3-style: a pre-token that is itself in the vocabulary is one token, merges or not.
-    let ignoreMerges: Bool
-    let bos: Int?
-    let eos: Int
-    let addBOS: Bool
-    let endOfGeneration: Set<Int>
-
-    init(gguf: GGUFFile, preName override: String?) throws {
-        let model = try gguf.string("tokenizer.ggml.model")
-        guard model == "gpt2" else { throw TokenizerError.unsupportedModel(model) }
-        let preName = override ?? gguf["tokenizer.ggml.pre"]?.string ?? "default"
-        guard let kind = PreTokenizerKind(ggufName: preName) else {
-            throw TokenizerError.unsupportedPreTokenizer(preName)
-        }
-        pre = kind
-        self.preName = preName
-        guard let toks = gguf["tokenizer.ggml.tokens"]?.array?.compactMap(\.string), !toks.isEmpty else {
-            throw GGUFError.missingKey("tokenizer.ggml.tokens")
-        }
-        tokens = toks
-        let rawTypes = gguf["tokenizer.ggml.token_type"]?.array?.compactMap(\.int) ?? []
-        types = rawTypes.count == toks.count ? rawTypes : [Int](repeating: TokenType.normal, count: toks.count)
-        let mergeList = gguf["tokenizer.ggml.merges"]?.array?.compactMap(\.string) ?? []
-
-        var textToID: [String: Int] = [:]
-        textToID.reserveCapacity(toks.count)
-        var byBytes: [[UInt8]: Int32] = [:]
-        var raw: [[UInt8]] = []
-        raw.reserveCapacity(toks.count)
-        for (i, t) in toks.enumerated() {
-            if textToID[t] == nil { textToID[t] = i }
-            let special = types[i] == TokenType.control || types[i] == TokenType.userDefined
-            let b = special ? Array(t.utf8) : ByteLevel.decode(t)
-            raw.append(b)
-            if !special && byBytes[b] == nil { byBytes[b] = Int32(i) }
-        }
-        bytes = raw
-        idForBytes = byBytes
-        merges = try BPEMerges(merges: mergeList, vocab: textToID)
-        specials = SpecialTokens(tokens: toks, types: types)
-        ignoreMerges = preName == "llama-bpe" || preName == "llama3" || preName == "tekken"
-        bos = gguf["tokenizer.ggml.bos_token_id"]?.int
-        guard let eosID = gguf["tokenizer.ggml.eos_token_id"]?.int ?? textToID["<|endoftext|>"] else {
-            throw GGUFError.missingKey("tokenizer.ggml.eos_token_id")
-        }
-        eos = eosID
-        addBOS = (gguf["tokenizer.ggml.add_bos_token"]?.bool ?? ignoreMerges) && bos != nil
-        endOfGeneration = Vocabulary.endOfGenerationSet(gguf: gguf, eos: eos, textToID: textToID, types: types)
-    }
-
-    /// llama.cpp's end-of-generation ids: eos, eot, eom, and known end-of-turn token texts.
-    private static func endOfGenerationSet(gguf: GGUFFile, eos: Int, textToID: [String: Int], types: [Int]) -> Set<Int> {
-        var set: Set<Int> = [eos]
-        for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
-            if let id = gguf[key]?.int { set.insert(id) }
-        }
-        let names = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
-                     "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"]
-        for name in names {
-            if let id = textToID[name], types[id] == TokenType.control || types[id] == TokenType.userDefined {
-                set.insert(id)
-            }
-        }
-        return set
     }
 }

@@ -1,0 +1,126 @@
+import Foundation
+import KVStashCore
+import KVStashEngine
+
+/// A backend that runs the model directly, with no prefix cache: every request prefills
+/// its whole prompt. It is what `kvstash serve` falls back to without a store, and the
+/// reference the cached path must agree with.
+public final class EngineBackend: CompletionBackend {
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    public let template: ChatTemplate
+    public let modelID: String
+    /// The model's turn: requests take it step by step, round-robin.
+    public let turn: FairTurn
+    /// Apply the template's default system turn when a chat has none (as transformers does).
+    public let defaultSystem: Bool
+    /// Prompt tokens per gated prefill step: other requests' decode steps run in between.
+    public let prefillSlice: Int
+
+    public var contextLength: Int { model.config.contextLength }
+
+    /// Loads the GGUF model at `path`. The model id is the file name without `.gguf`.
+    public convenience init(modelPath: String, turn: FairTurn = FairTurn(), defaultSystem: Bool = true) throws {
+        let model = try LlamaModel(path: modelPath)
+        try self.init(model: model, modelID: Self.modelID(path: modelPath), turn: turn, defaultSystem: defaultSystem)
+    }
+
+    public init(model: LlamaModel, modelID: String, turn: FairTurn = FairTurn(), defaultSystem: Bool = true,
+                prefillSlice: Int = 128) throws {
+        self.model = model
+        self.tokenizer = try Tokenizer(gguf: model.gguf)
+        self.template = try ChatTemplate(gguf: model.gguf)
+        self.modelID = modelID
+        self.turn = turn
+        self.defaultSystem = defaultSystem
+        self.prefillSlice = prefillSlice
+    }
+
+    /// The id clients use for the model at `path`: its file name without `.gguf`.
+    public static func modelID(path: String) -> String {
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        return name.hasSuffix(".gguf") ? String(name.dropLast(5)) : name
+    }
+
+    /// The prompt text of a job: raw text, or messages through the chat template.
+    public func promptText(_ prompt: CompletionJob.Prompt) -> String {
+        switch prompt {
+        case .text(let text):
+            return text
+        case .chat(let turns):
+            let messages = turns.map { ChatMessage(role: $0.role, content: $0.content) }
+            return template.render(messages, addGenerationPrompt: true, defaultSystem: defaultSystem)
+        }
+    }
+
+    public func prepare(_ job: CompletionJob) async throws -> PreparedCompletion {
+        let tokens = tokenizer.encode(promptText(job.prompt))
+        guard !tokens.isEmpty else { throw APIError.badRequest("the prompt is empty", param: "prompt") }
+        let limit = try job.completionLimit(promptTokens: tokens.count, contextLength: contextLength)
+        return PreparedCompletion(job: job, tokens: tokens, maxTokens: limit)
+    }
+
+    public func generate(_ prepared: PreparedCompletion,
+                         onToken: @Sendable (String) async -> Bool) async throws -> CompletionUsage {
+        let params = samplingParams(prepared.job)
+        return try await TurnRunner.run(turn: turn, onToken: onToken) { [self] emit in
+            try run(prepared, params: params, emit: emit)
+        }
+    }
+
+    /// The blocking generation, on the request's thread, holding the turn.
+    private func run(_ prepared: PreparedCompletion, params: SamplingParams,
+                     emit: (String) -> Bool) throws -> CompletionUsage {
+        let start = ContinuousClock.now
+        var usage = CompletionUsage(promptTokens: prepared.tokens.count, completionTokens: 0, finishReason: .length)
+        var cache = model.newCache(capacity: prepared.tokens.count + prepared.maxTokens)
+        guard var logits = try prefill(prepared.tokens, into: &cache, emit: emit) else {
+            usage.finishReason = .cancelled
+            return usage
+        }
+        var sampler = Sampler(params)
+        var decoder = StreamDecoder(tokenizer: tokenizer)
+        while usage.completionTokens < prepared.maxTokens {
+            let next = sampler.sample(logits)
+            if tokenizer.isEndOfGeneration(next) {
+                usage.finishReason = .stop
+                break
+            }
+            usage.completionTokens += 1
+            if usage.timeToFirstToken == nil { usage.timeToFirstToken = ContinuousClock.now - start }
+            guard emit(decoder.push(next)) else {
+                usage.finishReason = .cancelled
+                return usage
+            }
+            guard usage.completionTokens < prepared.maxTokens else { break }
+            logits = try model.decode(next, cache: &cache)
+        }
+        if !emit(decoder.flush()) { usage.finishReason = .cancelled }
+        return usage
+    }
+
+    /// Prefills in slices of `prefillSlice` tokens, passing the turn between slices so
+    /// that other requests' decode steps run in between; nil if asked to stop.
+    private func prefill(_ tokens: [Int], into cache: inout KVCache, emit: (String) -> Bool) throws -> [Float]? {
+        var logits: [Float] = []
+        var start = 0
+        while start < tokens.count {
+            let end = min(start + prefillSlice, tokens.count)
+            logits = try model.prefill(Array(tokens[start..<end]), cache: &cache)
+            start = end
+            if start < tokens.count, !emit("") { return nil }
+        }
+        return logits
+    }
+
+    public func precompute(_ documents: [PrecomputeDocument], salt: String,
+                           onProgress: @Sendable (PrecomputeProgress) async -> Void) async throws -> PrecomputeProgress {
+        throw APIError(.notImplemented, "precompute needs a store; this server runs the model without one")
+    }
+
+    /// Sampling parameters of a job (temperature 0 is greedy).
+    func samplingParams(_ job: CompletionJob) -> SamplingParams {
+        SamplingParams(temperature: Float(job.temperature), topK: job.topK, topP: Float(job.topP),
+                       seed: job.seed ?? UInt64.random(in: 0...UInt64.max))
+    }
+}

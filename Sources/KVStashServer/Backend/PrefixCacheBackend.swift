@@ -1,0 +1,141 @@
+import Foundation
+import KVStash
+import KVStashEngine
+import KVStashStore
+import Synchronization
+
+/// The serving backend: the request path (`PrefixCache`) with its radix tree (RAM) and
+/// chunk store (disk), one `PrefixCache` per tenant salt over the same model and store.
+///
+/// Requests run on threads of their own and take the model's `FairTurn` step by step,
+/// so concurrent generations interleave round-robin; requests that share a prefix share
+/// its KV through the tree and the store.
+public final class PrefixCacheBackend: CompletionBackend {
+    public let modelID: String
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    public let template: ChatTemplate
+    public let store: ChunkStore?
+    public let turn: FairTurn
+    public let defaultSystem: Bool
+    private let fingerprint: [UInt8]
+    private let options: PrefixCacheOptions
+    private let caches: Mutex<[String: PrefixCache]>
+
+    public var contextLength: Int { model.config.contextLength }
+
+    /// Loads the model at `modelPath` and wires the request path over `store`.
+    public convenience init(modelPath: String, store: ChunkStore?, options: PrefixCacheOptions = PrefixCacheOptions(),
+                            turn: FairTurn = FairTurn(), defaultSystem: Bool = true) throws {
+        try self.init(model: LlamaModel(path: modelPath), modelPath: modelPath, store: store, options: options,
+                      turn: turn, defaultSystem: defaultSystem)
+    }
+
+    /// Wires the request path for an already loaded `model` (read from `modelPath`, whose
+    /// fingerprint keys the store). Tenants' `PrefixCache`s are created on first use.
+    public init(model: LlamaModel, modelPath: String, store: ChunkStore?,
+                options: PrefixCacheOptions = PrefixCacheOptions(), turn: FairTurn = FairTurn(),
+                defaultSystem: Bool = true) throws {
+        self.model = model
+        tokenizer = try Tokenizer(gguf: model.gguf)
+        template = try ChatTemplate(gguf: model.gguf)
+        modelID = EngineBackend.modelID(path: modelPath)
+        fingerprint = try ModelFingerprint.compute(path: modelPath, cacheDir: store?.path)
+        self.store = store
+        self.options = options
+        self.turn = turn
+        self.defaultSystem = defaultSystem
+        caches = Mutex([:])
+    }
+
+    /// The request path of tenant `salt` (created on first use).
+    public func prefixCache(salt: String) -> PrefixCache {
+        caches.withLock { caches in
+            if let cache = caches[salt] { return cache }
+            var options = self.options
+            options.tenantSalt = Array(salt.utf8)
+            let cache = PrefixCache(model: model, tokenizer: tokenizer, store: store, modelFingerprint: fingerprint,
+                                    options: options)
+            caches[salt] = cache
+            return cache
+        }
+    }
+
+    public func promptText(_ prompt: CompletionJob.Prompt) -> String {
+        switch prompt {
+        case .text(let text):
+            return text
+        case .chat(let turns):
+            let messages = turns.map { ChatMessage(role: $0.role, content: $0.content) }
+            return template.render(messages, addGenerationPrompt: true, defaultSystem: defaultSystem)
+        }
+    }
+
+    public func prepare(_ job: CompletionJob) async throws -> PreparedCompletion {
+        let tokens = tokenizer.encode(promptText(job.prompt), parseSpecial: true)
+        guard !tokens.isEmpty else { throw APIError.badRequest("the prompt is empty", param: "prompt") }
+        let limit = try job.completionLimit(promptTokens: tokens.count, contextLength: contextLength)
+        return PreparedCompletion(job: job, tokens: tokens, maxTokens: limit)
+    }
+
+    public func generate(_ prepared: PreparedCompletion,
+                         onToken: @Sendable (String) async -> Bool) async throws -> CompletionUsage {
+        let cache = prefixCache(salt: prepared.job.salt)
+        let job = prepared.job
+        let options = GenerationOptions(
+            maxTokens: prepared.maxTokens,
+            sampling: RequestSampling(temperature: Float(job.temperature), topK: job.topK, topP: Float(job.topP),
+                                      seed: job.seed ?? UInt64.random(in: 0...UInt64.max)))
+        let tokens = prepared.tokens
+        let result = try await TurnRunner.run(turn: turn, onToken: onToken) { emit in
+            try cache.generate(tokens: tokens, options: options) { piece in emit(piece.text) }
+        }
+        let reason: FinishReason = switch result.finishReason {
+        case .stop: .stop
+        case .length: .length
+        case .cancelled: .cancelled
+        }
+        return CompletionUsage(promptTokens: result.sources.prompt, completionTokens: result.tokens.count,
+                               cachedTokensRAM: result.sources.ram, cachedTokensDisk: result.sources.disk,
+                               timeToFirstToken: .seconds(result.timeToFirstToken), finishReason: reason)
+    }
+
+    public func precompute(_ documents: [PrecomputeDocument], salt: String,
+                           onProgress: @Sendable (PrecomputeProgress) async -> Void) async throws -> PrecomputeProgress {
+        guard store != nil else {
+            throw APIError(.notImplemented, "precompute needs a store")
+        }
+        let cache = prefixCache(salt: salt)
+        let chat = template
+        let docs = documents
+        return try await TurnRunner.run(turn: turn, onPiece: { (p: PrecomputeProgress) in
+            await onProgress(p)
+            return true
+        }) { emit -> PrecomputeProgress in
+            var p = PrecomputeProgress()
+            for doc in docs {
+                let text = PromptTemplate.chatSystem.prefix(document: doc.text, chat: chat)
+                let id = doc.id ?? Self.documentID(doc.text, salt: salt)
+                var stop = false
+                let r = try cache.precompute(tokens: cache.tokenize(text), id: id, name: id,
+                                             shouldStop: { stop }) { tokens in
+                    p.tokensDone += tokens
+                    stop = !emit(p)
+                }
+                p.tokensCached += r.written.alreadyStored * cache.chunkSize
+                p.documentsDone += 1
+                guard emit(p) else { break }
+            }
+            return p
+        }
+    }
+
+    /// A stable id for an unnamed document: FNV-1a of salt and text.
+    static func documentID(_ text: String, salt: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in salt.utf8 + [0] + text.utf8 {
+            h = (h ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return "doc-" + String(h, radix: 16)
+    }
+}

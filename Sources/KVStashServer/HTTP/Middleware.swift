@@ -1,0 +1,84 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Turns every error a handler throws into an OpenAI-style JSON answer, so no client
+/// ever sees an empty 500 or a dropped connection for bad input.
+struct OpenAIErrorMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+
+    func handle(_ request: Request, context: ServerContext,
+                next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let apiError = APIError.from(error)
+            if apiError.status.code >= 500 {
+                context.logger.error("\(request.method) \(request.uri.path): \(apiError)")
+            }
+            return apiError.response()
+        }
+    }
+}
+
+/// Guards `/admin/*`: `Authorization: Bearer <token>` must match the configured token.
+/// With no token configured the admin API is closed (every call answers 401).
+struct AdminAuthMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+    let token: String?
+
+    func handle(_ request: Request, context: ServerContext,
+                next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        guard let token, !token.isEmpty else {
+            throw APIError.unauthorized("the admin API is disabled: start the server with --admin-token")
+        }
+        guard let header = request.headers[.authorization] else {
+            throw APIError.unauthorized("missing 'Authorization: Bearer <token>' header")
+        }
+        let prefix = "Bearer "
+        guard header.hasPrefix(prefix), constantTimeEqual(String(header.dropFirst(prefix.count)), token) else {
+            throw APIError.unauthorized("invalid admin token")
+        }
+        return try await next(request, context)
+    }
+
+    /// Compares without an early exit, so response time does not leak the token's prefix.
+    private func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        var diff = UInt8(x.count == y.count ? 0 : 1)
+        for i in 0..<max(x.count, y.count) {
+            diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+        }
+        return diff == 0
+    }
+}
+
+extension Request {
+    /// Reads the body (at most `limit` bytes) and decodes it as JSON.
+    mutating func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await collectBody(upTo: limit)
+        } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw APIError(.contentTooLarge, "request body exceeds the limit of \(limit) bytes",
+                           code: "body_too_large")
+        }
+        guard buffer.readableBytes > 0 else { throw APIError.badRequest("request body is empty; expected JSON") }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let e as DecodingError {
+            if case .dataCorrupted(let c) = e, c.codingPath.isEmpty {
+                throw APIError.badRequest("malformed JSON body", code: "invalid_json")
+            }
+            throw e
+        }
+    }
+}
+
+/// JSON answers.
+func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    var headers = HTTPFields()
+    headers[.contentType] = "application/json"
+    return Response(status: status, headers: headers,
+                    body: .init(byteBuffer: ByteBuffer(bytes: try JSONBody.bytes(value))))
+}

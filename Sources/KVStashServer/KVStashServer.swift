@@ -1,0 +1,94 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// Settings of `kvstash serve`.
+public struct ServerConfiguration: Sendable {
+    /// Address to bind; loopback by default.
+    public var host: String
+    /// Port to bind; 0 picks a free one (the tests do this).
+    public var port: Int
+    /// Bearer token of `/admin/*`; nil closes the admin API.
+    public var adminToken: String?
+    /// Largest request body accepted.
+    public var maxBodyBytes: Int
+    /// `max_tokens` of a chat completion that does not set it (still capped by the context).
+    public var defaultChatMaxTokens: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, adminToken: String? = nil,
+                maxBodyBytes: Int = 4 << 20, defaultChatMaxTokens: Int = 1024) {
+        self.host = host
+        self.port = port
+        self.adminToken = adminToken
+        self.maxBodyBytes = maxBodyBytes
+        self.defaultChatMaxTokens = defaultChatMaxTokens
+    }
+}
+
+/// The KVStash HTTP server: OpenAI-compatible completions, precompute jobs, the admin
+/// API and Prometheus metrics, on Hummingbird.
+public struct KVStashServer: Sendable {
+    public let configuration: ServerConfiguration
+    public let backend: any CompletionBackend
+    public let admin: (any StoreAdmin)?
+    public let metrics: ServerMetrics
+    let jobs: PrecomputeJobs
+    let startedAt = Int(Date().timeIntervalSince1970)
+
+    /// - Parameters:
+    ///   - backend: what runs the model.
+    ///   - admin: the store behind `/admin/*` and the store gauges of `/metrics`; nil disables them.
+    public init(configuration: ServerConfiguration, backend: any CompletionBackend,
+                admin: (any StoreAdmin)? = nil, metrics: ServerMetrics = ServerMetrics()) {
+        self.configuration = configuration
+        self.backend = backend
+        self.admin = admin
+        self.metrics = metrics
+        self.jobs = PrecomputeJobs()
+    }
+
+    /// The router with every endpoint.
+    func makeRouter() -> Router<ServerContext> {
+        let router = Router(context: ServerContext.self)
+        router.add(middleware: OpenAIErrorMiddleware())
+        router.get("/health") { _, _ in try jsonResponse(["status": "ok"]) }
+        router.get("/metrics") { _, _ in await metricsResponse() }
+        addOpenAIRoutes(to: router)
+        addPrecomputeRoutes(to: router)
+        addAdminRoutes(to: router.group("/admin").add(middleware: AdminAuthMiddleware(token: configuration.adminToken)))
+        return router
+    }
+
+    /// A Hummingbird application serving this server. `onRunning` receives the bound port.
+    public func makeApplication(logger: Logger? = nil,
+                                onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        var log = logger ?? Logger(label: "kvstash.server")
+        if logger == nil { log.logLevel = .info }
+        return Application(
+            router: makeRouter(),
+            server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher()])),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port),
+                                 serverName: "kvstash"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+            logger: log)
+    }
+
+    /// Runs until cancelled (or SIGINT/SIGTERM when `handleSignals`).
+    public func run(handleSignals: Bool = true, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let app = makeApplication(onRunning: onRunning)
+        if handleSignals { try await app.runService() } else { try await app.run() }
+    }
+
+    private func metricsResponse() async -> Response {
+        if let admin { await refreshStoreMetrics(admin) }
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+        return Response(status: .ok, headers: headers,
+                        body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
+    }
+
+    private func refreshStoreMetrics(_ admin: any StoreAdmin) async {
+        if let stats = try? await admin.stats() { metrics.recordStore(stats) }
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import KVStash
+import KVStashEngine
+import KVStashStore
+import XCTest
+@testable import KVStashServer
+
+/// The server on the real request path (radix tree + RocksDB store in a temp dir).
+final class PrefixCacheServerTests: XCTestCase {
+    var dir: URL!
+    var store: ChunkStore!
+    var backend: PrefixCacheBackend!
+    var running: RunningServer!
+
+    override func setUp() async throws {
+        let model = try TestModel.model()
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("kvstash-server-\(UUID().uuidString)")
+        store = try ChunkStore(path: dir.path)
+        backend = try PrefixCacheBackend(model: model, modelPath: TestModel.path, store: store)
+        running = try await RunningServer.start(KVStashServer(
+            configuration: ServerConfiguration(port: 0), backend: backend, admin: ChunkStoreAdmin(store: store)))
+    }
+
+    override func tearDown() async throws {
+        await running?.stop()
+        try? store?.close()
+        if let dir { try? FileManager.default.removeItem(at: dir) }
+    }
+
+    /// A shared document of several hundred tokens.
+    static let document = (1...24).map {
+        "Section \($0). The harbour town of Vell keeps ledger \($0 * 7) for the grain ships, "
+            + "and its keeper notes the tide, the wind and the cargo of each arrival."
+    }.joined(separator: "\n")
+
+    /// 32 questions whose first token differs pairwise, plus one for warming up.
+    static let words = ["apple", "river", "stone", "cloud", "bread", "horse", "lamp", "chair", "green", "music",
+                        "north", "paper", "salt", "tiger", "window", "yellow", "garden", "silver", "winter", "copper",
+                        "dance", "engine", "forest", "island", "jacket", "kettle", "ladder", "mirror", "needle",
+                        "orange", "pepper", "rocket"]
+
+    static func chat(_ word: String, salt: String) -> [String: Any] {
+        ["messages": [["role": "system", "content": Self.document],
+                      ["role": "user", "content": "\(word.capitalized): which section mentions it?"]],
+         "max_tokens": 4, "temperature": 0, "cache_salt": salt]
+    }
+
+    private func ask(_ word: String, salt: String) async throws -> (text: String, cached: Int) {
+        try await Self.ask(running, word, salt: salt)
+    }
+
+    static func ask(_ running: RunningServer, _ word: String, salt: String) async throws -> (text: String, cached: Int) {
+        let (status, json) = try await running.post("/v1/chat/completions", chat(word, salt: salt))
+        XCTAssertEqual(status, 200, "\(json)")
+        return (json["choices", "0", "message", "content"] as? String ?? "<none>",
+                json["usage", "prompt_tokens_details", "cached_tokens"] as? Int ?? -1)
+    }
+
+    func testQuestionsDivergeAtTheSameToken() throws {
+        // Precondition of the concurrency test: every pair of prompts diverges at the same
+        // position, so what a request finds cached does not depend on which others ran first.
+        let prompts = Self.words.map { backend.prepareTokens(chat: Self.chat($0, salt: "")) }
+        let common = zip(prompts[0], prompts[1]).prefix { $0 == $1 }.count
+        for i in prompts.indices {
+            for j in prompts.indices where j > i {
+                XCTAssertEqual(zip(prompts[i], prompts[j]).prefix { $0 == $1 }.count, common,
+                               "\(Self.words[i]) / \(Self.words[j])")
+            }
+        }
+        XCTAssertGreaterThan(common, 256, "the shared prefix should span more than one chunk")
+    }
+
+    func test32ConcurrentClientsMatchSerialRunsAndReuseThePrefix() async throws {
+        // Serial runs under one salt, concurrent runs under another: both start from the
+        // same cache state (one warm-up request), so the outputs must be identical.
+        let warmSerial = try await ask("zebra", salt: "serial")
+        var serial: [(text: String, cached: Int)] = []
+        for word in Self.words { serial.append(try await ask(word, salt: "serial")) }
+
+        let warmConcurrent = try await ask("zebra", salt: "concurrent")
+        XCTAssertEqual(warmConcurrent.cached, 0, "another salt's prefix must not be visible")
+        XCTAssertEqual(warmConcurrent.text, warmSerial.text)
+        let concurrent = try await withThrowingTaskGroup(of: (Int, (text: String, cached: Int)).self) { group in
+            for (i, word) in Self.words.enumerated() {
+                group.addTask { [running] in (i, try await Self.ask(running!, word, salt: "concurrent")) }
+            }
+            var out = [(text: String, cached: Int)](repeating: ("", 0), count: Self.words.count)
+            for try await (i, r) in group { out[i] = r }
+            return out
+        }
+        for i in Self.words.indices {
+            XCTAssertEqual(concurrent[i].text, serial[i].text, "request \(i) (\(Self.words[i]))")
+            XCTAssertGreaterThan(serial[i].cached, 0, "serial \(i)")
+            XCTAssertGreaterThan(concurrent[i].cached, 0, "concurrent \(i)")
+        }
+    }
+
+    func testSaltsDoNotShareCachedTokens() async throws {
+        let first = try await ask("apple", salt: "tenant-a")
+        XCTAssertEqual(first.cached, 0)
+        let again = try await ask("river", salt: "tenant-a")
+        XCTAssertGreaterThan(again.cached, 0, "same tenant, shared prefix")
+        let other = try await ask("river", salt: "tenant-b")
+        XCTAssertEqual(other.cached, 0, "another tenant sees nothing of tenant-a's prefix")
+        let none = try await ask("river", salt: "")
+        XCTAssertEqual(none.cached, 0, "no salt is a tenant of its own")
+        let otherAgain = try await ask("stone", salt: "tenant-b")
+        XCTAssertGreaterThan(otherAgain.cached, 0)
+    }
+
+    func testPrecomputeJobThenChatReusesTheDocument() async throws {
+        let (status, job) = try await running.post("/v1/precompute", [
+            "documents": [["id": "vell", "text": Self.document]], "cache_salt": "docs",
+        ])
+        XCTAssertEqual(status, 202, "\(job)")
+        let id = try XCTUnwrap(job["id"] as? String)
+        var state: [String: Any] = [:]
+        for _ in 0..<600 {
+            state = try await running.get("/v1/precompute/\(id)").json
+            if state["status"] as? String != "running" { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTAssertEqual(state["status"] as? String, "succeeded", "\(state)")
+        XCTAssertEqual(state["documents_done"] as? Int, 1)
+        XCTAssertGreaterThan(state["tokens_done"] as? Int ?? 0, 0)
+        XCTAssertNotNil(try store.document(id: "vell"))
+
+        let answer = try await running.post("/v1/chat/completions", Self.chat("apple", salt: "docs"))
+        XCTAssertGreaterThan(answer.json["usage", "prompt_tokens_details", "cached_tokens_disk"] as? Int ?? 0, 0,
+                             "\(answer.json)")
+        let missing = try await running.get("/v1/precompute/pc-nope")
+        XCTAssertEqual(missing.status, 404)
+    }
+}
+
+extension PrefixCacheBackend {
+    /// Prompt tokens of a chat request body (test helper).
+    func prepareTokens(chat body: [String: Any]) -> [Int] {
+        let messages = (body["messages"] as? [[String: String]] ?? []).map {
+            ChatTurn(role: $0["role"] ?? "", content: $0["content"] ?? "")
+        }
+        return tokenizer.encode(promptText(.chat(messages)), parseSpecial: true)
+    }
+}
