@@ -11,6 +11,7 @@ import re
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -198,3 +199,41 @@ def test_metrics_exposition_parses(client, server):
     assert families["kvstash_time_to_first_token_seconds"].type == "histogram"
     assert _sample(families, "kvstash_requests", endpoint="completions", outcome="ok") >= 1
     assert _sample(families, "kvstash_prompt_tokens") > 0
+
+
+DOCUMENT = "\n".join(
+    f"Section {i}. The harbour town of Vell keeps ledger {i * 7} for the grain ships, "
+    "and its keeper notes the tide, the wind and the cargo of each arrival." for i in range(1, 25))
+WORDS = ["apple", "river", "stone", "cloud", "bread", "horse", "lamp", "chair", "green", "music", "north", "paper",
+         "salt", "tiger", "window", "yellow", "garden", "silver", "winter", "copper", "dance", "engine", "forest",
+         "island", "jacket", "kettle", "ladder", "mirror", "needle", "orange", "pepper", "rocket"]
+
+
+def _ask(client, model, word, salt):
+    r = client.chat.completions.create(
+        model=model, max_tokens=4, temperature=0, extra_body={"cache_salt": salt},
+        messages=[{"role": "system", "content": DOCUMENT},
+                  {"role": "user", "content": f"{word.capitalize()}: which section mentions it?"}])
+    return r.choices[0].message.content, r.usage.prompt_tokens_details.cached_tokens
+
+
+def test_32_concurrent_clients_match_serial_runs_and_share_the_prefix(client, server):
+    # Serial and concurrent runs use separate salts, each warmed up by the same request,
+    # so both start from the same cache state.
+    model = server["model"]
+    warm_serial = _ask(client, model, "zebra", "py-serial")
+    serial = [_ask(client, model, w, "py-serial") for w in WORDS]
+    warm_concurrent = _ask(client, model, "zebra", "py-concurrent")
+    assert warm_concurrent[1] == 0, "another salt's prefix must not be visible"
+    assert warm_concurrent[0] == warm_serial[0]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        concurrent = list(pool.map(lambda w: _ask(client, model, w, "py-concurrent"), WORDS))
+    assert [text for text, _ in concurrent] == [text for text, _ in serial]
+    assert all(cached > 0 for _, cached in serial + concurrent), (serial, concurrent)
+
+
+def test_separate_salts_do_not_share_cached_tokens(client, server):
+    model = server["model"]
+    assert _ask(client, model, "apple", "py-tenant-a")[1] == 0
+    assert _ask(client, model, "river", "py-tenant-a")[1] > 0
+    assert _ask(client, model, "river", "py-tenant-b")[1] == 0
