@@ -50,7 +50,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .executableTarget(name: "kvstash", dependencies: [
-            "KVStash", "KVStashStore", "KVStashEngine", "KVStashServer",
+            "KVStash", "KVStashStore", "KVStashCodec", "KVStashEngine", "KVStashServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

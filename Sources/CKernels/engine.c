@@ -12,7 +12,7 @@ static inline float f32_from_bits(uint32_t w) { float f; memcpy(&f, &w, 4); retu
 static inline uint32_t f32_to_bits(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
 
 /* Branch-free half -> float (normals, subnormals, inf, nan), as in FP16/ggml. */
-static inline float half_to_float(uint16_t h) {
+static inline __attribute__((always_inline)) float half_to_float(uint16_t h) {
     const uint32_t w = (uint32_t)h << 16;
     const uint32_t sign = w & 0x80000000u;
     const uint32_t two_w = w + w;
@@ -84,7 +84,7 @@ KV_CLONES void kv_rmsnorm(float *out, const float *x, const float *w, size_t row
 
 /* exp(x) for x <= 0 (softmax arguments), vectorizable: 2^k * p(r), |r| <= ln2/2,
    degree-6 minimax polynomial; relative error about 2e-7. */
-static inline float exp_nonpos(float x) {
+static inline __attribute__((always_inline)) float exp_nonpos(float x) {
     x = x < -87.0f ? -87.0f : x;
     const float k = __builtin_roundf(x * 1.44269504088896341f);
     const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
@@ -133,15 +133,31 @@ KV_CLONES void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_sr
     }
 }
 
+/* Row maximum and exp/sum with 16 independent lanes, so both loops vectorize without
+   reassociating a scalar reduction. */
 KV_CLONES void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t valid0) {
     for (size_t r = 0; r < rows; r++) {
         float *row = s + r * ld;
         size_t valid = valid0 + r;
         if (valid > cols) valid = cols;
+        const size_t body = valid & ~(size_t)15;
+        float lane[16];
+        for (int j = 0; j < 16; j++) lane[j] = -INFINITY;
+        for (size_t i = 0; i < body; i += 16)
+            for (int j = 0; j < 16; j++) lane[j] = row[i + j] > lane[j] ? row[i + j] : lane[j];
         float mx = -INFINITY;
-        for (size_t i = 0; i < valid; i++) mx = row[i] > mx ? row[i] : mx;
+        for (int j = 0; j < 16; j++) mx = lane[j] > mx ? lane[j] : mx;
+        for (size_t i = body; i < valid; i++) mx = row[i] > mx ? row[i] : mx;
+        for (int j = 0; j < 16; j++) lane[j] = 0;
+        for (size_t i = 0; i < body; i += 16)
+            for (int j = 0; j < 16; j++) {
+                const float e = exp_nonpos(row[i + j] - mx);
+                row[i + j] = e;
+                lane[j] += e;
+            }
         float sum = 0;
-        for (size_t i = 0; i < valid; i++) {
+        for (int j = 0; j < 16; j++) sum += lane[j];
+        for (size_t i = body; i < valid; i++) {
             const float e = exp_nonpos(row[i] - mx);
             row[i] = e;
             sum += e;

@@ -81,7 +81,7 @@ extension ChunkStore {
     }
 
     func persistCounters() throws {
-        let c = counters.withLock { c -> Counters? in
+        let c = counterState.withLock { c -> Counters? in
             guard c.dirty else { return nil }
             c.dirty = false
             return c

@@ -33,7 +33,7 @@ extension ChunkStore {
             s.entriesByModel[model, default: 0] += 1
         }
         try rocks { try db.scan(.docs) { _, _ in s.documents += 1; return true } }
-        let c = counters.withLock { $0 }
+        let c = counterState.withLock { $0 }
         s.reads = c.reads
         s.misses = c.misses
         s.corruptFound = c.corrupt
@@ -74,8 +74,14 @@ extension ChunkStore {
     /// and checks that values and meta records pair up. Bad entries are removed (and logged
     /// under `quarantine/` in the manifest) unless the store is read-only.
     public func verify(validator: ValueValidator? = nil) throws -> VerifyReport {
+        guard let check = validator ?? options.validator else { return try verify(keyedValidator: nil) }
+        let keyed: KeyedValueValidator = { _, value in check(value) }
+        return try verify(keyedValidator: keyed)
+    }
+
+    /// `verify` with a validator that also gets the key.
+    public func verify(keyedValidator check: KeyedValueValidator?) throws -> VerifyReport {
         try gate.enter(); defer { gate.leave() }
-        let check = validator ?? options.validator
         var report = VerifyReport()
         var metaKeys = Set<ChunkKey>()
         try rocks { try db.scan(.meta) { k, _ in if let key = ChunkKey(bytes: k) { metaKeys.insert(key) }; return true } }
@@ -94,7 +100,7 @@ extension ChunkStore {
                 report.orphans.append(key)
                 continue
             }
-            if let check, !check(value) {
+            if let check, !check(key, value) {
                 report.corrupt.append(key)
                 handleCorrupt(key, reason: "value rejected by validator")
                 if !readOnly { report.removed.append(key) }

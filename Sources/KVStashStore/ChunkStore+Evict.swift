@@ -38,7 +38,7 @@ extension ChunkStore {
         let victims = try candidates(rule, includePinned: includePinned)
         var report = EvictionReport()
         for entry in victims {
-            if case .toBudget(let budget) = rule, counters.withLock({ $0.totalBytes }) <= budget { break }
+            if case .toBudget(let budget) = rule, counterState.withLock({ $0.totalBytes }) <= budget { break }
             if try remove(entry.key, includePinned: includePinned) {
                 report.entries += 1
                 report.bytes += entry.meta.byteSize
@@ -98,7 +98,7 @@ extension ChunkStore {
         }
         guard let size else { return false }
         tracker.forget(key)
-        counters.withLock { $0.totalBytes -= size; $0.evictions += 1; $0.dirty = true }
+        counterState.withLock { $0.totalBytes -= size; $0.entries -= 1; $0.evictions += 1; $0.dirty = true }
         return true
     }
 }

@@ -24,7 +24,7 @@ public final class ChunkStore: Sendable {
     let tracker = AccessTracker()
     let sightings = SightingCounter()
     let stripes: [NSLock] = (0..<64).map { _ in NSLock() }
-    let counters: Mutex<Counters>
+    let counterState: Mutex<Counters>
 
     struct Counters {
         var reads = 0
@@ -32,6 +32,7 @@ public final class ChunkStore: Sendable {
         var corrupt = 0
         var evictions = 0
         var totalBytes = 0
+        var entries = 0
         var dirty = false
     }
 
@@ -64,9 +65,10 @@ public final class ChunkStore: Sendable {
         var c = Counters()
         c.corrupt = Manifest.decodeInt(try? db.get(.manifest, Manifest.corruptKey)) ?? 0
         c.evictions = Manifest.decodeInt(try? db.get(.manifest, Manifest.evictionsKey)) ?? 0
-        counters = Mutex(c)
-        let total = try scanMeta { _, _ in true }.reduce(0) { $0 + $1.meta.byteSize }
-        counters.withLock { $0.totalBytes = total }
+        counterState = Mutex(c)
+        let all = try scanMeta { _, _ in true }
+        let total = all.reduce(0) { $0 + $1.meta.byteSize }
+        counterState.withLock { $0.totalBytes = total; $0.entries = all.count }
         if !readOnly {
             LockHolderFile.write(storePath: path)
             startMaintenance()
@@ -119,7 +121,7 @@ public final class ChunkStore: Sendable {
         guard !readOnly else { throw StoreError.readOnly(path: path) }
         var record = meta
         record.byteSize = value.count
-        let delta: Int = try withStripe(key) {
+        let (delta, added): (Int, Int) = try withStripe(key) {
             let old = try readMeta(key)
             let batch = db.makeBatch()
             if let old {
@@ -130,17 +132,18 @@ public final class ChunkStore: Sendable {
                 if old.codec != record.codec || old.byteSize != value.count || !valuePresent {
                     batch.put(.chunks, key.bytes, value)
                 } else if old == record {
-                    return 0
+                    return (0, 0)
                 }
             } else {
                 batch.put(.chunks, key.bytes, value)
             }
             batch.put(.meta, key.bytes, MetaCodec.encode(record))
             try rocks { try db.write(batch, sync: sync || options.syncWrites) }
-            return value.count - (old?.byteSize ?? 0)
+            return (value.count - (old?.byteSize ?? 0), old == nil ? 1 : 0)
         }
-        let over = counters.withLock { c -> Bool in
+        let over = counterState.withLock { c -> Bool in
             c.totalBytes += delta
+            c.entries += added
             return options.byteBudget.map { c.totalBytes > $0 } ?? false
         }
         if over, let budget = options.byteBudget {
@@ -174,7 +177,7 @@ public final class ChunkStore: Sendable {
             throw StoreError.rocksdb(error.message)
         }
         guard let value else {
-            counters.withLock { $0.reads += 1; $0.misses += 1 }
+            counterState.withLock { $0.reads += 1; $0.misses += 1 }
             dropOrphanMeta(key)
             return nil
         }
@@ -183,7 +186,7 @@ public final class ChunkStore: Sendable {
             return nil
         }
         guard recordAccess else { return value }
-        counters.withLock { $0.reads += 1 }
+        counterState.withLock { $0.reads += 1 }
         if tracker.record(key) >= options.flushEvery && !readOnly {
             try? flushAccessUngated()
         }
@@ -242,17 +245,18 @@ public final class ChunkStore: Sendable {
     /// refuses writes, and the read must still answer a miss). Block damage also asks for a
     /// repair at the next open (see `RepairFlag`).
     func handleCorrupt(_ key: ChunkKey, reason: String, blockDamage: Bool = false) {
-        counters.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
+        counterState.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
         tracker.forget(key)
         guard !readOnly else { return }
         if blockDamage { RepairFlag.set(storePath: path, reason: "\(key.hex): \(reason)") }
         withStripe(key) {
+            let size = (try? readMeta(key))?.byteSize
             let batch = db.makeBatch()
             batch.delete(.chunks, key.bytes)
             batch.delete(.meta, key.bytes)
             let note = "\(ISO8601DateFormatter().string(from: Date())) \(reason)"
             batch.put(.manifest, Array((Manifest.quarantinePrefix + key.hex).utf8), Array(note.utf8))
-            try? db.write(batch)
+            if (try? db.write(batch)) != nil, let size { forgetEntry(bytes: size) }
         }
     }
 
@@ -261,13 +265,24 @@ public final class ChunkStore: Sendable {
     func dropOrphanMeta(_ key: ChunkKey) {
         guard !readOnly else { return }
         withStripe(key) {
-            guard (try? db.get(.meta, key.bytes)).flatMap({ $0 }) != nil,
+            guard let meta = (try? readMeta(key)).flatMap({ $0 }),
                   (try? db.get(.chunks, key.bytes, fillCache: false)).flatMap({ $0 }) == nil else { return }
             let batch = db.makeBatch()
             batch.delete(.meta, key.bytes)
-            try? db.write(batch)
+            if (try? db.write(batch)) != nil { forgetEntry(bytes: meta.byteSize) }
         }
         tracker.forget(key)
+    }
+
+    func forgetEntry(bytes: Int) {
+        counterState.withLock { $0.totalBytes -= bytes; $0.entries -= 1 }
+    }
+
+    /// Cheap live counters kept in memory (no scan), for metrics endpoints.
+    public var counters: StoreCounters {
+        let c = counterState.withLock { $0 }
+        return StoreCounters(entries: c.entries, bytes: c.totalBytes, reads: c.reads, misses: c.misses,
+                             corruptFound: c.corrupt, evictions: c.evictions, pendingHits: tracker.pendingHits)
     }
 
     /// Calls `body` for every decodable meta record; collects those it accepts.

@@ -4,6 +4,9 @@ import Foundation
 /// Returning false makes the read a miss; the entry is counted as corrupt and removed.
 public typealias ValueValidator = @Sendable ([UInt8]) -> Bool
 
+/// A validator that also sees the key (e.g. to check the key recorded in the value's header).
+public typealias KeyedValueValidator = @Sendable (ChunkKey, [UInt8]) -> Bool
+
 /// How a chunk store is opened.
 public struct StoreOptions: Sendable {
     /// Tokens per chunk. `nil`: whatever the store records (256 for a new store).
@@ -117,6 +120,22 @@ public struct StoreStats: Sendable, Codable, Equatable {
     public var needsRepair = false
 
     public init() {}
+}
+
+/// Live counters of an open store, kept in memory (`ChunkStore.counters`; no scan).
+/// Entries and bytes are exact for this process's writes on top of the scan at open.
+public struct StoreCounters: Sendable, Codable, Equatable {
+    public var entries: Int
+    /// Sum of value sizes.
+    public var bytes: Int
+    /// `get` calls since open, and those that missed (corrupt reads count as misses).
+    public var reads: Int
+    public var misses: Int
+    /// Ever (persisted in the manifest).
+    public var corruptFound: Int
+    public var evictions: Int
+    /// Hits read but not yet written to the meta records.
+    public var pendingHits: Int
 }
 
 /// What `verify` found.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVStashCodec
 import KVStashStore
 
 /// `kvstash ls`: list stored chunks.
@@ -72,6 +73,21 @@ struct AdminInspect: ParsableCommand {
         var meta: ChunkMeta
         var valueBytes: Int?
         var valueReadable: Bool
+        /// The KV block header, when the value parses as one.
+        var block: Block?
+    }
+
+    struct Block: Encodable {
+        var codec: String
+        var layers: Int, kvHeads: Int, headDim: Int, tokenCount: Int, groupSize: Int
+        var payloadBytes: Int
+        var keyMatches: Bool
+    }
+
+    static func block(_ value: [UInt8]?, key: ChunkKey) -> Block? {
+        guard let value, let h = try? KVBlockDecoder().readHeader(value) else { return nil }
+        return Block(codec: "\(h.codec)", layers: h.layers, kvHeads: h.kvHeads, headDim: h.headDim, tokenCount: h.tokenCount,
+                     groupSize: h.groupSize, payloadBytes: h.payloadLength, keyMatches: h.chunkKey == key.bytes)
     }
 
     func run() throws {
@@ -80,10 +96,16 @@ struct AdminInspect: ParsableCommand {
         defer { try? store.close() }
         guard let meta = try store.meta(k) else { throw ValidationError("no chunk \(k) in \(store.path)") }
         let value = try store.get(k, recordAccess: false)
-        let report = Report(key: k, meta: meta, valueBytes: value?.count, valueReadable: value != nil)
+        let block = Self.block(value, key: k)
+        let report = Report(key: k, meta: meta, valueBytes: value?.count, valueReadable: value != nil, block: block)
         if common.json { return try printJSON(report) }
         let f = ISO8601DateFormatter()
-        printTable(["FIELD", "VALUE"], [
+        var rows: [[String]] = []
+        if let b = block {
+            rows.append(["block", "\(b.codec), \(b.layers) layers × \(b.kvHeads) kv heads × \(b.headDim), \(b.tokenCount) tokens"
+                         + (b.groupSize > 0 ? ", group \(b.groupSize)" : "") + (b.keyMatches ? ", key matches" : ", KEY MISMATCH")])
+        }
+        printTable(["FIELD", "VALUE"], rows + [
             ["key", k.hex], ["parent", meta.parent == .root ? "(root)" : meta.parent.hex],
             ["chain index", "\(meta.chainIndex)"], ["tokens", "\(meta.tokenCount): \(meta.tokens.prefix(16).map(String.init).joined(separator: " "))\(meta.tokenCount > 16 ? " …" : "")"],
             ["value", value.map { "\(formatBytes($0.count)), checksums ok" } ?? "UNREADABLE (counted as corrupt)"],

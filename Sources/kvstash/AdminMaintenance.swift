@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVStashCodec
 import KVStashStore
 
 /// `kvstash evict`: remove chunks by budget, age, model, document or key.
@@ -68,13 +69,22 @@ private func setPinned(_ common: AdminStoreOptions, _ keys: [String], _ pinned: 
 struct AdminVerify: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify", abstract: "Read every value, check checksums, remove bad entries.",
-        discussion: "While a server holds the store this only reports (read-only); nothing is removed.")
+        discussion: """
+            RocksDB block checksums are always checked. --deep also decodes every value as a KV block \
+            (header, chunk key, payload checksum, LZ4/zstd frame). While a server holds the store this \
+            only reports (read-only); nothing is removed.
+            """)
     @OptionGroup var common: AdminStoreOptions
+    @Flag(help: "Also check every value as a KV block (header, key, checksums, frame).") var deep = false
 
     func run() throws {
         let store = try common.open(writing: false)
         defer { try? store.close() }
-        let report = try store.verify()
+        let blockCheck: KeyedValueValidator = { key, value in
+            guard let header = try? KVBlockDecoder().validate(value) else { return false }
+            return header.chunkKey == key.bytes
+        }
+        let report = try store.verify(keyedValidator: deep ? blockCheck : nil)
         if common.json { try printJSON(report) } else {
             printTable(["CHECK", "COUNT"], [["checked", "\(report.checked)"], ["ok", "\(report.ok)"],
                                             ["corrupt", "\(report.corrupt.count)"], ["half-written", "\(report.orphans.count)"],

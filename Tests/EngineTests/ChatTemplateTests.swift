@@ -54,4 +54,18 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertFalse(t.isFallback)
         XCTAssertEqual(t.defaultSystemPrompt, "You are a helpful assistant.")
     }
+
+    func testDefaultSystemFoundAfterJinjaOccurrences() {
+        let src = "{%- if tools %}{{- '<|im_start|>system\\n' }}{%- if messages[0]['role'] == 'system' %}"
+            + "{{- messages[0]['content'] }}{%- else %}{{- 'You are Qwen.' }}{%- endif %}{{- '<|im_end|>\\n' }}"
+            + "{%- else %}{%- if messages[0]['role'] == 'system' %}"
+            + "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}{%- else %}"
+            + "{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
+            + "{%- endif %}{%- endif %}"
+        let t = ChatTemplate(source: src)
+        XCTAssertEqual(t.defaultSystemPrompt, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
+        XCTAssertEqual(t.render([ChatMessage(role: "user", content: "hi")], addGenerationPrompt: false, defaultSystem: true),
+                       "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+                           + "<|im_start|>user\nhi<|im_end|>\n")
+    }
 }

@@ -163,6 +163,27 @@ final class ChunkStoreTests: XCTestCase {
         XCTAssertEqual(store.probe(keys), [true, false], "a miss removes the orphan meta record")
     }
 
+    func testLiveCountersFollowPutsEvictionsAndCorruption() throws {
+        let path = temporaryStorePath(self)
+        let store = try ChunkStore(path: path)
+        let keys = try putChain(store, count: 3)
+        XCTAssertEqual(store.counters.entries, 3)
+        XCTAssertEqual(store.counters.bytes, 3000)
+        try store.evict(.keys([keys[0]]))
+        try store.reportCorrupt(keys[1])
+        _ = try store.get(keys[2])
+        _ = try store.get(keys[0])
+        let c = store.counters
+        XCTAssertEqual([c.entries, c.bytes, c.evictions, c.corruptFound, c.reads, c.misses, c.pendingHits], [1, 1000, 1, 1, 3, 2, 1])
+        try store.close()
+        let again = try ChunkStore(path: path)
+        defer { try? again.close() }
+        let d = again.counters
+        XCTAssertEqual([d.entries, d.bytes, d.evictions, d.corruptFound], [1, 1000, 1, 1])
+        let s = try again.stats()
+        XCTAssertEqual([s.entries, s.bytes], [d.entries, d.bytes])
+    }
+
     func testRePutMergesDocumentsAndKeepsHits() throws {
         let path = temporaryStorePath(self)
         let store = try ChunkStore(path: path)

@@ -8,7 +8,7 @@ specifies, and writes the dequantized f32 KV in the same layout.
     quant_reference.py CODEC GROUP KEY_GROUPING LAYERS TOKENS DIM IN.f32 OUT.f32
 
 CODEC is f16, int8 or int4; KEY_GROUPING is perChannel (KIVI) or perToken.
-Also: `quant_reference.py xxh64 FILE` prints XXH64 (seed 0) of FILE using the
+Also: `quant_reference.py xxh64 FILE...` prints XXH64 (seed 0) of each FILE using the
 system libxxhash (an implementation independent of ours).
 """
 import ctypes
@@ -56,17 +56,18 @@ def section(x, codec, g, key_grouping, is_key):
     return per_token(x, g, levels)
 
 
-def xxh64(path):
+def xxh64(paths):
     lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
     lib.XXH64.restype = ctypes.c_uint64
     lib.XXH64.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
-    data = open(path, "rb").read()
-    print(lib.XXH64(data, len(data), 0))
+    for path in paths:
+        data = open(path, "rb").read()
+        print(lib.XXH64(data, len(data), 0))
 
 
 def main(argv):
     if argv[1] == "xxh64":
-        return xxh64(argv[2])
+        return xxh64(argv[2:])
     codec, g, key_grouping = argv[1], int(argv[2]), argv[3]
     layers, tokens, dim = (int(a) for a in argv[4:7])
     kv = np.fromfile(argv[7], dtype="<f4").reshape(layers, 2, tokens, dim)

@@ -92,6 +92,9 @@ def test_strings():
         "mixed_scripts": "Привет мир! Γειά σου Κόσμε! مرحبا بالعالم שלום עולם नमस्ते दुनिया",
         "punctuation": "Hello!!! What?? ... --- ((x)) [a]{b} <tag/> @user #tag 100% a&b |x| ~`^",
         "empty": "",
+        "long_whitespace": "x" + " " * 3000 + "y\n" + "\t" * 700 + "\n" * 300 + "z",
+        "long_words": "a" * 1000 + " " + "abracadabra" * 120 + " " + "Supercalifragilistic" * 40,
+        "long_punct_digits": "=" * 500 + "-+" * 300 + " " + "9" * 400 + " 0x" + "deadbeef" * 80,
         "gpl_paragraph": paragraph,
         "gpl_full": gpl,
     }

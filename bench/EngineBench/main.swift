@@ -32,11 +32,36 @@ struct Options {
 
 struct Row: Codable {
     let threads: Int
-    let kind: String        // "prefill" or "decode"
-    let tokens: Int         // prompt length, or decode steps
+    let kind: String        // "prefill", "decode" or "sgemm"
+    let tokens: Int         // prompt length, or decode steps (sgemm: rows)
     let context: Int        // positions in the cache before the measured tokens
     let seconds: Double
     let tokensPerSecond: Double
+    /// Useful floating-point work per second (matrix products and attention).
+    let gflops: Double
+}
+
+/// FLOPs of a prefill of `n` tokens after `past`: every weight matrix once per token,
+/// causal attention (QK^T and PV), and the output head for the last row.
+func prefillFlops(_ c: ModelConfig, n: Int, past: Int = 0) -> Double {
+    let perToken = Double(c.dim * (c.qDim + 2 * c.kvDim) + c.qDim * c.dim + 3 * c.dim * c.ffnDim) * 2
+    let pairs = Double(n) * Double(past) + Double(n) * Double(n + 1) / 2
+    let attention = 4 * Double(c.headDim * c.heads) * pairs
+    return Double(n) * perToken * Double(c.layers) + attention * Double(c.layers) + 2 * Double(c.dim * c.vocabSize)
+}
+
+/// sgemm GFLOP/s on the model's largest prefill product (512 x 2 ffn x dim), the ceiling.
+func sgemmGflops(_ c: ModelConfig) -> Double {
+    let m = 512, n = 2 * c.ffnDim, k = c.dim
+    let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: n * k)
+    var out = [Float](repeating: 0, count: m * n)
+    var best = Double.infinity
+    for _ in 0..<5 {
+        let t0 = Date()
+        for _ in 0..<4 { benchSgemm(m: m, n: n, k: k, a: a, b: b, c: &out) }
+        best = min(best, Date().timeIntervalSince(t0) / 4)
+    }
+    return 2 * Double(m * n * k) / best / 1e9
 }
 
 func machine() -> String {
@@ -45,6 +70,7 @@ func machine() -> String {
     return line.map { String($0.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) } ?? "unknown"
 }
 
+BLASCore.reexecWithBetterCoreIfNeeded()
 let opts = Options(CommandLine.arguments)
 let model = try LlamaModel(path: opts.model)
 var rng = SplitMix64(seed: 1)
@@ -59,20 +85,26 @@ for t in opts.threads {
         let t0 = Date()
         _ = try model.prefill(Array(prompt.prefix(n)), cache: &cache)
         let s = Date().timeIntervalSince(t0)
-        rows.append(Row(threads: t, kind: "prefill", tokens: n, context: 0, seconds: s, tokensPerSecond: Double(n) / s))
-        print(String(format: "threads %d prefill %5d tokens: %7.1f tok/s (%.2f s)", t, n, Double(n) / s, s))
+        let gf = prefillFlops(model.config, n: n) / s / 1e9
+        rows.append(Row(threads: t, kind: "prefill", tokens: n, context: 0, seconds: s, tokensPerSecond: Double(n) / s, gflops: gf))
+        print(String(format: "threads %d prefill %5d tokens: %7.1f tok/s (%.2f s, %.1f GFLOP/s)", t, n, Double(n) / s, s, gf))
     }
+    let peak = sgemmGflops(model.config)
+    rows.append(Row(threads: t, kind: "sgemm", tokens: 512, context: 0, seconds: 0, tokensPerSecond: 0, gflops: peak))
+    print(String(format: "threads %d sgemm 512x%dx%d: %.1f GFLOP/s", t, 2 * model.config.ffnDim, model.config.dim, peak))
     var cache = model.newCache()
     var logits = try model.prefill(Array(prompt.prefix(512)), cache: &cache)
     let t0 = Date()
     for _ in 0..<opts.decodeSteps { logits = try model.decode(Sampler.argmax(logits), cache: &cache) }
     let s = Date().timeIntervalSince(t0)
     rows.append(Row(threads: t, kind: "decode", tokens: opts.decodeSteps, context: 512, seconds: s,
-                    tokensPerSecond: Double(opts.decodeSteps) / s))
+                    tokensPerSecond: Double(opts.decodeSteps) / s,
+                    gflops: Double(opts.decodeSteps) * prefillFlops(model.config, n: 1, past: 512) / s / 1e9))
     print(String(format: "threads %d decode %d steps after 512: %7.1f tok/s", t, opts.decodeSteps, Double(opts.decodeSteps) / s))
 }
 
 struct Report: Codable {
+    let note: String
     let machine: String
     let blasCore: String
     let kernelISA: String
@@ -80,7 +112,8 @@ struct Report: Codable {
     let date: String
     let results: [Row]
 }
-let report = Report(machine: machine(), blasCore: blasCoreName(), kernelISA: kernelISA(),
+let report = Report(note: "measured while other builds/tests ran on the same 2 cores; compare rows of one run",
+                    machine: machine(), blasCore: blasCoreName(), kernelISA: kernelISA(),
                     model: (opts.model as NSString).lastPathComponent,
                     date: ISO8601DateFormatter().string(from: Date()), results: rows)
 let enc = JSONEncoder()

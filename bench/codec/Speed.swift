@@ -63,6 +63,7 @@ func measureSpeed(_ source: KVCache, chunk: Int, configs: [CodecConfig], reps: I
         print("\(config.label.padding(toLength: 20, withPad: " ", startingAt: 0)) \(fmt(r.bytesPerToken, 0)) B/tok"
               + "  raw \(fmt(r.rawBytesPerToken, 0))  gain \(fmt(r.frameGain, 3))x  vs f16 \(fmt(r.ratioToF16, 3))"
               + "  enc \(fmt(r.encodeGBps)) GB/s  dec \(fmt(r.decodeGBps)) GB/s")
+        fflush(nil)
     }
     return results
 }

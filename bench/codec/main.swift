@@ -1,8 +1,10 @@
 // Codec benchmarks: size, speed and (with the real model) quality of every KV codec.
 //
 //   codec-bench synthetic [--reps N]           size + speed on synthetic KV of the default shape
-//   codec-bench real --model PATH [--reps N] [--ppl-tokens N] [--prompts N]
+//   codec-bench real --model PATH --text FILE... [--reps N] [--ppl-tokens N] [--prompts N] [--threads N]
+//                  [--ppl-seconds S] [--greedy-seconds S]   (time budgets: the CPU is shared)
 //                                              size + speed + quality on real KV (see Quality.swift)
+//   codec-bench profile --label LABEL          decode loop for `perf`
 //
 // Writes bench/results/codec-<mode>.json and prints a markdown table.
 import Foundation
@@ -17,6 +19,10 @@ struct Options {
     var prompts = 50
     var out = "bench/results"
     var label = "int4-kivi-g32/lz4"
+    var threads = 1
+    var pplSeconds = 2400.0
+    var greedySeconds = 1500.0
+    var texts: [String] = []
 
     init(_ args: [String]) {
         var it = args.dropFirst().makeIterator()
@@ -30,6 +36,10 @@ struct Options {
             case "--prompts": prompts = Int(v) ?? prompts
             case "--out": out = v
             case "--label": label = v
+            case "--threads": threads = Int(v) ?? threads
+            case "--ppl-seconds": pplSeconds = Double(v) ?? pplSeconds
+            case "--greedy-seconds": greedySeconds = Double(v) ?? greedySeconds
+            case "--text": texts.append(v)
             default: fatalError("unknown option \(a)")
             }
         }
@@ -40,6 +50,8 @@ struct SpeedReport: Codable {
     var machine: String
     var kernelISA: String
     var threads = 1
+    var pplSeconds = 2400.0
+    var greedySeconds = 1500.0
     var source: String
     var chunkTokens: Int
     var memcpyGBps: Double
@@ -65,6 +77,7 @@ func printSpeedTable(_ r: SpeedReport) {
     }
     print("\nmemcpy of the same rows: \(fmt(r.memcpyGBps)) GB/s; machine \(r.machine); kernels \(r.kernelISA); 1 thread")
 }
+
 
 let options = Options(CommandLine.arguments)
 switch options.mode {

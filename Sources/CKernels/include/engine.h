@@ -17,6 +17,23 @@ void kv_dequant_q4_1(const void *src, float *dst, size_t n);
 /* IEEE half to float for one value. */
 float kv_half_to_float(uint16_t h);
 
+/* Branch-free half -> float (normals, subnormals, inf, nan), as in FP16/ggml; inline
+   so kernels vectorize it. */
+static inline float kv_h2f_inline(uint16_t h) {
+    const uint32_t w = (uint32_t)h << 16;
+    const uint32_t sign = w & 0x80000000u;
+    const uint32_t two_w = w + w;
+    union { uint32_t u; float f; } norm, den, out;
+    norm.u = (two_w >> 4) + (0xE0u << 23);
+    den.u = (two_w >> 17) | (126u << 23);
+    const float normalized = norm.f * 0x1.0p-112f;
+    const float denormalized = den.f - 0.5f;
+    union { float f; uint32_t u; } a, b;
+    a.f = denormalized; b.f = normalized;
+    out.u = sign | (two_w < (1u << 27) ? a.u : b.u);
+    return out.f;
+}
+
 /* out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * w[i] for `rows` rows of `n`. */
 void kv_rmsnorm(float *out, const float *x, const float *w, size_t rows, size_t n, float eps);
 
@@ -40,3 +57,9 @@ void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t val
 void kv_add(float *out, const float *x, const float *y, size_t n);
 
 #endif
+
+/* Matrix-vector product straight from GGUF-encoded weights (decode path):
+   y[r] = dot(row r, x) (+ y[r] when accumulate), for `rows` rows of `cols` elements
+   (cols a multiple of 32). `type` is the ggml type id: 0 F32, 1 F16, 2 Q4_0, 3 Q4_1,
+   8 Q8_0, 30 BF16. Returns 0, or -1 for an unsupported type. */
+int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, size_t cols, int accumulate);

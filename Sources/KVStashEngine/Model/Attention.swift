@@ -43,7 +43,7 @@ struct CausalAttention {
                 kv_softmax_causal(scores, rows, visible, visible, start + r0 + 1)
                 if rows == 1 {
                     // out = V^T s  (V is visible x headDim with row stride kvDim)
-                    cblas_sgemv_wrapper(visible: visible, headDim: headDim, v: values + g * headDim, ldv: kvDim,
+                    gemvT(visible: visible, headDim: headDim, v: values + g * headDim, ldv: kvDim,
                                         s: scores, out: out + r0 * ldo + h * headDim)
                 } else {
                     gemmNN(m: rows, n: headDim, k: visible, a: scores, lda: visible,

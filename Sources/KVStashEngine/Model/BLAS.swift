@@ -43,8 +43,20 @@ func gemmNN(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
 
 /// `out[headDim] = V^T · s` with V `[visible][headDim]` at row stride `ldv`.
 @inline(__always)
-func cblas_sgemv_wrapper(visible: Int, headDim: Int, v: UnsafePointer<Float>, ldv: Int,
+func gemvT(visible: Int, headDim: Int, v: UnsafePointer<Float>, ldv: Int,
                          s: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
     cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(headDim), 1, v, Int32(ldv),
                 s, 1, 0, out, 1)
+}
+
+/// `C = A · B^T` on arrays, for benchmarks of the BLAS ceiling.
+public func benchSgemm(m: Int, n: Int, k: Int, a: [Float], b: [Float], c: inout [Float]) {
+    a.withUnsafeBufferPointer { ap in
+        b.withUnsafeBufferPointer { bp in
+            c.withUnsafeMutableBufferPointer { cp in
+                gemmNT(m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: k,
+                       beta: 0, c: cp.baseAddress!, ldc: n)
+            }
+        }
+    }
 }

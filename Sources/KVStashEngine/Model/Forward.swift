@@ -20,14 +20,6 @@ private struct Activations {
     func deallocate() { [x, xn, qkv, attn, gateUp].forEach { $0.deallocate() } }
 }
 
-/// `c[m][out] = a[m][in] · w^T + beta * c` for a weight `w` of `[out][in]`.
-private func project(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, _ w: [Float], out: Int, in k: Int,
-                     into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool = false) {
-    w.withUnsafeBufferPointer { wp in
-        gemmNT(m: m, n: out, k: k, a: a, lda: lda, b: wp.baseAddress!, ldb: k,
-               beta: accumulate ? 1 : 0, c: c, ldc: ldc)
-    }
-}
 
 extension LlamaModel {
     /// Runs `tokens` at positions `cache.count...` through the model, appends their
@@ -62,7 +54,7 @@ extension LlamaModel {
         let c = config, w = weights.layers[l]
         let qkvDim = c.qDim + 2 * c.kvDim, kvDim = c.kvDim
         w.attnNorm.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.x, $0.baseAddress!, n, c.dim, c.rmsEps) }
-        project(act.xn, lda: c.dim, rows: n, w.wqkv, out: qkvDim, in: c.dim, into: act.qkv, ldc: qkvDim)
+        w.wqkv.apply(act.xn, lda: c.dim, rows: n, into: act.qkv, ldc: qkvDim)
         if let bias = w.bqkv {
             bias.withUnsafeBufferPointer { b in
                 for r in 0..<n { kv_add(act.qkv + r * qkvDim, act.qkv + r * qkvDim, b.baseAddress!, qkvDim) }
@@ -95,16 +87,16 @@ extension LlamaModel {
                           values: values.baseAddress!, out: act.attn, ldo: c.qDim)
             }
         }
-        project(act.attn, lda: c.qDim, rows: n, w.wo, out: c.dim, in: c.qDim, into: act.x, ldc: c.dim, accumulate: true)
+        w.wo.apply(act.attn, lda: c.qDim, rows: n, into: act.x, ldc: c.dim, accumulate: true)
     }
 
     /// x += W_down · (SiLU(W_gate xn) ⊙ W_up xn), with xn = RMSNorm(x).
     private func mlpBlock(layer l: Int, n: Int, act: Activations) {
         let c = config, w = weights.layers[l], f = c.ffnDim
         w.ffnNorm.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.x, $0.baseAddress!, n, c.dim, c.rmsEps) }
-        project(act.xn, lda: c.dim, rows: n, w.wGateUp, out: 2 * f, in: c.dim, into: act.gateUp, ldc: 2 * f)
+        w.wGateUp.apply(act.xn, lda: c.dim, rows: n, into: act.gateUp, ldc: 2 * f)
         kv_silu_mul(act.gateUp, act.gateUp + f, n, f, 2 * f)
-        project(act.gateUp, lda: 2 * f, rows: n, w.wDown, out: c.dim, in: f, into: act.x, ldc: c.dim, accumulate: true)
+        w.wDown.apply(act.gateUp, lda: 2 * f, rows: n, into: act.x, ldc: c.dim, accumulate: true)
     }
 
     /// Final RMSNorm and output head over the last row, or all rows.
@@ -115,8 +107,7 @@ extension LlamaModel {
             kv_rmsnorm(act.xn, act.x + first * c.dim, $0.baseAddress!, rows, c.dim, c.rmsEps)
         }
         return [Float](unsafeUninitializedCapacity: rows * c.vocabSize) { out, initialized in
-            project(act.xn, lda: c.dim, rows: rows, weights.outputMatrix, out: c.vocabSize, in: c.dim,
-                    into: out.baseAddress!, ldc: c.vocabSize)
+            weights.output.apply(act.xn, lda: c.dim, rows: rows, into: out.baseAddress!, ldc: c.vocabSize)
             initialized = rows * c.vocabSize
         }
     }

@@ -3,16 +3,16 @@
 struct LayerWeights: Sendable {
     let attnNorm: [Float]
     /// Q, K and V projections stacked: `[(qDim + 2 kvDim)][dim]`.
-    let wqkv: [Float]
+    let wqkv: Linear
     /// Q, K and V biases stacked (qwen2), else nil.
     let bqkv: [Float]?
     /// Attention output projection `[dim][qDim]`.
-    let wo: [Float]
+    let wo: Linear
     let ffnNorm: [Float]
     /// Gate and up projections stacked: `[2 ffnDim][dim]`.
-    let wGateUp: [Float]
+    let wGateUp: Linear
     /// Down projection `[dim][ffnDim]`.
-    let wDown: [Float]
+    let wDown: Linear
 }
 
 /// All weights of the model.
@@ -21,37 +21,47 @@ struct ModelWeights: Sendable {
     let tokenEmbedding: [Float]
     let layers: [LayerWeights]
     let outputNorm: [Float]
-    /// `[vocab][dim]`, or nil when tied to `tokenEmbedding`.
-    let output: [Float]?
+    /// The output head `[vocab][dim]` (the token embedding when tied).
+    let output: Linear
 
     /// Loads and dequantizes every tensor of `gguf`, checking names and shapes against `c`.
     init(gguf: GGUFFile, config c: ModelConfig) throws {
         let loader = WeightLoader(gguf: gguf)
         tokenEmbedding = try loader.load(["token_embd.weight"], rows: [c.vocabSize], cols: c.dim)
         outputNorm = try loader.load(["output_norm.weight"], rows: [1], cols: c.dim)
-        output = c.tiedEmbeddings ? nil : try loader.load(["output.weight"], rows: [c.vocabSize], cols: c.dim)
+        output = c.tiedEmbeddings
+            ? loader.linear(dense: tokenEmbedding, ["token_embd.weight"], out: c.vocabSize, in: c.dim)
+            : try loader.linear(["output.weight"], rows: [c.vocabSize], cols: c.dim)
         layers = try (0..<c.layers).map { i in
             func n(_ s: String) -> String { "blk.\(i).\(s).weight" }
             func b(_ s: String) -> String { "blk.\(i).\(s).bias" }
             return LayerWeights(
                 attnNorm: try loader.load([n("attn_norm")], rows: [1], cols: c.dim),
-                wqkv: try loader.load([n("attn_q"), n("attn_k"), n("attn_v")], rows: [c.qDim, c.kvDim, c.kvDim], cols: c.dim),
+                wqkv: try loader.linear([n("attn_q"), n("attn_k"), n("attn_v")], rows: [c.qDim, c.kvDim, c.kvDim], cols: c.dim),
                 bqkv: c.qkvBias ? try loader.load([b("attn_q"), b("attn_k"), b("attn_v")], rows: [1, 1, 1],
                                                   colsEach: [c.qDim, c.kvDim, c.kvDim]) : nil,
-                wo: try loader.load([n("attn_output")], rows: [c.dim], cols: c.qDim),
+                wo: try loader.linear([n("attn_output")], rows: [c.dim], cols: c.qDim),
                 ffnNorm: try loader.load([n("ffn_norm")], rows: [1], cols: c.dim),
-                wGateUp: try loader.load([n("ffn_gate"), n("ffn_up")], rows: [c.ffnDim, c.ffnDim], cols: c.dim),
-                wDown: try loader.load([n("ffn_down")], rows: [c.dim], cols: c.ffnDim))
+                wGateUp: try loader.linear([n("ffn_gate"), n("ffn_up")], rows: [c.ffnDim, c.ffnDim], cols: c.dim),
+                wDown: try loader.linear([n("ffn_down")], rows: [c.dim], cols: c.ffnDim))
         }
     }
-
-    /// The output head matrix `[vocab][dim]`.
-    var outputMatrix: [Float] { output ?? tokenEmbedding }
 }
 
 /// Dequantizes tensors, stacking several into one buffer, with shape checks.
 struct WeightLoader {
     let gguf: GGUFFile
+
+    /// A linear layer of the stacked tensors `names` (each `rows[i] x cols`).
+    func linear(_ names: [String], rows: [Int], cols: Int) throws -> Linear {
+        linear(dense: try load(names, rows: rows, cols: cols), names, out: rows.reduce(0, +), in: cols)
+    }
+
+    /// A linear layer over already dequantized `dense` weights of tensors `names`.
+    func linear(dense: [Float], _ names: [String], out: Int, in k: Int) -> Linear {
+        Linear(dense: dense, parts: names.map { EncodedMatrix(info: gguf.tensorInfo($0)!) },
+               outDim: out, inDim: k, gguf: gguf)
+    }
 
     /// Stacks `names` (each `rows[i] x cols`) into one row-major buffer.
     func load(_ names: [String], rows: [Int], cols: Int) throws -> [Float] {

@@ -48,6 +48,7 @@ struct BPEMerges: Sendable {
             if byteToken[Int(word[0])] >= 0 { out.append(byteToken[Int(word[0])]) }
             return
         }
+        if word.count > 64 { encodeLong(word, into: &out); return }
         var syms = word.map { byteToken[Int($0)] }
         // ranks[i] / merged[i]: the merge of syms[i] and syms[i+1].
         var ranks = [Int32](), merged = [Int32]()
@@ -75,6 +76,48 @@ struct BPEMerges: Sendable {
         }
         for s in syms where s >= 0 { out.append(s) }
     }
+
+    /// The same merges in O(n log n) for long words (whitespace runs, minified code): a linked
+    /// list of symbols and a heap of candidate pairs, stale candidates skipped (llama.cpp's way).
+    private func encodeLong(_ word: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        var sym = word.map { byteToken[Int($0)] }
+        var prev = Array(-1..<(sym.count - 1)), next = Array(1...sym.count)
+        next[sym.count - 1] = -1
+        var heap = Heap<BPEPair>()
+        func tryAdd(_ l: Int, _ r: Int) {
+            guard l >= 0, r >= 0 else { return }
+            let m = lookup(sym[l], sym[r])
+            if m.id >= 0 { heap.push(BPEPair(rank: m.rank, left: l, right: r, leftID: sym[l], rightID: sym[r], merged: m.id)) }
+        }
+        for i in 0..<(sym.count - 1) { tryAdd(i, i + 1) }
+        while let p = heap.pop() {
+            // Stale if either side changed or was absorbed since the pair was queued.
+            guard next[p.left] == p.right, sym[p.left] == p.leftID, sym[p.right] == p.rightID else { continue }
+            sym[p.left] = p.merged
+            sym[p.right] = -2
+            next[p.left] = next[p.right]
+            if next[p.right] >= 0 { prev[next[p.right]] = p.left }
+            next[p.right] = -1
+            tryAdd(prev[p.left], p.left)
+            tryAdd(p.left, next[p.left])
+        }
+        var i = 0
+        while i >= 0 {
+            if sym[i] >= 0 { out.append(sym[i]) }
+            i = next[i]
+        }
+    }
+}
+
+/// A candidate merge: lowest rank first, then leftmost.
+private struct BPEPair: HeapOrdered {
+    let rank: Int32
+    let left: Int
+    let right: Int
+    let leftID: Int32
+    let rightID: Int32
+    let merged: Int32
+    func before(_ o: BPEPair) -> Bool { rank < o.rank || (rank == o.rank && left < o.left) }
 }
 
 /// A read-only open-addressing hash table from token pair to merge, several times faster than

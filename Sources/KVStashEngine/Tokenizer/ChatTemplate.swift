@@ -68,12 +68,15 @@ public struct ChatTemplate: Sendable {
     static func defaultSystem(in src: String) -> String? {
         guard src.contains("'system'") || src.contains("\"system\"") else { return nil }
         for opener in ["<|im_start|>system\n", "<|im_start|>system\\n"] {
-            guard let start = src.range(of: opener),
-                  let end = src.range(of: "<|im_end|>", range: start.upperBound..<src.endIndex) else { continue }
-            let text = String(src[start.upperBound..<end.lowerBound])
-            // A template that pastes the real system message has Jinja here, not a literal.
-            if text.contains("{{") || text.contains("{%") || text.contains("'") || text.contains("\"") { continue }
-            return text.replacingOccurrences(of: "\\n", with: "\n")
+            var from = src.startIndex
+            while let start = src.range(of: opener, range: from..<src.endIndex),
+                  let end = src.range(of: "<|im_end|>", range: start.upperBound..<src.endIndex) {
+                from = start.upperBound
+                let text = String(src[start.upperBound..<end.lowerBound])
+                // A template that pastes the real system message has Jinja here, not a literal.
+                if text.contains("{{") || text.contains("{%") || text.contains("'") || text.contains("\"") { continue }
+                return text.replacingOccurrences(of: "\\n", with: "\n")
+            }
         }
         return nil
     }

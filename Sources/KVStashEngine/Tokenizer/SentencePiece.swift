@@ -40,12 +40,12 @@ struct SentencePieceModel: Sendable {
             i += n
         }
         next[next.count - 1] = -1
-        var heap = BigramHeap()
+        var heap = Heap<SPMBigram>()
         func tryAdd(_ l: Int, _ r: Int) {
             guard l >= 0, r >= 0 else { return }
             let size = len[l] + len[r]
             guard let id = idForPiece[Array(text[start[l]..<start[l] + size])] else { return }
-            heap.push(.init(score: scores[Int(id)], left: l, right: r, size: size))
+            heap.push(SPMBigram(score: scores[Int(id)], left: l, right: r, size: size))
         }
         for s in 1..<start.count { tryAdd(s - 1, s) }
         while let top = heap.pop() {
@@ -71,45 +71,11 @@ struct SentencePieceModel: Sendable {
     }
 }
 
-/// A max-heap of candidate merges: highest score first, then leftmost.
-private struct BigramHeap {
-    struct Item {
-        let score: Float
-        let left: Int
-        let right: Int
-        let size: Int
-        func before(_ o: Item) -> Bool { score > o.score || (score == o.score && left < o.left) }
-    }
-
-    private var items: [Item] = []
-
-    mutating func push(_ x: Item) {
-        items.append(x)
-        var i = items.count - 1
-        while i > 0 {
-            let p = (i - 1) / 2
-            guard items[i].before(items[p]) else { break }
-            items.swapAt(i, p)
-            i = p
-        }
-    }
-
-    mutating func pop() -> Item? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            while true {
-                let a = 2 * i + 1, b = a + 1
-                var m = i
-                if a < items.count, items[a].before(items[m]) { m = a }
-                if b < items.count, items[b].before(items[m]) { m = b }
-                if m == i { break }
-                items.swapAt(i, m)
-                i = m
-            }
-        }
-        return top
-    }
+/// A candidate SentencePiece merge: highest score first, then leftmost.
+private struct SPMBigram: HeapOrdered {
+    let score: Float
+    let left: Int
+    let right: Int
+    let size: Int
+    func before(_ o: SPMBigram) -> Bool { score > o.score || (score == o.score && left < o.left) }
 }

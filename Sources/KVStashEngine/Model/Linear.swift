@@ -1,0 +1,67 @@
+import CKernels
+import Dispatch
+
+/// One GGUF weight tensor left encoded in the memory map, for matrix-vector products.
+struct EncodedMatrix: Sendable {
+    let info: GGUFTensorInfo
+    var rows: Int { info.dims.count > 1 ? info.dims[1] : 1 }
+    var cols: Int { info.dims[0] }
+}
+
+/// A linear layer `y = W x` whose weight is one or more GGUF tensors stacked by rows.
+///
+/// Prefill multiplies many rows at once through BLAS `sgemm` on the f32 copy (`dense`,
+/// dequantized once at load). A single row (decode) is memory-bound, so it reads the
+/// encoded tensors from the memory map instead: 4-5x fewer bytes per token for Q4/Q8.
+struct Linear: Sendable {
+    /// `[out][in]` f32, row-major.
+    let dense: [Float]
+    /// The same rows, encoded, in stacking order.
+    let parts: [EncodedMatrix]
+    let outDim: Int
+    let inDim: Int
+    let gguf: GGUFFile
+
+    /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`.
+    func apply(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
+               ldc: Int, accumulate: Bool = false) {
+        if m == 1 && inDim % 32 == 0 {
+            matvec(a, into: c, accumulate: accumulate)
+            return
+        }
+        dense.withUnsafeBufferPointer { w in
+            gemmNT(m: m, n: outDim, k: inDim, a: a, lda: lda, b: w.baseAddress!, ldb: inDim,
+                   beta: accumulate ? 1 : 0, c: c, ldc: ldc)
+        }
+    }
+
+    /// `y = W x` from the encoded tensors, rows split over the BLAS thread count.
+    private func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        var offset = 0
+        for part in parts {
+            let rows = part.rows, type = Int32(part.info.type.rawValue)
+            let rowBytes = part.info.byteCount / rows
+            let workers = rows >= 256 ? min(blasThreads(), 8) : 1
+            let inDim = inDim
+            gguf.withRawBytes(part.info) { raw in
+                let p = MatvecPointers(w: raw.baseAddress!, x: x, y: y + offset)
+                let step = (rows + workers - 1) / workers
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    let r0 = w * step, r1 = min(rows, r0 + step)
+                    guard r0 < r1 else { return }
+                    _ = kv_matvec(type, p.w + r0 * rowBytes, p.x, p.y + r0, r1 - r0, inDim, accumulate ? 1 : 0)
+                }
+            }
+            offset += rows
+        }
+    }
+}
+
+/// The operands of one matrix-vector product shared by its row workers.
+private struct MatvecPointers: @unchecked Sendable {
+    // @unchecked: used only inside a synchronous `concurrentPerform`, while the caller
+    // keeps every buffer alive; workers read `w` and `x` and write disjoint rows of `y`.
+    let w: UnsafeRawPointer
+    let x: UnsafePointer<Float>
+    let y: UnsafeMutablePointer<Float>
+}
