@@ -11,13 +11,44 @@ import re
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import http.client
+import urllib.error
+import urllib.request
+from urllib.parse import urlparse
+
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 ADMIN_TOKEN = "test-admin-token"
+
+
+class _Resp:
+    def __init__(self, status, body):
+        self.status_code, self.body = status, body
+
+    @property
+    def text(self):
+        return self.body.decode()
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def _http(method, url, body=None, headers=None, json_body=None):
+    """A plain HTTP request with the standard library (raw bytes, any status)."""
+    headers = dict(headers or {})
+    if json_body is not None:
+        body = json.dumps(json_body).encode()
+        headers.setdefault("content-type", "application/json")
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return _Resp(r.status, r.read())
+    except urllib.error.HTTPError as e:
+        return _Resp(e.code, e.read())
 
 
 def _need(var):
@@ -137,25 +168,25 @@ def test_bad_requests_get_openai_errors(client, server):
         client.completions.create(model=server["model"], prompt="hi", max_tokens=10 ** 7)
     assert e.value.body["code"] == "context_length_exceeded"
     base = server["base"]
-    r = httpx.post(base + "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+    r = _http("POST", base + "/v1/chat/completions", body=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["message"]
-    r = httpx.post(base + "/v1/chat/completions", json={"model": server["model"], "messages": "hello"})
+    r = _http("POST", base + "/v1/chat/completions", json_body={"model": server["model"], "messages": "hello"})
     assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
-    r = httpx.post(base + "/v1/completions", content=b"x" * (5 << 20), headers={"content-type": "application/json"})
+    r = _http("POST", base + "/v1/completions", body=b"x" * (5 << 20), headers={"content-type": "application/json"})
     assert r.status_code == 413
-    assert httpx.get(base + "/health").json() == {"status": "ok"}
+    assert _http("GET", base + "/health").json() == {"status": "ok"}
 
 
 def test_admin_needs_the_token(server):
     base = server["base"]
-    assert httpx.get(base + "/admin/stats").status_code == 401
-    assert httpx.get(base + "/admin/stats", headers={"authorization": "Bearer wrong"}).status_code == 401
-    r = httpx.get(base + "/admin/stats", headers={"authorization": "Bearer " + ADMIN_TOKEN})
-    assert r.status_code != 401
+    assert _http("GET", base + "/admin/stats").status_code == 401
+    assert _http("GET", base + "/admin/stats", headers={"authorization": "Bearer wrong"}).status_code == 401
+    r = _http("GET", base + "/admin/stats", headers={"authorization": "Bearer " + ADMIN_TOKEN})
+    assert r.status_code == 200 and "entries" in r.json()
 
 
 def _metrics(base):
-    families = {f.name: f for f in text_string_to_metric_families(httpx.get(base + "/metrics").text)}
+    families = {f.name: f for f in text_string_to_metric_families(_http("GET", base + "/metrics").text)}
     return families
 
 
@@ -172,11 +203,17 @@ def test_client_disconnect_cancels_generation(server):
     before = _sample(_metrics(base), "kvstash_requests", endpoint="chat", outcome="cancelled") or 0
     body = {"model": server["model"], "stream": True, "max_tokens": 4000, "temperature": 1.0, "seed": 7,
             "messages": [{"role": "user", "content": "Write a very long story about a dragon."}]}
-    with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=60) as r:
-        assert r.status_code == 200
-        lines = r.iter_lines()
-        first = next(line for line in lines if line.startswith("data: "))
-        assert json.loads(first[6:])["object"] == "chat.completion.chunk"
+    url = urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(body), headers={"content-type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 200
+    line = b""
+    while not line.startswith(b"data: "):
+        line = r.fp.readline()
+    assert json.loads(line[6:])["object"] == "chat.completion.chunk"
+    r.close()  # the client goes away mid-stream
+    conn.close()
     # The connection is closed now; the generation must stop (well before 4000 tokens).
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -198,3 +235,41 @@ def test_metrics_exposition_parses(client, server):
     assert families["kvstash_time_to_first_token_seconds"].type == "histogram"
     assert _sample(families, "kvstash_requests", endpoint="completions", outcome="ok") >= 1
     assert _sample(families, "kvstash_prompt_tokens") > 0
+
+
+DOCUMENT = "\n".join(
+    f"Section {i}. The harbour town of Vell keeps ledger {i * 7} for the grain ships, "
+    "and its keeper notes the tide, the wind and the cargo of each arrival." for i in range(1, 13))
+WORDS = ["apple", "river", "stone", "cloud", "bread", "horse", "lamp", "chair", "green", "music", "north", "paper",
+         "salt", "tiger", "window", "yellow", "garden", "silver", "winter", "copper", "dance", "engine", "forest",
+         "island", "jacket", "kettle", "umbrella", "mirror", "needle", "orange", "pepper", "rocket"]
+
+
+def _ask(client, model, word, salt):
+    r = client.chat.completions.create(
+        model=model, max_tokens=4, temperature=0, extra_body={"cache_salt": salt},
+        messages=[{"role": "system", "content": DOCUMENT},
+                  {"role": "user", "content": f"{word.capitalize()}: which section mentions it?"}])
+    return r.choices[0].message.content, r.usage.prompt_tokens_details.cached_tokens
+
+
+def test_32_concurrent_clients_match_serial_runs_and_share_the_prefix(client, server):
+    # Serial and concurrent runs use separate salts, each warmed up by the same request,
+    # so both start from the same cache state.
+    model = server["model"]
+    warm_serial = _ask(client, model, "zebra", "py-serial")
+    serial = [_ask(client, model, w, "py-serial") for w in WORDS]
+    warm_concurrent = _ask(client, model, "zebra", "py-concurrent")
+    assert warm_concurrent[1] == 0, "another salt's prefix must not be visible"
+    assert warm_concurrent[0] == warm_serial[0]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        concurrent = list(pool.map(lambda w: _ask(client, model, w, "py-concurrent"), WORDS))
+    assert [text for text, _ in concurrent] == [text for text, _ in serial]
+    assert all(cached > 0 for _, cached in serial + concurrent), (serial, concurrent)
+
+
+def test_separate_salts_do_not_share_cached_tokens(client, server):
+    model = server["model"]
+    assert _ask(client, model, "apple", "py-tenant-a")[1] == 0
+    assert _ask(client, model, "river", "py-tenant-a")[1] > 0
+    assert _ask(client, model, "river", "py-tenant-b")[1] == 0

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import KVStash
 
 /// An error the server answers with an OpenAI-style JSON body:
 /// `{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}`.
@@ -84,6 +85,12 @@ extension APIError {
                             type: "cancelled")
         case let e as DecodingError:
             return .badRequest(describe(e), param: paramName(e), code: "invalid_value")
+        case let e as KVStashError:
+            switch e {
+            case .contextOverflow: return .badRequest(e.description, code: "context_length_exceeded")
+            case .emptyPrompt, .invalid: return .badRequest(e.description)
+            case .notFound: return .notFound(e.description)
+            }
         case let e as HTTPError:
             let message = e.body ?? e.status.reasonPhrase
             if e.status == .contentTooLarge {

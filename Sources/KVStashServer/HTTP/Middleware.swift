@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 
 /// Turns every error a handler throws into an OpenAI-style JSON answer, so no client
 /// ever sees an empty 500 or a dropped connection for bad input.
@@ -53,6 +54,13 @@ struct AdminAuthMiddleware: RouterMiddleware {
     }
 }
 
+extension APIError {
+    /// 413 for a body over the limit.
+    static func bodyTooLarge(_ limit: Int) -> APIError {
+        APIError(.contentTooLarge, "request body exceeds the limit of \(limit) bytes", code: "body_too_large")
+    }
+}
+
 extension Request {
     /// Reads the body (at most `limit` bytes) and decodes it as JSON.
     mutating func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
@@ -60,8 +68,9 @@ extension Request {
         do {
             buffer = try await collectBody(upTo: limit)
         } catch let e as HTTPError where e.status == .contentTooLarge {
-            throw APIError(.contentTooLarge, "request body exceeds the limit of \(limit) bytes",
-                           code: "body_too_large")
+            throw APIError.bodyTooLarge(limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError.bodyTooLarge(limit)
         }
         guard buffer.readableBytes > 0 else { throw APIError.badRequest("request body is empty; expected JSON") }
         do {
