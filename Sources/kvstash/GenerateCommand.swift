@@ -54,7 +54,6 @@ struct Generate: ParsableCommand {
     }
 
     private func generate() throws {
-        BLASCore.reexecWithBetterCoreIfNeeded()
         if let threads { setThreads(threads) }
         let path = model ?? DefaultModel.path
         guard FileManager.default.fileExists(atPath: path) else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import KVStashEngine
 
 @main
 struct KVStashCommand: AsyncParsableCommand {
@@ -19,4 +20,12 @@ struct KVStashCommand: AsyncParsableCommand {
             QueryCommand.self,
             ServeCommand.self,
         ])
+
+    /// Entry point. OpenBLAS picks its kernels when it loads; where it fell back to generic
+    /// SSE kernels on an AVX2/AVX-512 CPU, re-execute once with a fitting
+    /// `OPENBLAS_CORETYPE` (a user's own setting is always kept), then parse and run.
+    static func main() async {
+        BLASCore.reexecWithBetterCoreIfNeeded()
+        await Self.main(nil)
+    }
 }
