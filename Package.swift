@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(name: "codec-bench", dependencies: ["KVStashCodec", "KVStashEngine", "CKernels"],
                           path: "bench/codec"),
 
-        .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"]),
+        .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"], exclude: ["Resources"]),
         .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
         // Child process of the store's crash test (SIGKILLed while writing).
         .executableTarget(name: "kvstash-crashwriter", dependencies: [

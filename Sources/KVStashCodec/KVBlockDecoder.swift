@@ -18,7 +18,7 @@ public struct KVBlockDecoder: Sendable {
     /// Checks a whole block without a cache: header, length, payload checksum, and a
     /// full decompression that verifies the frame's size and content checksum.
     public func validate(_ bytes: [UInt8]) throws -> KVBlockHeader {
-        let (header, layout, size) = try checkedHeader(bytes)
+        let (header, _, size) = try checkedHeader(bytes)
         try bytes.withUnsafeBytes { raw in
             let reader = try openFrame(raw, header, size)
             let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: min(size, 1 << 20), alignment: 64)
@@ -31,7 +31,6 @@ public struct KVBlockDecoder: Sendable {
             }
             try reader.finish()
         }
-        _ = layout
         return header
     }
 

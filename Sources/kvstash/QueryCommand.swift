@@ -68,14 +68,15 @@ struct QueryCommand: ParsableCommand {
 
     private func report(_ r: RequestResult) throws {
         guard json else {
-            print("\n" + r.summary)
+            FileHandle.standardOutput.write(Data(("\n" + r.summary + "\n").utf8))
             return
         }
         let out = QueryJSON(text: r.text, finishReason: r.finishReason.rawValue, promptTokens: r.sources.prompt,
                             fromRAM: r.sources.ram, fromDisk: r.sources.disk, prefilled: r.sources.prefilled,
                             corruptChunks: r.sources.corruptChunks, ttftMs: r.timeToFirstToken * 1000,
                             decodeTokensPerSecond: r.decodeTokensPerSecond, generatedTokens: r.tokens.count,
-                            chunksStored: r.chunksStored)
+                            chunksStored: r.chunksStored, ramMs: r.timings.ram * 1000,
+                            diskMs: r.timings.disk * 1000, prefillMs: r.timings.prefill * 1000)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         print(String(decoding: try enc.encode(out), as: UTF8.self))
@@ -91,4 +92,5 @@ struct QueryJSON: Codable {
     var decodeTokensPerSecond: Double
     var generatedTokens: Int
     var chunksStored: Int
+    var ramMs, diskMs, prefillMs: Double
 }

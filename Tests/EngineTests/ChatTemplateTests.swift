@@ -68,4 +68,21 @@ final class ChatTemplateTests: XCTestCase {
                        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
                            + "<|im_start|>user\nhi<|im_end|>\n")
     }
+
+    /// Zephyr (TinyLlama) and Llama 3 templates against jinja2 (Llama 3 rendered with an empty
+    /// bos_token: our `encode` adds BOS itself).
+    func testOtherTemplateFamiliesMatchJinja2() throws {
+        let golden = try TokenizerGolden.load()
+        XCTAssertGreaterThanOrEqual(golden.templates.count, 20)
+        for c in golden.templates {
+            let t = ChatTemplate(source: c.source, eosText: c.eos_token)
+            XCTAssertEqual(t.form.rawValue, c.form)
+            XCTAssertFalse(t.isFallback)
+            XCTAssertNil(t.defaultSystemPrompt)
+            for defaultSystem in [true, false] {
+                XCTAssertEqual(t.render(c.messages, addGenerationPrompt: c.add_generation_prompt, defaultSystem: defaultSystem),
+                               c.expected, "\(c.form) \(c.name) agp=\(c.add_generation_prompt)")
+            }
+        }
+    }
 }

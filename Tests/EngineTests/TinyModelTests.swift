@@ -37,3 +37,21 @@ final class TinyModelTests: XCTestCase {
         try checkAgainstReference(spec, tokens: 600, seed: 3)
     }
 }
+
+/// A tiny model can carry the real model's tokenizer, for tests that need text.
+final class TinyModelTokenizerTests: XCTestCase {
+    func testTinyModelWithRealTokenizer() throws {
+        let real = try GGUFFile(path: TestSupport.realModelPath())
+        let dir = try TestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("tiny-tok.gguf").path
+        try TinyModel.write(.llama, to: path, tokenizerFrom: real)
+        let model = try LlamaModel(path: path)
+        XCTAssertEqual(model.config.vocabSize, 49152)
+        let tokenizer = try Tokenizer(gguf: model.gguf)
+        let ids = tokenizer.encode("Hello, world!")
+        XCTAssertEqual(ids, try Tokenizer(gguf: real).encode("Hello, world!"))
+        var cache = model.newCache()
+        XCTAssertEqual(try model.prefill(ids, cache: &cache).count, 49152)
+    }
+}

@@ -15,6 +15,16 @@ struct TokenizerGolden: Decodable {
         let bare_ids: [Int]
     }
 
+    struct TemplateCase: Decodable {
+        let form: String
+        let source: String
+        let eos_token: String
+        let name: String
+        let messages: [ChatMessage]
+        let add_generation_prompt: Bool
+        let expected: String
+    }
+
     let model: String
     let pre: String
     let strings: [String: String]
@@ -22,6 +32,7 @@ struct TokenizerGolden: Decodable {
     let pieces: [String: [String: [String]]]
     let ids_no_parse_special: [String: [Int]]
     let chat: [Chat]
+    let templates: [TemplateCase]
 
     static func load() throws -> TokenizerGolden {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

@@ -41,6 +41,17 @@ PRE = {
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), False),
 }
 
+# Other template families, verbatim from the models' tokenizer_config.json / GGUF.
+ZEPHYR_TEMPLATE = ("{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content']"
+          " + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}"
+          "\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n"
+          "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}")
+LLAMA3_TEMPLATE = ("{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>'"
+          " + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}"
+          "{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+OTHER_TEMPLATES = {"zephyr": (ZEPHYR_TEMPLATE, {"eos_token": "</s>"}), "llama3": (LLAMA3_TEMPLATE, {"bos_token": ""})}
+
 GENERIC_CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
                   " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
                   "{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -109,12 +120,16 @@ CONVERSATIONS = {
                    {"role": "user", "content": "Tell me a joke.\nA short one."}],
     "assistant_first": [{"role": "assistant", "content": "Greetings."},
                         {"role": "user", "content": "ok"}],
+    "odd_roles_and_spaces": [{"role": "system", "content": "  Be brief.\n"},
+                             {"role": "tool", "content": "42"},
+                             {"role": "user", "content": "\tWhy?  "}],
+    "empty": [],
 }
 
 
-def render(template, messages, add_generation_prompt):
+def render(template, messages, add_generation_prompt, **extra):
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
-    return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt)
+    return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt, **extra)
 
 
 def main():
@@ -149,6 +164,11 @@ def main():
                 "default_system_ids": chat_tk.encode(gguf_form, add_special_tokens=False).ids,
                 "bare_ids": chat_tk.encode(bare_form, add_special_tokens=False).ids,
             })
+    out["templates"] = [
+        {"form": form, "source": src, "eos_token": "</s>", "name": name, "messages": msgs,
+         "add_generation_prompt": agp, "expected": render(src, msgs, agp, **extra)}
+        for form, (src, extra) in OTHER_TEMPLATES.items()
+        for name, msgs in CONVERSATIONS.items() for agp in (True, False)]
     OUT.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n")
     print(f"wrote {OUT} ({sum(len(v) for v in out['ids']['smollm'].values())} smollm ids)")
 

@@ -10,7 +10,8 @@ func precomputeBench() throws {
     let codec = KVCodec(name: option("codec", "int8")) ?? .int8
     let dir = NSTemporaryDirectory() + "kvstash-precompute-\(UUID().uuidString)"
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let store = try ChunkStore(path: dir)
+    let chunk = Int(option("chunk-size", "256")) ?? 256
+    let store = try ChunkStore(path: dir, options: StoreOptions(chunkSize: chunk))
     let pc = prefixCache(store, codec: codec, ram: 0)
     var tokens = 0, computed = 0, bytes = 0
     var at10 = memory()
@@ -29,11 +30,11 @@ func precomputeBench() throws {
     try store.close()
     struct Out: Codable {
         var machine = Machine()
-        var codec: String; var documents: Int; var tokens: Int; var tokensPrefilled: Int; var bytesStored: Int
+        var codec: String; var chunkSize: Int; var documents: Int; var tokens: Int; var tokensPrefilled: Int; var bytesStored: Int
         var seconds: Double; var tokensPerSecond: Double
         var peakRSSAfter10MB: Double; var peakRSSAfterAllMB: Double; var rssAfterAllMB: Double
     }
-    let out = Out(codec: codec.name, documents: docs, tokens: tokens, tokensPrefilled: computed, bytesStored: bytes,
+    let out = Out(codec: codec.name, chunkSize: chunk, documents: docs, tokens: tokens, tokensPrefilled: computed, bytesStored: bytes,
                   seconds: seconds, tokensPerSecond: Double(computed) / seconds,
                   peakRSSAfter10MB: at10.peak, peakRSSAfterAllMB: atEnd.peak, rssAfterAllMB: atEnd.rss)
     try write(out, "precompute")

@@ -14,6 +14,31 @@ struct TTFTRow: Codable {
     var coldFromDisk: Int
     var hotFromRAM: Int
     var prefilledOnHit: Int
+    /// Cold hit, step by step (median run): store fetch+decode+splice, and prefill of the rest.
+    var coldDiskMs: Double
+    var coldPrefillMs: Double
+    var hotRAMMs: Double
+    var hotPrefillMs: Double
+    /// Process CPU time of the same calls (robust to other load on the machine).
+    var missCPUMs: Double
+    var coldHitCPUMs: Double
+    var hotHitCPUMs: Double
+    var coldCPUSpeedup: Double
+    var hotCPUSpeedup: Double
+}
+
+/// CPU time of this process (all threads), in seconds.
+func cpuNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Runs `body`, returning its result and the process CPU seconds it used.
+func cpuTimed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
+    let start = cpuNow()
+    let r = try body()
+    return (r, cpuNow() - start)
 }
 
 /// TTFT of a miss (full prefill) against a hit cold (RAM tier empty, store reopened from
@@ -28,37 +53,53 @@ func ttftBench() throws {
         let prompt = PromptTemplate.chatSystem.query(document: doc, question: "What is the first town named?", chat: chat)
         let dir = NSTemporaryDirectory() + "kvstash-ttft-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        // Miss: no store, no RAM tier.
-        let miss = try prefixCache(nil, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
-        // Precompute the document, close the store.
+        // Precompute the document (full chunks and tail), as `kvstash precompute` does.
         var store = try ChunkStore(path: dir)
         _ = try prefixCache(store, codec: codec, ram: 0)
             .precompute(tokens: tokenizer.encode(PromptTemplate.chatSystem.prefix(document: doc, chat: chat)), id: "d", name: "d")
         try store.close()
-        var cold: [Double] = [], hot: [Double] = []
+        // Miss: no store, no RAM tier: the whole prompt is prefilled.
+        let (miss, missCPU) = try cpuTimed {
+            try prefixCache(nil, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+        }
+        var cold: [Double] = [], hot: [Double] = [], coldCPU: [Double] = [], hotCPU: [Double] = []
         var coldDisk = 0, hotRAM = 0, prefilled = 0
+        var coldSteps: [AssemblyTimings] = [], hotSteps: [AssemblyTimings] = []
         for _ in 0..<reps {
             store = try ChunkStore(path: dir)  // reopened, RAM tier empty
+            // Cold: a RAM tier of size 0, so the call does nothing after its first token.
+            let (c, cCPU) = try cpuTimed {
+                try prefixCache(store, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+            }
+            // Hot: fill the RAM tier with one request, then time a second one.
             let pc = prefixCache(store, codec: codec, ram: 2 << 30)
-            let c = try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
-            let h = try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+            _ = try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+            let (h, hCPU) = try cpuTimed { try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1)) }
             cold.append(c.timeToFirstToken); hot.append(h.timeToFirstToken)
+            coldCPU.append(cCPU); hotCPU.append(hCPU)
+            coldSteps.append(c.timings); hotSteps.append(h.timings)
             coldDisk = c.sources.disk; hotRAM = h.sources.ram; prefilled = c.sources.prefilled
             try store.close()
         }
         let row = TTFTRow(promptTokens: miss.sources.prompt, codec: codec.name, missMs: miss.timeToFirstToken * 1000,
                           coldHitMs: median(cold) * 1000, hotHitMs: median(hot) * 1000,
                           coldSpeedup: miss.timeToFirstToken / median(cold), hotSpeedup: miss.timeToFirstToken / median(hot),
-                          coldFromDisk: coldDisk, hotFromRAM: hotRAM, prefilledOnHit: prefilled)
+                          coldFromDisk: coldDisk, hotFromRAM: hotRAM, prefilledOnHit: prefilled,
+                          coldDiskMs: median(coldSteps.map(\.disk)) * 1000, coldPrefillMs: median(coldSteps.map(\.prefill)) * 1000,
+                          hotRAMMs: median(hotSteps.map(\.ram)) * 1000, hotPrefillMs: median(hotSteps.map(\.prefill)) * 1000,
+                          missCPUMs: missCPU * 1000, coldHitCPUMs: median(coldCPU) * 1000, hotHitCPUMs: median(hotCPU) * 1000,
+                          coldCPUSpeedup: missCPU / median(coldCPU), hotCPUSpeedup: missCPU / median(hotCPU))
         note("\(row)")
         rows.append(row)
     }
     struct Out: Codable { var machine = Machine(); var reps: Int; var rows: [TTFTRow] }
     try write(Out(reps: reps, rows: rows), "ttft")
-    print("| prompt tokens | codec | miss TTFT | hit cold (disk) | hit hot (RAM) | cold speedup | hot speedup |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| prompt tokens | codec | miss TTFT | hit cold (disk) | hit hot (RAM) | cold speedup | hot speedup | CPU: miss / cold / hot | CPU speedup cold / hot |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows {
         print("| \(r.promptTokens) | \(r.codec) | " + String(format: "%.0f ms | %.1f ms | %.1f ms | %.0f× | %.0f× |",
-                     r.missMs, r.coldHitMs, r.hotHitMs, r.coldSpeedup, r.hotSpeedup))
+                     r.missMs, r.coldHitMs, r.hotHitMs, r.coldSpeedup, r.hotSpeedup)
+              + String(format: " %.0f / %.0f / %.0f ms | %.0f× / %.0f× |", r.missCPUMs, r.coldHitCPUMs, r.hotHitCPUMs,
+                       r.coldCPUSpeedup, r.hotCPUSpeedup))
     }
 }

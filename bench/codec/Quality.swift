@@ -76,16 +76,16 @@ struct QualityLoop {
 
     /// Perplexity over `scoredTokens` tokens, or fewer when `budget` seconds run out
     /// first (the report says how many were scored).
-    func perplexity(scoredTokens: Int, budget: Double) throws -> PerplexityReport {
+    func perplexity(scoredTokens: Int, budget: Double, firstWindow: Int = 0) throws -> PerplexityReport {
         var windows = (scoredTokens + scored - 1) / scored
         let width = context + scored
-        precondition(windows * width < tokens.count, "corpus too short for \(windows) windows")
+        precondition((firstWindow + windows) * width < tokens.count, "corpus too short for \(windows) windows")
         let started = Date()
         var baseNLL = 0.0, exact = false
         var acc = [Stats](repeating: Stats(), count: configs.count)
-        for w in 0..<windows {
-            if w > 0 && Date().timeIntervalSince(started) > budget { windows = w; break }
-            let start = w * width
+        for k in 0..<windows {
+            if k > 0 && Date().timeIntervalSince(started) > budget { windows = k; break }
+            let w = firstWindow + k, start = w * width
             var base = model.newCache(capacity: width + 1)
             _ = try model.prefill(Array(tokens[start..<(start + context)]), cache: &base)
             let input = Array(tokens[(start + context)..<(start + width)])
@@ -93,7 +93,7 @@ struct QualityLoop {
             var b = base
             let reference = LogProbs(try model.prefill(input, cache: &b, allLogits: true), vocab: model.config.vocabSize)
             baseNLL += reference.nll(targets)
-            if w == 0 {
+            if k == 0 {
                 var (rt, _) = try roundTrip(base, KVBlockEncoder(codec: .f32))
                 exact = try model.prefill(input, cache: &rt, allLogits: true) == reference.logits
             }
@@ -102,8 +102,8 @@ struct QualityLoop {
                 let lp = LogProbs(try model.prefill(input, cache: &rt, allLogits: true), vocab: model.config.vocabSize)
                 acc[i].add(lp, reference: reference, targets: targets, bytes: bytes, tokens: context)
             }
-            let n = Double((w + 1) * scored)
-            print("window \(w + 1)/\(windows): f32 PPL \(fmt(exp(baseNLL / n), 4)); "
+            let n = Double((k + 1) * scored)
+            print("window \(w + 1) (\(k + 1)/\(windows)): f32 PPL \(fmt(exp(baseNLL / n), 4)); "
                   + configs.indices.map { "\(configs[$0].label) \(fmt(exp(acc[$0].nll / n), 4))" }.joined(separator: ", ")
                   + " [\(fmt(Date().timeIntervalSince(started), 0)) s]")
             fflush(nil)
@@ -116,7 +116,7 @@ struct QualityLoop {
                                 ppl: ppl, deltaPPL: (ppl - basePPL) / basePPL, meanKL: s.kl / n, top1: Double(s.top1) / n)
         }
         return PerplexityReport(scoredTokens: Int(n), windows: windows, contextTokens: context, chunkTokens: chunk,
-                                scoredPerWindow: scored, tokensUsed: windows * width + 1, baselinePPL: basePPL,
+                                scoredPerWindow: scored, tokensUsed: (firstWindow + windows) * width + 1, baselinePPL: basePPL,
                                 f32RoundTripExact: exact, seconds: Date().timeIntervalSince(started), codecs: codecs)
     }
 

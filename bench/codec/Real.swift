@@ -15,6 +15,12 @@ func runReal(_ options: Options) throws {
     print("corpus: \(options.texts.joined(separator: " + ")): \(tokens.count) tokens; BLAS \(blasCoreName()), "
           + "\(blasThreads()) thread(s); kernels \(kernelISA())")
 
+    if options.firstWindow > 0 {  // a continuation of an earlier run's perplexity windows only
+        let ppl = try quality(model, tokens).perplexity(scoredTokens: options.pplTokens, budget: options.pplSeconds,
+                                                        firstWindow: options.firstWindow)
+        try writeJSON(ppl, to: "\(options.out)/codec-real-windows-from-\(options.firstWindow).json")
+        return
+    }
     // Size and speed: KV of the first 1024 tokens (GPL-3 text), 4 chunks of 256.
     var kv = model.newCache(capacity: 1024)
     let t0 = Date()
@@ -23,13 +29,18 @@ func runReal(_ options: Options) throws {
     let speed = try speedReport(kv, label: "real KV: SmolLM2-135M on the first 1024 tokens of the corpus", reps: options.reps)
     printSpeedTable(speed)
 
-    let quality = try QualityLoop(model: model, tokens: tokens, configs: CodecConfig.quality(kvDim: model.config.kvShape.kvDim))
-    let ppl = try quality.perplexity(scoredTokens: options.pplTokens, budget: options.pplSeconds)
+    let quality = quality(model, tokens)
+    let ppl = try quality.perplexity(scoredTokens: options.pplTokens, budget: options.pplSeconds,
+                                     firstWindow: options.firstWindow)
     let greedy = try quality.greedyAgreement(prompts: options.prompts, startAt: ppl.tokensUsed, budget: options.greedySeconds)
     let report = RealReport(speed: speed, blasCore: blasCoreName(), blasThreads: blasThreads(),
                             corpus: options.texts, corpusTokens: tokens.count, perplexity: ppl, greedy: greedy)
     try writeJSON(report, to: "\(options.out)/codec-real.json")
     printQualityTable(report)
+}
+
+func quality(_ model: LlamaModel, _ tokens: [Int]) -> QualityLoop {
+    QualityLoop(model: model, tokens: tokens, configs: CodecConfig.quality(kvDim: model.config.kvShape.kvDim))
 }
 
 struct RealReport: Codable {

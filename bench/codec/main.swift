@@ -3,6 +3,7 @@
 //   codec-bench synthetic [--reps N]           size + speed on synthetic KV of the default shape
 //   codec-bench real --model PATH --text FILE... [--reps N] [--ppl-tokens N] [--prompts N] [--threads N]
 //                  [--ppl-seconds S] [--greedy-seconds S]   (time budgets: the CPU is shared)
+//                  [--first-window W]   only perplexity windows W... (to extend an earlier run)
 //                                              size + speed + quality on real KV (see Quality.swift)
 //   codec-bench profile --label LABEL          decode loop for `perf`
 //
@@ -21,6 +22,7 @@ struct Options {
     var label = "int4-kivi-g32/lz4"
     var threads = 1
     var pplSeconds = 2400.0
+    var firstWindow = 0
     var greedySeconds = 1500.0
     var texts: [String] = []
 
@@ -38,6 +40,7 @@ struct Options {
             case "--label": label = v
             case "--threads": threads = Int(v) ?? threads
             case "--ppl-seconds": pplSeconds = Double(v) ?? pplSeconds
+            case "--first-window": firstWindow = Int(v) ?? firstWindow
             case "--greedy-seconds": greedySeconds = Double(v) ?? greedySeconds
             case "--text": texts.append(v)
             default: fatalError("unknown option \(a)")
@@ -51,6 +54,7 @@ struct SpeedReport: Codable {
     var kernelISA: String
     var threads = 1
     var pplSeconds = 2400.0
+    var firstWindow = 0
     var greedySeconds = 1500.0
     var source: String
     var chunkTokens: Int

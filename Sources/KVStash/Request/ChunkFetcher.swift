@@ -26,22 +26,22 @@ struct ChunkFetcher {
         keys.isEmpty ? [] : store.probe(keys)
     }
 
-    /// Fetches chunk `key` and splices it at `start`, which must equal `cache.count` or
+    /// Fetches the entry `key` of `tokens` tokens and splices it at `start`, which must equal `cache.count` or
     /// lie inside the chunk (the head of the chunk is then already in the cache, from RAM,
     /// and only the rows past `cache.count` are appended).
-    func fetch(_ key: ChunkKey, start: Int, chunkSize: Int, into cache: inout KVCache) -> Outcome {
+    func fetch(_ key: ChunkKey, start: Int, tokens: Int, into cache: inout KVCache) -> Outcome {
         guard let bytes = (try? store.get(key)) ?? nil else { return .missing }
         do {
             let header = try decoder.readHeader(bytes)
-            guard header.tokenCount == chunkSize else {
-                throw KVBlockError.invalidHeader("\(header.tokenCount) tokens in a chunk of \(chunkSize)")
+            guard header.tokenCount == tokens else {
+                throw KVBlockError.invalidHeader("\(header.tokenCount) tokens in an entry of \(tokens)")
             }
             if cache.count == start {
                 // On failure the decoder leaves the cache at its old count.
                 try decoder.decode(bytes, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint,
                                    into: &cache, at: start)
             } else {
-                var scratch = KVCache(shape: cache.shape, capacity: chunkSize)
+                var scratch = KVCache(shape: cache.shape, capacity: tokens)
                 try decoder.decode(bytes, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint,
                                    into: &scratch, at: 0)
                 cache.append(contentsOf: scratch, (cache.count - start)..<scratch.count)

@@ -50,7 +50,7 @@ extension PrefixCache {
         let decodeSteps = max(generated.count - 1, 0)
         return RequestResult(
             sources: state.sources, tokens: generated, text: text, finishReason: reason,
-            timeToFirstToken: (first - start).seconds, prefillSeconds: (prefillEnd - start).seconds,
+            timeToFirstToken: (first - start).seconds, prefillSeconds: (prefillEnd - start).seconds, timings: state.timings,
             decodeTokensPerSecond: decodeSteps > 0 ? Double(decodeSteps) / (end - first).seconds : 0,
             chunksStored: stored, tokensCached: cached)
     }

@@ -6,8 +6,10 @@ public struct PrecomputeResult: Sendable {
     public var id: String
     /// Tokens of the document's prefix (after truncation to the context length).
     public var tokens: Int
-    /// Full chunks of the prefix (the partial last chunk is not stored).
+    /// Full chunks of the prefix.
     public var chunks: Int
+    /// Tokens of the partial last chunk, stored as a tail entry (0: none).
+    public var tailTokens: Int
     /// Where the chunks' KV came from (`disk`: already stored, fetched to extend the chain).
     public var sources: PromptSources
     /// What was written.
@@ -23,7 +25,8 @@ public struct PrecomputeResult: Sendable {
 
 extension PrefixCache {
     /// Precomputes and stores the KV of every full chunk of `tokens` (a document's prefix,
-    /// already wrapped in its template), then records document `id` in the store.
+    /// already wrapped in its template) and of its partial last chunk (a tail entry), then
+    /// records document `id` in the store.
     ///
     /// Chunks already stored are reused (fetched only when a later chunk must be computed
     /// after them); the others are prefilled and written one at a time, so memory is one
@@ -36,15 +39,16 @@ extension PrefixCache {
         let start = ContinuousClock.now
         let capped = Array(tokens.prefix(model.config.contextLength))
         let keys = keyer.chain(capped)
-        var result = PrecomputeResult(id: id, tokens: capped.count, chunks: keys.count, sources: PromptSources(),
+        let tail = capped.count - keys.count * chunkSize
+        var result = PrecomputeResult(id: id, tokens: capped.count, chunks: keys.count, tailTokens: tail,
+                                      sources: PromptSources(),
                                       written: WriteBackReport(), truncated: capped.count < tokens.count,
                                       skipped: false, interrupted: false, seconds: 0)
         if skipExisting, (try store.document(id: id)) != nil {
             result.skipped = true
             return result
         }
-        var state = SequenceState(tokens: Array(capped[..<(keys.count * chunkSize)]),
-                                  cache: model.newCache(capacity: keys.count * chunkSize))
+        var state = SequenceState(tokens: capped, cache: model.newCache(capacity: capped.count))
         var present = keys.isEmpty ? [] : store.probe(keys)
         for index in keys.indices where !present[index] {
             if shouldStop() { result.interrupted = true; break }
@@ -54,13 +58,35 @@ extension PrefixCache {
             progress(chunkSize)
         }
         result.written.alreadyStored = present.filter { $0 }.count
+        var entries = keys
+        if tail > 0 && !result.interrupted && !shouldStop() {
+            entries.append(try storeTail(&state, keys: keys, present: &present, id: id, written: &result.written))
+        }
+        result.interrupted = result.interrupted || (tail > 0 && entries.count == keys.count)
         result.sources = state.sources
         result.sources.prompt = capped.count
         if !result.interrupted {
-            try store.putDocument(DocumentRecord(id: id, name: name, tokenCount: capped.count, chunkKeys: keys))
+            try store.putDocument(DocumentRecord(id: id, name: name, tokenCount: capped.count, chunkKeys: entries))
         }
         result.seconds = (ContinuousClock.now - start).seconds
         return result
+    }
+
+    /// Stores the partial last chunk (the tail) under `key(last full chunk, tail tokens)`,
+    /// so a query that continues the document splices it too (see `spliceTail`).
+    private func storeTail(_ state: inout SequenceState, keys: [ChunkKey], present: inout [Bool],
+                           id: String, written: inout WriteBackReport) throws -> ChunkKey {
+        let start = keys.count * chunkSize
+        let key = keyer.key(parent: keys.last ?? .root, tokens: state.tokens[start...])
+        guard let store, store.probe([key]) == [false] else {
+            written.alreadyStored += 1
+            return key
+        }
+        try catchUp(&state, to: keys.count, keys: keys, present: &present, id: id, written: &written)
+        try prefill(&state, upTo: state.tokens.count)
+        storeEntry(key, parent: keys.last ?? .root, chainIndex: keys.count, range: start..<state.tokens.count,
+                   state: state, origin: .precompute, documentID: id, report: &written)
+        return key
     }
 
     /// Brings `state.cache` up to chunk `index`: stored chunks are fetched; a chunk that
@@ -71,7 +97,7 @@ extension PrefixCache {
         let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
         while state.cache.count < index * chunkSize {
             let j = state.cache.count / chunkSize
-            let outcome = fetcher.fetch(keys[j], start: j * chunkSize, chunkSize: chunkSize, into: &state.cache)
+            let outcome = fetcher.fetch(keys[j], start: j * chunkSize, tokens: chunkSize, into: &state.cache)
             switch outcome {
             case .spliced:
                 state.sources.disk += chunkSize

@@ -88,6 +88,8 @@ public struct RequestResult: Sendable {
     public var timeToFirstToken: Double
     /// Seconds spent assembling the prompt's KV (match, fetch, splice, prefill).
     public var prefillSeconds: Double
+    /// The same, step by step.
+    public var timings: AssemblyTimings
     /// Decode throughput after the first token (tokens/s; 0 with fewer than two tokens).
     public var decodeTokensPerSecond: Double
     /// Chunks written to the store by the write-back.

@@ -1,3 +1,4 @@
+import Foundation
 import KVStashCore
 import KVStashEngine
 import KVStashStore
@@ -17,6 +18,27 @@ public struct SequenceState: Sendable {
     var chunksFromDisk: Set<Int> = []
     /// Hold on the radix-tree nodes spliced from RAM.
     var lease: RadixLease?
+    /// Where the assembly time went.
+    public internal(set) var timings = AssemblyTimings()
+}
+
+/// Seconds spent in each step of building a prompt's KV.
+public struct AssemblyTimings: Sendable, Codable, Equatable {
+    /// Radix-tree match and splice of its pages.
+    public var ram = 0.0
+    /// Store probe, fetch, verify, decode and splice.
+    public var disk = 0.0
+    /// Prefill (including the rotation of spliced K).
+    public var prefill = 0.0
+
+    public init() {}
+}
+
+/// Runs `body` and adds its duration to `seconds`.
+func timed<T>(_ seconds: inout Double, _ body: () throws -> T) rethrows -> T {
+    let start = ContinuousClock.now
+    defer { seconds += (ContinuousClock.now - start).seconds }
+    return try body()
 }
 
 extension PrefixCache {
@@ -36,8 +58,11 @@ extension PrefixCache {
         state.sources.prompt = tokens.count
         let reusable = needLogits ? tokens.count - 1 : tokens.count
         do {
-            spliceFromRAM(&state, reusable: reusable)
+            var ram = 0.0
+            timed(&ram) { spliceFromRAM(&state, reusable: reusable) }
+            state.timings.ram = ram
             try spliceFromDisk(&state)
+            spliceTail(&state, reusable: reusable)
             if state.cache.count > reusable {  // the last token is recomputed for its logits
                 state.sources.disk -= state.cache.count - reusable
                 state.cache.truncate(to: reusable)
@@ -75,15 +100,49 @@ extension PrefixCache {
         let size = chunkSize
         let first = state.cache.count / size
         guard first < keys.count else { return }
-        let present = fetcher.probe(Array(keys[first...]))
+        var seconds = 0.0
+        defer { state.timings.disk += seconds }
+        let present = timed(&seconds) { fetcher.probe(Array(keys[first...])) }
         for (offset, index) in (first..<keys.count).enumerated() where present[offset] {
             let start = index * size
             if state.cache.count < start { try prefill(&state, upTo: start) }
             let before = state.cache.count
-            switch fetcher.fetch(keys[index], start: start, chunkSize: size, into: &state.cache) {
+            let outcome = timed(&seconds) {
+                fetcher.fetch(keys[index], start: start, tokens: size, into: &state.cache)
+            }
+            switch outcome {
             case .spliced:
                 state.sources.disk += state.cache.count - before
                 state.chunksFromDisk.insert(index)
+            case .corrupt:
+                state.sources.corruptChunks += 1
+            case .missing:
+                break
+            }
+        }
+    }
+
+    /// Step 5b: a precomputed document's partial last chunk (its "tail", stored by
+    /// `precompute` under `key(parent, tail tokens)`). Where the stored chain ends on a chunk
+    /// boundary, the keys of every possible tail length are hashed and probed in one
+    /// multi-get; the longest stored one is spliced.
+    private func spliceTail(_ state: inout SequenceState, reusable: Int) {
+        let start = state.cache.count
+        guard let store, start % chunkSize == 0, start < reusable else { return }
+        let parent = keyer.chain(Array(state.tokens[..<start])).last ?? .root
+        let lengths = Array((1...min(chunkSize - 1, reusable - start)).reversed())
+        guard !lengths.isEmpty else { return }
+        var seconds = 0.0
+        defer { state.timings.disk += seconds }
+        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
+        let keys = timed(&seconds) { lengths.map { keyer.key(parent: parent, tokens: state.tokens[start..<(start + $0)]) } }
+        let present = timed(&seconds) { fetcher.probe(keys) }
+        for (i, there) in present.enumerated() where there {
+            let outcome = timed(&seconds) { fetcher.fetch(keys[i], start: start, tokens: lengths[i], into: &state.cache) }
+            switch outcome {
+            case .spliced:
+                state.sources.disk += lengths[i]
+                return
             case .corrupt:
                 state.sources.corruptChunks += 1
             case .missing:
@@ -96,7 +155,9 @@ extension PrefixCache {
     func prefill(_ state: inout SequenceState, upTo end: Int) throws {
         let start = state.cache.count
         guard end > start else { return }
-        state.logits = try model.prefill(Array(state.tokens[start..<end]), cache: &state.cache)
+        var seconds = 0.0
+        state.logits = try timed(&seconds) { try model.prefill(Array(state.tokens[start..<end]), cache: &state.cache) }
+        state.timings.prefill += seconds
         state.sources.prefilled += end - start
     }
 }

@@ -40,19 +40,26 @@ extension PrefixCache {
     /// policy agrees. `keys` is the chain of `state.tokens`.
     func storeChunk(_ index: Int, keys: [ChunkKey], state: SequenceState, origin: AdmissionOrigin,
                     documentID: String?, report: inout WriteBackReport) {
+        storeEntry(keys[index], parent: index == 0 ? .root : keys[index - 1], chainIndex: index,
+                   range: (index * chunkSize)..<((index + 1) * chunkSize), state: state, origin: origin,
+                   documentID: documentID, report: &report)
+    }
+
+    /// Encodes rows `range` of `state` and puts them under `key`, if the admission policy agrees.
+    func storeEntry(_ key: ChunkKey, parent: ChunkKey, chainIndex: Int, range: Range<Int>, state: SequenceState,
+                    origin: AdmissionOrigin, documentID: String?, report: inout WriteBackReport) {
         guard let store else { return }
-        let range = (index * chunkSize)..<((index + 1) * chunkSize)
-        let meta = ChunkMeta(parent: index == 0 ? .root : keys[index - 1], chainIndex: index,
-                             tokens: Array(state.tokens[range]), codec: options.codec.name,
-                             modelFingerprint: modelFingerprint, docIDs: documentID.map { [$0] } ?? [])
-        guard store.shouldAdmit(key: keys[index], meta: meta, origin: origin) else {
+        let meta = ChunkMeta(parent: parent, chainIndex: chainIndex, tokens: Array(state.tokens[range]),
+                             codec: options.codec.name, modelFingerprint: modelFingerprint,
+                             docIDs: documentID.map { [$0] } ?? [])
+        guard store.shouldAdmit(key: key, meta: meta, origin: origin) else {
             report.declined += 1
             return
         }
         do {
-            let value = try encoder.encode(state.cache, range: range, chunkKey: keys[index].bytes,
+            let value = try encoder.encode(state.cache, range: range, chunkKey: key.bytes,
                                            modelFingerprint: modelFingerprint)
-            try store.put(keys[index], value: value, meta: meta)
+            try store.put(key, value: value, meta: meta)
             report.chunks += 1
             report.bytes += value.count
         } catch {

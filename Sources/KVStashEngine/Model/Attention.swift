@@ -3,17 +3,17 @@ import Foundation
 
 /// Causal grouped-query attention of `n` new query rows against every cached position.
 ///
-/// For query head h (KV head g = h / (heads / kvHeads)) and a block of query rows,
-/// `S = Q_h K_g^T / sqrt(headDim)` over the visible keys, softmax row-wise with the
-/// causal mask, then `O_h = S V_g`. Query rows are processed in blocks so the score
-/// buffer stays `blockRows x positions`, and each block only multiplies the keys it
-/// can see.
+/// The `heads / kvHeads` query heads that share KV head g are processed together: their
+/// query rows for a block of positions are stacked into one matrix, so each product
+/// reads (and BLAS packs) K_g and V_g once for the whole group. For that block,
+/// `S = Q K_g^T / sqrt(headDim)` over the keys the block can see, a causal softmax per
+/// row, then `O = S V_g`. The score buffer stays `stackedRows x positions`.
 struct CausalAttention {
     let heads: Int
     let kvHeads: Int
     let headDim: Int
-    /// Query rows per score block.
-    var blockRows = 128
+    /// Stacked query rows (group heads x positions) per block.
+    var stackedRows = 256
 
     /// - Parameters:
     ///   - q: post-RoPE queries, row r of head h at `q + r*ldq + h*headDim`.
@@ -24,30 +24,39 @@ struct CausalAttention {
     func callAsFunction(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
                         keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                         out: UnsafeMutablePointer<Float>, ldo: Int) {
-        let total = start + n
-        let rowsPerBlock = min(blockRows, n)
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: rowsPerBlock * total)
-        defer { scores.deallocate() }
-        let kvDim = kvHeads * headDim
-        let group = heads / kvHeads
-        let scale = 1 / Float(headDim).squareRoot()
-        for h in 0..<heads {
-            let g = h / group
+        let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
+        let rowsPerBlock = min(n, max(1, stackedRows / group))
+        let stacked = group * rowsPerBlock
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: stacked * (start + n))
+        let qs = UnsafeMutablePointer<Float>.allocate(capacity: stacked * hd)
+        let os = UnsafeMutablePointer<Float>.allocate(capacity: stacked * hd)
+        defer { scores.deallocate(); qs.deallocate(); os.deallocate() }
+        let scale = 1 / Float(hd).squareRoot()
+        for g in 0..<kvHeads {
             var r0 = 0
             while r0 < n {
-                let rows = min(rowsPerBlock, n - r0)
-                let visible = start + r0 + rows  // keys the last row of the block sees
-                gemmNT(m: rows, n: visible, k: headDim, alpha: scale,
-                       a: q + r0 * ldq + h * headDim, lda: ldq,
-                       b: keys + g * headDim, ldb: kvDim, beta: 0, c: scores, ldc: visible)
-                kv_softmax_causal(scores, rows, visible, visible, start + r0 + 1)
-                if rows == 1 {
-                    // out = V^T s  (V is visible x headDim with row stride kvDim)
-                    gemvT(visible: visible, headDim: headDim, v: values + g * headDim, ldv: kvDim,
-                                        s: scores, out: out + r0 * ldo + h * headDim)
+                let rows = min(rowsPerBlock, n - r0), m = group * rows
+                let visible = start + r0 + rows  // keys the block's last row sees
+                for j in 0..<group {  // stack: row (j, r) = query head g*group+j at position r0+r
+                    for r in 0..<rows {
+                        (qs + (j * rows + r) * hd).update(from: q + (r0 + r) * ldq + (g * group + j) * hd, count: hd)
+                    }
+                }
+                gemmNT(m: m, n: visible, k: hd, alpha: scale, a: qs, lda: hd,
+                       b: keys + g * hd, ldb: kvDim, beta: 0, c: scores, ldc: visible)
+                for j in 0..<group {
+                    kv_softmax_causal(scores + j * rows * visible, rows, visible, visible, start + r0 + 1)
+                }
+                if m == 1 {
+                    gemvT(visible: visible, headDim: hd, v: values + g * hd, ldv: kvDim, s: scores, out: os)
                 } else {
-                    gemmNN(m: rows, n: headDim, k: visible, a: scores, lda: visible,
-                           b: values + g * headDim, ldb: kvDim, beta: 0, c: out + r0 * ldo + h * headDim, ldc: ldo)
+                    gemmNN(m: m, n: hd, k: visible, a: scores, lda: visible,
+                           b: values + g * hd, ldb: kvDim, beta: 0, c: os, ldc: hd)
+                }
+                for j in 0..<group {
+                    for r in 0..<rows {
+                        (out + (r0 + r) * ldo + (g * group + j) * hd).update(from: os + (j * rows + r) * hd, count: hd)
+                    }
                 }
                 r0 += rows
             }

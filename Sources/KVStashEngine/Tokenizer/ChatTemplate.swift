@@ -14,15 +14,30 @@ public struct ChatMessage: Sendable, Codable, Equatable {
 
 /// The model's chat template, read from `tokenizer.chat_template`.
 ///
-/// Rendered natively (no Jinja engine). Recognized form: ChatML
-/// (`<|im_start|>{role}\n{content}<|im_end|>\n` per message, then `<|im_start|>assistant\n` as the
-/// generation prompt), optionally with a default system turn that the template inserts when the
-/// first message is not a system message (SmolLM2: "You are a helpful AI assistant named SmolLM,
-/// trained by Hugging Face"; Qwen2: "You are a helpful assistant."). A missing or unrecognized
-/// template falls back to plain ChatML without a default system turn (`isFallback` is then true).
+/// Rendered natively (no Jinja engine) once the template's family is recognized:
+/// - `chatml` (SmolLM2, Qwen2): `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then
+///   `<|im_start|>assistant\n` as the generation prompt; optionally with the default system turn
+///   the template inserts when the first message is not a system message (SmolLM2: "You are a
+///   helpful AI assistant named SmolLM, trained by Hugging Face"; Qwen2: "You are a helpful
+///   assistant.").
+/// - `zephyr` (TinyLlama chat): `<|{role}|>\n{content}{eos}\n` for user/system/assistant
+///   messages, `<|assistant|>\n` as the generation prompt.
+/// - `llama3` (Llama 3.0 instruct): `<|start_header_id|>{role}<|end_header_id|>\n\n{trimmed
+///   content}<|eot_id|>`; the template's leading `bos_token` is left out because `encode` adds BOS.
+/// A missing or unrecognized template falls back to plain ChatML without a default system turn
+/// (`isFallback` is then true).
 public struct ChatTemplate: Sendable {
+    /// Template families rendered natively.
+    public enum Form: String, Sendable {
+        case chatml, zephyr, llama3
+    }
+
     /// The Jinja source from the GGUF, if any.
     public let source: String?
+    /// The recognized family (`.chatml` when falling back).
+    public let form: Form
+    /// Text of the EOS token, which the zephyr form appends to every message.
+    public let eosText: String
     /// The system prompt the template inserts when the conversation has none.
     public let defaultSystemPrompt: String?
     /// True when the GGUF template was missing or not recognized and plain ChatML is used.
@@ -30,19 +45,31 @@ public struct ChatTemplate: Sendable {
 
     /// Reads and recognizes `tokenizer.chat_template`.
     public init(gguf: GGUFFile) throws {
-        self.init(source: gguf["tokenizer.chat_template"]?.string)
+        let tokens = gguf["tokenizer.ggml.tokens"]?.array
+        let eos = gguf["tokenizer.ggml.eos_token_id"]?.int
+        let eosText = eos.flatMap { tokens?.indices.contains($0) == true ? tokens?[$0].string : nil } ?? "</s>"
+        self.init(source: gguf["tokenizer.chat_template"]?.string, eosText: eosText)
     }
 
-    /// Recognizes a template given as Jinja source (nil: no template).
-    public init(source: String?) {
+    /// Recognizes a template given as Jinja source (nil: no template); `eosText` is the EOS
+    /// token's text (used by the zephyr form).
+    public init(source: String?, eosText: String = "</s>") {
         self.source = source
-        guard let src = source, src.contains("<|im_start|>"), src.contains("<|im_end|>") else {
-            defaultSystemPrompt = nil
-            isFallback = true
-            return
+        self.eosText = eosText
+        let src = source ?? ""
+        var fallback = false
+        if src.contains("<|im_start|>") && src.contains("<|im_end|>") {
+            form = .chatml
+        } else if src.contains("<|user|>") && src.contains("<|assistant|>") && src.contains("eos_token") {
+            form = .zephyr
+        } else if src.contains("<|start_header_id|>") && src.contains("<|eot_id|>") {
+            form = .llama3
+        } else {
+            form = .chatml
+            fallback = true
         }
-        isFallback = false
-        defaultSystemPrompt = ChatTemplate.defaultSystem(in: src)
+        isFallback = fallback
+        defaultSystemPrompt = form == .chatml && !fallback ? ChatTemplate.defaultSystem(in: src) : nil
     }
 
     /// The prompt text for `messages`.
@@ -50,8 +77,35 @@ public struct ChatTemplate: Sendable {
     ///   - addGenerationPrompt: end with the opening of an assistant turn.
     ///   - defaultSystem: insert the template's default system turn when the first message is not
     ///     a system message (what the template itself does, as in transformers and llama.cpp's
-    ///     Jinja mode); `false` gives the bare-user-turn form.
+    ///     Jinja mode); `false` gives the bare-user-turn form. Only ChatML templates have one.
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool, defaultSystem: Bool) -> String {
+        switch form {
+        case .chatml: return renderChatML(messages, addGenerationPrompt, defaultSystem)
+        case .zephyr: return renderZephyr(messages, addGenerationPrompt)
+        case .llama3: return renderLlama3(messages, addGenerationPrompt)
+        }
+    }
+
+    private func renderZephyr(_ messages: [ChatMessage], _ addGenerationPrompt: Bool) -> String {
+        var out = ""
+        for m in messages where ["user", "system", "assistant"].contains(m.role) {
+            out += "<|" + m.role + "|>\n" + m.content + eosText + "\n"
+        }
+        if addGenerationPrompt && !messages.isEmpty { out += "<|assistant|>\n" }
+        return out
+    }
+
+    private func renderLlama3(_ messages: [ChatMessage], _ addGenerationPrompt: Bool) -> String {
+        var out = ""
+        for m in messages {
+            out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n"
+                + m.content.trimmingCharacters(in: .whitespacesAndNewlines) + "<|eot_id|>"
+        }
+        if addGenerationPrompt { out += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
+        return out
+    }
+
+    private func renderChatML(_ messages: [ChatMessage], _ addGenerationPrompt: Bool, _ defaultSystem: Bool) -> String {
         var out = ""
         if defaultSystem, let sys = defaultSystemPrompt, let first = messages.first, first.role != "system" {
             out += "<|im_start|>system\n" + sys + "<|im_end|>\n"
