@@ -22,11 +22,18 @@ import subprocess
 import tempfile
 import time
 
-import httpx
+import urllib.request
+
 import openai
 
 SENTENCE = ("The harbour town of Vell keeps a ledger for the grain ships, and its keeper notes the tide, "
             "the wind and the cargo of each arrival. ")
+
+
+def http_json(url, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=600).read())
 
 
 def start(binary, store):
@@ -62,9 +69,9 @@ def run(binary, tokens, repeats):
         store = tempfile.mkdtemp(prefix="kvstash-bench-")
         try:
             proc, model, base = start(binary, store)
-            job = httpx.post(base + "/v1/precompute", json={"documents": [{"id": "doc", "text": document}],
-                                                            "cache_salt": "bench"}, timeout=600).json()
-            while httpx.get(base + "/v1/precompute/" + job["id"]).json()["status"] == "running":
+            job = http_json(base + "/v1/precompute", {"documents": [{"id": "doc", "text": document}],
+                                                      "cache_salt": "bench"})
+            while http_json(base + "/v1/precompute/" + job["id"])["status"] == "running":
                 time.sleep(0.1)
             proc.terminate(); proc.wait()
             proc, model, base = start(binary, store)

@@ -22,6 +22,10 @@ final class PrefixCacheServerTests: XCTestCase {
     }
 
     override func tearDown() async throws {
+        // The store must not close under a precompute job still writing to it.
+        for _ in 0..<1200 where await running?.server.jobs.runningCount() ?? 0 > 0 {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
         await running?.stop()
         try? store?.close()
         if let dir { try? FileManager.default.removeItem(at: dir) }

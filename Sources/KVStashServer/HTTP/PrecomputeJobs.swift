@@ -40,6 +40,9 @@ actor PrecomputeJobs {
     }
 
     func get(_ id: String) -> PrecomputeJobStatus? { jobs[id] }
+
+    /// Jobs still running.
+    func runningCount() -> Int { jobs.values.filter { $0.status == "running" }.count }
 }
 
 extension KVStashServer {
