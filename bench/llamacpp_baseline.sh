@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${KVSTASH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvstash}/llamacpp"
 MODEL="${KVSTASH_MODEL:-$(scripts/setup.sh | tail -n 1)}"
-BIN="$CACHE/build/bin/llama-bench"
+BIN="$CACHE/build-isa/bin/llama-bench"
 if [ ! -x "$BIN" ]; then
   command -v cmake >/dev/null || { apt-get update -qq && apt-get install -y -qq cmake; }
   mkdir -p "$CACHE"
@@ -17,9 +17,9 @@ if [ ! -x "$BIN" ]; then
     python3 -m pip download -q --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$CACHE/dl"
     mkdir -p "$CACHE/src" && tar -xzf "$CACHE"/dl/llama_cpp_python-0.3.36.tar.gz -C "$CACHE/src" --strip-components=1
   fi
-  cmake -S "$CACHE/src/vendor/llama.cpp" -B "$CACHE/build" -DCMAKE_BUILD_TYPE=Release \
+  cmake -S "$CACHE/src/vendor/llama.cpp" -B "$CACHE/build-isa" -DCMAKE_BUILD_TYPE=Release \
     -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_SERVER=ON >/dev/null
-  cmake --build "$CACHE/build" -j "${JOBS:-2}" --target llama-bench llama-perplexity llama-server >/dev/null
+  cmake --build "$CACHE/build-isa" -j "${JOBS:-2}" --target llama-bench llama-perplexity llama-server >/dev/null
 fi
 [ "${BUILD_ONLY:-0}" = 1 ] && { echo "built $BIN"; exit 0; }
 mkdir -p bench/results
