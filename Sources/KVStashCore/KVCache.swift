@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The shape of the KV a model produces for one position: every layer's K and V rows.
 public struct KVShape: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Number of transformer layers.
@@ -168,14 +174,19 @@ final class KVStorage: @unchecked Sendable {
     init(shape: KVShape, capacity: Int) {
         self.shape = shape
         self.capacity = capacity
-        buffers = (0..<(shape.layers * 3)).map { _ in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: capacity * shape.kvDim)
-            p.initialize(repeating: 0, count: capacity * shape.kvDim)
-            return p
-        }
+        buffers = (0..<(shape.layers * 3)).map { _ in Self.zeroed(capacity * shape.kvDim) }
     }
 
-    deinit { buffers.forEach { $0.deallocate() } }
+    deinit { buffers.forEach { free($0) } }
+
+    /// `count` zeroed floats. `calloc` hands large blocks out as fresh zero pages, so a
+    /// cache sized for a long prompt costs nothing until its rows are written.
+    private static func zeroed(_ count: Int) -> UnsafeMutablePointer<Float> {
+        guard let raw = calloc(max(count, 1), MemoryLayout<Float>.stride) else {
+            fatalError("out of memory allocating a KV cache of \(count) floats")
+        }
+        return raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
 
     func pointer(layer: Int, _ which: Int) -> UnsafeMutablePointer<Float> { buffers[layer * 3 + which] }
 
@@ -184,10 +195,9 @@ final class KVStorage: @unchecked Sendable {
         let newCapacity = max(needed, capacity * 2)
         let d = shape.kvDim
         buffers = buffers.map { old in
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * d)
-            p.initialize(from: old, count: count * d)
-            (p + count * d).initialize(repeating: 0, count: (newCapacity - count) * d)
-            old.deallocate()
+            let p = Self.zeroed(newCapacity * d)
+            p.update(from: old, count: count * d)
+            free(old)
             return p
         }
         capacity = newCapacity
