@@ -21,7 +21,7 @@ extension PrefixCache {
         defer { finish(state) }
         let prefillEnd = ContinuousClock.now
         let budget = min(options.maxTokens, model.config.contextLength - promptCount)
-        var sampler = TokenPicker(options.sampling)
+        var sampler = Sampler(options.sampling)
         var stream = StreamDecoder(tokenizer: tokenizer)
         var generated: [Int] = []
         var text = ""
@@ -30,7 +30,7 @@ extension PrefixCache {
         var cached = 0
         var logits = state.logits
         while generated.count < budget {
-            let next = sampler.pick(logits)
+            let next = sampler.sample(logits)
             if firstToken == nil { firstToken = .now }
             if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { reason = .stop; break }
             generated.append(next)
