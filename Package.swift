@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(name: "codec-bench", dependencies: ["KVStashCodec", "KVStashEngine", "CKernels"],
                           path: "bench/codec"),
 
-        .testTarget(name: "EngineTests", dependencies: ["KVStashEngine"], exclude: ["Resources"]),
+        .testTarget(name: "EngineTests", dependencies: ["KVStashEngine", "CKernels"], exclude: ["Resources"]),
         .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
         // Child process of the store's crash test (SIGKILLed while writing).
         .executableTarget(name: "kvstash-crashwriter", dependencies: [
@@ -67,7 +67,7 @@ let package = Package(
         // Store put/get/probe benchmark (bench/results/store.json).
         .executableTarget(name: "kvstash-storebench", dependencies: ["KVStashStore"], path: "bench/StoreBench"),
         // Engine prefill/decode benchmark (bench/results/engine.json).
-        .executableTarget(name: "kvstash-enginebench", dependencies: ["KVStashEngine"], path: "bench/EngineBench"),
+        .executableTarget(name: "kvstash-enginebench", dependencies: ["KVStashCore", "KVStashEngine"], path: "bench/EngineBench"),
 
         .testTarget(name: "StoreTests", dependencies: [
             "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),

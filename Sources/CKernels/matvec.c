@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine.h"
+#include "vec16.h"
 
 #if defined(__x86_64__) && defined(__clang__)
 #define KV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
@@ -106,4 +107,55 @@ KV_CLONES int kv_matvec(int type, const void *w, const float *x, float *y, size_
     }
     if (xsum != xsum_stack) free(xsum);
     return status;
+}
+
+/* Dequantizes weight row `o` of `type` into `buf`, or returns the row itself for F32. */
+static inline __attribute__((always_inline)) const float *weight_row(int type, const uint8_t *base, size_t row_bytes,
+                                                                   size_t o, size_t cols, float *buf) {
+    const uint8_t *src = base + o * row_bytes;
+    switch (type) {
+    case 0: return (const float *)src;
+    case 1: kv_dequant_f16((const uint16_t *)src, buf, cols); break;
+    case 30: kv_dequant_bf16((const uint16_t *)src, buf, cols); break;
+    case 2: kv_dequant_q4_0(src, buf, cols); break;
+    case 3: kv_dequant_q4_1(src, buf, cols); break;
+    case 8: kv_dequant_q8_0(src, buf, cols); break;
+    }
+    return buf;
+}
+
+KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy,
+                             size_t m, size_t rows, size_t cols, int accumulate) {
+    if (cols % 32) return -1;
+    const size_t nb = cols / 32;
+    size_t row_bytes;
+    switch (type) {
+    case 0: row_bytes = cols * 4; break;
+    case 1: case 30: row_bytes = cols * 2; break;
+    case 2: row_bytes = nb * 18; break;
+    case 3: row_bytes = nb * 20; break;
+    case 8: row_bytes = nb * 34; break;
+    default: return -1;
+    }
+    float stack[2 * 4096];
+    float *buf = cols <= 4096 ? stack : (float *)malloc(2 * cols * sizeof(float));
+    if (!buf) return -1;
+    const uint8_t *base = (const uint8_t *)w;
+    for (size_t o = 0; o < rows; o += 2) {
+        const int pair = o + 1 < rows;
+        const float *w0 = weight_row(type, base, row_bytes, o, cols, buf);
+        const float *w1 = pair ? weight_row(type, base, row_bytes, o + 1, cols, buf + cols) : w0;
+        for (size_t r = 0; r < m; r += 8) {
+            const int T = m - r < 8 ? (int)(m - r) : 8;
+            float out0[8], out1[8];
+            tile2_n(w0, w1, x + r * ldx, ldx, cols, T, out0, out1);
+            for (int t = 0; t < T; t++) {
+                float *d0 = y + (r + t) * ldy + o;
+                d0[0] = accumulate ? d0[0] + out0[t] : out0[t];
+                if (pair) d0[1] = accumulate ? d0[1] + out1[t] : out1[t];
+            }
+        }
+    }
+    if (buf != stack) free(buf);
+    return 0;
 }

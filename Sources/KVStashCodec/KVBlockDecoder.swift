@@ -45,20 +45,54 @@ public struct KVBlockDecoder: Sendable {
     @discardableResult
     public func decode(_ bytes: [UInt8], expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
                        into cache: inout KVCache, at position: Int) throws -> KVBlockHeader {
-        let (header, layout, size) = try checkedHeader(bytes)
-        guard header.shape == cache.shape else {
-            throw KVBlockError.shapeMismatch(expected: cache.shape, found: header.shape)
-        }
-        guard header.chunkKey == expectedChunkKey else { throw KVBlockError.chunkKeyMismatch }
-        guard header.modelFingerprint == expectedFingerprint else { throw KVBlockError.fingerprintMismatch }
+        let (header, layout, size) = try checkedBlock(bytes, shape: cache.shape, chunkKey: expectedChunkKey,
+                                                      fingerprint: expectedFingerprint)
         guard position >= 0, position <= cache.count else {
             throw KVBlockError.positionOutOfRange(position: position, count: cache.count)
         }
-        try bytes.withUnsafeBytes { raw in
-            let reader = try openFrame(raw, header, size)
-            try splice(reader, layout, into: &cache, at: position)
+        let oldCount = cache.count
+        let rows = position..<(position + layout.tokens)
+        if rows.upperBound > oldCount { cache.extend(by: rows.upperBound - oldCount) }
+        do {
+            try bytes.withUnsafeBytes { raw in
+                try stream(openFrame(raw, header, size), layout) { layer, kind, body in
+                    cache.withMutableRows(layer: layer, kind, rows, body)
+                }
+            }
+        } catch {
+            if cache.count > oldCount { cache.truncate(to: oldCount) }
+            throw error
         }
         return header
+    }
+
+    /// Decodes a block into the rows of `writer` (one worker of
+    /// `KVCache.writeConcurrently`), which must hold exactly the block's token count.
+    /// The same checks run first; on any error the writer's rows are unspecified.
+    @discardableResult
+    public func decode(_ bytes: [UInt8], expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
+                       into writer: KVRowWriter) throws -> KVBlockHeader {
+        let (header, layout, size) = try checkedBlock(bytes, shape: writer.shape, chunkKey: expectedChunkKey,
+                                                      fingerprint: expectedFingerprint)
+        guard layout.tokens == writer.rows.count else {
+            throw KVBlockError.invalidHeader("\(layout.tokens) tokens for \(writer.rows.count) rows")
+        }
+        try bytes.withUnsafeBytes { raw in
+            try stream(openFrame(raw, header, size), layout) { layer, kind, body in
+                writer.withMutableRows(layer: layer, kind, body)
+            }
+        }
+        return header
+    }
+
+    /// Checks the header and its identity (shape, chunk key, model fingerprint).
+    private func checkedBlock(_ bytes: [UInt8], shape: KVShape, chunkKey: [UInt8],
+                              fingerprint: [UInt8]) throws(KVBlockError) -> (KVBlockHeader, KVBlockLayout, Int) {
+        let (header, layout, size) = try checkedHeader(bytes)
+        guard header.shape == shape else { throw .shapeMismatch(expected: shape, found: header.shape) }
+        guard header.chunkKey == chunkKey else { throw .chunkKeyMismatch }
+        guard header.modelFingerprint == fingerprint else { throw .fingerprintMismatch }
+        return (header, layout, size)
     }
 
     /// Parses the header and checks the block's total length and content size.
@@ -81,21 +115,19 @@ public struct KVBlockDecoder: Sendable {
         return try FrameReader(payload, zstd: header.isZstd, contentSize: size)
     }
 
-    /// Streams every section out of the frame and decodes it into the cache rows.
-    private func splice(_ reader: FrameReader, _ layout: KVBlockLayout,
-                        into cache: inout KVCache, at position: Int) throws(KVBlockError) {
-        let oldCount = cache.count
-        let rows = position..<(position + layout.tokens)
-        if rows.upperBound > oldCount { cache.extend(by: rows.upperBound - oldCount) }
+    /// Streams every section out of the frame and decodes it into the destination rows
+    /// that `rows(layer, kind, body)` hands to `body`.
+    private func stream(_ reader: FrameReader, _ layout: KVBlockLayout,
+                        into rows: (Int, KVKind, (UnsafeMutableBufferPointer<Float>) -> KVBlockError?) -> KVBlockError?)
+        throws(KVBlockError) {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: layout.largestSection, alignment: 64)
         let work = UnsafeMutablePointer<Float>.allocate(capacity: 3 * layout.kvDim)
         defer { scratch.deallocate(); work.deallocate() }
         let codec = SectionCodec(layout: layout, work: work)
-        var failure: KVBlockError?
-        for layer in 0..<layout.layers where failure == nil {
-            for kind in [KVKind.key, .value] where failure == nil {
+        for layer in 0..<layout.layers {
+            for kind in [KVKind.key, .value] {
                 let section = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<layout.section(kind).byteCount])
-                failure = cache.withMutableRows(layer: layer, kind, rows) { dst -> KVBlockError? in
+                let failure = rows(layer, kind) { dst -> KVBlockError? in
                     do throws(KVBlockError) {
                         if layout.codec == .f32 {
                             try reader.read(into: UnsafeMutableRawBufferPointer(dst))  // straight into the cache
@@ -106,14 +138,9 @@ public struct KVBlockDecoder: Sendable {
                         return nil
                     } catch { return error }
                 }
+                if let failure { throw failure }
             }
         }
-        if failure == nil {
-            do throws(KVBlockError) { try reader.finish() } catch { failure = error }
-        }
-        if let failure {
-            if cache.count > oldCount { cache.truncate(to: oldCount) }
-            throw failure
-        }
+        try reader.finish()
     }
 }

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import CKernels
 
 /// The shape of the KV a model produces for one position: every layer's K and V rows.
 public struct KVShape: Sendable, Hashable, Codable, CustomStringConvertible {
@@ -70,19 +66,25 @@ public struct KVCache: Sendable {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
     }
 
+    /// The storage, made unique first (for writers in this module).
+    mutating func uniqueStorage() -> KVStorage {
+        makeUnique()
+        return storage
+    }
+
     /// Ensures room for `capacity` positions.
     public mutating func reserve(_ capacity: Int) {
         makeUnique()
         storage.grow(to: capacity)
     }
 
-    /// Extends the valid range by `n` positions, zero-filled, to be written by the caller.
-    /// Their post-RoPE K is not valid until the engine rotates it.
+    /// Extends the valid range by `n` positions, to be written by the caller: their
+    /// contents are unspecified until then (the buffers are recycled, not zeroed). Their
+    /// post-RoPE K is not valid until the engine rotates it.
     public mutating func extend(by n: Int) {
         precondition(n >= 0)
         makeUnique()
         storage.grow(to: storage.count + n)
-        storage.zero(range: storage.count..<(storage.count + n))
         storage.count += n
     }
 
@@ -161,7 +163,8 @@ public struct KVCache: Sendable {
     }
 }
 
-/// Buffers behind `KVCache`. Each layer owns three `[capacity][kvDim]` f32 tensors.
+/// Buffers behind `KVCache`: one arena holding, for each layer, three
+/// `[capacity][kvDim]` f32 tensors (K before RoPE, V, K after RoPE).
 final class KVStorage: @unchecked Sendable {
     // @unchecked: mutated only through KVCache, which enforces uniqueness (copy-on-write)
     // before every write, so a shared instance is never written.
@@ -169,48 +172,28 @@ final class KVStorage: @unchecked Sendable {
     private(set) var capacity: Int
     var count = 0
     var roped = 0
-    private var buffers: [UnsafeMutablePointer<Float>]  // layers * 3: kRaw, v, kRoped
+    private var arena: KVArena
 
     init(shape: KVShape, capacity: Int) {
         self.shape = shape
         self.capacity = capacity
-        buffers = (0..<(shape.layers * 3)).map { _ in Self.zeroed(capacity * shape.kvDim) }
+        arena = KVArena(tensors: shape.layers * 3, floatsEach: capacity * shape.kvDim)
     }
 
-    deinit { buffers.forEach { free($0) } }
-
-    /// `count` zeroed floats. `calloc` hands large blocks out as fresh zero pages, so a
-    /// cache sized for a long prompt costs nothing until its rows are written.
-    private static func zeroed(_ count: Int) -> UnsafeMutablePointer<Float> {
-        guard let raw = calloc(max(count, 1), MemoryLayout<Float>.stride) else {
-            fatalError("out of memory allocating a KV cache of \(count) floats")
-        }
-        return raw.bindMemory(to: Float.self, capacity: max(count, 1))
-    }
-
-    func pointer(layer: Int, _ which: Int) -> UnsafeMutablePointer<Float> { buffers[layer * 3 + which] }
+    func pointer(layer: Int, _ which: Int) -> UnsafeMutablePointer<Float> { arena.tensor(layer * 3 + which) }
 
     func grow(to needed: Int) {
         guard needed > capacity else { return }
         let newCapacity = max(needed, capacity * 2)
-        let d = shape.kvDim
-        buffers = buffers.map { old in
-            let p = Self.zeroed(newCapacity * d)
-            p.update(from: old, count: count * d)
-            free(old)
-            return p
-        }
+        let bigger = KVArena(tensors: shape.layers * 3, floatsEach: newCapacity * shape.kvDim)
+        bigger.copyRows(from: arena, floats: count * shape.kvDim)
+        arena = bigger
         capacity = newCapacity
-    }
-
-    func zero(range: Range<Int>) {
-        let d = shape.kvDim
-        for p in buffers { (p + range.lowerBound * d).update(repeating: 0, count: range.count * d) }
     }
 
     func copy() -> KVStorage {
         let c = KVStorage(shape: shape, capacity: capacity)
-        for (i, p) in buffers.enumerated() { c.buffers[i].update(from: p, count: count * shape.kvDim) }
+        c.arena.copyRows(from: arena, floats: count * shape.kvDim)
         c.count = count
         c.roped = roped
         return c

@@ -143,10 +143,19 @@ extension ChunkStore {
 
     // MARK: documents
 
-    /// Records a precomputed document (JSON in the `docs` column family).
+    /// Records a precomputed document (JSON in the `docs` column family) and adds its id to
+    /// the meta of each of its chunks that lacks it (chunks it shares with an earlier
+    /// document were stored under that one), so eviction by document finds all of them.
     public func putDocument(_ doc: DocumentRecord) throws {
         try gate.enter(); defer { gate.leave() }
         guard !readOnly else { throw StoreError.readOnly(path: path) }
+        for key in doc.chunkKeys {
+            try updateMeta(key) { m in
+                guard !m.docIDs.contains(doc.id) else { return false }
+                m.docIDs.append(doc.id)
+                return true
+            }
+        }
         let batch = db.makeBatch()
         batch.put(.docs, Array(doc.id.utf8), Array(try JSONEncoder().encode(doc)))
         try rocks { try db.write(batch) }
@@ -200,5 +209,17 @@ extension ChunkStore {
             }
         }
         return out
+    }
+}
+
+extension ChunkStore {
+    /// Rewrites the meta of `key` (if stored) when `change` returns true.
+    func updateMeta(_ key: ChunkKey, _ change: (inout ChunkMeta) -> Bool) throws {
+        try withStripe(key) {
+            guard var m = try readMeta(key), change(&m) else { return }
+            let batch = db.makeBatch()
+            batch.put(.meta, key.bytes, MetaCodec.encode(m))
+            try rocks { try db.write(batch) }
+        }
     }
 }

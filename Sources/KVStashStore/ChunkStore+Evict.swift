@@ -11,7 +11,8 @@ public enum EvictionRule: Sendable {
     case expired
     /// Entries of one model fingerprint.
     case model([UInt8])
-    /// Entries produced by one document (also drops the document record).
+    /// Entries of one document (also drops the document record). Entries another document
+    /// shares are kept; only this document's id leaves their meta.
     case document(String)
     /// These keys.
     case keys([ChunkKey])
@@ -22,6 +23,9 @@ public struct EvictionReport: Sendable, Codable, Equatable {
     public var entries = 0
     public var bytes = 0
     public var keys: [ChunkKey] = []
+    /// Entries kept because another document shares them (`.document` only): the evicted
+    /// document's id was removed from their meta.
+    public var untagged = 0
     public init() {}
 }
 
@@ -39,6 +43,15 @@ extension ChunkStore {
         var report = EvictionReport()
         for entry in victims {
             if case .toBudget(let budget) = rule, counterState.withLock({ $0.totalBytes }) <= budget { break }
+            if case .document(let id) = rule, entry.meta.docIDs.contains(where: { $0 != id }) {
+                // Shared with another document: only this document's claim goes.
+                try updateMeta(entry.key) { m in
+                    m.docIDs.removeAll { $0 == id }
+                    return true
+                }
+                report.untagged += 1
+                continue
+            }
             if try remove(entry.key, includePinned: includePinned) {
                 report.entries += 1
                 report.bytes += entry.meta.byteSize

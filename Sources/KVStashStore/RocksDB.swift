@@ -134,6 +134,9 @@ final class RocksDB: @unchecked Sendable {
     func close() {
         guard !closed else { return }
         closed = true
+        // Stop flushes and compactions first: destroying the DB while they still run has
+        // crashed in its destructor (RocksDB #11374).
+        rocksdb_cancel_all_background_work(db, 1)
         families.forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
         Self.destroyOptions(dbOptions, familyOptions, tableOptions, [readVerified, readBulk, writeOptions, syncWriteOptions])

@@ -1,5 +1,6 @@
 import XCTest
-import KVStashCore
+@testable import KVStashCore
+import Foundation
 
 final class KVCacheTests: XCTestCase {
     func testCopyOnWriteAndGrowth() {
@@ -13,5 +14,119 @@ final class KVCacheTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(a.capacity, 20)
         a.truncate(to: 5)
         XCTAssertEqual(a.count, 5)
+    }
+}
+
+/// Writes known values through a row writer (Sendable, for the concurrent workers).
+private struct Filler: Sendable {
+    let shape: KVShape
+
+    /// The value written at (layer, kind, position, channel).
+    func value(_ layer: Int, _ kind: KVKind, _ p: Int, _ c: Int) -> Float {
+        Float(layer * 1000 + (kind == .key ? 0 : 500) + p * 7 + c) / 100
+    }
+
+    func fill(_ writer: KVRowWriter) {
+        for layer in 0..<shape.layers {
+            for kind in [KVKind.key, .value] {
+                writer.withMutableRows(layer: layer, kind) { rows in
+                    for (r, p) in writer.rows.enumerated() {
+                        for c in 0..<shape.kvDim { rows[r * shape.kvDim + c] = value(layer, kind, p, c) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+final class KVCacheConcurrentWriteTests: XCTestCase {
+    let shape = KVShape(layers: 2, kvHeads: 2, headDim: 8)
+    let table = RotaryTable(positions: 0..<64, ropeDims: 8, base: 10000, style: .adjacent)
+    private var filler: Filler { Filler(shape: shape) }
+
+    func value(_ layer: Int, _ kind: KVKind, _ p: Int, _ c: Int) -> Float { filler.value(layer, kind, p, c) }
+
+    /// RoPE of adjacent pairs in double precision, written here from its definition.
+    func rotated(_ x: [Float], position: Int) -> [Float] {
+        var y = x
+        for h in 0..<shape.kvHeads {
+            for i in 0..<4 {
+                let angle = Double(position) * pow(10000, -2.0 * Double(i) / 8)
+                let a = Double(x[h * 8 + 2 * i]), b = Double(x[h * 8 + 2 * i + 1])
+                y[h * 8 + 2 * i] = Float(a * cos(angle) - b * sin(angle))
+                y[h * 8 + 2 * i + 1] = Float(a * sin(angle) + b * cos(angle))
+            }
+        }
+        return y
+    }
+
+    func testRangesAreFilledInParallelAndKeysRotatedOnce() {
+        var cache = KVCache(shape: shape)
+        let ranges = [0..<5, 5..<12, 12..<20]
+        let filler = self.filler
+        let results = cache.writeConcurrently(ranges, rotation: table, succeeded: { $0 }) { _, writer in
+            filler.fill(writer)
+            return true
+        }
+        XCTAssertEqual(results, [true, true, true])
+        XCTAssertEqual(cache.count, 20)
+        XCTAssertEqual(cache.ropedCount, 20, "every row rotated as it was written")
+        for layer in 0..<shape.layers {
+            for p in 0..<20 {
+                let raw = (0..<shape.kvDim).map { value(layer, .key, p, $0) }
+                XCTAssertEqual(cache.rows(layer: layer, .key, p..<(p + 1)), raw)
+                XCTAssertEqual(cache.rows(layer: layer, .value, p..<(p + 1)), (0..<shape.kvDim).map { value(layer, .value, p, $0) })
+                let roped = cache.withRopedKeys(layer: layer) { Array($0[(p * shape.kvDim)..<((p + 1) * shape.kvDim)]) }
+                for (got, want) in zip(roped, rotated(raw, position: p)) { XCTAssertEqual(got, want, accuracy: 1e-4) }
+            }
+        }
+    }
+
+    func testAFailedRangeLeavesRotationToTheEngine() {
+        var cache = KVCache(shape: shape)
+        let filler = self.filler
+        let results = cache.writeConcurrently([0..<4, 4..<8], rotation: table, succeeded: { $0 }) { i, writer in
+            filler.fill(writer)
+            return i == 0
+        }
+        XCTAssertEqual(results, [true, false])
+        XCTAssertEqual(cache.count, 8)
+        XCTAssertEqual(cache.ropedCount, 0, "post-RoPE K is not claimed valid when a range failed")
+        // Without a table nothing is rotated either.
+        var plain = KVCache(shape: shape)
+        _ = plain.writeConcurrently([0..<3], rotation: nil, succeeded: { $0 }) { _, w in filler.fill(w); return true }
+        XCTAssertEqual(plain.ropedCount, 0)
+    }
+
+    func testWritesDoNotLeakIntoACopy() {
+        let filler = self.filler
+        var a = KVCache(shape: shape)
+        _ = a.writeConcurrently([0..<4], rotation: nil, succeeded: { $0 }) { _, w in filler.fill(w); return true }
+        let b = a
+        _ = a.writeConcurrently([4..<6], rotation: nil, succeeded: { $0 }) { _, w in filler.fill(w); return true }
+        XCTAssertEqual(b.count, 4)
+        XCTAssertEqual(a.count, 6)
+        XCTAssertEqual(b.rows(layer: 1, .value, 0..<4), a.rows(layer: 1, .value, 0..<4))
+    }
+
+    func testArenaPoolReusesFreedArenasWithinItsBudget() {
+        let pool = KVArenaPool(maxBytes: 8 << 20)
+        let a = pool.take(bytes: 3 << 20)
+        pool.give(a)
+        XCTAssertEqual(pool.pooledBytes, 3 << 20)
+        let b = pool.take(bytes: 2 << 20)
+        XCTAssertEqual(b.address, a.address, "a freed arena up to twice the size is reused")
+        XCTAssertEqual(pool.pooledBytes, 0)
+        let small = pool.take(bytes: 1 << 20)
+        XCTAssertNotEqual(small.address, b.address)
+        pool.give(small)
+        XCTAssertEqual(pool.pooledBytes, 0, "small blocks are freed, not pooled")
+        let c = pool.take(bytes: 6 << 20)
+        pool.give(b)
+        pool.give(c)
+        XCTAssertEqual(pool.pooledBytes, 6 << 20, "the oldest arena is released past the budget")
+        let big = pool.take(bytes: 32 << 20)
+        pool.give(big)
+        XCTAssertEqual(pool.pooledBytes, 6 << 20, "an arena larger than the budget is released")
     }
 }

@@ -236,6 +236,25 @@ final class ChunkStoreTests: XCTestCase {
         XCTAssertNil(try store.document(id: "d1"))
     }
 
+    func testDocumentsSharingAPrefixAreTaggedAndEvictedApart() throws {
+        let store = try ChunkStore(path: temporaryStorePath(self))
+        defer { try? store.close() }
+        // d1 wrote the shared chunk; d2 reuses it and adds one of its own.
+        let keys = try putChain(store, count: 2, docs: ["d1"])
+        try store.putDocument(DocumentRecord(id: "d1", name: "a", tokenCount: 4, chunkKeys: [keys[0]]))
+        try store.putDocument(DocumentRecord(id: "d2", name: "b", tokenCount: 8, chunkKeys: keys))
+        XCTAssertEqual(try store.meta(keys[0])?.docIDs, ["d1", "d2"], "the shared chunk carries both documents")
+        XCTAssertEqual(try store.meta(keys[1])?.docIDs, ["d1", "d2"])
+        let first = try store.evict(.document("d1"))
+        XCTAssertEqual(first.entries, 0, "every chunk of d1 is still used by d2")
+        XCTAssertEqual(first.untagged, 2)
+        XCTAssertEqual(try store.meta(keys[0])?.docIDs, ["d2"])
+        XCTAssertEqual(store.probe(keys), [true, true])
+        let second = try store.evict(.document("d2"))
+        XCTAssertEqual(Set(second.keys), Set(keys))
+        XCTAssertEqual(store.probe(keys), [false, false])
+    }
+
     func testAdmissionSecondSighting() throws {
         let store = try ChunkStore(path: temporaryStorePath(self))
         defer { try? store.close() }

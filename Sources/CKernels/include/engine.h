@@ -63,3 +63,19 @@ void kv_add(float *out, const float *x, const float *y, size_t n);
    (cols a multiple of 32). `type` is the ggml type id: 0 F32, 1 F16, 2 Q4_0, 3 Q4_1,
    8 Q8_0, 30 BF16. Returns 0, or -1 for an unsupported type. */
 int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, size_t cols, int accumulate);
+
+/* y[r][o] = sum_k W[o][k] x[r][k] (+ y when accumulate), r < m, o < rows: a few input rows
+   (ldx apart) against GGUF-encoded weight rows (types as kv_matvec). Each weight row is
+   dequantized once into L1 and multiplied by the input rows eight at a time, so small
+   prefills read the encoded tensor, not an f32 copy. Returns -1 for an unknown type or
+   cols % 32 != 0. */
+int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy,
+                   size_t m, size_t rows, size_t cols, int accumulate);
+
+/* Attention products for a few query rows, without BLAS (d a multiple of 16):
+   kv_scores:       s[t][p] = alpha * q[t] . k[p]        (t < m, p < n; rows ldq/ldk/lds apart)
+   kv_weighted_sum: o[t][c] = sum_p s[t][p] * v[p][c]     (t < m, c < d; rows lds/ldv/ldo apart) */
+void kv_scores(const float *q, size_t ldq, size_t m, const float *k, size_t ldk, size_t n, size_t d,
+               float alpha, float *s, size_t lds);
+void kv_weighted_sum(const float *s, size_t lds, size_t m, const float *v, size_t ldv, size_t n, size_t d,
+                     float *o, size_t ldo);

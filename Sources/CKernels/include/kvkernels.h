@@ -10,6 +10,12 @@
 /* Which instruction set the dispatcher picked for these kernels ("avx512f", "avx2", "default"). */
 const char *kv_kernels_isa(void);
 
+/* `bytes` of zeroed memory, 64-byte aligned at least. Large blocks are mapped from the
+   kernel (2 MiB aligned, transparent huge pages requested). Free with
+   kv_zeroed_free(*base, *mapped). Returns NULL when out of memory. */
+void *kv_zeroed_alloc(size_t bytes, void **base, size_t *mapped);
+void kv_zeroed_free(void *base, size_t mapped);
+
 /* y[i] += a * x[i] */
 void kv_axpy(float *y, const float *x, float a, size_t n);
 

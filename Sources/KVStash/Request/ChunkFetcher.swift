@@ -2,17 +2,18 @@ import KVStashCodec
 import KVStashCore
 import KVStashStore
 
+
 /// Reads chunks from the store and decodes them into a sequence's cache.
 ///
 /// The codec checks the block's header (chunk key, model fingerprint, shape, checksums)
 /// before the cache is touched. A block that fails is reported to the store (counted and
 /// removed) and treated as a miss: the caller recomputes those tokens.
-struct ChunkFetcher {
+struct ChunkFetcher: Sendable {
     let store: ChunkStore
     let fingerprint: [UInt8]
     let decoder = KVBlockDecoder()
 
-    enum Outcome {
+    enum Outcome: Sendable {
         /// Spliced: rows `[start, start + chunkSize)` now hold the chunk's KV.
         case spliced
         /// Not in the store (evicted since the probe, or a hole).
@@ -26,26 +27,50 @@ struct ChunkFetcher {
         keys.isEmpty ? [] : store.probe(keys)
     }
 
-    /// Fetches the entry `key` of `tokens` tokens and splices it at `start`, which must equal `cache.count` or
-    /// lie inside the chunk (the head of the chunk is then already in the cache, from RAM,
-    /// and only the rows past `cache.count` are appended).
-    func fetch(_ key: ChunkKey, start: Int, tokens: Int, into cache: inout KVCache) -> Outcome {
+    /// Fetches consecutive entries `keys`, `tokens` tokens each, and splices them at
+    /// `cache.count` onwards: every entry is read, verified and decoded on its own worker,
+    /// straight into its rows, with K rotated there by `rotation` (the model's RoPE).
+    /// Returns each entry's outcome; the cache then holds the rows up to the first entry
+    /// that was not spliced (later ones are dropped, to be fetched again after it).
+    func fetchRun(_ keys: ArraySlice<ChunkKey>, tokens: Int, into cache: inout KVCache,
+                  rotation: RotaryTable?) -> [Outcome] {
+        let start = cache.count
+        let ranges = keys.indices.map { i in (start + (i - keys.startIndex) * tokens)..<(start + (i - keys.startIndex + 1) * tokens) }
+        let keys = Array(keys)
+        let outcomes = cache.writeConcurrently(ranges, rotation: rotation, succeeded: { $0 == .spliced }) { i, writer in
+            fetch(keys[i], into: writer)
+        }
+        let spliced = outcomes.prefix { $0 == .spliced }.count
+        cache.truncate(to: start + spliced * tokens)
+        return outcomes
+    }
+
+    /// One worker of `fetchRun`.
+    private func fetch(_ key: ChunkKey, into writer: KVRowWriter) -> Outcome {
+        guard let bytes = (try? store.get(key)) ?? nil else { return .missing }
+        do {
+            try decoder.decode(bytes, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint, into: writer)
+            return .spliced
+        } catch {
+            try? store.reportCorrupt(key, reason: "request path: \(error)")
+            return .corrupt
+        }
+    }
+
+    /// Fetches the entry `key` of `tokens` tokens whose first rows are already in the cache
+    /// (from RAM): `start` lies inside the entry, before `cache.count`, and only the rows
+    /// past `cache.count` are appended.
+    func fetchTail(_ key: ChunkKey, start: Int, tokens: Int, into cache: inout KVCache) -> Outcome {
         guard let bytes = (try? store.get(key)) ?? nil else { return .missing }
         do {
             let header = try decoder.readHeader(bytes)
             guard header.tokenCount == tokens else {
                 throw KVBlockError.invalidHeader("\(header.tokenCount) tokens in an entry of \(tokens)")
             }
-            if cache.count == start {
-                // On failure the decoder leaves the cache at its old count.
-                try decoder.decode(bytes, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint,
-                                   into: &cache, at: start)
-            } else {
-                var scratch = KVCache(shape: cache.shape, capacity: tokens)
-                try decoder.decode(bytes, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint,
-                                   into: &scratch, at: 0)
-                cache.append(contentsOf: scratch, (cache.count - start)..<scratch.count)
-            }
+            var scratch = KVCache(shape: cache.shape, capacity: tokens)
+            try decoder.decode(bytes, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint,
+                               into: &scratch, at: 0)
+            cache.append(contentsOf: scratch, (cache.count - start)..<scratch.count)
             return .spliced
         } catch {
             try? store.reportCorrupt(key, reason: "request path: \(error)")

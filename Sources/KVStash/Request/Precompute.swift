@@ -97,7 +97,7 @@ extension PrefixCache {
         let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
         while state.cache.count < index * chunkSize {
             let j = state.cache.count / chunkSize
-            let outcome = fetcher.fetch(keys[j], start: j * chunkSize, tokens: chunkSize, into: &state.cache)
+            let outcome = fetcher.fetchRun(keys[j...j], tokens: chunkSize, into: &state.cache, rotation: model.rotary)[0]
             switch outcome {
             case .spliced:
                 state.sources.disk += chunkSize

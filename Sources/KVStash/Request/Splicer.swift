@@ -91,8 +91,9 @@ extension PrefixCache {
         state.sources.ram = match.tokenCount
     }
 
-    /// Steps 3-5: probe every full chunk past the RAM match, fetch and splice the present
-    /// ones in order, prefilling the gaps (holes) between them.
+    /// Steps 3-5: probe every full chunk past the RAM match, then fetch and splice each
+    /// run of consecutive stored chunks (decoded in parallel, K rotated as it lands),
+    /// prefilling the gaps (holes) between runs.
     private func spliceFromDisk(_ state: inout SequenceState) throws {
         guard let store else { return }
         let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
@@ -102,23 +103,44 @@ extension PrefixCache {
         guard first < keys.count else { return }
         var seconds = 0.0
         defer { state.timings.disk += seconds }
-        let present = timed(&seconds) { fetcher.probe(Array(keys[first...])) }
-        for (offset, index) in (first..<keys.count).enumerated() where present[offset] {
+        var present = timed(&seconds) { [Bool](repeating: false, count: first) + fetcher.probe(Array(keys[first...])) }
+        var index = first
+        while index < keys.count {
+            guard present[index] else { index += 1; continue }
             let start = index * size
             if state.cache.count < start { try prefill(&state, upTo: start) }
-            let before = state.cache.count
-            let outcome = timed(&seconds) {
-                fetcher.fetch(keys[index], start: start, tokens: size, into: &state.cache)
+            if state.cache.count > start {  // the chunk's head came from RAM
+                let before = state.cache.count
+                let outcome = timed(&seconds) { fetcher.fetchTail(keys[index], start: start, tokens: size, into: &state.cache) }
+                record(outcome, chunk: index, tokens: state.cache.count - before, in: &state)
+                index += 1
+                continue
             }
-            switch outcome {
-            case .spliced:
-                state.sources.disk += state.cache.count - before
-                state.chunksFromDisk.insert(index)
-            case .corrupt:
-                state.sources.corruptChunks += 1
-            case .missing:
-                break
+            let end = present[index...].firstIndex(of: false) ?? keys.count
+            let outcomes = timed(&seconds) {
+                fetcher.fetchRun(keys[index..<end], tokens: size, into: &state.cache, rotation: model.rotary)
             }
+            for (offset, outcome) in outcomes.enumerated() {
+                record(outcome, chunk: index + offset, tokens: size, in: &state)
+                if outcome != .spliced {  // recomputed next; the chunks after it are fetched again
+                    present[index + offset] = false
+                    break
+                }
+            }
+            index = state.cache.count / size
+        }
+    }
+
+    /// Counts a fetched chunk in the sources.
+    private func record(_ outcome: ChunkFetcher.Outcome, chunk: Int, tokens: Int, in state: inout SequenceState) {
+        switch outcome {
+        case .spliced:
+            state.sources.disk += tokens
+            state.chunksFromDisk.insert(chunk)
+        case .corrupt:
+            state.sources.corruptChunks += 1
+        case .missing:
+            break
         }
     }
 
@@ -138,7 +160,9 @@ extension PrefixCache {
         let keys = timed(&seconds) { lengths.map { keyer.key(parent: parent, tokens: state.tokens[start..<(start + $0)]) } }
         let present = timed(&seconds) { fetcher.probe(keys) }
         for (i, there) in present.enumerated() where there {
-            let outcome = timed(&seconds) { fetcher.fetch(keys[i], start: start, tokens: lengths[i], into: &state.cache) }
+            let outcome = timed(&seconds) {
+                fetcher.fetchRun(keys[i...i], tokens: lengths[i], into: &state.cache, rotation: model.rotary)[0]
+            }
             switch outcome {
             case .spliced:
                 state.sources.disk += lengths[i]

@@ -29,7 +29,8 @@ extension LlamaModel {
         let c = config, n = tokens.count, start = cache.count
         let ropedFrom = cache.ropedCount
         cache.extend(by: n)
-        let rope = RopeTable(positions: ropedFrom..<(start + n), ropeDims: c.ropeDims, base: c.ropeBase)
+        let needed = ropedFrom..<(start + n)
+        let rope = rotary.covers(needed) ? rotary : c.rotaryTable(positions: needed)
         let act = Activations(n: n, c: c)
         defer { act.deallocate() }
         embed(tokens, into: act.x)
@@ -49,7 +50,7 @@ extension LlamaModel {
     }
 
     /// x += Wo · attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn), with xn = RMSNorm(x).
-    private func attentionBlock(layer l: Int, n: Int, start: Int, ropedFrom: Int, rope: RopeTable,
+    private func attentionBlock(layer l: Int, n: Int, start: Int, ropedFrom: Int, rope: RotaryTable,
                                 act: Activations, cache: inout KVCache) {
         let c = config, w = weights.layers[l]
         let qkvDim = c.qDim + 2 * c.kvDim, kvDim = c.kvDim
@@ -66,19 +67,13 @@ extension LlamaModel {
                 for r in 0..<n { (dst.baseAddress! + r * kvDim).update(from: act.qkv + r * qkvDim + column, count: kvDim) }
             }
         }
-        let neox: Int32 = c.ropeStyle == .neox ? 1 : 0
-        rope.cos.withUnsafeBufferPointer { cosT in
-            rope.sin.withUnsafeBufferPointer { sinT in
-                let q0 = rope.offset(of: start)
-                kv_rope(act.qkv, qkvDim, act.qkv, qkvDim, n, c.heads, c.headDim, c.ropeDims,
-                        cosT.baseAddress! + q0, sinT.baseAddress! + q0, neox)
-                // Rotate every key not rotated yet, spliced ones included.
-                cache.withRopedKeys(layer: l) { raw, roped in
-                    let off = ropedFrom * kvDim
-                    kv_rope(roped.baseAddress! + off, kvDim, raw.baseAddress! + off, kvDim, start + n - ropedFrom,
-                            c.kvHeads, c.headDim, c.ropeDims, cosT.baseAddress!, sinT.baseAddress!, neox)
-                }
-            }
+        rope.apply(act.qkv, stride: qkvDim, into: act.qkv, stride: qkvDim, rows: n, firstPosition: start,
+                   heads: c.heads, headDim: c.headDim)
+        // Rotate every key not rotated yet, spliced ones included.
+        cache.withRopedKeys(layer: l) { raw, roped in
+            let off = ropedFrom * kvDim
+            rope.apply(raw.baseAddress! + off, stride: kvDim, into: roped.baseAddress! + off, stride: kvDim,
+                       rows: start + n - ropedFrom, firstPosition: ropedFrom, heads: c.kvHeads, headDim: c.headDim)
         }
         let attention = CausalAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
         cache.withRopedKeys(layer: l) { keys in

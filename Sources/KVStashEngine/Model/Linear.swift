@@ -11,8 +11,9 @@ struct EncodedMatrix: Sendable {
 /// A linear layer `y = W x` whose weight is one or more GGUF tensors stacked by rows.
 ///
 /// Prefill multiplies many rows at once through BLAS `sgemm` on the f32 copy (`dense`,
-/// dequantized once at load). A single row (decode) is memory-bound, so it reads the
-/// encoded tensors from the memory map instead: 4-5x fewer bytes per token for Q4/Q8.
+/// dequantized once at load). A few rows (decode, or the question after a cache hit)
+/// are memory-bound, so they read the encoded tensors from the memory map instead:
+/// 4-5x fewer bytes for Q4/Q8, and no packing of the whole weight by BLAS.
 struct Linear: Sendable {
     /// `[out][in]` f32, row-major.
     let dense: [Float]
@@ -22,11 +23,16 @@ struct Linear: Sendable {
     let inDim: Int
     let gguf: GGUFFile
 
+    /// Up to this many rows go through the encoded weights (`kv_matmul_rows`); more use
+    /// `sgemm` on `dense`. Measured with `kvstash-enginebench --suffix`: the encoded path
+    /// is faster up to about this size on AVX-512.
+    static let encodedRowsLimit = 16
+
     /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`.
     func apply(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
                ldc: Int, accumulate: Bool = false) {
-        if m == 1 && inDim % 32 == 0 {
-            matvec(a, into: c, accumulate: accumulate)
+        if m <= Self.encodedRowsLimit && inDim % 32 == 0 {
+            encodedProduct(a, lda: lda, rows: m, into: c, ldc: ldc, accumulate: accumulate)
             return
         }
         dense.withUnsafeBufferPointer { w in
@@ -35,8 +41,9 @@ struct Linear: Sendable {
         }
     }
 
-    /// `y = W x` from the encoded tensors, rows split over the BLAS thread count.
-    private func matvec(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    /// `c = a W^T` from the encoded tensors, output columns split over the BLAS thread count.
+    private func encodedProduct(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
+                                ldc: Int, accumulate: Bool) {
         var offset = 0
         for part in parts {
             let rows = part.rows, type = Int32(part.info.type.rawValue)
@@ -44,12 +51,16 @@ struct Linear: Sendable {
             let workers = rows >= 256 ? min(blasThreads(), 8) : 1
             let inDim = inDim
             gguf.withRawBytes(part.info) { raw in
-                let p = MatvecPointers(w: raw.baseAddress!, x: x, y: y + offset)
+                let p = ProductPointers(w: raw.baseAddress!, x: a, y: c + offset)
                 let step = (rows + workers - 1) / workers
                 DispatchQueue.concurrentPerform(iterations: workers) { w in
                     let r0 = w * step, r1 = min(rows, r0 + step)
                     guard r0 < r1 else { return }
-                    _ = kv_matvec(type, p.w + r0 * rowBytes, p.x, p.y + r0, r1 - r0, inDim, accumulate ? 1 : 0)
+                    let status = m == 1
+                        ? kv_matvec(type, p.w + r0 * rowBytes, p.x, p.y + r0, r1 - r0, inDim, accumulate ? 1 : 0)
+                        : kv_matmul_rows(type, p.w + r0 * rowBytes, p.x, lda, p.y + r0, ldc, m, r1 - r0, inDim,
+                                         accumulate ? 1 : 0)
+                    precondition(status == 0, "no kernel for GGUF type \(type)")
                 }
             }
             offset += rows
@@ -57,8 +68,8 @@ struct Linear: Sendable {
     }
 }
 
-/// The operands of one matrix-vector product shared by its row workers.
-private struct MatvecPointers: @unchecked Sendable {
+/// The operands of one product shared by its workers.
+private struct ProductPointers: @unchecked Sendable {
     // @unchecked: used only inside a synchronous `concurrentPerform`, while the caller
     // keeps every buffer alive; workers read `w` and `x` and write disjoint rows of `y`.
     let w: UnsafeRawPointer

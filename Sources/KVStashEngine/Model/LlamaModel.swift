@@ -9,6 +9,11 @@ public final class LlamaModel: Sendable {
     public let config: ModelConfig
     public let gguf: GGUFFile
     let weights: ModelWeights
+    /// RoPE for every position of the context (up to `rotaryTablePositions`), built once.
+    public let rotary: RotaryTable
+
+    /// Positions covered by the prebuilt RoPE table; longer contexts get per-call tables.
+    static let rotaryTablePositions = 32768
 
     /// Tokens processed per forward chunk; bounds activation memory for long prompts.
     public static let chunkSize = 512
@@ -23,6 +28,7 @@ public final class LlamaModel: Sendable {
         self.gguf = gguf
         config = try ModelConfig(gguf: gguf)
         weights = try ModelWeights(gguf: gguf, config: config)
+        rotary = config.rotaryTable(positions: 0..<min(config.contextLength, Self.rotaryTablePositions))
     }
 
     /// An empty cache of this model's KV shape.

@@ -79,3 +79,10 @@ public struct ModelConfig: Sendable, Hashable, Codable {
         guard vocabSize > 0 else { throw EngineError.badConfig("vocabulary size is 0") }
     }
 }
+
+extension ModelConfig {
+    /// This model's RoPE table for `positions`.
+    func rotaryTable(positions: Range<Int>) -> RotaryTable {
+        RotaryTable(positions: positions, ropeDims: ropeDims, base: ropeBase, style: ropeStyle == .neox ? .halves : .adjacent)
+    }
+}

@@ -1,0 +1,62 @@
+/* Private to CKernels: 16-lane float vectors and the register-tiled dot products that
+   the small matrix kernels (matvec.c, attention.c) share. Everything here is inlined into
+   each target clone, so it compiles to zmm code on AVX-512 and splits on narrower targets. */
+#ifndef KVSTASH_VEC16_H
+#define KVSTASH_VEC16_H
+#include <stddef.h>
+#include <string.h>
+
+/* 16 floats as one vector (one zmm on AVX-512, split by the compiler on narrower targets). */
+typedef float v16f __attribute__((vector_size(64), aligned(4)));
+
+/* Loads 16 floats (a macro: vector arguments and returns would change the ABI of the
+   narrower clones). */
+#define load16(p) ({ v16f v_; memcpy(&v_, (p), sizeof v_); v_; })
+
+/* Sum of the 16 lanes by halving (no trip through memory, so accumulators stay in registers). */
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+#define vsum16(v) ({                                                                    \
+    const v16f s_ = (v);                                                                  \
+    const v8f h_ = __builtin_shufflevector(s_, s_, 0, 1, 2, 3, 4, 5, 6, 7) +              \
+                   __builtin_shufflevector(s_, s_, 8, 9, 10, 11, 12, 13, 14, 15);         \
+    const v4f q_ = __builtin_shufflevector(h_, h_, 0, 1, 2, 3) + __builtin_shufflevector(h_, h_, 4, 5, 6, 7); \
+    (q_[0] + q_[2]) + (q_[1] + q_[3]);                                                    \
+})
+
+/* Two dequantized weight rows against T input rows at once: 2T accumulators stay in
+   registers and every x vector loaded feeds two FMAs. out0[t] = w0 . x[t], out1[t] = w1 . x[t]. */
+static inline __attribute__((always_inline)) void tile2(const float *w0, const float *w1, const float *x, size_t ldx,
+                                                      size_t cols, int T, float *out0, float *out1) {
+    v16f a0[8], a1[8];
+    for (int t = 0; t < T; t++) a0[t] = a1[t] = (v16f){0};
+    for (size_t k = 0; k < cols; k += 16) {
+        const v16f u = load16(w0 + k), v = load16(w1 + k);
+        for (int t = 0; t < T; t++) {
+            const v16f xv = load16(x + t * ldx + k);
+            a0[t] += u * xv;
+            a1[t] += v * xv;
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        out0[t] = vsum16(a0[t]);
+        out1[t] = vsum16(a1[t]);
+    }
+}
+
+/* tile2 with T a compile-time constant (1...8), so each case is fully unrolled. */
+static inline __attribute__((always_inline)) void tile2_n(const float *w0, const float *w1, const float *x, size_t ldx, size_t cols, int T,
+                    float *out0, float *out1) {
+    switch (T) {
+    case 8: tile2(w0, w1, x, ldx, cols, 8, out0, out1); break;
+    case 7: tile2(w0, w1, x, ldx, cols, 7, out0, out1); break;
+    case 6: tile2(w0, w1, x, ldx, cols, 6, out0, out1); break;
+    case 5: tile2(w0, w1, x, ldx, cols, 5, out0, out1); break;
+    case 4: tile2(w0, w1, x, ldx, cols, 4, out0, out1); break;
+    case 3: tile2(w0, w1, x, ldx, cols, 3, out0, out1); break;
+    case 2: tile2(w0, w1, x, ldx, cols, 2, out0, out1); break;
+    default: tile2(w0, w1, x, ldx, cols, 1, out0, out1); break;
+    }
+}
+
+#endif

@@ -1,0 +1,87 @@
+import CKernels
+import Synchronization
+
+/// One allocation split into equal, 64-byte aligned f32 tensors: the memory of a
+/// `KVCache`. Contents are unspecified until written.
+///
+/// Large arenas are mapped straight from the kernel (2 MiB aligned, transparent huge
+/// pages requested) and, when freed, kept in `KVArenaPool` for the next cache, so a new
+/// request neither faults nor zeroes hundreds of MB of fresh pages.
+final class KVArena {
+    private let block: KVArenaPool.Block
+    private let start: UnsafeMutablePointer<Float>
+    private let stride: Int
+    private let tensors: Int
+
+    init(tensors: Int, floatsEach: Int) {
+        self.tensors = tensors
+        stride = (max(floatsEach, 1) + 15) / 16 * 16
+        block = KVArenaPool.shared.take(bytes: tensors * stride * MemoryLayout<Float>.stride)
+        start = block.pointer.bindMemory(to: Float.self, capacity: tensors * stride)
+    }
+
+    deinit { KVArenaPool.shared.give(block) }
+
+    func tensor(_ i: Int) -> UnsafeMutablePointer<Float> { start + i * stride }
+
+    /// Copies the first `floats` of every tensor of `other` (same tensor count).
+    func copyRows(from other: KVArena, floats: Int) {
+        guard floats > 0 else { return }
+        for t in 0..<tensors { tensor(t).update(from: other.tensor(t), count: floats) }
+    }
+}
+
+/// Freed large KV arenas kept for reuse (like a serving engine's preallocated KV blocks),
+/// up to `maxBytes` in all; the oldest are unmapped beyond that.
+final class KVArenaPool: Sendable {
+    /// One allocation from `kv_zeroed_alloc`, held as addresses so it can cross threads.
+    struct Block: Sendable {
+        let address: UInt
+        let base: UInt
+        let mapped: Int
+        let bytes: Int
+        var pointer: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: address)! }
+    }
+
+    static let shared = KVArenaPool(maxBytes: 768 << 20)
+    /// Bytes of free arenas kept at most.
+    let maxBytes: Int
+    private let free = Mutex<[Block]>([])
+
+    init(maxBytes: Int) { self.maxBytes = maxBytes }
+
+    /// A block of at least `bytes`: a pooled one no more than twice as large, or a new one.
+    func take(bytes: Int) -> Block {
+        let reused = free.withLock { blocks -> Block? in
+            let fits = blocks.indices.filter { blocks[$0].bytes >= bytes && blocks[$0].bytes <= 2 * bytes }
+            guard let best = fits.min(by: { blocks[$0].bytes < blocks[$1].bytes }) else { return nil }
+            return blocks.remove(at: best)
+        }
+        if let reused { return reused }
+        var base: UnsafeMutableRawPointer?
+        var mapped = 0
+        guard let p = kv_zeroed_alloc(bytes, &base, &mapped) else {
+            fatalError("out of memory allocating a KV cache of \(bytes) bytes")
+        }
+        return Block(address: UInt(bitPattern: p), base: UInt(bitPattern: base), mapped: mapped, bytes: bytes)
+    }
+
+    /// Returns a block: mapped ones are pooled (oldest released past `maxBytes`), small ones freed.
+    func give(_ block: Block) {
+        guard block.mapped > 0, block.bytes <= maxBytes else { return release(block) }
+        let evicted = free.withLock { blocks -> [Block] in
+            blocks.append(block)
+            var evicted: [Block] = []
+            while blocks.reduce(0, { $0 + $1.bytes }) > maxBytes { evicted.append(blocks.removeFirst()) }
+            return evicted
+        }
+        evicted.forEach(release)
+    }
+
+    /// Bytes currently pooled.
+    var pooledBytes: Int { free.withLock { $0.reduce(0) { $0 + $1.bytes } } }
+
+    private func release(_ block: Block) {
+        kv_zeroed_free(UnsafeMutableRawPointer(bitPattern: block.base), block.mapped)
+    }
+}

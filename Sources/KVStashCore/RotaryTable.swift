@@ -1,0 +1,72 @@
+import CKernels
+import Foundation
+
+/// Rotary position embedding (RoPE): the cosine and sine tables for a run of positions,
+/// and their application to the heads of Q or K rows.
+///
+/// Frequency i of a head is `base^(-2i/ropeDims)`; the angle at position p is `p * freq`,
+/// computed in double precision and rounded once to f32. A model builds one table for
+/// its whole context at load; it lives here, beside `KVCache`, because the cache's
+/// post-RoPE K is defined by it and a splice may fill that K directly.
+public struct RotaryTable: Sendable {
+    /// Layout of the pairs that rotate together.
+    public enum Style: Sendable, Hashable {
+        /// Adjacent channels (2i, 2i+1): llama, as llama.cpp stores the GGUF.
+        case adjacent
+        /// Channel i with channel i + ropeDims/2: NeoX and Qwen2.
+        case halves
+    }
+
+    /// The positions the table covers.
+    public let positions: Range<Int>
+    /// Channels of a head that rotate (the rest pass through).
+    public let ropeDims: Int
+    public let style: Style
+    private let cos: [Float]
+    private let sin: [Float]
+    private var half: Int { ropeDims / 2 }
+
+    public init(positions: Range<Int>, ropeDims: Int, base: Double, style: Style) {
+        precondition(ropeDims > 0 && ropeDims % 2 == 0, "RoPE dims must be even")
+        self.positions = positions
+        self.ropeDims = ropeDims
+        self.style = style
+        let half = ropeDims / 2
+        let freqs = (0..<half).map { pow(base, -2.0 * Double($0) / Double(ropeDims)) }
+        var c = [Float](repeating: 0, count: positions.count * half)
+        var s = [Float](repeating: 0, count: positions.count * half)
+        for (r, p) in positions.enumerated() {
+            for i in 0..<half {
+                let angle = Double(p) * freqs[i]
+                c[r * half + i] = Float(Foundation.cos(angle))
+                s[r * half + i] = Float(Foundation.sin(angle))
+            }
+        }
+        cos = c
+        sin = s
+    }
+
+    /// Whether the table covers every position of `range`.
+    public func covers(_ range: Range<Int>) -> Bool {
+        range.isEmpty || (range.lowerBound >= positions.lowerBound && range.upperBound <= positions.upperBound)
+    }
+
+    /// Rotates `rows` consecutive rows, row r at position `firstPosition + r`, each holding
+    /// `heads` heads of `headDim` channels: `dst = RoPE(src)`. `dst` may equal `src`.
+    ///
+    /// - Precondition: the table covers the positions; both buffers hold `rows` rows at
+    ///   their strides, and `heads * headDim` fits in a stride.
+    public func apply(_ src: UnsafePointer<Float>, stride ldSrc: Int, into dst: UnsafeMutablePointer<Float>,
+                      stride ldDst: Int, rows: Int, firstPosition: Int, heads: Int, headDim: Int) {
+        guard rows > 0 else { return }
+        precondition(covers(firstPosition..<(firstPosition + rows)), "RoPE table does not cover the positions")
+        precondition(ropeDims <= headDim && heads * headDim <= min(ldSrc, ldDst), "RoPE layout")
+        let offset = (firstPosition - positions.lowerBound) * half
+        cos.withUnsafeBufferPointer { c in
+            sin.withUnsafeBufferPointer { s in
+                kv_rope(dst, ldDst, src, ldSrc, rows, heads, headDim, ropeDims,
+                        c.baseAddress! + offset, s.baseAddress! + offset, style == .halves ? 1 : 0)
+            }
+        }
+    }
+}
