@@ -2,6 +2,7 @@
 //   kvstash-requestbench ttft [--lengths 1024,4096,8000] [--codec int8] [--reps 3]
 //   kvstash-requestbench precompute [--docs 100] [--words 220] [--codec int8]
 //   kvstash-requestbench agreement [--prompts 8] [--tokens 32]
+// Every command takes --note TEXT, stored with the results (say how loaded the machine was).
 // The model is $KVSTASH_MODEL. Each writes bench/results/request-<name>.json and prints a
 // markdown table. Run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`.
 import Foundation
@@ -30,7 +31,8 @@ struct Machine: Codable {
     var blasCore = KVStashEngine.blasCoreName()
     var threads = KVStashEngine.blasThreads()
     var isa = KVStashEngine.kernelISA()
-    var note = "2 vCPUs shared with five other builders running builds and tests: absolute times are noisy, ratios were measured in one run"
+    /// `--note`: the conditions of the run (load on the machine), recorded with the results.
+    var note = option("note", "ratios were measured in one run; absolute times drift on shared machines")
 }
 
 /// Peak and current resident memory of this process, in MB.
