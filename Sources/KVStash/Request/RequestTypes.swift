@@ -51,7 +51,8 @@ public struct TokenPiece: Sendable {
 
 /// Why generation ended.
 public enum FinishReason: String, Sendable, Codable {
-    /// An end-of-generation token was sampled (not included in the output).
+    /// An end-of-generation token was sampled (not included in the output), or (server)
+    /// a stop sequence matched.
     case stop
     /// `maxTokens` or the context length was reached.
     case length

@@ -1,3 +1,4 @@
+import KVStash
 /// One chat turn as the server hands it to a backend.
 public struct ChatTurn: Sendable, Hashable {
     /// `system`, `user`, `assistant` or `tool`.
@@ -72,15 +73,9 @@ extension CompletionJob {
     }
 }
 
-/// Why a generation ended.
-public enum FinishReason: String, Sendable {
-    /// End-of-generation token, or a stop sequence.
-    case stop
-    /// `max_tokens` reached (or the context is full).
-    case length
-    /// The consumer asked to stop (client gone, or stop sequence seen by the server).
-    case cancelled
-}
+/// Why a generation ended: the request path's own reason (`stop` also covers a stop
+/// sequence the server matched).
+public typealias FinishReason = KVStash.FinishReason
 
 /// What a finished generation reports.
 public struct CompletionUsage: Sendable, Hashable {

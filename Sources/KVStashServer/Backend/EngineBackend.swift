@@ -5,7 +5,7 @@ import KVStashEngine
 /// A backend that runs the model directly, with no prefix cache: every request prefills
 /// its whole prompt. It is what `kvstash serve` falls back to without a store, and the
 /// reference the cached path must agree with.
-public final class EngineBackend: CompletionBackend {
+public final class EngineBackend: TemplatedBackend {
     public let model: LlamaModel
     public let tokenizer: Tokenizer
     public let template: ChatTemplate
@@ -40,24 +40,6 @@ public final class EngineBackend: CompletionBackend {
     public static func modelID(path: String) -> String {
         let name = URL(fileURLWithPath: path).lastPathComponent
         return name.hasSuffix(".gguf") ? String(name.dropLast(5)) : name
-    }
-
-    /// The prompt text of a job: raw text, or messages through the chat template.
-    public func promptText(_ prompt: CompletionJob.Prompt) -> String {
-        switch prompt {
-        case .text(let text):
-            return text
-        case .chat(let turns):
-            let messages = turns.map { ChatMessage(role: $0.role, content: $0.content) }
-            return template.render(messages, addGenerationPrompt: true, defaultSystem: defaultSystem)
-        }
-    }
-
-    public func prepare(_ job: CompletionJob) async throws -> PreparedCompletion {
-        let tokens = tokenizer.encode(promptText(job.prompt))
-        guard !tokens.isEmpty else { throw APIError.badRequest("the prompt is empty", param: "prompt") }
-        let limit = try job.completionLimit(promptTokens: tokens.count, contextLength: contextLength)
-        return PreparedCompletion(job: job, tokens: tokens, maxTokens: limit)
     }
 
     public func generate(_ prepared: PreparedCompletion,
@@ -116,11 +98,5 @@ public final class EngineBackend: CompletionBackend {
     public func precompute(_ documents: [PrecomputeDocument], salt: String,
                            onProgress: @Sendable (PrecomputeProgress) async -> Void) async throws -> PrecomputeProgress {
         throw APIError(.notImplemented, "precompute needs a store; this server runs the model without one")
-    }
-
-    /// Sampling parameters of a job (temperature 0 is greedy).
-    func samplingParams(_ job: CompletionJob) -> SamplingParams {
-        SamplingParams(temperature: Float(job.temperature), topK: job.topK, topP: Float(job.topP),
-                       seed: job.seed ?? UInt64.random(in: 0...UInt64.max))
     }
 }

@@ -10,7 +10,7 @@ import Synchronization
 /// Requests run on threads of their own and take the model's `FairTurn` step by step,
 /// so concurrent generations interleave round-robin; requests that share a prefix share
 /// its KV through the tree and the store.
-public final class PrefixCacheBackend: CompletionBackend {
+public final class PrefixCacheBackend: TemplatedBackend {
     public let modelID: String
     public let model: LlamaModel
     public let tokenizer: Tokenizer
@@ -61,43 +61,20 @@ public final class PrefixCacheBackend: CompletionBackend {
         }
     }
 
-    public func promptText(_ prompt: CompletionJob.Prompt) -> String {
-        switch prompt {
-        case .text(let text):
-            return text
-        case .chat(let turns):
-            let messages = turns.map { ChatMessage(role: $0.role, content: $0.content) }
-            return template.render(messages, addGenerationPrompt: true, defaultSystem: defaultSystem)
-        }
-    }
-
-    public func prepare(_ job: CompletionJob) async throws -> PreparedCompletion {
-        let tokens = tokenizer.encode(promptText(job.prompt), parseSpecial: true)
-        guard !tokens.isEmpty else { throw APIError.badRequest("the prompt is empty", param: "prompt") }
-        let limit = try job.completionLimit(promptTokens: tokens.count, contextLength: contextLength)
-        return PreparedCompletion(job: job, tokens: tokens, maxTokens: limit)
-    }
-
     public func generate(_ prepared: PreparedCompletion,
                          onToken: @Sendable (String) async -> Bool) async throws -> CompletionUsage {
         let cache = prefixCache(salt: prepared.job.salt)
         let job = prepared.job
         let options = GenerationOptions(
             maxTokens: prepared.maxTokens,
-            sampling: RequestSampling(temperature: Float(job.temperature), topK: job.topK, topP: Float(job.topP),
-                                      seed: job.seed ?? UInt64.random(in: 0...UInt64.max)))
+            sampling: samplingParams(job))
         let tokens = prepared.tokens
         let result = try await TurnRunner.run(turn: turn, onToken: onToken) { emit in
             try cache.generate(tokens: tokens, options: options) { piece in emit(piece.text) }
         }
-        let reason: FinishReason = switch result.finishReason {
-        case .stop: .stop
-        case .length: .length
-        case .cancelled: .cancelled
-        }
         return CompletionUsage(promptTokens: result.sources.prompt, completionTokens: result.tokens.count,
                                cachedTokensRAM: result.sources.ram, cachedTokensDisk: result.sources.disk,
-                               timeToFirstToken: .seconds(result.timeToFirstToken), finishReason: reason)
+                               timeToFirstToken: .seconds(result.timeToFirstToken), finishReason: result.finishReason)
     }
 
     public func precompute(_ documents: [PrecomputeDocument], salt: String,
