@@ -1,11 +1,7 @@
 #include "engine.h"
 #include "vec16.h"
 
-#if defined(__x86_64__) && defined(__clang__)
-#define KV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#else
-#define KV_CLONES
-#endif
+#include "clones.h"
 
 /* The two products of attention for a few query rows against a long cache, without BLAS:
    BLAS would pack all of K and V for a handful of rows, and its worker threads spin

@@ -1,12 +1,9 @@
 #include <math.h>
 #include <string.h>
 #include "engine.h"
+#include "vec16.h"
 
-#if defined(__x86_64__) && defined(__clang__)
-#define KV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#else
-#define KV_CLONES
-#endif
+#include "clones.h"
 
 static inline float f32_from_bits(uint32_t w) { float f; memcpy(&f, &w, 4); return f; }
 static inline uint32_t f32_to_bits(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
@@ -34,26 +31,16 @@ KV_CLONES void kv_dequant_bf16(const uint16_t *src, float *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = f32_from_bits((uint32_t)src[i] << 16);
 }
 
-/* Explicit 16-lane vectors: one zmm on AVX-512 (the compiler splits them on narrower
-   targets), so the nibble unpacking and int->float conversion vectorize. */
-typedef float v16f_e __attribute__((vector_size(64), aligned(4)));
-typedef uint8_t v16u8_e __attribute__((vector_size(16), aligned(1)));
-typedef int8_t v16i8_e __attribute__((vector_size(16), aligned(1)));
-
-/* Stores a 16-float vector expression (a macro: vector arguments would change the ABI
-   of the narrower clones). */
-#define STORE16(dst, expr) do { const v16f_e v_ = (expr); memcpy((dst), &v_, sizeof v_); } while (0)
-
 /* Q8_0 block: f16 scale d, 32 x int8. x = d * q. */
 KV_CLONES void kv_dequant_q8_0(const void *src, float *dst, size_t n) {
     const uint8_t *b = (const uint8_t *)src;
     for (size_t blk = 0; blk < n / 32; blk++, b += 34, dst += 32) {
         const float d = half_to_float(load_u16(b));
-        v16i8_e q0, q1;
+        v16i8 q0, q1;
         memcpy(&q0, b + 2, 16);
         memcpy(&q1, b + 18, 16);
-        STORE16(dst, __builtin_convertvector(q0, v16f_e) * d);
-        STORE16(dst + 16, __builtin_convertvector(q1, v16f_e) * d);
+        store16(dst, __builtin_convertvector(q0, v16f) * d);
+        store16(dst + 16, __builtin_convertvector(q1, v16f) * d);
     }
 }
 
@@ -62,11 +49,11 @@ KV_CLONES void kv_dequant_q4_0(const void *src, float *dst, size_t n) {
     const uint8_t *b = (const uint8_t *)src;
     for (size_t blk = 0; blk < n / 32; blk++, b += 18, dst += 32) {
         const float d = half_to_float(load_u16(b));
-        v16u8_e q;
+        v16u8 q;
         memcpy(&q, b + 2, 16);
-        const v16i8_e lo = (v16i8_e)(q & 0x0F) - 8, hi = (v16i8_e)(q >> 4) - 8;
-        STORE16(dst, __builtin_convertvector(lo, v16f_e) * d);
-        STORE16(dst + 16, __builtin_convertvector(hi, v16f_e) * d);
+        const v16i8 lo = (v16i8)(q & 0x0F) - 8, hi = (v16i8)(q >> 4) - 8;
+        store16(dst, __builtin_convertvector(lo, v16f) * d);
+        store16(dst + 16, __builtin_convertvector(hi, v16f) * d);
     }
 }
 
@@ -76,10 +63,10 @@ KV_CLONES void kv_dequant_q4_1(const void *src, float *dst, size_t n) {
     for (size_t blk = 0; blk < n / 32; blk++, b += 20, dst += 32) {
         const float d = half_to_float(load_u16(b));
         const float m = half_to_float(load_u16(b + 2));
-        v16u8_e q;
+        v16u8 q;
         memcpy(&q, b + 4, 16);
-        STORE16(dst, __builtin_convertvector(q & 0x0F, v16f_e) * d + m);
-        STORE16(dst + 16, __builtin_convertvector(q >> 4, v16f_e) * d + m);
+        store16(dst, __builtin_convertvector(q & 0x0F, v16f) * d + m);
+        store16(dst + 16, __builtin_convertvector(q >> 4, v16f) * d + m);
     }
 }
 

@@ -1,10 +1,6 @@
 #include "kvkernels.h"
 
-#if defined(__x86_64__) && defined(__clang__)
-#define KV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#else
-#define KV_CLONES
-#endif
+#include "clones.h"
 
 const char *kv_kernels_isa(void) {
 #if defined(__x86_64__)

@@ -4,11 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__clang__)
-#define KV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#else
-#define KV_CLONES
-#endif
+#include "clones.h"
 
 typedef _Float16 kv_half __attribute__((may_alias));
 static const float kHalfMax = 65504.0f;

@@ -3,11 +3,7 @@
 #include "engine.h"
 #include "vec16.h"
 
-#if defined(__x86_64__) && defined(__clang__)
-#define KV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#else
-#define KV_CLONES
-#endif
+#include "clones.h"
 
 /* Each dot product keeps 16 independent partial sums so the compiler vectorizes it
    without reassociating a scalar reduction. */

@@ -1,9 +1,11 @@
-/* Private to CKernels: 16-lane float vectors and the register-tiled dot products that
-   the small matrix kernels (matvec.c, attention.c) share. Everything here is inlined into
+/* Private to CKernels: 16-lane vectors, with the loads and stores and the register-tiled
+   dot products that the dequantizers (engine.c) and the small matrix kernels (matvec.c,
+   attention.c) share. Everything here is inlined into
    each target clone, so it compiles to zmm code on AVX-512 and splits on narrower targets. */
 #ifndef KVSTASH_VEC16_H
 #define KVSTASH_VEC16_H
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 /* 16 floats as one vector (one zmm on AVX-512, split by the compiler on narrower targets). */
@@ -12,6 +14,13 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 /* Loads 16 floats (a macro: vector arguments and returns would change the ABI of the
    narrower clones). */
 #define load16(p) ({ v16f v_; memcpy(&v_, (p), sizeof v_); v_; })
+
+/* Stores a 16-float vector expression at `dst` (unaligned). */
+#define store16(dst, expr) do { const v16f v_ = (expr); memcpy((dst), &v_, sizeof v_); } while (0)
+
+/* 16 bytes, for the codes of a quantized block (nibbles or int8). */
+typedef uint8_t v16u8 __attribute__((vector_size(16), aligned(1)));
+typedef int8_t v16i8 __attribute__((vector_size(16), aligned(1)));
 
 /* Sum of the 16 lanes by halving (no trip through memory, so accumulators stay in registers). */
 typedef float v8f __attribute__((vector_size(32)));

@@ -72,7 +72,7 @@ int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, si
 int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy,
                    size_t m, size_t rows, size_t cols, int accumulate);
 
-/* Attention products for a few query rows, without BLAS (d a multiple of 16):
+/* Attention products for a few query rows, without BLAS (d a multiple of 16, at most 256):
    kv_scores:       s[t][p] = alpha * q[t] . k[p]        (t < m, p < n; rows ldq/ldk/lds apart)
    kv_weighted_sum: o[t][c] = sum_p s[t][p] * v[p][c]     (t < m, c < d; rows lds/ldv/ldo apart) */
 void kv_scores(const float *q, size_t ldq, size_t m, const float *k, size_t ldk, size_t n, size_t d,

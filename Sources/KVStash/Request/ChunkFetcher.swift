@@ -61,20 +61,9 @@ struct ChunkFetcher: Sendable {
     /// (from RAM): `start` lies inside the entry, before `cache.count`, and only the rows
     /// past `cache.count` are appended.
     func fetchTail(_ key: ChunkKey, start: Int, tokens: Int, into cache: inout KVCache) -> Outcome {
-        guard let bytes = (try? store.get(key)) ?? nil else { return .missing }
-        do {
-            let header = try decoder.readHeader(bytes)
-            guard header.tokenCount == tokens else {
-                throw KVBlockError.invalidHeader("\(header.tokenCount) tokens in an entry of \(tokens)")
-            }
-            var scratch = KVCache(shape: cache.shape, capacity: tokens)
-            try decoder.decode(bytes, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint,
-                               into: &scratch, at: 0)
-            cache.append(contentsOf: scratch, (cache.count - start)..<scratch.count)
-            return .spliced
-        } catch {
-            try? store.reportCorrupt(key, reason: "request path: \(error)")
-            return .corrupt
-        }
+        var scratch = KVCache(shape: cache.shape, capacity: tokens)
+        let outcome = fetchRun([key], tokens: tokens, into: &scratch, rotation: nil)[0]
+        if outcome == .spliced { cache.append(contentsOf: scratch, (cache.count - start)..<scratch.count) }
+        return outcome
     }
 }

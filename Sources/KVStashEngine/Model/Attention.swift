@@ -21,6 +21,8 @@ struct CausalAttention {
     var stackedRows = 256
     /// Up to this many query rows take the parallel, BLAS-free path.
     static let smallRows = 32
+    /// Largest head dimension `kv_scores` handles (its transposed K block is on the stack).
+    static let smallPathMaxHeadDim = 256
     /// Query positions per task on that path.
     static let rowsPerTask = 8
 
@@ -33,7 +35,7 @@ struct CausalAttention {
     func callAsFunction(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
                         keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                         out: UnsafeMutablePointer<Float>, ldo: Int) {
-        if n <= Self.smallRows && headDim % 16 == 0 {
+        if n <= Self.smallRows && headDim % 16 == 0 && headDim <= Self.smallPathMaxHeadDim {
             let p = AttentionPointers(q: q, keys: keys, values: values, out: out)
             let blocks = (n + Self.rowsPerTask - 1) / Self.rowsPerTask
             DispatchQueue.concurrentPerform(iterations: kvHeads * blocks) { task in

@@ -1,0 +1,13 @@
+/* Private to CKernels: KV_CLONES compiles a hot function once per x86-64 level
+   (AVX-512, AVX2+FMA, baseline) and lets the loader pick one for the running CPU, so a
+   generic binary stays correct everywhere and fast on AVX-512. */
+#ifndef KVSTASH_CLONES_H
+#define KVSTASH_CLONES_H
+
+#if defined(__x86_64__) && defined(__clang__)
+#define KV_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#else
+#define KV_CLONES
+#endif
+
+#endif
