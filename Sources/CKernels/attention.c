@@ -1,96 +1,188 @@
+#include <math.h>
 #include "engine.h"
 #include "vec16.h"
 
 #include "clones.h"
 
-/* The two products of attention for a few query rows against a long cache, without BLAS:
-   BLAS would pack all of K and V for a handful of rows, and its worker threads spin
-   afterwards, competing with the request's own workers on a small machine. */
+/* Attention of a few query rows (decode, or the question after a cache hit) against a
+   long cache, without BLAS: BLAS would pack all of K and V for a handful of rows, and its
+   worker threads spin afterwards, competing with the request's own workers.
 
-/* Scores of T query rows (T <= 8) against 16 keys whose K block is transposed in kt
-   ([d][16]): one accumulator per row holds the row's 16 scores, so no horizontal sums. */
-static inline __attribute__((always_inline)) void scores_tile(const float *q, size_t ldq, int T, const float *kt,
-                                                            size_t d, float alpha, float *s, size_t lds, int keys) {
-    v16f acc[8];
-    for (int t = 0; t < T; t++) acc[t] = (v16f){0};
+   The query rows of one KV head are stacked and transposed, so a vector holds one score
+   for 16 rows: a key's scores come from broadcasting its elements straight from the cache
+   (no transpose of K), the softmax runs across rows in lanes, and the weighted sum of V
+   broadcasts each row's weight. Keys go in blocks with a running max (flash attention),
+   so the scratch stays KV_ATTEND_BLOCK x mp floats for any context length, and a key
+   range is a partial state that kv_attend_merge combines with the others. */
+
+typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
+
+/* Bit casts between the two (macros, like load16: vector arguments would change the ABI
+   of the narrower clones). */
+#define as_f(x) ((v16f)(x))
+#define as_i(x) ((v16i)(x))
+
+/* exp(x) for x <= 0, 16 lanes: 2^k * p(r), |r| <= ln2/2, the degree-6 polynomial of the
+   scalar softmax (engine.c); relative error about 2e-7. */
+#define exp16_nonpos(arg) ({                                                                  \
+    const v16f x_ = __builtin_elementwise_max((arg), (v16f){} - 87.0f);                         \
+    const v16f magic_ = (v16f){} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */ \
+    const v16f k_ = (x_ * 1.44269504088896341f + magic_) - magic_;                               \
+    const v16f r_ = (x_ - k_ * 0.693359375f) + k_ * 2.12194440e-4f;                              \
+    v16f p_ = (v16f){} + 1.9875691500e-4f;                                                       \
+    p_ = p_ * r_ + 1.3981999507e-3f;                                                             \
+    p_ = p_ * r_ + 8.3334519073e-3f;                                                             \
+    p_ = p_ * r_ + 4.1665795894e-2f;                                                             \
+    p_ = p_ * r_ + 1.6666665459e-1f;                                                             \
+    p_ = p_ * r_ + 5.0000001201e-1f;                                                             \
+    p_ = p_ * r_ * r_ + r_ + 1.0f;                                                               \
+    p_ * as_f((__builtin_convertvector(k_, v16i) + 127) << 23);                                  \
+})
+
+/* Scores of KB keys (rows ld apart) for RV vectors of 16 stacked rows: st[i][16j + lane]
+   = k[i] . qt[.][16j + lane]. Each key element is broadcast once and feeds RV FMAs. */
+static inline __attribute__((always_inline)) void scores_tile(const float *qt, size_t mp, size_t d, const float *k,
+                                                            size_t ld, int KB, int RV, float *st) {
+    v16f acc[8][3];
+    for (int i = 0; i < KB; i++)
+        for (int j = 0; j < RV; j++) acc[i][j] = (v16f){};
     for (size_t c = 0; c < d; c++) {
-        const v16f kc = load16(kt + c * 16);
-        for (int t = 0; t < T; t++) acc[t] += q[t * ldq + c] * kc;
+        v16f q[3];
+        for (int j = 0; j < RV; j++) q[j] = load16(qt + c * mp + 16 * j);
+        for (int i = 0; i < KB; i++) {
+            const float kc = k[i * ld + c];
+            for (int j = 0; j < RV; j++) acc[i][j] += kc * q[j];
+        }
     }
-    for (int t = 0; t < T; t++) {
-        float row[16];
-        const v16f scaled = alpha * acc[t];
-        memcpy(row, &scaled, sizeof row);
-        memcpy(s + t * lds, row, (size_t)keys * sizeof(float));
-    }
+    for (int i = 0; i < KB; i++)
+        for (int j = 0; j < RV; j++) store16(st + i * mp + 16 * j, acc[i][j]);
 }
 
-#define SCORES_CASE(T_) case T_: scores_tile(q, ldq, T_, kt, d, alpha, s, lds, keys); break;
+#define SCORES_CASE(KB_, RV_) case (KB_) * 4 + (RV_): scores_tile(qtj, mp, d, ki, ld, KB_, RV_, sti); break;
 
-static inline __attribute__((always_inline)) void scores_tile_n(const float *q, size_t ldq, int T, const float *kt,
-                                                              size_t d, float alpha, float *s, size_t lds, int keys) {
-    switch (T) {
-    SCORES_CASE(8) SCORES_CASE(7) SCORES_CASE(6) SCORES_CASE(5)
-    SCORES_CASE(4) SCORES_CASE(3) SCORES_CASE(2) SCORES_CASE(1)
-    }
-}
-
-KV_CLONES void kv_scores(const float *q, size_t ldq, size_t m, const float *k, size_t ldk, size_t n, size_t d,
-                         float alpha, float *s, size_t lds) {
-    float kt[256 * 16];  /* d <= 256 */
-    for (size_t p = 0; p < n; p += 16) {
-        const int keys = n - p < 16 ? (int)(n - p) : 16;
-        for (int i = 0; i < keys; i++)
-            for (size_t c = 0; c < d; c++) kt[c * 16 + i] = k[(p + i) * ldk + c];
-        for (int i = keys; i < 16; i++)
-            for (size_t c = 0; c < d; c++) kt[c * 16 + i] = 0;
-        for (size_t r = 0; r < m; r += 8) {
-            const int T = m - r < 8 ? (int)(m - r) : 8;
-            scores_tile_n(q + r * ldq, ldq, T, kt, d, alpha, s + r * lds + p, lds, keys);
+static inline __attribute__((always_inline)) void scores_block(const float *qt, size_t mp, size_t d, const float *k, size_t ld, size_t nb, float *st) {
+    for (size_t j = 0; j < mp; j += 48) {
+        const int RV = mp - j >= 48 ? 3 : (int)(mp - j) / 16;
+        for (size_t i = 0; i < nb; ) {
+            const int KB = nb - i >= 8 ? 8 : 1;
+            const float *ki = k + i * ld;
+            float *sti = st + i * mp + j;
+            const float *qtj = qt + j;
+            switch (KB * 4 + RV) {
+            SCORES_CASE(8, 3) SCORES_CASE(8, 2) SCORES_CASE(8, 1)
+            SCORES_CASE(1, 3) SCORES_CASE(1, 2) SCORES_CASE(1, 1)
+            }
+            i += (size_t)KB;
         }
     }
 }
 
-/* T query rows by V columns [c, c + 16 * NV): T x NV accumulators in registers; every
-   V vector loaded feeds T FMAs. */
-static inline __attribute__((always_inline)) void weighted_tile(const float *s, size_t lds, int T, const float *v,
-                                                              size_t ldv, size_t n, int NV, float *o, size_t ldo) {
-    v16f acc[8][4];
+/* o[t][c] += sum_i st[i][t] * v[i][c] for T rows and NV vectors of 16 columns: T x NV
+   accumulators in registers, every V vector loaded feeds T FMAs. */
+static inline __attribute__((always_inline)) void weighted_tile(const float *st, size_t mp, const float *v, size_t ld,
+                                                              size_t nb, int T, int NV, float *o, size_t d) {
+    v16f acc[6][4];
     for (int t = 0; t < T; t++)
-        for (int j = 0; j < NV; j++) acc[t][j] = (v16f){0};
-    for (size_t p = 0; p < n; p++) {
+        for (int j = 0; j < NV; j++) acc[t][j] = load16(o + t * d + 16 * j);
+    for (size_t i = 0; i < nb; i++) {
         v16f row[4];
-        for (int j = 0; j < NV; j++) row[j] = load16(v + p * ldv + 16 * j);
+        for (int j = 0; j < NV; j++) row[j] = load16(v + i * ld + 16 * j);
         for (int t = 0; t < T; t++) {
-            const float w = s[t * lds + p];
+            const float w = st[i * mp + t];
             for (int j = 0; j < NV; j++) acc[t][j] += w * row[j];
         }
     }
     for (int t = 0; t < T; t++)
-        for (int j = 0; j < NV; j++) memcpy(o + t * ldo + 16 * j, &acc[t][j], sizeof(v16f));
+        for (int j = 0; j < NV; j++) store16(o + t * d + 16 * j, acc[t][j]);
 }
 
-#define WEIGHTED_CASE(T_, NV_) \
-    case (T_) * 8 + (NV_): weighted_tile(s, lds, T_, v, ldv, n, NV_, o, ldo); break;
+#define WEIGHTED_CASE(T_, NV_) case (T_) * 8 + (NV_): weighted_tile(stt, mp, vc, ld, nb, T_, NV_, ot, d); break;
+#define WEIGHTED_ROWS(NV_) WEIGHTED_CASE(6, NV_) WEIGHTED_CASE(5, NV_) WEIGHTED_CASE(4, NV_) \
+                           WEIGHTED_CASE(3, NV_) WEIGHTED_CASE(2, NV_) WEIGHTED_CASE(1, NV_)
 
-/* weighted_tile with T (1...8) rows and NV = 2 vectors (32 columns), or one for the rest. */
-static inline __attribute__((always_inline)) void weighted_tile_n(const float *s, size_t lds, int T, const float *v,
-                                                                size_t ldv, size_t n, int NV, float *o, size_t ldo) {
-    switch (T * 8 + NV) {
-    WEIGHTED_CASE(8, 2) WEIGHTED_CASE(7, 2) WEIGHTED_CASE(6, 2) WEIGHTED_CASE(5, 2)
-    WEIGHTED_CASE(4, 2) WEIGHTED_CASE(3, 2) WEIGHTED_CASE(2, 2) WEIGHTED_CASE(1, 2)
-    WEIGHTED_CASE(8, 1) WEIGHTED_CASE(7, 1) WEIGHTED_CASE(6, 1) WEIGHTED_CASE(5, 1)
-    WEIGHTED_CASE(4, 1) WEIGHTED_CASE(3, 1) WEIGHTED_CASE(2, 1) WEIGHTED_CASE(1, 1)
+static inline __attribute__((always_inline)) void weighted_block(const float *st, size_t mp, size_t m, const float *v, size_t ld, size_t nb, float *o, size_t d) {
+    for (size_t c = 0; c < d; c += 64) {
+        const int NV = d - c >= 64 ? 4 : (int)(d - c) / 16;
+        for (size_t t = 0; t < m; t += 6) {
+            const int T = m - t >= 6 ? 6 : (int)(m - t);
+            const float *stt = st + t, *vc = v + c;
+            float *ot = o + t * d + c;
+            switch (T * 8 + NV) {
+            WEIGHTED_ROWS(4) WEIGHTED_ROWS(3) WEIGHTED_ROWS(2) WEIGHTED_ROWS(1)
+            }
+        }
     }
 }
 
-KV_CLONES void kv_weighted_sum(const float *s, size_t lds, size_t m, const float *v, size_t ldv, size_t n, size_t d,
-                               float *o, size_t ldo) {
-    for (size_t c = 0; c < d; c += 32) {
-        const int NV = d - c < 32 ? 1 : 2;
-        for (size_t r = 0; r < m; r += 8) {
-            const int T = m - r < 8 ? (int)(m - r) : 8;
-            weighted_tile_n(s + r * lds, lds, T, v + c, ldv, n, NV, o + r * ldo + c, ldo);
+/* Masks the keys a lane may not see (key b + i > last[lane]), takes the block's max,
+   moves the running state to the new max and turns scores into weights. */
+static inline __attribute__((always_inline)) void softmax_block(float *st, size_t mp, size_t nb, size_t b, const int32_t *last, float *mx, float *sum,
+                          float *rescale) {
+    const v16f neg_inf = (v16f){} - INFINITY;
+    for (size_t j = 0; j < mp; j += 16) {
+        v16i lim;
+        memcpy(&lim, last + j, sizeof lim);
+        lim -= (int32_t)b;
+        v16f block_max = neg_inf;
+        for (size_t i = 0; i < nb; i++) {
+            const v16i hidden = (v16i){} + (int32_t)i > lim;
+            const v16f s = as_f((as_i(load16(st + i * mp + j)) & ~hidden) | (as_i(neg_inf) & hidden));
+            store16(st + i * mp + j, s);
+            block_max = __builtin_elementwise_max(block_max, s);
         }
+        const v16f old_max = load16(mx + j);
+        const v16f new_max = __builtin_elementwise_max(old_max, block_max);
+        const v16i none = new_max == neg_inf; /* nothing visible yet: weights are zero */
+        const v16f ref = as_f(as_i(new_max) & ~none);
+        const v16i was_empty = old_max == neg_inf;
+        const v16f alpha = as_f(as_i(exp16_nonpos(old_max - ref)) & ~was_empty);
+        v16f total = (v16f){};
+        for (size_t i = 0; i < nb; i++) {
+            const v16f s = load16(st + i * mp + j);
+            const v16f e = as_f(as_i(exp16_nonpos(s - ref)) & ~(s == neg_inf));
+            store16(st + i * mp + j, e);
+            total += e;
+        }
+        store16(sum + j, load16(sum + j) * alpha + total);
+        store16(mx + j, new_max);
+        store16(rescale + j, alpha);
+    }
+}
+
+KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const float *k, const float *v,
+                                 size_t ld, size_t p0, size_t p1, const int32_t *last, float *scratch, float *o,
+                                 float *mx, float *sum) {
+    float rescale[KV_ATTEND_MAX_ROWS];
+    for (size_t t = 0; t < m * d; t++) o[t] = 0;
+    for (size_t t = 0; t < mp; t++) { mx[t] = -INFINITY; sum[t] = 0; }
+    for (size_t b = p0; b < p1; b += KV_ATTEND_BLOCK) {
+        const size_t nb = p1 - b < KV_ATTEND_BLOCK ? p1 - b : KV_ATTEND_BLOCK;
+        scores_block(qt, mp, d, k + b * ld, ld, nb, scratch);
+        softmax_block(scratch, mp, nb, b, last, mx, sum, rescale);
+        if (b > p0)
+            for (size_t t = 0; t < m; t++)
+                for (size_t c = 0; c < d; c++) o[t * d + c] *= rescale[t];
+        weighted_block(scratch, mp, m, v + b * ld, ld, nb, o, d);
+    }
+}
+
+void kv_attend_merge(size_t parts, size_t m, size_t mp, size_t d, const float *o, const float *mx, const float *sum,
+                     float *out) {
+    for (size_t t = 0; t < m; t++) {
+        float top = -INFINITY;
+        for (size_t i = 0; i < parts; i++) top = mx[i * mp + t] > top ? mx[i * mp + t] : top;
+        float *row = out + t * d;
+        for (size_t c = 0; c < d; c++) row[c] = 0;
+        if (top == -INFINITY) continue;
+        float total = 0;
+        for (size_t i = 0; i < parts; i++) {
+            if (mx[i * mp + t] == -INFINITY) continue;
+            const float w = expf(mx[i * mp + t] - top);
+            total += w * sum[i * mp + t];
+            const float *part = o + i * m * d + t * d;
+            for (size_t c = 0; c < d; c++) row[c] += w * part[c];
+        }
+        const float inv = 1.0f / total;
+        for (size_t c = 0; c < d; c++) row[c] *= inv;
     }
 }

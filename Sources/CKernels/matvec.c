@@ -120,6 +120,63 @@ static inline __attribute__((always_inline)) const float *weight_row(int type, c
     return buf;
 }
 
+/* R dequantized weight rows (rows `cols` apart in w) against the inputs transposed in xt
+   ([cols][16 * MV], one input row per lane): acc[i][lane] = w[i] . x[lane]. Each weight
+   element is broadcast once and feeds MV FMAs; no horizontal sums. */
+static inline __attribute__((always_inline)) void lanes_tile(const float *w, size_t cols, const float *xt, int R,
+                                                           int MV, float *out) {
+    v16f acc[16][2];
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < MV; j++) acc[i][j] = (v16f){};
+    for (size_t k = 0; k < cols; k++) {
+        v16f xv[2];
+        for (int j = 0; j < MV; j++) xv[j] = load16(xt + k * 16 * MV + 16 * j);
+        for (int i = 0; i < R; i++) {
+            const float wk = w[i * cols + k];
+            for (int j = 0; j < MV; j++) acc[i][j] += wk * xv[j];
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < MV; j++) store16(out + i * 32 + 16 * j, acc[i][j]);
+}
+
+/* kv_matmul_rows for 9...32 input rows: the inputs transposed once, then groups of
+   weight rows (16 for one vector of inputs, 12 for two) dequantized into a buffer and
+   multiplied by every input at once. */
+static inline __attribute__((always_inline)) int matmul_lanes(int type, const uint8_t *base, size_t row_bytes,
+                                                            const float *x, size_t ldx, float *y, size_t ldy,
+                                                            size_t m, size_t rows, size_t cols, int accumulate) {
+    const int MV = m > 16 ? 2 : 1, R = MV == 1 ? 16 : 12;
+    const size_t lanes = 16 * (size_t)MV;
+    float *xt = (float *)malloc((lanes + (size_t)R) * cols * sizeof(float));
+    if (!xt) return -1;
+    float *wbuf = xt + lanes * cols;
+    for (size_t k = 0; k < cols; k++)
+        for (size_t t = 0; t < lanes; t++) xt[k * lanes + t] = t < m ? x[t * ldx + k] : 0;
+    float out[16 * 32];
+    for (size_t o = 0; o < rows; o += (size_t)R) {
+        const int n = rows - o < (size_t)R ? (int)(rows - o) : R;
+        for (int i = 0; i < n; i++) {
+            const float *row = weight_row(type, base, row_bytes, o + (size_t)i, cols, wbuf + (size_t)i * cols);
+            if (row != wbuf + (size_t)i * cols) memcpy(wbuf + (size_t)i * cols, row, cols * sizeof(float));
+        }
+        if (MV == 1) {
+            if (n == 16) lanes_tile(wbuf, cols, xt, 16, 1, out);
+            else for (int i = 0; i < n; i++) lanes_tile(wbuf + (size_t)i * cols, cols, xt, 1, 1, out + i * 32);
+        } else {
+            if (n == 12) lanes_tile(wbuf, cols, xt, 12, 2, out);
+            else for (int i = 0; i < n; i++) lanes_tile(wbuf + (size_t)i * cols, cols, xt, 1, 2, out + i * 32);
+        }
+        for (size_t t = 0; t < m; t++)
+            for (int i = 0; i < n; i++) {
+                float *d = y + t * ldy + o + (size_t)i;
+                *d = accumulate ? *d + out[i * 32 + (int)t] : out[i * 32 + (int)t];
+            }
+    }
+    free(xt);
+    return 0;
+}
+
 KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy,
                              size_t m, size_t rows, size_t cols, int accumulate) {
     if (cols % 32) return -1;
@@ -133,10 +190,11 @@ KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx
     case 8: row_bytes = nb * 34; break;
     default: return -1;
     }
+    const uint8_t *base = (const uint8_t *)w;
+    if (m > 8 && m <= 32) return matmul_lanes(type, base, row_bytes, x, ldx, y, ldy, m, rows, cols, accumulate);
     float stack[2 * 4096];
     float *buf = cols <= 4096 ? stack : (float *)malloc(2 * cols * sizeof(float));
     if (!buf) return -1;
-    const uint8_t *base = (const uint8_t *)w;
     for (size_t o = 0; o < rows; o += 2) {
         const int pair = o + 1 < rows;
         const float *w0 = weight_row(type, base, row_bytes, o, cols, buf);

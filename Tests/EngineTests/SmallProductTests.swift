@@ -3,8 +3,8 @@ import Foundation
 import KVStashEngine
 import XCTest
 
-/// The BLAS-free kernels of small prefills and decode (`kv_matmul_rows`, `kv_scores`,
-/// `kv_weighted_sum`) against naive double-precision loops written here, over awkward
+/// The BLAS-free kernels of small prefills and decode (`kv_matmul_rows`,
+/// `kv_attend_partial` with `kv_attend_merge`) against naive double-precision loops written here, over awkward
 /// sizes: row counts that are not multiples of the register tiles, odd output counts,
 /// strides wider than the rows, and every GGUF weight type the engine reads.
 final class SmallProductTests: XCTestCase {
@@ -53,7 +53,8 @@ final class SmallProductTests: XCTestCase {
 
     func testEncodedProductEqualsNaiveProductForEveryTypeAndShape() {
         for type: Int32 in [0, 1, 2, 3, 8] {
-            for (m, rows, cols) in [(2, 1, 32), (3, 5, 64), (7, 33, 96), (8, 16, 64), (9, 64, 32), (16, 31, 576)] {
+            for (m, rows, cols) in [(2, 1, 32), (3, 5, 64), (7, 33, 96), (8, 16, 64), (9, 64, 32), (16, 31, 576),
+                                      (17, 13, 64), (32, 25, 96), (33, 3, 32)] {
                 let (raw, w) = encodedWeights(type: type, rows: rows, cols: cols)
                 let ldx = cols + 3, ldy = rows + 5
                 let x = (0..<(m * ldx)).map { _ in gaussian() }
@@ -82,32 +83,55 @@ final class SmallProductTests: XCTestCase {
                        -1, "columns must be a multiple of 32")
     }
 
-    func testAttentionProductsEqualNaiveProducts() {
-        for (m, n, d) in [(1, 1, 16), (5, 17, 64), (24, 300, 64), (3, 33, 80), (9, 40, 128)] {
-            let ldq = d + 4, ldk = 3 * d, lds = n + 7, ldo = d + 2
-            let q = (0..<(m * ldq)).map { _ in gaussian() }
-            let k = (0..<(n * ldk)).map { _ in gaussian() }
-            let v = (0..<(n * ldk)).map { _ in gaussian() }
-            var s = [Float](repeating: .nan, count: m * lds)
-            kv_scores(q, ldq, m, k, ldk, n, d, 0.125, &s, lds)
-            for t in 0..<m {
-                for p in 0..<n {
-                    var e = 0.0
-                    for c in 0..<d { e += Double(q[t * ldq + c]) * Double(k[p * ldk + c]) }
-                    XCTAssertEqual(Double(s[t * lds + p]), 0.125 * e, accuracy: 1e-4, "scores m \(m) n \(n) d \(d)")
+    /// Partial states over key ranges, merged, equal a naive causal softmax attention in
+    /// double precision: lane counts that are not multiples of 16, ranges that end inside a
+    /// block, a range no lane sees, and lanes whose last visible key falls inside a block.
+    func testBlockedAttentionEqualsNaiveAttention() {
+        for (m, n, d, ranges) in [(1, 1, 16, 1), (3, 17, 64, 2), (48, 700, 64, 3), (20, 300, 80, 4), (33, 600, 64, 1), (9, 40, 128, 1)] {
+            let mp = (m + 15) / 16 * 16, ld = 3 * d + 16
+            let q = (0..<(m * d)).map { _ in gaussian() }
+            let k = (0..<(n * ld)).map { _ in gaussian() }
+            let v = (0..<(n * ld)).map { _ in gaussian() }
+            // Lane t sees keys 0...last[t]: the last few lanes end inside the final block.
+            let last = (0..<mp).map { Int32(max(0, n - 1 - (min($0, m - 1) % 5))) }
+            var qt = [Float](repeating: 0, count: d * mp)
+            for t in 0..<m { for c in 0..<d { qt[c * mp + t] = q[t * d + c] / Float(d).squareRoot() } }
+            let length = (n + ranges - 1) / ranges
+            var o = [Float](repeating: .nan, count: ranges * m * d)
+            var mx = [Float](repeating: .nan, count: ranges * mp), sum = mx
+            var scratch = [Float](repeating: .nan, count: Int(KV_ATTEND_BLOCK) * mp)
+            for part in 0..<ranges {
+                let p0 = min(n, part * length), p1 = min(n, p0 + length)
+                o.withUnsafeMutableBufferPointer { ob in
+                    mx.withUnsafeMutableBufferPointer { mb in
+                        sum.withUnsafeMutableBufferPointer { sb in
+                            kv_attend_partial(qt, m, mp, d, k, v, ld, p0, p1, last, &scratch,
+                                              ob.baseAddress! + part * m * d, mb.baseAddress! + part * mp,
+                                              sb.baseAddress! + part * mp)
+                        }
+                    }
                 }
-                for p in n..<lds { XCTAssertTrue(s[t * lds + p].isNaN, "padding untouched") }
             }
-            let weights = (0..<(m * lds)).map { _ in abs(gaussian()) / Float(n) }
-            var o = [Float](repeating: .nan, count: m * ldo)
-            kv_weighted_sum(weights, lds, m, v, ldk, n, d, &o, ldo)
+            var out = [Float](repeating: .nan, count: m * d)
+            kv_attend_merge(ranges, m, mp, d, o, mx, sum, &out)
             for t in 0..<m {
+                let visible = Int(last[t]) + 1
+                let scores = (0..<visible).map { p in
+                    (0..<d).reduce(0.0) { $0 + Double(q[t * d + $1]) * Double(k[p * ld + $1]) } / Double(d).squareRoot()
+                }
+                let top = scores.max()!
+                let weights = scores.map { exp($0 - top) }, total = weights.reduce(0, +)
                 for c in 0..<d {
-                    var e = 0.0
-                    for p in 0..<n { e += Double(weights[t * lds + p]) * Double(v[p * ldk + c]) }
-                    XCTAssertEqual(Double(o[t * ldo + c]), e, accuracy: 1e-4, "weighted sum m \(m) n \(n) d \(d)")
+                    let expected = (0..<visible).reduce(0.0) { $0 + weights[$1] * Double(v[$1 * ld + c]) } / total
+                    XCTAssertEqual(Double(out[t * d + c]), expected, accuracy: 1e-5,
+                                   "m \(m) n \(n) d \(d) ranges \(ranges) at (\(t), \(c))")
                 }
             }
         }
+        // A row that sees no key of any range gets zeros, not NaN.
+        var out = [Float](repeating: .nan, count: 16)
+        kv_attend_merge(1, 1, 16, 16, [Float](repeating: 0, count: 16), [Float](repeating: -.infinity, count: 16),
+                        [Float](repeating: 0, count: 16), &out)
+        XCTAssertEqual(out, [Float](repeating: 0, count: 16))
     }
 }

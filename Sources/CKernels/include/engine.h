@@ -72,10 +72,20 @@ int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, si
 int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy,
                    size_t m, size_t rows, size_t cols, int accumulate);
 
-/* Attention products for a few query rows, without BLAS (d a multiple of 16, at most 256):
-   kv_scores:       s[t][p] = alpha * q[t] . k[p]        (t < m, p < n; rows ldq/ldk/lds apart)
-   kv_weighted_sum: o[t][c] = sum_p s[t][p] * v[p][c]     (t < m, c < d; rows lds/ldv/ldo apart) */
-void kv_scores(const float *q, size_t ldq, size_t m, const float *k, size_t ldk, size_t n, size_t d,
-               float alpha, float *s, size_t lds);
-void kv_weighted_sum(const float *s, size_t lds, size_t m, const float *v, size_t ldv, size_t n, size_t d,
-                     float *o, size_t ldo);
+/* Attention of a few query rows without BLAS (decode, or the question after a cache hit).
+   The m query rows that share one KV head are stacked and transposed into qt ([d][mp],
+   mp = m rounded up to 16, scaled by 1/sqrt(d), padding lanes zero); last[t] is the last
+   key stacked row t may see (t < mp). kv_attend_partial runs keys [p0, p1) of that head
+   (k, v: rows ld apart) in blocks of KV_ATTEND_BLOCK with a running max, leaving a partial
+   state: mx[t] the largest visible score (-inf if none), sum[t] = sum_p exp(s[t][p] - mx[t])
+   and o[t][c] = sum_p exp(s[t][p] - mx[t]) v[p][c] ([m][d]). scratch holds
+   KV_ATTEND_BLOCK * mp floats; mp <= KV_ATTEND_MAX_ROWS, d a multiple of 16.
+   kv_attend_merge combines `parts` such states (part i at o + i*m*d, mx/sum + i*mp) into
+   the attention output out[t][c] ([m][d]); a row that sees no key gets zeros. */
+#define KV_ATTEND_BLOCK 256
+#define KV_ATTEND_MAX_ROWS 256
+void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const float *k, const float *v,
+                       size_t ld, size_t p0, size_t p1, const int32_t *last, float *scratch, float *o,
+                       float *mx, float *sum);
+void kv_attend_merge(size_t parts, size_t m, size_t mp, size_t d, const float *o, const float *mx, const float *sum,
+                     float *out);

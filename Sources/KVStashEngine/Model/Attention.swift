@@ -10,9 +10,10 @@ import Foundation
 /// `S = Q K_g^T / sqrt(headDim)` over the keys the block can see, a causal softmax per
 /// row, then `O = S V_g`. The score buffer stays `stackedRows x positions`.
 ///
-/// A few query rows (decode, or the question after a cache hit) skip BLAS: blocks of
-/// (KV head, rows) run as parallel tasks on the CKernels products, which read K and V
-/// in place where BLAS would pack them.
+/// A few query rows (decode, or the question after a cache hit) skip BLAS: each KV head's
+/// keys are split into ranges that run as parallel tasks on `kv_attend_partial`, which
+/// reads K and V in place (BLAS would pack them) with a running max, and
+/// `kv_attend_merge` combines the ranges.
 struct CausalAttention {
     let heads: Int
     let kvHeads: Int
@@ -21,10 +22,8 @@ struct CausalAttention {
     var stackedRows = 256
     /// Up to this many query rows take the parallel, BLAS-free path.
     static let smallRows = 32
-    /// Largest head dimension `kv_scores` handles (its transposed K block is on the stack).
-    static let smallPathMaxHeadDim = 256
-    /// Query positions per task on that path.
-    static let rowsPerTask = 8
+    /// Keys per task on that path, at least (fewer keys stay in one range).
+    static let keysPerRange = 512
 
     /// - Parameters:
     ///   - q: post-RoPE queries, row r of head h at `q + r*ldq + h*headDim`.
@@ -35,14 +34,8 @@ struct CausalAttention {
     func callAsFunction(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
                         keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                         out: UnsafeMutablePointer<Float>, ldo: Int) {
-        if n <= Self.smallRows && headDim % 16 == 0 && headDim <= Self.smallPathMaxHeadDim {
-            let p = AttentionPointers(q: q, keys: keys, values: values, out: out)
-            let blocks = (n + Self.rowsPerTask - 1) / Self.rowsPerTask
-            DispatchQueue.concurrentPerform(iterations: kvHeads * blocks) { task in
-                let r0 = (task % blocks) * Self.rowsPerTask
-                smallBlock(kvHead: task / blocks, rows: r0..<min(n, r0 + Self.rowsPerTask), start: start,
-                           p, ldq: ldq, ldo: ldo)
-            }
+        if n <= Self.smallRows && headDim % 16 == 0 && (heads / kvHeads) * n <= Int(KV_ATTEND_MAX_ROWS) {
+            smallRowAttention(q: q, ldq: ldq, n: n, start: start, keys: keys, values: values, out: out, ldo: ldo)
             return
         }
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
@@ -84,40 +77,85 @@ struct CausalAttention {
         }
     }
 
-    /// Query positions `rows` of the heads sharing KV head `g`, stacked, against every
-    /// key they see: scores, causal softmax, weighted sum of V.
-    private func smallBlock(kvHead g: Int, rows: Range<Int>, start: Int, _ p: AttentionPointers, ldq: Int, ldo: Int) {
+    /// The BLAS-free path: for each KV head, its query rows stacked and transposed, the
+    /// visible keys cut into ranges run as parallel tasks, then the ranges merged.
+    private func smallRowAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
+                                   keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                                   out: UnsafeMutablePointer<Float>, ldo: Int) {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
-        let count = rows.count, m = group * count
-        let visible = start + rows.upperBound
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: m * visible)
-        let qs = UnsafeMutablePointer<Float>.allocate(capacity: m * hd)
-        let os = UnsafeMutablePointer<Float>.allocate(capacity: m * hd)
-        defer { scores.deallocate(); qs.deallocate(); os.deallocate() }
-        for j in 0..<group {  // stacked row (j, r) = query head g*group+j at position rows.lowerBound+r
-            for r in 0..<count {
-                (qs + (j * count + r) * hd).update(from: p.q + (rows.lowerBound + r) * ldq + (g * group + j) * hd, count: hd)
+        let m = group * n, mp = (m + 15) / 16 * 16, visible = start + n
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let ranges = max(1, min(visible / Self.keysPerRange, (2 * cores + kvHeads - 1) / kvHeads))
+        let rangeLength = (visible + ranges - 1) / ranges
+        let tasks = kvHeads * ranges, block = Int(KV_ATTEND_BLOCK)
+        let buffer = SmallAttentionBuffers(kvHeads: kvHeads, tasks: tasks, m: m, mp: mp, headDim: hd)
+        defer { buffer.deallocate() }
+        let scale = 1 / Float(hd).squareRoot()
+        for g in 0..<kvHeads {  // lane t = j*n + r: query head g*group+j at position start+r
+            let qt = buffer.qt + g * hd * mp
+            for j in 0..<group {
+                for r in 0..<n {
+                    let row = q + r * ldq + (g * group + j) * hd
+                    for c in 0..<hd { qt[c * mp + j * n + r] = row[c] * scale }
+                }
             }
         }
-        kv_scores(qs, hd, m, p.keys + g * hd, kvDim, visible, hd, 1 / Float(hd).squareRoot(), scores, visible)
-        for j in 0..<group {
-            kv_softmax_causal(scores + j * count * visible, count, visible, visible, start + rows.lowerBound + 1)
+        for t in 0..<mp { buffer.last[t] = Int32(start + (t < m ? t % n : n - 1)) }
+        let p = AttentionPointers(keys: keys, values: values, buffers: buffer)
+        DispatchQueue.concurrentPerform(iterations: tasks) { task in
+            let g = task / ranges, p0 = (task % ranges) * rangeLength, p1 = min(visible, p0 + rangeLength)
+            let b = p.buffers
+            kv_attend_partial(b.qt + g * hd * mp, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
+                              p0, max(p0, p1), b.last, b.scratch + task * block * mp,
+                              b.partialOut + task * m * hd, b.partialMax + task * mp, b.partialSum + task * mp)
         }
-        kv_weighted_sum(scores, visible, m, p.values + g * hd, kvDim, visible, hd, os, hd)
-        for j in 0..<group {
-            for r in 0..<count {
-                (p.out + (rows.lowerBound + r) * ldo + (g * group + j) * hd).update(from: os + (j * count + r) * hd, count: hd)
+        for g in 0..<kvHeads {
+            let first = g * ranges
+            kv_attend_merge(ranges, m, mp, hd, buffer.partialOut + first * m * hd, buffer.partialMax + first * mp,
+                            buffer.partialSum + first * mp, buffer.merged)
+            for j in 0..<group {
+                for r in 0..<n {
+                    (out + r * ldo + (g * group + j) * hd).update(from: buffer.merged + (j * n + r) * hd, count: hd)
+                }
             }
         }
     }
 }
 
-/// The operands of one attention call shared by its tasks.
+/// Scratch of one BLAS-free attention call: transposed queries per KV head, each lane's
+/// last visible key, per-task score blocks and partial states, and one merged head.
+private struct SmallAttentionBuffers {
+    let qt: UnsafeMutablePointer<Float>
+    let last: UnsafeMutablePointer<Int32>
+    let scratch: UnsafeMutablePointer<Float>
+    let partialOut: UnsafeMutablePointer<Float>
+    let partialMax: UnsafeMutablePointer<Float>
+    let partialSum: UnsafeMutablePointer<Float>
+    let merged: UnsafeMutablePointer<Float>
+
+    init(kvHeads: Int, tasks: Int, m: Int, mp: Int, headDim: Int) {
+        qt = .allocate(capacity: kvHeads * headDim * mp)
+        qt.initialize(repeating: 0, count: kvHeads * headDim * mp)
+        last = .allocate(capacity: mp)
+        scratch = .allocate(capacity: tasks * Int(KV_ATTEND_BLOCK) * mp)
+        partialOut = .allocate(capacity: tasks * m * headDim)
+        partialMax = .allocate(capacity: tasks * mp)
+        partialSum = .allocate(capacity: tasks * mp)
+        merged = .allocate(capacity: m * headDim)
+    }
+
+    func deallocate() {
+        qt.deallocate(); last.deallocate(); scratch.deallocate()
+        partialOut.deallocate(); partialMax.deallocate(); partialSum.deallocate(); merged.deallocate()
+    }
+}
+
+/// The operands of one BLAS-free attention call shared by its tasks.
 private struct AttentionPointers: @unchecked Sendable {
     // @unchecked: used only inside a synchronous `concurrentPerform`, while the caller keeps
-    // every buffer alive; tasks read q, keys and values and write disjoint heads or rows of out.
-    let q: UnsafePointer<Float>
+    // every buffer alive; tasks read keys, values, qt and last, and write disjoint slices
+    // of the scratch and partial buffers.
     let keys: UnsafePointer<Float>
     let values: UnsafePointer<Float>
-    let out: UnsafeMutablePointer<Float>
+    let buffers: SmallAttentionBuffers
 }

@@ -26,7 +26,7 @@ struct Linear: Sendable {
     /// Up to this many rows go through the encoded weights (`kv_matmul_rows`); more use
     /// `sgemm` on `dense`. Measured with `kvstash-enginebench --suffix`: the encoded path
     /// is faster up to about this size on AVX-512.
-    static let encodedRowsLimit = 16
+    static let encodedRowsLimit = 32
 
     /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`.
     func apply(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
