@@ -38,7 +38,8 @@ extension KVCache {
     /// With `rotation` (the model's RoPE table), K is also rotated as it is written, and
     /// when every body succeeds, the ranges are contiguous and the rows before them were
     /// rotated already, post-RoPE K becomes valid through the last range, so the engine
-    /// does not rotate them again.
+    /// does not rotate them again. A table that does not cover the ranges' positions is
+    /// not used (the engine then rotates those keys itself).
     ///
     /// - Precondition: ranges are sorted, disjoint, non-empty, and the first starts at or
     ///   before `count`.
@@ -51,6 +52,7 @@ extension KVCache {
         precondition(zip(ranges, ranges.dropFirst()).allSatisfy { $0.0.upperBound <= $0.1.lowerBound },
                      "ranges must be sorted and disjoint")
         if last.upperBound > count { extend(by: last.upperBound - count) }
+        let rotation = rotation.flatMap { $0.covers(first.lowerBound..<last.upperBound) ? $0 : nil }
         let storage = uniqueStorage()
         storage.roped = min(storage.roped, first.lowerBound)
         let results = ResultSlots<R>(count: ranges.count)

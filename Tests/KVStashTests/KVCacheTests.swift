@@ -1,5 +1,6 @@
 import XCTest
 @testable import KVStashCore
+import KVStash
 import Foundation
 
 final class KVCacheTests: XCTestCase {
@@ -96,6 +97,38 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         var plain = KVCache(shape: shape)
         _ = plain.writeConcurrently([0..<3], rotation: nil, succeeded: { $0 }) { _, w in filler.fill(w); return true }
         XCTAssertEqual(plain.ropedCount, 0)
+    }
+
+    func testSplicedPagesAreCopiedInParallelAndRotatedAsTheyLand() {
+        var source = KVCache(shape: shape)
+        let filler = self.filler
+        _ = source.writeConcurrently([0..<48], rotation: nil, succeeded: { $0 }) { _, w in filler.fill(w); return true }
+        var cache = KVCache(shape: shape)
+        cache.append(contentsOf: source, 0..<16)
+        cache.markRoped()  // stands in for the engine having rotated the first page
+        cache.splice(source.pages(16..<48), rotation: table)
+        XCTAssertEqual(cache.count, 48)
+        XCTAssertEqual(cache.ropedCount, 48, "spliced keys rotated as they landed")
+        for layer in 0..<shape.layers {
+            for p in 16..<48 {
+                let raw = (0..<shape.kvDim).map { value(layer, .key, p, $0) }
+                XCTAssertEqual(cache.rows(layer: layer, .key, p..<(p + 1)), raw)
+                XCTAssertEqual(cache.rows(layer: layer, .value, p..<(p + 1)), (0..<shape.kvDim).map { value(layer, .value, p, $0) })
+                let roped = cache.withRopedKeys(layer: layer) { Array($0[(p * shape.kvDim)..<((p + 1) * shape.kvDim)]) }
+                for (got, want) in zip(roped, rotated(raw, position: p)) { XCTAssertEqual(got, want, accuracy: 1e-4) }
+            }
+        }
+    }
+
+    func testATableThatDoesNotCoverTheRowsIsNotUsed() {
+        var cache = KVCache(shape: shape)
+        let filler = self.filler
+        _ = cache.writeConcurrently([0..<40, 40..<70], rotation: table, succeeded: { $0 }) { _, w in
+            filler.fill(w)
+            return true
+        }
+        XCTAssertEqual(cache.count, 70)
+        XCTAssertEqual(cache.ropedCount, 0, "rows past the table (0..<64) are left to the engine")
     }
 
     func testWritesDoNotLeakIntoACopy() {

@@ -1,9 +1,10 @@
+import Foundation
 import KVStashCore
 
 /// Sixteen consecutive positions of KV for every layer, f32, ready to splice.
 ///
 /// A page holds K before RoPE and V, so it can be spliced at any position of a
-/// sequence (the engine rotates K lazily). Pages are immutable values; the radix
+/// sequence (K is rotated as it lands, or lazily by the engine). Pages are immutable values; the radix
 /// tree shares them between nodes and requests without copying.
 public struct KVPage: Sendable {
     /// Positions per page.
@@ -37,33 +38,39 @@ public struct KVPage: Sendable {
     /// Bytes of f32 K and V the page holds.
     public var byteCount: Int { data.count * MemoryLayout<Float>.size }
 
-    /// Writes the page into positions `position ..< position + KVPage.size` of `cache`,
-    /// which must already hold them.
-    public func write(into cache: inout KVCache, at position: Int) {
-        precondition(cache.shape == shape, "KV shape mismatch")
-        let block = Self.size * shape.kvDim
-        data.withUnsafeBufferPointer { all in
-            for layer in 0..<shape.layers {
-                for (k, kind) in [KVKind.key, .value].enumerated() {
-                    let offset = (layer * 2 + k) * block
-                    cache.withMutableRows(layer: layer, kind, position..<(position + Self.size)) { dst in
-                        _ = dst.update(fromContentsOf: UnsafeBufferPointer(rebasing: all[offset..<(offset + block)]))
-                    }
-                }
-            }
-        }
+    /// The page's rows of `kind` in `layer` (`KVPage.size * kvDim` floats).
+    func withRows<R>(layer: Int, _ kind: KVKind, _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        let block = Self.size * shape.kvDim, offset = (layer * 2 + (kind == .key ? 0 : 1)) * block
+        return try data.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[offset..<(offset + block)])) }
     }
 }
 
 extension KVCache {
-    /// Appends `pages` at the end of the cache (the splice of a radix-tree match).
-    public mutating func splice(_ pages: [KVPage]) {
+    /// Appends `pages` at the end of the cache (the splice of a radix-tree match). The pages
+    /// are copied by several workers at once; with `rotation` (the model's RoPE table), K is
+    /// rotated as it lands, so the engine does not rotate those positions again.
+    public mutating func splice(_ pages: [KVPage], rotation: RotaryTable? = nil) {
         guard !pages.isEmpty else { return }
-        var position = count
-        extend(by: pages.count * KVPage.size)
-        for page in pages {
-            page.write(into: &self, at: position)
-            position += KVPage.size
+        precondition(pages.allSatisfy { $0.shape == shape }, "KV shape mismatch")
+        let start = count, size = KVPage.size, kvDim = shape.kvDim, layers = shape.layers
+        let workers = min(pages.count, ProcessInfo.processInfo.activeProcessorCount)
+        let step = (pages.count + workers - 1) / workers
+        let groups = stride(from: 0, to: pages.count, by: step).map { $0..<min(pages.count, $0 + step) }
+        let ranges = groups.map { (start + $0.lowerBound * size)..<(start + $0.upperBound * size) }
+        _ = writeConcurrently(ranges, rotation: rotation, succeeded: { $0 }) { i, writer in
+            for layer in 0..<layers {
+                for kind in [KVKind.key, .value] {
+                    writer.withMutableRows(layer: layer, kind) { dst in
+                        for (j, page) in pages[groups[i]].enumerated() {
+                            page.withRows(layer: layer, kind) { src in
+                                _ = UnsafeMutableBufferPointer(rebasing: dst[(j * size * kvDim)...])
+                                    .update(fromContentsOf: src)
+                            }
+                        }
+                    }
+                }
+            }
+            return true
         }
     }
 

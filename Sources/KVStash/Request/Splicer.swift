@@ -87,7 +87,7 @@ extension PrefixCache {
         guard options.ramBudgetBytes > 0, reusable >= KVPage.size else { return }
         let match = tree.match(Array(state.tokens[..<reusable]), namespace: namespace, lock: true)
         state.lease = match.lease
-        state.cache.splice(match.pages)
+        state.cache.splice(match.pages, rotation: model.rotary)
         state.sources.ram = match.tokenCount
     }
 

@@ -206,6 +206,12 @@ public final class GGUFFile: Sendable {
         try body(UnsafeRawBufferPointer(start: mapping.base + info.fileOffset, count: info.byteCount))
     }
 
+    /// Calls `body` with the start of each tensor's raw bytes, in order (valid while the
+    /// file is open, as for the single-tensor form).
+    public func withRawBytes<R>(_ infos: [GGUFTensorInfo], _ body: ([UnsafeRawPointer]) throws -> R) rethrows -> R {
+        try body(infos.map { UnsafeRawPointer(mapping.base + $0.fileOffset) })
+    }
+
     /// Calls `body` with bytes `range` of the whole file (for fingerprinting).
     public func withFileBytes<R>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         precondition(range.lowerBound >= 0 && range.upperBound <= mapping.count)

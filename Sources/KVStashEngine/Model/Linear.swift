@@ -41,29 +41,32 @@ struct Linear: Sendable {
         }
     }
 
-    /// `c = a W^T` from the encoded tensors, output columns split over the BLAS thread count.
+    /// `c = a W^T` from the encoded tensors. The output columns of all parts together are
+    /// split evenly over the BLAS thread count, in one parallel dispatch (a worker's slice
+    /// may cross from one part into the next).
     private func encodedProduct(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
                                 ldc: Int, accumulate: Bool) {
-        var offset = 0
-        for part in parts {
-            let rows = part.rows, type = Int32(part.info.type.rawValue)
-            let rowBytes = part.info.byteCount / rows
-            let workers = rows >= 256 ? min(blasThreads(), 8) : 1
-            let inDim = inDim
-            gguf.withRawBytes(part.info) { raw in
-                let p = ProductPointers(w: raw.baseAddress!, x: a, y: c + offset)
-                let step = (rows + workers - 1) / workers
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    let r0 = w * step, r1 = min(rows, r0 + step)
-                    guard r0 < r1 else { return }
+        let workers = outDim >= 256 ? min(blasThreads(), 8) : 1
+        let step = (outDim + workers - 1) / workers
+        let inDim = inDim, parts = parts
+        gguf.withRawBytes(parts.map(\.info)) { raws in
+            let p = ProductPointers(parts: raws, x: a, y: c)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let lo = w * step, hi = min(outDim, lo + step)
+                var offset = 0
+                for (part, raw) in zip(parts, p.parts) {
+                    let r0 = max(lo, offset) - offset, r1 = min(hi, offset + part.rows) - offset
+                    offset += part.rows
+                    guard r0 < r1 else { continue }
+                    let type = Int32(part.info.type.rawValue), rowBytes = part.info.byteCount / part.rows
                     let status = m == 1
-                        ? kv_matvec(type, p.w + r0 * rowBytes, p.x, p.y + r0, r1 - r0, inDim, accumulate ? 1 : 0)
-                        : kv_matmul_rows(type, p.w + r0 * rowBytes, p.x, lda, p.y + r0, ldc, m, r1 - r0, inDim,
-                                         accumulate ? 1 : 0)
+                        ? kv_matvec(type, raw + r0 * rowBytes, p.x, p.y + offset - part.rows + r0, r1 - r0, inDim,
+                                    accumulate ? 1 : 0)
+                        : kv_matmul_rows(type, raw + r0 * rowBytes, p.x, lda, p.y + offset - part.rows + r0, ldc, m,
+                                         r1 - r0, inDim, accumulate ? 1 : 0)
                     precondition(status == 0, "no kernel for GGUF type \(type)")
                 }
             }
-            offset += rows
         }
     }
 }
@@ -71,8 +74,8 @@ struct Linear: Sendable {
 /// The operands of one product shared by its workers.
 private struct ProductPointers: @unchecked Sendable {
     // @unchecked: used only inside a synchronous `concurrentPerform`, while the caller
-    // keeps every buffer alive; workers read `w` and `x` and write disjoint rows of `y`.
-    let w: UnsafeRawPointer
+    // keeps every buffer alive; workers read the parts and `x` and write disjoint columns of `y`.
+    let parts: [UnsafeRawPointer]
     let x: UnsafePointer<Float>
     let y: UnsafeMutablePointer<Float>
 }
