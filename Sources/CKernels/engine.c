@@ -105,16 +105,46 @@ KV_CLONES void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, 
     }
 }
 
+/* One head of RoPE, 16 lanes at a time. Adjacent pairs (x[2i], x[2i+1]): eight angles
+   per vector, each cos/sin duplicated over its pair and the pair swapped for the sin term.
+   Halves (x[i], x[i+half]): sixteen angles per vector. Every vector is loaded before its
+   store, so y may be x. */
+static inline __attribute__((always_inline)) void rope_head(float *y, const float *x, const float *c, const float *s,
+                                                          size_t half, int neox) {
+    if (neox) {
+        for (size_t i = 0; i < half; i += 16) {
+            const v16f a = load16(x + i), b = load16(x + i + half), cv = load16(c + i), sv = load16(s + i);
+            store16(y + i, a * cv - b * sv);
+            store16(y + i + half, a * sv + b * cv);
+        }
+        return;
+    }
+    for (size_t i = 0; i < half; i += 8) {
+        v8f c8, s8;
+        memcpy(&c8, c + i, sizeof c8);
+        memcpy(&s8, s + i, sizeof s8);
+        const v16f cd = __builtin_shufflevector(c8, c8, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        const v16f sd = __builtin_shufflevector(s8, s8, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7) *
+                        (v16f){-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1};
+        const v16f v = load16(x + 2 * i);
+        const v16f swapped = __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+        store16(y + 2 * i, v * cd + swapped * sd);
+    }
+}
+
 KV_CLONES void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
                        size_t heads, size_t head_dim, size_t n_rot,
                        const float *cos_t, const float *sin_t, int neox) {
     const size_t half = n_rot / 2;
+    const int vector = neox ? half % 16 == 0 : half % 8 == 0;
     for (size_t r = 0; r < rows; r++) {
         const float *c = cos_t + r * half, *s = sin_t + r * half;
         for (size_t h = 0; h < heads; h++) {
             const float *x = src + r * ld_src + h * head_dim;
             float *y = dst + r * ld_dst + h * head_dim;
-            if (neox) {
+            if (vector) {
+                rope_head(y, x, c, s, half, neox);
+            } else if (neox) {
                 for (size_t i = 0; i < half; i++) {
                     const float a = x[i], b = x[i + half];
                     y[i] = a * c[i] - b * s[i];

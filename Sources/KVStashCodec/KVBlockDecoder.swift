@@ -18,8 +18,8 @@ public struct KVBlockDecoder: Sendable {
     /// Checks a whole block without a cache: header, length, payload checksum, and a
     /// full decompression that verifies the frame's size and content checksum.
     public func validate(_ bytes: [UInt8]) throws -> KVBlockHeader {
-        let (header, _, size) = try checkedHeader(bytes)
         try bytes.withUnsafeBytes { raw in
+            let (header, _, size) = try checkedHeader(raw)
             let reader = try openFrame(raw, header, size)
             let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: min(size, 1 << 20), alignment: 64)
             defer { piece.deallocate() }
@@ -30,8 +30,8 @@ public struct KVBlockDecoder: Sendable {
                 remaining -= n
             }
             try reader.finish()
+            return header
         }
-        return header
     }
 
     /// Decodes a block into `cache` at rows `position..<position + tokenCount`, extending
@@ -45,7 +45,17 @@ public struct KVBlockDecoder: Sendable {
     @discardableResult
     public func decode(_ bytes: [UInt8], expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
                        into cache: inout KVCache, at position: Int) throws -> KVBlockHeader {
-        let (header, layout, size) = try checkedBlock(bytes, shape: cache.shape, chunkKey: expectedChunkKey,
+        try bytes.withUnsafeBytes { raw in
+            try decode(raw, expectedChunkKey: expectedChunkKey, expectedFingerprint: expectedFingerprint,
+                       into: &cache, at: position)
+        }
+    }
+
+    /// The cache form of `decode` for a block read in place.
+    @discardableResult
+    public func decode(_ raw: UnsafeRawBufferPointer, expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
+                       into cache: inout KVCache, at position: Int) throws -> KVBlockHeader {
+        let (header, layout, size) = try checkedBlock(raw, shape: cache.shape, chunkKey: expectedChunkKey,
                                                       fingerprint: expectedFingerprint)
         guard position >= 0, position <= cache.count else {
             throw KVBlockError.positionOutOfRange(position: position, count: cache.count)
@@ -54,10 +64,8 @@ public struct KVBlockDecoder: Sendable {
         let rows = position..<(position + layout.tokens)
         if rows.upperBound > oldCount { cache.extend(by: rows.upperBound - oldCount) }
         do {
-            try bytes.withUnsafeBytes { raw in
-                try stream(openFrame(raw, header, size), layout) { layer, kind, body in
-                    cache.withMutableRows(layer: layer, kind, rows, body)
-                }
+            try stream(openFrame(raw, header, size), layout) { layer, kind, body in
+                cache.withMutableRows(layer: layer, kind, rows, body)
             }
         } catch {
             if cache.count > oldCount { cache.truncate(to: oldCount) }
@@ -72,23 +80,31 @@ public struct KVBlockDecoder: Sendable {
     @discardableResult
     public func decode(_ bytes: [UInt8], expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
                        into writer: KVRowWriter) throws -> KVBlockHeader {
-        let (header, layout, size) = try checkedBlock(bytes, shape: writer.shape, chunkKey: expectedChunkKey,
+        try bytes.withUnsafeBytes {
+            try decode($0, expectedChunkKey: expectedChunkKey, expectedFingerprint: expectedFingerprint, into: writer)
+        }
+    }
+
+    /// `decode(_:expectedChunkKey:expectedFingerprint:into:)` of a block read in place (for
+    /// example a value pinned by the store), without copying it first.
+    @discardableResult
+    public func decode(_ raw: UnsafeRawBufferPointer, expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
+                       into writer: KVRowWriter) throws -> KVBlockHeader {
+        let (header, layout, size) = try checkedBlock(raw, shape: writer.shape, chunkKey: expectedChunkKey,
                                                       fingerprint: expectedFingerprint)
         guard layout.tokens == writer.rows.count else {
             throw KVBlockError.invalidHeader("\(layout.tokens) tokens for \(writer.rows.count) rows")
         }
-        try bytes.withUnsafeBytes { raw in
-            try stream(openFrame(raw, header, size), layout) { layer, kind, body in
-                writer.withMutableRows(layer: layer, kind, body)
-            }
+        try stream(openFrame(raw, header, size), layout) { layer, kind, body in
+            writer.withMutableRows(layer: layer, kind, body)
         }
         return header
     }
 
     /// Checks the header and its identity (shape, chunk key, model fingerprint).
-    private func checkedBlock(_ bytes: [UInt8], shape: KVShape, chunkKey: [UInt8],
+    private func checkedBlock(_ raw: UnsafeRawBufferPointer, shape: KVShape, chunkKey: [UInt8],
                               fingerprint: [UInt8]) throws(KVBlockError) -> (KVBlockHeader, KVBlockLayout, Int) {
-        let (header, layout, size) = try checkedHeader(bytes)
+        let (header, layout, size) = try checkedHeader(raw)
         guard header.shape == shape else { throw .shapeMismatch(expected: shape, found: header.shape) }
         guard header.chunkKey == chunkKey else { throw .chunkKeyMismatch }
         guard header.modelFingerprint == fingerprint else { throw .fingerprintMismatch }
@@ -96,9 +112,9 @@ public struct KVBlockDecoder: Sendable {
     }
 
     /// Parses the header and checks the block's total length and content size.
-    private func checkedHeader(_ bytes: [UInt8]) throws(KVBlockError) -> (KVBlockHeader, KVBlockLayout, Int) {
-        let header = try KVBlockHeader.parse(bytes[...])
-        let available = bytes.count - KVBlockHeader.byteCount
+    private func checkedHeader(_ raw: UnsafeRawBufferPointer) throws(KVBlockError) -> (KVBlockHeader, KVBlockLayout, Int) {
+        let header = try KVBlockHeader.parse(Array(raw.prefix(KVBlockHeader.byteCount))[...])
+        let available = raw.count - KVBlockHeader.byteCount
         guard available >= header.payloadLength else { throw .truncated }
         guard available == header.payloadLength else { throw .trailingBytes }
         let layout = KVBlockLayout(header: header)

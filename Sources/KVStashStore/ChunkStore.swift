@@ -166,31 +166,44 @@ public final class ChunkStore: Sendable {
     /// removed, and reported as a miss (nil).
     /// `recordAccess: false` reads without counting a hit (admin inspection).
     public func get(_ key: ChunkKey, recordAccess: Bool = true) throws -> [UInt8]? {
+        try withValue(key, recordAccess: recordAccess) { Array($0.bindMemory(to: UInt8.self)) }
+    }
+
+    /// `get` without the copy: calls `body` with the value where RocksDB holds it (valid
+    /// only inside `body`) and returns its result, or nil under the same conditions as
+    /// `get` (absent, damaged, or rejected by the validator).
+    public func withValue<R>(_ key: ChunkKey, recordAccess: Bool = true,
+                             _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
         try gate.enter(); defer { gate.leave() }
-        let value: [UInt8]?
+        let validator = options.validator
+        let outcome: ValueRead<R>
         do {
-            value = try db.get(.chunks, key.bytes, fillCache: false)
+            outcome = try db.withValue(.chunks, key.bytes, fillCache: false) { raw -> ValueRead<R> in
+                if let validator, !validator(Array(raw.bindMemory(to: UInt8.self))) { return .rejected }
+                return .read(try body(raw))
+            } ?? .absent
         } catch let error as RocksError where error.isCorruption {
             handleCorrupt(key, reason: error.message, blockDamage: true)
             return nil
         } catch let error as RocksError {
             throw StoreError.rocksdb(error.message)
         }
-        guard let value else {
+        switch outcome {
+        case .absent:
             counterState.withLock { $0.reads += 1; $0.misses += 1 }
             dropOrphanMeta(key)
             return nil
-        }
-        if let validator = options.validator, !validator(value) {
+        case .rejected:
             handleCorrupt(key, reason: "value rejected by validator")
             return nil
+        case .read(let result):
+            guard recordAccess else { return result }
+            counterState.withLock { $0.reads += 1 }
+            if tracker.record(key) >= options.flushEvery && !readOnly {
+                try? flushAccessUngated()
+            }
+            return result
         }
-        guard recordAccess else { return value }
-        counterState.withLock { $0.reads += 1 }
-        if tracker.record(key) >= options.flushEvery && !readOnly {
-            try? flushAccessUngated()
-        }
-        return value
     }
 
     /// Which of `keys` are present (holes included), in order. Reads only the small meta
@@ -301,6 +314,13 @@ public final class ChunkStore: Sendable {
 }
 
 /// Lets operations run concurrently and `close()` wait for them to finish.
+/// What `withValue` found under a key.
+private enum ValueRead<R> {
+    case absent
+    case rejected
+    case read(R)
+}
+
 final class CloseGate: Sendable {
     private let state = Mutex((closed: false, inflight: 0))
 

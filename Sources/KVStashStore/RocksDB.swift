@@ -148,6 +148,14 @@ final class RocksDB: @unchecked Sendable {
 
     /// The value under `key`, verified against RocksDB's block checksums.
     func get(_ family: Family, _ key: [UInt8], fillCache: Bool = true) throws -> [UInt8]? {
+        try withValue(family, key, fillCache: fillCache) { Array($0.bindMemory(to: UInt8.self)) }
+    }
+
+    /// Calls `body` with the value under `key` where RocksDB holds it (pinned, not copied),
+    /// verified against RocksDB's block checksums; nil when the key is absent. The buffer
+    /// is valid only inside `body`.
+    func withValue<R>(_ family: Family, _ key: [UInt8], fillCache: Bool = true,
+                      _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
         var err: UnsafeMutablePointer<CChar>? = nil
         let ro = fillCache ? readVerified : readBulk
         let slice = key.withUnsafeBufferPointer { kp in
@@ -159,10 +167,8 @@ final class RocksDB: @unchecked Sendable {
         guard let slice else { return nil }
         defer { rocksdb_pinnableslice_destroy(slice) }
         var len = 0
-        guard let ptr = rocksdb_pinnableslice_value(slice, &len) else { return [] }
-        return ptr.withMemoryRebound(to: UInt8.self, capacity: len) {
-            Array(UnsafeBufferPointer(start: $0, count: len))
-        }
+        guard let ptr = rocksdb_pinnableslice_value(slice, &len) else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try body(UnsafeRawBufferPointer(start: ptr, count: len))
     }
 
     /// Values (or `nil` for absent keys) of many keys in one call; per-key errors are thrown.

@@ -131,6 +131,48 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         XCTAssertEqual(cache.ropedCount, 0, "rows past the table (0..<64) are left to the engine")
     }
 
+    /// The vector kernel (rope dims a multiple of 16) against RoPE from its definition, in
+    /// double precision, for both pairings, in place and out of place, with a head tail
+    /// past the rotated dims that is copied unchanged.
+    func testRotaryTableMatchesTheDefinitionForBothStyles() {
+        let heads = 2, headDim = 80, ropeDims = 64, rows = 40, base = 10000.0
+        let x = (0..<(rows * heads * headDim)).map { Float(sin(Double($0) * 0.37)) }
+        for style in [RotaryTable.Style.adjacent, .halves] {
+            let table = RotaryTable(positions: 0..<64, ropeDims: ropeDims, base: base, style: style)
+            var out = [Float](repeating: .nan, count: x.count)
+            var inPlace = x
+            x.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    table.apply(src.baseAddress! + heads * headDim, stride: heads * headDim, into: dst.baseAddress! + heads * headDim,
+                                stride: heads * headDim, rows: rows - 1, firstPosition: 7, heads: heads, headDim: headDim)
+                }
+            }
+            inPlace.withUnsafeMutableBufferPointer { b in
+                table.apply(b.baseAddress! + heads * headDim, stride: heads * headDim, into: b.baseAddress! + heads * headDim,
+                            stride: heads * headDim, rows: rows - 1, firstPosition: 7, heads: heads, headDim: headDim)
+            }
+            for r in 1..<rows {
+                let position = Double(7 + r - 1)
+                for h in 0..<heads {
+                    let o = (r * heads + h) * headDim
+                    var want = Array(x[o..<(o + headDim)]).map(Double.init)
+                    for i in 0..<(ropeDims / 2) {
+                        let angle = position * pow(base, -2.0 * Double(i) / Double(ropeDims))
+                        let (j, k) = style == .adjacent ? (2 * i, 2 * i + 1) : (i, i + ropeDims / 2)
+                        let a = Double(x[o + j]), b = Double(x[o + k])
+                        want[j] = a * cos(angle) - b * sin(angle)
+                        want[k] = a * sin(angle) + b * cos(angle)
+                    }
+                    for c in 0..<headDim {
+                        XCTAssertEqual(Double(out[o + c]), want[c], accuracy: 1e-5, "\(style) row \(r) head \(h) dim \(c)")
+                        XCTAssertEqual(inPlace[o + c], out[o + c], "\(style): in place equals out of place")
+                    }
+                }
+            }
+            XCTAssertTrue(out[0..<(heads * headDim)].allSatisfy(\.isNaN), "rows outside the call untouched")
+        }
+    }
+
     func testWritesDoNotLeakIntoACopy() {
         let filler = self.filler
         var a = KVCache(shape: shape)

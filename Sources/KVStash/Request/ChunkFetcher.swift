@@ -45,13 +45,20 @@ struct ChunkFetcher: Sendable {
         return outcomes
     }
 
-    /// One worker of `fetchRun`.
+    /// One worker of `fetchRun`: decodes the value where the store holds it (no copy).
     private func fetch(_ key: ChunkKey, into writer: KVRowWriter) -> Outcome {
-        guard let bytes = (try? store.get(key)) ?? nil else { return .missing }
+        let decoded: Result<Void, Error>?
         do {
-            try decoder.decode(bytes, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint, into: writer)
-            return .spliced
+            decoded = try store.withValue(key) { raw in
+                Result { _ = try decoder.decode(raw, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint, into: writer) }
+            }
         } catch {
+            return .missing  // the store failed to read: recompute
+        }
+        switch decoded {
+        case nil: return .missing
+        case .success?: return .spliced
+        case .failure(let error)?:
             try? store.reportCorrupt(key, reason: "request path: \(error)")
             return .corrupt
         }
