@@ -30,6 +30,23 @@ final class ChunkStoreTests: XCTestCase {
         XCTAssertEqual(m.hits, 1, "the hit before reopen was flushed on close")
     }
 
+    /// `withValue` hands out the stored bytes in place (a blob-sized value, as real chunks
+    /// are), counts the read like `get`, and calls nothing for an absent key.
+    func testWithValueReadsInPlaceLikeGet() throws {
+        let path = temporaryStorePath(self)
+        let keys = ChunkKeyer(modelFingerprint: [7], chunkSize: 4).chain(Array(0..<8))
+        let store = try ChunkStore(path: path, options: StoreOptions(chunkSize: 4))
+        defer { try? store.close() }
+        let value = selfCheckingValue(seed: 9, size: 300_000)
+        try store.put(keys[0], value: value, meta: sampleMeta(index: 0, tokens: [0, 1, 2, 3], model: [7]))
+        let readsBefore = try store.stats().reads
+        XCTAssertEqual(try store.withValue(keys[0]) { Array($0.bindMemory(to: UInt8.self)) }, value)
+        XCTAssertEqual(try store.stats().reads, readsBefore + 1)
+        var called = false
+        XCTAssertNil(try store.withValue(keys[1]) { _ in called = true })
+        XCTAssertFalse(called, "no body for an absent key")
+    }
+
     func testManifestRejectsOtherChunkSize() throws {
         let path = temporaryStorePath(self)
         try ChunkStore(path: path, options: StoreOptions(chunkSize: 256)).close()
