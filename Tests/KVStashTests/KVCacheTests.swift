@@ -72,13 +72,23 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         XCTAssertEqual(results, [true, true, true])
         XCTAssertEqual(cache.count, 20)
         XCTAssertEqual(cache.ropedCount, 20, "every row rotated as it was written")
+        assertFilledAndRotated(cache, 0..<20)
+    }
+
+    /// Rows `positions` hold the filler's K and V, and their post-RoPE K is the rotation
+    /// from its definition.
+    private func assertFilledAndRotated(_ cache: KVCache, _ positions: Range<Int>,
+                                        file: StaticString = #filePath, line: UInt = #line) {
         for layer in 0..<shape.layers {
-            for p in 0..<20 {
+            for p in positions {
                 let raw = (0..<shape.kvDim).map { value(layer, .key, p, $0) }
-                XCTAssertEqual(cache.rows(layer: layer, .key, p..<(p + 1)), raw)
-                XCTAssertEqual(cache.rows(layer: layer, .value, p..<(p + 1)), (0..<shape.kvDim).map { value(layer, .value, p, $0) })
+                XCTAssertEqual(cache.rows(layer: layer, .key, p..<(p + 1)), raw, file: file, line: line)
+                XCTAssertEqual(cache.rows(layer: layer, .value, p..<(p + 1)), (0..<shape.kvDim).map { value(layer, .value, p, $0) },
+                               file: file, line: line)
                 let roped = cache.withRopedKeys(layer: layer) { Array($0[(p * shape.kvDim)..<((p + 1) * shape.kvDim)]) }
-                for (got, want) in zip(roped, rotated(raw, position: p)) { XCTAssertEqual(got, want, accuracy: 1e-4) }
+                for (got, want) in zip(roped, rotated(raw, position: p)) {
+                    XCTAssertEqual(got, want, accuracy: 1e-4, file: file, line: line)
+                }
             }
         }
     }
@@ -109,15 +119,7 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         cache.splice(source.pages(16..<48), rotation: table)
         XCTAssertEqual(cache.count, 48)
         XCTAssertEqual(cache.ropedCount, 48, "spliced keys rotated as they landed")
-        for layer in 0..<shape.layers {
-            for p in 16..<48 {
-                let raw = (0..<shape.kvDim).map { value(layer, .key, p, $0) }
-                XCTAssertEqual(cache.rows(layer: layer, .key, p..<(p + 1)), raw)
-                XCTAssertEqual(cache.rows(layer: layer, .value, p..<(p + 1)), (0..<shape.kvDim).map { value(layer, .value, p, $0) })
-                let roped = cache.withRopedKeys(layer: layer) { Array($0[(p * shape.kvDim)..<((p + 1) * shape.kvDim)]) }
-                for (got, want) in zip(roped, rotated(raw, position: p)) { XCTAssertEqual(got, want, accuracy: 1e-4) }
-            }
-        }
+        assertFilledAndRotated(cache, 16..<48)
     }
 
     func testATableThatDoesNotCoverTheRowsIsNotUsed() {
