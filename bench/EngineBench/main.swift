@@ -2,7 +2,7 @@
 // each on several BLAS thread counts, written as JSON (bench/results/engine.json).
 //
 // usage: kvstash-enginebench [--model PATH] [--lengths 512,2048,4096] [--threads 1,2]
-//                            [--decode 64] [--out FILE]
+//                            [--decode 64] [--decode-after 512,4096] [--out FILE]
 import Foundation
 import KVStashCore
 import KVStashEngine
@@ -12,6 +12,8 @@ struct Options {
     var lengths = [512, 2048, 4096]
     var threads = [1, 2]
     var decodeSteps = 64
+    /// Context lengths the decode rows start after.
+    var decodeAfter = [512]
     /// Contexts for the suffix rows: prefill of `suffix` tokens after spliced (unrotated) KV.
     var contexts = [1024, 4096]
     var suffix = 16
@@ -27,6 +29,7 @@ struct Options {
             case "--lengths": lengths = next().split(separator: ",").compactMap { Int($0) }
             case "--threads": threads = next().split(separator: ",").compactMap { Int($0) }
             case "--decode": decodeSteps = Int(next())!
+            case "--decode-after": decodeAfter = next().split(separator: ",").compactMap { Int($0) }
             case "--contexts": contexts = next().split(separator: ",").compactMap { Int($0) }
             case "--suffix": suffix = Int(next())!
             case "--suffix-reps": suffixReps = Int(next())!
@@ -82,7 +85,7 @@ BLASCore.reexecWithBetterCoreIfNeeded()
 let opts = Options(CommandLine.arguments)
 let model = try LlamaModel(path: opts.model)
 var rng = SplitMix64(seed: 1)
-let promptLength = max(opts.lengths.max() ?? 512, (opts.contexts.max() ?? 0) + opts.suffix)
+let promptLength = max(opts.lengths.max() ?? 512, (opts.contexts.max() ?? 0) + opts.suffix, opts.decodeAfter.max() ?? 0)
 let prompt = (0..<promptLength).map { _ in Int(rng.next() % UInt64(model.config.vocabSize)) }
 /// A cache hit's remaining work: `suffix` tokens prefilled after `past` positions spliced
 /// in already rotated, as the request path's splice leaves them (it applies RoPE while the
@@ -138,15 +141,18 @@ for t in opts.threads {
     let peak = sgemmGflops(model.config)
     rows.append(Row(threads: t, kind: "sgemm", tokens: 512, context: 0, seconds: 0, tokensPerSecond: 0, gflops: peak))
     print(String(format: "threads %d sgemm 512x%dx%d: %.1f GFLOP/s", t, 2 * model.config.ffnDim, model.config.dim, peak))
-    var cache = model.newCache()
-    var logits = try model.prefill(Array(prompt.prefix(512)), cache: &cache)
-    let t0 = Date()
-    for _ in 0..<opts.decodeSteps { logits = try model.decode(Sampler.argmax(logits), cache: &cache) }
-    let s = Date().timeIntervalSince(t0)
-    rows.append(Row(threads: t, kind: "decode", tokens: opts.decodeSteps, context: 512, seconds: s,
-                    tokensPerSecond: Double(opts.decodeSteps) / s,
-                    gflops: Double(opts.decodeSteps) * prefillFlops(model.config, n: 1, past: 512) / s / 1e9))
-    print(String(format: "threads %d decode %d steps after 512: %7.1f tok/s", t, opts.decodeSteps, Double(opts.decodeSteps) / s))
+    for past in opts.decodeAfter where past <= prompt.count {
+        var cache = model.newCache()
+        var logits = try model.prefill(Array(prompt.prefix(past)), cache: &cache)
+        let t0 = Date()
+        for _ in 0..<opts.decodeSteps { logits = try model.decode(Sampler.argmax(logits), cache: &cache) }
+        let s = Date().timeIntervalSince(t0)
+        rows.append(Row(threads: t, kind: "decode", tokens: opts.decodeSteps, context: past, seconds: s,
+                        tokensPerSecond: Double(opts.decodeSteps) / s,
+                        gflops: Double(opts.decodeSteps) * prefillFlops(model.config, n: 1, past: past) / s / 1e9))
+        print(String(format: "threads %d decode %d steps after %d: %7.1f tok/s", t, opts.decodeSteps, past,
+                     Double(opts.decodeSteps) / s))
+    }
 }
 
 struct Report: Codable {
