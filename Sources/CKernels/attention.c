@@ -77,6 +77,45 @@ static inline __attribute__((always_inline)) void scores_block(const float *qt, 
     }
 }
 
+/* Scores for at most four stacked rows (decode): a vector holds 16 dims of one key, so
+   each key costs d/16 loads and M*d/16 FMAs plus M horizontal sums, where the lanes-as-rows
+   tile would use M of 16 lanes. KB keys at once keep KB*M accumulator chains in flight.
+   Padding lanes of st get zeros. */
+static inline __attribute__((always_inline)) void rows_tile(const float *qrows, size_t d, const float *k, size_t ld,
+                                                          int M, int KB, float *st, size_t mp) {
+    v16f acc[4][4];
+    for (int i = 0; i < KB; i++)
+        for (int t = 0; t < M; t++) acc[i][t] = (v16f){};
+    for (size_t c = 0; c < d; c += 16) {
+        v16f q[4];
+        for (int t = 0; t < M; t++) q[t] = load16(qrows + t * d + c);
+        for (int i = 0; i < KB; i++) {
+            const v16f kv = load16(k + i * ld + c);
+            for (int t = 0; t < M; t++) acc[i][t] += q[t] * kv;
+        }
+    }
+    for (int i = 0; i < KB; i++) {
+        store16(st + i * mp, (v16f){});
+        for (int t = 0; t < M; t++) st[i * mp + t] = vsum16(acc[i][t]);
+    }
+}
+
+#define ROWS_CASE(M_, KB_) case (M_) * 8 + (KB_): rows_tile(qrows, d, ki, ld, M_, KB_, sti, mp); break;
+
+static inline __attribute__((always_inline)) void scores_rows(const float *qrows, int m, size_t d, const float *k,
+                                                            size_t ld, size_t nb, float *st, size_t mp) {
+    for (size_t i = 0; i < nb; ) {
+        const int KB = nb - i >= 4 ? 4 : 1;
+        const float *ki = k + i * ld;
+        float *sti = st + i * mp;
+        switch (m * 8 + KB) {
+        ROWS_CASE(4, 4) ROWS_CASE(3, 4) ROWS_CASE(2, 4) ROWS_CASE(1, 4)
+        ROWS_CASE(4, 1) ROWS_CASE(3, 1) ROWS_CASE(2, 1) ROWS_CASE(1, 1)
+        }
+        i += (size_t)KB;
+    }
+}
+
 /* o[t][c] += sum_i st[i][t] * v[i][c] for T rows and NV vectors of 16 columns: T x NV
    accumulators in registers, every V vector loaded feeds T FMAs. */
 static inline __attribute__((always_inline)) void weighted_tile(const float *st, size_t mp, const float *v, size_t ld,
@@ -153,11 +192,18 @@ KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d,
                                  size_t ld, size_t p0, size_t p1, const int32_t *last, float *scratch, float *o,
                                  float *mx, float *sum) {
     float rescale[KV_ATTEND_MAX_ROWS];
+    /* Decode-sized groups take the key-in-lanes scores, with the rows untransposed. */
+    float qrows[4 * 256];
+    const int few = m <= 4 && d <= 256;
+    if (few)
+        for (size_t t = 0; t < m; t++)
+            for (size_t c = 0; c < d; c++) qrows[t * d + c] = qt[c * mp + t];
     for (size_t t = 0; t < m * d; t++) o[t] = 0;
     for (size_t t = 0; t < mp; t++) { mx[t] = -INFINITY; sum[t] = 0; }
     for (size_t b = p0; b < p1; b += KV_ATTEND_BLOCK) {
         const size_t nb = p1 - b < KV_ATTEND_BLOCK ? p1 - b : KV_ATTEND_BLOCK;
-        scores_block(qt, mp, d, k + b * ld, ld, nb, scratch);
+        if (few) scores_rows(qrows, (int)m, d, k + b * ld, ld, nb, scratch, mp);
+        else scores_block(qt, mp, d, k + b * ld, ld, nb, scratch);
         softmax_block(scratch, mp, nb, b, last, mx, sum, rescale);
         if (b > p0)
             for (size_t t = 0; t < m; t++)

@@ -76,6 +76,44 @@ static inline __attribute__((always_inline)) float dot_bf16(const uint16_t *w, c
     return hsum16(acc);
 }
 
+/* Four Q4_1 or Q8_0 rows (row_bytes apart) against x at once: four independent
+   accumulators hide the FMA latency that bounds one row's chain, and each x vector loaded
+   serves all four rows. out[r] = row r . x. */
+static inline __attribute__((always_inline)) void dot4_q4_1(const uint8_t *b, size_t row_bytes, const float *x,
+                                                          const float *xsum, size_t nb, float out[4]) {
+    v16f acc[4] = {{0}, {0}, {0}, {0}};
+    float macc[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < nb; i++) {
+        const v16f lo = load16(x + 32 * i), hi = load16(x + 32 * i + 16);
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *blk = b + (size_t)r * row_bytes + i * 20;
+            v16u8 q;
+            memcpy(&q, blk + 4, 16);
+            const v16f t = __builtin_convertvector(q & 15, v16f) * lo + __builtin_convertvector(q >> 4, v16f) * hi;
+            acc[r] += h2f(blk) * t;
+            macc[r] += h2f(blk + 2) * xsum[i];
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = vsum16(acc[r]) + macc[r];
+}
+
+static inline __attribute__((always_inline)) void dot4_q8_0(const uint8_t *b, size_t row_bytes, const float *x,
+                                                          size_t nb, float out[4]) {
+    v16f acc[4] = {{0}, {0}, {0}, {0}};
+    for (size_t i = 0; i < nb; i++) {
+        const v16f lo = load16(x + 32 * i), hi = load16(x + 32 * i + 16);
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *blk = b + (size_t)r * row_bytes + i * 34;
+            v16i8 q0, q1;
+            memcpy(&q0, blk + 2, 16);
+            memcpy(&q1, blk + 18, 16);
+            const v16f t = __builtin_convertvector(q0, v16f) * lo + __builtin_convertvector(q1, v16f) * hi;
+            acc[r] += h2f(blk) * t;
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = vsum16(acc[r]);
+}
+
 KV_CLONES int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, size_t cols, int accumulate) {
     const uint8_t *base = (const uint8_t *)w;
     const size_t nb = cols / 32;
@@ -87,8 +125,16 @@ KV_CLONES int kv_matvec(int type, const void *w, const float *x, float *y, size_
         for (int j = 0; j < 32; j++) s += x[i * 32 + j];
         xsum[i] = s;
     }
+    size_t r = 0;
+    if (type == 3 || type == 8)  /* the default model's types: four rows at a time */
+        for (; r + 4 <= rows; r += 4) {
+            float v[4];
+            if (type == 3) dot4_q4_1(base + r * nb * 20, nb * 20, x, xsum, nb, v);
+            else dot4_q8_0(base + r * nb * 34, nb * 34, x, nb, v);
+            for (int k = 0; k < 4; k++) y[r + k] = accumulate ? y[r + k] + v[k] : v[k];
+        }
     int status = 0;
-    for (size_t r = 0; r < rows && status == 0; r++) {
+    for (; r < rows && status == 0; r++) {
         float v;
         switch (type) {
         case 0: v = dot_f32((const float *)base + r * cols, x, cols); break;

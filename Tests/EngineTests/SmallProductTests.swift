@@ -3,7 +3,7 @@ import Foundation
 import KVStashEngine
 import XCTest
 
-/// The BLAS-free kernels of small prefills and decode (`kv_matmul_rows`,
+/// The BLAS-free kernels of small prefills and decode (`kv_matvec`, `kv_matmul_rows`,
 /// `kv_attend_partial` with `kv_attend_merge`) against naive double-precision loops written here, over awkward
 /// sizes: row counts that are not multiples of the register tiles, odd output counts,
 /// strides wider than the rows, and every GGUF weight type the engine reads.
@@ -83,11 +83,34 @@ final class SmallProductTests: XCTestCase {
                        -1, "columns must be a multiple of 32")
     }
 
+    /// One input row (decode): `kv_matvec` for every type, with row counts around its
+    /// four-row groups.
+    func testMatrixVectorProductEqualsNaiveProductForEveryType() {
+        for type: Int32 in [0, 1, 2, 3, 8] {
+            for (rows, cols) in [(1, 32), (4, 64), (7, 96), (13, 576)] {
+                let (raw, w) = encodedWeights(type: type, rows: rows, cols: cols)
+                let x = (0..<cols).map { _ in gaussian() }
+                let before = (0..<rows).map { _ in gaussian() }
+                for accumulate: Int32 in [0, 1] {
+                    var y = before
+                    let status = raw.withUnsafeBytes { kv_matvec(type, $0.baseAddress!, x, &y, rows, cols, accumulate) }
+                    XCTAssertEqual(status, 0)
+                    for o in 0..<rows {
+                        var expected = accumulate == 1 ? Double(before[o]) : 0
+                        for k in 0..<cols { expected += Double(w[o * cols + k]) * Double(x[k]) }
+                        XCTAssertEqual(Double(y[o]), expected, accuracy: 1e-4 * max(1, abs(expected)),
+                                       "type \(type) rows \(rows) cols \(cols) row \(o)")
+                    }
+                }
+            }
+        }
+    }
+
     /// Partial states over key ranges, merged, equal a naive causal softmax attention in
     /// double precision: lane counts that are not multiples of 16, ranges that end inside a
     /// block, a range no lane sees, and lanes whose last visible key falls inside a block.
     func testBlockedAttentionEqualsNaiveAttention() {
-        for (m, n, d, ranges) in [(1, 1, 16, 1), (3, 17, 64, 2), (48, 700, 64, 3), (20, 300, 80, 4), (33, 600, 64, 1), (9, 40, 128, 1)] {
+        for (m, n, d, ranges) in [(1, 1, 16, 1), (3, 17, 64, 2), (4, 70, 64, 2), (2, 9, 256, 1), (48, 700, 64, 3), (20, 300, 80, 4), (33, 600, 64, 1), (9, 40, 128, 1)] {
             let mp = (m + 15) / 16 * 16, ld = 3 * d + 16
             let q = (0..<(m * d)).map { _ in gaussian() }
             let k = (0..<(n * ld)).map { _ in gaussian() }
