@@ -16,19 +16,6 @@ static inline __attribute__((always_inline)) float hsum16(const float *a) {
 
 static inline __attribute__((always_inline)) float h2f(const uint8_t *p) { return kv_h2f_inline((uint16_t)(p[0] | (p[1] << 8))); }
 
-/* xsum[i] is the sum of block i of x (the min term of Q4_1 multiplies it). */
-static inline __attribute__((always_inline)) float dot_q4_1(const uint8_t *b, const float *x, const float *xsum, size_t nb) {
-    float acc[16] = {0}, macc = 0;
-    for (size_t i = 0; i < nb; i++, b += 20, x += 32) {
-        const float d = h2f(b), m = h2f(b + 2);
-        const uint8_t *q = b + 4;
-        for (int j = 0; j < 16; j++)
-            acc[j] += d * ((float)(q[j] & 15) * x[j] + (float)(q[j] >> 4) * x[j + 16]);
-        macc += m * xsum[i];
-    }
-    return hsum16(acc) + macc;
-}
-
 static inline __attribute__((always_inline)) float dot_q4_0(const uint8_t *b, const float *x, size_t nb) {
     float acc[16] = {0};
     for (size_t i = 0; i < nb; i++, b += 18, x += 32) {
@@ -36,16 +23,6 @@ static inline __attribute__((always_inline)) float dot_q4_0(const uint8_t *b, co
         const uint8_t *q = b + 2;
         for (int j = 0; j < 16; j++)
             acc[j] += d * ((float)((int)(q[j] & 15) - 8) * x[j] + (float)((int)(q[j] >> 4) - 8) * x[j + 16]);
-    }
-    return hsum16(acc);
-}
-
-static inline __attribute__((always_inline)) float dot_q8_0(const uint8_t *b, const float *x, size_t nb) {
-    float acc[16] = {0};
-    for (size_t i = 0; i < nb; i++, b += 34, x += 32) {
-        const float d = h2f(b);
-        const int8_t *q = (const int8_t *)(b + 2);
-        for (int j = 0; j < 16; j++) acc[j] += d * ((float)q[j] * x[j] + (float)q[j + 16] * x[j + 16]);
     }
     return hsum16(acc);
 }
@@ -76,16 +53,17 @@ static inline __attribute__((always_inline)) float dot_bf16(const uint16_t *w, c
     return hsum16(acc);
 }
 
-/* Four Q4_1 or Q8_0 rows (row_bytes apart) against x at once: four independent
-   accumulators hide the FMA latency that bounds one row's chain, and each x vector loaded
-   serves all four rows. out[r] = row r . x. */
-static inline __attribute__((always_inline)) void dot4_q4_1(const uint8_t *b, size_t row_bytes, const float *x,
-                                                          const float *xsum, size_t nb, float out[4]) {
+/* R (1 or 4) Q4_1 or Q8_0 rows (row_bytes apart) against x at once: with four rows, four
+   independent accumulators hide the FMA latency that bounds one row's chain, and each x
+   vector loaded serves all of them. out[r] = row r . x; for Q4_1, xsum[i] is the sum of
+   block i of x (the min term multiplies it). */
+static inline __attribute__((always_inline)) void dots_q4_1(const uint8_t *b, size_t row_bytes, const float *x,
+                                                          const float *xsum, size_t nb, int R, float *out) {
     v16f acc[4] = {{0}, {0}, {0}, {0}};
     float macc[4] = {0, 0, 0, 0};
     for (size_t i = 0; i < nb; i++) {
         const v16f lo = load16(x + 32 * i), hi = load16(x + 32 * i + 16);
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < R; r++) {
             const uint8_t *blk = b + (size_t)r * row_bytes + i * 20;
             v16u8 q;
             memcpy(&q, blk + 4, 16);
@@ -94,15 +72,15 @@ static inline __attribute__((always_inline)) void dot4_q4_1(const uint8_t *b, si
             macc[r] += h2f(blk + 2) * xsum[i];
         }
     }
-    for (int r = 0; r < 4; r++) out[r] = vsum16(acc[r]) + macc[r];
+    for (int r = 0; r < R; r++) out[r] = vsum16(acc[r]) + macc[r];
 }
 
-static inline __attribute__((always_inline)) void dot4_q8_0(const uint8_t *b, size_t row_bytes, const float *x,
-                                                          size_t nb, float out[4]) {
+static inline __attribute__((always_inline)) void dots_q8_0(const uint8_t *b, size_t row_bytes, const float *x,
+                                                          size_t nb, int R, float *out) {
     v16f acc[4] = {{0}, {0}, {0}, {0}};
     for (size_t i = 0; i < nb; i++) {
         const v16f lo = load16(x + 32 * i), hi = load16(x + 32 * i + 16);
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < R; r++) {
             const uint8_t *blk = b + (size_t)r * row_bytes + i * 34;
             v16i8 q0, q1;
             memcpy(&q0, blk + 2, 16);
@@ -111,7 +89,7 @@ static inline __attribute__((always_inline)) void dot4_q8_0(const uint8_t *b, si
             acc[r] += h2f(blk) * t;
         }
     }
-    for (int r = 0; r < 4; r++) out[r] = vsum16(acc[r]);
+    for (int r = 0; r < R; r++) out[r] = vsum16(acc[r]);
 }
 
 KV_CLONES int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, size_t cols, int accumulate) {
@@ -126,12 +104,19 @@ KV_CLONES int kv_matvec(int type, const void *w, const float *x, float *y, size_
         xsum[i] = s;
     }
     size_t r = 0;
-    if (type == 3 || type == 8)  /* the default model's types: four rows at a time */
-        for (; r + 4 <= rows; r += 4) {
+    if (type == 3 || type == 8)  /* the default model's types: four rows at a time, then one */
+        while (r < rows) {
             float v[4];
-            if (type == 3) dot4_q4_1(base + r * nb * 20, nb * 20, x, xsum, nb, v);
-            else dot4_q8_0(base + r * nb * 34, nb * 34, x, nb, v);
-            for (int k = 0; k < 4; k++) y[r + k] = accumulate ? y[r + k] + v[k] : v[k];
+            const int R = rows - r >= 4 ? 4 : 1;
+            if (type == 3) {
+                if (R == 4) dots_q4_1(base + r * nb * 20, nb * 20, x, xsum, nb, 4, v);
+                else dots_q4_1(base + r * nb * 20, nb * 20, x, xsum, nb, 1, v);
+            } else {
+                if (R == 4) dots_q8_0(base + r * nb * 34, nb * 34, x, nb, 4, v);
+                else dots_q8_0(base + r * nb * 34, nb * 34, x, nb, 1, v);
+            }
+            for (int k = 0; k < R; k++) y[r + k] = accumulate ? y[r + k] + v[k] : v[k];
+            r += (size_t)R;
         }
     int status = 0;
     for (; r < rows && status == 0; r++) {
@@ -141,8 +126,6 @@ KV_CLONES int kv_matvec(int type, const void *w, const float *x, float *y, size_
         case 1: v = dot_f16((const uint16_t *)base + r * cols, x, cols); break;
         case 30: v = dot_bf16((const uint16_t *)base + r * cols, x, cols); break;
         case 2: v = dot_q4_0(base + r * nb * 18, x, nb); break;
-        case 3: v = dot_q4_1(base + r * nb * 20, x, xsum, nb); break;
-        case 8: v = dot_q8_0(base + r * nb * 34, x, nb); break;
         default: v = 0; status = -1; break;
         }
         y[r] = accumulate ? y[r] + v : v;
