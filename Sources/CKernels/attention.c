@@ -15,30 +15,6 @@
    so the scratch stays KV_ATTEND_BLOCK x mp floats for any context length, and a key
    range is a partial state that kv_attend_merge combines with the others. */
 
-typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
-
-/* Bit casts between the two (macros, like load16: vector arguments would change the ABI
-   of the narrower clones). */
-#define as_f(x) ((v16f)(x))
-#define as_i(x) ((v16i)(x))
-
-/* exp(x) for x <= 0, 16 lanes: 2^k * p(r), |r| <= ln2/2, the degree-6 polynomial of the
-   scalar softmax (engine.c); relative error about 2e-7. */
-#define exp16_nonpos(arg) ({                                                                  \
-    const v16f x_ = __builtin_elementwise_max((arg), (v16f){} - 87.0f);                         \
-    const v16f magic_ = (v16f){} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */ \
-    const v16f k_ = (x_ * 1.44269504088896341f + magic_) - magic_;                               \
-    const v16f r_ = (x_ - k_ * 0.693359375f) + k_ * 2.12194440e-4f;                              \
-    v16f p_ = (v16f){} + 1.9875691500e-4f;                                                       \
-    p_ = p_ * r_ + 1.3981999507e-3f;                                                             \
-    p_ = p_ * r_ + 8.3334519073e-3f;                                                             \
-    p_ = p_ * r_ + 4.1665795894e-2f;                                                             \
-    p_ = p_ * r_ + 1.6666665459e-1f;                                                             \
-    p_ = p_ * r_ + 5.0000001201e-1f;                                                             \
-    p_ = p_ * r_ * r_ + r_ + 1.0f;                                                               \
-    p_ * as_f((__builtin_convertvector(k_, v16i) + 127) << 23);                                  \
-})
-
 /* Scores of KB keys (rows ld apart) for RV vectors of 16 stacked rows: st[i][16j + lane]
    = k[i] . qt[.][16j + lane]. Each key element is broadcast once and feeds RV FMAs. */
 static inline __attribute__((always_inline)) void scores_tile(const float *qt, size_t mp, size_t d, const float *k,

@@ -81,22 +81,6 @@ KV_CLONES void kv_rmsnorm(float *out, const float *x, const float *w, size_t row
     }
 }
 
-/* exp(x) for x <= 0 (softmax arguments), vectorizable: 2^k * p(r), |r| <= ln2/2,
-   degree-6 minimax polynomial; relative error about 2e-7. */
-static inline __attribute__((always_inline)) float exp_nonpos(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float k = __builtin_roundf(x * 1.44269504088896341f);
-    const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    return p * f32_from_bits((uint32_t)((int32_t)k + 127) << 23);
-}
-
 KV_CLONES void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld) {
     for (size_t r = 0; r < rows; r++) {
         float *g = gate + r * ld;
@@ -162,34 +146,38 @@ KV_CLONES void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_sr
     }
 }
 
-/* Row maximum and exp/sum with 16 independent lanes, so both loops vectorize without
-   reassociating a scalar reduction. */
+/* Row maximum and exp/sum with 16 independent lanes (exp16_nonpos); the partial last
+   vector of a row goes through a padded copy. */
 KV_CLONES void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t valid0) {
     for (size_t r = 0; r < rows; r++) {
         float *row = s + r * ld;
         size_t valid = valid0 + r;
         if (valid > cols) valid = cols;
-        const size_t body = valid & ~(size_t)15;
+        const size_t body = valid & ~(size_t)15, tail = valid - body;
+        v16f lanes = (v16f){} - INFINITY;
+        for (size_t i = 0; i < body; i += 16) lanes = __builtin_elementwise_max(lanes, load16(row + i));
         float lane[16];
-        for (int j = 0; j < 16; j++) lane[j] = -INFINITY;
-        for (size_t i = 0; i < body; i += 16)
-            for (int j = 0; j < 16; j++) lane[j] = row[i + j] > lane[j] ? row[i + j] : lane[j];
+        memcpy(lane, &lanes, sizeof lane);
         float mx = -INFINITY;
         for (int j = 0; j < 16; j++) mx = lane[j] > mx ? lane[j] : mx;
         for (size_t i = body; i < valid; i++) mx = row[i] > mx ? row[i] : mx;
-        for (int j = 0; j < 16; j++) lane[j] = 0;
-        for (size_t i = 0; i < body; i += 16)
-            for (int j = 0; j < 16; j++) {
-                const float e = exp_nonpos(row[i + j] - mx);
-                row[i + j] = e;
-                lane[j] += e;
-            }
+        v16f total = (v16f){};
+        for (size_t i = 0; i < body; i += 16) {
+            const v16f e = exp16_nonpos(load16(row + i) - mx);
+            store16(row + i, e);
+            total += e;
+        }
+        memcpy(lane, &total, sizeof lane);
         float sum = 0;
         for (int j = 0; j < 16; j++) sum += lane[j];
-        for (size_t i = body; i < valid; i++) {
-            const float e = exp_nonpos(row[i] - mx);
-            row[i] = e;
-            sum += e;
+        if (tail) {
+            float last[16];
+            for (size_t j = 0; j < 16; j++) last[j] = j < tail ? row[body + j] : mx;
+            store16(last, exp16_nonpos(load16(last) - mx));
+            for (size_t j = 0; j < tail; j++) {
+                row[body + j] = last[j];
+                sum += last[j];
+            }
         }
         const float inv = 1.0f / sum;
         for (size_t i = 0; i < valid; i++) row[i] *= inv;

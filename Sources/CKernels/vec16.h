@@ -22,6 +22,32 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 typedef uint8_t v16u8 __attribute__((vector_size(16), aligned(1)));
 typedef int8_t v16i8 __attribute__((vector_size(16), aligned(1)));
 
+/* 16 int32 lanes (comparison results and exponent bits). */
+typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
+
+/* Bit casts between the two (macros, like load16: vector arguments would change the ABI
+   of the narrower clones). */
+#define as_f(x) ((v16f)(x))
+#define as_i(x) ((v16i)(x))
+
+/* exp(x) for x <= 0 (softmax arguments), 16 lanes: 2^k * p(r), |r| <= ln2/2, degree-6
+   minimax polynomial; relative error about 2e-7. Arguments below -87 give exp(-87), not 0:
+   callers mask what must be exactly zero. */
+#define exp16_nonpos(arg) ({                                                                  \
+    const v16f x_ = __builtin_elementwise_max((arg), (v16f){} - 87.0f);                         \
+    const v16f magic_ = (v16f){} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */ \
+    const v16f k_ = (x_ * 1.44269504088896341f + magic_) - magic_;                               \
+    const v16f r_ = (x_ - k_ * 0.693359375f) + k_ * 2.12194440e-4f;                              \
+    v16f p_ = (v16f){} + 1.9875691500e-4f;                                                       \
+    p_ = p_ * r_ + 1.3981999507e-3f;                                                             \
+    p_ = p_ * r_ + 8.3334519073e-3f;                                                             \
+    p_ = p_ * r_ + 4.1665795894e-2f;                                                             \
+    p_ = p_ * r_ + 1.6666665459e-1f;                                                             \
+    p_ = p_ * r_ + 5.0000001201e-1f;                                                             \
+    p_ = p_ * r_ * r_ + r_ + 1.0f;                                                               \
+    p_ * as_f((__builtin_convertvector(k_, v16i) + 127) << 23);                                  \
+})
+
 /* Sum of the 16 lanes by halving (no trip through memory, so accumulators stay in registers). */
 typedef float v8f __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));

@@ -106,6 +106,25 @@ final class SmallProductTests: XCTestCase {
         }
     }
 
+    /// The BLAS path's causal softmax: row r keeps its first `valid0 + r` entries (whole
+    /// vectors and a partial last one), normalized in double precision here; the rest is 0.
+    func testCausalSoftmaxEqualsNaiveSoftmax() {
+        let rows = 5, cols = 40, ld = 43, valid0 = 14
+        let scores = (0..<(rows * ld)).map { _ in gaussian() * 4 }
+        var s = scores
+        kv_softmax_causal(&s, rows, cols, ld, valid0)
+        for r in 0..<rows {
+            let valid = min(cols, valid0 + r)
+            let row = (0..<valid).map { Double(scores[r * ld + $0]) }
+            let top = row.max()!, total = row.reduce(0) { $0 + exp($1 - top) }
+            for c in 0..<cols {
+                let expected = c < valid ? exp(row[c] - top) / total : 0
+                XCTAssertEqual(Double(s[r * ld + c]), expected, accuracy: 1e-6, "row \(r) col \(c)")
+            }
+            for c in cols..<ld { XCTAssertEqual(s[r * ld + c], scores[r * ld + c], "padding untouched") }
+        }
+    }
+
     /// Partial states over key ranges, merged, equal a naive causal softmax attention in
     /// double precision: lane counts that are not multiples of 16, ranges that end inside a
     /// block, a range no lane sees, and lanes whose last visible key falls inside a block.
