@@ -4,8 +4,8 @@ import KVStashCore
 /// Sixteen consecutive positions of KV for every layer, f32, ready to splice.
 ///
 /// A page holds K before RoPE and V, so it can be spliced at any position of a
-/// sequence (K is rotated as it lands, or lazily by the engine). Pages are immutable values; the radix
-/// tree shares them between nodes and requests without copying.
+/// sequence (K is rotated as it lands, or lazily by the engine). Pages are immutable
+/// values; the radix tree shares them between nodes and requests without copying.
 public struct KVPage: Sendable {
     /// Positions per page.
     public static let size = 16
@@ -23,9 +23,9 @@ public struct KVPage: Sendable {
         self.shape = shape
         self.data = [Float](unsafeUninitializedCapacity: shape.layers * 2 * block) { buf, n in
             for layer in 0..<shape.layers {
-                for (k, kind) in [KVKind.key, .value].enumerated() {
+                for kind in [KVKind.key, .value] {
                     cache.withRows(layer: layer, kind, start..<(start + Self.size)) { src in
-                        let offset = (layer * 2 + k) * block
+                        let offset = Self.offset(layer: layer, kind, block: block)
                         _ = UnsafeMutableBufferPointer(rebasing: buf[offset..<(offset + block)])
                             .initialize(fromContentsOf: src)
                     }
@@ -35,12 +35,17 @@ public struct KVPage: Sendable {
         }
     }
 
+    /// Where the rows of `kind` in `layer` start in `data` (layout `[layer][K, V][row][kvDim]`).
+    private static func offset(layer: Int, _ kind: KVKind, block: Int) -> Int {
+        (layer * 2 + (kind == .key ? 0 : 1)) * block
+    }
+
     /// Bytes of f32 K and V the page holds.
     public var byteCount: Int { data.count * MemoryLayout<Float>.size }
 
     /// The page's rows of `kind` in `layer` (`KVPage.size * kvDim` floats).
     func withRows<R>(layer: Int, _ kind: KVKind, _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
-        let block = Self.size * shape.kvDim, offset = (layer * 2 + (kind == .key ? 0 : 1)) * block
+        let block = Self.size * shape.kvDim, offset = Self.offset(layer: layer, kind, block: block)
         return try data.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[offset..<(offset + block)])) }
     }
 }

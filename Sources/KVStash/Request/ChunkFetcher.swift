@@ -2,7 +2,6 @@ import KVStashCodec
 import KVStashCore
 import KVStashStore
 
-
 /// Reads chunks from the store and decodes them into a sequence's cache.
 ///
 /// The codec checks the block's header (chunk key, model fingerprint, shape, checksums)

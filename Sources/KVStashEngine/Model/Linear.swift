@@ -53,17 +53,16 @@ struct Linear: Sendable {
             let p = ProductPointers(parts: raws, x: a, y: c)
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 let lo = w * step, hi = min(outDim, lo + step)
-                var offset = 0
+                var first = 0  // the part's first output column
                 for (part, raw) in zip(parts, p.parts) {
-                    let r0 = max(lo, offset) - offset, r1 = min(hi, offset + part.rows) - offset
-                    offset += part.rows
+                    defer { first += part.rows }
+                    let r0 = max(lo, first) - first, r1 = min(hi, first + part.rows) - first
                     guard r0 < r1 else { continue }
                     let type = Int32(part.info.type.rawValue), rowBytes = part.info.byteCount / part.rows
+                    let w = raw + r0 * rowBytes, y = p.y + first + r0
                     let status = m == 1
-                        ? kv_matvec(type, raw + r0 * rowBytes, p.x, p.y + offset - part.rows + r0, r1 - r0, inDim,
-                                    accumulate ? 1 : 0)
-                        : kv_matmul_rows(type, raw + r0 * rowBytes, p.x, lda, p.y + offset - part.rows + r0, ldc, m,
-                                         r1 - r0, inDim, accumulate ? 1 : 0)
+                        ? kv_matvec(type, w, p.x, y, r1 - r0, inDim, accumulate ? 1 : 0)
+                        : kv_matmul_rows(type, w, p.x, lda, y, ldc, m, r1 - r0, inDim, accumulate ? 1 : 0)
                     precondition(status == 0, "no kernel for GGUF type \(type)")
                 }
             }
