@@ -50,16 +50,20 @@ enum Frame {
 /// decoder never holds the whole decompressed payload. The frame header is checked
 /// on creation: it must announce exactly `contentSize` bytes and carry a content
 /// checksum. `finish()` checks that the frame ends where the content ends (its content
-/// checksum verified) and that no bytes follow it.
+/// checksum verified, unless the reader was opened with `verifyContent: false`) and
+/// that no bytes follow it.
 final class FrameReader {
     private let src: UnsafeRawBufferPointer
     private var offset = 0
     private var done = false
     private let lz4: OpaquePointer?
     private let zstd: OpaquePointer?
+    private var lz4Options = LZ4F_decompressOptions_t()
 
-    init(_ src: UnsafeRawBufferPointer, zstd isZstd: Bool, contentSize: Int) throws(KVBlockError) {
+    init(_ src: UnsafeRawBufferPointer, zstd isZstd: Bool, contentSize: Int,
+         verifyContent: Bool = true) throws(KVBlockError) {
         self.src = src
+        lz4Options.skipChecksums = verifyContent ? 0 : 1
         if isZstd {
             lz4 = nil
             zstd = ZSTD_createDCtx()
@@ -133,7 +137,7 @@ final class FrameReader {
         let available = src.count - offset
         if let lz4 {
             var dstSize = capacity, srcSize = available
-            let r = LZ4F_decompress(lz4, dst, &dstSize, input, &srcSize, nil)
+            let r = LZ4F_decompress(lz4, dst, &dstSize, input, &srcSize, &lz4Options)
             if LZ4F_isError(r) != 0 { throw .frameError("LZ4: \(String(cString: LZ4F_getErrorName(r)))") }
             return (dstSize, srcSize, r == 0)
         }

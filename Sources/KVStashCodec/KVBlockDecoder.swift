@@ -5,9 +5,22 @@ import KVStashCore
 ///
 /// Every check (header checksum, dimensions, chunk key, model fingerprint, shape,
 /// splice position, payload checksum, frame header) runs before the cache is touched.
-/// The frame's own content checksum and exact length are verified as it is streamed.
+/// The frame's exact length, and by default its own content checksum, are verified as
+/// it is streamed.
 public struct KVBlockDecoder: Sendable {
-    public init() {}
+    /// Whether a decode recomputes the LZ4 frame's content checksum (`validate` always does).
+    public let verifiesFrameContent: Bool
+
+    /// A decoder. With `verifiesFrameContent` false, a decode of an LZ4 frame does not
+    /// recompute the frame's 32-bit content checksum over the decompressed bytes: the
+    /// 64-bit payload checksum, checked first, already covers every stored byte of the
+    /// frame (its content checksum included), and decompressing the same bytes is
+    /// deterministic, so what it would add is a guard against a block that was wrong
+    /// when written, which a writer rules out by validating each block before storing
+    /// it (as the request path does). zstd frames always check their own.
+    public init(verifiesFrameContent: Bool = true) {
+        self.verifiesFrameContent = verifiesFrameContent
+    }
 
     /// Parses and checks the 112-byte header (magic, version, header checksum, codec,
     /// flags, dimensions, group size) without reading the payload. Handy for `inspect`.
@@ -20,7 +33,7 @@ public struct KVBlockDecoder: Sendable {
     public func validate(_ bytes: [UInt8]) throws -> KVBlockHeader {
         try bytes.withUnsafeBytes { raw in
             let (header, _, size) = try checkedHeader(raw)
-            let reader = try openFrame(raw, header, size)
+            let reader = try openFrame(raw, header, size, verifyContent: true)
             let piece = UnsafeMutableRawBufferPointer.allocate(byteCount: min(size, 1 << 20), alignment: 64)
             defer { piece.deallocate() }
             var remaining = size
@@ -64,7 +77,7 @@ public struct KVBlockDecoder: Sendable {
         let rows = position..<(position + layout.tokens)
         if rows.upperBound > oldCount { cache.extend(by: rows.upperBound - oldCount) }
         do {
-            try stream(openFrame(raw, header, size), layout) { layer, kind, body in
+            try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout) { layer, kind, body in
                 cache.withMutableRows(layer: layer, kind, rows, body)
             }
         } catch {
@@ -95,7 +108,7 @@ public struct KVBlockDecoder: Sendable {
         guard layout.tokens == writer.rows.count else {
             throw KVBlockError.invalidHeader("\(layout.tokens) tokens for \(writer.rows.count) rows")
         }
-        try stream(openFrame(raw, header, size), layout) { layer, kind, body in
+        try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout) { layer, kind, body in
             writer.withMutableRows(layer: layer, kind, body)
         }
         return header
@@ -124,11 +137,11 @@ public struct KVBlockDecoder: Sendable {
 
     /// Verifies the payload checksum and opens its frame (checking the frame header).
     private func openFrame(_ raw: UnsafeRawBufferPointer, _ header: KVBlockHeader,
-                           _ size: Int) throws(KVBlockError) -> FrameReader {
+                           _ size: Int, verifyContent: Bool) throws(KVBlockError) -> FrameReader {
         let payload = UnsafeRawBufferPointer(rebasing: raw[KVBlockHeader.byteCount...])
         let sum = kvXXH64(payload)
         guard sum == header.payloadChecksum else { throw .checksumMismatch }
-        return try FrameReader(payload, zstd: header.isZstd, contentSize: size)
+        return try FrameReader(payload, zstd: header.isZstd, contentSize: size, verifyContent: verifyContent)
     }
 
     /// Streams every section out of the frame and decodes it into the destination rows

@@ -42,11 +42,12 @@ final class MutationTests: XCTestCase {
 
     /// Decodes `m` into a 3-token cache at position 3 and checks the outcome.
     /// Returns whether it threw.
-    func check(_ m: [UInt8], _ original: [UInt8], want: [Float], requireUnchanged: Bool) -> Bool {
+    func check(_ m: [UInt8], _ original: [UInt8], want: [Float], requireUnchanged: Bool,
+               decoder: KVBlockDecoder = KVBlockDecoder()) -> Bool {
         var cache = syntheticCache(shape, tokens: 3, seed: 99)
         let before = flatKV(cache, 0..<3)
         do {
-            try KVBlockDecoder().decode(m, expectedChunkKey: key(1), expectedFingerprint: key(2), into: &cache, at: 3)
+            try decoder.decode(m, expectedChunkKey: key(1), expectedFingerprint: key(2), into: &cache, at: 3)
             if requireUnchanged { XCTAssertEqual(m, original, "a changed block decoded") }
             XCTAssertEqual(flatKV(cache, 3..<(3 + tokens)), want, "decoded KV differs from the original")
             XCTAssertNoThrow(try KVBlockDecoder().validate(m))
@@ -76,6 +77,11 @@ final class MutationTests: XCTestCase {
             for _ in 0..<400 {
                 let m = mutate(block, &rng)
                 if check(m, block, want: want, requireUnchanged: true) { thrown += 1 }
+                // The request path's decoder, which leaves the frame's content checksum to
+                // the payload checksum, must catch the same damage.
+                let lenient = check(m, block, want: want, requireUnchanged: true,
+                                    decoder: KVBlockDecoder(verifiesFrameContent: false))
+                XCTAssertEqual(lenient, m != block, "damage to a stored block was not caught")
                 total += 1
             }
         }

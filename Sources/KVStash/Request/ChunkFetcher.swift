@@ -10,7 +10,9 @@ import KVStashStore
 struct ChunkFetcher: Sendable {
     let store: ChunkStore
     let fingerprint: [UInt8]
-    let decoder = KVBlockDecoder()
+    /// The payload checksum guards what was read; the frame's content checksum was
+    /// checked when the block was written (`WriteBack` validates before it stores).
+    let decoder = KVBlockDecoder(verifiesFrameContent: false)
 
     enum Outcome: Sendable {
         /// Spliced: rows `[start, start + chunkSize)` now hold the chunk's KV.

@@ -1,3 +1,4 @@
+import KVStashCodec
 import KVStashCore
 import KVStashStore
 
@@ -59,6 +60,9 @@ extension PrefixCache {
         do {
             let value = try encoder.encode(state.cache, range: range, chunkKey: key.bytes,
                                            modelFingerprint: modelFingerprint)
+            // The whole frame, content checksum included, is checked once here, so that
+            // readers can rely on the payload checksum alone (see `ChunkFetcher.decoder`).
+            _ = try KVBlockDecoder().validate(value)
             try store.put(key, value: value, meta: meta)
             report.chunks += 1
             report.bytes += value.count
