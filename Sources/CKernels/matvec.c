@@ -169,9 +169,71 @@ static inline __attribute__((always_inline)) void lanes_tile(const float *w, siz
         for (int j = 0; j < MV; j++) store16(out + i * 32 + 16 * j, acc[i][j]);
 }
 
+/* lanes_tile for R Q4_1 weight rows (row_bytes apart from `w`) straight from their blocks:
+   each block of 32 columns is dequantized for the R rows into an L1 buffer (scales and
+   minimums of all rows converted together) and consumed at once, so no dequantized row
+   ever leaves L1. */
+static inline __attribute__((always_inline)) void lanes_tile_q4_1(const uint8_t *w, size_t row_bytes, size_t nb,
+                                                                const float *xt, int R, int MV, float *out) {
+    v16f acc[16][2];
+    float blk[16 * 32], d[16], m[16];
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < MV; j++) acc[i][j] = (v16f){};
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *src = w + b * 20;
+        uint16_t dh[16], mh[16];
+        for (int i = 0; i < 16; i++) {  /* all 16 lanes, so the conversion vectorizes */
+            const uint8_t *p = src + (size_t)(i < R ? i : 0) * row_bytes;
+            dh[i] = (uint16_t)(p[0] | (p[1] << 8));
+            mh[i] = (uint16_t)(p[2] | (p[3] << 8));
+        }
+        for (int i = 0; i < 16; i++) { d[i] = kv_h2f_inline(dh[i]); m[i] = kv_h2f_inline(mh[i]); }
+        for (int i = 0; i < R; i++) {
+            v16u8 q;
+            memcpy(&q, src + (size_t)i * row_bytes + 4, 16);
+            store16(blk + i * 32, __builtin_convertvector(q & 0x0F, v16f) * d[i] + m[i]);
+            store16(blk + i * 32 + 16, __builtin_convertvector(q >> 4, v16f) * d[i] + m[i]);
+        }
+        const float *x = xt + b * 32 * 16 * (size_t)MV;
+        for (int k = 0; k < 32; k++) {
+            v16f xv[2];
+            for (int j = 0; j < MV; j++) xv[j] = load16(x + k * 16 * MV + 16 * j);
+            for (int i = 0; i < R; i++) {
+                const float wk = blk[i * 32 + k];
+                for (int j = 0; j < MV; j++) acc[i][j] += wk * xv[j];
+            }
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < MV; j++) store16(out + i * 32 + 16 * j, acc[i][j]);
+}
+
+/* One group of n weight rows from `w` (R of them, or fewer at the end, taken one at a
+   time) against the transposed inputs: Q4_1 fused block by block, other types dequantized
+   row by row into wbuf first. R and MV are constants at every call, so the tiles'
+   accumulators stay in registers. */
+static inline __attribute__((always_inline)) void lanes_group(int type, const uint8_t *w, size_t row_bytes, size_t cols,
+                                                            const float *xt, float *wbuf, int n, int R, int MV,
+                                                            float *out) {
+    const int whole = n == R;
+    for (int i = 0; i < n; i += whole ? R : 1) {
+        const uint8_t *wi = w + (size_t)i * row_bytes;
+        if (type == 3) {
+            if (whole) lanes_tile_q4_1(wi, row_bytes, cols / 32, xt, R, MV, out + i * 32);
+            else lanes_tile_q4_1(wi, row_bytes, cols / 32, xt, 1, MV, out + i * 32);
+            continue;
+        }
+        for (int r = 0; r < (whole ? R : 1); r++) {
+            const float *row = weight_row(type, wi, row_bytes, (size_t)r, cols, wbuf + (size_t)r * cols);
+            if (row != wbuf + (size_t)r * cols) memcpy(wbuf + (size_t)r * cols, row, cols * sizeof(float));
+        }
+        if (whole) lanes_tile(wbuf, cols, xt, R, MV, out + i * 32);
+        else lanes_tile(wbuf, cols, xt, 1, MV, out + i * 32);
+    }
+}
+
 /* kv_matmul_rows for 9...32 input rows: the inputs transposed once, then groups of
-   weight rows (16 for one vector of inputs, 12 for two) dequantized into a buffer and
-   multiplied by every input at once. */
+   weight rows (16 for one vector of inputs, 12 for two) multiplied by every input at once. */
 static inline __attribute__((always_inline)) int matmul_lanes(int type, const uint8_t *base, size_t row_bytes,
                                                             const float *x, size_t ldx, float *y, size_t ldy,
                                                             size_t m, size_t rows, size_t cols, int accumulate) {
@@ -185,17 +247,8 @@ static inline __attribute__((always_inline)) int matmul_lanes(int type, const ui
     float out[16 * 32];
     for (size_t o = 0; o < rows; o += (size_t)R) {
         const int n = rows - o < (size_t)R ? (int)(rows - o) : R;
-        for (int i = 0; i < n; i++) {
-            const float *row = weight_row(type, base, row_bytes, o + (size_t)i, cols, wbuf + (size_t)i * cols);
-            if (row != wbuf + (size_t)i * cols) memcpy(wbuf + (size_t)i * cols, row, cols * sizeof(float));
-        }
-        if (MV == 1) {
-            if (n == 16) lanes_tile(wbuf, cols, xt, 16, 1, out);
-            else for (int i = 0; i < n; i++) lanes_tile(wbuf + (size_t)i * cols, cols, xt, 1, 1, out + i * 32);
-        } else {
-            if (n == 12) lanes_tile(wbuf, cols, xt, 12, 2, out);
-            else for (int i = 0; i < n; i++) lanes_tile(wbuf + (size_t)i * cols, cols, xt, 1, 2, out + i * 32);
-        }
+        if (MV == 1) lanes_group(type, base + o * row_bytes, row_bytes, cols, xt, wbuf, n, 16, 1, out);
+        else lanes_group(type, base + o * row_bytes, row_bytes, cols, xt, wbuf, n, 12, 2, out);
         for (size_t t = 0; t < m; t++)
             for (int i = 0; i < n; i++) {
                 float *d = y + t * ldy + o + (size_t)i;
