@@ -25,6 +25,9 @@ struct TTFTRow: Codable {
     var hotHitCPUMs: Double
     var coldCPUSpeedup: Double
     var hotCPUSpeedup: Double
+    /// Fastest and slowest miss and cold hit (the medians above are the headline).
+    var missRangeMs: [Double]
+    var coldRangeMs: [Double]
 }
 
 /// CPU time of this process (all threads), in seconds.
@@ -42,11 +45,13 @@ func cpuTimed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
 }
 
 /// TTFT of a miss (full prefill) against a hit cold (RAM tier empty, store reopened from
-/// disk: the OS page cache may still hold its files) and hot (RAM tier), per prompt length.
+/// disk: the OS page cache may still hold its files) and hot (RAM tier), per prompt length:
+/// medians of `--reps` hits and `--miss-reps` misses (at most `--reps`), run alternately.
 func ttftBench() throws {
     let lengths = option("lengths", "1024,4096,8000").split(separator: ",").compactMap { Int($0) }
     let codec = KVCodec(name: option("codec", "int8")) ?? .int8
     let reps = Int(option("reps", "3")) ?? 3
+    let missReps = max(1, min(reps, Int(option("miss-reps", "3")) ?? 3))
     var rows: [TTFTRow] = []
     for length in lengths {
         let doc = documentOf(tokens: length - 30, seed: UInt64(length))
@@ -58,14 +63,23 @@ func ttftBench() throws {
         _ = try prefixCache(store, codec: codec, ram: 0)
             .precompute(tokens: tokenizer.encode(PromptTemplate.chatSystem.prefix(document: doc, chat: chat)), id: "d", name: "d")
         try store.close()
-        // Miss: no store, no RAM tier: the whole prompt is prefilled.
-        let (miss, missCPU) = try cpuTimed {
-            try prefixCache(nil, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+        if let n = Int(option("profile-cold", "0")), n > 0 {  // for a profiler: cold hits only, nothing written
+            try profileCold(dir: dir, prompt: prompt, codec: codec, runs: n)
+            continue
         }
         var cold: [Double] = [], hot: [Double] = [], coldCPU: [Double] = [], hotCPU: [Double] = []
+        var misses: [Double] = [], missCPUs: [Double] = [], promptTokens = 0
         var coldDisk = 0, hotRAM = 0, prefilled = 0
         var coldSteps: [AssemblyTimings] = [], hotSteps: [AssemblyTimings] = []
-        for _ in 0..<reps {
+        for rep in 0..<reps {
+            // Miss: no store, no RAM tier: the whole prompt is prefilled. Misses and hits
+            // alternate, so a change in the machine's speed during the run hits both.
+            if rep < missReps {
+                let (miss, missCPU) = try cpuTimed {
+                    try prefixCache(nil, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+                }
+                misses.append(miss.timeToFirstToken); missCPUs.append(missCPU); promptTokens = miss.sources.prompt
+            }
             store = try ChunkStore(path: dir)  // reopened, RAM tier empty
             // Cold: a RAM tier of size 0, so the call does nothing after its first token.
             let (c, cCPU) = try cpuTimed {
@@ -81,19 +95,23 @@ func ttftBench() throws {
             coldDisk = c.sources.disk; hotRAM = h.sources.ram; prefilled = c.sources.prefilled
             try store.close()
         }
-        let row = TTFTRow(promptTokens: miss.sources.prompt, codec: codec.name, missMs: miss.timeToFirstToken * 1000,
+        let miss = median(misses), missCPU = median(missCPUs)
+        let row = TTFTRow(promptTokens: promptTokens, codec: codec.name, missMs: miss * 1000,
                           coldHitMs: median(cold) * 1000, hotHitMs: median(hot) * 1000,
-                          coldSpeedup: miss.timeToFirstToken / median(cold), hotSpeedup: miss.timeToFirstToken / median(hot),
+                          coldSpeedup: miss / median(cold), hotSpeedup: miss / median(hot),
                           coldFromDisk: coldDisk, hotFromRAM: hotRAM, prefilledOnHit: prefilled,
                           coldDiskMs: median(coldSteps.map(\.disk)) * 1000, coldPrefillMs: median(coldSteps.map(\.prefill)) * 1000,
                           hotRAMMs: median(hotSteps.map(\.ram)) * 1000, hotPrefillMs: median(hotSteps.map(\.prefill)) * 1000,
                           missCPUMs: missCPU * 1000, coldHitCPUMs: median(coldCPU) * 1000, hotHitCPUMs: median(hotCPU) * 1000,
-                          coldCPUSpeedup: missCPU / median(coldCPU), hotCPUSpeedup: missCPU / median(hotCPU))
+                          coldCPUSpeedup: missCPU / median(coldCPU), hotCPUSpeedup: missCPU / median(hotCPU),
+                          missRangeMs: [misses.min()!, misses.max()!].map { $0 * 1000 },
+                          coldRangeMs: [cold.min()!, cold.max()!].map { $0 * 1000 })
         note("\(row)")
         rows.append(row)
     }
-    struct Out: Codable { var machine = Machine(); var reps: Int; var rows: [TTFTRow] }
-    try write(Out(reps: reps, rows: rows), "ttft")
+    guard option("profile-cold", "0") == "0" else { return }
+    struct Out: Codable { var machine = Machine(); var reps: Int; var missReps: Int; var rows: [TTFTRow] }
+    try write(Out(reps: reps, missReps: missReps, rows: rows), "ttft")
     print("| prompt tokens | codec | miss TTFT | hit cold (disk) | hit hot (RAM) | cold speedup | hot speedup | CPU: miss / cold / hot | CPU speedup cold / hot |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows {
@@ -102,4 +120,19 @@ func ttftBench() throws {
               + String(format: " %.0f / %.0f / %.0f ms | %.0f× / %.0f× |", r.missCPUMs, r.coldHitCPUMs, r.hotHitCPUMs,
                        r.coldCPUSpeedup, r.hotCPUSpeedup))
     }
+}
+
+/// `--profile-cold N`: N cold hits of `prompt` (store reopened each time), for a profiler.
+func profileCold(dir: String, prompt: String, codec: KVCodec, runs: Int) throws {
+    var steps: [AssemblyTimings] = [], ttft: [Double] = [], cpu: [Double] = []
+    for _ in 0..<runs {
+        let store = try ChunkStore(path: dir)
+        let (r, seconds) = try cpuTimed {
+            try prefixCache(store, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+        }
+        ttft.append(r.timeToFirstToken); steps.append(r.timings); cpu.append(seconds)
+        try store.close()
+    }
+    note(String(format: "cold x%d: TTFT %.1f ms (disk %.1f, prefill %.1f), CPU %.1f ms", runs, median(ttft) * 1000,
+                median(steps.map(\.disk)) * 1000, median(steps.map(\.prefill)) * 1000, median(cpu) * 1000))
 }
