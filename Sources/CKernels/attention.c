@@ -138,13 +138,19 @@ static inline __attribute__((always_inline)) void softmax_block(float *st, size_
         v16i lim;
         memcpy(&lim, last + j, sizeof lim);
         lim -= (int32_t)b;
+        /* Every lane sees every key of the block (all but the last block of a prefix):
+           nothing to mask, and no weight below needs forcing to zero. */
+        const int open = __builtin_reduce_min(lim) >= (int32_t)nb - 1;
         v16f block_max = neg_inf;
-        for (size_t i = 0; i < nb; i++) {
-            const v16i hidden = (v16i){} + (int32_t)i > lim;
-            const v16f s = as_f((as_i(load16(st + i * mp + j)) & ~hidden) | (as_i(neg_inf) & hidden));
-            store16(st + i * mp + j, s);
-            block_max = __builtin_elementwise_max(block_max, s);
-        }
+        if (open)
+            for (size_t i = 0; i < nb; i++) block_max = __builtin_elementwise_max(block_max, load16(st + i * mp + j));
+        else
+            for (size_t i = 0; i < nb; i++) {
+                const v16i hidden = (v16i){} + (int32_t)i > lim;
+                const v16f s = as_f((as_i(load16(st + i * mp + j)) & ~hidden) | (as_i(neg_inf) & hidden));
+                store16(st + i * mp + j, s);
+                block_max = __builtin_elementwise_max(block_max, s);
+            }
         const v16f old_max = load16(mx + j);
         const v16f new_max = __builtin_elementwise_max(old_max, block_max);
         const v16i none = new_max == neg_inf; /* nothing visible yet: weights are zero */
@@ -152,16 +158,32 @@ static inline __attribute__((always_inline)) void softmax_block(float *st, size_
         const v16i was_empty = old_max == neg_inf;
         const v16f alpha = as_f(as_i(exp16_nonpos(old_max - ref)) & ~was_empty);
         v16f total = (v16f){};
-        for (size_t i = 0; i < nb; i++) {
-            const v16f s = load16(st + i * mp + j);
-            const v16f e = as_f(as_i(exp16_nonpos(s - ref)) & ~(s == neg_inf));
-            store16(st + i * mp + j, e);
-            total += e;
-        }
+        if (open)
+            for (size_t i = 0; i < nb; i++) {
+                const v16f e = exp16_nonpos(load16(st + i * mp + j) - ref);
+                store16(st + i * mp + j, e);
+                total += e;
+            }
+        else
+            for (size_t i = 0; i < nb; i++) {
+                const v16f s = load16(st + i * mp + j);
+                const v16f e = as_f(as_i(exp16_nonpos(s - ref)) & ~(s == neg_inf));
+                store16(st + i * mp + j, e);
+                total += e;
+            }
         store16(sum + j, load16(sum + j) * alpha + total);
         store16(mx + j, new_max);
         store16(rescale + j, alpha);
     }
+}
+
+/* Asks for rows [b0, b1) of a K or V head slice (d floats each, ld apart) to be brought
+   into L2: the first pass over a block otherwise stalls on every cache line (the cache was
+   just spliced and is far larger than L2), and the hardware prefetcher does not follow
+   head slices that take a third of each row. */
+static inline __attribute__((always_inline)) void prefetch_rows(const float *x, size_t ld, size_t d, size_t b0, size_t b1) {
+    for (size_t i = b0; i < b1; i++)
+        for (size_t c = 0; c < d; c += 16) __builtin_prefetch(x + i * ld + c, 0, 2);
 }
 
 KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const float *k, const float *v,
@@ -178,6 +200,9 @@ KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d,
     for (size_t t = 0; t < mp; t++) { mx[t] = -INFINITY; sum[t] = 0; }
     for (size_t b = p0; b < p1; b += KV_ATTEND_BLOCK) {
         const size_t nb = p1 - b < KV_ATTEND_BLOCK ? p1 - b : KV_ATTEND_BLOCK;
+        if (b == p0) prefetch_rows(k, ld, d, b, b + nb);
+        prefetch_rows(v, ld, d, b, b + nb);  /* V of this block, K of the next */
+        prefetch_rows(k, ld, d, b + nb, b + nb + (p1 - b - nb < KV_ATTEND_BLOCK ? p1 - b - nb : KV_ATTEND_BLOCK));
         if (few) scores_rows(qrows, (int)m, d, k + b * ld, ld, nb, scratch, mp);
         else scores_block(qt, mp, d, k + b * ld, ld, nb, scratch);
         softmax_block(scratch, mp, nb, b, last, mx, sum, rescale);
