@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import XCTest
 import KVStashCore
 @testable import KVStashEngine
@@ -35,6 +37,31 @@ final class TinyModelTests: XCTestCase {
         spec.contextLength = 1024
         spec.layers = 2
         try checkAgainstReference(spec, tokens: 600, seed: 3)
+    }
+}
+
+/// Long prefills park OpenBLAS's workers when they end (`BLASWorkers`): prefills running
+/// at once on several threads, each parking when it finishes while others are still in
+/// BLAS, must neither hang nor differ from the same prefill run alone.
+final class BLASWorkersTests: XCTestCase {
+    func testConcurrentLongPrefillsAgreeWithASequentialOne() throws {
+        // The real model: its products are large enough for OpenBLAS to use its workers.
+        let model = try TestSupport.realModel()
+        let tokens = TestSupport.tokens(80, vocab: model.config.vocabSize, seed: 7)  // > 32 rows: BLAS
+        var alone = model.newCache()
+        let expected = try model.prefill(tokens, cache: &alone)
+        let results = Mutex<[[Float]]>([])
+        DispatchQueue.concurrentPerform(iterations: 3) { _ in
+            for _ in 0..<2 {
+                var cache = model.newCache()
+                if let logits = try? model.prefill(tokens, cache: &cache) { results.withLock { $0.append(logits) } }
+            }
+        }
+        let all = results.withLock { $0 }
+        XCTAssertEqual(all.count, 6)
+        for logits in all {
+            XCTAssertLessThan(TestSupport.relativeError(logits[...], expected[...]), 1e-5)
+        }
     }
 }
 

@@ -47,13 +47,16 @@ public final class LlamaModel: Sendable {
         cache.reserve(cache.count + tokens.count)
         var all: [Float] = []
         if allLogits { all.reserveCapacity(tokens.count * config.vocabSize) }
-        var start = 0
         var last: [Float] = []
-        while start < tokens.count {
-            let end = min(start + Self.chunkSize, tokens.count)
-            last = forward(tokens[start..<end], cache: &cache, allLogits: allLogits)
-            if allLogits { all += last }
-            start = end
+        // Only inputs longer than the encoded kernels' limit reach BLAS.
+        BLASWorkers.run(parkingAfter: tokens.count > Linear.encodedRowsLimit) {
+            var start = 0
+            while start < tokens.count {
+                let end = min(start + Self.chunkSize, tokens.count)
+                last = forward(tokens[start..<end], cache: &cache, allLogits: allLogits)
+                if allLogits { all += last }
+                start = end
+            }
         }
         return allLogits ? all : last
     }
