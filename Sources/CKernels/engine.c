@@ -81,11 +81,30 @@ KV_CLONES void kv_rmsnorm(float *out, const float *x, const float *w, size_t row
     }
 }
 
+/* SiLU(x) = x * sigmoid(x), 16 lanes, from e = exp(-|x|) <= 1 (exp16_nonpos), so no
+   argument can overflow: sigmoid is 1 / (1 + e) for x >= 0 and e / (1 + e) below. */
+#define silu16(x_) ({                                                            \
+    const v16f sx_ = (x_);                                                       \
+    const v16f e_ = exp16_nonpos(as_f(as_i(sx_) | (int32_t)0x80000000));         \
+    const v16i nonneg_ = sx_ >= 0;                                               \
+    const v16f num_ = as_f((as_i((v16f){} + 1.0f) & nonneg_) | (as_i(e_) & ~nonneg_)); \
+    sx_ * (num_ / (1.0f + e_));                                                  \
+})
+
+/* gate = SiLU(gate) * up, row by row; a row's partial last vector goes through a padded copy. */
 KV_CLONES void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld) {
     for (size_t r = 0; r < rows; r++) {
         float *g = gate + r * ld;
         const float *u = up + r * ld;
-        for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) store16(g + i, silu16(load16(g + i)) * load16(u + i));
+        if (i < n) {
+            float gp[16] = {0}, up16[16] = {0};
+            memcpy(gp, g + i, (n - i) * sizeof(float));
+            memcpy(up16, u + i, (n - i) * sizeof(float));
+            store16(gp, silu16(load16(gp)) * load16(up16));
+            memcpy(g + i, gp, (n - i) * sizeof(float));
+        }
     }
 }
 

@@ -106,6 +106,26 @@ final class SmallProductTests: XCTestCase {
         }
     }
 
+    /// The MLP's `SiLU(gate) * up` against double precision: both signs, arguments far
+    /// past exp's range (±100), zeros, whole vectors and a partial last one per row, and
+    /// the columns past `n` untouched.
+    func testSiLUTimesUpEqualsDoublePrecision() {
+        let rows = 3, n = 37, ld = 41
+        var gate = (0..<(rows * ld)).map { _ in gaussian() * 6 }
+        gate[0] = 0; gate[1] = 100; gate[2] = -100; gate[3] = 88; gate[4] = -88; gate[n - 1] = -0.0
+        let up = (0..<(rows * ld)).map { _ in gaussian() }
+        let before = gate
+        kv_silu_mul(&gate, up, rows, n, ld)
+        for r in 0..<rows {
+            for c in 0..<ld {
+                let i = r * ld + c, x = Double(before[i])
+                guard c < n else { XCTAssertEqual(gate[i], before[i], "column \(c) past n"); continue }
+                let expected = x / (1 + exp(-x)) * Double(up[i])
+                XCTAssertEqual(Double(gate[i]), expected, accuracy: 2e-6 * max(1, abs(expected)), "row \(r) col \(c) x \(x)")
+            }
+        }
+    }
+
     /// The BLAS path's causal softmax: row r keeps its first `valid0 + r` entries (whole
     /// vectors and a partial last one), normalized in double precision here; the rest is 0.
     func testCausalSoftmaxEqualsNaiveSoftmax() {
