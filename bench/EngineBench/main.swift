@@ -164,7 +164,7 @@ struct Report: Codable {
     let date: String
     let results: [Row]
 }
-let report = Report(note: "measured while other builds/tests ran on the same 2 cores; compare rows of one run",
+let report = Report(note: "the host is shared and its speed drifts: compare rows of one run",
                     machine: machine(), blasCore: blasCoreName(), kernelISA: kernelISA(),
                     model: (opts.model as NSString).lastPathComponent,
                     date: ISO8601DateFormatter().string(from: Date()), results: rows)
