@@ -14,3 +14,21 @@ const char *kv_kernels_isa(void) {
 KV_CLONES void kv_axpy(float *y, const float *x, float a, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
+
+/* 16 floats with 64-byte alignment, the unit of a non-temporal store here. */
+typedef float v16f_aligned __attribute__((vector_size(64), aligned(64)));
+
+KV_CLONES void kv_stream_floats(float *dst, const float *src, size_t n) {
+    size_t i = 0;
+    if (((uintptr_t)dst & 63) == 0) {
+        for (; i + 16 <= n; i += 16) {
+            v16f_aligned v;
+            __builtin_memcpy(&v, src + i, sizeof v);
+            __builtin_nontemporal_store(v, (v16f_aligned *)(dst + i));
+        }
+#if defined(__x86_64__)
+        __builtin_ia32_sfence();
+#endif
+    }
+    for (; i < n; i++) dst[i] = src[i];
+}

@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 
 /// Write access to one range of rows of a `KVCache`, handed to one worker of
@@ -12,18 +13,26 @@ public struct KVRowWriter: @unchecked Sendable {
     public var shape: KVShape { storage.shape }
     fileprivate let storage: KVStorage
     fileprivate let rotation: RotaryTable?
+    /// This writer's own `rows.count * kvDim` floats, where `body` writes.
+    fileprivate let scratch: UnsafeMutablePointer<Float>
 
-    /// Writes this writer's rows of `kind` in `layer` (`rows.count * kvDim` floats). With a
-    /// rotation table, K rows are rotated into post-RoPE K after `body` returns.
+    /// Writes this writer's rows of `kind` in `layer` (`rows.count * kvDim` floats): `body`
+    /// fills a buffer of that size (small enough to stay in the core's cache), which then
+    /// goes to the cache with non-temporal stores (`kv_stream_floats`: a splice writes
+    /// hundreds of MB that will have left the caches before they are read, and plain
+    /// stores would first read every line). With a rotation table, K is rotated in the
+    /// buffer and stored again as post-RoPE K. `body` must write every element; the
+    /// buffer's earlier contents are unspecified.
     public func withMutableRows<R>(layer: Int, _ kind: KVKind,
                                    _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
         precondition(layer >= 0 && layer < shape.layers)
-        let d = shape.kvDim
-        let raw = storage.pointer(layer: layer, kind == .key ? 0 : 1) + rows.lowerBound * d
-        let result = try body(UnsafeMutableBufferPointer(start: raw, count: rows.count * d))
+        let d = shape.kvDim, n = rows.count * d, first = rows.lowerBound * d
+        let result = try body(UnsafeMutableBufferPointer(start: scratch, count: n))
+        kv_stream_floats(storage.pointer(layer: layer, kind == .key ? 0 : 1) + first, scratch, n)
         if kind == .key, let rotation {
-            rotation.apply(raw, stride: d, into: storage.pointer(layer: layer, 2) + rows.lowerBound * d, stride: d,
-                           rows: rows.count, firstPosition: rows.lowerBound, heads: shape.kvHeads, headDim: shape.headDim)
+            rotation.apply(scratch, stride: d, into: scratch, stride: d, rows: rows.count,
+                           firstPosition: rows.lowerBound, heads: shape.kvHeads, headDim: shape.headDim)
+            kv_stream_floats(storage.pointer(layer: layer, 2) + first, scratch, n)
         }
         return result
     }
@@ -57,8 +66,12 @@ extension KVCache {
         storage.roped = min(storage.roped, first.lowerBound)
         let results = ResultSlots<R>(count: ranges.count)
         defer { results.deallocate() }
+        let kvDim = shape.kvDim
         DispatchQueue.concurrentPerform(iterations: ranges.count) { i in
-            results[i] = body(i, KVRowWriter(rows: ranges[i], storage: storage, rotation: rotation))
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: ranges[i].count * kvDim * MemoryLayout<Float>.size,
+                                                           alignment: 64).bindMemory(to: Float.self, capacity: ranges[i].count * kvDim)
+            defer { scratch.deallocate() }
+            results[i] = body(i, KVRowWriter(rows: ranges[i], storage: storage, rotation: rotation, scratch: scratch))
         }
         let outcome = results.array
         let contiguous = zip(ranges, ranges.dropFirst()).allSatisfy { $0.0.upperBound == $0.1.lowerBound }

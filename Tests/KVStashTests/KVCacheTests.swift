@@ -1,4 +1,5 @@
 import XCTest
+import CKernels
 @testable import KVStashCore
 import KVStash
 import Foundation
@@ -172,6 +173,22 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
                 }
             }
             XCTAssertTrue(out[0..<(heads * headDim)].allSatisfy(\.isNaN), "rows outside the call untouched")
+        }
+    }
+
+    /// The splice's streaming copy: aligned destinations take non-temporal stores, others
+    /// and the tail past the last whole vector plain ones; either way dst equals src and
+    /// nothing past n is written.
+    func testStreamingCopyEqualsSource() {
+        let src = (0..<200).map { Float($0) * 0.5 - 17 }
+        for (offset, n) in [(0, 0), (0, 5), (0, 16), (0, 160), (0, 199), (3, 150), (16, 37)] {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: 256 * 4 + 64, alignment: 64)
+            defer { raw.deallocate() }
+            let dst = raw.bindMemory(to: Float.self, capacity: 256 + 16) + offset
+            dst.initialize(repeating: .nan, count: 256)
+            src.withUnsafeBufferPointer { kv_stream_floats(dst, $0.baseAddress!, n) }
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: dst, count: n)), Array(src[..<n]), "offset \(offset) n \(n)")
+            XCTAssertTrue(UnsafeBufferPointer(start: dst + n, count: 256 - n).allSatisfy(\.isNaN), "offset \(offset) n \(n)")
         }
     }
 

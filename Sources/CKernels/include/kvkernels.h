@@ -19,6 +19,13 @@ void kv_zeroed_free(void *base, size_t mapped);
 /* y[i] += a * x[i] */
 void kv_axpy(float *y, const float *x, float a, size_t n);
 
+/* dst[i] = src[i] for n floats, written around the caches (non-temporal stores) when dst is
+   64-byte aligned: for filling a large KV cache that will not be read again before it has
+   left the caches anyway. A plain store first reads each line it writes; this does not,
+   which halves the memory traffic of a splice. Ends with a store fence, so the data is
+   ordered before anything the caller writes next. */
+void kv_stream_floats(float *dst, const float *src, size_t n);
+
 #endif
 #include "engine.h"
 #include "kvcodec.h"

@@ -52,14 +52,15 @@ public struct KVPage: Sendable {
 
 extension KVCache {
     /// Appends `pages` at the end of the cache (the splice of a radix-tree match). The pages
-    /// are copied by several workers at once; with `rotation` (the model's RoPE table), K is
-    /// rotated as it lands, so the engine does not rotate those positions again.
+    /// are copied by several workers at once, four pages per task; with `rotation` (the
+    /// model's RoPE table), K is rotated as it lands, so the engine does not rotate those
+    /// positions again.
     public mutating func splice(_ pages: [KVPage], rotation: RotaryTable? = nil) {
         guard !pages.isEmpty else { return }
         precondition(pages.allSatisfy { $0.shape == shape }, "KV shape mismatch")
         let start = count, size = KVPage.size, kvDim = shape.kvDim, layers = shape.layers
-        let workers = min(pages.count, ProcessInfo.processInfo.activeProcessorCount)
-        let step = (pages.count + workers - 1) / workers
+        // Groups of a few pages, so each worker's staging buffer (KVRowWriter) stays in L1/L2.
+        let step = 4
         let groups = stride(from: 0, to: pages.count, by: step).map { $0..<min(pages.count, $0 + step) }
         let ranges = groups.map { (start + $0.lowerBound * size)..<(start + $0.upperBound * size) }
         _ = writeConcurrently(ranges, rotation: rotation, succeeded: { $0 }) { i, writer in
