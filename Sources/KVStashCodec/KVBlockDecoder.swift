@@ -159,7 +159,7 @@ public struct KVBlockDecoder: Sendable {
                 let failure = rows(layer, kind) { dst -> KVBlockError? in
                     do throws(KVBlockError) {
                         if layout.codec == .f32 {
-                            try reader.read(into: UnsafeMutableRawBufferPointer(dst))  // straight into the cache
+                            try reader.read(into: UnsafeMutableRawBufferPointer(dst))  // straight into the destination
                         } else {
                             try reader.read(into: section)
                             codec.decode(UnsafeRawBufferPointer(section), kind, into: dst)

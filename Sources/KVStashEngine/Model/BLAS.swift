@@ -23,6 +23,7 @@ public func kernelISA() -> String { String(cString: kv_kernels_isa()) }
 func gemmNT(m: Int, n: Int, k: Int, alpha: Float = 1,
             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    BLASWorkers.noteCall()
     if m == 1 {
         // y = alpha * B · a + beta * y  (B is n x k row-major)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb),
@@ -37,6 +38,7 @@ func gemmNT(m: Int, n: Int, k: Int, alpha: Float = 1,
 @inline(__always)
 func gemmNN(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
             b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    BLASWorkers.noteCall()
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k),
                 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
@@ -45,6 +47,7 @@ func gemmNN(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
 @inline(__always)
 func gemvT(visible: Int, headDim: Int, v: UnsafePointer<Float>, ldv: Int,
                          s: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+    BLASWorkers.noteCall()
     cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(headDim), 1, v, Int32(ldv),
                 s, 1, 0, out, 1)
 }

@@ -48,8 +48,7 @@ public final class LlamaModel: Sendable {
         var all: [Float] = []
         if allLogits { all.reserveCapacity(tokens.count * config.vocabSize) }
         var last: [Float] = []
-        // Only inputs longer than the encoded kernels' limit reach BLAS.
-        BLASWorkers.run(parkingAfter: tokens.count > Linear.encodedRowsLimit) {
+        BLASWorkers.run {
             var start = 0
             while start < tokens.count {
                 let end = min(start + Self.chunkSize, tokens.count)
