@@ -40,9 +40,10 @@ final class TinyModelTests: XCTestCase {
     }
 }
 
-/// Long prefills park OpenBLAS's workers when they end (`BLASWorkers`): prefills running
-/// at once on several threads, each parking when it finishes while others are still in
-/// BLAS, must neither hang nor differ from the same prefill run alone.
+/// Prefills that used BLAS park OpenBLAS's workers when they end (`BLASWorkers`): prefills
+/// running at once on several threads, finishing while others are still in BLAS (the last
+/// one out parks, and the next call restarts the workers), must neither hang nor differ
+/// from the same prefill run alone.
 final class BLASWorkersTests: XCTestCase {
     func testConcurrentLongPrefillsAgreeWithASequentialOne() throws {
         // The real model: its products are large enough for OpenBLAS to use its workers.
