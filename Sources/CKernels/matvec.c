@@ -295,3 +295,97 @@ KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx
     if (buf != stack) free(buf);
     return 0;
 }
+
+/* ---- Q4_1 with output rows in lanes (small prefills) ----------------------------------
+
+   kv_q4_1_interleave rewrites a Q4_1 tensor so that the 32 rows of a group lie side by
+   side, block by block: for group g and block b, 640 bytes hold the 32 rows' scales
+   (f16), their minimums (f16), then for each byte position j < 16 the 32 rows' byte j
+   (low nibble: column j, high nibble: column j + 16). One 16-byte load then gives a
+   column of 16 rows, so a block dequantizes into [32 columns][32 rows] with no
+   transpose, and the product keeps 2 x 8 accumulators (32 output rows x 8 inputs): every
+   weight vector loaded feeds 8 FMAs and every input broadcast feeds 2, where the
+   weights-broadcast tile of lanes_tile_q4_1 pays one load per FMA. */
+
+enum { Q41_GROUP = 32, Q41_GROUP_BYTES = 640 };
+
+void kv_q4_1_interleave(const void *src, void *dst, size_t rows, size_t cols) {
+    const size_t nb = cols / 32, row_bytes = nb * 20;
+    const uint8_t *s = (const uint8_t *)src;
+    uint8_t *d = (uint8_t *)dst;
+    for (size_t g = 0; g < rows / Q41_GROUP; g++)
+        for (size_t b = 0; b < nb; b++) {
+            uint8_t *o = d + (g * nb + b) * Q41_GROUP_BYTES;
+            for (size_t i = 0; i < Q41_GROUP; i++) {
+                const uint8_t *blk = s + (g * Q41_GROUP + i) * row_bytes + b * 20;
+                memcpy(o + 2 * i, blk, 2);
+                memcpy(o + 64 + 2 * i, blk + 2, 2);
+                for (size_t j = 0; j < 16; j++) o[128 + j * Q41_GROUP + i] = blk[4 + j];
+            }
+        }
+}
+
+/* Block b of an interleaved group into wt[32 columns][32 rows]: w = q * d + m, the same
+   arithmetic as kv_dequant_q4_1, so products match the row-major kernels exactly. */
+static inline __attribute__((always_inline)) void q41_group_block(const uint8_t *o, float *wt) {
+    float d[32], m[32];
+    uint16_t dh[32], mh[32];
+    memcpy(dh, o, 64);
+    memcpy(mh, o + 64, 64);
+    for (int i = 0; i < 32; i++) { d[i] = kv_h2f_inline(dh[i]); m[i] = kv_h2f_inline(mh[i]); }
+    const v16f d0 = load16(d), d1 = load16(d + 16), m0 = load16(m), m1 = load16(m + 16);
+    for (int j = 0; j < 16; j++) {
+        v16u8 q0, q1;
+        memcpy(&q0, o + 128 + j * 32, 16);
+        memcpy(&q1, o + 128 + j * 32 + 16, 16);
+        store16(wt + j * 32, __builtin_convertvector(q0 & 0x0F, v16f) * d0 + m0);
+        store16(wt + j * 32 + 16, __builtin_convertvector(q1 & 0x0F, v16f) * d1 + m1);
+        store16(wt + (j + 16) * 32, __builtin_convertvector(q0 >> 4, v16f) * d0 + m0);
+        store16(wt + (j + 16) * 32 + 16, __builtin_convertvector(q1 >> 4, v16f) * d1 + m1);
+    }
+}
+
+/* acc[h][t] += wt[k][16h ..] * x[t][k] over the block's 32 columns, for T inputs. */
+static inline __attribute__((always_inline)) void q41_group_tile(const float *wt, const float *x, size_t ldx, int T,
+                                                               v16f acc[2][8]) {
+    for (int k = 0; k < 32; k++) {
+        const v16f w0 = load16(wt + k * 32), w1 = load16(wt + k * 32 + 16);
+        for (int t = 0; t < T; t++) {
+            const float xv = x[(size_t)t * ldx + (size_t)k];
+            acc[0][t] += w0 * xv;
+            acc[1][t] += w1 * xv;
+        }
+    }
+}
+
+#define Q41_TILE_CASE(T_) case T_: q41_group_tile(wt, xb, ldx, T_, acc[p]); break;
+
+KV_CLONES int kv_matmul_q4_1_interleaved(const void *w, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
+                                         size_t rows, size_t cols, int accumulate) {
+    if (cols % 32 || rows % Q41_GROUP || m == 0 || m > 32) return -1;
+    const size_t nb = cols / 32, passes = (m + 7) / 8;
+    float wt[32 * 32] __attribute__((aligned(64)));
+    for (size_t g = 0; g < rows / Q41_GROUP; g++) {
+        v16f acc[4][2][8];
+        for (size_t p = 0; p < passes; p++)
+            for (int t = 0; t < 8; t++) acc[p][0][t] = acc[p][1][t] = (v16f){};
+        for (size_t b = 0; b < nb; b++) {
+            q41_group_block((const uint8_t *)w + (g * nb + b) * Q41_GROUP_BYTES, wt);
+            for (size_t p = 0; p < passes; p++) {
+                const float *xb = x + p * 8 * ldx + b * 32;
+                switch (m - p * 8 >= 8 ? 8 : (int)(m - p * 8)) {
+                Q41_TILE_CASE(8) Q41_TILE_CASE(7) Q41_TILE_CASE(6) Q41_TILE_CASE(5)
+                Q41_TILE_CASE(4) Q41_TILE_CASE(3) Q41_TILE_CASE(2) Q41_TILE_CASE(1)
+                }
+            }
+        }
+        for (size_t t = 0; t < m; t++) {
+            float *out = y + t * ldy + g * Q41_GROUP;
+            for (int h = 0; h < 2; h++) {
+                const v16f s = acc[t / 8][h][t % 8];
+                store16(out + 16 * h, accumulate ? load16(out + 16 * h) + s : s);
+            }
+        }
+    }
+    return 0;
+}

@@ -83,6 +83,43 @@ final class SmallProductTests: XCTestCase {
                        -1, "columns must be a multiple of 32")
     }
 
+    /// The interleaved Q4_1 kernel of small prefills: against the naive product for every
+    /// input count it takes (whole and partial passes of eight), with strides and both
+    /// accumulate modes, and bit for bit against `kv_matmul_rows` where that takes the
+    /// same arithmetic (9...32 rows). Shapes it cannot take are refused.
+    func testInterleavedQ4_1ProductEqualsNaiveProduct() {
+        let rows = 64, cols = 96
+        let (raw, w) = encodedWeights(type: 3, rows: rows, cols: cols)
+        var grouped = [UInt8](repeating: 0, count: raw.count)
+        kv_q4_1_interleave(raw, &grouped, rows, cols)
+        XCTAssertNotEqual(grouped, raw)
+        for m in [1, 2, 5, 8, 9, 16, 17, 23, 32] {
+            let ldx = cols + 3, ldy = rows + 5
+            let x = (0..<(m * ldx)).map { _ in gaussian() }
+            let before = (0..<(m * ldy)).map { _ in gaussian() }
+            for accumulate: Int32 in [0, 1] {
+                var y = before, reference = before
+                XCTAssertEqual(kv_matmul_q4_1_interleaved(grouped, x, ldx, &y, ldy, m, rows, cols, accumulate), 0)
+                XCTAssertEqual(kv_matmul_rows(3, raw, x, ldx, &reference, ldy, m, rows, cols, accumulate), 0)
+                for r in 0..<m {
+                    for o in 0..<rows {
+                        var expected = accumulate == 1 ? Double(before[r * ldy + o]) : 0
+                        for k in 0..<cols { expected += Double(w[o * cols + k]) * Double(x[r * ldx + k]) }
+                        XCTAssertEqual(Double(y[r * ldy + o]), expected, accuracy: 1e-4 * max(1, abs(expected)),
+                                       "m \(m) at (\(r), \(o))")
+                    }
+                    for o in rows..<ldy { XCTAssertEqual(y[r * ldy + o], before[r * ldy + o], "column \(o) past rows") }
+                }
+                if m > 8 { XCTAssertEqual(y, reference, "m \(m): same sums as kv_matmul_rows") }
+            }
+        }
+        var y = [Float](repeating: 0, count: 64 * 40)
+        XCTAssertEqual(kv_matmul_q4_1_interleaved(grouped, [Float](repeating: 0, count: 33 * cols), cols, &y, rows, 33, rows, cols, 0),
+                       -1, "at most 32 input rows")
+        XCTAssertEqual(kv_matmul_q4_1_interleaved(grouped, [Float](repeating: 0, count: cols), cols, &y, 40, 1, 40, cols, 0),
+                       -1, "rows must be a multiple of 32")
+    }
+
     /// One input row (decode): `kv_matvec` for every type, with row counts around its
     /// four-row groups.
     func testMatrixVectorProductEqualsNaiveProductForEveryType() {

@@ -72,6 +72,15 @@ int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, si
 int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy,
                    size_t m, size_t rows, size_t cols, int accumulate);
 
+/* kv_q4_1_interleave rewrites a Q4_1 tensor of `rows` x `cols` (both multiples of 32) into
+   groups of 32 rows side by side, block by block (docs in matvec.c); dst has the same
+   size as src. kv_matmul_q4_1_interleaved is kv_matmul_rows for such a tensor and
+   1 <= m <= 32 input rows (bit for bit what kv_matmul_rows gives for 9...32 rows: same
+   dequantization, same order of sums); it returns -1 for other shapes. */
+void kv_q4_1_interleave(const void *src, void *dst, size_t rows, size_t cols);
+int kv_matmul_q4_1_interleaved(const void *w, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
+                               size_t rows, size_t cols, int accumulate);
+
 /* Attention of a few query rows without BLAS (decode, or the question after a cache hit).
    The m query rows that share one KV head are stacked and transposed into qt ([d][mp],
    mp = m rounded up to 16, scaled by 1/sqrt(d), padding lanes zero); last[t] is the last

@@ -4,8 +4,25 @@ import Dispatch
 /// One GGUF weight tensor left encoded in the memory map, for matrix-vector products.
 struct EncodedMatrix: Sendable {
     let info: GGUFTensorInfo
+    /// For Q4_1 with rows and columns multiples of 32: the same tensor with each group of
+    /// 32 rows interleaved block by block (`kv_q4_1_interleave`, same size), which small
+    /// prefills multiply with the output rows in vector lanes.
+    let interleaved: [UInt8]?
     var rows: Int { info.dims.count > 1 ? info.dims[1] : 1 }
     var cols: Int { info.dims[0] }
+
+    /// The tensor `info` of `gguf`, interleaved when its type and shape allow.
+    init(info: GGUFTensorInfo, gguf: GGUFFile) {
+        self.info = info
+        let rows = info.dims.count > 1 ? info.dims[1] : 1, cols = info.dims[0]
+        guard info.type.rawValue == 3, rows % 32 == 0, cols % 32 == 0 else { interleaved = nil; return }
+        interleaved = gguf.withRawBytes(info) { raw in
+            [UInt8](unsafeUninitializedCapacity: raw.count) { buf, n in
+                kv_q4_1_interleave(raw.baseAddress!, buf.baseAddress!, rows, cols)
+                n = raw.count
+            }
+        }
+    }
 }
 
 /// A linear layer `y = W x` whose weight is one or more GGUF tensors stacked by rows.
@@ -42,12 +59,14 @@ struct Linear: Sendable {
     }
 
     /// `c = a W^T` from the encoded tensors. The output columns of all parts together are
-    /// split evenly over the BLAS thread count, in one parallel dispatch (a worker's slice
-    /// may cross from one part into the next).
+    /// split evenly over the BLAS thread count (in multiples of 32, the interleaved
+    /// groups), in one parallel dispatch (a worker's slice may cross from one part into
+    /// the next). One input row takes `kv_matvec`; more take the interleaved Q4_1 kernel
+    /// where the slice covers whole groups, else `kv_matmul_rows`.
     private func encodedProduct(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
                                 ldc: Int, accumulate: Bool) {
         let workers = outDim >= 256 ? min(blasThreads(), 8) : 1
-        let step = (outDim + workers - 1) / workers
+        let step = ((outDim + workers - 1) / workers + 31) / 32 * 32
         let inDim = inDim, parts = parts
         gguf.withRawBytes(parts.map(\.info)) { raws in
             let p = ProductPointers(parts: raws, x: a, y: c)
@@ -59,10 +78,18 @@ struct Linear: Sendable {
                     let r0 = max(lo, first) - first, r1 = min(hi, first + part.rows) - first
                     guard r0 < r1 else { continue }
                     let type = Int32(part.info.type.rawValue), rowBytes = part.info.byteCount / part.rows
-                    let w = raw + r0 * rowBytes, y = p.y + first + r0
-                    let status = m == 1
-                        ? kv_matvec(type, w, p.x, y, r1 - r0, inDim, accumulate ? 1 : 0)
-                        : kv_matmul_rows(type, w, p.x, lda, y, ldc, m, r1 - r0, inDim, accumulate ? 1 : 0)
+                    let y = p.y + first + r0, add: Int32 = accumulate ? 1 : 0
+                    let status: Int32
+                    if m == 1 {
+                        status = kv_matvec(type, raw + r0 * rowBytes, p.x, y, r1 - r0, inDim, add)
+                    } else if let grouped = part.interleaved, r0 % 32 == 0, (r1 - r0) % 32 == 0 {
+                        // A group of 32 rows takes as many bytes as 32 rows of the original.
+                        status = grouped.withUnsafeBytes {
+                            kv_matmul_q4_1_interleaved($0.baseAddress! + r0 * rowBytes, p.x, lda, y, ldc, m, r1 - r0, inDim, add)
+                        }
+                    } else {
+                        status = kv_matmul_rows(type, raw + r0 * rowBytes, p.x, lda, y, ldc, m, r1 - r0, inDim, add)
+                    }
                     precondition(status == 0, "no kernel for GGUF type \(type)")
                 }
             }

@@ -59,7 +59,7 @@ struct WeightLoader {
 
     /// A linear layer over already dequantized `dense` weights of tensors `names`.
     func linear(dense: [Float], _ names: [String], out: Int, in k: Int) -> Linear {
-        Linear(dense: dense, parts: names.map { EncodedMatrix(info: gguf.tensorInfo($0)!) },
+        Linear(dense: dense, parts: names.map { EncodedMatrix(info: gguf.tensorInfo($0)!, gguf: gguf) },
                outDim: out, inDim: k, gguf: gguf)
     }
 
