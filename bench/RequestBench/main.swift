@@ -16,6 +16,21 @@ func option(_ name: String, _ fallback: String) -> String {
     guard let i = args.firstIndex(of: "--" + name), i + 1 < args.count else { return fallback }
     return args[i + 1]
 }
+/// Options any command reads; anything else that looks like one is refused, so a typo
+/// or `--help` does not start a long run with defaults.
+let knownOptions: Set<String> = ["chunk-size", "codec", "docs", "lengths", "miss-reps", "note", "profile-cold",
+                                 "prompts", "reps", "tokens", "words"]
+do {  // after the command: pairs of a known option and its value
+    var i = 1
+    while i < args.count {
+        guard args[i].hasPrefix("--"), knownOptions.contains(String(args[i].dropFirst(2))), i + 1 < args.count else {
+            note("unexpected \(args[i]); options (each with a value): "
+                 + knownOptions.sorted().map { "--" + $0 }.joined(separator: " "))
+            exit(2)
+        }
+        i += 2
+    }
+}
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 func note(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 
