@@ -4,6 +4,30 @@
 
 #include "clones.h"
 
+/* Asks for rows [b0, b1) of a K or V head slice (d floats each, ld apart) to be brought
+   into L2: the cache was just spliced and is far larger than L2, and the hardware
+   prefetcher does not follow head slices that take a third of each row. */
+static inline __attribute__((always_inline)) void prefetch_rows(const float *x, size_t ld, size_t d, size_t b0, size_t b1) {
+    for (size_t i = b0; i < b1; i++)
+        for (size_t c = 0; c < d; c += 16) __builtin_prefetch(x + i * ld + c, 0, 2);
+}
+
+/* Keys K is prefetched ahead of the tile being scored. */
+#define KV_PREFETCH_AHEAD 16
+
+/* The prefetches that go with scoring keys [i, i + n) of a block (k, v at the block's
+   first key, `avail` keys left from there): K of the keys KV_PREFETCH_AHEAD further on
+   (into the next block at the end of this one), and V of these keys, which the weighted
+   sum reads once the block is scored. Spread tile by tile, they never queue up in a burst
+   that stalls the core, as a whole block's worth asked at once did. */
+static inline __attribute__((always_inline)) void prefetch_tile(const float *k, const float *v, size_t ld, size_t d,
+                                                              size_t i, size_t n, size_t avail) {
+    const size_t a0 = i + KV_PREFETCH_AHEAD < avail ? i + KV_PREFETCH_AHEAD : avail;
+    prefetch_rows(k, ld, d, a0, a0 + n < avail ? a0 + n : avail);
+    prefetch_rows(v, ld, d, i, i + n);
+}
+
+
 /* Attention of a few query rows (decode, or the question after a cache hit) against a
    long cache, without BLAS: BLAS would pack all of K and V for a handful of rows, and its
    worker threads spin afterwards, competing with the request's own workers.
@@ -36,11 +60,13 @@ static inline __attribute__((always_inline)) void scores_tile(const float *qt, s
 
 #define SCORES_CASE(KB_, RV_) case (KB_) * 4 + (RV_): scores_tile(qtj, mp, d, ki, ld, KB_, RV_, sti); break;
 
-static inline __attribute__((always_inline)) void scores_block(const float *qt, size_t mp, size_t d, const float *k, size_t ld, size_t nb, float *st) {
+static inline __attribute__((always_inline)) void scores_block(const float *qt, size_t mp, size_t d, const float *k,
+                                                             const float *v, size_t ld, size_t nb, size_t avail, float *st) {
     for (size_t j = 0; j < mp; j += 48) {
         const int RV = mp - j >= 48 ? 3 : (int)(mp - j) / 16;
         for (size_t i = 0; i < nb; ) {
             const int KB = nb - i >= 8 ? 8 : 1;
+            if (j == 0) prefetch_tile(k, v, ld, d, i, (size_t)KB, avail);
             const float *ki = k + i * ld;
             float *sti = st + i * mp + j;
             const float *qtj = qt + j;
@@ -79,9 +105,11 @@ static inline __attribute__((always_inline)) void rows_tile(const float *qrows, 
 #define ROWS_CASE(M_, KB_) case (M_) * 8 + (KB_): rows_tile(qrows, d, ki, ld, M_, KB_, sti, mp); break;
 
 static inline __attribute__((always_inline)) void scores_rows(const float *qrows, int m, size_t d, const float *k,
-                                                            size_t ld, size_t nb, float *st, size_t mp) {
+                                                            const float *v, size_t ld, size_t nb, size_t avail,
+                                                            float *st, size_t mp) {
     for (size_t i = 0; i < nb; ) {
         const int KB = nb - i >= 4 ? 4 : 1;
+        prefetch_tile(k, v, ld, d, i, (size_t)KB, avail);
         const float *ki = k + i * ld;
         float *sti = st + i * mp;
         switch (m * 8 + KB) {
@@ -177,15 +205,6 @@ static inline __attribute__((always_inline)) void softmax_block(float *st, size_
     }
 }
 
-/* Asks for rows [b0, b1) of a K or V head slice (d floats each, ld apart) to be brought
-   into L2: the first pass over a block otherwise stalls on every cache line (the cache was
-   just spliced and is far larger than L2), and the hardware prefetcher does not follow
-   head slices that take a third of each row. */
-static inline __attribute__((always_inline)) void prefetch_rows(const float *x, size_t ld, size_t d, size_t b0, size_t b1) {
-    for (size_t i = b0; i < b1; i++)
-        for (size_t c = 0; c < d; c += 16) __builtin_prefetch(x + i * ld + c, 0, 2);
-}
-
 KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const float *k, const float *v,
                                  size_t ld, size_t p0, size_t p1, const int32_t *last, float *scratch, float *o,
                                  float *mx, float *sum) {
@@ -200,11 +219,9 @@ KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d,
     for (size_t t = 0; t < mp; t++) { mx[t] = -INFINITY; sum[t] = 0; }
     for (size_t b = p0; b < p1; b += KV_ATTEND_BLOCK) {
         const size_t nb = p1 - b < KV_ATTEND_BLOCK ? p1 - b : KV_ATTEND_BLOCK;
-        if (b == p0) prefetch_rows(k, ld, d, b, b + nb);
-        prefetch_rows(v, ld, d, b, b + nb);  /* V of this block, K of the next */
-        prefetch_rows(k, ld, d, b + nb, b + nb + (p1 - b - nb < KV_ATTEND_BLOCK ? p1 - b - nb : KV_ATTEND_BLOCK));
-        if (few) scores_rows(qrows, (int)m, d, k + b * ld, ld, nb, scratch, mp);
-        else scores_block(qt, mp, d, k + b * ld, ld, nb, scratch);
+        if (b == p0) prefetch_rows(k, ld, d, b, b + (nb < KV_PREFETCH_AHEAD ? nb : KV_PREFETCH_AHEAD));
+        if (few) scores_rows(qrows, (int)m, d, k + b * ld, v + b * ld, ld, nb, p1 - b, scratch, mp);
+        else scores_block(qt, mp, d, k + b * ld, v + b * ld, ld, nb, p1 - b, scratch);
         softmax_block(scratch, mp, nb, b, last, mx, sum, rescale);
         if (b > p0)
             for (size_t t = 0; t < m; t++)
