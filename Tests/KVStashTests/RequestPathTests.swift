@@ -135,6 +135,39 @@ final class RequestPathTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try store.stats().corruptFound, 1)
     }
 
+    /// The document's tail is fetched in the same parallel run as the chunks before it;
+    /// a damaged tail is caught there, counted, removed and recomputed like a chunk.
+    func testCorruptTailIsDetectedReportedAndRecomputed() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let doc = syntheticDocument(seed: 11, words: 300)
+        let chunk = 64
+        let dir = try precomputed(m, [doc], chunkSize: chunk)
+        let store = try ChunkStore(path: dir)
+        defer { try? store.close() }
+        let pc = m.prefixCache(store: store, ram: 0)
+        let docTokens = m.documentTokens(doc)
+        let keys = pc.keyer.chain(docTokens)
+        let tailStart = keys.count * chunk
+        XCTAssertLessThan(tailStart, docTokens.count, "the document ends inside a chunk")
+        let tailKey = pc.keyer.key(parent: keys[keys.count - 1], tokens: docTokens[tailStart...])
+        let tokens = m.queryTokens(doc, questions[3])
+        let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
+        let whole = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+        XCTAssertEqual(whole.tokens, reference)
+        XCTAssertEqual(whole.sources.disk, docTokens.count, "chunks and tail in one run")
+        var value = try XCTUnwrap(try store.get(tailKey))
+        let meta = try XCTUnwrap(try store.meta(tailKey))
+        value[value.count / 3] ^= 0x21
+        try store.evict(.keys([tailKey]))
+        try store.put(tailKey, value: value, meta: meta)
+        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+        XCTAssertEqual(r.tokens, reference)
+        XCTAssertEqual(r.sources.corruptChunks, 1)
+        XCTAssertEqual(r.sources.disk, tailStart, "the full chunks still come from disk")
+        XCTAssertEqual(r.sources.prefilled, tokens.count - tailStart)
+        XCTAssertEqual(store.probe([tailKey]), [false], "reported to the store, which removed it")
+    }
+
     func testAnotherModelsBlocksAreNeverSpliced() throws {
         let m = try LoadedModel(path: try tinyModelPath())
         let doc = syntheticDocument(seed: 10, words: 300)

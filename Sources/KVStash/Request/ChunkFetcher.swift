@@ -35,14 +35,25 @@ struct ChunkFetcher: Sendable {
     /// that was not spliced (later ones are dropped, to be fetched again after it).
     func fetchRun(_ keys: ArraySlice<ChunkKey>, tokens: Int, into cache: inout KVCache,
                   rotation: RotaryTable?) -> [Outcome] {
+        fetchRun(keys.map { Entry(key: $0, tokens: tokens) }, into: &cache, rotation: rotation)
+    }
+
+    /// A stored entry and the tokens it holds (a full chunk, or a document's tail).
+    struct Entry: Sendable {
+        let key: ChunkKey
+        let tokens: Int
+    }
+
+    /// `fetchRun` of entries of any lengths (full chunks, then a tail).
+    func fetchRun(_ entries: [Entry], into cache: inout KVCache, rotation: RotaryTable?) -> [Outcome] {
         let start = cache.count
-        let ranges = keys.indices.map { i in (start + (i - keys.startIndex) * tokens)..<(start + (i - keys.startIndex + 1) * tokens) }
-        let keys = Array(keys)
+        var ranges: [Range<Int>] = []
+        for entry in entries { ranges.append((ranges.last?.upperBound ?? start)..<((ranges.last?.upperBound ?? start) + entry.tokens)) }
         let outcomes = cache.writeConcurrently(ranges, rotation: rotation, succeeded: { $0 == .spliced }) { i, writer in
-            fetch(keys[i], into: writer)
+            fetch(entries[i].key, into: writer)
         }
         let spliced = outcomes.prefix { $0 == .spliced }.count
-        cache.truncate(to: start + spliced * tokens)
+        cache.truncate(to: spliced == 0 ? start : ranges[spliced - 1].upperBound)
         return outcomes
     }
 

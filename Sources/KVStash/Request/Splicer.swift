@@ -61,7 +61,7 @@ extension PrefixCache {
             var ram = 0.0
             timed(&ram) { spliceFromRAM(&state, reusable: reusable) }
             state.timings.ram = ram
-            try spliceFromDisk(&state)
+            try spliceFromDisk(&state, reusable: reusable)
             spliceTail(&state, reusable: reusable)
             if state.cache.count > reusable {  // the last token is recomputed for its logits
                 state.sources.disk -= state.cache.count - reusable
@@ -93,8 +93,9 @@ extension PrefixCache {
 
     /// Steps 3-5: probe every full chunk past the RAM match, then fetch and splice each
     /// run of consecutive stored chunks (decoded in parallel, K rotated as it lands),
-    /// prefilling the gaps (holes) between runs.
-    private func spliceFromDisk(_ state: inout SequenceState) throws {
+    /// prefilling the gaps (holes) between runs. The last run takes the document's tail
+    /// stored after it (see `storedTails`) along, so all of it decodes in one parallel step.
+    private func spliceFromDisk(_ state: inout SequenceState, reusable: Int) throws {
         guard let store else { return }
         let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
         let keys = keyer.chain(state.tokens)
@@ -117,10 +118,16 @@ extension PrefixCache {
                 continue
             }
             let end = present[index...].firstIndex(of: false) ?? keys.count
-            let outcomes = timed(&seconds) {
-                fetcher.fetchRun(keys[index..<end], tokens: size, into: &state.cache, rotation: model.rotary)
-            }
+            var entries = keys[index..<end].map { ChunkFetcher.Entry(key: $0, tokens: size) }
+            let tail = present[end...].contains(true) ? nil
+                : timed(&seconds) { storedTails(state.tokens, start: end * size, reusable: reusable, fetcher: fetcher).first }
+            if let tail { entries.append(tail) }
+            let outcomes = timed(&seconds) { fetcher.fetchRun(entries, into: &state.cache, rotation: model.rotary) }
             for (offset, outcome) in outcomes.enumerated() {
+                guard offset < end - index else {  // the tail
+                    recordTail(outcome, tokens: entries[offset].tokens, in: &state)
+                    break
+                }
                 record(outcome, chunk: index + offset, tokens: size, in: &state)
                 if outcome != .spliced {  // recomputed next; the chunks after it are fetched again
                     present[index + offset] = false
@@ -144,34 +151,41 @@ extension PrefixCache {
         }
     }
 
-    /// Step 5b: a precomputed document's partial last chunk (its "tail", stored by
-    /// `precompute` under `key(parent, tail tokens)`). Where the stored chain ends on a chunk
-    /// boundary, the keys of every possible tail length are hashed and probed in one
-    /// multi-get; the longest stored one is spliced.
-    private func spliceTail(_ state: inout SequenceState, reusable: Int) {
-        let start = state.cache.count
-        guard let store, start % chunkSize == 0, start < reusable else { return }
-        let parent = keyer.chain(Array(state.tokens[..<start])).last ?? .root
+    /// Counts a fetched tail in the sources (it is not a full chunk: write-back may still
+    /// store the chunk it starts, once the sequence fills it).
+    private func recordTail(_ outcome: ChunkFetcher.Outcome, tokens: Int, in state: inout SequenceState) {
+        switch outcome {
+        case .spliced: state.sources.disk += tokens
+        case .corrupt: state.sources.corruptChunks += 1
+        case .missing: break
+        }
+    }
+
+    /// A precomputed document's partial last chunk (its "tail", stored by `precompute`
+    /// under `key(parent, tail tokens)`) starting at `start`, a chunk boundary: the keys of
+    /// every possible tail length are hashed and probed in one multi-get. Returns the
+    /// stored ones, longest first.
+    private func storedTails(_ tokens: [Int], start: Int, reusable: Int, fetcher: ChunkFetcher) -> [ChunkFetcher.Entry] {
+        guard start % chunkSize == 0, start < reusable else { return [] }
+        let parent = keyer.chain(Array(tokens[..<start])).last ?? .root
         let lengths = Array((1...min(chunkSize - 1, reusable - start)).reversed())
-        guard !lengths.isEmpty else { return }
+        let keys = lengths.map { keyer.key(parent: parent, tokens: tokens[start..<(start + $0)]) }
+        return zip(fetcher.probe(keys), zip(keys, lengths)).filter(\.0).map { ChunkFetcher.Entry(key: $0.1.0, tokens: $0.1.1) }
+    }
+
+    /// Step 5b: the stored tail past a chain that `spliceFromDisk` did not fetch it with
+    /// (the chain ended in RAM, or holes came after its last run, or its tail was lost):
+    /// the longest one that splices.
+    private func spliceTail(_ state: inout SequenceState, reusable: Int) {
+        guard let store else { return }
         var seconds = 0.0
         defer { state.timings.disk += seconds }
         let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
-        let keys = timed(&seconds) { lengths.map { keyer.key(parent: parent, tokens: state.tokens[start..<(start + $0)]) } }
-        let present = timed(&seconds) { fetcher.probe(keys) }
-        for (i, there) in present.enumerated() where there {
-            let outcome = timed(&seconds) {
-                fetcher.fetchRun(keys[i...i], tokens: lengths[i], into: &state.cache, rotation: model.rotary)[0]
-            }
-            switch outcome {
-            case .spliced:
-                state.sources.disk += lengths[i]
-                return
-            case .corrupt:
-                state.sources.corruptChunks += 1
-            case .missing:
-                break
-            }
+        let tails = timed(&seconds) { storedTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
+        for tail in tails {
+            let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache, rotation: model.rotary)[0] }
+            recordTail(outcome, tokens: tail.tokens, in: &state)
+            if outcome == .spliced { return }
         }
     }
 
