@@ -7,6 +7,8 @@
 #include "clones.h"
 
 typedef _Float16 kv_half __attribute__((may_alias));
+/* The same at any address (inputs read in place from a stored block). */
+typedef _Float16 kv_half_unaligned __attribute__((may_alias, aligned(1)));
 static const float kHalfMax = 65504.0f;
 
 static inline float h2f(uint16_t h) { kv_half x; memcpy(&x, &h, 2); return (float)x; }
@@ -18,8 +20,8 @@ KV_CLONES void kv_f32_to_f16(uint16_t *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) d[i] = (kv_half)src[i];
 }
 
-KV_CLONES void kv_f16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
-    const kv_half *s = (const kv_half *)src;
+KV_CLONES void kv_f16_to_f32(float *restrict dst, const void *restrict src, size_t n) {
+    const kv_half_unaligned *s = (const kv_half_unaligned *)src;
     for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
 }
 
@@ -139,15 +141,16 @@ static inline void dequant4_span(float *restrict o, const uint8_t *restrict c, s
 }
 
 KV_CLONES void kv_dequant_rows(float *restrict dst, const uint8_t *restrict codes, size_t rows, size_t d,
-                               size_t g, unsigned bits, const uint16_t *restrict scale,
-                               const uint16_t *restrict zero) {
+                               size_t g, unsigned bits, const void *restrict scale,
+                               const void *restrict zero) {
+    const kv_half_unaligned *sh = (const kv_half_unaligned *)scale, *zh = (const kv_half_unaligned *)zero;
     const size_t h = half_of(d), rb = bits == 8 ? d : h, ng = (d + g - 1) / g;
     for (size_t r = 0; r < rows; r++) {
         float *o = dst + r * d;
         const uint8_t *c = codes + r * rb;
         for (size_t j = 0; j < ng; j++) {
             size_t c0 = j * g, c1 = c0 + g < d ? c0 + g : d;
-            float s = h2f(scale[r * ng + j]), z = h2f(zero[r * ng + j]);
+            float s = (float)sh[r * ng + j], z = (float)zh[r * ng + j];
             if (bits == 8) {
                 for (size_t i = c0; i < c1; i++) o[i] = (float)c[i] * s + z;
             } else {

@@ -59,6 +59,8 @@ final class FrameReader {
     private let lz4: OpaquePointer?
     private let zstd: OpaquePointer?
     private var lz4Options = LZ4F_decompressOptions_t()
+    /// The in-place block walker, for LZ4 frames read without their content checksum.
+    private var blocks: LZ4Blocks?
 
     init(_ src: UnsafeRawBufferPointer, zstd isZstd: Bool, contentSize: Int,
          verifyContent: Bool = true) throws(KVBlockError) {
@@ -73,16 +75,21 @@ final class FrameReader {
             let r = LZ4F_createDecompressionContext(&ctx, UInt32(LZ4F_VERSION))
             lz4 = LZ4F_isError(r) == 0 ? ctx : nil
             zstd = nil
-            try checkLZ4Header(contentSize)
+            let info = try checkLZ4Header(contentSize)
+            if !verifyContent && info.blockChecksumFlag == LZ4F_noBlockChecksum && info.blockMode == LZ4F_blockIndependent
+                && info.dictID == 0 && (4...7).contains(Int(info.blockSizeID.rawValue)) {
+                blocks = LZ4Blocks(src, headerSize: offset, blockSizeID: Int(info.blockSizeID.rawValue), contentSize: contentSize)
+            }
         }
     }
 
     deinit {
         if let lz4 { LZ4F_freeDecompressionContext(lz4) }
         if let zstd { ZSTD_freeDCtx(zstd) }
+        blocks?.deallocate()
     }
 
-    private func checkLZ4Header(_ contentSize: Int) throws(KVBlockError) {
+    private func checkLZ4Header(_ contentSize: Int) throws(KVBlockError) -> LZ4F_frameInfo_t {
         guard let lz4 else { throw .frameError("LZ4: no context") }
         var info = LZ4F_frameInfo_t()
         var consumed = src.count
@@ -93,6 +100,7 @@ final class FrameReader {
             throw .frameError("LZ4 frame header does not match the block header")
         }
         offset = consumed
+        return info
     }
 
     private func checkZstdHeader(_ contentSize: Int) throws(KVBlockError) {
@@ -104,8 +112,19 @@ final class FrameReader {
         guard size == UInt64(contentSize) else { throw .frameError("zstd frame size does not match the block header") }
     }
 
+    /// The next `count` content bytes: where the frame stores them raw in one block, a
+    /// view of them in place (no copy); else read into `scratch` (at least `count`
+    /// bytes). Valid until the next call.
+    func view(_ count: Int, scratch: UnsafeMutableRawBufferPointer) throws(KVBlockError) -> UnsafeRawBufferPointer {
+        if blocks != nil { return try blocks!.view(count, scratch: scratch) }
+        let dst = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<count])
+        try read(into: dst)
+        return UnsafeRawBufferPointer(dst)
+    }
+
     /// Fills `dst` entirely with the next content bytes.
     func read(into dst: UnsafeMutableRawBufferPointer) throws(KVBlockError) {
+        if blocks != nil { return try blocks!.read(into: dst) }
         var filled = 0
         while filled < dst.count {
             guard !done else { throw .frameError("frame content ends early") }
@@ -120,6 +139,7 @@ final class FrameReader {
     /// Consumes the end of the frame (verifying its content checksum) and checks that
     /// no content and no bytes remain.
     func finish() throws(KVBlockError) {
+        if blocks != nil { return try blocks!.finish() }
         var spare: UInt8 = 0
         while !done {
             let (wrote, used, finished) = try step(&spare, 1)

@@ -161,8 +161,7 @@ public struct KVBlockDecoder: Sendable {
                         if layout.codec == .f32 {
                             try reader.read(into: UnsafeMutableRawBufferPointer(dst))  // straight into the destination
                         } else {
-                            try reader.read(into: section)
-                            codec.decode(UnsafeRawBufferPointer(section), kind, into: dst)
+                            codec.decode(try reader.view(section.count, scratch: section), kind, into: dst)
                         }
                         return nil
                     } catch { return error }

@@ -46,23 +46,25 @@ struct SectionCodec {
         return true
     }
 
-    /// Decodes section bytes `src` into the f32 rows `dst`.
+    /// Decodes section bytes `src` into the f32 rows `dst`. `src` may lie at any address
+    /// (a stored block read in place): the kernels read its fp16 values unaligned.
     func decode(_ src: UnsafeRawBufferPointer, _ kind: KVKind, into dst: UnsafeMutableBufferPointer<Float>) {
         let n = layout.tokens * d
-        let y = dst.baseAddress!
+        let y = dst.baseAddress!, base = src.baseAddress!
         switch layout.codec {
         case .f32:
-            UnsafeMutableRawPointer(y).copyMemory(from: src.baseAddress!, byteCount: n * 4)
+            UnsafeMutableRawPointer(y).copyMemory(from: base, byteCount: n * 4)
         case .f16:
-            kv_f16_to_f32(y, src.baseAddress!.assumingMemoryBound(to: UInt16.self), n)
+            kv_f16_to_f32(y, base, n)
         case .int8, .int4:
-            let (scales, zeros, codes) = parts(of: UnsafeMutableRawBufferPointer(mutating: src), kind)
-            dequantize(y, kind, scales, zeros, codes)
+            let p = layout.section(kind).paramCount
+            dequantize(y, kind, scales: base, zeros: base + 2 * p,
+                       codes: (base + 4 * p).assumingMemoryBound(to: UInt8.self))
         }
     }
 
-    private func dequantize(_ y: UnsafeMutablePointer<Float>, _ kind: KVKind, _ scales: UnsafeMutablePointer<UInt16>,
-                            _ zeros: UnsafeMutablePointer<UInt16>, _ codes: UnsafeMutablePointer<UInt8>) {
+    private func dequantize(_ y: UnsafeMutablePointer<Float>, _ kind: KVKind, scales: UnsafeRawPointer,
+                            zeros: UnsafeRawPointer, codes: UnsafePointer<UInt8>) {
         let g = layout.groupSize
         guard layout.perChannel(kind) else {
             kv_dequant_rows(y, codes, layout.tokens, d, g, bits, scales, zeros)
@@ -70,8 +72,8 @@ struct SectionCodec {
         }
         for group in 0..<layout.tokenGroups {
             let r0 = group * g, rows = min(g, layout.tokens - r0)
-            kv_f16_to_f32(work, scales + group * d, d)
-            kv_f16_to_f32(work + d, zeros + group * d, d)
+            kv_f16_to_f32(work, scales + 2 * group * d, d)
+            kv_f16_to_f32(work + d, zeros + 2 * group * d, d)
             kv_dequant_cols(y + r0 * d, codes + r0 * layout.rowBytes, rows, d, bits, work, work + d)
         }
     }

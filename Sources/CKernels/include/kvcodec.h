@@ -17,9 +17,10 @@
 /* XXH64 of `len` bytes (the reference xxHash algorithm, little-endian reads). */
 uint64_t kv_xxh64(const void *data, size_t len, uint64_t seed);
 
-/* Round-to-nearest-even conversions between f32 and IEEE binary16. */
+/* Round-to-nearest-even conversions between f32 and IEEE binary16. The decoders read
+   their fp16 input at any alignment (it may lie in a stored block, read in place). */
 void kv_f32_to_f16(uint16_t *dst, const float *src, size_t n);
-void kv_f16_to_f32(float *dst, const uint16_t *src, size_t n);
+void kv_f16_to_f32(float *dst, const void *src, size_t n);
 /* 1 when every src[i] is finite and |src[i]| <= 65504 (fits binary16), else 0. */
 int kv_fits_f16(const float *src, size_t n);
 
@@ -35,6 +36,6 @@ void kv_dequant_cols(float *dst, const uint8_t *codes, size_t rows, size_t d, un
 int kv_quant_rows(const float *src, size_t rows, size_t d, size_t g, unsigned bits,
                   uint16_t *scale, uint16_t *zero, uint8_t *codes, float *work /* d */);
 void kv_dequant_rows(float *dst, const uint8_t *codes, size_t rows, size_t d, size_t g,
-                     unsigned bits, const uint16_t *scale, const uint16_t *zero);
+                     unsigned bits, const void *scale /* fp16, any alignment */, const void *zero);
 
 #endif
