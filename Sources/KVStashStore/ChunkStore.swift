@@ -172,13 +172,18 @@ public final class ChunkStore: Sendable {
     /// `get` without the copy: calls `body` with the value where RocksDB holds it (valid
     /// only inside `body`) and returns its result, or nil under the same conditions as
     /// `get` (absent, damaged, or rejected by the validator).
-    public func withValue<R>(_ key: ChunkKey, recordAccess: Bool = true,
+    ///
+    /// With `selfChecked`, RocksDB does not recompute its block checksum over the value:
+    /// for a caller that verifies every byte of it with checksums of its own, as the KV
+    /// block decoder does (header and payload XXH64, chunk key in the header), and that
+    /// reports what fails them with `reportCorrupt`. Damage is then caught once, not twice.
+    public func withValue<R>(_ key: ChunkKey, recordAccess: Bool = true, selfChecked: Bool = false,
                              _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
         try gate.enter(); defer { gate.leave() }
         let validator = options.validator
         let outcome: ValueRead<R>
         do {
-            outcome = try db.withValue(.chunks, key.bytes, fillCache: false) { raw -> ValueRead<R> in
+            outcome = try db.withValue(.chunks, key.bytes, fillCache: false, selfChecked: selfChecked) { raw -> ValueRead<R> in
                 if let validator, !validator(Array(raw.bindMemory(to: UInt8.self))) { return .rejected }
                 return .read(try body(raw))
             } ?? .absent

@@ -32,6 +32,7 @@ final class RocksDB: @unchecked Sendable {
     private let tableOptions: [OpaquePointer]
     private let readVerified: OpaquePointer   // verify checksums, fill cache
     private let readBulk: OpaquePointer       // verify checksums, do not fill cache
+    private let readSelfChecked: OpaquePointer // no block checksums (the caller checks the value), no cache fill
     private let writeOptions: OpaquePointer
     private let syncWriteOptions: OpaquePointer
     let readOnly: Bool
@@ -62,6 +63,9 @@ final class RocksDB: @unchecked Sendable {
         readBulk = rocksdb_readoptions_create()
         rocksdb_readoptions_set_verify_checksums(readBulk, 1)
         rocksdb_readoptions_set_fill_cache(readBulk, 0)
+        readSelfChecked = rocksdb_readoptions_create()
+        rocksdb_readoptions_set_verify_checksums(readSelfChecked, 0)
+        rocksdb_readoptions_set_fill_cache(readSelfChecked, 0)
         writeOptions = rocksdb_writeoptions_create()
         syncWriteOptions = rocksdb_writeoptions_create()
         rocksdb_writeoptions_set_sync(syncWriteOptions, 1)
@@ -90,7 +94,7 @@ final class RocksDB: @unchecked Sendable {
             }
         }
         if let message = Self.take(err) {
-            Self.destroyOptions(dbOptions, fopts, topts, [readVerified, readBulk, writeOptions, syncWriteOptions])
+            Self.destroyOptions(dbOptions, fopts, topts, [readVerified, readBulk, readSelfChecked, writeOptions, syncWriteOptions])
             throw RocksError(message: message)
         }
         db = opened!
@@ -139,7 +143,7 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_cancel_all_background_work(db, 1)
         families.forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
-        Self.destroyOptions(dbOptions, familyOptions, tableOptions, [readVerified, readBulk, writeOptions, syncWriteOptions])
+        Self.destroyOptions(dbOptions, familyOptions, tableOptions, [readVerified, readBulk, readSelfChecked, writeOptions, syncWriteOptions])
     }
 
     deinit { close() }
@@ -152,12 +156,13 @@ final class RocksDB: @unchecked Sendable {
     }
 
     /// Calls `body` with the value under `key` where RocksDB holds it (pinned, not copied),
-    /// verified against RocksDB's block checksums; nil when the key is absent. The buffer
-    /// is valid only inside `body`.
-    func withValue<R>(_ family: Family, _ key: [UInt8], fillCache: Bool = true,
+    /// verified against RocksDB's block checksums unless `selfChecked` (the caller checks
+    /// every byte of the value with checksums of its own; such reads never fill the cache);
+    /// nil when the key is absent. The buffer is valid only inside `body`.
+    func withValue<R>(_ family: Family, _ key: [UInt8], fillCache: Bool = true, selfChecked: Bool = false,
                       _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
         var err: UnsafeMutablePointer<CChar>? = nil
-        let ro = fillCache ? readVerified : readBulk
+        let ro = selfChecked ? readSelfChecked : fillCache ? readVerified : readBulk
         let slice = key.withUnsafeBufferPointer { kp in
             kp.withMemoryRebound(to: CChar.self) {
                 rocksdb_get_pinned_cf(db, ro, families[family.rawValue], $0.baseAddress, $0.count, &err)

@@ -135,6 +135,45 @@ final class RequestPathTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try store.stats().corruptFound, 1)
     }
 
+    /// Damage to a stored block's bytes in its SST file, under RocksDB: the request path
+    /// reads values without RocksDB's block checksum (the block's own checksums cover every
+    /// byte), so the codec must catch it, and the chunk is counted, removed and recomputed.
+    func testBlockDamagedOnDiskIsCaughtByTheCodec() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let doc = syntheticDocument(seed: 12, words: 300)
+        let chunk = 64
+        let dir = try precomputed(m, [doc], chunkSize: chunk)
+        let keys: [ChunkKey], needle: [UInt8]
+        do {
+            let store = try ChunkStore(path: dir)
+            keys = ChunkKeyer(modelFingerprint: m.fingerprint, chunkSize: chunk).chain(m.documentTokens(doc))
+            let value = try XCTUnwrap(try store.get(keys[1], recordAccess: false))
+            needle = Array(value[(value.count / 2)..<(value.count / 2 + 64)])
+            try store.flush()
+            try store.close()
+        }
+        var damaged = false
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".sst") && !damaged {
+            let url = URL(fileURLWithPath: dir + "/" + name)
+            var data = try Data(contentsOf: url)
+            guard let range = data.firstRange(of: Data(needle)) else { continue }
+            for i in 0..<8 { data[range.lowerBound + 28 + i] ^= 0xFF }
+            try data.write(to: url)
+            damaged = true
+        }
+        XCTAssertTrue(damaged, "the block's bytes were not found in an SST file")
+        let store = try ChunkStore(path: dir)
+        defer { try? store.close() }
+        let pc = m.prefixCache(store: store, ram: 0)
+        let tokens = m.queryTokens(doc, questions[1])
+        let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
+        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+        XCTAssertEqual(r.tokens, reference)
+        XCTAssertEqual(r.sources.corruptChunks, 1)
+        XCTAssertEqual(r.sources.disk, m.documentTokens(doc).count - chunk)
+        XCTAssertEqual(store.probe([keys[1]]), [false], "reported to the store, which removed it")
+    }
+
     /// The document's tail is fetched in the same parallel run as the chunks before it;
     /// a damaged tail is caught there, counted, removed and recomputed like a chunk.
     func testCorruptTailIsDetectedReportedAndRecomputed() throws {

@@ -61,7 +61,9 @@ struct ChunkFetcher: Sendable {
     private func fetch(_ key: ChunkKey, into writer: KVRowWriter) -> Outcome {
         let decoded: Result<Void, Error>?
         do {
-            decoded = try store.withValue(key) { raw in
+            // The decoder checks every byte (header and payload checksums, chunk key), so
+            // RocksDB need not hash the value again.
+            decoded = try store.withValue(key, selfChecked: true) { raw in
                 Result { _ = try decoder.decode(raw, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint, into: writer) }
             }
         } catch {
