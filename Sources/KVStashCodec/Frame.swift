@@ -4,26 +4,47 @@ import CZstd
 /// The lossless frame around a block payload: LZ4 (or zstd), always with a content
 /// checksum and the exact content size recorded in the frame header.
 enum Frame {
-    /// Compresses `content` into one frame.
-    static func compress(_ content: UnsafeRawBufferPointer,
+    /// Compresses `content` into one frame. For LZ4, each of `pieces` (byte counts that
+    /// sum to the content's: the block's sections) starts a new LZ4 block, so that a reader
+    /// walking the frame in place finds most sections whole inside one stored block.
+    static func compress(_ content: UnsafeRawBufferPointer, pieces: [Int] = [],
                          _ compression: KVFrameCompression) throws(KVBlockError) -> [UInt8] {
         switch compression {
-        case .lz4: return try lz4(content)
+        case .lz4: return try lz4(content, pieces: pieces.reduce(0, +) == content.count ? pieces : [content.count])
         case .zstd(let level): return try zstd(content, level: level)
         }
     }
 
-    private static func lz4(_ content: UnsafeRawBufferPointer) throws(KVBlockError) -> [UInt8] {
+    private static func lz4(_ content: UnsafeRawBufferPointer, pieces: [Int]) throws(KVBlockError) -> [UInt8] {
         var prefs = LZ4F_preferences_t()
         prefs.frameInfo.blockSizeID = LZ4F_max256KB
         prefs.frameInfo.blockMode = LZ4F_blockIndependent
         prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled
         prefs.frameInfo.contentSize = UInt64(content.count)
-        let bound = LZ4F_compressFrameBound(content.count, &prefs)
+        prefs.autoFlush = 1  // every update ends its last block: pieces start blocks
+        var ctx: OpaquePointer?
+        guard LZ4F_isError(LZ4F_createCompressionContext(&ctx, UInt32(LZ4F_VERSION))) == 0, let ctx else {
+            throw .frameError("LZ4: no compression context")
+        }
+        defer { LZ4F_freeCompressionContext(ctx) }
+        let bound = Int(LZ4F_HEADER_SIZE_MAX) + pieces.reduce(0) { $0 + LZ4F_compressBound($1, &prefs) }
+            + LZ4F_compressBound(0, &prefs)
         var failure: String?
         let out = [UInt8](unsafeUninitializedCapacity: bound) { buf, count in
-            let r = LZ4F_compressFrame(buf.baseAddress, bound, content.baseAddress, content.count, &prefs)
-            if LZ4F_isError(r) != 0 { failure = String(cString: LZ4F_getErrorName(r)); count = 0 } else { count = r }
+            count = 0
+            func step(_ r: Int) -> Bool {
+                if LZ4F_isError(r) != 0 { failure = String(cString: LZ4F_getErrorName(r)); return false }
+                count += r
+                return true
+            }
+            guard step(LZ4F_compressBegin(ctx, buf.baseAddress, bound, &prefs)) else { return }
+            var offset = 0
+            for piece in pieces {
+                guard step(LZ4F_compressUpdate(ctx, buf.baseAddress! + count, bound - count,
+                                               content.baseAddress.map { $0 + offset }, piece, nil)) else { return }
+                offset += piece
+            }
+            guard step(LZ4F_compressEnd(ctx, buf.baseAddress! + count, bound - count, nil)) else { return }
         }
         if let failure { throw .frameError("LZ4 compression: \(failure)") }
         return out

@@ -34,7 +34,8 @@ public struct KVBlockEncoder: Sendable {
         let layout = KVBlockLayout(header: header)
         guard let size = layout.contentSize else { throw KVBlockError.invalidArgument("block too large") }
         let content = try encodeContent(cache, range, layout, size)
-        let frame = try content.withUnsafeBytes { raw in try Frame.compress(raw, compression) }
+        let sections = (0..<layout.layers).flatMap { _ in [layout.section(.key).byteCount, layout.section(.value).byteCount] }
+        let frame = try content.withUnsafeBytes { raw in try Frame.compress(raw, pieces: sections, compression) }
         header.payloadLength = frame.count
         header.payloadChecksum = xxh64(frame[...])
         return header.serialized() + frame

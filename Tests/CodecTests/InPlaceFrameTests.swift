@@ -49,6 +49,27 @@ final class InPlaceFrameTests: XCTestCase {
         }
     }
 
+    /// The encoder ends an LZ4 block at every section's end, so the walker finds each
+    /// section inside one block (these sections are under the 256 KiB block size).
+    func testEachSectionIsOneLZ4Block() throws {
+        let source = syntheticCache(shape, tokens: tokens, seed: 24)
+        for codec in [KVCodec.f32, .int8, .int4] {
+            let block = try KVBlockEncoder(codec: codec).encode(source, range: 0..<tokens, chunkKey: key(1),
+                                                                 modelFingerprint: key(2))
+            var offset = KVBlockHeader.byteCount + 15  // magic, FLG, BD, content size, header checksum
+            var blocks = 0
+            while true {
+                let word = (0..<4).reduce(UInt32(0)) { $0 | UInt32(block[offset + $1]) << (8 * UInt32($1)) }
+                offset += 4
+                if word == 0 { break }
+                offset += Int(word & 0x7FFF_FFFF)
+                blocks += 1
+            }
+            XCTAssertEqual(offset + 4, block.count, "\(codec.name): end mark, then the content checksum")
+            XCTAssertEqual(blocks, 2 * shape.layers, "\(codec.name): one block per section")
+        }
+    }
+
     /// Damage behind resealed checksums (what the payload checksum would let through only
     /// on a collision): the walker throws a `KVBlockError` or decodes, and never reads
     /// outside the frame.
