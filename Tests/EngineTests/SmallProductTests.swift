@@ -51,6 +51,21 @@ final class SmallProductTests: XCTestCase {
         return (raw, dense)
     }
 
+    /// `y` (m rows, ldy apart) equals `before` (when accumulating) plus W·x in double
+    /// precision, and the columns past `rows` are untouched.
+    private func checkProduct(_ y: [Float], before: [Float], w: [Float], x: [Float], m: Int, rows: Int, cols: Int,
+                              ldx: Int, ldy: Int, accumulate: Bool, _ label: String) {
+        for r in 0..<m {
+            for o in 0..<rows {
+                var expected = accumulate ? Double(before[r * ldy + o]) : 0
+                for k in 0..<cols { expected += Double(w[o * cols + k]) * Double(x[r * ldx + k]) }
+                XCTAssertEqual(Double(y[r * ldy + o]), expected, accuracy: 1e-4 * max(1, abs(expected)),
+                               "\(label) at (\(r), \(o))")
+            }
+            for o in rows..<ldy { XCTAssertEqual(y[r * ldy + o], before[r * ldy + o], "\(label): column \(o) past rows") }
+        }
+    }
+
     func testEncodedProductEqualsNaiveProductForEveryTypeAndShape() {
         for type: Int32 in [0, 1, 2, 3, 8] {
             for (m, rows, cols) in [(2, 1, 32), (3, 5, 64), (7, 33, 96), (8, 16, 64), (9, 64, 32), (16, 31, 576),
@@ -65,16 +80,8 @@ final class SmallProductTests: XCTestCase {
                         kv_matmul_rows(type, r.baseAddress!, x, ldx, &y, ldy, m, rows, cols, accumulate)
                     }
                     XCTAssertEqual(status, 0)
-                    for r in 0..<m {
-                        for o in 0..<rows {
-                            var expected = accumulate == 1 ? Double(before[r * ldy + o]) : 0
-                            for k in 0..<cols { expected += Double(w[o * cols + k]) * Double(x[r * ldx + k]) }
-                            XCTAssertEqual(Double(y[r * ldy + o]), expected, accuracy: 1e-4 * max(1, abs(expected)),
-                                           "type \(type) m \(m) rows \(rows) cols \(cols) at (\(r), \(o))")
-                        }
-                        // Columns past `rows` are not touched.
-                        for o in rows..<ldy { XCTAssertEqual(y[r * ldy + o], before[r * ldy + o]) }
-                    }
+                    checkProduct(y, before: before, w: w, x: x, m: m, rows: rows, cols: cols, ldx: ldx, ldy: ldy,
+                                 accumulate: accumulate == 1, "type \(type) m \(m) rows \(rows) cols \(cols)")
                 }
             }
         }
@@ -101,15 +108,8 @@ final class SmallProductTests: XCTestCase {
                 var y = before, reference = before
                 XCTAssertEqual(kv_matmul_q4_1_interleaved(grouped, x, ldx, &y, ldy, m, rows, cols, accumulate), 0)
                 XCTAssertEqual(kv_matmul_rows(3, raw, x, ldx, &reference, ldy, m, rows, cols, accumulate), 0)
-                for r in 0..<m {
-                    for o in 0..<rows {
-                        var expected = accumulate == 1 ? Double(before[r * ldy + o]) : 0
-                        for k in 0..<cols { expected += Double(w[o * cols + k]) * Double(x[r * ldx + k]) }
-                        XCTAssertEqual(Double(y[r * ldy + o]), expected, accuracy: 1e-4 * max(1, abs(expected)),
-                                       "m \(m) at (\(r), \(o))")
-                    }
-                    for o in rows..<ldy { XCTAssertEqual(y[r * ldy + o], before[r * ldy + o], "column \(o) past rows") }
-                }
+                checkProduct(y, before: before, w: w, x: x, m: m, rows: rows, cols: cols, ldx: ldx, ldy: ldy,
+                             accumulate: accumulate == 1, "interleaved m \(m)")
                 if m > 8 { XCTAssertEqual(y, reference, "m \(m): same sums as kv_matmul_rows") }
             }
         }

@@ -28,6 +28,30 @@ final class RequestPathTests: XCTestCase {
         return dir
     }
 
+    /// Replaces the value under `key` with a copy that has one byte flipped at
+    /// `fraction` of its length, meta unchanged (the store's own checks see a good value).
+    private func storeDamagedCopy(_ store: ChunkStore, _ key: ChunkKey, at fraction: Double) throws {
+        var value = try XCTUnwrap(try store.get(key))
+        let meta = try XCTUnwrap(try store.meta(key))
+        value[Int(Double(value.count) * fraction)] ^= 0x5A
+        try store.evict(.keys([key]))
+        try store.put(key, value: value, meta: meta)
+    }
+
+    /// Answers `tokens` past one damaged entry `key`: the answer equals the reference, one
+    /// corrupt entry is counted, `disk` tokens still come from the store, and the entry is
+    /// gone from it.
+    private func checkRecomputedPastDamage(_ m: LoadedModel, _ pc: PrefixCache, _ store: ChunkStore, _ tokens: [Int],
+                                           damaged key: ChunkKey, disk: Int) throws {
+        let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
+        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
+        XCTAssertEqual(r.tokens, reference)
+        XCTAssertEqual(r.sources.corruptChunks, 1)
+        XCTAssertEqual(r.sources.disk, disk)
+        XCTAssertEqual(r.sources.prefilled, tokens.count - disk)
+        XCTAssertEqual(store.probe([key]), [false], "reported to the store, which removed it")
+    }
+
     /// Asks every question about every doc: cold from disk (tree emptied first), then hot
     /// from RAM; both must equal the reference.
     private func checkColdAndHot(_ m: LoadedModel, docs: [String], questions: [String], chunkSize: Int,
@@ -120,18 +144,9 @@ final class RequestPathTests: XCTestCase {
         defer { try? store.close() }
         let pc = m.prefixCache(store: store, ram: 0)
         let keys = pc.keyer.chain(m.documentTokens(doc))
-        var value = try XCTUnwrap(try store.get(keys[1]))
-        let meta = try XCTUnwrap(try store.meta(keys[1]))
-        value[value.count / 2] ^= 0x5A  // one flipped byte in the payload
-        try store.evict(.keys([keys[1]]))
-        try store.put(keys[1], value: value, meta: meta)
-        let tokens = m.queryTokens(doc, questions[2])
-        let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
-        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
-        XCTAssertEqual(r.tokens, reference)
-        XCTAssertEqual(r.sources.corruptChunks, 1)
-        XCTAssertEqual(r.sources.disk, m.documentTokens(doc).count - chunk)
-        XCTAssertEqual(store.probe([keys[1]]), [false], "reported to the store, which removed it")
+        try storeDamagedCopy(store, keys[1], at: 0.5)  // one flipped byte in the payload
+        try checkRecomputedPastDamage(m, pc, store, m.queryTokens(doc, questions[2]), damaged: keys[1],
+                                      disk: m.documentTokens(doc).count - chunk)
         XCTAssertGreaterThanOrEqual(try store.stats().corruptFound, 1)
     }
 
@@ -164,14 +179,8 @@ final class RequestPathTests: XCTestCase {
         XCTAssertTrue(damaged, "the block's bytes were not found in an SST file")
         let store = try ChunkStore(path: dir)
         defer { try? store.close() }
-        let pc = m.prefixCache(store: store, ram: 0)
-        let tokens = m.queryTokens(doc, questions[1])
-        let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
-        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
-        XCTAssertEqual(r.tokens, reference)
-        XCTAssertEqual(r.sources.corruptChunks, 1)
-        XCTAssertEqual(r.sources.disk, m.documentTokens(doc).count - chunk)
-        XCTAssertEqual(store.probe([keys[1]]), [false], "reported to the store, which removed it")
+        try checkRecomputedPastDamage(m, m.prefixCache(store: store, ram: 0), store, m.queryTokens(doc, questions[1]),
+                                      damaged: keys[1], disk: m.documentTokens(doc).count - chunk)
     }
 
     /// The document's tail is fetched in the same parallel run as the chunks before it;
@@ -190,21 +199,11 @@ final class RequestPathTests: XCTestCase {
         XCTAssertLessThan(tailStart, docTokens.count, "the document ends inside a chunk")
         let tailKey = pc.keyer.key(parent: keys[keys.count - 1], tokens: docTokens[tailStart...])
         let tokens = m.queryTokens(doc, questions[3])
-        let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16)
         let whole = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
-        XCTAssertEqual(whole.tokens, reference)
+        XCTAssertEqual(whole.tokens, try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 16))
         XCTAssertEqual(whole.sources.disk, docTokens.count, "chunks and tail in one run")
-        var value = try XCTUnwrap(try store.get(tailKey))
-        let meta = try XCTUnwrap(try store.meta(tailKey))
-        value[value.count / 3] ^= 0x21
-        try store.evict(.keys([tailKey]))
-        try store.put(tailKey, value: value, meta: meta)
-        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 16))
-        XCTAssertEqual(r.tokens, reference)
-        XCTAssertEqual(r.sources.corruptChunks, 1)
-        XCTAssertEqual(r.sources.disk, tailStart, "the full chunks still come from disk")
-        XCTAssertEqual(r.sources.prefilled, tokens.count - tailStart)
-        XCTAssertEqual(store.probe([tailKey]), [false], "reported to the store, which removed it")
+        try storeDamagedCopy(store, tailKey, at: 0.33)
+        try checkRecomputedPastDamage(m, pc, store, tokens, damaged: tailKey, disk: tailStart)
     }
 
     func testAnotherModelsBlocksAreNeverSpliced() throws {
