@@ -61,8 +61,8 @@ extension PrefixCache {
             var ram = 0.0
             timed(&ram) { spliceFromRAM(&state, reusable: reusable) }
             state.timings.ram = ram
-            try spliceFromDisk(&state, reusable: reusable)
-            spliceTail(&state, reusable: reusable)
+            let probed = try spliceFromDisk(&state, reusable: reusable)
+            spliceTail(&state, reusable: reusable, probed: probed)
             if state.cache.count > reusable {  // the last token is recomputed for its logits
                 state.sources.disk -= state.cache.count - reusable
                 state.cache.truncate(to: reusable)
@@ -95,13 +95,15 @@ extension PrefixCache {
     /// run of consecutive stored chunks (decoded in parallel, K rotated as it lands),
     /// prefilling the gaps (holes) between runs. The last run takes the document's tail
     /// stored after it (see `storedTails`) along, so all of it decodes in one parallel step.
-    private func spliceFromDisk(_ state: inout SequenceState, reusable: Int) throws {
-        guard let store else { return }
+    /// Returns that last probe for tails, so `spliceTail` need not hash and probe again.
+    private func spliceFromDisk(_ state: inout SequenceState, reusable: Int) throws -> TailProbe? {
+        guard let store else { return nil }
         let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
         let keys = keyer.chain(state.tokens)
         let size = chunkSize
         let first = state.cache.count / size
-        guard first < keys.count else { return }
+        guard first < keys.count else { return nil }
+        var probed: TailProbe?
         var seconds = 0.0
         defer { state.timings.disk += seconds }
         var present = timed(&seconds) { [Bool](repeating: false, count: first) + fetcher.probe(Array(keys[first...])) }
@@ -119,9 +121,11 @@ extension PrefixCache {
             }
             let end = present[index...].firstIndex(of: false) ?? keys.count
             var entries = keys[index..<end].map { ChunkFetcher.Entry(key: $0, tokens: size) }
-            let tail = present[end...].contains(true) ? nil
-                : timed(&seconds) { storedTails(state.tokens, start: end * size, reusable: reusable, fetcher: fetcher).first }
-            if let tail { entries.append(tail) }
+            if !present[end...].contains(true) {
+                let tails = timed(&seconds) { storedTails(state.tokens, start: end * size, reusable: reusable, fetcher: fetcher) }
+                probed = TailProbe(start: end * size, untried: Array(tails.dropFirst()))
+                if let tail = tails.first { entries.append(tail) }
+            }
             let outcomes = timed(&seconds) { fetcher.fetchRun(entries, into: &state.cache, rotation: model.rotary) }
             for (offset, outcome) in outcomes.enumerated() {
                 guard offset < end - index else {  // the tail
@@ -136,6 +140,13 @@ extension PrefixCache {
             }
             index = state.cache.count / size
         }
+        return probed
+    }
+
+    /// The stored tails found at `start` that were not fetched yet (longest first).
+    struct TailProbe {
+        let start: Int
+        let untried: [ChunkFetcher.Entry]
     }
 
     /// Counts a fetched chunk in the sources.
@@ -175,13 +186,15 @@ extension PrefixCache {
 
     /// Step 5b: the stored tail past a chain that `spliceFromDisk` did not fetch it with
     /// (the chain ended in RAM, or holes came after its last run, or its tail was lost):
-    /// the longest one that splices.
-    private func spliceTail(_ state: inout SequenceState, reusable: Int) {
+    /// the longest one that splices. Where `probed` was taken at the cache's end, its
+    /// untried tails are used instead of probing again.
+    private func spliceTail(_ state: inout SequenceState, reusable: Int, probed: TailProbe?) {
         guard let store else { return }
         var seconds = 0.0
         defer { state.timings.disk += seconds }
         let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
-        let tails = timed(&seconds) { storedTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
+        let tails = probed.flatMap { $0.start == state.cache.count ? $0.untried : nil }
+            ?? timed(&seconds) { storedTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
         for tail in tails {
             let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache, rotation: model.rotary)[0] }
             recordTail(outcome, tokens: tail.tokens, in: &state)
