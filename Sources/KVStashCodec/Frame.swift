@@ -5,12 +5,15 @@ import CZstd
 /// checksum and the exact content size recorded in the frame header.
 enum Frame {
     /// Compresses `content` into one frame. For LZ4, each of `pieces` (byte counts that
-    /// sum to the content's: the block's sections) starts a new LZ4 block, so that a reader
-    /// walking the frame in place finds most sections whole inside one stored block.
-    static func compress(_ content: UnsafeRawBufferPointer, pieces: [Int] = [],
+    /// sum to the content's: the block's sections; by default the whole content) starts a
+    /// new LZ4 block, so that a reader walking the frame in place finds each section whole
+    /// inside one stored block.
+    static func compress(_ content: UnsafeRawBufferPointer, pieces: [Int]? = nil,
                          _ compression: KVFrameCompression) throws(KVBlockError) -> [UInt8] {
+        let pieces = pieces ?? [content.count]
+        precondition(pieces.reduce(0, +) == content.count, "pieces must cover the content exactly")
         switch compression {
-        case .lz4: return try lz4(content, pieces: pieces.reduce(0, +) == content.count ? pieces : [content.count])
+        case .lz4: return try lz4(content, pieces: pieces)
         case .zstd(let level): return try zstd(content, level: level)
         }
     }

@@ -26,8 +26,9 @@ struct SectionCodec {
             kv_f32_to_f16(dst.baseAddress!.assumingMemoryBound(to: UInt16.self), x, n)
             return true
         case .int8, .int4:
-            let (scales, zeros, codes) = parts(of: dst, kind)
-            return quantize(x, kind, scales, zeros, codes)
+            let (scales, zeros, codes) = parts(of: dst.baseAddress!, kind)
+            return quantize(x, kind, scales.assumingMemoryBound(to: UInt16.self),
+                            zeros.assumingMemoryBound(to: UInt16.self), codes.assumingMemoryBound(to: UInt8.self))
         }
     }
 
@@ -57,9 +58,8 @@ struct SectionCodec {
         case .f16:
             kv_f16_to_f32(y, base, n)
         case .int8, .int4:
-            let p = layout.section(kind).paramCount
-            dequantize(y, kind, scales: base, zeros: base + 2 * p,
-                       codes: (base + 4 * p).assumingMemoryBound(to: UInt8.self))
+            let (scales, zeros, codes) = parts(of: UnsafeMutableRawPointer(mutating: base), kind)
+            dequantize(y, kind, scales: scales, zeros: zeros, codes: codes.assumingMemoryBound(to: UInt8.self))
         }
     }
 
@@ -78,12 +78,10 @@ struct SectionCodec {
         }
     }
 
-    /// Scales, zero points and codes of a quantized section.
-    private func parts(of buf: UnsafeMutableRawBufferPointer, _ kind: KVKind)
-        -> (UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<UInt8>) {
+    /// Where a quantized section's fp16 scales, fp16 zero points and code rows start.
+    private func parts(of base: UnsafeMutableRawPointer, _ kind: KVKind)
+        -> (scales: UnsafeMutableRawPointer, zeros: UnsafeMutableRawPointer, codes: UnsafeMutableRawPointer) {
         let p = layout.section(kind).paramCount
-        let base = buf.baseAddress!
-        let scales = base.assumingMemoryBound(to: UInt16.self)
-        return (scales, scales + p, (base + 4 * p).assumingMemoryBound(to: UInt8.self))
+        return (base, base + 2 * p, base + 4 * p)
     }
 }

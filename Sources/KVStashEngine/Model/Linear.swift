@@ -15,7 +15,7 @@ struct EncodedMatrix: Sendable {
     init(info: GGUFTensorInfo, gguf: GGUFFile) {
         self.info = info
         let rows = info.dims.count > 1 ? info.dims[1] : 1, cols = info.dims[0]
-        guard info.type.rawValue == 3, rows % 32 == 0, cols % 32 == 0 else { interleaved = nil; return }
+        guard info.type == .q4_1, rows % 32 == 0, cols % 32 == 0 else { interleaved = nil; return }
         interleaved = gguf.withRawBytes(info) { raw in
             [UInt8](unsafeUninitializedCapacity: raw.count) { buf, n in
                 kv_q4_1_interleave(raw.baseAddress!, buf.baseAddress!, rows, cols)
