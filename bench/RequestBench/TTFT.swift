@@ -44,6 +44,11 @@ func cpuTimed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
     return (r, cpuNow() - start)
 }
 
+/// The first token of `prompt` through `cache`: one TTFT measurement.
+func firstToken(_ cache: PrefixCache, _ prompt: String) throws -> RequestResult {
+    try cache.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+}
+
 /// TTFT of a miss (full prefill) against a hit cold (RAM tier empty, store reopened from
 /// disk: the OS page cache may still hold its files) and hot (RAM tier), per prompt length:
 /// medians of `--reps` hits and `--miss-reps` misses (at most `--reps`), run alternately.
@@ -52,6 +57,7 @@ func ttftBench() throws {
     let codec = KVCodec(name: option("codec", "int8")) ?? .int8
     let reps = Int(option("reps", "3")) ?? 3
     let missReps = max(1, min(reps, Int(option("miss-reps", "3")) ?? 3))
+    let profileRuns = Int(option("profile-cold", "0")) ?? 0
     var rows: [TTFTRow] = []
     for length in lengths {
         let doc = documentOf(tokens: length - 30, seed: UInt64(length))
@@ -63,8 +69,8 @@ func ttftBench() throws {
         _ = try prefixCache(store, codec: codec, ram: 0)
             .precompute(tokens: tokenizer.encode(PromptTemplate.chatSystem.prefix(document: doc, chat: chat)), id: "d", name: "d")
         try store.close()
-        if let n = Int(option("profile-cold", "0")), n > 0 {  // for a profiler: cold hits only, nothing written
-            try profileCold(dir: dir, prompt: prompt, codec: codec, runs: n)
+        if profileRuns > 0 {  // for a profiler: cold hits only, nothing written
+            try profileCold(dir: dir, prompt: prompt, codec: codec, runs: profileRuns)
             continue
         }
         var cold: [Double] = [], hot: [Double] = [], coldCPU: [Double] = [], hotCPU: [Double] = []
@@ -76,19 +82,19 @@ func ttftBench() throws {
             // alternate, so a change in the machine's speed during the run hits both.
             if rep < missReps {
                 let (miss, missCPU) = try cpuTimed {
-                    try prefixCache(nil, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+                    try firstToken(prefixCache(nil, codec: codec, ram: 0), prompt)
                 }
                 misses.append(miss.timeToFirstToken); missCPUs.append(missCPU); promptTokens = miss.sources.prompt
             }
             store = try ChunkStore(path: dir)  // reopened, RAM tier empty
             // Cold: a RAM tier of size 0, so the call does nothing after its first token.
             let (c, cCPU) = try cpuTimed {
-                try prefixCache(store, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+                try firstToken(prefixCache(store, codec: codec, ram: 0), prompt)
             }
             // Hot: fill the RAM tier with one request, then time a second one.
             let pc = prefixCache(store, codec: codec, ram: 2 << 30)
-            _ = try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
-            let (h, hCPU) = try cpuTimed { try pc.generate(prompt: prompt, options: GenerationOptions(maxTokens: 1)) }
+            _ = try firstToken(pc, prompt)
+            let (h, hCPU) = try cpuTimed { try firstToken(pc, prompt) }
             cold.append(c.timeToFirstToken); hot.append(h.timeToFirstToken)
             coldCPU.append(cCPU); hotCPU.append(hCPU)
             coldSteps.append(c.timings); hotSteps.append(h.timings)
@@ -109,7 +115,7 @@ func ttftBench() throws {
         note("\(row)")
         rows.append(row)
     }
-    guard option("profile-cold", "0") == "0" else { return }
+    guard profileRuns == 0 else { return }
     struct Out: Codable { var machine = Machine(); var reps: Int; var missReps: Int; var rows: [TTFTRow] }
     try write(Out(reps: reps, missReps: missReps, rows: rows), "ttft")
     print("| prompt tokens | codec | miss TTFT | hit cold (disk) | hit hot (RAM) | cold speedup | hot speedup | CPU: miss / cold / hot | CPU speedup cold / hot |")
@@ -128,7 +134,7 @@ func profileCold(dir: String, prompt: String, codec: KVCodec, runs: Int) throws 
     for _ in 0..<runs {
         let store = try ChunkStore(path: dir)
         let (r, seconds) = try cpuTimed {
-            try prefixCache(store, codec: codec, ram: 0).generate(prompt: prompt, options: GenerationOptions(maxTokens: 1))
+            try firstToken(prefixCache(store, codec: codec, ram: 0), prompt)
         }
         ttft.append(r.timeToFirstToken); steps.append(r.timings); cpu.append(seconds)
         try store.close()
