@@ -78,6 +78,8 @@ let package = Package(
         .testTarget(name: "KVStashTests", dependencies: ["KVStash", .product(name: "Logging", package: "swift-log")]),
         // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).
         .executableTarget(name: "kvstash-requestbench", dependencies: ["KVStash"], path: "bench/RequestBench"),
-        .testTarget(name: "ServerTests", dependencies: ["KVStashServer"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "KVStashServer", .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
     ]
 )
