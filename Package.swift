@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
         // System libraries (Debian: librocksdb-dev, liblz4-dev, libzstd-dev, libopenblas-dev).
@@ -37,10 +38,12 @@ let package = Package(
         .target(name: "KVStashStore", dependencies: [
             "KVStashCore", "CRocksDB",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Radix tree, two-tier lookup, splice, precompute: the request path.
         .target(name: "KVStash", dependencies: [
             "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashStore",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // OpenAI-compatible HTTP server, admin API, Prometheus metrics.
         .target(name: "KVStashServer", dependencies: [
@@ -72,9 +75,11 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: [
             "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .testTarget(name: "KVStashTests", dependencies: ["KVStash"]),
+        .testTarget(name: "KVStashTests", dependencies: ["KVStash", .product(name: "Logging", package: "swift-log")]),
         // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).
         .executableTarget(name: "kvstash-requestbench", dependencies: ["KVStash"], path: "bench/RequestBench"),
-        .testTarget(name: "ServerTests", dependencies: ["KVStashServer"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "KVStashServer", .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
     ]
 )

@@ -15,17 +15,19 @@ STORE="${KVSTASH_DEMO_STORE:-${TMPDIR:-/tmp}/kvstash-demo-store}"
 QUESTION="In two sentences: what does KVStash store, and where?"
 rm -rf "$STORE"
 
+# Runs `kvstash query`, its answer to stdout, its stats lines (stderr) to the screen and to $1.
+query() { local out="$1"; shift; { "$BIN" query "$@" 2>&1 1>&3 | tee "$out" >&2; } 3>&1; }
 ttft() { grep -o 'TTFT [0-9.]* ms' "$1" | tail -n "${2:-1}" | head -n 1 | awk '{print $2}'; }
 log() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 log "1. Miss: ask about README.md with an empty store"
-"$BIN" query --store "$STORE" --model "$MODEL" --context-file README.md -n 64 "$QUESTION" | tee "$STORE.miss.txt"
+query "$STORE.miss.txt" --store "$STORE" --model "$MODEL" --context-file README.md -n 64 "$QUESTION"
 
 log "2. Precompute README.md and docs/*.md"
 "$BIN" precompute --store "$STORE" --model "$MODEL" --include '*.md' README.md docs
 
 log "3. Hit: the same question in a new process (from disk), then again (from RAM)"
-"$BIN" query --store "$STORE" --doc README.md -n 64 --repeat 2 "$QUESTION" | tee "$STORE.hit.txt"
+query "$STORE.hit.txt" --store "$STORE" --doc README.md -n 64 --repeat 2 "$QUESTION"
 
 MISS="$(ttft "$STORE.miss.txt")"; COLD="$(ttft "$STORE.hit.txt" 2)"; HOT="$(ttft "$STORE.hit.txt")"
 log "Time to first token"

@@ -34,6 +34,9 @@ public enum KVCodec: UInt8, Sendable, CaseIterable, Codable {
         }
     }
 
+    /// Every codec's name, comma-separated, for help texts and error messages.
+    public static let nameList = allCases.map(\.name).joined(separator: ", ")
+
     /// Bits per code of a quantized codec, nil for f32/f16.
     public var quantBits: Int? {
         switch self {

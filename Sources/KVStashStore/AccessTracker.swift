@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 
 /// Coalesces last-access times and hit counts in memory so reads cost no writes.
@@ -105,8 +106,14 @@ extension ChunkStore {
                 guard let store = self, !store.gate.isClosed else { return }
                 guard elapsed >= interval else { continue }
                 elapsed = 0
-                try? store.flushAccess()
-                if store.options.ttl != nil { _ = try? store.evict(.expired) }
+                do { try store.flushAccess() } catch {
+                    storeLogger.warning("access flush failed; retrying at the next interval", metadata: ["error": "\(error)"])
+                }
+                if store.options.ttl != nil {
+                    do { _ = try store.evict(.expired) } catch {
+                        storeLogger.warning("TTL eviction failed; retrying at the next interval", metadata: ["error": "\(error)"])
+                    }
+                }
             }
         }
         thread.name = "kvstash-store-maintenance"

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 
 /// The cold tier: KV chunks under content-hashed chained keys in RocksDB.
@@ -205,7 +206,11 @@ public final class ChunkStore: Sendable {
             guard recordAccess else { return result }
             counterState.withLock { $0.reads += 1 }
             if tracker.record(key) >= options.flushEvery && !readOnly {
-                try? flushAccessUngated()
+                do {
+                    try flushAccessUngated()
+                } catch {
+                    storeLogger.warning("access flush failed; updates kept for the next one", metadata: ["error": "\(error)"])
+                }
             }
             return result
         }
@@ -264,6 +269,8 @@ public final class ChunkStore: Sendable {
     /// repair at the next open (see `RepairFlag`).
     func handleCorrupt(_ key: ChunkKey, reason: String, blockDamage: Bool = false) {
         counterState.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
+        storeLogger.warning("corrupt chunk: counted as a miss and removed",
+                            metadata: ["chunk": "\(key)", "reason": "\(reason)", "readOnly": "\(readOnly)"])
         tracker.forget(key)
         guard !readOnly else { return }
         if blockDamage { RepairFlag.set(storePath: path, reason: "\(key.hex): \(reason)") }
@@ -274,7 +281,12 @@ public final class ChunkStore: Sendable {
             batch.delete(.meta, key.bytes)
             let note = "\(ISO8601DateFormatter().string(from: Date())) \(reason)"
             batch.put(.manifest, Array((Manifest.quarantinePrefix + key.hex).utf8), Array(note.utf8))
-            if (try? db.write(batch)) != nil, let size { forgetEntry(bytes: size) }
+            do {
+                try db.write(batch)
+                if let size { forgetEntry(bytes: size) }
+            } catch {
+                storeLogger.error("could not remove a corrupt chunk", metadata: ["chunk": "\(key)", "error": "\(error)"])
+            }
         }
     }
 

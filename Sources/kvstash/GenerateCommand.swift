@@ -20,28 +20,13 @@ struct Generate: ParsableCommand {
     @Option(name: .short, help: "Maximum number of tokens to generate.")
     var n = 128
 
-    @Option(help: "Sampling temperature (0 = greedy).")
-    var temp: Float = 0
-
-    @Option(name: .customLong("top-k"), help: "Keep the K most likely tokens (0 = all).")
-    var topK = 0
-
-    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1 = off).")
-    var topP: Float = 1
-
-    @Option(help: "Random seed for sampling.")
-    var seed: UInt64 = 0
-
-    @Option(help: "BLAS threads (default: OpenBLAS's choice).")
-    var threads: Int?
+    @OptionGroup var sampling: SamplingOptions
 
     @Argument(help: "The prompt.")
     var prompt: String
 
     func validate() throws {
         guard n >= 0 else { throw ValidationError("-n must be >= 0") }
-        guard temp >= 0, topK >= 0, topP > 0, topP <= 1 else { throw ValidationError("bad sampling parameters") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
     }
 
     func run() throws {
@@ -54,7 +39,7 @@ struct Generate: ParsableCommand {
     }
 
     private func generate() throws {
-        if let threads { setThreads(threads) }
+        sampling.applyThreads()
         let path = model ?? DefaultModel.path
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("model file not found: \(path) (run scripts/setup.sh, or pass --model PATH)")
@@ -69,7 +54,7 @@ struct Generate: ParsableCommand {
         var ids = tokenizer.encode(text)
         if !chat, let bos = tokenizer.bosToken { ids.insert(bos, at: 0) }
         let run = GenerationRun(model: llm, tokenizer: tokenizer,
-                                sampling: SamplingParams(temperature: temp, topK: topK, topP: topP, seed: seed))
+                                sampling: sampling.params)
         let stats = try run.generate(prompt: ids, maxTokens: n) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }

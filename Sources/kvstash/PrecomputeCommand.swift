@@ -18,7 +18,7 @@ struct PrecomputeCommand: ParsableCommand {
 
     @Option(help: "Store directory (created if missing).") var store: String
     @Option(help: "GGUF model (default: the store's, $KVSTASH_MODEL, or the default model).") var model: String?
-    @Option(help: "KV codec of the stored chunks: f32, f16, int8, int4.") var codec = "int8"
+    @Option(help: "KV codec of the stored chunks: \(KVCodec.nameList).") var codec = "int8"
     @Option(name: .customLong("chunk-size"), help: "Tokens per chunk (a new store only).") var chunkSize = 256
     @Option(help: "Prompt template: chat-system, chat-user, raw.") var template = "chat-system"
     @Option(help: "Glob on file names inside directories (repeatable), e.g. '*.md'.") var include: [String] = []

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVStash
+import KVStashCodec
 import KVStashEngine
 import KVStashStore
 
@@ -11,8 +12,9 @@ struct QueryCommand: ParsableCommand {
         commandName: "query",
         abstract: "Ask a question about a precomputed document, reusing its cached KV.",
         discussion: """
-            Streams the answer, then prints one line: prompt tokens, tokens from RAM, from disk, \
-            prefilled, time to first token and decode tokens/s. `--repeat 2` asks twice in one \
+            Streams the answer to stdout, then prints one line to stderr: prompt tokens, tokens \
+            from RAM, from disk, prefilled, time to first token and decode tokens/s (`--json`: \
+            one object per answer on stdout instead). `--repeat 2` asks twice in one \
             process: the second answer comes from the RAM tier.
             """)
 
@@ -20,12 +22,13 @@ struct QueryCommand: ParsableCommand {
     @Option(help: "Id of a precomputed document (its path, or the JSONL id).") var doc: String?
     @Option(name: .customLong("context-file"), help: "A file to use as the document.") var contextFile: String?
     @Option(help: "GGUF model (default: the store's, $KVSTASH_MODEL, or the default model).") var model: String?
-    @Option(help: "Codec of chunks written back (default: the store's).") var codec: String?
+    @Option(help: "Codec of chunks written back (default: the store's): \(KVCodec.nameList).") var codec: String?
     @Option(help: "Prompt template (default: the store's): chat-system, chat-user, raw.") var template: String?
     @Option(name: [.customShort("n"), .customLong("max-tokens")], help: "Maximum new tokens.") var maxTokens = 128
     @Option(help: "Ask this many times in one process (2: disk, then RAM).") var `repeat` = 1
     @Flag(name: .customLong("no-write-back"), help: "Do not write computed chunks to the store.") var noWriteBack = false
     @Flag(help: "Print one JSON object per answer instead of streaming text.") var json = false
+    @OptionGroup var sampling: SamplingOptions
     @Argument(help: "The question.") var question: String
 
     func validate() throws {
@@ -39,6 +42,7 @@ struct QueryCommand: ParsableCommand {
         let (document, tmpl) = try documentAndTemplate(settings)
         let chunkStore = try RequestCLI.openStore(store, chunkSize: nil)
         defer { try? chunkStore.close() }
+        sampling.applyThreads()
         let m = try LlamaModel(path: modelPath)
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec ?? settings?.codec ?? "int8"),
                                          writeBackQueries: !noWriteBack && !chunkStore.readOnly)
@@ -46,8 +50,9 @@ struct QueryCommand: ParsableCommand {
                                 modelFingerprint: try ModelFingerprint.compute(path: modelPath, cacheDir: store),
                                 options: options)
         let prompt = tmpl.query(document: document, question: question, chat: try ChatTemplate(gguf: m.gguf))
+        let generation = GenerationOptions(maxTokens: maxTokens, sampling: sampling.params)
         for _ in 0..<`repeat` {
-            let result = try cache.generate(prompt: prompt, options: GenerationOptions(maxTokens: maxTokens)) { piece in
+            let result = try cache.generate(prompt: prompt, options: generation) { piece in
                 if !json { FileHandle.standardOutput.write(Data(piece.text.utf8)) }
                 return true
             }
@@ -68,7 +73,8 @@ struct QueryCommand: ParsableCommand {
 
     private func report(_ r: RequestResult) throws {
         guard json else {
-            FileHandle.standardOutput.write(Data(("\n" + r.summary + "\n").utf8))
+            FileHandle.standardOutput.write(Data("\n".utf8))
+            FileHandle.standardError.write(Data((r.summary + "\n").utf8))
             return
         }
         let out = QueryJSON(text: r.text, finishReason: r.finishReason.rawValue, promptTokens: r.sources.prompt,

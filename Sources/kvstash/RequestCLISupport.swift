@@ -2,19 +2,16 @@ import ArgumentParser
 import Foundation
 import KVStash
 import KVStashCodec
+import KVStashEngine
 import KVStashStore
 import Synchronization
 
 /// Helpers shared by `precompute` and `query`.
 enum RequestCLI {
-    /// The model: `--model`, else the store's settings, else `$KVSTASH_MODEL`, else the
-    /// default model's cache path (`scripts/setup.sh` fetches it).
+    /// The model: `--model`, else the store's settings, else the first existing of
+    /// `DefaultModel.searchPaths` (`$KVSTASH_MODEL`, the default model's cache path).
     static func modelPath(_ given: String?, settings: StoreSettings?) throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let cacheRoot = env["KVSTASH_CACHE_DIR"]
-            ?? ((env["XDG_CACHE_HOME"] ?? (NSHomeDirectory() + "/.cache")) + "/kvstash")
-        let candidates = [given, settings?.modelPath, env["KVSTASH_MODEL"],
-                          cacheRoot + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"].compactMap { $0 }
+        let candidates = [given, settings?.modelPath].compactMap { $0 } + DefaultModel.searchPaths
         guard let path = candidates.first(where: { !$0.isEmpty && FileManager.default.fileExists(atPath: $0) }) else {
             throw ValidationError("no model found: pass --model PATH, set KVSTASH_MODEL, or run scripts/setup.sh")
         }
@@ -23,7 +20,7 @@ enum RequestCLI {
 
     static func codec(_ name: String) throws -> KVCodec {
         guard let codec = KVCodec(name: name) else {
-            throw ValidationError("unknown codec '\(name)' (f32, f16, int8, int4)")
+            throw ValidationError("unknown codec '\(name)' (\(KVCodec.nameList))")
         }
         return codec
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVStash
+import KVStashCodec
 import KVStashServer
 import KVStashStore
 
@@ -25,7 +26,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Bearer token of /admin/* (default: $KVSTASH_ADMIN_TOKEN; none closes the admin API).")
     var adminToken: String?
 
-    @Option(name: .long, help: "Codec of chunks written to the store: f32, f16, int8, int4.")
+    @Option(name: .long, help: "Codec of chunks written to the store: \(KVCodec.nameList).")
     var codec = "int8"
 
     @Option(name: .long, help: "Byte budget of the RAM tier (radix tree) in MiB.")

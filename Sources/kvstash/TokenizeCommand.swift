@@ -30,9 +30,7 @@ struct TokenizeCommand: ParsableCommand {
     var text: String?
 
     func run() throws {
-        let path = model ?? ProcessInfo.processInfo.environment["KVSTASH_MODEL"]
-            ?? FileManager.default.homeDirectoryForCurrentUser
-                .appendingPathComponent(".cache/kvstash/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+        let path = model ?? DefaultModel.path
         let gguf = try GGUFFile(path: path)
         let loadStart = Date()
         let tok = try Tokenizer(gguf: gguf)

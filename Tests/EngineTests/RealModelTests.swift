@@ -32,14 +32,10 @@ final class RealModelTests: XCTestCase {
     /// Greedy continuation of `prompt` for `n` tokens, and the first step's logits.
     static func greedy(_ model: LlamaModel, _ prompt: [Int], n: Int) throws -> ([Int], [Float]) {
         var cache = model.newCache()
-        var logits = try model.prefill(prompt, cache: &cache)
-        let first = logits
-        var out: [Int] = []
-        for _ in 0..<n {
-            out.append(TestSupport.argmax(logits))
-            logits = try model.decode(out.last!, cache: &cache)
-        }
-        return (out, first)
+        let first = try model.prefill(prompt, cache: &cache)
+        let loop = GenerationLoop(model: model, tokenizer: try Tokenizer(gguf: model.gguf), maxTokens: n,
+                                  stopAtEndOfGeneration: false)
+        return (try loop.run(logits: first, cache: &cache).tokens, first)
     }
 
     func testConfigOfDefaultModel() throws {
@@ -86,16 +82,9 @@ final class RealModelChatTests: XCTestCase {
         let ids = tokenizer.encode(prompt)
         XCTAssertEqual(ids, golden.promptTokens)
         var cache = model.newCache()
-        var logits = try model.prefill(ids, cache: &cache)
-        var stream = StreamDecoder(tokenizer: tokenizer)
-        var text = ""
-        for _ in 0..<32 {
-            let next = Sampler.argmax(logits)
-            if tokenizer.isEndOfGeneration(next) { break }
-            text += stream.push(next)
-            logits = try model.decode(next, cache: &cache)
-        }
-        text += stream.flush()
-        XCTAssertEqual(text, "The capital of France is Paris.")
+        let logits = try model.prefill(ids, cache: &cache)
+        let out = try GenerationLoop(model: model, tokenizer: tokenizer, maxTokens: 32).run(logits: logits, cache: &cache)
+        XCTAssertEqual(out.text, "The capital of France is Paris.")
+        XCTAssertEqual(out.end, .endOfGeneration)
     }
 }

@@ -26,9 +26,7 @@ enum TestSupport {
     /// The real default model, or a skip (a failure when `CI` is set) if it is absent.
     static func realModelPath() throws -> String {
         let env = ProcessInfo.processInfo.environment
-        if let p = env["KVSTASH_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
-        let fallback = NSHomeDirectory() + "/.cache/kvstash/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-        if FileManager.default.fileExists(atPath: fallback) { return fallback }
+        if let p = DefaultModel.searchPaths.first(where: { FileManager.default.fileExists(atPath: $0) }) { return p }
         let msg = "real model not found: set KVSTASH_MODEL (scripts/test.sh does) or run scripts/setup.sh"
         if env["CI"] != nil { XCTFail(msg); throw XCTSkip(msg) }
         throw XCTSkip(msg)

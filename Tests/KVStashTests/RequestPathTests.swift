@@ -179,8 +179,13 @@ final class RequestPathTests: XCTestCase {
         XCTAssertTrue(damaged, "the block's bytes were not found in an SST file")
         let store = try ChunkStore(path: dir)
         defer { try? store.close() }
-        try checkRecomputedPastDamage(m, m.prefixCache(store: store, ram: 0), store, m.queryTokens(doc, questions[1]),
+        let log = LogSink()
+        try checkRecomputedPastDamage(m, m.prefixCache(store: store, ram: 0, logger: log.logger), store,
+                                      m.queryTokens(doc, questions[1]),
                                       damaged: keys[1], disk: m.documentTokens(doc).count - chunk)
+        let logged = log.entries.filter { $0.level == .warning && $0.metadata["chunk"] == "\(keys[1])" }
+        XCTAssertEqual(logged.count, 1, "the rejected chunk is logged once, with its key")
+        XCTAssertNotNil(logged.first?.metadata["error"], "with the codec's error as the cause")
     }
 
     /// The document's tail is fetched in the same parallel run as the chunks before it;

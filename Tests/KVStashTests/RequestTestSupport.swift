@@ -5,6 +5,8 @@ import KVStashCodec
 import KVStashCore
 import KVStashEngine
 import KVStashStore
+import Logging
+import Synchronization
 
 /// The default model for tests: `$KVSTASH_MODEL`. Missing: a failure under CI, a skip otherwise.
 func realModelPath() throws -> String {
@@ -57,16 +59,8 @@ func syntheticDocument(seed: UInt64, words: Int) -> String {
 /// the reference every cached answer must equal.
 func referenceGreedy(_ model: LlamaModel, _ tokenizer: Tokenizer, _ tokens: [Int], maxTokens: Int) throws -> [Int] {
     var cache = model.newCache(capacity: tokens.count + maxTokens)
-    var logits = try model.prefill(tokens, cache: &cache)
-    var out: [Int] = []
-    while out.count < maxTokens {
-        let next = logits.indices.max { logits[$0] < logits[$1] }!
-        if tokenizer.isEndOfGeneration(next) { break }
-        out.append(next)
-        if out.count == maxTokens { break }
-        logits = try model.decode(next, cache: &cache)
-    }
-    return out
+    let logits = try model.prefill(tokens, cache: &cache)
+    return try GenerationLoop(model: model, tokenizer: tokenizer, maxTokens: maxTokens).run(logits: logits, cache: &cache).tokens
 }
 
 /// A model, its tokenizer and template, loaded once.
@@ -87,9 +81,11 @@ struct LoadedModel {
 
     /// A request path over the store at `store` (nil: RAM only).
     func prefixCache(store: ChunkStore?, codec: KVCodec = .f32, ram: Int = 1 << 30,
-                     writeBack: Bool = false, fingerprint fp: [UInt8]? = nil) -> PrefixCache {
+                     writeBack: Bool = false, fingerprint fp: [UInt8]? = nil,
+                     logger: Logger = Logger(label: "kvstash.request")) -> PrefixCache {
         PrefixCache(model: model, tokenizer: tokenizer, store: store, modelFingerprint: fp ?? fingerprint,
-                    options: PrefixCacheOptions(codec: codec, ramBudgetBytes: ram, writeBackQueries: writeBack))
+                    options: PrefixCacheOptions(codec: codec, ramBudgetBytes: ram, writeBackQueries: writeBack,
+                                                logger: logger))
     }
 
     func documentTokens(_ doc: String, _ template: PromptTemplate = .chatSystem) -> [Int] {
@@ -98,5 +94,37 @@ struct LoadedModel {
 
     func queryTokens(_ doc: String, _ question: String, _ template: PromptTemplate = .chatSystem) -> [Int] {
         tokenizer.encode(template.query(document: doc, question: question, chat: chat), parseSpecial: true)
+    }
+}
+
+/// Keeps what a `Logger` is given, for tests of what the library logs.
+final class LogSink: Sendable {
+    struct Entry: Sendable {
+        let level: Logger.Level
+        let message: String
+        let metadata: Logger.Metadata
+    }
+    private let store = Mutex<[Entry]>([])
+
+    var entries: [Entry] { store.withLock { $0 } }
+
+    /// A logger writing into this sink.
+    var logger: Logger { Logger(label: "test") { _ in Handler(sink: self) } }
+
+    private struct Handler: LogHandler {
+        let sink: LogSink
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?,
+                 source: String, file: String, function: String, line: UInt) {
+            let entry = Entry(level: level, message: message.description, metadata: self.metadata.merging(metadata ?? [:]) { $1 })
+            sink.store.withLock { $0.append(entry) }
+        }
     }
 }

@@ -24,7 +24,7 @@ final class AdminTests: XCTestCase {
                                  modelFingerprint: keyer.modelFingerprint, docIDs: i < 3 ? ["manual"] : [])
             try store.put(key, value: Array(repeating: UInt8(i), count: 100 * (i + 1)), meta: meta)
         }
-        let backend = try EngineBackend(model: TestModel.model(), modelID: "test-model")
+        let backend = FakeBackend()
         running = try await RunningServer.start(KVStashServer(
             configuration: ServerConfiguration(port: 0, adminToken: "admin-secret"), backend: backend,
             admin: ChunkStoreAdmin(store: store)))

@@ -2,12 +2,13 @@ import Foundation
 import XCTest
 @testable import KVStashServer
 
-/// Bad requests get a 4xx with an OpenAI-style error body, and the server keeps serving.
+/// Bad requests get a 4xx with an OpenAI-style error body, and the server keeps serving
+/// (over a socket, against `FakeBackend`: no model needed).
 final class BadInputTests: XCTestCase {
     var running: RunningServer!
 
     override func setUp() async throws {
-        let backend = try EngineBackend(model: TestModel.model(), modelID: "test-model")
+        let backend = FakeBackend()
         running = try await RunningServer.start(KVStashServer(
             configuration: ServerConfiguration(port: 0, adminToken: "secret", maxBodyBytes: 1 << 20), backend: backend))
     }

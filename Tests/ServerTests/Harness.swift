@@ -25,22 +25,13 @@ enum TestModel {
 
     static var path: String { ProcessInfo.processInfo.environment["KVSTASH_MODEL"] ?? "" }
 
-    /// Greedy continuation computed straight on the engine with a plain argmax: the
-    /// reference the server must reproduce at temperature 0.
+    /// Greedy continuation computed straight on the engine (one prefill, then the engine's
+    /// generation loop): the reference the server must reproduce at temperature 0.
     static func greedy(_ model: LlamaModel, tokens: [Int], maxTokens: Int) throws -> [Int] {
-        let tokenizer = try Tokenizer(gguf: model.gguf)
         var cache = model.newCache()
-        var logits = try model.prefill(tokens, cache: &cache)
-        var out: [Int] = []
-        while out.count < maxTokens {
-            var next = 0
-            for i in logits.indices where logits[i] > logits[next] { next = i }
-            if tokenizer.isEndOfGeneration(next) { break }
-            out.append(next)
-            if out.count == maxTokens { break }
-            logits = try model.decode(next, cache: &cache)
-        }
-        return out
+        let logits = try model.prefill(tokens, cache: &cache)
+        return try GenerationLoop(model: model, tokenizer: try Tokenizer(gguf: model.gguf), maxTokens: maxTokens)
+            .run(logits: logits, cache: &cache).tokens
     }
 }
 

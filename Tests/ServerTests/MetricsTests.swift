@@ -90,7 +90,7 @@ struct Exposition {
 
 final class MetricsTests: XCTestCase {
     func testExpositionParsesAndCountsRequests() async throws {
-        let backend = try EngineBackend(model: TestModel.model(), modelID: "test-model")
+        let backend = FakeBackend()
         let running = try await RunningServer.start(KVStashServer(
             configuration: ServerConfiguration(port: 0), backend: backend))
         defer { Task { await running.stop() } }

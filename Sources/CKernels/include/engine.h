@@ -3,8 +3,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Inference kernels of the engine: GGUF dequantization and the element-wise parts
-   of a transformer layer. Matrix products go through BLAS, not here. */
+/* Inference kernels of the engine: GGUF dequantization, the element-wise parts of a
+   transformer layer, and the products and attention of up to 32 rows (decode, a cache
+   hit's question) straight from the encoded weights; longer inputs go through BLAS. */
 
 /* GGUF tensor dequantization to f32. `n` counts elements (a multiple of 32 for the
    block types); `src` points at the raw GGUF bytes. */
@@ -56,8 +57,6 @@ void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t val
 /* out[i] = x[i] + y[i] */
 void kv_add(float *out, const float *x, const float *y, size_t n);
 
-#endif
-
 /* Matrix-vector product straight from GGUF-encoded weights (decode path):
    y[r] = dot(row r, x) (+ y[r] when accumulate), for `rows` rows of `cols` elements
    (cols a multiple of 32). `type` is the ggml type id: 0 F32, 1 F16, 2 Q4_0, 3 Q4_1,
@@ -98,3 +97,5 @@ void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const flo
                        float *mx, float *sum);
 void kv_attend_merge(size_t parts, size_t m, size_t mp, size_t d, const float *o, const float *mx, const float *sum,
                      float *out);
+
+#endif

@@ -1,15 +1,17 @@
+import KVStashCore
+
 extension RadixCore {
     /// Evicts unlocked leaves, least recently used first, until the tree holds at most
     /// `limit` bytes or only locked nodes and their ancestors remain. A parent left
     /// without children becomes a candidate in turn.
     func evict(toFit limit: Int) {
         guard stats.bytes > limit else { return }
-        var heap = MinHeap<RadixNode> { $0.lastAccess < $1.lastAccess }
-        for node in nodes.values where node.isLeaf && node.lockCount == 0 { heap.push(node) }
-        while stats.bytes > limit, let leaf = heap.pop() {
+        var heap = Heap<EvictionCandidate>()
+        for node in nodes.values where node.isLeaf && node.lockCount == 0 { heap.push(EvictionCandidate(node: node)) }
+        while stats.bytes > limit, let leaf = heap.pop()?.node {
             guard let parent = leaf.parent else { continue }
             remove(leaf, from: parent)
-            if !parent.isRoot && parent.isLeaf && parent.lockCount == 0 { heap.push(parent) }
+            if !parent.isRoot && parent.isLeaf && parent.lockCount == 0 { heap.push(EvictionCandidate(node: parent)) }
         }
     }
 
@@ -27,36 +29,8 @@ extension RadixCore {
     }
 }
 
-/// A binary min-heap ordered by a comparison closure.
-struct MinHeap<Element> {
-    private var items: [Element] = []
-    private let less: (Element, Element) -> Bool
-
-    init(less: @escaping (Element, Element) -> Bool) { self.less = less }
-
-    mutating func push(_ x: Element) {
-        items.append(x)
-        var i = items.count - 1
-        while i > 0, less(items[i], items[(i - 1) / 2]) {
-            items.swapAt(i, (i - 1) / 2)
-            i = (i - 1) / 2
-        }
-    }
-
-    mutating func pop() -> Element? {
-        guard !items.isEmpty else { return nil }
-        items.swapAt(0, items.count - 1)
-        let top = items.removeLast()
-        var i = 0
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < items.count, less(items[l], items[m]) { m = l }
-            if r < items.count, less(items[r], items[m]) { m = r }
-            if m == i { break }
-            items.swapAt(i, m)
-            i = m
-        }
-        return top
-    }
+/// A leaf in the eviction heap: least recently used first.
+private struct EvictionCandidate: HeapOrdered {
+    let node: RadixNode
+    func before(_ other: EvictionCandidate) -> Bool { node.lastAccess < other.node.lastAccess }
 }

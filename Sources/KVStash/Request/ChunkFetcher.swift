@@ -1,6 +1,7 @@
 import KVStashCodec
 import KVStashCore
 import KVStashStore
+import Logging
 
 /// Reads chunks from the store and decodes them into a sequence's cache.
 ///
@@ -10,6 +11,8 @@ import KVStashStore
 struct ChunkFetcher: Sendable {
     let store: ChunkStore
     let fingerprint: [UInt8]
+    /// Where a chunk that could not be read or decoded is logged, with the cause.
+    let logger: Logger
     /// The payload checksum guards what was read; the frame's content checksum was
     /// checked when the block was written (`WriteBack` validates before it stores).
     let decoder = KVBlockDecoder(verifiesFrameContent: false)
@@ -67,13 +70,20 @@ struct ChunkFetcher: Sendable {
                 Result { _ = try decoder.decode(raw, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint, into: writer) }
             }
         } catch {
-            return .missing  // the store failed to read: recompute
+            logger.warning("store read failed; recomputing the chunk", metadata: ["chunk": "\(key)", "error": "\(error)"])
+            return .missing
         }
         switch decoded {
         case nil: return .missing
         case .success?: return .spliced
         case .failure(let error)?:
-            try? store.reportCorrupt(key, reason: "request path: \(error)")
+            logger.warning("stored chunk rejected by the codec; removing and recomputing it",
+                           metadata: ["chunk": "\(key)", "error": "\(error)"])
+            do {
+                try store.reportCorrupt(key, reason: "request path: \(error)")
+            } catch {
+                logger.error("could not remove a corrupt chunk", metadata: ["chunk": "\(key)", "error": "\(error)"])
+            }
             return .corrupt
         }
     }

@@ -12,7 +12,8 @@ extension PrefixCache {
         return try generate(tokens: tokenize(prompt), options: options, startedAt: start, onToken: onToken)
     }
 
-    /// Answers a tokenized prompt; see `generate(prompt:options:onToken:)`.
+    /// Answers a tokenized prompt; see `generate(prompt:options:onToken:)`. Tokens come from
+    /// the engine's `GenerationLoop`, which says when the time to first token is stamped.
     public func generate(tokens: [Int], options: GenerationOptions = GenerationOptions(),
                          startedAt start: ContinuousClock.Instant = .now,
                          onToken: (TokenPiece) -> Bool = { _ in true }) throws -> RequestResult {
@@ -20,46 +21,27 @@ extension PrefixCache {
         var state = try assemble(tokens, needLogits: true, capacity: promptCount + options.maxTokens)
         defer { finish(state) }
         let prefillEnd = ContinuousClock.now
-        let budget = min(options.maxTokens, model.config.contextLength - promptCount)
-        var sampler = Sampler(options.sampling)
-        var stream = StreamDecoder(tokenizer: tokenizer)
-        var generated: [Int] = []
-        var text = ""
-        var reason = FinishReason.length
-        var firstToken: ContinuousClock.Instant?
+        let loop = GenerationLoop(model: model, tokenizer: tokenizer, sampling: options.sampling,
+                                  maxTokens: options.maxTokens, stopAtEndOfGeneration: options.stopAtEndOfGeneration)
         var cached = 0
-        var logits = state.logits
-        while generated.count < budget {
-            let next = sampler.sample(logits)
-            if firstToken == nil { firstToken = .now }
-            if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { reason = .stop; break }
-            generated.append(next)
-            let piece = stream.push(next)
-            text += piece
-            guard onToken(TokenPiece(id: next, text: piece, index: generated.count - 1)) else { reason = .cancelled; break }
-            if generated.count == 1 { cached += insertIntoTree(state) }  // the prompt, once the first token is out
-            guard generated.count < budget else { break }
-            logits = try model.decode(next, cache: &state.cache)
-            state.tokens.append(next)
+        let out = try loop.run(logits: state.logits, cache: &state.cache) { token, cache in
+            guard onToken(TokenPiece(id: token.id, text: token.text, index: token.index)) else { return false }
+            if token.index == 0 { cached += insertIntoTree(tokens, from: cache) }  // the prompt, once the first token is out
+            return true
         }
-        text += stream.flush()
-        let end = ContinuousClock.now
-        let first = firstToken ?? end
+        state.tokens += out.tokens
         let stored = writeBack(state, promptCount: promptCount, origin: .query, documentID: nil).chunks
         cached += insertIntoTree(state)
-        let decodeSteps = max(generated.count - 1, 0)
+        let first = out.firstTokenAt ?? out.endedAt
+        let reason: FinishReason = switch out.end {
+        case .endOfGeneration: .stop
+        case .length: .length
+        case .cancelled: .cancelled
+        }
         return RequestResult(
-            sources: state.sources, tokens: generated, text: text, finishReason: reason,
+            sources: state.sources, tokens: out.tokens, text: out.text, finishReason: reason,
             timeToFirstToken: (first - start).seconds, prefillSeconds: (prefillEnd - start).seconds, timings: state.timings,
-            decodeTokensPerSecond: decodeSteps > 0 ? Double(decodeSteps) / (end - first).seconds : 0,
+            decodeTokensPerSecond: out.decodeSteps > 0 ? Double(out.decodeSteps) / (out.endedAt - first).seconds : 0,
             chunksStored: stored, tokensCached: cached)
-    }
-}
-
-extension Duration {
-    /// The duration in seconds.
-    var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) * 1e-18
     }
 }

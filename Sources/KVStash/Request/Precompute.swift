@@ -94,7 +94,7 @@ extension PrefixCache {
     private func catchUp(_ state: inout SequenceState, to index: Int, keys: [ChunkKey], present: inout [Bool],
                          id: String, written: inout WriteBackReport) throws {
         guard let store else { return }
-        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
+        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint, logger: options.logger)
         while state.cache.count < index * chunkSize {
             let j = state.cache.count / chunkSize
             let outcome = fetcher.fetchRun(keys[j...j], tokens: chunkSize, into: &state.cache, rotation: model.rotary)[0]

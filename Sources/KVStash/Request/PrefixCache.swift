@@ -2,6 +2,7 @@ import KVStashCodec
 import KVStashCore
 import KVStashEngine
 import KVStashStore
+import Logging
 
 /// Settings of a `PrefixCache`.
 public struct PrefixCacheOptions: Sendable {
@@ -16,14 +17,19 @@ public struct PrefixCacheOptions: Sendable {
     /// Write chunks computed by queries back to the store (subject to the store's
     /// admission policy; precompute always writes).
     public var writeBackQueries: Bool
+    /// Where the request path logs what it recovers from (a stored chunk it could not read
+    /// and recomputes, a write-back that failed), with the cause.
+    public var logger: Logger
 
     public init(codec: KVCodec = .int8, groupSize: Int = KVBlockEncoder.defaultGroupSize,
-                ramBudgetBytes: Int = 1 << 30, tenantSalt: [UInt8] = [], writeBackQueries: Bool = true) {
+                ramBudgetBytes: Int = 1 << 30, tenantSalt: [UInt8] = [], writeBackQueries: Bool = true,
+                logger: Logger = Logger(label: "kvstash.request")) {
         self.codec = codec
         self.groupSize = groupSize
         self.ramBudgetBytes = ramBudgetBytes
         self.tenantSalt = tenantSalt
         self.writeBackQueries = writeBackQueries
+        self.logger = logger
     }
 }
 

@@ -98,7 +98,7 @@ extension PrefixCache {
     /// Returns that last probe for tails, so `spliceTail` need not hash and probe again.
     private func spliceFromDisk(_ state: inout SequenceState, reusable: Int) throws -> TailProbe? {
         guard let store else { return nil }
-        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
+        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint, logger: options.logger)
         let keys = keyer.chain(state.tokens)
         let size = chunkSize
         let first = state.cache.count / size
@@ -192,7 +192,7 @@ extension PrefixCache {
         guard let store else { return }
         var seconds = 0.0
         defer { state.timings.disk += seconds }
-        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint)
+        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint, logger: options.logger)
         let tails = probed.flatMap { $0.start == state.cache.count ? $0.untried : nil }
             ?? timed(&seconds) { storedTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
         for tail in tails {

@@ -1,6 +1,7 @@
 import KVStashCodec
 import KVStashCore
 import KVStashStore
+import Logging
 
 /// What a write-back did.
 public struct WriteBackReport: Sendable, Equatable {
@@ -67,14 +68,21 @@ extension PrefixCache {
             report.chunks += 1
             report.bytes += value.count
         } catch {
+            options.logger.warning("write-back of a chunk failed; it stays uncached",
+                                   metadata: ["chunk": "\(key)", "error": "\(error)"])
             report.failures += 1
         }
     }
 
     /// Inserts the sequence's whole pages into the radix tree; returns the tokens added.
     func insertIntoTree(_ state: SequenceState) -> Int {
+        insertIntoTree(state.tokens, from: state.cache)
+    }
+
+    /// Inserts the whole pages of `tokens` whose KV `cache` holds; returns the tokens added.
+    func insertIntoTree(_ tokens: [Int], from cache: KVCache) -> Int {
         guard options.ramBudgetBytes > 0 else { return 0 }
-        let n = min(state.tokens.count, state.cache.count)
-        return tree.insert(Array(state.tokens[..<n]), from: state.cache, namespace: namespace)
+        let n = min(tokens.count, cache.count)
+        return tree.insert(Array(tokens[..<n]), from: cache, namespace: namespace)
     }
 }

@@ -23,7 +23,7 @@ extension GGUFFile {
         guard let src = raw.baseAddress, n > 0 else { return }
         switch type {
         case .f32: out.update(from: src.assumingMemoryBound(to: Float.self), count: n)
-        case .f16: kv_dequant_f16(src.assumingMemoryBound(to: UInt16.self), out, n)
+        case .f16: kv_f16_to_f32(out, src, n)  // the conversion the codec uses too
         case .bf16: kv_dequant_bf16(src.assumingMemoryBound(to: UInt16.self), out, n)
         case .q8_0: kv_dequant_q8_0(src, out, n)
         case .q4_0: kv_dequant_q4_0(src, out, n)

@@ -1,7 +1,8 @@
 import CBLAS
 import CKernels
 
-/// Sets the number of threads OpenBLAS uses for every matrix product (process-wide).
+/// Sets the number of threads of the weight products (process-wide): OpenBLAS's, which
+/// the small-row kernels of `Linear` follow too.
 public func setThreads(_ n: Int) {
     openblas_set_num_threads(Int32(max(1, n)))
 }

@@ -1,17 +1,25 @@
 import Foundation
 
-/// Where the default model lives.
+/// Where the default model lives: the one resolver of the model path every command, test
+/// and benchmark uses when no `--model` is given.
 public enum DefaultModel {
     /// File name of the default model (SmolLM2-135M-Instruct, Q4_1).
     public static let fileName = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-    /// `$KVSTASH_MODEL` if set, else `~/.cache/kvstash/models/<fileName>`
-    /// (honouring `$KVSTASH_CACHE_DIR` and `$XDG_CACHE_HOME` as scripts/setup.sh does).
-    public static var path: String {
-        let env = ProcessInfo.processInfo.environment
-        if let p = env["KVSTASH_MODEL"], !p.isEmpty { return p }
-        let cache = env["KVSTASH_CACHE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? ((env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.cache") + "/kvstash")
+    /// `$KVSTASH_CACHE_DIR/models/<fileName>`, where `$KVSTASH_CACHE_DIR` defaults to
+    /// `$XDG_CACHE_HOME/kvstash`, then `~/.cache/kvstash` (as scripts/setup.sh fetches it).
+    public static var cachePath: String {
+        let cache = env("KVSTASH_CACHE_DIR") ?? ((env("XDG_CACHE_HOME") ?? NSHomeDirectory() + "/.cache") + "/kvstash")
         return cache + "/models/" + fileName
+    }
+
+    /// Where to look, in order: `$KVSTASH_MODEL` if set, then `cachePath`.
+    public static var searchPaths: [String] { [env("KVSTASH_MODEL"), cachePath].compactMap { $0 } }
+
+    /// `$KVSTASH_MODEL` if set, else `cachePath`.
+    public static var path: String { env("KVSTASH_MODEL") ?? cachePath }
+
+    private static func env(_ name: String) -> String? {
+        ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
     }
 }

@@ -4,7 +4,8 @@ import KVStashCore
 ///
 /// The model is immutable and shareable across threads; all sequence state lives in
 /// the explicit `KVCache` the caller passes in. Weights are dequantized to f32 once at
-/// load, and every matrix product goes through BLAS.
+/// load for BLAS, which takes inputs of more than 32 rows; up to 32 rows (decode, a cache
+/// hit's question) multiply the GGUF-encoded weights with `CKernels/matvec.c`.
 public final class LlamaModel: Sendable {
     public let config: ModelConfig
     public let gguf: GGUFFile

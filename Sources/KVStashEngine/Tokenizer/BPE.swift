@@ -1,3 +1,5 @@
+import KVStashCore
+
 /// Byte-level BPE over token ids: the merge table of a GGUF `gpt2` vocabulary.
 ///
 /// A word (one pre-token's bytes) starts as one symbol per byte; the adjacent pair with the lowest

@@ -1,3 +1,5 @@
+import KVStashCore
+
 /// SentencePiece-style BPE (`tokenizer.ggml.model == "llama"`: Llama 2, Mistral, TinyLlama), run
 /// the way llama.cpp's SPM tokenizer runs it.
 ///

@@ -3,8 +3,8 @@ import KVStashCore
 import KVStashEngine
 
 /// A backend that runs the model directly, with no prefix cache: every request prefills
-/// its whole prompt. It is what `kvstash serve` falls back to without a store, and the
-/// reference the cached path must agree with.
+/// its whole prompt. The server tests use it as the reference the cached path must agree
+/// with; `kvstash serve` always runs `PrefixCacheBackend`.
 public final class EngineBackend: TemplatedBackend {
     public let model: LlamaModel
     public let tokenizer: Tokenizer
@@ -56,28 +56,16 @@ public final class EngineBackend: TemplatedBackend {
         let start = ContinuousClock.now
         var usage = CompletionUsage(promptTokens: prepared.tokens.count, completionTokens: 0, finishReason: .length)
         var cache = model.newCache(capacity: prepared.tokens.count + prepared.maxTokens)
-        guard var logits = try prefill(prepared.tokens, into: &cache, emit: emit) else {
+        guard let logits = try prefill(prepared.tokens, into: &cache, emit: emit) else {
             usage.finishReason = .cancelled
             return usage
         }
-        var sampler = Sampler(params)
-        var decoder = StreamDecoder(tokenizer: tokenizer)
-        while usage.completionTokens < prepared.maxTokens {
-            let next = sampler.sample(logits)
-            if tokenizer.isEndOfGeneration(next) {
-                usage.finishReason = .stop
-                break
-            }
-            usage.completionTokens += 1
-            if usage.timeToFirstToken == nil { usage.timeToFirstToken = ContinuousClock.now - start }
-            guard emit(decoder.push(next)) else {
-                usage.finishReason = .cancelled
-                return usage
-            }
-            guard usage.completionTokens < prepared.maxTokens else { break }
-            logits = try model.decode(next, cache: &cache)
-        }
-        if !emit(decoder.flush()) { usage.finishReason = .cancelled }
+        let loop = GenerationLoop(model: model, tokenizer: tokenizer, sampling: params, maxTokens: prepared.maxTokens)
+        let out = try loop.run(logits: logits, cache: &cache) { token, _ in emit(token.text) }
+        usage.completionTokens = out.tokens.count
+        usage.timeToFirstToken = out.firstTokenAt.map { $0 - start }
+        usage.finishReason = out.end == .endOfGeneration ? .stop : .length
+        if out.end == .cancelled || !emit(out.tail) { usage.finishReason = .cancelled }
         return usage
     }
 

@@ -112,7 +112,7 @@ extension KVStashServer {
     /// Prepares (4xx if the job cannot be served), then answers as JSON or as an SSE stream.
     func serve(_ call: CompletionCall, arrival: ContinuousClock.Instant, context: ServerContext) async throws -> Response {
         let prepared = try await backend.prepare(call.job)
-        let run = GenerationRun(backend: backend, prepared: prepared, stops: call.stops, metrics: metrics,
+        let run = CompletionStream(backend: backend, prepared: prepared, stops: call.stops, metrics: metrics,
                                 arrival: arrival)
         let watcher = await context.disconnectWatcher()
         let meta = AnswerMeta(call: call, id: call.endpoint.idPrefix + UUID().uuidString.lowercased(),

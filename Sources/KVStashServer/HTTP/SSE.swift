@@ -65,7 +65,7 @@ extension KVStashServer {
     ///
     /// If a write fails (client gone) or the connection's input closes, the generation is
     /// cancelled; the model stops within one step.
-    func sseResponse(run: GenerationRun, meta: AnswerMeta, watcher: DisconnectWatcher?) -> Response {
+    func sseResponse(run: CompletionStream, meta: AnswerMeta, watcher: DisconnectWatcher?) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"

@@ -1,15 +1,18 @@
 /// An element of a `Heap`: `a.before(b)` when `a` must come out first.
-protocol HeapOrdered {
+public protocol HeapOrdered {
     func before(_ other: Self) -> Bool
 }
 
-/// A binary heap (priority queue) for the merge loops of the tokenizers.
-struct Heap<Element: HeapOrdered> {
-    private var items: [Element] = []
+/// The binary heap (priority queue) of the code base: the tokenizers' merge loops and the
+/// radix tree's LRU eviction. Inlinable, so it is specialized for each element type.
+public struct Heap<Element: HeapOrdered> {
+    @usableFromInline var items: [Element] = []
 
-    init() {}
+    @inlinable public init() {}
 
-    mutating func push(_ x: Element) {
+    @inlinable public var isEmpty: Bool { items.isEmpty }
+
+    @inlinable public mutating func push(_ x: Element) {
         items.append(x)
         var i = items.count - 1
         while i > 0 {
@@ -20,7 +23,7 @@ struct Heap<Element: HeapOrdered> {
         }
     }
 
-    mutating func pop() -> Element? {
+    @inlinable public mutating func pop() -> Element? {
         guard let top = items.first else { return nil }
         let last = items.removeLast()
         if !items.isEmpty {

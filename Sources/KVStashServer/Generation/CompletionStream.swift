@@ -14,7 +14,7 @@ enum GenerationEvent: Sendable {
 /// buffer, which is bounded by `max_tokens` pieces, so a slow reader only grows its own
 /// buffer and never holds the model. Cancelling the run (client gone) cancels the task,
 /// which the backend observes between model steps.
-final class GenerationRun: Sendable {
+final class CompletionStream: Sendable {
     let events: AsyncThrowingStream<GenerationEvent, any Error>
     private let task: Task<Void, Never>
 
