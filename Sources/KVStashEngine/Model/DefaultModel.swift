@@ -8,9 +8,12 @@ public enum DefaultModel {
 
     /// `$KVSTASH_CACHE_DIR/models/<fileName>`, where `$KVSTASH_CACHE_DIR` defaults to
     /// `$XDG_CACHE_HOME/kvstash`, then `~/.cache/kvstash` (as scripts/setup.sh fetches it).
-    public static var cachePath: String {
+    public static var cachePath: String { cachedModel(fileName) }
+
+    /// `$KVSTASH_CACHE_DIR/models/<file>`: where scripts/setup.sh puts the models it fetches.
+    public static func cachedModel(_ file: String) -> String {
         let cache = env("KVSTASH_CACHE_DIR") ?? ((env("XDG_CACHE_HOME") ?? NSHomeDirectory() + "/.cache") + "/kvstash")
-        return cache + "/models/" + fileName
+        return cache + "/models/" + file
     }
 
     /// Where to look, in order: `$KVSTASH_MODEL` if set, then `cachePath`.
