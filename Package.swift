@@ -81,5 +81,21 @@ let package = Package(
         .testTarget(name: "ServerTests", dependencies: [
             "KVStashServer", .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
+
+        // RESP / Redis Cluster client on SwiftNIO and the shared chunk tier on it.
+        .target(name: "KVStashRedis", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // GET MB/s of KVStashRedis against redis-benchmark (bench/results/redis.json).
+        .executableTarget(name: "kvstash-redisbench", dependencies: [
+            "KVStashRedis", .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "bench/RedisBench"),
+        // Needs the Redis servers of scripts/redis-test-servers.sh (skipped without them).
+        .testTarget(name: "RedisTests", dependencies: [
+            "KVStashRedis", .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
     ]
 )
