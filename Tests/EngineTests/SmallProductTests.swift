@@ -143,6 +143,37 @@ final class SmallProductTests: XCTestCase {
         }
     }
 
+    /// One input row against interleaved Q4_1 and Q8_0 tensors (`kv_matvec_interleaved`,
+    /// output rows in lanes): against the naive product for one and several groups of 32
+    /// rows, one and many blocks, both accumulate modes; other types and shapes are refused.
+    func testInterleavedMatrixVectorProductEqualsNaiveProduct() {
+        for type: Int32 in [3, 8] {
+            for (rows, cols) in [(32, 32), (64, 96), (96, 576)] {
+                let (raw, w) = encodedWeights(type: type, rows: rows, cols: cols)
+                var grouped = [UInt8](repeating: 0, count: raw.count)
+                if type == 3 { kv_q4_1_interleave(raw, &grouped, rows, cols) } else { kv_q8_0_interleave(raw, &grouped, rows, cols) }
+                XCTAssertNotEqual(grouped, raw)
+                let x = (0..<cols).map { _ in gaussian() }
+                let before = (0..<rows).map { _ in gaussian() }
+                for accumulate: Int32 in [0, 1] {
+                    var y = before
+                    XCTAssertEqual(kv_matvec_interleaved(type, grouped, x, &y, rows, cols, accumulate), 0)
+                    for o in 0..<rows {
+                        var expected = accumulate == 1 ? Double(before[o]) : 0
+                        for k in 0..<cols { expected += Double(w[o * cols + k]) * Double(x[k]) }
+                        XCTAssertEqual(Double(y[o]), expected, accuracy: 1e-4 * max(1, abs(expected)),
+                                       "type \(type) rows \(rows) cols \(cols) row \(o)")
+                    }
+                }
+            }
+        }
+        var y = [Float](repeating: 0, count: 64)
+        let x = [Float](repeating: 1, count: 64)
+        XCTAssertEqual(kv_matvec_interleaved(3, [UInt8](repeating: 0, count: 40 * 40), x, &y, 40, 32, 0), -1, "rows must be a multiple of 32")
+        XCTAssertEqual(kv_matvec_interleaved(8, [UInt8](repeating: 0, count: 64 * 34), x, &y, 32, 48, 0), -1, "cols must be a multiple of 32")
+        XCTAssertEqual(kv_matvec_interleaved(2, [UInt8](repeating: 0, count: 32 * 18), x, &y, 32, 32, 0), -1, "Q4_0 has no interleaved form")
+    }
+
     /// The MLP's `SiLU(gate) * up` against double precision: both signs, arguments far
     /// past exp's range (±100), zeros, whole vectors and a partial last one per row, and
     /// the columns past `n` untouched.

@@ -1,7 +1,8 @@
 // Store benchmark: put/get MB/s at the real value sizes of the default model's 256-token
 // chunk, blob files on vs off, and probe latency for a 32-chunk chain.
 // Usage: kvstash-storebench [OUT.json] [--quick]
-// Writes JSON (default bench/results/store.json) and prints a markdown table.
+//        kvstash-storebench --cold [OUT.json] [--runs N]   (page-cache-cold reads, ColdReads.swift)
+// Writes JSON (default bench/results/store.json, or store-cold.json) and prints a markdown table.
 import Foundation
 import KVStashStore
 
@@ -14,7 +15,8 @@ let sizes: [(String, Int)] = [
 ]
 let args = CommandLine.arguments.dropFirst()
 let quick = args.contains("--quick")
-let outPath = args.first { !$0.hasPrefix("--") } ?? "bench/results/store.json"
+let outPath = args.first { !$0.hasPrefix("--") && Int($0) == nil }
+    ?? (args.contains("--cold") ? "bench/results/store-cold.json" : "bench/results/store.json")
 let totalBytesPerCase = quick ? 60_000_000 : 240_000_000
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
@@ -166,6 +168,22 @@ struct Result: Codable {
     var cases: [Case]
     var probe: Probe
     var fingerprint: Fingerprint?
+}
+
+if args.contains("--cold") {
+    let runs = args.firstIndex(of: "--runs").flatMap { Int(args[$0 + 1]) } ?? 5
+    let cold = try runColdReads(runs: runs, threadCounts: [1, 2, 4, 8])
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try FileManager.default.createDirectory(atPath: (outPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try enc.encode(cold).write(to: URL(fileURLWithPath: outPath))
+    print("Machine: \(cold.machine). \(cold.note). \(cold.chunks) values of \(cold.valueBytes) B.\n")
+    print("| read | threads | MB | ms (median) | MB/s |\n| --- | ---: | ---: | ---: | ---: |")
+    for r in cold.rows {
+        print(String(format: "| %@ | %d | %.1f | %.1f | %.0f |", r.kind, r.threads, r.megabytes, r.milliseconds, r.megabytesPerSecond))
+    }
+    print(String(format: "\nstore (2 workers) / sequential: %.2f", cold.storeOverSequential))
+    exit(0)
 }
 
 var cases: [Case] = []

@@ -82,6 +82,14 @@ void kv_q4_1_interleave(const void *src, void *dst, size_t rows, size_t cols);
 int kv_matmul_q4_1_interleaved(const void *w, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
                                size_t rows, size_t cols, int accumulate);
 
+/* kv_q8_0_interleave rewrites a Q8_0 tensor of `rows` x `cols` (both multiples of 32) into
+   groups of 32 rows side by side, block by block (docs in matvec_lanes.c); dst has the same
+   size as src. kv_matvec_interleaved is kv_matvec for a tensor interleaved that way, Q4_1
+   (type 3, kv_q4_1_interleave) or Q8_0 (type 8): output rows in vector lanes. Returns -1
+   for another type, or rows or cols not multiples of 32. */
+void kv_q8_0_interleave(const void *src, void *dst, size_t rows, size_t cols);
+int kv_matvec_interleaved(int type, const void *w, const float *x, float *y, size_t rows, size_t cols, int accumulate);
+
 /* Attention of a few query rows without BLAS (decode, or the question after a cache hit).
    The m query rows that share one KV head are stacked and transposed into qt ([d][mp],
    mp = m rounded up to 16, scaled by 1/sqrt(d), padding lanes zero); last[t] is the last

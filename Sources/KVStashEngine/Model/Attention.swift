@@ -102,7 +102,7 @@ struct CausalAttention {
         }
         for t in 0..<mp { buffer.last[t] = Int32(start + (t < m ? t % n : n - 1)) }
         let p = AttentionPointers(keys: keys, values: values, buffers: buffer)
-        DispatchQueue.concurrentPerform(iterations: tasks) { task in
+        WorkerTeam.run(tasks: tasks) { task in
             let g = task / ranges, p0 = (task % ranges) * rangeLength, p1 = min(visible, p0 + rangeLength)
             let b = p.buffers
             kv_attend_partial(b.qt + g * hd * mp, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
@@ -152,7 +152,7 @@ private struct SmallAttentionBuffers {
 
 /// The operands of one BLAS-free attention call shared by its tasks.
 private struct AttentionPointers: @unchecked Sendable {
-    // @unchecked: used only inside a synchronous `concurrentPerform`, while the caller keeps
+    // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`), while the caller keeps
     // every buffer alive; tasks read keys, values, qt and last, and write disjoint slices
     // of the scratch and partial buffers.
     let keys: UnsafePointer<Float>

@@ -1,12 +1,12 @@
 import CKernels
-import Dispatch
 
 /// One GGUF weight tensor left encoded in the memory map, for matrix-vector products.
 struct EncodedMatrix: Sendable {
     let info: GGUFTensorInfo
-    /// For Q4_1 with rows and columns multiples of 32: the same tensor with each group of
-    /// 32 rows interleaved block by block (`kv_q4_1_interleave`, same size), which small
-    /// prefills multiply with the output rows in vector lanes.
+    /// For Q4_1 and Q8_0 with rows and columns multiples of 32: the same tensor with each
+    /// group of 32 rows interleaved block by block (`kv_q4_1_interleave`,
+    /// `kv_q8_0_interleave`, same size), which decode (both types) and small prefills
+    /// (Q4_1) multiply with the output rows in vector lanes.
     let interleaved: [UInt8]?
     var rows: Int { info.dims.count > 1 ? info.dims[1] : 1 }
     var cols: Int { info.dims[0] }
@@ -15,10 +15,14 @@ struct EncodedMatrix: Sendable {
     init(info: GGUFTensorInfo, gguf: GGUFFile) {
         self.info = info
         let rows = info.dims.count > 1 ? info.dims[1] : 1, cols = info.dims[0]
-        guard info.type == .q4_1, rows % 32 == 0, cols % 32 == 0 else { interleaved = nil; return }
+        guard info.type == .q4_1 || info.type == .q8_0, rows % 32 == 0, cols % 32 == 0 else { interleaved = nil; return }
         interleaved = gguf.withRawBytes(info) { raw in
             [UInt8](unsafeUninitializedCapacity: raw.count) { buf, n in
-                kv_q4_1_interleave(raw.baseAddress!, buf.baseAddress!, rows, cols)
+                if info.type == .q4_1 {
+                    kv_q4_1_interleave(raw.baseAddress!, buf.baseAddress!, rows, cols)
+                } else {
+                    kv_q8_0_interleave(raw.baseAddress!, buf.baseAddress!, rows, cols)
+                }
                 n = raw.count
             }
         }
@@ -61,8 +65,9 @@ struct Linear: Sendable {
     /// `c = a W^T` from the encoded tensors. The output columns of all parts together are
     /// split evenly over the BLAS thread count (in multiples of 32, the interleaved
     /// groups), in one parallel dispatch (a worker's slice may cross from one part into
-    /// the next). One input row takes `kv_matvec`; more take the interleaved Q4_1 kernel
-    /// where the slice covers whole groups, else `kv_matmul_rows`.
+    /// the next). Where the slice covers whole interleaved groups, one input row takes
+    /// `kv_matvec_interleaved` and more take the interleaved Q4_1 kernel; otherwise
+    /// `kv_matvec` and `kv_matmul_rows`.
     private func encodedProduct(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
                                 ldc: Int, accumulate: Bool) {
         let workers = outDim >= 256 ? min(blasThreads(), 8) : 1
@@ -70,7 +75,7 @@ struct Linear: Sendable {
         let inDim = inDim, parts = parts
         gguf.withRawBytes(parts.map(\.info)) { raws in
             let p = ProductPointers(parts: raws, x: a, y: c)
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
+            WorkerTeam.run(tasks: workers) { w in
                 let lo = w * step, hi = min(outDim, lo + step)
                 var first = 0  // the part's first output column
                 for (part, raw) in zip(parts, p.parts) {
@@ -80,10 +85,15 @@ struct Linear: Sendable {
                     let type = Int32(part.info.type.rawValue), rowBytes = part.info.byteCount / part.rows
                     let y = p.y + first + r0, add: Int32 = accumulate ? 1 : 0
                     let status: Int32
-                    if m == 1 {
+                    // A group of 32 rows takes as many bytes as 32 rows of the original.
+                    let grouped = r0 % 32 == 0 && (r1 - r0) % 32 == 0 ? part.interleaved : nil
+                    if m == 1, let grouped {
+                        status = grouped.withUnsafeBytes {
+                            kv_matvec_interleaved(type, $0.baseAddress! + r0 * rowBytes, p.x, y, r1 - r0, inDim, add)
+                        }
+                    } else if m == 1 {
                         status = kv_matvec(type, raw + r0 * rowBytes, p.x, y, r1 - r0, inDim, add)
-                    } else if let grouped = part.interleaved, r0 % 32 == 0, (r1 - r0) % 32 == 0 {
-                        // A group of 32 rows takes as many bytes as 32 rows of the original.
+                    } else if let grouped, part.info.type == .q4_1 {
                         status = grouped.withUnsafeBytes {
                             kv_matmul_q4_1_interleaved($0.baseAddress! + r0 * rowBytes, p.x, lda, y, ldc, m, r1 - r0, inDim, add)
                         }
@@ -99,7 +109,7 @@ struct Linear: Sendable {
 
 /// The operands of one product shared by its workers.
 private struct ProductPointers: @unchecked Sendable {
-    // @unchecked: used only inside a synchronous `concurrentPerform`, while the caller
+    // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`), while the caller
     // keeps every buffer alive; workers read the parts and `x` and write disjoint columns of `y`.
     let parts: [UnsafeRawPointer]
     let x: UnsafePointer<Float>
