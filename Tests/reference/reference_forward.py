@@ -22,6 +22,9 @@ import gguf
 
 
 class Model:
+    # Rounds K (after RoPE) and V as they enter the cache; None keeps float64.
+    kv_round = None
+
     def __init__(self, path):
         self.reader = gguf.GGUFReader(path)
         f = self.reader.fields
@@ -91,6 +94,8 @@ class Model:
             q = self.rope(q.reshape(n, H, hd), pos)
             k = self.rope(k.reshape(n, KV, hd), pos)
             v = v.reshape(n, KV, hd)
+            if self.kv_round is not None:  # a cache layout of lower precision (bench/kv_layout_fidelity.py)
+                k, v = self.kv_round(k), self.kv_round(v)
             cache[l][0].append(k)
             cache[l][1].append(v)
             K = np.concatenate(cache[l][0])
