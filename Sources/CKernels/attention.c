@@ -7,9 +7,9 @@
 /* Asks for rows [b0, b1) of a K or V head slice (d floats each, ld apart) to be brought
    into L2: the cache was just spliced and is far larger than L2, and the hardware
    prefetcher does not follow head slices that take a third of each row. */
-static inline __attribute__((always_inline)) void prefetch_rows(const float *x, size_t ld, size_t d, size_t b0, size_t b1) {
+static inline __attribute__((always_inline)) void prefetch_rows(const kv_f16 *x, size_t ld, size_t d, size_t b0, size_t b1) {
     for (size_t i = b0; i < b1; i++)
-        for (size_t c = 0; c < d; c += 16) __builtin_prefetch(x + i * ld + c, 0, 2);
+        for (size_t c = 0; c < d; c += 32) __builtin_prefetch(x + i * ld + c, 0, 2);
 }
 
 /* Keys K is prefetched ahead of the tile being scored. */
@@ -20,7 +20,7 @@ static inline __attribute__((always_inline)) void prefetch_rows(const float *x, 
    (into the next block at the end of this one), and V of these keys, which the weighted
    sum reads once the block is scored. Spread tile by tile, they never queue up in a burst
    that stalls the core, as a whole block's worth asked at once did. */
-static inline __attribute__((always_inline)) void prefetch_tile(const float *k, const float *v, size_t ld, size_t d,
+static inline __attribute__((always_inline)) void prefetch_tile(const kv_f16 *k, const kv_f16 *v, size_t ld, size_t d,
                                                               size_t i, size_t n, size_t avail) {
     const size_t a0 = i + KV_PREFETCH_AHEAD < avail ? i + KV_PREFETCH_AHEAD : avail;
     prefetch_rows(k, ld, d, a0, a0 + n < avail ? a0 + n : avail);
@@ -29,7 +29,7 @@ static inline __attribute__((always_inline)) void prefetch_tile(const float *k, 
 
 
 /* Attention of a few query rows (decode, or the question after a cache hit) against a
-   long cache, without BLAS: BLAS would pack all of K and V for a handful of rows, and its
+   long f16 cache, without BLAS: BLAS would pack all of K and V for a handful of rows, and its
    worker threads spin afterwards, competing with the request's own workers.
 
    The query rows of one KV head are stacked and transposed, so a vector holds one score
@@ -37,12 +37,20 @@ static inline __attribute__((always_inline)) void prefetch_tile(const float *k, 
    (no transpose of K), the softmax runs across rows in lanes, and the weighted sum of V
    broadcasts each row's weight. Keys go in blocks with a running max (flash attention),
    so the scratch stays KV_ATTEND_BLOCK x mp floats for any context length, and a key
-   range is a partial state that kv_attend_merge combines with the others. */
+   range is a partial state that kv_attend_merge combines with the others. K and V are
+   IEEE f16 (the KV cache's layout) and widen to f32 as they are loaded (load16h: one
+   vcvtph2ps per 16 elements on F16C/AVX-512, a software conversion on baseline x86-64). */
 
 /* Scores of KB keys (rows ld apart) for RV vectors of 16 stacked rows: st[i][16j + lane]
-   = k[i] . qt[.][16j + lane]. Each key element is broadcast once and feeds RV FMAs. */
-static inline __attribute__((always_inline)) void scores_tile(const float *qt, size_t mp, size_t d, const float *k,
-                                                            size_t ld, int KB, int RV, float *st) {
+   = k[i] . qt[.][16j + lane]. The keys are widened to f32 once (kf, KB rows of d), then
+   each key element is broadcast once and feeds RV FMAs. */
+static inline __attribute__((always_inline)) void scores_tile(const float *qt, size_t mp, size_t d, const kv_f16 *kh,
+                                                            size_t ldh, int KB, int RV, float *st) {
+    float kf[8 * KV_ATTEND_MAX_DIM];
+    for (int i = 0; i < KB; i++)
+        for (size_t c = 0; c < d; c += 16) store16(kf + i * d + c, load16h(kh + i * ldh + c));
+    const float *k = kf;
+    const size_t ld = d;
     v16f acc[8][3];
     for (int i = 0; i < KB; i++)
         for (int j = 0; j < RV; j++) acc[i][j] = (v16f){};
@@ -60,14 +68,14 @@ static inline __attribute__((always_inline)) void scores_tile(const float *qt, s
 
 #define SCORES_CASE(KB_, RV_) case (KB_) * 4 + (RV_): scores_tile(qtj, mp, d, ki, ld, KB_, RV_, sti); break;
 
-static inline __attribute__((always_inline)) void scores_block(const float *qt, size_t mp, size_t d, const float *k,
-                                                             const float *v, size_t ld, size_t nb, size_t avail, float *st) {
+static inline __attribute__((always_inline)) void scores_block(const float *qt, size_t mp, size_t d, const kv_f16 *k,
+                                                             const kv_f16 *v, size_t ld, size_t nb, size_t avail, float *st) {
     for (size_t j = 0; j < mp; j += 48) {
         const int RV = mp - j >= 48 ? 3 : (int)(mp - j) / 16;
         for (size_t i = 0; i < nb; ) {
             const int KB = nb - i >= 8 ? 8 : 1;
             if (j == 0) prefetch_tile(k, v, ld, d, i, (size_t)KB, avail);
-            const float *ki = k + i * ld;
+            const kv_f16 *ki = k + i * ld;
             float *sti = st + i * mp + j;
             const float *qtj = qt + j;
             switch (KB * 4 + RV) {
@@ -83,7 +91,7 @@ static inline __attribute__((always_inline)) void scores_block(const float *qt, 
    each key costs d/16 loads and M*d/16 FMAs plus M horizontal sums, where the lanes-as-rows
    tile would use M of 16 lanes. KB keys at once keep KB*M accumulator chains in flight.
    Padding lanes of st get zeros. */
-static inline __attribute__((always_inline)) void rows_tile(const float *qrows, size_t d, const float *k, size_t ld,
+static inline __attribute__((always_inline)) void rows_tile(const float *qrows, size_t d, const kv_f16 *k, size_t ld,
                                                           int M, int KB, float *st, size_t mp) {
     v16f acc[4][4];
     for (int i = 0; i < KB; i++)
@@ -92,7 +100,7 @@ static inline __attribute__((always_inline)) void rows_tile(const float *qrows, 
         v16f q[4];
         for (int t = 0; t < M; t++) q[t] = load16(qrows + t * d + c);
         for (int i = 0; i < KB; i++) {
-            const v16f kv = load16(k + i * ld + c);
+            const v16f kv = load16h(k + i * ld + c);
             for (int t = 0; t < M; t++) acc[i][t] += q[t] * kv;
         }
     }
@@ -104,13 +112,13 @@ static inline __attribute__((always_inline)) void rows_tile(const float *qrows, 
 
 #define ROWS_CASE(M_, KB_) case (M_) * 8 + (KB_): rows_tile(qrows, d, ki, ld, M_, KB_, sti, mp); break;
 
-static inline __attribute__((always_inline)) void scores_rows(const float *qrows, int m, size_t d, const float *k,
-                                                            const float *v, size_t ld, size_t nb, size_t avail,
+static inline __attribute__((always_inline)) void scores_rows(const float *qrows, int m, size_t d, const kv_f16 *k,
+                                                            const kv_f16 *v, size_t ld, size_t nb, size_t avail,
                                                             float *st, size_t mp) {
     for (size_t i = 0; i < nb; ) {
         const int KB = nb - i >= 4 ? 4 : 1;
         prefetch_tile(k, v, ld, d, i, (size_t)KB, avail);
-        const float *ki = k + i * ld;
+        const kv_f16 *ki = k + i * ld;
         float *sti = st + i * mp;
         switch (m * 8 + KB) {
         ROWS_CASE(4, 4) ROWS_CASE(3, 4) ROWS_CASE(2, 4) ROWS_CASE(1, 4)
@@ -122,14 +130,14 @@ static inline __attribute__((always_inline)) void scores_rows(const float *qrows
 
 /* o[t][c] += sum_i st[i][t] * v[i][c] for T rows and NV vectors of 16 columns: T x NV
    accumulators in registers, every V vector loaded feeds T FMAs. */
-static inline __attribute__((always_inline)) void weighted_tile(const float *st, size_t mp, const float *v, size_t ld,
+static inline __attribute__((always_inline)) void weighted_tile(const float *st, size_t mp, const kv_f16 *v, size_t ld,
                                                               size_t nb, int T, int NV, float *o, size_t d) {
     v16f acc[6][4];
     for (int t = 0; t < T; t++)
         for (int j = 0; j < NV; j++) acc[t][j] = load16(o + t * d + 16 * j);
     for (size_t i = 0; i < nb; i++) {
         v16f row[4];
-        for (int j = 0; j < NV; j++) row[j] = load16(v + i * ld + 16 * j);
+        for (int j = 0; j < NV; j++) row[j] = load16h(v + i * ld + 16 * j);
         for (int t = 0; t < T; t++) {
             const float w = st[i * mp + t];
             for (int j = 0; j < NV; j++) acc[t][j] += w * row[j];
@@ -143,12 +151,13 @@ static inline __attribute__((always_inline)) void weighted_tile(const float *st,
 #define WEIGHTED_ROWS(NV_) WEIGHTED_CASE(6, NV_) WEIGHTED_CASE(5, NV_) WEIGHTED_CASE(4, NV_) \
                            WEIGHTED_CASE(3, NV_) WEIGHTED_CASE(2, NV_) WEIGHTED_CASE(1, NV_)
 
-static inline __attribute__((always_inline)) void weighted_block(const float *st, size_t mp, size_t m, const float *v, size_t ld, size_t nb, float *o, size_t d) {
+static inline __attribute__((always_inline)) void weighted_block(const float *st, size_t mp, size_t m, const kv_f16 *v, size_t ld, size_t nb, float *o, size_t d) {
     for (size_t c = 0; c < d; c += 64) {
         const int NV = d - c >= 64 ? 4 : (int)(d - c) / 16;
         for (size_t t = 0; t < m; t += 6) {
             const int T = m - t >= 6 ? 6 : (int)(m - t);
-            const float *stt = st + t, *vc = v + c;
+            const float *stt = st + t;
+            const kv_f16 *vc = v + c;
             float *ot = o + t * d + c;
             switch (T * 8 + NV) {
             WEIGHTED_ROWS(4) WEIGHTED_ROWS(3) WEIGHTED_ROWS(2) WEIGHTED_ROWS(1)
@@ -205,13 +214,14 @@ static inline __attribute__((always_inline)) void softmax_block(float *st, size_
     }
 }
 
-KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const float *k, const float *v,
-                                 size_t ld, size_t p0, size_t p1, const int32_t *last, float *scratch, float *o,
-                                 float *mx, float *sum) {
+KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uint16_t *k16,
+                                 const uint16_t *v16, size_t ld, size_t p0, size_t p1, const int32_t *last,
+                                 float *scratch, float *o, float *mx, float *sum) {
+    const kv_f16 *k = (const kv_f16 *)k16, *v = (const kv_f16 *)v16;
     float rescale[KV_ATTEND_MAX_ROWS];
     /* Decode-sized groups take the key-in-lanes scores, with the rows untransposed. */
-    float qrows[4 * 256];
-    const int few = m <= 4 && d <= 256;
+    float qrows[4 * KV_ATTEND_MAX_DIM];
+    const int few = m <= 4;
     if (few)
         for (size_t t = 0; t < m; t++)
             for (size_t c = 0; c < d; c++) qrows[t * d + c] = qt[c * mp + t];

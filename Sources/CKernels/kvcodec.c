@@ -25,6 +25,24 @@ KV_CLONES void kv_f16_to_f32(float *restrict dst, const void *restrict src, size
     for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
 }
 
+KV_CLONES void kv_f16_to_f32_rows(float *dst, size_t ld_dst, const uint16_t *src, size_t ld_src, size_t rows,
+                                  size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        const kv_half *s = (const kv_half *)(src + r * ld_src);
+        float *d = dst + r * ld_dst;
+        for (size_t i = 0; i < cols; i++) d[i] = (float)s[i];
+    }
+}
+
+KV_CLONES void kv_f32_to_f16_rows(uint16_t *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
+                                  size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        kv_half *d = (kv_half *)(dst + r * ld_dst);
+        const float *s = src + r * ld_src;
+        for (size_t i = 0; i < cols; i++) d[i] = (kv_half)s[i];
+    }
+}
+
 KV_CLONES int kv_fits_f16(const float *src, size_t n) {
     int ok = 1;
     for (size_t i = 0; i < n; i++) ok &= (fabsf(src[i]) <= kHalfMax);

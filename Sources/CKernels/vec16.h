@@ -18,6 +18,17 @@ typedef float v16f __attribute__((vector_size(64), aligned(4)));
 /* Stores a 16-float vector expression at `dst` (unaligned). */
 #define store16(dst, expr) do { const v16f v_ = (expr); memcpy((dst), &v_, sizeof v_); } while (0)
 
+/* IEEE binary16, as the KV cache stores K and V (aliases anything, any alignment). */
+typedef _Float16 kv_f16 __attribute__((may_alias, aligned(1)));
+typedef _Float16 v16h __attribute__((vector_size(32), aligned(1)));
+
+/* Loads 16 halves and widens them to floats (vcvtph2ps with F16C or AVX-512; the
+   compiler's software conversion on baseline x86-64). */
+#define load16h(p) ({ v16h h_; memcpy(&h_, (p), sizeof h_); __builtin_convertvector(h_, v16f); })
+
+/* Narrows a 16-float vector expression to halves (round to nearest even) at `dst`. */
+#define store16h(dst, expr) do { const v16h h_ = __builtin_convertvector((expr), v16h); memcpy((dst), &h_, sizeof h_); } while (0)
+
 /* 16 bytes, for the codes of a quantized block (nibbles or int8). */
 typedef uint8_t v16u8 __attribute__((vector_size(16), aligned(1)));
 typedef int8_t v16i8 __attribute__((vector_size(16), aligned(1)));

@@ -49,7 +49,7 @@ public struct KVBlockDecoder: Sendable {
 
     /// Decodes a block into `cache` at rows `position..<position + tokenCount`, extending
     /// the cache when they reach past `cache.count` (`position` must be ≤ `cache.count`).
-    /// Writes pre-RoPE K and V; the engine re-applies RoPE for the new positions.
+    /// Writes pre-RoPE K and V as f32 rows (a `KVCache` rotates K for its positions).
     ///
     /// Throws before touching the cache for any mismatch or damage. If the frame fails
     /// its own checks midway (only possible if a damaged payload collides with the
@@ -57,7 +57,7 @@ public struct KVBlockDecoder: Sendable {
     /// `position..<oldCount` are left unspecified.
     @discardableResult
     public func decode(_ bytes: [UInt8], expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
-                       into cache: inout KVCache, at position: Int) throws -> KVBlockHeader {
+                       into cache: inout some KVRowSink, at position: Int) throws -> KVBlockHeader {
         try bytes.withUnsafeBytes { raw in
             try decode(raw, expectedChunkKey: expectedChunkKey, expectedFingerprint: expectedFingerprint,
                        into: &cache, at: position)
@@ -67,7 +67,7 @@ public struct KVBlockDecoder: Sendable {
     /// The cache form of `decode` for a block read in place.
     @discardableResult
     public func decode(_ raw: UnsafeRawBufferPointer, expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
-                       into cache: inout KVCache, at position: Int) throws -> KVBlockHeader {
+                       into cache: inout some KVRowSink, at position: Int) throws -> KVBlockHeader {
         let (header, layout, size) = try checkedBlock(raw, shape: cache.shape, chunkKey: expectedChunkKey,
                                                       fingerprint: expectedFingerprint)
         guard position >= 0, position <= cache.count else {

@@ -1,6 +1,7 @@
 import KVStashCore
 
-/// Turns a range of a KV cache (pre-RoPE K and V of every layer) into one stored block:
+/// Turns a range of KV rows (pre-RoPE K and V of every layer: a `KVCache`'s kept raw keys,
+/// or `KVRows`) into one stored block:
 /// a 112-byte header followed by an LZ4 (or zstd) frame of the encoded sections.
 public struct KVBlockEncoder: Sendable {
     /// The element codec.
@@ -24,11 +25,12 @@ public struct KVBlockEncoder: Sendable {
         self.compression = compression
     }
 
-    /// Encodes K (before RoPE) and V of all layers for positions `range` of `cache`.
+    /// Encodes K (before RoPE) and V of all layers for positions `range` of `cache`
+    /// (see `KVCache`'s `KVRowSource` view for where its K before RoPE comes from).
     /// - Throws: `KVBlockError.invalidArgument` for an empty or out-of-bounds range or keys
     ///   that are not 32 bytes, `.badGroupSize`, `.unencodableValue` for NaN/inf or values
     ///   beyond fp16.
-    public func encode(_ cache: KVCache, range: Range<Int>, chunkKey: [UInt8],
+    public func encode(_ cache: some KVRowSource, range: Range<Int>, chunkKey: [UInt8],
                        modelFingerprint: [UInt8]) throws -> [UInt8] {
         var header = try makeHeader(cache.shape, range, chunkKey, modelFingerprint)
         let layout = KVBlockLayout(header: header)
@@ -63,7 +65,7 @@ public struct KVBlockEncoder: Sendable {
     }
 
     /// The decompressed payload: every layer's K section then V section.
-    private func encodeContent(_ cache: KVCache, _ range: Range<Int>, _ layout: KVBlockLayout,
+    private func encodeContent(_ cache: some KVRowSource, _ range: Range<Int>, _ layout: KVBlockLayout,
                                _ size: Int) throws(KVBlockError) -> [UInt8] {
         guard range.lowerBound >= 0, range.upperBound <= cache.count else {
             throw .invalidArgument("range \(range) outside the cache's \(cache.count) positions")

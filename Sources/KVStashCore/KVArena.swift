@@ -1,33 +1,35 @@
 import CKernels
 import Synchronization
 
-/// One allocation split into equal, 64-byte aligned f32 tensors: the memory of a
-/// `KVCache`. Contents are unspecified until written.
+/// One allocation split into equal, 64-byte aligned tensors of `Element` (f16 bit
+/// patterns for a `KVCache`, f32 for its captured pre-RoPE keys). Contents are
+/// unspecified until written.
 ///
 /// Large arenas are mapped straight from the kernel (2 MiB aligned, transparent huge
 /// pages requested) and, when freed, kept in `KVArenaPool` for the next cache, so a new
 /// request neither faults nor zeroes hundreds of MB of fresh pages.
-final class KVArena {
+final class KVArena<Element: BitwiseCopyable> {
     private let block: KVArenaPool.Block
-    private let start: UnsafeMutablePointer<Float>
+    private let start: UnsafeMutablePointer<Element>
     private let stride: Int
     private let tensors: Int
 
-    init(tensors: Int, floatsEach: Int) {
+    init(tensors: Int, elementsEach: Int) {
         self.tensors = tensors
-        stride = (max(floatsEach, 1) + 15) / 16 * 16
-        block = KVArenaPool.shared.take(bytes: tensors * stride * MemoryLayout<Float>.stride)
-        start = block.pointer.bindMemory(to: Float.self, capacity: tensors * stride)
+        let perLine = 64 / MemoryLayout<Element>.stride
+        stride = (max(elementsEach, 1) + perLine - 1) / perLine * perLine
+        block = KVArenaPool.shared.take(bytes: tensors * stride * MemoryLayout<Element>.stride)
+        start = block.pointer.bindMemory(to: Element.self, capacity: tensors * stride)
     }
 
     deinit { KVArenaPool.shared.give(block) }
 
-    func tensor(_ i: Int) -> UnsafeMutablePointer<Float> { start + i * stride }
+    func tensor(_ i: Int) -> UnsafeMutablePointer<Element> { start + i * stride }
 
-    /// Copies the first `floats` of every tensor of `other` (same tensor count).
-    func copyRows(from other: KVArena, floats: Int) {
-        guard floats > 0 else { return }
-        for t in 0..<tensors { tensor(t).update(from: other.tensor(t), count: floats) }
+    /// Copies the first `elements` of every tensor of `other` (same tensor count).
+    func copyRows(from other: KVArena, elements: Int) {
+        guard elements > 0 else { return }
+        for t in 0..<tensors { tensor(t).update(from: other.tensor(t), count: elements) }
     }
 }
 

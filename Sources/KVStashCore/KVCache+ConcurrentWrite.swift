@@ -7,34 +7,43 @@ public struct KVRowWriter: @unchecked Sendable {
     // @unchecked: exists only while `writeConcurrently` runs, which keeps the storage alive
     // and uniquely owned; the ranges of the writers it hands out are disjoint, so no two
     // writers touch the same memory.
-    /// Positions this writer owns.
+    /// Rows of the cache this writer owns.
     public let rows: Range<Int>
     /// Shape of every position.
     public var shape: KVShape { storage.shape }
     fileprivate let storage: KVStorage
+    /// RoPE for the rows' positions (`rows` shifted by the call's offset); nil keeps K as written.
     fileprivate let rotation: RotaryTable?
+    fileprivate let firstPosition: Int
     /// This writer's own `rows.count * kvDim` floats, where `body` writes.
     fileprivate let scratch: UnsafeMutablePointer<Float>
 
-    /// Writes this writer's rows of `kind` in `layer` (`rows.count * kvDim` floats): `body`
-    /// fills a buffer of that size (small enough to stay in the core's cache), which then
-    /// goes to the cache with non-temporal stores (`kv_stream_floats`: a splice writes
-    /// hundreds of MB that will have left the caches before they are read, and plain
-    /// stores would first read every line). With a rotation table, K is rotated in the
-    /// buffer and stored again as post-RoPE K. `body` must write every element; the
-    /// buffer's earlier contents are unspecified.
+    /// Writes this writer's rows of `kind` in `layer` from f32 (`rows.count * kvDim`
+    /// floats): `body` fills a buffer of that size (small enough to stay in the core's
+    /// cache) with K before RoPE or V; K is rotated there for its positions, and both are
+    /// narrowed to f16 into the cache. `body` must write every element; the buffer's
+    /// earlier contents are unspecified.
     public func withMutableRows<R>(layer: Int, _ kind: KVKind,
                                    _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
         precondition(layer >= 0 && layer < shape.layers)
-        let d = shape.kvDim, n = rows.count * d, first = rows.lowerBound * d
+        let d = shape.kvDim, n = rows.count * d
         let result = try body(UnsafeMutableBufferPointer(start: scratch, count: n))
-        kv_stream_floats(storage.pointer(layer: layer, kind == .key ? 0 : 1) + first, scratch, n)
         if kind == .key, let rotation {
             rotation.apply(scratch, stride: d, into: scratch, stride: d, rows: rows.count,
-                           firstPosition: rows.lowerBound, heads: shape.kvHeads, headDim: shape.headDim)
-            kv_stream_floats(storage.pointer(layer: layer, 2) + first, scratch, n)
+                           firstPosition: firstPosition, heads: shape.kvHeads, headDim: shape.headDim)
         }
+        kv_f32_to_f16(storage.pointer(layer: layer, kind) + rows.lowerBound * d, scratch, n)
         return result
+    }
+
+    /// The cache's own f16 rows of `kind` in `layer` (`rows.count * kvDim` halves; K after
+    /// RoPE for the rows' positions), for a writer whose source is already in that layout.
+    public func withMutableHalfRows<R>(layer: Int, _ kind: KVKind,
+                                       _ body: (UnsafeMutableBufferPointer<UInt16>) throws -> R) rethrows -> R {
+        precondition(layer >= 0 && layer < shape.layers)
+        let d = shape.kvDim
+        return try body(UnsafeMutableBufferPointer(start: storage.pointer(layer: layer, kind) + rows.lowerBound * d,
+                                                   count: rows.count * d))
     }
 }
 
@@ -42,18 +51,12 @@ extension KVCache {
     /// Fills disjoint row ranges from several threads at once (a splice of many stored
     /// chunks): extends the cache to cover them, then runs `body(i, writer)` for every
     /// range concurrently, where `writer` reaches only `ranges[i]`. Returns each body's
-    /// result; a range whose result fails `succeeded` holds unspecified rows.
-    ///
-    /// With `rotation` (the model's RoPE table), K is also rotated as it is written, and
-    /// when every body succeeds, the ranges are contiguous and the rows before them were
-    /// rotated already, post-RoPE K becomes valid through the last range, so the engine
-    /// does not rotate them again. A table that does not cover the ranges' positions is
-    /// not used (the engine then rotates those keys itself).
+    /// result. K written in f32 is rotated by `rotation` as row r sat at position
+    /// `r + positionOffset` (a scratch cache holding rows of a later part of a sequence).
     ///
     /// - Precondition: ranges are sorted, disjoint, non-empty, and the first starts at or
     ///   before `count`.
-    public mutating func writeConcurrently<R: Sendable>(_ ranges: [Range<Int>], rotation: RotaryTable?,
-                                                        succeeded: (R) -> Bool,
+    public mutating func writeConcurrently<R: Sendable>(_ ranges: [Range<Int>], positionOffset: Int = 0,
                                                         _ body: @Sendable (Int, KVRowWriter) -> R) -> [R] {
         guard let first = ranges.first, let last = ranges.last else { return [] }
         precondition(first.lowerBound >= 0 && first.lowerBound <= count, "rows out of range")
@@ -61,9 +64,10 @@ extension KVCache {
         precondition(zip(ranges, ranges.dropFirst()).allSatisfy { $0.0.upperBound <= $0.1.lowerBound },
                      "ranges must be sorted and disjoint")
         if last.upperBound > count { extend(by: last.upperBound - count) }
-        let rotation = rotation.flatMap { $0.covers(first.lowerBound..<last.upperBound) ? $0 : nil }
+        let positions = (first.lowerBound + positionOffset)..<(last.upperBound + positionOffset)
+        let rotation = self.rotation?.covering(positions)
         let storage = uniqueStorage()
-        storage.roped = min(storage.roped, first.lowerBound)
+        for p in first.lowerBound..<last.upperBound { storage.rawKept[p] = false }
         let results = ResultSlots<R>(count: ranges.count)
         defer { results.deallocate() }
         let kvDim = shape.kvDim
@@ -71,14 +75,10 @@ extension KVCache {
             let scratch = UnsafeMutableRawPointer.allocate(byteCount: ranges[i].count * kvDim * MemoryLayout<Float>.size,
                                                            alignment: 64).bindMemory(to: Float.self, capacity: ranges[i].count * kvDim)
             defer { scratch.deallocate() }
-            results[i] = body(i, KVRowWriter(rows: ranges[i], storage: storage, rotation: rotation, scratch: scratch))
+            results[i] = body(i, KVRowWriter(rows: ranges[i], storage: storage, rotation: rotation,
+                                             firstPosition: ranges[i].lowerBound + positionOffset, scratch: scratch))
         }
-        let outcome = results.array
-        let contiguous = zip(ranges, ranges.dropFirst()).allSatisfy { $0.0.upperBound == $0.1.lowerBound }
-        if rotation != nil, contiguous, outcome.allSatisfy(succeeded), storage.roped == first.lowerBound {
-            storage.roped = last.upperBound
-        }
-        return outcome
+        return results.array
     }
 }
 

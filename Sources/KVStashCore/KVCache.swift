@@ -18,49 +18,66 @@ public struct KVShape: Sendable, Hashable, Codable, CustomStringConvertible {
     /// Width of one K or V row: `kvHeads * headDim`.
     public var kvDim: Int { kvHeads * headDim }
 
-    /// Bytes of f32 K and V that one position occupies across all layers.
+    /// Bytes of f32 K and V that one position occupies across all layers (a decoded block).
     public var bytesPerPosition: Int { layers * 2 * kvDim * MemoryLayout<Float>.size }
+
+    /// Bytes of f16 K and V that one position occupies across all layers in a `KVCache`
+    /// or a radix-tree page.
+    public var cacheBytesPerPosition: Int { layers * 2 * kvDim * MemoryLayout<UInt16>.size }
 
     public var description: String { "layers=\(layers) kvHeads=\(kvHeads) headDim=\(headDim)" }
 }
 
-/// Which tensor of a layer's cache: K stored before RoPE, or V.
+/// Which tensor of a layer's cache: K or V.
 public enum KVKind: Sendable, Hashable {
-    /// Keys before rotary position embedding (position-independent).
+    /// Keys (after RoPE in a `KVCache`, before RoPE in stored blocks and `KVRows`).
     case key
     /// Values.
     case value
 }
 
-/// The explicit KV cache of one sequence.
+/// The explicit KV cache of one sequence, laid out for attention.
 ///
-/// For every layer it holds three row-major `[position][kvDim]` f32 tensors:
-/// K before RoPE, V, and K after RoPE (what attention reads). Positions `0..<count`
-/// hold valid K and V. K after RoPE is valid for `0..<ropedCount`; the engine
-/// rotates the rest lazily before attention, so a store can splice pre-RoPE K
-/// into any range and never deals with positions.
+/// For every layer it holds two row-major `[position][kvDim]` tensors of IEEE f16: K after
+/// RoPE (row p rotated for position p) and V. Attention reads them directly. Rows written
+/// as f32 K before RoPE (a splice from the store, `withMutableRows`) are rotated by
+/// `rotation` for their positions and narrowed as they land; the engine writes its own
+/// rows already rotated (`store`).
+///
+/// The store keeps K before RoPE. With `keepsRawKeys`, the cache also keeps the f32 K
+/// before RoPE of the rows the engine computes (`keepRawKeys`), and its `KVRowSource` view
+/// (what the encoder reads) returns them exactly; rows without them (spliced from a
+/// radix-tree page) are rotated back from f16 K instead.
 ///
 /// `KVCache` is a value type with copy-on-write storage: copying a cache is cheap,
 /// and the first mutation of a shared copy duplicates the buffers.
 public struct KVCache: Sendable {
     /// Shape of every position.
     public let shape: KVShape
+    /// RoPE of K written before rotation (row p at position p); nil keeps K as written.
+    public let rotation: RotaryTable?
     private var storage: KVStorage
 
     /// Creates an empty cache with room for `capacity` positions (it grows as needed).
-    public init(shape: KVShape, capacity: Int = 0) {
+    public init(shape: KVShape, capacity: Int = 0, rotation: RotaryTable? = nil) {
         self.shape = shape
+        self.rotation = rotation
         self.storage = KVStorage(shape: shape, capacity: max(capacity, 16))
     }
 
     /// Number of valid positions.
     public var count: Int { storage.count }
-    /// Number of positions whose post-RoPE K is valid.
-    public var ropedCount: Int { storage.roped }
     /// Positions the buffers hold without growing.
     public var capacity: Int { storage.capacity }
-    /// Bytes of K and V (pre-RoPE K and V only) held for the valid positions.
-    public var byteCount: Int { count * shape.bytesPerPosition }
+    /// Bytes of f16 K and V held for the valid positions.
+    public var byteCount: Int { count * shape.cacheBytesPerPosition }
+
+    /// Whether rows the engine writes from now on keep their f32 K before RoPE (for
+    /// encoding them into the store). Rows kept stay kept until truncated.
+    public var keepsRawKeys: Bool {
+        get { storage.keepsRaw }
+        set { makeUnique(); storage.keepsRaw = newValue }
+    }
 
     private mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
@@ -79,13 +96,13 @@ public struct KVCache: Sendable {
     }
 
     /// Extends the valid range by `n` positions, to be written by the caller: their
-    /// contents are unspecified until then (the buffers are recycled, not zeroed). Their
-    /// post-RoPE K is not valid until the engine rotates it.
+    /// contents are unspecified until then (the buffers are recycled, not zeroed).
     public mutating func extend(by n: Int) {
         precondition(n >= 0)
         makeUnique()
         storage.grow(to: storage.count + n)
         storage.count += n
+        storage.rawKept.append(contentsOf: repeatElement(false, count: n))
     }
 
     /// Drops every position at or after `newCount`.
@@ -93,109 +110,174 @@ public struct KVCache: Sendable {
         precondition(newCount >= 0 && newCount <= count, "truncate(to:) beyond count")
         makeUnique()
         storage.count = newCount
-        storage.roped = min(storage.roped, newCount)
+        storage.rawKept.removeLast(storage.rawKept.count - newCount)
     }
 
-    /// Reads rows `range` of `kind` in `layer`. The buffer is `range.count * kvDim` floats.
-    public func withRows<R>(layer: Int, _ kind: KVKind, _ range: Range<Int>,
-                            _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+    private func check(_ layer: Int, _ range: Range<Int>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "rows out of range")
         precondition(layer >= 0 && layer < shape.layers)
-        let base = storage.pointer(layer: layer, kind == .key ? 0 : 1) + range.lowerBound * shape.kvDim
+    }
+
+    /// Reads the f16 rows `range` of `kind` in `layer` (`range.count * kvDim` halves; K after RoPE).
+    public func withHalfRows<R>(layer: Int, _ kind: KVKind, _ range: Range<Int>,
+                                _ body: (UnsafeBufferPointer<UInt16>) throws -> R) rethrows -> R {
+        check(layer, range)
+        let base = storage.pointer(layer: layer, kind) + range.lowerBound * shape.kvDim
         return try body(UnsafeBufferPointer(start: base, count: range.count * shape.kvDim))
     }
 
-    /// Writes rows `range` of `kind` in `layer` (which must lie in `0..<count`).
-    /// Writing K invalidates post-RoPE K from `range.lowerBound` on.
-    public mutating func withMutableRows<R>(layer: Int, _ kind: KVKind, _ range: Range<Int>,
-                                            _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
-        precondition(range.lowerBound >= 0 && range.upperBound <= count, "rows out of range")
-        precondition(layer >= 0 && layer < shape.layers)
-        makeUnique()
-        if kind == .key { storage.roped = min(storage.roped, range.lowerBound) }
-        let base = storage.pointer(layer: layer, kind == .key ? 0 : 1) + range.lowerBound * shape.kvDim
-        return try body(UnsafeMutableBufferPointer(start: base, count: range.count * shape.kvDim))
-    }
-
-    /// Copies rows `range` of `kind` in `layer` out as an array.
+    /// Rows `range` of `kind` in `layer` widened to f32 (K after RoPE).
     public func rows(layer: Int, _ kind: KVKind, _ range: Range<Int>) -> [Float] {
-        withRows(layer: layer, kind, range) { Array($0) }
+        withHalfRows(layer: layer, kind, range) { h in
+            [Float](unsafeUninitializedCapacity: h.count) { out, n in
+                if !h.isEmpty { kv_f16_to_f32(out.baseAddress!, h.baseAddress!, h.count) }
+                n = h.count
+            }
+        }
     }
 
-    /// Gives the engine the post-RoPE K of `layer` for positions `0..<count`, to fill
-    /// `ropedCount..<count` (`rotate`) and then read all of it. Call `markRoped()` after
-    /// rotating every layer.
-    public mutating func withRopedKeys<R>(layer: Int,
-                                          _ body: (_ raw: UnsafeBufferPointer<Float>,
-                                                   _ roped: UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+    /// Writes rows `range` of `kind` in `layer` from f32 rows `stride` floats apart that are
+    /// final (K already rotated for its positions), narrowing them to f16.
+    public mutating func store(layer: Int, _ kind: KVKind, _ range: Range<Int>,
+                               from src: UnsafePointer<Float>, stride: Int) {
+        check(layer, range)
         makeUnique()
-        let n = count * shape.kvDim
-        let raw = UnsafeBufferPointer(start: storage.pointer(layer: layer, 0), count: n)
-        let roped = UnsafeMutableBufferPointer(start: storage.pointer(layer: layer, 2), count: n)
-        return try body(raw, roped)
+        let d = shape.kvDim
+        kv_f32_to_f16_rows(storage.pointer(layer: layer, kind) + range.lowerBound * d, d, src, stride, range.count, d)
     }
 
-    /// Read-only access to the post-RoPE K of `layer` (valid for `0..<ropedCount`).
-    public func withRopedKeys<R>(layer: Int, _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
-        try body(UnsafeBufferPointer(start: storage.pointer(layer: layer, 2), count: count * shape.kvDim))
-    }
-
-    /// Records that post-RoPE K is valid for every position.
-    public mutating func markRoped() {
+    /// Keeps the f32 K before RoPE of rows `range` in `layer` (rows `stride` floats apart)
+    /// when `keepsRawKeys` is on; does nothing otherwise. A row counts as kept once every
+    /// layer's K was given.
+    public mutating func keepRawKeys(layer: Int, _ range: Range<Int>, from src: UnsafePointer<Float>, stride: Int) {
+        guard keepsRawKeys, !range.isEmpty else { return }
+        check(layer, range)
         makeUnique()
-        storage.roped = storage.count
+        let d = shape.kvDim, dst = storage.rawPointer(layer: layer) + range.lowerBound * d
+        for r in 0..<range.count { (dst + r * d).update(from: src + r * stride, count: d) }
+        if layer == shape.layers - 1 { for p in range { storage.rawKept[p] = true } }
     }
 
-    /// Appends rows `range` of another cache of the same shape (pre-RoPE K and V).
+    /// Appends rows `range` of another cache of the same shape (f16 K and V as they are:
+    /// the rows keep the positions they were rotated for).
     public mutating func append(contentsOf other: KVCache, _ range: Range<Int>) {
         precondition(other.shape == shape, "KV shape mismatch")
-        let start = count
+        let start = count, d = shape.kvDim
         extend(by: range.count)
         for layer in 0..<shape.layers {
             for kind in [KVKind.key, .value] {
-                other.withRows(layer: layer, kind, range) { src in
-                    withMutableRows(layer: layer, kind, start..<(start + range.count)) { dst in
-                        _ = dst.initialize(fromContentsOf: src)
-                    }
+                other.withHalfRows(layer: layer, kind, range) { src in
+                    (storage.pointer(layer: layer, kind) + start * d).update(from: src.baseAddress!, count: src.count)
                 }
             }
         }
     }
 }
 
-/// Buffers behind `KVCache`: one arena holding, for each layer, three
-/// `[capacity][kvDim]` f32 tensors (K before RoPE, V, K after RoPE).
+extension KVCache: KVRowSink {
+    /// Writes rows `range` of `kind` in `layer` (which must lie in `0..<count`) from f32:
+    /// `body` fills K before RoPE or V, which is rotated by `rotation` (K) and narrowed to
+    /// f16. K is kept as raw K too when `keepsRawKeys` is on.
+    public mutating func withMutableRows<R>(layer: Int, _ kind: KVKind, _ range: Range<Int>,
+                                            _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        check(layer, range)
+        let d = shape.kvDim, n = range.count * d
+        let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(n, 1))
+        defer { scratch.deallocate() }
+        let result = try body(UnsafeMutableBufferPointer(rebasing: scratch[0..<n]))
+        guard n > 0 else { return result }
+        if kind == .key {
+            keepRawKeys(layer: layer, range, from: scratch.baseAddress!, stride: d)
+            rotation?.covering(range).apply(scratch.baseAddress!, stride: d, into: scratch.baseAddress!, stride: d,
+                                            rows: range.count, firstPosition: range.lowerBound,
+                                            heads: shape.kvHeads, headDim: shape.headDim)
+        }
+        store(layer: layer, kind, range, from: scratch.baseAddress!, stride: d)
+        return result
+    }
+}
+
+extension KVCache: KVRowSource {
+    /// Reads rows `range` of `kind` in `layer` as f32 with K before RoPE: V widened; K as
+    /// kept (`keepRawKeys`), or, for rows not kept, f16 K widened and rotated back by
+    /// `rotation` (exact up to the f16 rounding of the rotated K).
+    public func withRows<R>(layer: Int, _ kind: KVKind, _ range: Range<Int>,
+                            _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        check(layer, range)
+        let d = shape.kvDim
+        var out = rows(layer: layer, kind, range)
+        if kind == .key {
+            out.withUnsafeMutableBufferPointer { o in
+                for (r, p) in range.enumerated() {
+                    let row = o.baseAddress! + r * d
+                    if storage.rawKept[p] {
+                        row.update(from: storage.rawPointer(layer: layer) + p * d, count: d)
+                    } else if let rotation {
+                        rotation.covering(p..<(p + 1)).applyInverse(row, stride: d, rows: 1, firstPosition: p,
+                                                                   heads: shape.kvHeads, headDim: shape.headDim)
+                    }
+                }
+            }
+        }
+        return try out.withUnsafeBufferPointer(body)
+    }
+}
+
+/// Buffers behind `KVCache`: one arena holding, for each layer, two `[capacity][kvDim]`
+/// f16 tensors (K after RoPE, V), and, once asked for, one of f32 K before RoPE per layer
+/// with a flag per position saying which rows it holds.
 final class KVStorage: @unchecked Sendable {
     // @unchecked: mutated only through KVCache, which enforces uniqueness (copy-on-write)
     // before every write, so a shared instance is never written.
     let shape: KVShape
     private(set) var capacity: Int
     var count = 0
-    var roped = 0
-    private var arena: KVArena
+    var keepsRaw = false
+    /// Per valid position: whether `raw` holds its K before RoPE.
+    var rawKept: [Bool] = []
+    private var halves: KVArena<UInt16>
+    private var raw: KVArena<Float>?
 
     init(shape: KVShape, capacity: Int) {
         self.shape = shape
         self.capacity = capacity
-        arena = KVArena(tensors: shape.layers * 3, floatsEach: capacity * shape.kvDim)
+        halves = KVArena(tensors: shape.layers * 2, elementsEach: capacity * shape.kvDim)
     }
 
-    func pointer(layer: Int, _ which: Int) -> UnsafeMutablePointer<Float> { arena.tensor(layer * 3 + which) }
+    func pointer(layer: Int, _ kind: KVKind) -> UnsafeMutablePointer<UInt16> {
+        halves.tensor(layer * 2 + (kind == .key ? 0 : 1))
+    }
+
+    /// The f32 K before RoPE of `layer` (allocated on first use).
+    func rawPointer(layer: Int) -> UnsafeMutablePointer<Float> {
+        if raw == nil { raw = KVArena(tensors: shape.layers, elementsEach: capacity * shape.kvDim) }
+        return raw!.tensor(layer)
+    }
 
     func grow(to needed: Int) {
         guard needed > capacity else { return }
-        let newCapacity = max(needed, capacity * 2)
-        let bigger = KVArena(tensors: shape.layers * 3, floatsEach: newCapacity * shape.kvDim)
-        bigger.copyRows(from: arena, floats: count * shape.kvDim)
-        arena = bigger
+        let newCapacity = max(needed, capacity * 2), elements = newCapacity * shape.kvDim
+        let bigger = KVArena<UInt16>(tensors: shape.layers * 2, elementsEach: elements)
+        bigger.copyRows(from: halves, elements: count * shape.kvDim)
+        halves = bigger
+        if let raw {
+            let biggerRaw = KVArena<Float>(tensors: shape.layers, elementsEach: elements)
+            biggerRaw.copyRows(from: raw, elements: count * shape.kvDim)
+            self.raw = biggerRaw
+        }
         capacity = newCapacity
     }
 
     func copy() -> KVStorage {
         let c = KVStorage(shape: shape, capacity: capacity)
-        c.arena.copyRows(from: arena, floats: count * shape.kvDim)
+        c.halves.copyRows(from: halves, elements: count * shape.kvDim)
+        if let raw, rawKept.contains(true) {
+            _ = c.rawPointer(layer: 0)
+            c.raw!.copyRows(from: raw, elements: count * shape.kvDim)
+        }
         c.count = count
-        c.roped = roped
+        c.keepsRaw = keepsRaw
+        c.rawKept = rawKept
         return c
     }
 }

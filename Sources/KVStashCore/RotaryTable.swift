@@ -22,6 +22,8 @@ public struct RotaryTable: Sendable {
     /// Channels of a head that rotate (the rest pass through).
     public let ropeDims: Int
     public let style: Style
+    /// The frequency base.
+    public let base: Double
     private let cos: [Float]
     private let sin: [Float]
     private var half: Int { ropeDims / 2 }
@@ -31,6 +33,7 @@ public struct RotaryTable: Sendable {
         self.positions = positions
         self.ropeDims = ropeDims
         self.style = style
+        self.base = base
         let half = ropeDims / 2
         let freqs = (0..<half).map { pow(base, -2.0 * Double($0) / Double(ropeDims)) }
         var c = [Float](repeating: 0, count: positions.count * half)
@@ -49,6 +52,28 @@ public struct RotaryTable: Sendable {
     /// Whether the table covers every position of `range`.
     public func covers(_ range: Range<Int>) -> Bool {
         range.isEmpty || (range.lowerBound >= positions.lowerBound && range.upperBound <= positions.upperBound)
+    }
+
+    /// This table if it covers `range`, else a table of the same RoPE for `range` alone.
+    public func covering(_ range: Range<Int>) -> RotaryTable {
+        covers(range) ? self : RotaryTable(positions: range, ropeDims: ropeDims, base: base, style: style)
+    }
+
+    /// Rotates `rows` consecutive rows of `x` (`stride` floats apart) back, in place: the
+    /// inverse of `apply` for the same positions (the rotation by minus each angle).
+    public func applyInverse(_ x: UnsafeMutablePointer<Float>, stride: Int, rows: Int, firstPosition: Int,
+                             heads: Int, headDim: Int) {
+        guard rows > 0 else { return }
+        precondition(covers(firstPosition..<(firstPosition + rows)), "RoPE table does not cover the positions")
+        precondition(ropeDims <= headDim && heads * headDim <= stride, "RoPE layout")
+        let offset = (firstPosition - positions.lowerBound) * half
+        let negatedSin = sin[offset..<(offset + rows * half)].map { -$0 }
+        cos.withUnsafeBufferPointer { c in
+            negatedSin.withUnsafeBufferPointer { s in
+                kv_rope(x, stride, x, stride, rows, heads, headDim, ropeDims, c.baseAddress! + offset, s.baseAddress!,
+                        style == .halves ? 1 : 0)
+            }
+        }
     }
 
     /// Rotates `rows` consecutive rows, row r at position `firstPosition + r`, each holding

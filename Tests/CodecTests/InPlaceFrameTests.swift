@@ -19,14 +19,14 @@ final class InPlaceFrameTests: XCTestCase {
         defer { buffer.deallocate() }
         let at = UnsafeMutableRawBufferPointer(rebasing: buffer[misalignment..<(misalignment + block.count)])
         at.copyBytes(from: block)
-        var cache = KVCache(shape: shape)
+        var cache = KVRows(shape: shape)
         try decoder.decode(UnsafeRawBufferPointer(at), expectedChunkKey: key(1), expectedFingerprint: key(2),
                            into: &cache, at: 0)
         return flatKV(cache, 0..<tokens)
     }
 
     func testInPlaceDecodeEqualsLiblz4AtAnyAddress() throws {
-        var constant = KVCache(shape: shape, capacity: tokens)  // compresses: compressed LZ4 blocks
+        var constant = KVRows(shape: shape)  // compresses: compressed LZ4 blocks
         constant.extend(by: tokens)
         for layer in 0..<shape.layers {
             for kind in [KVKind.key, .value] {

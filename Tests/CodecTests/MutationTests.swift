@@ -62,7 +62,7 @@ final class MutationTests: XCTestCase {
     }
 
     func reference(_ block: [UInt8]) throws -> [Float] {
-        var clean = KVCache(shape: shape)
+        var clean = KVRows(shape: shape)
         try KVBlockDecoder().decode(block, expectedChunkKey: key(1), expectedFingerprint: key(2), into: &clean, at: 0)
         return flatKV(clean, 0..<tokens)
     }

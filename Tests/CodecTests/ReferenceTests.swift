@@ -13,7 +13,7 @@ final class ReferenceTests: XCTestCase {
         let source = syntheticCache(shape, tokens: tokens, seed: UInt64(group + shape.kvDim))
         let block = try KVBlockEncoder(codec: codec, groupSize: group, keyGrouping: keys)
             .encode(source, range: 0..<tokens, chunkKey: key(1), modelFingerprint: key(2))
-        var cache = KVCache(shape: shape)
+        var cache = KVRows(shape: shape)
         try KVBlockDecoder().decode(block, expectedChunkKey: key(1), expectedFingerprint: key(2), into: &cache, at: 0)
         let got = flatKV(cache, 0..<tokens), original = flatKV(source, 0..<tokens)
 
@@ -63,13 +63,13 @@ final class ReferenceTests: XCTestCase {
     func testConstantGroupsDecodeExactly() throws {
         // scale 0: every code is 0 and the value is the fp16 zero point.
         let shape = KVShape(layers: 1, kvHeads: 1, headDim: 8)
-        var cache = KVCache(shape: shape)
+        var cache = KVRows(shape: shape)
         cache.extend(by: 40)
         cache.withMutableRows(layer: 0, .key, 0..<40) { $0.update(repeating: 1.5) }
         cache.withMutableRows(layer: 0, .value, 0..<40) { $0.update(repeating: -0.25) }
         for codec in [KVCodec.int4, .int8] {
             let block = try KVBlockEncoder(codec: codec).encode(cache, range: 0..<40, chunkKey: key(1), modelFingerprint: key(2))
-            var out = KVCache(shape: shape)
+            var out = KVRows(shape: shape)
             try KVBlockDecoder().decode(block, expectedChunkKey: key(1), expectedFingerprint: key(2), into: &out, at: 0)
             XCTAssertEqual(flatKV(out, 0..<40), flatKV(cache, 0..<40))
         }

@@ -26,9 +26,9 @@ struct SplitMix: RandomNumberGenerator {
 /// A cache of `tokens` positions filled with KV-like data: keys have a per-channel
 /// offset and scale (a few outlier channels, as real pre-RoPE keys do), values are
 /// per-token noise.
-func syntheticCache(_ shape: KVShape, tokens: Int, seed: UInt64) -> KVCache {
+func syntheticCache(_ shape: KVShape, tokens: Int, seed: UInt64) -> KVRows {
     var rng = SplitMix(seed: seed)
-    var cache = KVCache(shape: shape, capacity: tokens)
+    var cache = KVRows(shape: shape)
     cache.extend(by: tokens)
     let d = shape.kvDim
     for layer in 0..<shape.layers {
@@ -45,7 +45,7 @@ func syntheticCache(_ shape: KVShape, tokens: Int, seed: UInt64) -> KVCache {
 }
 
 /// Every K and V row of `range`, layer by layer (K then V), as one array.
-func flatKV(_ cache: KVCache, _ range: Range<Int>) -> [Float] {
+func flatKV(_ cache: KVRows, _ range: Range<Int>) -> [Float] {
     var out: [Float] = []
     for layer in 0..<cache.shape.layers {
         out += cache.rows(layer: layer, .key, range)

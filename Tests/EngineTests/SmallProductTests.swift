@@ -213,15 +213,15 @@ final class SmallProductTests: XCTestCase {
         }
     }
 
-    /// Partial states over key ranges, merged, equal a naive causal softmax attention in
-    /// double precision: lane counts that are not multiples of 16, ranges that end inside a
+    /// Partial states over key ranges of an f16 K and V, merged, equal a naive causal softmax
+    /// attention in double precision over the same f16 values: lane counts that are not multiples of 16, ranges that end inside a
     /// block, a range no lane sees, and lanes whose last visible key falls inside a block.
     func testBlockedAttentionEqualsNaiveAttention() {
         for (m, n, d, ranges) in [(1, 1, 16, 1), (3, 17, 64, 2), (4, 70, 64, 2), (2, 9, 256, 1), (48, 700, 64, 3), (20, 300, 80, 4), (33, 600, 64, 1), (9, 40, 128, 1)] {
             let mp = (m + 15) / 16 * 16, ld = 3 * d + 16
             let q = (0..<(m * d)).map { _ in gaussian() }
-            let k = (0..<(n * ld)).map { _ in gaussian() }
-            let v = (0..<(n * ld)).map { _ in gaussian() }
+            let k = (0..<(n * ld)).map { _ in Float16(gaussian()) }, kBits = k.map(\.bitPattern)
+            let v = (0..<(n * ld)).map { _ in Float16(gaussian()) }, vBits = v.map(\.bitPattern)
             // Lane t sees keys 0...last[t]: the last few lanes end inside the final block.
             let last = (0..<mp).map { Int32(max(0, n - 1 - (min($0, m - 1) % 5))) }
             var qt = [Float](repeating: 0, count: d * mp)
@@ -235,7 +235,7 @@ final class SmallProductTests: XCTestCase {
                 o.withUnsafeMutableBufferPointer { ob in
                     mx.withUnsafeMutableBufferPointer { mb in
                         sum.withUnsafeMutableBufferPointer { sb in
-                            kv_attend_partial(qt, m, mp, d, k, v, ld, p0, p1, last, &scratch,
+                            kv_attend_partial(qt, m, mp, d, kBits, vBits, ld, p0, p1, last, &scratch,
                                               ob.baseAddress! + part * m * d, mb.baseAddress! + part * mp,
                                               sb.baseAddress! + part * mp)
                         }

@@ -3,21 +3,31 @@ import KVStashCore
 @testable import KVStashEngine
 
 /// The core invariant: logits(prefill(A ++ B)) ≈ logits(prefill(B, past: KV(A))),
-/// including when KV(A) is copied row by row (pre-RoPE K and V only) into a fresh
-/// cache, as the store does.
+/// including when KV(A) is copied row by row (K before RoPE, as the engine kept it, and V)
+/// into a fresh cache, as the store does.
+///
+/// The cache holds K and V in f16, so the two sides agree to f16 precision, not f32: the
+/// K and V rows of A come from products over a different number of rows (A alone, or
+/// A ++ B), whose f32 results can differ in the last bits, and rounding to f16 turns an
+/// occasional such difference into one f16 step (2^-11 relative), which the next layers
+/// carry on. The tolerances below leave room for that: 2e-3 on logits, and on K and V
+/// (relative to the largest element) 4e-3, about eight f16 steps, where the real model's
+/// last layer measured 2.2e-3 (its first layer and the tiny models stay near one step). A copy through the store's
+/// lossless path, by contrast, is exact: it reads the same f16 cache as `prefill(B, past:
+/// KV(A))` and must give identical logits.
 final class SpliceTests: XCTestCase {
     /// Copies positions `range` of `source` into a fresh cache through `extend` and
-    /// `withMutableRows`, one position at a time (pre-RoPE K and V only).
+    /// `withMutableRows`, one position at a time (K before RoPE and V, the store's view).
     static func copyRowByRow(_ source: KVCache, _ range: Range<Int>, model: LlamaModel) -> KVCache {
         var fresh = model.newCache()
         fresh.extend(by: range.count)
-        let d = source.shape.kvDim
         for layer in 0..<source.shape.layers {
             for kind in [KVKind.key, .value] {
                 for (i, p) in range.enumerated() {
-                    let row = source.rows(layer: layer, kind, p..<(p + 1))
-                    fresh.withMutableRows(layer: layer, kind, i..<(i + 1)) { dst in
-                        for j in 0..<d { dst[j] = row[j] }
+                    source.withRows(layer: layer, kind, p..<(p + 1)) { row in
+                        fresh.withMutableRows(layer: layer, kind, i..<(i + 1)) { dst in
+                            _ = dst.update(fromContentsOf: row)
+                        }
                     }
                 }
             }
@@ -32,23 +42,22 @@ final class SpliceTests: XCTestCase {
         let expected = Array(full[(a.count * vocab)...])
 
         var pastA = model.newCache()
+        pastA.keepsRawKeys = true
         _ = try model.prefill(a, cache: &pastA)
         var continued = pastA
         let spliced = try model.prefill(b, cache: &continued, allLogits: true)
-        XCTAssertLessThan(TestSupport.relativeError(spliced, expected), 1e-4, "prefill(B, past: KV(A))", file: file, line: line)
+        XCTAssertLessThan(TestSupport.relativeError(spliced, expected), 2e-3, "prefill(B, past: KV(A))", file: file, line: line)
 
         var copied = copyRowByRow(pastA, 0..<a.count, model: model)
-        XCTAssertEqual(copied.ropedCount, 0, file: file, line: line)
         let fromCopy = try model.prefill(b, cache: &copied, allLogits: true)
-        XCTAssertLessThan(TestSupport.relativeError(fromCopy, expected), 1e-4, "row-by-row copied KV(A)", file: file, line: line)
+        XCTAssertEqual(fromCopy, spliced, "row-by-row copied KV(A) is the same cache", file: file, line: line)
         XCTAssertEqual(copied.count, a.count + b.count, file: file, line: line)
-        XCTAssertEqual(copied.ropedCount, copied.count, file: file, line: line)
-        // Pre-RoPE K and V of the whole sequence agree too.
+        // K after RoPE and V of the whole sequence agree too.
         for layer in [0, model.config.layers - 1] {
             for kind in [KVKind.key, .value] {
                 let x = copied.rows(layer: layer, kind, 0..<copied.count)
                 let y = whole.rows(layer: layer, kind, 0..<whole.count)
-                XCTAssertLessThan(TestSupport.relativeError(x, y), 1e-4, "layer \(layer) \(kind)", file: file, line: line)
+                XCTAssertLessThan(TestSupport.relativeError(x, y), 4e-3, "layer \(layer) \(kind)", file: file, line: line)
             }
         }
     }
@@ -72,13 +81,14 @@ final class SpliceTests: XCTestCase {
         let model = try LlamaModel(path: TestSupport.tinyModelPath(.llama))
         let t = TestSupport.tokens(50, vocab: model.config.vocabSize, seed: 11)
         var a = model.newCache()
+        a.keepsRawKeys = true
         var logitsA = try model.prefill(t, cache: &a)
         var b = Self.copyRowByRow(a, 0..<a.count, model: model)
         var next = TestSupport.argmax(logitsA)
         var logitsB = try model.prefill([next], cache: &b)
         logitsA = try model.decode(next, cache: &a)
         for _ in 0..<10 {
-            XCTAssertLessThan(TestSupport.relativeError(logitsB, logitsA), 1e-4)
+            XCTAssertEqual(logitsB, logitsA, "the copy is the same f16 cache")
             next = TestSupport.argmax(logitsA)
             logitsA = try model.decode(next, cache: &a)
             logitsB = try model.decode(next, cache: &b)

@@ -36,7 +36,7 @@ final class AdminCLIBlockTests: XCTestCase {
     func testInspectAndDeepVerifyOnRealBlocks() throws {
         let path = NSTemporaryDirectory() + "kvstash-admin-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
-        var cache = KVCache(shape: KVShape(layers: 2, kvHeads: 1, headDim: 8), capacity: 8)
+        var cache = KVRows(shape: KVShape(layers: 2, kvHeads: 1, headDim: 8))
         cache.extend(by: 8)
         for layer in 0..<2 {
             for kind in [KVKind.key, .value] {

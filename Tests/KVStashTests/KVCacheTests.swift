@@ -62,76 +62,82 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         return y
     }
 
-    func testRangesAreFilledInParallelAndKeysRotatedOnce() {
-        var cache = KVCache(shape: shape)
+    /// What f16 storage may change: half an f16 ulp, relative.
+    func assertClose(_ got: [Float], _ want: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(got.count, want.count, what, file: file, line: line)
+        for (g, w) in zip(got, want) {
+            XCTAssertEqual(g, w, accuracy: abs(w) / 2048 + 1e-6, what, file: file, line: line)
+        }
+    }
+
+    func testRangesAreFilledInParallelAndKeysRotatedAsTheyLand() {
+        var cache = KVCache(shape: shape, rotation: table)
         let ranges = [0..<5, 5..<12, 12..<20]
         let filler = self.filler
-        let results = cache.writeConcurrently(ranges, rotation: table, succeeded: { $0 }) { _, writer in
+        let results = cache.writeConcurrently(ranges) { _, writer in
             filler.fill(writer)
             return true
         }
         XCTAssertEqual(results, [true, true, true])
         XCTAssertEqual(cache.count, 20)
-        XCTAssertEqual(cache.ropedCount, 20, "every row rotated as it was written")
         assertFilledAndRotated(cache, 0..<20)
     }
 
-    /// Rows `positions` hold the filler's K and V, and their post-RoPE K is the rotation
-    /// from its definition.
-    private func assertFilledAndRotated(_ cache: KVCache, _ positions: Range<Int>,
+    /// Rows `positions` hold the filler's V and its K rotated for position `p + offset`
+    /// (RoPE from its definition), both rounded to f16, and the encoder's view of K (not
+    /// kept raw) rotates it back.
+    private func assertFilledAndRotated(_ cache: KVCache, _ positions: Range<Int>, offset: Int = 0,
                                         file: StaticString = #filePath, line: UInt = #line) {
         for layer in 0..<shape.layers {
             for p in positions {
                 let raw = (0..<shape.kvDim).map { value(layer, .key, p, $0) }
-                XCTAssertEqual(cache.rows(layer: layer, .key, p..<(p + 1)), raw, file: file, line: line)
-                XCTAssertEqual(cache.rows(layer: layer, .value, p..<(p + 1)), (0..<shape.kvDim).map { value(layer, .value, p, $0) },
+                let values = (0..<shape.kvDim).map { value(layer, .value, p, $0) }
+                XCTAssertEqual(cache.rows(layer: layer, .value, p..<(p + 1)), values.map { Float(Float16($0)) },
                                file: file, line: line)
-                let roped = cache.withRopedKeys(layer: layer) { Array($0[(p * shape.kvDim)..<((p + 1) * shape.kvDim)]) }
-                for (got, want) in zip(roped, rotated(raw, position: p)) {
-                    XCTAssertEqual(got, want, accuracy: 1e-4, file: file, line: line)
+                assertClose(cache.rows(layer: layer, .key, p..<(p + 1)), rotated(raw, position: p + offset),
+                            "K after RoPE, row \(p)", file: file, line: line)
+                if offset == 0 {
+                    let back = cache.withRows(layer: layer, .key, p..<(p + 1)) { Array($0) }
+                    for (g, w) in zip(back, raw) { XCTAssertEqual(g, w, accuracy: 0.02, file: file, line: line) }
                 }
             }
         }
     }
 
-    func testAFailedRangeLeavesRotationToTheEngine() {
-        var cache = KVCache(shape: shape)
+    func testRowsWrittenAtAnOffsetAreRotatedForTheirPositions() {
+        var cache = KVCache(shape: shape, rotation: table)
         let filler = self.filler
-        let results = cache.writeConcurrently([0..<4, 4..<8], rotation: table, succeeded: { $0 }) { i, writer in
-            filler.fill(writer)
-            return i == 0
-        }
-        XCTAssertEqual(results, [true, false])
-        XCTAssertEqual(cache.count, 8)
-        XCTAssertEqual(cache.ropedCount, 0, "post-RoPE K is not claimed valid when a range failed")
-        // Without a table nothing is rotated either.
-        var plain = KVCache(shape: shape)
-        _ = plain.writeConcurrently([0..<3], rotation: nil, succeeded: { $0 }) { _, w in filler.fill(w); return true }
-        XCTAssertEqual(plain.ropedCount, 0)
+        _ = cache.writeConcurrently([0..<4, 4..<9], positionOffset: 30) { _, w in filler.fill(w); return true }
+        assertFilledAndRotated(cache, 0..<9, offset: 30)
     }
 
-    func testSplicedPagesAreCopiedInParallelAndRotatedAsTheyLand() {
-        var source = KVCache(shape: shape)
-        let filler = self.filler
-        _ = source.writeConcurrently([0..<48], rotation: nil, succeeded: { $0 }) { _, w in filler.fill(w); return true }
-        var cache = KVCache(shape: shape)
-        cache.append(contentsOf: source, 0..<16)
-        cache.markRoped()  // stands in for the engine having rotated the first page
-        cache.splice(source.pages(16..<48), rotation: table)
-        XCTAssertEqual(cache.count, 48)
-        XCTAssertEqual(cache.ropedCount, 48, "spliced keys rotated as they landed")
-        assertFilledAndRotated(cache, 16..<48)
-    }
-
-    func testATableThatDoesNotCoverTheRowsIsNotUsed() {
-        var cache = KVCache(shape: shape)
-        let filler = self.filler
-        _ = cache.writeConcurrently([0..<40, 40..<70], rotation: table, succeeded: { $0 }) { _, w in
-            filler.fill(w)
-            return true
+    func testRawKeysAreKeptExactlyForTheEncoder() {
+        var cache = KVCache(shape: shape, rotation: table)
+        cache.keepsRawKeys = true
+        cache.extend(by: 6)
+        for layer in 0..<shape.layers {
+            for kind in [KVKind.key, .value] {
+                cache.withMutableRows(layer: layer, kind, 0..<6) { rows in
+                    for p in 0..<6 { for c in 0..<shape.kvDim { rows[p * shape.kvDim + c] = value(layer, kind, p, c) } }
+                }
+            }
         }
-        XCTAssertEqual(cache.count, 70)
-        XCTAssertEqual(cache.ropedCount, 0, "rows past the table (0..<64) are left to the engine")
+        for layer in 0..<shape.layers {
+            for p in 0..<6 {
+                let raw = (0..<shape.kvDim).map { value(layer, .key, p, $0) }
+                XCTAssertEqual(cache.withRows(layer: layer, .key, p..<(p + 1)) { Array($0) }, raw, "kept K is exact")
+                assertClose(cache.rows(layer: layer, .key, p..<(p + 1)), rotated(raw, position: p), "K after RoPE")
+            }
+        }
+        let copy = cache
+        cache.truncate(to: 2)
+        cache.keepsRawKeys = false
+        cache.extend(by: 4)
+        cache.withMutableRows(layer: 0, .key, 2..<6) { $0.update(repeating: 1) }
+        XCTAssertEqual(copy.withRows(layer: 0, .key, 3..<4) { Array($0) }, (0..<shape.kvDim).map { value(0, .key, 3, $0) },
+                       "a copy keeps its own raw keys")
+        let back = cache.withRows(layer: 0, .key, 3..<4) { Array($0) }
+        for g in back { XCTAssertEqual(g, 1, accuracy: 2e-3, "a row written without keeping is rotated back") }
     }
 
     /// The vector kernel (rope dims a multiple of 16) against RoPE from its definition, in
@@ -195,12 +201,37 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
     func testWritesDoNotLeakIntoACopy() {
         let filler = self.filler
         var a = KVCache(shape: shape)
-        _ = a.writeConcurrently([0..<4], rotation: nil, succeeded: { $0 }) { _, w in filler.fill(w); return true }
+        _ = a.writeConcurrently([0..<4]) { _, w in filler.fill(w); return true }
         let b = a
-        _ = a.writeConcurrently([4..<6], rotation: nil, succeeded: { $0 }) { _, w in filler.fill(w); return true }
+        _ = a.writeConcurrently([4..<6]) { _, w in filler.fill(w); return true }
         XCTAssertEqual(b.count, 4)
         XCTAssertEqual(a.count, 6)
         XCTAssertEqual(b.rows(layer: 1, .value, 0..<4), a.rows(layer: 1, .value, 0..<4))
+    }
+
+    func testSplicedPagesAreCopiesOfTheirRows() {
+        var source = KVCache(shape: shape, rotation: table)
+        let filler = self.filler
+        _ = source.writeConcurrently([0..<48]) { _, w in filler.fill(w); return true }
+        var cache = KVCache(shape: shape, rotation: table)
+        cache.append(contentsOf: source, 0..<16)
+        cache.splice(source.pages(16..<48))
+        XCTAssertEqual(cache.count, 48)
+        for layer in 0..<shape.layers {
+            for kind in [KVKind.key, .value] {
+                XCTAssertEqual(cache.withHalfRows(layer: layer, kind, 0..<48) { Array($0) },
+                               source.withHalfRows(layer: layer, kind, 0..<48) { Array($0) })
+            }
+        }
+        assertFilledAndRotated(cache, 0..<48)
+    }
+
+    func testATableThatDoesNotCoverTheRowsIsExtended() {
+        var cache = KVCache(shape: shape, rotation: table)  // 0..<64
+        let filler = self.filler
+        _ = cache.writeConcurrently([0..<40, 40..<70]) { _, w in filler.fill(w); return true }
+        XCTAssertEqual(cache.count, 70)
+        assertFilledAndRotated(cache, 60..<70)
     }
 
     func testArenaPoolReusesFreedArenasWithinItsBudget() {

@@ -26,6 +26,9 @@ import gguf
 
 
 class Model:
+    # Rounds K (after RoPE) and V as they enter the cache; None keeps float64.
+    kv_round = None
+
     def __init__(self, path):
         self.reader = gguf.GGUFReader(path)
         f = self.reader.fields
@@ -108,6 +111,8 @@ class Model:
     def attend(self, layer_cache, q, k, v, mask, divisor):
         """Appends k, v ([n, KV, hd]) to the layer's cache; softmax(q K^T / divisor + mask) V
         for every query head of q ([n, H, hd]), as [n, H * hd]."""
+        if self.kv_round is not None:  # a cache layout of lower precision (bench/kv_layout_fidelity.py)
+            k, v = self.kv_round(k), self.kv_round(v)
         layer_cache[0].append(k)
         layer_cache[1].append(v)
         K, V = np.concatenate(layer_cache[0]), np.concatenate(layer_cache[1])

@@ -88,9 +88,8 @@ var rng = SplitMix64(seed: 1)
 let promptLength = max(opts.lengths.max() ?? 512, (opts.contexts.max() ?? 0) + opts.suffix, opts.decodeAfter.max() ?? 0)
 let prompt = (0..<promptLength).map { _ in Int(rng.next() % UInt64(model.config.vocabSize)) }
 /// A cache hit's remaining work: `suffix` tokens prefilled after `past` positions spliced
-/// in already rotated, as the request path's splice leaves them (it applies RoPE while the
-/// chunks land). The spliced KV is seeded noise of a realistic scale (its post-RoPE K a
-/// copy of K): the timing does not depend on its values.
+/// in, as the request path's splice leaves them (f16, K rotated as it landed). The spliced
+/// KV is seeded noise of a realistic scale: the timing does not depend on its values.
 func suffixRow(threads t: Int, past: Int) throws -> Row {
     var full = model.newCache(capacity: past)
     full.extend(by: past)
@@ -107,10 +106,6 @@ func suffixRow(threads t: Int, past: Int) throws -> Row {
     for _ in 0..<opts.suffixReps {
         var cache = model.newCache(capacity: past + opts.suffix)
         cache.append(contentsOf: full, 0..<past)
-        for layer in 0..<model.config.layers {
-            cache.withRopedKeys(layer: layer) { raw, roped in _ = roped.update(fromContentsOf: raw) }
-        }
-        cache.markRoped()
         let t0 = Date()
         _ = try model.prefill(tail, cache: &cache)
         best = min(best, Date().timeIntervalSince(t0))

@@ -87,6 +87,7 @@ struct QualityLoop {
             if k > 0 && Date().timeIntervalSince(started) > budget { windows = k; break }
             let w = firstWindow + k, start = w * width
             var base = model.newCache(capacity: width + 1)
+            base.keepsRawKeys = true  // what the codecs encode
             _ = try model.prefill(Array(tokens[start..<(start + context)]), cache: &base)
             let input = Array(tokens[(start + context)..<(start + width)])
             let targets = Array(tokens[(start + context + 1)...(start + width)])
@@ -109,7 +110,7 @@ struct QualityLoop {
             fflush(nil)
         }
         let n = Double(windows * scored), basePPL = exp(baseNLL / n)
-        let f16PerToken = Double(model.config.kvShape.bytesPerPosition / 2)
+        let f16PerToken = Double(model.config.kvShape.cacheBytesPerPosition)
         let codecs = configs.indices.map { i in
             let s = acc[i], ppl = exp(s.nll / n), perToken = Double(s.bytes) / Double(s.tokens)
             return CodecQuality(label: configs[i].label, bytesPerToken: perToken, ratioToF16: perToken / f16PerToken,
@@ -132,6 +133,7 @@ struct QualityLoop {
             if p > 0 && Date().timeIntervalSince(started) > budget { prompts = p; break }
             let s = startAt + p * (ctx + 1)
             var base = model.newCache(capacity: ctx + continuation + 1)
+            base.keepsRawKeys = true  // what the codecs encode
             _ = try model.prefill(Array(tokens[s..<(s + ctx)]), cache: &base)
             let suffix = tokens[s + ctx]
             var g = base

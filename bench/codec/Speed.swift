@@ -27,7 +27,7 @@ struct SpeedResult: Codable {
 }
 
 /// Measures every configuration on `chunks` of `source` (fastest of `reps`).
-func measureSpeed(_ source: KVCache, chunk: Int, configs: [CodecConfig], reps: Int) throws -> [SpeedResult] {
+func measureSpeed(_ source: KVRows, chunk: Int, configs: [CodecConfig], reps: Int) throws -> [SpeedResult] {
     let shape = source.shape
     let ranges = stride(from: 0, to: source.count - chunk + 1, by: chunk).map { $0..<($0 + chunk) }
     let tokens = ranges.count * chunk
@@ -42,7 +42,7 @@ func measureSpeed(_ source: KVCache, chunk: Int, configs: [CodecConfig], reps: I
                 try enc.encode(source, range: r, chunkKey: chunkKey(i), modelFingerprint: fingerprint)
             }
         }
-        var target = KVCache(shape: shape, capacity: chunk)
+        var target = KVRows(shape: shape)
         target.extend(by: chunk)
         let dec = KVBlockDecoder()
         let decodeTime = try bestTime(reps: reps) {
@@ -69,8 +69,8 @@ func measureSpeed(_ source: KVCache, chunk: Int, configs: [CodecConfig], reps: I
 }
 
 /// memcpy of the same f32 bytes (one chunk's K and V rows into a cache), GB/s of thread CPU time.
-func memcpyBaseline(_ source: KVCache, chunk: Int, reps: Int) -> Double {
-    var target = KVCache(shape: source.shape, capacity: chunk)
+func memcpyBaseline(_ source: KVRows, chunk: Int, reps: Int) -> Double {
+    var target = KVRows(shape: source.shape)
     target.extend(by: chunk)
     let chunks = source.count / chunk
     let time = bestTime(reps: reps) {

@@ -5,7 +5,7 @@ import KVStashCore
 
 /// KV-like data: keys with per-channel offsets and a few outlier channels, values
 /// per-token Gaussian noise. Deterministic.
-func syntheticKV(_ shape: KVShape, tokens: Int) -> KVCache {
+func syntheticKV(_ shape: KVShape, tokens: Int) -> KVRows {
     var state: UInt64 = 42
     func gaussian() -> Float {
         func next() -> Double {
@@ -17,7 +17,7 @@ func syntheticKV(_ shape: KVShape, tokens: Int) -> KVCache {
         }
         return Float((-2 * log(next())).squareRoot() * cos(2 * .pi * next()))
     }
-    var cache = KVCache(shape: shape, capacity: tokens)
+    var cache = KVRows(shape: shape)
     cache.extend(by: tokens)
     let d = shape.kvDim
     for layer in 0..<shape.layers {
@@ -44,7 +44,7 @@ func profileDecode(_ label: String, seconds: Double) throws {
     let blocks = try (0..<4).map { i in
         try config.encoder.encode(source, range: (i * 256)..<((i + 1) * 256), chunkKey: chunkKey(i), modelFingerprint: fingerprint)
     }
-    var target = KVCache(shape: shape, capacity: 256)
+    var target = KVRows(shape: shape)
     target.extend(by: 256)
     let start = threadCPUTime()
     var n = 0

@@ -62,7 +62,7 @@ struct SpeedReport: Codable {
     var results: [SpeedResult]
 }
 
-func speedReport(_ source: KVCache, label: String, reps: Int) throws -> SpeedReport {
+func speedReport(_ source: KVRows, label: String, reps: Int) throws -> SpeedReport {
     let configs = CodecConfig.all(kvDim: source.shape.kvDim)
     print("KV source: \(label), \(source.count) tokens, \(source.shape)")
     let memcpy = memcpyBaseline(source, chunk: 256, reps: reps)

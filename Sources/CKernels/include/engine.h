@@ -94,15 +94,17 @@ int kv_matvec_interleaved(int type, const void *w, const float *x, float *y, siz
    The m query rows that share one KV head are stacked and transposed into qt ([d][mp],
    mp = m rounded up to 16, scaled by 1/sqrt(d), padding lanes zero); last[t] is the last
    key stacked row t may see (t < mp). kv_attend_partial runs keys [p0, p1) of that head
-   (k, v: rows ld apart) in blocks of KV_ATTEND_BLOCK with a running max, leaving a partial
+   (k, v: IEEE f16 rows, ld elements apart) in blocks of KV_ATTEND_BLOCK with a running max, leaving a partial
    state: mx[t] the largest visible score (-inf if none), sum[t] = sum_p exp(s[t][p] - mx[t])
    and o[t][c] = sum_p exp(s[t][p] - mx[t]) v[p][c] ([m][d]). scratch holds
-   KV_ATTEND_BLOCK * mp floats; mp <= KV_ATTEND_MAX_ROWS, d a multiple of 16.
+   KV_ATTEND_BLOCK * mp floats; mp <= KV_ATTEND_MAX_ROWS, d a multiple of 16 and at most
+   KV_ATTEND_MAX_DIM.
    kv_attend_merge combines `parts` such states (part i at o + i*m*d, mx/sum + i*mp) into
    the attention output out[t][c] ([m][d]); a row that sees no key gets zeros. */
 #define KV_ATTEND_BLOCK 256
 #define KV_ATTEND_MAX_ROWS 256
-void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const float *k, const float *v,
+#define KV_ATTEND_MAX_DIM 256
+void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uint16_t *k, const uint16_t *v,
                        size_t ld, size_t p0, size_t p1, const int32_t *last, float *scratch, float *o,
                        float *mx, float *sum);
 void kv_attend_merge(size_t parts, size_t m, size_t mp, size_t d, const float *o, const float *mx, const float *sum,

@@ -21,6 +21,10 @@ uint64_t kv_xxh64(const void *data, size_t len, uint64_t seed);
    their fp16 input at any alignment (it may lie in a stored block, read in place). */
 void kv_f32_to_f16(uint16_t *dst, const float *src, size_t n);
 void kv_f16_to_f32(float *dst, const void *src, size_t n);
+/* The same for `rows` rows of `cols` values, rows ld_dst / ld_src elements apart (a KV
+   head's slice of an f16 cache widened for BLAS, or written into one). */
+void kv_f16_to_f32_rows(float *dst, size_t ld_dst, const uint16_t *src, size_t ld_src, size_t rows, size_t cols);
+void kv_f32_to_f16_rows(uint16_t *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows, size_t cols);
 /* 1 when every src[i] is finite and |src[i]| <= 65504 (fits binary16), else 0. */
 int kv_fits_f16(const float *src, size_t n);
 

@@ -1,30 +1,36 @@
 import Foundation
 import KVStashCore
 
-/// Sixteen consecutive positions of KV for every layer, f32, ready to splice.
+/// Sixteen consecutive positions of KV for every layer (fewer for the partial last page
+/// of a sequence), f16, ready to splice.
 ///
-/// A page holds K before RoPE and V, so it can be spliced at any position of a
-/// sequence (K is rotated as it lands, or lazily by the engine). Pages are immutable
-/// values; the radix tree shares them between nodes and requests without copying.
+/// A page holds the cache's own layout: K after RoPE for the positions it was computed
+/// at, and V. The radix tree only splices a page at those positions (a prefix match), so
+/// a splice is a copy with no rotation. Pages are immutable values; the radix tree shares
+/// them between nodes and requests without copying.
 public struct KVPage: Sendable {
     /// Positions per page.
     public static let size = 16
 
     /// Shape of every position.
     public let shape: KVShape
-    /// Layout `[layer][kind: K, V][row][kvDim]`.
-    private let data: [Float]
+    /// Positions held: `KVPage.size`, or fewer for a partial page.
+    public let rows: Int
+    /// Layout `[layer][kind: K, V][row][kvDim]`, IEEE f16.
+    private let data: [UInt16]
 
-    /// Copies positions `start ..< start + KVPage.size` of `cache` (pre-RoPE K and V).
-    public init(from cache: KVCache, start: Int) {
-        precondition(start >= 0 && start + Self.size <= cache.count, "page out of the cache's range")
+    /// Copies positions `start ..< start + rows` of `cache` (`rows` in `1...KVPage.size`).
+    public init(from cache: KVCache, start: Int, rows: Int = KVPage.size) {
+        precondition(rows > 0 && rows <= Self.size, "a page holds 1...\(Self.size) positions")
+        precondition(start >= 0 && start + rows <= cache.count, "page out of the cache's range")
         let shape = cache.shape
-        let block = Self.size * shape.kvDim
+        let block = rows * shape.kvDim
         self.shape = shape
-        self.data = [Float](unsafeUninitializedCapacity: shape.layers * 2 * block) { buf, n in
+        self.rows = rows
+        self.data = [UInt16](unsafeUninitializedCapacity: shape.layers * 2 * block) { buf, n in
             for layer in 0..<shape.layers {
                 for kind in [KVKind.key, .value] {
-                    cache.withRows(layer: layer, kind, start..<(start + Self.size)) { src in
+                    cache.withHalfRows(layer: layer, kind, start..<(start + rows)) { src in
                         let offset = Self.offset(layer: layer, kind, block: block)
                         _ = UnsafeMutableBufferPointer(rebasing: buf[offset..<(offset + block)])
                             .initialize(fromContentsOf: src)
@@ -40,37 +46,42 @@ public struct KVPage: Sendable {
         (layer * 2 + (kind == .key ? 0 : 1)) * block
     }
 
-    /// Bytes of f32 K and V the page holds.
-    public var byteCount: Int { data.count * MemoryLayout<Float>.size }
+    /// Bytes of f16 K and V the page holds.
+    public var byteCount: Int { data.count * MemoryLayout<UInt16>.size }
 
-    /// The page's rows of `kind` in `layer` (`KVPage.size * kvDim` floats).
-    func withRows<R>(layer: Int, _ kind: KVKind, _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
-        let block = Self.size * shape.kvDim, offset = Self.offset(layer: layer, kind, block: block)
+    /// The page's rows of `kind` in `layer` (`rows * kvDim` halves).
+    func withRows<R>(layer: Int, _ kind: KVKind, _ body: (UnsafeBufferPointer<UInt16>) throws -> R) rethrows -> R {
+        let block = rows * shape.kvDim, offset = Self.offset(layer: layer, kind, block: block)
         return try data.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[offset..<(offset + block)])) }
     }
 }
 
 extension KVCache {
-    /// Appends `pages` at the end of the cache (the splice of a radix-tree match). The pages
-    /// are copied by several workers at once, four pages per task; with `rotation` (the
-    /// model's RoPE table), K is rotated as it lands, so the engine does not rotate those
-    /// positions again.
-    public mutating func splice(_ pages: [KVPage], rotation: RotaryTable? = nil) {
+    /// Appends the first `rows` positions of `pages` (all of them by default) at the end of
+    /// the cache: the splice of a radix-tree match, whose pages were computed at these
+    /// positions. A copy of their f16 rows, four pages per task on several workers.
+    ///
+    /// - Precondition: every page but the last is whole, and `rows` ends in the last page.
+    public mutating func splice(_ pages: [KVPage], rows: Int? = nil) {
         guard !pages.isEmpty else { return }
+        let size = KVPage.size, total = rows ?? ((pages.count - 1) * size + pages.last!.rows)
         precondition(pages.allSatisfy { $0.shape == shape }, "KV shape mismatch")
-        let start = count, size = KVPage.size, kvDim = shape.kvDim, layers = shape.layers
-        // Groups of a few pages, so each worker's staging buffer (KVRowWriter) stays in L1/L2.
+        precondition(pages.dropLast().allSatisfy { $0.rows == size }, "only the last page may be partial")
+        precondition(total > (pages.count - 1) * size && total <= (pages.count - 1) * size + pages.last!.rows,
+                     "rows must end in the last page")
+        let start = count, kvDim = shape.kvDim, layers = shape.layers
         let step = 4
         let groups = stride(from: 0, to: pages.count, by: step).map { $0..<min(pages.count, $0 + step) }
-        let ranges = groups.map { (start + $0.lowerBound * size)..<(start + $0.upperBound * size) }
-        _ = writeConcurrently(ranges, rotation: rotation, succeeded: { $0 }) { i, writer in
+        let ranges = groups.map { (start + $0.lowerBound * size)..<(start + min($0.upperBound * size, total)) }
+        _ = writeConcurrently(ranges) { i, writer in
             for layer in 0..<layers {
                 for kind in [KVKind.key, .value] {
-                    writer.withMutableRows(layer: layer, kind) { dst in
+                    writer.withMutableHalfRows(layer: layer, kind) { dst in
                         for (j, page) in pages[groups[i]].enumerated() {
+                            let n = min(size, total - (groups[i].lowerBound + j) * size) * kvDim
                             page.withRows(layer: layer, kind) { src in
                                 _ = UnsafeMutableBufferPointer(rebasing: dst[(j * size * kvDim)...])
-                                    .update(fromContentsOf: src)
+                                    .update(fromContentsOf: UnsafeBufferPointer(rebasing: src[..<n]))
                             }
                         }
                     }

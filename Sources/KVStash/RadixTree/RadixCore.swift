@@ -30,10 +30,16 @@ final class RadixCore {
     /// Walks `query` (whole pages only) from the namespace root. Splits the last node
     /// when the match ends inside it if `split`, so the returned node ends exactly at
     /// the matched length. Without `split` the returned node may extend past it.
-    func walk(_ ns: RadixNamespace, _ query: [Int], split: Bool, time: UInt64?) -> (node: RadixNode, matched: Int, pages: [KVPage]) {
+    ///
+    /// `tail` is the page that matches the most of the query's tokens past the whole
+    /// pages (fewer than `KVPage.size`: the next page of the node the walk stopped in,
+    /// the first page of a child, or a partial page), with the number of its rows that match.
+    func walk(_ ns: RadixNamespace, _ query: [Int], split: Bool, time: UInt64?)
+        -> (node: RadixNode, matched: Int, pages: [KVPage], tail: (page: KVPage, rows: Int)?) {
         var node = root(ns)
         var pos = 0
         var pages: [KVPage] = []
+        var next: [(ArraySlice<Int>, KVPage)]?
         let n = query.count - query.count % KVPage.size
         while pos < n, let child = node.children[RadixNode.key(query[pos...])] {
             let p = child.matchingPages(query, from: pos, maxPages: (n - pos) / KVPage.size)
@@ -41,12 +47,42 @@ final class RadixCore {
             pages += child.pages[0..<p]
             pos += p * KVPage.size
             if p < child.pages.count {
+                next = [(child.tokens[(p * KVPage.size)..<((p + 1) * KVPage.size)], child.pages[p])]
                 node = split ? self.split(child, atPage: p) : child
                 break
             }
             node = child
         }
-        return (node, pos, pages)
+        let candidates = next ?? (node.children.values.map { ($0.tokens.prefix(KVPage.size), $0.pages[0]) }
+                                  + node.partials.map { ($0.key[...], $0.value) })
+        let rest = query[pos...]
+        var tail: (page: KVPage, rows: Int)?
+        for (tokens, page) in candidates {
+            let rows = zip(tokens, rest).prefix { $0.0 == $0.1 }.count
+            if rows > (tail?.rows ?? 0) { tail = (page, min(rows, KVPage.size - 1)) }
+        }
+        return (node, pos, pages, tail)
+    }
+
+    /// Keeps `page` as the partial page of `tokens` after `node`, unless a child or
+    /// another partial page already covers them; drops partial pages it extends.
+    /// Returns the tokens added.
+    func attachPartial(_ tokens: [Int], page: KVPage, after node: RadixNode) -> Int {
+        let covered = node.children.values.contains { $0.tokens.starts(with: tokens) }
+            || node.partials.keys.contains { $0.starts(with: tokens) }
+        guard !covered, !node.isRoot else { return 0 }
+        for key in node.partials.keys where tokens.starts(with: key) { dropPartial(key, of: node) }
+        if node.partials.count >= RadixNode.maxPartials, let key = node.partials.keys.first { dropPartial(key, of: node) }
+        node.partials[tokens] = page
+        stats.tokens += tokens.count
+        stats.bytes += page.byteCount
+        return tokens.count
+    }
+
+    private func dropPartial(_ key: [Int], of node: RadixNode) {
+        guard let page = node.partials.removeValue(forKey: key) else { return }
+        stats.tokens -= key.count
+        stats.bytes -= page.byteCount
     }
 
     /// Splits `node` after `page` pages: a new parent takes the head, `node` keeps the
@@ -73,6 +109,7 @@ final class RadixCore {
         guard !pages.isEmpty else { return 0 }
         let end = matched + pages.count * KVPage.size
         let leaf = newNode(tokens: Array(query[matched..<end]), pages: pages, parent: node, time: time)
+        for key in node.partials.keys where leaf.tokens.starts(with: key) { dropPartial(key, of: node) }
         node.children[RadixNode.key(leaf.tokens)] = leaf
         stats.nodes += 1
         stats.tokens += leaf.tokens.count
@@ -112,8 +149,9 @@ extension RadixCore {
             precondition(n.children.allSatisfy { $0.value.parent === n }, "broken parent link")
             guard !n.isRoot else { continue }
             precondition(n.tokens.count == n.pages.count * KVPage.size && !n.pages.isEmpty, "bad node")
+            precondition(n.partials.allSatisfy { $0.key.count == $0.value.rows && $0.key.count < KVPage.size }, "bad partial")
             result.nodes += 1
-            result.tokens += n.tokens.count
+            result.tokens += n.heldTokens
             result.bytes += n.byteCount
             if n.lockCount > 0 { result.locked += 1 }
         }

@@ -22,10 +22,10 @@ extension RadixCore {
         parent.children[RadixNode.key(leaf.tokens)] = nil
         nodes[leaf.id] = nil
         stats.nodes -= 1
-        stats.tokens -= leaf.tokens.count
+        stats.tokens -= leaf.heldTokens
         stats.bytes -= leaf.byteCount
         stats.evictedNodes += 1
-        stats.evictedTokens += leaf.tokens.count
+        stats.evictedTokens += leaf.heldTokens
     }
 }
 

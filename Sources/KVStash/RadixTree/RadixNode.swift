@@ -23,6 +23,11 @@ final class RadixNode {
     var tokens: [Int]
     /// One page per `KVPage.size` tokens.
     var pages: [KVPage]
+    /// Partial pages that follow this node's tokens, keyed by their tokens (fewer than
+    /// `KVPage.size`): the last page of sequences inserted that ended past this node.
+    var partials: [[Int]: KVPage] = [:]
+    /// Partial pages kept per node at most.
+    static let maxPartials = 4
     /// Children keyed by their first page of tokens.
     var children: [[Int]: RadixNode] = [:]
     /// Parent; nil for a namespace root.
@@ -42,8 +47,10 @@ final class RadixNode {
 
     var isRoot: Bool { parent == nil }
     var isLeaf: Bool { children.isEmpty }
-    /// Bytes of KV the node holds.
-    var byteCount: Int { pages.reduce(0) { $0 + $1.byteCount } }
+    /// Bytes of KV the node holds, partial pages included.
+    var byteCount: Int { (pages + partials.values).reduce(0) { $0 + $1.byteCount } }
+    /// Tokens whose KV the node holds: its own and those of its partial pages.
+    var heldTokens: Int { partials.keys.reduce(tokens.count) { $0 + $1.count } }
 
     /// Key of the child that starts with the page at `tokens[from...]`.
     static func key<C: Collection<Int>>(_ tokens: C) -> [Int] { Array(tokens.prefix(KVPage.size)) }

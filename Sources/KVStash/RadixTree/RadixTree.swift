@@ -5,7 +5,7 @@ import Synchronization
 public struct RadixStats: Sendable, Equatable, Codable {
     /// Nodes in the tree (roots excluded).
     public var nodes = 0
-    /// Tokens held (always a multiple of `KVPage.size`).
+    /// Tokens held (whole pages and partial last pages).
     public var tokens = 0
     /// Bytes of KV held.
     public var bytes = 0
@@ -34,9 +34,10 @@ public struct RadixLease: Sendable {
 
 /// The result of a longest-prefix match.
 public struct RadixMatch: Sendable {
-    /// Tokens matched, a multiple of `KVPage.size`.
+    /// Tokens matched.
     public let tokenCount: Int
-    /// KV of the matched tokens, one page per `KVPage.size` tokens, to `splice`.
+    /// KV of the matched tokens, one page per `KVPage.size` tokens; the last page may hold
+    /// more rows than match. Splice with `cache.splice(pages, rows: tokenCount)`.
     public let pages: [KVPage]
     /// Hold on the matched nodes; pass it to `RadixTree.release` when done.
     public let lease: RadixLease
@@ -44,11 +45,14 @@ public struct RadixMatch: Sendable {
 
 /// The hot tier: an SGLang-style radix tree of token runs and their KV pages, in RAM.
 ///
-/// Matching is **page-granular**: a match covers whole pages of `KVPage.size` (16)
-/// tokens, and nodes only split on page boundaries, so pages move between nodes and are
-/// never copied or cut. A query diverging inside a page matches up to the page start,
-/// and the request recomputes at most 15 tokens more. Inserts likewise keep only whole
-/// pages. Every namespace (model fingerprint + tenant salt) has its own root.
+/// Nodes hold whole pages of `KVPage.size` (16) tokens and only split on page
+/// boundaries, so pages move between nodes and are never copied or cut. An insert also
+/// keeps the sequence's partial last page on the node its whole pages end at (at most
+/// `RadixNode.maxPartials` per node, none at a root). A match takes whole pages, then
+/// the leading rows of the one page (the next page of a node, the first of a child, or a
+/// partial page) that matches the most of the rest: an exact repeat matches every token,
+/// and a query diverging inside a page keeps the rows before the divergence. Every
+/// namespace (model fingerprint + tenant salt) has its own root.
 ///
 /// Thread-safe: all state sits behind one mutex. KV is copied out of and into caches
 /// outside the mutex; the mutex only guards the structure.
@@ -60,20 +64,22 @@ public final class RadixTree: Sendable {
         core = Mutex(RadixCore(budget: budgetBytes))
     }
 
-    /// Longest page-granular prefix of `tokens` in `namespace`. With `lock`, the matched
-    /// nodes stay in the tree until `release(match.lease)`.
+    /// Longest prefix of `tokens` in `namespace`. With `lock`, the nodes of the matched
+    /// whole pages stay in the tree until `release(match.lease)` (the partial page is a
+    /// value the match holds itself).
     public func match(_ tokens: [Int], namespace: RadixNamespace, lock: Bool = true) -> RadixMatch {
         core.withLock { core in
             let time = core.tick()
-            let (node, matched, pages) = core.walk(namespace, tokens, split: lock, time: time)
+            let (node, whole, pages, tail) = core.walk(namespace, tokens, split: lock, time: time)
+            let matched = whole + (tail?.rows ?? 0)
             core.stats.lookups += 1
             if matched > 0 {
                 core.stats.hits += 1
                 core.stats.hitTokens += matched
             }
-            let held = lock && matched > 0
+            let held = lock && whole > 0
             if held { core.lock(node) }
-            return RadixMatch(tokenCount: matched, pages: pages,
+            return RadixMatch(tokenCount: matched, pages: pages + (tail.map { [$0.page] } ?? []),
                               lease: RadixLease(namespace: namespace, nodeID: held ? node.id : nil))
         }
     }
@@ -88,13 +94,34 @@ public final class RadixTree: Sendable {
         }
     }
 
-    /// Inserts the whole pages of `tokens`, taking their KV from `cache` (whose positions
-    /// `0..<tokens.count` belong to `tokens`). Pages already in the tree are not copied.
-    /// Returns the number of tokens added. May evict other nodes to stay in budget.
+    /// Inserts the pages of `tokens`, taking their KV from `cache` (whose positions
+    /// `0..<tokens.count` belong to `tokens`): the whole pages, then the partial last page.
+    /// Pages already in the tree are not copied. Returns the number of tokens added. May
+    /// evict other nodes to stay in budget.
     @discardableResult
     public func insert(_ tokens: [Int], from cache: KVCache, namespace: RadixNamespace) -> Int {
-        let usable = min(tokens.count, cache.count)
-        let query = Array(tokens[..<(usable - usable % KVPage.size)])
+        let usable = min(tokens.count, cache.count), whole = usable - usable % KVPage.size
+        let added = insertPages(Array(tokens[..<whole]), from: cache, namespace: namespace)
+        guard whole > 0, usable > whole else { return added }
+        let held = core.withLock { core -> Bool in
+            let known = core.walk(namespace, Array(tokens[..<usable]), split: false, time: nil)
+            return known.matched == whole && known.tail?.rows == usable - whole
+        }
+        if held { return added }
+        let page = KVPage(from: cache, start: whole, rows: usable - whole)  // copied outside the mutex
+        return added + core.withLock { core in
+            let time = core.tick()
+            let (node, matched, _, _) = core.walk(namespace, Array(tokens[..<whole]), split: true, time: time)
+            guard matched == whole else { return 0 }  // evicted meanwhile
+            let n = core.attachPartial(Array(tokens[whole..<usable]), page: page, after: node)
+            core.stats.insertedTokens += n
+            core.evict(toFit: core.budget)
+            return n
+        }
+    }
+
+    /// The whole pages of `insert`.
+    private func insertPages(_ query: [Int], from cache: KVCache, namespace: RadixNamespace) -> Int {
         guard !query.isEmpty else { return 0 }
         for _ in 0..<3 {
             let known = core.withLock { $0.walk(namespace, query, split: false, time: nil).matched }
@@ -102,7 +129,7 @@ public final class RadixTree: Sendable {
             let pages = cache.pages(known..<query.count)  // copied outside the mutex
             let added: Int? = core.withLock { core in
                 let time = core.tick()
-                let (node, matched, _) = core.walk(namespace, query, split: true, time: time)
+                let (node, matched, _, _) = core.walk(namespace, query, split: true, time: time)
                 guard matched >= known else { return nil }  // evicted meanwhile: copy again
                 let skip = (matched - known) / KVPage.size
                 let added = core.attach(query, pages: Array(pages[skip...]), under: node, matched: matched, time: time)

@@ -33,12 +33,12 @@ struct ChunkFetcher: Sendable {
 
     /// Fetches consecutive entries `keys`, `tokens` tokens each, and splices them at
     /// `cache.count` onwards: every entry is read, verified and decoded on its own worker,
-    /// straight into its rows, with K rotated there by `rotation` (the model's RoPE).
-    /// Returns each entry's outcome; the cache then holds the rows up to the first entry
-    /// that was not spliced (later ones are dropped, to be fetched again after it).
-    func fetchRun(_ keys: ArraySlice<ChunkKey>, tokens: Int, into cache: inout KVCache,
-                  rotation: RotaryTable?) -> [Outcome] {
-        fetchRun(keys.map { Entry(key: $0, tokens: tokens) }, into: &cache, rotation: rotation)
+    /// straight into its rows, with K rotated there by the cache's RoPE for the rows'
+    /// positions (row r at `r + positionOffset`). Returns each entry's outcome; the cache
+    /// then holds the rows up to the first entry that was not spliced (later ones are
+    /// dropped, to be fetched again after it).
+    func fetchRun(_ keys: ArraySlice<ChunkKey>, tokens: Int, into cache: inout KVCache) -> [Outcome] {
+        fetchRun(keys.map { Entry(key: $0, tokens: tokens) }, into: &cache)
     }
 
     /// A stored entry and the tokens it holds (a full chunk, or a document's tail).
@@ -48,11 +48,11 @@ struct ChunkFetcher: Sendable {
     }
 
     /// `fetchRun` of entries of any lengths (full chunks, then a tail).
-    func fetchRun(_ entries: [Entry], into cache: inout KVCache, rotation: RotaryTable?) -> [Outcome] {
+    func fetchRun(_ entries: [Entry], into cache: inout KVCache, positionOffset: Int = 0) -> [Outcome] {
         let start = cache.count
         var ranges: [Range<Int>] = []
         for entry in entries { ranges.append((ranges.last?.upperBound ?? start)..<((ranges.last?.upperBound ?? start) + entry.tokens)) }
-        let outcomes = cache.writeConcurrently(ranges, rotation: rotation, succeeded: { $0 == .spliced }) { i, writer in
+        let outcomes = cache.writeConcurrently(ranges, positionOffset: positionOffset) { i, writer in
             fetch(entries[i].key, into: writer)
         }
         let spliced = outcomes.prefix { $0 == .spliced }.count
@@ -92,8 +92,8 @@ struct ChunkFetcher: Sendable {
     /// (from RAM): `start` lies inside the entry, before `cache.count`, and only the rows
     /// past `cache.count` are appended.
     func fetchTail(_ key: ChunkKey, start: Int, tokens: Int, into cache: inout KVCache) -> Outcome {
-        var scratch = KVCache(shape: cache.shape, capacity: tokens)
-        let outcome = fetchRun([key], tokens: tokens, into: &scratch, rotation: nil)[0]
+        var scratch = KVCache(shape: cache.shape, capacity: tokens, rotation: cache.rotation)
+        let outcome = fetchRun([Entry(key: key, tokens: tokens)], into: &scratch, positionOffset: start)[0]
         if outcome == .spliced { cache.append(contentsOf: scratch, (cache.count - start)..<scratch.count) }
         return outcome
     }

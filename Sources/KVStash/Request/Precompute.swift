@@ -49,6 +49,7 @@ extension PrefixCache {
             return result
         }
         var state = SequenceState(tokens: capped, cache: model.newCache(capacity: capped.count))
+        state.cache.keepsRawKeys = true  // what the chunks encode
         var present = keys.isEmpty ? [] : store.probe(keys)
         for index in keys.indices where !present[index] {
             if shouldStop() { result.interrupted = true; break }
@@ -97,7 +98,7 @@ extension PrefixCache {
         let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint, logger: options.logger)
         while state.cache.count < index * chunkSize {
             let j = state.cache.count / chunkSize
-            let outcome = fetcher.fetchRun(keys[j...j], tokens: chunkSize, into: &state.cache, rotation: model.rotary)[0]
+            let outcome = fetcher.fetchRun(keys[j...j], tokens: chunkSize, into: &state.cache)[0]
             switch outcome {
             case .spliced:
                 state.sources.disk += chunkSize

@@ -28,7 +28,7 @@ public struct AssemblyTimings: Sendable, Codable, Equatable {
     public var ram = 0.0
     /// Store probe, fetch, verify, decode and splice.
     public var disk = 0.0
-    /// Prefill (including the rotation of spliced K).
+    /// Prefill.
     public var prefill = 0.0
 
     public init() {}
@@ -56,6 +56,7 @@ extension PrefixCache {
         }
         var state = SequenceState(tokens: tokens, cache: model.newCache(capacity: min(capacity, limit)))
         state.sources.prompt = tokens.count
+        state.cache.keepsRawKeys = store != nil  // the prompt's K before RoPE, for write-back
         let reusable = needLogits ? tokens.count - 1 : tokens.count
         do {
             var ram = 0.0
@@ -70,6 +71,7 @@ extension PrefixCache {
             if state.cache.count < tokens.count {
                 try prefill(&state, upTo: tokens.count)
             }
+            state.cache.keepsRawKeys = false  // not for the tokens decoded next
             return state
         } catch {
             finish(state)
@@ -82,17 +84,17 @@ extension PrefixCache {
         if let lease = state.lease { tree.release(lease) }
     }
 
-    /// Step 2: the longest page-granular prefix in the radix tree.
+    /// Step 2: the longest prefix in the radix tree (whole pages, then part of one).
     private func spliceFromRAM(_ state: inout SequenceState, reusable: Int) {
-        guard options.ramBudgetBytes > 0, reusable >= KVPage.size else { return }
+        guard options.ramBudgetBytes > 0, reusable > 0 else { return }
         let match = tree.match(Array(state.tokens[..<reusable]), namespace: namespace, lock: true)
         state.lease = match.lease
-        state.cache.splice(match.pages, rotation: model.rotary)
+        state.cache.splice(match.pages, rows: match.tokenCount)
         state.sources.ram = match.tokenCount
     }
 
     /// Steps 3-5: probe every full chunk past the RAM match, then fetch and splice each
-    /// run of consecutive stored chunks (decoded in parallel, K rotated as it lands),
+    /// run of consecutive stored chunks (decoded in parallel, K rotated and narrowed to f16 as it lands),
     /// prefilling the gaps (holes) between runs. The last run takes the document's tail
     /// stored after it (see `storedTails`) along, so all of it decodes in one parallel step.
     /// Returns that last probe for tails, so `spliceTail` need not hash and probe again.
@@ -126,7 +128,7 @@ extension PrefixCache {
                 probed = TailProbe(start: end * size, untried: Array(tails.dropFirst()))
                 if let tail = tails.first { entries.append(tail) }
             }
-            let outcomes = timed(&seconds) { fetcher.fetchRun(entries, into: &state.cache, rotation: model.rotary) }
+            let outcomes = timed(&seconds) { fetcher.fetchRun(entries, into: &state.cache) }
             for (offset, outcome) in outcomes.enumerated() {
                 guard offset < end - index else {  // the tail
                     recordTail(outcome, tokens: entries[offset].tokens, in: &state)
@@ -196,13 +198,13 @@ extension PrefixCache {
         let tails = probed.flatMap { $0.start == state.cache.count ? $0.untried : nil }
             ?? timed(&seconds) { storedTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
         for tail in tails {
-            let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache, rotation: model.rotary)[0] }
+            let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache)[0] }
             recordTail(outcome, tokens: tail.tokens, in: &state)
             if outcome == .spliced { return }
         }
     }
 
-    /// Step 6: prefill `tokens[cache.count ..< end]` (the engine rotates spliced K first).
+    /// Step 6: prefill `tokens[cache.count ..< end]`.
     func prefill(_ state: inout SequenceState, upTo end: Int) throws {
         let start = state.cache.count
         guard end > start else { return }

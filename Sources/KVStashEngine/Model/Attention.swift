@@ -10,6 +10,9 @@ import Foundation
 /// `S = Q K_g^T / sqrt(headDim)` over the keys the block can see, a causal softmax per
 /// row, then `O = S V_g`. The score buffer stays `stackedRows x positions`.
 ///
+/// K and V are the cache's f16 rows. On the BLAS path each KV head's visible K and V are
+/// widened once into f32 scratch (`[positions][headDim]`) that every block reads.
+///
 /// A few query rows (decode, or the question after a cache hit) skip BLAS: each KV head's
 /// keys are split into ranges that run as parallel tasks on `kv_attend_partial`, which
 /// reads K and V in place (BLAS would pack them) with a running max, and
@@ -28,13 +31,13 @@ struct CausalAttention {
     /// - Parameters:
     ///   - q: post-RoPE queries, row r of head h at `q + r*ldq + h*headDim`.
     ///   - start: position of query row 0 (rows are positions `start..<start+n`).
-    ///   - keys: post-RoPE keys `[start+n][kvHeads*headDim]`.
+    ///   - keys: post-RoPE keys `[start+n][kvHeads*headDim]`, f16.
     ///   - values: values, same layout.
     ///   - out: output, row r of head h at `out + r*ldo + h*headDim`.
     func callAsFunction(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
-                        keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                        keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
                         out: UnsafeMutablePointer<Float>, ldo: Int) {
-        if n <= Self.smallRows && headDim % 16 == 0 && (heads / kvHeads) * n <= Int(KV_ATTEND_MAX_ROWS) {
+        if n <= Self.smallRows && headDim % 16 == 0 && headDim <= Int(KV_ATTEND_MAX_DIM) && (heads / kvHeads) * n <= Int(KV_ATTEND_MAX_ROWS) {
             smallRowAttention(q: q, ldq: ldq, n: n, start: start, keys: keys, values: values, out: out, ldo: ldo)
             return
         }
@@ -44,9 +47,13 @@ struct CausalAttention {
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: stacked * (start + n))
         let qs = UnsafeMutablePointer<Float>.allocate(capacity: stacked * hd)
         let os = UnsafeMutablePointer<Float>.allocate(capacity: stacked * hd)
-        defer { scores.deallocate(); qs.deallocate(); os.deallocate() }
+        let kf = UnsafeMutablePointer<Float>.allocate(capacity: (start + n) * hd)
+        let vf = UnsafeMutablePointer<Float>.allocate(capacity: (start + n) * hd)
+        defer { scores.deallocate(); qs.deallocate(); os.deallocate(); kf.deallocate(); vf.deallocate() }
         let scale = 1 / Float(hd).squareRoot()
         for g in 0..<kvHeads {
+            kv_f16_to_f32_rows(kf, hd, keys + g * hd, kvDim, start + n, hd)
+            kv_f16_to_f32_rows(vf, hd, values + g * hd, kvDim, start + n, hd)
             var r0 = 0
             while r0 < n {
                 let rows = min(rowsPerBlock, n - r0), m = group * rows
@@ -57,15 +64,15 @@ struct CausalAttention {
                     }
                 }
                 gemmNT(m: m, n: visible, k: hd, alpha: scale, a: qs, lda: hd,
-                       b: keys + g * hd, ldb: kvDim, beta: 0, c: scores, ldc: visible)
+                       b: kf, ldb: hd, beta: 0, c: scores, ldc: visible)
                 for j in 0..<group {
                     kv_softmax_causal(scores + j * rows * visible, rows, visible, visible, start + r0 + 1)
                 }
                 if m == 1 {
-                    gemvT(visible: visible, headDim: hd, v: values + g * hd, ldv: kvDim, s: scores, out: os)
+                    gemvT(visible: visible, headDim: hd, v: vf, ldv: hd, s: scores, out: os)
                 } else {
                     gemmNN(m: m, n: hd, k: visible, a: scores, lda: visible,
-                           b: values + g * hd, ldb: kvDim, beta: 0, c: os, ldc: hd)
+                           b: vf, ldb: hd, beta: 0, c: os, ldc: hd)
                 }
                 for j in 0..<group {
                     for r in 0..<rows {
@@ -80,7 +87,7 @@ struct CausalAttention {
     /// The BLAS-free path: for each KV head, its query rows stacked and transposed, the
     /// visible keys cut into ranges run as parallel tasks, then the ranges merged.
     private func smallRowAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
-                                   keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                                   keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
                                    out: UnsafeMutablePointer<Float>, ldo: Int) {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
         let m = group * n, mp = (m + 15) / 16 * 16, visible = start + n
@@ -155,7 +162,7 @@ private struct AttentionPointers: @unchecked Sendable {
     // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`), while the caller keeps
     // every buffer alive; tasks read keys, values, qt and last, and write disjoint slices
     // of the scratch and partial buffers.
-    let keys: UnsafePointer<Float>
-    let values: UnsafePointer<Float>
+    let keys: UnsafePointer<UInt16>
+    let values: UnsafePointer<UInt16>
     let buffers: SmallAttentionBuffers
 }

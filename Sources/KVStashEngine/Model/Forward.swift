@@ -23,22 +23,19 @@ private struct Activations {
 
 extension LlamaModel {
     /// Runs `tokens` at positions `cache.count...` through the model, appends their
-    /// K (before RoPE) and V to `cache`, and returns the logits of the last row, or of
+    /// K (after RoPE) and V to `cache`, and returns the logits of the last row, or of
     /// every row (`[n][vocab]`) when `allLogits`. Inputs are already validated.
     func forward(_ tokens: ArraySlice<Int>, cache: inout KVCache, allLogits: Bool) -> [Float] {
         let c = config, n = tokens.count, start = cache.count
-        let ropedFrom = cache.ropedCount
         cache.extend(by: n)
-        let needed = ropedFrom..<(start + n)
-        let rope = rotary.covers(needed) ? rotary : c.rotaryTable(positions: needed)
+        let rope = rotary.covering(start..<(start + n))
         let act = Activations(n: n, c: c)
         defer { act.deallocate() }
         embed(tokens, into: act.x)
         for layer in 0..<c.layers {
-            attentionBlock(layer: layer, n: n, start: start, ropedFrom: ropedFrom, rope: rope, act: act, cache: &cache)
+            attentionBlock(layer: layer, n: n, start: start, rope: rope, act: act, cache: &cache)
             mlpBlock(layer: layer, n: n, act: act)
         }
-        cache.markRoped()
         return logits(act: act, n: n, allRows: allLogits)
     }
 
@@ -50,10 +47,10 @@ extension LlamaModel {
     }
 
     /// x += Wo · attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn), with xn = RMSNorm(x).
-    private func attentionBlock(layer l: Int, n: Int, start: Int, ropedFrom: Int, rope: RotaryTable,
+    private func attentionBlock(layer l: Int, n: Int, start: Int, rope: RotaryTable,
                                 act: Activations, cache: inout KVCache) {
         let c = config, w = weights.layers[l]
-        let qkvDim = c.qDim + 2 * c.kvDim, kvDim = c.kvDim
+        let qkvDim = c.qDim + 2 * c.kvDim
         w.attnNorm.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.x, $0.baseAddress!, n, c.dim, c.rmsEps) }
         w.wqkv.apply(act.xn, lda: c.dim, rows: n, into: act.qkv, ldc: qkvDim)
         if let bias = w.bqkv {
@@ -61,23 +58,16 @@ extension LlamaModel {
                 for r in 0..<n { kv_add(act.qkv + r * qkvDim, act.qkv + r * qkvDim, b.baseAddress!, qkvDim) }
             }
         }
-        // The cache keeps K before RoPE, and V.
-        for (kind, column) in [(KVKind.key, c.qDim), (.value, c.qDim + kvDim)] {
-            cache.withMutableRows(layer: l, kind, start..<(start + n)) { dst in
-                for r in 0..<n { (dst.baseAddress! + r * kvDim).update(from: act.qkv + r * qkvDim + column, count: kvDim) }
-            }
-        }
+        let rows = start..<(start + n), keys = act.qkv + c.qDim
+        cache.keepRawKeys(layer: l, rows, from: keys, stride: qkvDim)  // for the store, when asked
+        // Q and K heads are adjacent in a row: one pass rotates both.
         rope.apply(act.qkv, stride: qkvDim, into: act.qkv, stride: qkvDim, rows: n, firstPosition: start,
-                   heads: c.heads, headDim: c.headDim)
-        // Rotate every key not rotated yet, spliced ones included.
-        cache.withRopedKeys(layer: l) { raw, roped in
-            let off = ropedFrom * kvDim
-            rope.apply(raw.baseAddress! + off, stride: kvDim, into: roped.baseAddress! + off, stride: kvDim,
-                       rows: start + n - ropedFrom, firstPosition: ropedFrom, heads: c.kvHeads, headDim: c.headDim)
-        }
+                   heads: c.heads + c.kvHeads, headDim: c.headDim)
+        cache.store(layer: l, .key, rows, from: keys, stride: qkvDim)
+        cache.store(layer: l, .value, rows, from: keys + c.kvDim, stride: qkvDim)
         let attention = CausalAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
-        cache.withRopedKeys(layer: l) { keys in
-            cache.withRows(layer: l, .value, 0..<(start + n)) { values in
+        cache.withHalfRows(layer: l, .key, 0..<(start + n)) { keys in
+            cache.withHalfRows(layer: l, .value, 0..<(start + n)) { values in
                 attention(q: act.qkv, ldq: qkvDim, n: n, start: start, keys: keys.baseAddress!,
                           values: values.baseAddress!, out: act.attn, ldo: c.qDim)
             }

@@ -32,17 +32,15 @@ public final class LlamaModel: Sendable {
         rotary = config.rotaryTable(positions: 0..<min(config.contextLength, Self.rotaryTablePositions))
     }
 
-    /// An empty cache of this model's KV shape.
+    /// An empty cache of this model's KV shape, rotating K spliced into it by the model's RoPE.
     public func newCache(capacity: Int = 0) -> KVCache {
-        KVCache(shape: config.kvShape, capacity: capacity)
+        KVCache(shape: config.kvShape, capacity: capacity, rotation: rotary)
     }
 
     /// Appends `tokens` at positions `cache.count...` and returns the logits of the last
     /// position (`vocabSize` floats), or of every position (`[tokens.count][vocabSize]`
     /// flattened) when `allLogits`.
-    ///
-    /// Positions already in `cache` whose post-RoPE K is not valid yet (spliced rows)
-    /// are rotated first. Long inputs run in chunks of `chunkSize` tokens.
+    /// Long inputs run in chunks of `chunkSize` tokens.
     public func prefill(_ tokens: [Int], cache: inout KVCache, allLogits: Bool = false) throws -> [Float] {
         try validate(tokens, cache: cache)
         cache.reserve(cache.count + tokens.count)

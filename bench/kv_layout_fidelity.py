@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Fidelity of the KV cache's in-RAM layout, in the float64 numpy reference forward
+(Tests/reference/reference_forward.py): K after RoPE and V rounded to IEEE f16 (the
+KVCache layout) or bf16 as they enter the cache, against the same forward with K and V
+kept in float64. Same corpus and windows as the codec quality bench
+(bench/codec_quality.sh): window w is `context` tokens, then `scored` tokens whose
+next-token distributions are compared: mean KL(full || layout) and top-1 agreement.
+
+Usage: bench/kv_layout_fidelity.py --model GGUF --text FILE [--text FILE] [--windows 4]
+Writes bench/results/kv-layout-fidelity.json."""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "reference"))
+from reference_forward import Model, build_tokenizer  # noqa: E402
+
+
+def f16(x):
+    return x.astype(np.float16).astype(np.float64)
+
+
+def bf16(x):
+    """Round to nearest even on the top 16 bits of the f32 value."""
+    b = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    b = ((b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
+    return b.view(np.float32).astype(np.float64)
+
+
+def log_softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def scored_logprobs(model, ctx, inp, rounding):
+    model.kv_round = rounding
+    cache = model.new_cache()
+    model.forward(ctx, cache)
+    return log_softmax(model.forward(inp, cache, all_logits=True))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--text", action="append", required=True)
+    ap.add_argument("--windows", type=int, default=4)
+    ap.add_argument("--context", type=int, default=512)
+    ap.add_argument("--scored", type=int, default=512)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                  "kv-layout-fidelity.json"))
+    a = ap.parse_args()
+    started = time.time()
+    model = Model(a.model)
+    tok = build_tokenizer(model)
+    text = "\n\n".join(open(t, encoding="utf-8").read() for t in a.text)
+    ids = tok.encode(text).ids
+    width = a.context + a.scored
+    assert a.windows * width < len(ids), "corpus too short"
+    layouts = {"f16": f16, "bf16": bf16}
+    acc = {name: {"kl": 0.0, "top1": 0, "maxKL": 0.0} for name in layouts}
+    n = 0
+    for w in range(a.windows):
+        s = w * width
+        ctx, inp = ids[s:s + a.context], ids[s + a.context:s + width]
+        ref = scored_logprobs(model, ctx, inp, None)
+        top = ref.argmax(axis=1)
+        for name, rounding in layouts.items():
+            got = scored_logprobs(model, ctx, inp, rounding)
+            kl = (np.exp(ref) * (ref - got)).sum(axis=1)
+            acc[name]["kl"] += float(kl.sum())
+            acc[name]["maxKL"] = max(acc[name]["maxKL"], float(kl.max()))
+            acc[name]["top1"] += int((got.argmax(axis=1) == top).sum())
+        n += a.scored
+        print(f"window {w + 1}/{a.windows}: " + ", ".join(
+            f"{k} KL {v['kl'] / n:.3g} top-1 {v['top1'] / n:.5f}" for k, v in acc.items())
+            + f" [{time.time() - started:.0f} s]", flush=True)
+    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"],
+                         capture_output=True, text=True).stdout.strip()
+    report = {
+        "what": "KV cache layout vs float64 K and V, in the float64 numpy reference forward",
+        "machine": cpu or platform.processor(), "model": os.path.basename(a.model), "corpus": a.text,
+        "corpusTokens": len(ids), "windows": a.windows, "contextTokens": a.context, "scoredPerWindow": a.scored,
+        "scoredTokens": n, "seconds": time.time() - started,
+        "layouts": [{"layout": k, "meanKL": v["kl"] / n, "maxKL": v["maxKL"], "top1": v["top1"] / n}
+                    for k, v in acc.items()],
+    }
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps(report["layouts"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
