@@ -12,7 +12,7 @@ MODEL="$(scripts/setup.sh | tail -n 1)"
 swift build -c release --product kvstash >&2
 BIN="$(swift build -c release --show-bin-path)/kvstash"
 STORE="${KVSTASH_DEMO_STORE:-${TMPDIR:-/tmp}/kvstash-demo-store}"
-QUESTION="In two sentences: what does KVStash store, and where?"
+QUESTION="Summarize this document in one sentence."
 rm -rf "$STORE"
 
 # Runs `kvstash query`, its answer to stdout, its stats lines (stderr) to the screen and to $1.
