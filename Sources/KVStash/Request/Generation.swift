@@ -17,10 +17,11 @@ extension PrefixCache {
                          startedAt start: ContinuousClock.Instant = .now,
                          onToken: (TokenPiece) -> Bool = { _ in true }) throws -> RequestResult {
         let promptCount = tokens.count
-        var state = try assemble(tokens, needLogits: true, capacity: promptCount + options.maxTokens)
+        // Bounded by the context before any arithmetic: `maxTokens` may be as large as Int.max.
+        let budget = max(0, min(options.maxTokens, model.config.contextLength - promptCount))
+        var state = try assemble(tokens, needLogits: true, capacity: promptCount + budget)
         defer { finish(state) }
         let prefillEnd = ContinuousClock.now
-        let budget = min(options.maxTokens, model.config.contextLength - promptCount)
         var sampler = Sampler(options.sampling)
         var stream = StreamDecoder(tokenizer: tokenizer)
         var generated: [Int] = []
