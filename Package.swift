@@ -51,6 +51,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "kvstash", dependencies: [
             "KVStash", "KVStashStore", "KVStashCodec", "KVStashEngine", "KVStashServer",

@@ -15,14 +15,31 @@ public struct ServerConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// `max_tokens` of a chat completion that does not set it (still capped by the context).
     public var defaultChatMaxTokens: Int
+    /// One cache namespace per API key (`Authorization: Bearer`), so tenants cannot see each
+    /// other's prefixes; requests without a key get 401. Off: one shared namespace (plus
+    /// any `cache_salt` a client sends).
+    public var tenantFromAPIKey: Bool
+    /// Queue and per-request bounds of precompute jobs.
+    public var precompute: PrecomputeLimits
+    /// Open connections and read timeouts.
+    public var connections: ConnectionLimits
+    /// KV positions (prompt + `max_tokens`) of all generations running at once; a request
+    /// past it gets 429 with `Retry-After`.
+    public var maxActiveTokens: Int
 
     public init(host: String = "127.0.0.1", port: Int = 8080, adminToken: String? = nil,
-                maxBodyBytes: Int = 4 << 20, defaultChatMaxTokens: Int = 1024) {
+                maxBodyBytes: Int = 4 << 20, defaultChatMaxTokens: Int = 1024, tenantFromAPIKey: Bool = false,
+                precompute: PrecomputeLimits = PrecomputeLimits(), connections: ConnectionLimits = ConnectionLimits(),
+                maxActiveTokens: Int = 32_768) {
         self.host = host
         self.port = port
         self.adminToken = adminToken
         self.maxBodyBytes = maxBodyBytes
         self.defaultChatMaxTokens = defaultChatMaxTokens
+        self.tenantFromAPIKey = tenantFromAPIKey
+        self.precompute = precompute
+        self.connections = connections
+        self.maxActiveTokens = maxActiveTokens
     }
 }
 
@@ -34,6 +51,10 @@ public struct KVStashServer: Sendable {
     public let admin: (any StoreAdmin)?
     public let metrics: ServerMetrics
     let jobs: PrecomputeJobs
+    /// Open connections (the guard of `configuration.connections.maxConnections`).
+    let connectionCount = ConnectionCounter()
+    /// KV positions of the running generations (`configuration.maxActiveTokens`).
+    let activeTokens: TokenBudget
     let startedAt = Int(Date().timeIntervalSince1970)
 
     /// - Parameters:
@@ -45,7 +66,8 @@ public struct KVStashServer: Sendable {
         self.backend = backend
         self.admin = admin
         self.metrics = metrics
-        self.jobs = PrecomputeJobs()
+        self.jobs = PrecomputeJobs(limits: configuration.precompute)
+        self.activeTokens = TokenBudget(limit: configuration.maxActiveTokens)
     }
 
     /// The router with every endpoint.
@@ -65,9 +87,12 @@ public struct KVStashServer: Sendable {
                                 onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         var log = logger ?? Logger(label: "kvstash.server")
         if logger == nil { log.logLevel = .info }
+        let (counter, limits) = (connectionCount, configuration.connections)
         return Application(
             router: makeRouter(),
-            server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher()])),
+            server: .http1(configuration: .init(
+                additionalChannelHandlers: [ConnectionGuard(counter: counter, limits: limits), DisconnectWatcher()],
+                idleTimeout: .nanoseconds(Int64(limits.idleTimeoutSeconds * 1e9)))),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port),
                                  serverName: "kvstash"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },

@@ -13,6 +13,10 @@ struct AdminList: ParsableCommand {
     @Option(help: "Only chunks last read longer ago than this (e.g. 7d).") var olderThan: String?
     @Option(help: "At most this many rows.") var limit: Int?
 
+    func validate() throws {
+        if let limit, limit < 0 { throw ValidationError("--limit must be >= 0") }
+    }
+
     func run() throws {
         let store = try common.open(writing: false)
         defer { try? store.close() }

@@ -68,9 +68,13 @@ func parseBytes(_ text: String) throws -> Int {
     let suffixes: [(String, Double)] = [("gib", 1_073_741_824), ("mib", 1_048_576), ("kib", 1024), ("gb", 1e9), ("mb", 1e6),
                                         ("kb", 1e3), ("g", 1e9), ("m", 1e6), ("k", 1e3), ("b", 1)]
     for (s, mult) in suffixes where t.hasSuffix(s) {
-        if let v = Double(t.dropLast(s.count)) { return Int(v * mult) }
+        if let v = Double(t.dropLast(s.count)) {
+            // Checked before the conversion: Int(_:) of an out-of-range double traps.
+            guard v.isFinite, v >= 0, v * mult < 0x1p63 else { throw ValidationError("size out of range: \(text)") }
+            return Int(v * mult)
+        }
     }
-    if let v = Int(t) { return v }
+    if let v = Int(t), v >= 0 { return v }
     throw ValidationError("not a size: \(text) (use e.g. 500MB, 2GiB)")
 }
 
@@ -78,8 +82,12 @@ func parseBytes(_ text: String) throws -> Int {
 func parseDuration(_ text: String) throws -> TimeInterval {
     let t = text.trimmingCharacters(in: .whitespaces).lowercased()
     let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
-    if let last = t.last, let mult = units[last], let v = Double(t.dropLast()) { return v * mult }
-    if let v = Double(t) { return v }
+    let seconds = t.last.flatMap { units[$0] }.flatMap { mult in Double(t.dropLast()).map { $0 * mult } } ?? Double(t)
+    if let seconds {
+        // A date must stay representable: at most about 10,000 years back.
+        guard seconds.isFinite, (0...3e11).contains(seconds) else { throw ValidationError("duration out of range: \(text)") }
+        return seconds
+    }
     throw ValidationError("not a duration: \(text) (use e.g. 90s, 30m, 12h, 7d)")
 }
 

@@ -38,6 +38,50 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Render chats without the template's default system turn.")
     var noDefaultSystem = false
 
+    @Flag(name: .long, help: "One cache namespace per API key (Authorization: Bearer); requests without a key get 401.")
+    var tenantFromApiKey = false
+
+    @Option(name: .long, help: "Precompute jobs computing at once.")
+    var precomputeConcurrency = 1
+
+    @Option(name: .long, help: "Precompute jobs queued or running; past it POST /v1/precompute answers 429.")
+    var precomputeQueue = 16
+
+    @Option(name: .long, help: "Seconds a finished precompute job stays visible.")
+    var precomputeRetention = 3600
+
+    @Option(name: .long, help: "Documents in one precompute request.")
+    var precomputeMaxDocuments = 16
+
+    @Option(name: .long, help: "Bytes of document text in one precompute request.")
+    var precomputeMaxBytes = 2 << 20
+
+    @Option(name: .long, help: "Open connections; past it a connection is answered 503 and closed.")
+    var maxConnections = 512
+
+    @Option(name: .long, help: "Seconds a connection may go without a complete request head (slow headers, idle keep-alive).")
+    var idleTimeout: Double = 15
+
+    @Option(name: .long, help: "Seconds from a request's head to the end of its body.")
+    var readTimeout: Double = 30
+
+    @Option(name: .long, help: "KV positions (prompt + max_tokens) of all generations at once; past it: 429.")
+    var maxActiveTokens = 32_768
+
+    func validate() throws {
+        for (name, value) in [("--precompute-concurrency", precomputeConcurrency), ("--precompute-queue", precomputeQueue),
+                              ("--precompute-max-documents", precomputeMaxDocuments),
+                              ("--precompute-max-bytes", precomputeMaxBytes), ("--max-connections", maxConnections),
+                              ("--max-body", maxBody), ("--max-active-tokens", maxActiveTokens)] where value < 1 {
+            throw ValidationError("\(name) must be positive")
+        }
+        guard precomputeRetention >= 0 else { throw ValidationError("--precompute-retention must be >= 0") }
+        guard (0...(Int.max >> 20)).contains(ramBudgetMB) else { throw ValidationError("--ram-budget-mb is out of range") }
+        guard idleTimeout > 0, readTimeout > 0, idleTimeout <= 86_400, readTimeout <= 86_400 else {
+            throw ValidationError("--idle-timeout and --read-timeout must be in (0, 86400] seconds")
+        }
+    }
+
     func run() async throws {
         let modelPath = try RequestCLI.modelPath(model, settings: StoreSettings.load(storePath: store))
         let chunkStore = try ChunkStore(path: store)
@@ -46,7 +90,14 @@ struct ServeCommand: AsyncParsableCommand {
         let backend = try PrefixCacheBackend(modelPath: modelPath, store: chunkStore, options: options,
                                              defaultSystem: !noDefaultSystem)
         let token = adminToken ?? ProcessInfo.processInfo.environment["KVSTASH_ADMIN_TOKEN"]
-        let config = ServerConfiguration(host: host, port: port, adminToken: token, maxBodyBytes: maxBody)
+        let config = ServerConfiguration(
+            host: host, port: port, adminToken: token, maxBodyBytes: maxBody, tenantFromAPIKey: tenantFromApiKey,
+            precompute: PrecomputeLimits(concurrency: precomputeConcurrency, queueLimit: precomputeQueue,
+                                         retentionSeconds: precomputeRetention, maxDocuments: precomputeMaxDocuments,
+                                         maxTextBytes: precomputeMaxBytes),
+            connections: ConnectionLimits(maxConnections: maxConnections, idleTimeoutSeconds: idleTimeout,
+                                          readTimeoutSeconds: readTimeout),
+            maxActiveTokens: maxActiveTokens)
         let server = KVStashServer(configuration: config, backend: backend, admin: ChunkStoreAdmin(store: chunkStore))
         let (host, modelID) = (self.host, backend.modelID)
         try await server.run { port in

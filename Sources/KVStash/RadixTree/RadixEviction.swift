@@ -8,11 +8,20 @@ extension RadixCore {
         guard stats.bytes > limit else { return }
         var heap = Heap<EvictionCandidate>()
         for node in nodes.values where node.isLeaf && node.lockCount == 0 { heap.push(EvictionCandidate(node: node)) }
+        var emptiedRoot = false
         while stats.bytes > limit, let leaf = heap.pop()?.node {
             guard let parent = leaf.parent else { continue }
             remove(leaf, from: parent)
             if !parent.isRoot && parent.isLeaf && parent.lockCount == 0 { heap.push(EvictionCandidate(node: parent)) }
+            if parent.isRoot && parent.isLeaf { emptiedRoot = true }
         }
+        // A namespace (tenant salt) left without nodes costs nothing until it is used again.
+        if emptiedRoot { roots = roots.filter { !$0.value.isLeaf } }
+    }
+
+    /// Forgets the root of `ns` when it holds no node.
+    func dropRootIfEmpty(_ ns: RadixNamespace) {
+        if roots[ns]?.isLeaf == true { roots[ns] = nil }
     }
 
     /// Drops every unlocked node (the RAM tier becomes empty except for what requests hold).

@@ -79,6 +79,7 @@ public final class RadixTree: Sendable {
             }
             let held = lock && whole > 0
             if held { core.lock(node) }
+            if matched == 0 { core.dropRootIfEmpty(namespace) }
             return RadixMatch(tokenCount: matched, pages: pages + (tail.map { [$0.page] } ?? []),
                               lease: RadixLease(namespace: namespace, nodeID: held ? node.id : nil))
         }
@@ -154,6 +155,9 @@ public final class RadixTree: Sendable {
     public func evictAll() {
         core.withLock { $0.evictAll() }
     }
+
+    /// Namespaces with a root in the tree (a namespace whose nodes are all evicted has none).
+    public var namespaceCount: Int { core.withLock { $0.roots.count } }
 
     /// Current counters.
     public func stats() -> RadixStats {

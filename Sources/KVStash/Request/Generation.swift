@@ -18,11 +18,13 @@ extension PrefixCache {
                          startedAt start: ContinuousClock.Instant = .now,
                          onToken: (TokenPiece) -> Bool = { _ in true }) throws -> RequestResult {
         let promptCount = tokens.count
-        var state = try assemble(tokens, needLogits: true, capacity: promptCount + options.maxTokens)
+        // Bounded by the context before any arithmetic: `maxTokens` may be as large as Int.max.
+        let budget = max(0, min(options.maxTokens, model.config.contextLength - promptCount))
+        var state = try assemble(tokens, needLogits: true, capacity: promptCount + budget)
         defer { finish(state) }
         let prefillEnd = ContinuousClock.now
         let loop = GenerationLoop(model: model, tokenizer: tokenizer, sampling: options.sampling,
-                                  maxTokens: options.maxTokens, stopAtEndOfGeneration: options.stopAtEndOfGeneration)
+                                  maxTokens: budget, stopAtEndOfGeneration: options.stopAtEndOfGeneration)
         var cached = 0
         let out = try loop.run(logits: state.logits, cache: &state.cache) { token, cache in
             guard onToken(TokenPiece(id: token.id, text: token.text, index: token.index)) else { return false }

@@ -56,15 +56,17 @@ public final class PrefixCache: Sendable {
     let namespace: RadixNamespace
 
     /// Wires the parts together. `modelFingerprint` must come from
-    /// `ModelFingerprint.compute` for the model's file.
+    /// `ModelFingerprint.compute` for the model's file. `tree` shares one RAM tier (and its
+    /// byte budget) between caches of several tenant salts; nil gives this cache its own,
+    /// of `options.ramBudgetBytes`.
     public init(model: LlamaModel, tokenizer: Tokenizer, store: ChunkStore?, modelFingerprint: [UInt8],
-                options: PrefixCacheOptions = PrefixCacheOptions(), chunkSize: Int = 256) {
+                options: PrefixCacheOptions = PrefixCacheOptions(), chunkSize: Int = 256, tree: RadixTree? = nil) {
         self.model = model
         self.tokenizer = tokenizer
         self.store = store
         self.options = options
         self.modelFingerprint = modelFingerprint
-        self.tree = RadixTree(budgetBytes: options.ramBudgetBytes)
+        self.tree = tree ?? RadixTree(budgetBytes: options.ramBudgetBytes)
         self.keyer = ChunkKeyer(modelFingerprint: modelFingerprint, tenantSalt: options.tenantSalt,
                                 chunkSize: store?.chunkSize ?? chunkSize)
         self.encoder = KVBlockEncoder(codec: options.codec, groupSize: options.groupSize)

@@ -141,7 +141,9 @@ public struct GenerationRun: Sendable {
     /// Generates from `prompt` (token ids) into a fresh cache, calling `emit` with text pieces.
     @discardableResult
     public func generate(prompt: [Int], maxTokens: Int, emit: (String) -> Void) throws -> GenerationStats {
-        var cache = model.newCache(capacity: prompt.count + maxTokens)
+        // Bounded by the context before any arithmetic: `maxTokens` may be as large as Int.max.
+        let room = max(0, min(maxTokens, model.config.contextLength - prompt.count))
+        var cache = model.newCache(capacity: prompt.count + room)
         return try generate(prompt: prompt, cache: &cache, maxTokens: maxTokens, emit: emit)
     }
 

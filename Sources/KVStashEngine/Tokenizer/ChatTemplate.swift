@@ -12,6 +12,26 @@ public struct ChatMessage: Sendable, Codable, Equatable {
     }
 }
 
+/// A rendered conversation: the prompt text and where in it (UTF-8 byte ranges, in order)
+/// the messages' contents lie. The tokenizer parses special-token text only outside those
+/// ranges, so a message cannot inject template markers such as `<|im_start|>`.
+public struct RenderedChat: Sendable, Equatable {
+    public private(set) var text = ""
+    public private(set) var contentRanges: [Range<Int>] = []
+
+    public init() {}
+
+    /// Appends template text (its markers are special tokens).
+    mutating func markup(_ s: String) { text += s }
+
+    /// Appends message content (plain text only).
+    mutating func content(_ s: String) {
+        let start = text.utf8.count
+        text += s
+        contentRanges.append(start..<text.utf8.count)
+    }
+}
+
 /// The model's chat template, read from `tokenizer.chat_template`.
 ///
 /// Rendered natively (no Jinja engine) once the template's family is recognized:
@@ -79,42 +99,49 @@ public struct ChatTemplate: Sendable {
     ///     a system message (what the template itself does, as in transformers and llama.cpp's
     ///     Jinja mode); `false` gives the bare-user-turn form. Only ChatML templates have one.
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool, defaultSystem: Bool) -> String {
+        renderMarked(messages, addGenerationPrompt: addGenerationPrompt, defaultSystem: defaultSystem).text
+    }
+
+    /// `render`, also telling which bytes are message content (for `Tokenizer.encode(_:)`).
+    public func renderMarked(_ messages: [ChatMessage], addGenerationPrompt: Bool, defaultSystem: Bool) -> RenderedChat {
+        var out = RenderedChat()
         switch form {
-        case .chatml: return renderChatML(messages, addGenerationPrompt, defaultSystem)
-        case .zephyr: return renderZephyr(messages, addGenerationPrompt)
-        case .llama3: return renderLlama3(messages, addGenerationPrompt)
+        case .chatml: renderChatML(messages, addGenerationPrompt, defaultSystem, into: &out)
+        case .zephyr: renderZephyr(messages, addGenerationPrompt, into: &out)
+        case .llama3: renderLlama3(messages, addGenerationPrompt, into: &out)
         }
+        return out
     }
 
-    private func renderZephyr(_ messages: [ChatMessage], _ addGenerationPrompt: Bool) -> String {
-        var out = ""
+    private func renderZephyr(_ messages: [ChatMessage], _ addGenerationPrompt: Bool, into out: inout RenderedChat) {
         for m in messages where ["user", "system", "assistant"].contains(m.role) {
-            out += "<|" + m.role + "|>\n" + m.content + eosText + "\n"
+            out.markup("<|" + m.role + "|>\n")
+            out.content(m.content)
+            out.markup(eosText + "\n")
         }
-        if addGenerationPrompt && !messages.isEmpty { out += "<|assistant|>\n" }
-        return out
+        if addGenerationPrompt && !messages.isEmpty { out.markup("<|assistant|>\n") }
     }
 
-    private func renderLlama3(_ messages: [ChatMessage], _ addGenerationPrompt: Bool) -> String {
-        var out = ""
+    private func renderLlama3(_ messages: [ChatMessage], _ addGenerationPrompt: Bool, into out: inout RenderedChat) {
         for m in messages {
-            out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n"
-                + m.content.trimmingCharacters(in: .whitespacesAndNewlines) + "<|eot_id|>"
+            out.markup("<|start_header_id|>" + m.role + "<|end_header_id|>\n\n")
+            out.content(m.content.trimmingCharacters(in: .whitespacesAndNewlines))
+            out.markup("<|eot_id|>")
         }
-        if addGenerationPrompt { out += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
-        return out
+        if addGenerationPrompt { out.markup("<|start_header_id|>assistant<|end_header_id|>\n\n") }
     }
 
-    private func renderChatML(_ messages: [ChatMessage], _ addGenerationPrompt: Bool, _ defaultSystem: Bool) -> String {
-        var out = ""
+    private func renderChatML(_ messages: [ChatMessage], _ addGenerationPrompt: Bool, _ defaultSystem: Bool,
+                              into out: inout RenderedChat) {
         if defaultSystem, let sys = defaultSystemPrompt, let first = messages.first, first.role != "system" {
-            out += "<|im_start|>system\n" + sys + "<|im_end|>\n"
+            out.markup("<|im_start|>system\n" + sys + "<|im_end|>\n")
         }
         for m in messages {
-            out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n"
+            out.markup("<|im_start|>" + m.role + "\n")
+            out.content(m.content)
+            out.markup("<|im_end|>\n")
         }
-        if addGenerationPrompt { out += "<|im_start|>assistant\n" }
-        return out
+        if addGenerationPrompt { out.markup("<|im_start|>assistant\n") }
     }
 
     /// The default system text of a ChatML template: the literal between `<|im_start|>system` +

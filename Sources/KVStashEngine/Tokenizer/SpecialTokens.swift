@@ -34,15 +34,21 @@ struct SpecialTokens: Sendable {
         isEmpty = map.isEmpty
     }
 
-    /// Splits `bytes` into text and special-token segments.
-    func partition(_ bytes: UnsafeBufferPointer<UInt8>, parseSpecial: Bool) -> [Segment] {
+    /// Splits `bytes` into text and special-token segments. Control tokens are matched only
+    /// with `parseSpecial`, and never where they would overlap one of the `plain` ranges
+    /// (sorted byte ranges that must stay text, such as chat message contents).
+    func partition(_ bytes: UnsafeBufferPointer<UInt8>, parseSpecial: Bool, plain: [Range<Int>] = []) -> [Segment] {
         var out: [Segment] = []
         var textStart = 0, i = 0
+        var nextPlain = 0
         let n = bytes.count
         while i < n {
+            while nextPlain < plain.count, plain[nextPlain].upperBound <= i { nextPlain += 1 }
             let cands = byFirstByte[Int(bytes[i])]
             guard !cands.isEmpty, let hit = cands.first(where: { e in
-                      (parseSpecial || !e.control) && e.bytes.count <= n - i
+                      (!e.control || parseSpecial && !(nextPlain < plain.count
+                          && plain[nextPlain].overlaps(i..<(i + e.bytes.count))))
+                          && e.bytes.count <= n - i
                           && e.bytes.withUnsafeBufferPointer { eb in
                               (0..<eb.count).allSatisfy { bytes[i + $0] == eb[$0] }
                           }

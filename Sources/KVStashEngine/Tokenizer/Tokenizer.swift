@@ -86,6 +86,17 @@ public struct Tokenizer: Sendable {
     /// that single token (what llama.cpp does for chat prompts); without it, only USER_DEFINED
     /// tokens are matched and CONTROL token text is tokenized as plain text.
     public func encode(_ text: String, parseSpecial: Bool = true) -> [Int] {
+        encode(text, parseSpecial: parseSpecial, plain: [])
+    }
+
+    /// Token ids of a rendered chat: the template's markers are special tokens, while
+    /// special-token text inside a message's content is tokenized as plain text. A chat
+    /// without such text gets the same ids as `encode(chat.text)`.
+    public func encode(_ chat: RenderedChat) -> [Int] {
+        encode(chat.text, parseSpecial: true, plain: chat.contentRanges)
+    }
+
+    private func encode(_ text: String, parseSpecial: Bool, plain: [Range<Int>]) -> [Int] {
         var text = text
         var out: [Int32] = []
         if vocab.addBOS, let bos = vocab.bos { out.append(Int32(bos)) }
@@ -97,7 +108,7 @@ public struct Tokenizer: Sendable {
                 return
             }
             var afterSpecial = true
-            for seg in vocab.specials.partition(bytes, parseSpecial: parseSpecial) {
+            for seg in vocab.specials.partition(bytes, parseSpecial: parseSpecial, plain: plain) {
                 switch seg {
                 case let .special(id): out.append(id)
                 case let .text(r): enc.encode(bytes, r, afterSpecial: afterSpecial, into: &out)

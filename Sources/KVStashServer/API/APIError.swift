@@ -16,6 +16,10 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     public var param: String?
     /// Machine-readable code, e.g. `model_not_found`.
     public var code: String?
+    /// What went wrong inside the server, for the log only (never sent: it may name files).
+    public var detail: String?
+    /// Seconds for a `Retry-After` header (429, 503).
+    public var retryAfter: Int?
 
     public init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error",
                 param: String? = nil, code: String? = nil) {
@@ -38,6 +42,13 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
         APIError(.unauthorized, message, type: "authentication_error", code: "invalid_api_key")
     }
 
+    /// 429 when a queue or limit is full; the client may retry after `retryAfter` seconds.
+    static func tooManyRequests(_ message: String, retryAfter: Int, code: String = "rate_limit_exceeded") -> APIError {
+        var e = APIError(.tooManyRequests, message, type: "rate_limit_error", code: code)
+        e.retryAfter = retryAfter
+        return e
+    }
+
     /// 404 for an unknown model, entry or job.
     static func notFound(_ message: String, param: String? = nil, code: String? = nil) -> APIError {
         APIError(.notFound, message, param: param, code: code)
@@ -50,6 +61,7 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     func response() -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         let data = (try? JSONEncoder().encode(body)) ?? Data("{}".utf8)
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
@@ -98,8 +110,17 @@ extension APIError {
             }
             return APIError(e.status, message, type: e.status.code >= 500 ? "server_error" : "invalid_request_error")
         default:
-            return APIError(.internalServerError, "internal error: \(error)", type: "server_error")
+            return internalError(error)
         }
+    }
+
+    /// A 500 whose message carries only an id; the cause stays in `detail` for the log.
+    static func internalError(_ error: any Error) -> APIError {
+        let id = "err-" + UUID().uuidString.prefix(8).lowercased()
+        var e = APIError(.internalServerError, "internal server error (id \(id)); the server log has the cause",
+                         type: "server_error", code: "internal_error")
+        e.detail = "\(id): \(error)"
+        return e
     }
 
     private static func path(_ context: DecodingError.Context) -> String {

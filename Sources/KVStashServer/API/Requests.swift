@@ -1,5 +1,17 @@
 import Foundation
 
+extension SingleValueDecodingContainer {
+    /// The value as `T`, or nil when the JSON value has another type. Other faults (invalid
+    /// UTF-8 in a string, a number out of range) are thrown, so the client learns what is wrong.
+    func decodeIfType<T: Decodable>(_ type: T.Type) throws -> T? {
+        do {
+            return try decode(type)
+        } catch DecodingError.typeMismatch(_, _) {
+            return nil
+        }
+    }
+}
+
 /// `stop`: one string or an array of up to four strings.
 struct StopSequences: Decodable, Sendable {
     var values: [String]
@@ -8,7 +20,7 @@ struct StopSequences: Decodable, Sendable {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() {
             values = []
-        } else if let one = try? c.decode(String.self) {
+        } else if let one = try c.decodeIfType(String.self) {
             values = [one]
         } else {
             values = try c.decode([String].self)
@@ -22,11 +34,11 @@ struct PromptInput: Decodable, Sendable {
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if let one = try? c.decode(String.self) {
+        if let one = try c.decodeIfType(String.self) {
             text = one
             return
         }
-        guard let many = try? c.decode([String].self) else {
+        guard let many = try c.decodeIfType([String].self) else {
             throw DecodingError.typeMismatch(String.self, .init(
                 codingPath: decoder.codingPath,
                 debugDescription: "prompt must be a string or an array of one string"))
@@ -51,10 +63,10 @@ struct MessageContent: Decodable, Sendable {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() {
             text = ""
-        } else if let s = try? c.decode(String.self) {
+        } else if let s = try c.decodeIfType(String.self) {
             text = s
         } else {
-            guard let parts = try? c.decode([Part].self) else {
+            guard let parts = try c.decodeIfType([Part].self) else {
                 throw DecodingError.typeMismatch(String.self, .init(
                     codingPath: decoder.codingPath,
                     debugDescription: "content must be a string or an array of text parts"))
@@ -129,7 +141,7 @@ struct PrecomputeRequest: Decodable, Sendable {
         var text: String
 
         init(from decoder: any Decoder) throws {
-            if let s = try? decoder.singleValueContainer().decode(String.self) {
+            if let s = try decoder.singleValueContainer().decodeIfType(String.self) {
                 id = nil
                 text = s
                 return

@@ -66,7 +66,7 @@ extension CompletionJob {
         guard maxTokens <= room else {
             throw APIError.badRequest(
                 "this model's maximum context length is \(contextLength) tokens, but you requested "
-                    + "\(promptTokens + maxTokens) tokens (\(promptTokens) in the prompt, \(maxTokens) for the completion)",
+                    + "\(promptTokens) tokens in the prompt and \(maxTokens) for the completion",
                 param: "max_tokens", code: "context_length_exceeded")
         }
         return maxTokens

@@ -5,7 +5,10 @@ import KVStashStore
 import Synchronization
 
 /// The serving backend: the request path (`PrefixCache`) with its radix tree (RAM) and
-/// chunk store (disk), one `PrefixCache` per tenant salt over the same model and store.
+/// chunk store (disk). Every tenant salt gets a `PrefixCache` view over the same model,
+/// store and radix tree: the tree keeps one namespace per salt under one global byte
+/// budget, and a namespace whose nodes are evicted costs nothing, so idle salts hold no
+/// memory.
 ///
 /// Requests run on threads of their own and take the model's `FairTurn` step by step,
 /// so concurrent generations interleave round-robin; requests that share a prefix share
@@ -20,7 +23,8 @@ public final class PrefixCacheBackend: TemplatedBackend {
     public let defaultSystem: Bool
     private let fingerprint: [UInt8]
     private let options: PrefixCacheOptions
-    private let caches: Mutex<[String: PrefixCache]>
+    /// The RAM tier of every salt, bounded by `options.ramBudgetBytes` in all.
+    public let tree: RadixTree
 
     public var contextLength: Int { model.config.contextLength }
 
@@ -32,7 +36,7 @@ public final class PrefixCacheBackend: TemplatedBackend {
     }
 
     /// Wires the request path for an already loaded `model` (read from `modelPath`, whose
-    /// fingerprint keys the store). Tenants' `PrefixCache`s are created on first use.
+    /// fingerprint keys the store).
     public init(model: LlamaModel, modelPath: String, store: ChunkStore?,
                 options: PrefixCacheOptions = PrefixCacheOptions(), turn: FairTurn = FairTurn(),
                 defaultSystem: Bool = true) throws {
@@ -45,20 +49,16 @@ public final class PrefixCacheBackend: TemplatedBackend {
         self.options = options
         self.turn = turn
         self.defaultSystem = defaultSystem
-        caches = Mutex([:])
+        tree = RadixTree(budgetBytes: options.ramBudgetBytes)
     }
 
-    /// The request path of tenant `salt` (created on first use).
+    /// The request path of tenant `salt`: a light view (keyer, codec, namespace) over the
+    /// shared model, store and tree, made per request.
     public func prefixCache(salt: String) -> PrefixCache {
-        caches.withLock { caches in
-            if let cache = caches[salt] { return cache }
-            var options = self.options
-            options.tenantSalt = Array(salt.utf8)
-            let cache = PrefixCache(model: model, tokenizer: tokenizer, store: store, modelFingerprint: fingerprint,
-                                    options: options)
-            caches[salt] = cache
-            return cache
-        }
+        var options = self.options
+        options.tenantSalt = Array(salt.utf8)
+        return PrefixCache(model: model, tokenizer: tokenizer, store: store, modelFingerprint: fingerprint,
+                           options: options, tree: tree)
     }
 
     public func generate(_ prepared: PreparedCompletion,
@@ -83,18 +83,19 @@ public final class PrefixCacheBackend: TemplatedBackend {
             throw APIError(.notImplemented, "precompute needs a store")
         }
         let cache = prefixCache(salt: salt)
-        let chat = template
         let docs = documents
         return try await TurnRunner.run(turn: turn, onPiece: { (p: PrecomputeProgress) in
             await onProgress(p)
             return true
-        }) { emit -> PrecomputeProgress in
+        }) { [self] emit -> PrecomputeProgress in
             var p = PrecomputeProgress()
             for doc in docs {
-                let text = PromptTemplate.chatSystem.prefix(document: doc.text, chat: chat)
+                // The system turn a chat starts with, tokenized as a chat request's is
+                // (the document is plain text), so the chat's first chunks are these.
+                let tokens = chatTokens([ChatTurn(role: "system", content: doc.text)], addGenerationPrompt: false)
                 let id = doc.id ?? Self.documentID(doc.text, salt: salt)
                 var stop = false
-                let r = try cache.precompute(tokens: cache.tokenize(text), id: id, name: id,
+                let r = try cache.precompute(tokens: tokens, id: id, name: id,
                                              shouldStop: { stop }) { tokens in
                     p.tokensDone += tokens
                     stop = !emit(p)

@@ -10,6 +10,19 @@ public protocol TemplatedBackend: CompletionBackend {
 }
 
 extension TemplatedBackend {
+    /// Token ids of a prompt. Raw text is tokenized as is, special-token text such as
+    /// `<|im_start|>` parsed (the caller writes the whole prompt, markers included). Chat
+    /// messages go through the chat template: only the template's markers are special;
+    /// a message's content is plain text, so it cannot open or close turns.
+    public func promptTokens(_ prompt: CompletionJob.Prompt) -> [Int] {
+        switch prompt {
+        case .text(let text):
+            return tokenizer.encode(text, parseSpecial: true)
+        case .chat(let turns):
+            return chatTokens(turns, addGenerationPrompt: true)
+        }
+    }
+
     /// The prompt text of a job: raw text, or messages through the chat template.
     public func promptText(_ prompt: CompletionJob.Prompt) -> String {
         switch prompt {
@@ -21,10 +34,16 @@ extension TemplatedBackend {
         }
     }
 
-    /// Tokenizes the job (special tokens such as `<|im_start|>` parsed as single tokens, as
-    /// llama.cpp does for chat prompts) and checks it fits the context.
+    /// Token ids of chat turns through the template (contents as plain text).
+    public func chatTokens(_ turns: [ChatTurn], addGenerationPrompt: Bool) -> [Int] {
+        let messages = turns.map { ChatMessage(role: $0.role, content: $0.content) }
+        return tokenizer.encode(template.renderMarked(messages, addGenerationPrompt: addGenerationPrompt,
+                                                      defaultSystem: defaultSystem))
+    }
+
+    /// Tokenizes the job and checks it fits the context.
     public func prepare(_ job: CompletionJob) async throws -> PreparedCompletion {
-        let tokens = tokenizer.encode(promptText(job.prompt), parseSpecial: true)
+        let tokens = promptTokens(job.prompt)
         guard !tokens.isEmpty else { throw APIError.badRequest("the prompt is empty", param: "prompt") }
         let limit = try job.completionLimit(promptTokens: tokens.count, contextLength: contextLength)
         return PreparedCompletion(job: job, tokens: tokens, maxTokens: limit)

@@ -66,6 +66,9 @@ final class CompletionStream: Sendable {
     /// Stops the generation (the client went away).
     func cancel() { task.cancel() }
 
+    /// Returns when the generation has ended (its KV is freed).
+    func finished() async { await task.value }
+
     /// Collects the whole text and the usage (non-streaming answers).
     func collect() async throws -> (text: String, usage: CompletionUsage) {
         var text = ""

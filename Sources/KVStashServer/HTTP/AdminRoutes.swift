@@ -29,8 +29,10 @@ extension KVStashServer {
         group.get("/stats") { _, _ in try await adminJSON(store().stats()) }
         group.get("/entries") { request, _ in
             let q = request.uri.queryParameters
-            let limit = Int(q["limit"].map(String.init) ?? "") ?? 100
-            guard (1...1000).contains(limit) else { throw APIError.badRequest("limit must be in 1...1000", param: "limit") }
+            let limit = q["limit"].map { Int(String($0)) ?? -1 } ?? 100
+            guard (1...1000).contains(limit) else {
+                throw APIError.badRequest("limit must be an integer in 1...1000", param: "limit")
+            }
             var filter = StoreEntryFilter()
             if let p = q["pinned"] {
                 guard let b = Bool(String(p)) else { throw APIError.badRequest("pinned must be true or false", param: "pinned") }
@@ -55,7 +57,11 @@ extension KVStashServer {
             switch (body.keys, body.down_to_bytes) {
             case (let keys?, nil): return try await adminJSON(store().evict(.keys(keys)))
             case (nil, let bytes?) where bytes >= 0: return try await adminJSON(store().evict(.downTo(bytes: bytes)))
-            default: throw APIError.badRequest("give either 'keys' or 'down_to_bytes' (>= 0)")
+            case (let keys?, let bytes?): throw APIError.badRequest(
+                "give either 'keys' or 'down_to_bytes', not both (got \(keys.count) keys and \(bytes) bytes)")
+            case (nil, let bytes?): throw APIError.badRequest("'down_to_bytes' must be >= 0 (got \(bytes))",
+                                                              param: "down_to_bytes")
+            case (nil, nil): throw APIError.badRequest("give either 'keys' or 'down_to_bytes' (>= 0)")
             }
         }
         group.post("/verify") { _, _ in try await adminJSON(store().verify()) }

@@ -15,7 +15,7 @@ struct OpenAIErrorMiddleware: RouterMiddleware {
         } catch {
             let apiError = APIError.from(error)
             if apiError.status.code >= 500 {
-                context.logger.error("\(request.method) \(request.uri.path): \(apiError)")
+                context.logger.error("\(request.method) \(request.uri.path): \(apiError.detail ?? apiError.description)")
             }
             return apiError.response()
         }
@@ -72,15 +72,28 @@ extension Request {
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit)
         }
-        guard buffer.readableBytes > 0 else { throw APIError.badRequest("request body is empty; expected JSON") }
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
-        } catch let e as DecodingError {
-            if case .dataCorrupted(let c) = e, c.codingPath.isEmpty {
-                throw APIError.badRequest("malformed JSON body", code: "invalid_json")
-            }
-            throw e
+        return try decodeJSONBody(T.self, from: Array(buffer.readableBytesView))
+    }
+}
+
+/// Decodes a request body as JSON; every fault is a 400 that says what is wrong and, where
+/// it can, in which field.
+func decodeJSONBody<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+    guard !bytes.isEmpty else { throw APIError.badRequest("request body is empty; expected JSON") }
+    do {
+        return try JSONDecoder().decode(T.self, from: Data(bytes))
+    } catch let e as DecodingError {
+        guard case .dataCorrupted(let c) = e else { throw e }
+        // The decoder's "not valid JSON" names neither the fault nor (at the root) the
+        // field: scan the body to say what is wrong and where.
+        if let finding = JSONDiagnosis.diagnose(bytes) {
+            throw APIError.badRequest(finding.message, param: finding.param, code: "invalid_json")
         }
+        if c.codingPath.isEmpty {
+            let cause = (c.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            throw APIError.badRequest("malformed JSON body: \(cause ?? c.debugDescription)", code: "invalid_json")
+        }
+        throw e
     }
 }
 

@@ -37,7 +37,8 @@ extension KVStashServer {
                 var request = request
                 let arrival = ContinuousClock.now
                 let body = try await request.decodeJSON(CompletionRequest.self, limit: configuration.maxBodyBytes)
-                let call = try makeCall(.completions, prompt: .text(body.prompt.text), body.fields)
+                let salt = try tenantSalt(request, cacheSalt: body.fields.cache_salt)
+                let call = try makeCall(.completions, prompt: .text(body.prompt.text), body.fields, salt: salt)
                 return try await serve(call, arrival: arrival, context: context)
             }
         }
@@ -48,7 +49,8 @@ extension KVStashServer {
                 let body = try await request.decodeJSON(ChatRequest.self, limit: configuration.maxBodyBytes)
                 let turns = try body.messages.enumerated().map { i, m in try turn(m, index: i) }
                 guard !turns.isEmpty else { throw APIError.badRequest("'messages' must not be empty", param: "messages") }
-                let call = try makeCall(.chat, prompt: .chat(turns), body.fields)
+                let salt = try tenantSalt(request, cacheSalt: body.fields.cache_salt)
+                let call = try makeCall(.chat, prompt: .chat(turns), body.fields, salt: salt)
                 return try await serve(call, arrival: arrival, context: context)
             }
         }
@@ -76,7 +78,7 @@ extension KVStashServer {
                   param: "model", code: "model_not_found")
     }
 
-    private func turn(_ m: ChatMessageInput, index: Int) throws -> ChatTurn {
+    func turn(_ m: ChatMessageInput, index: Int) throws -> ChatTurn {
         let roles = ["system", "developer", "user", "assistant", "tool"]
         guard roles.contains(m.role) else {
             throw APIError.badRequest("messages[\(index)].role '\(m.role)' is not one of \(roles)",
@@ -85,8 +87,10 @@ extension KVStashServer {
         return ChatTurn(role: m.role == "developer" ? "system" : m.role, content: m.content?.text ?? "")
     }
 
-    /// Checks the sampling fields and builds the job.
-    func makeCall(_ endpoint: Endpoint, prompt: CompletionJob.Prompt, _ f: SamplingFields) throws -> CompletionCall {
+    /// Checks the sampling fields and builds the job; `salt` is the request's namespace
+    /// (default: the body's `cache_salt`).
+    func makeCall(_ endpoint: Endpoint, prompt: CompletionJob.Prompt, _ f: SamplingFields,
+                  salt: String? = nil) throws -> CompletionCall {
         if let model = f.model, model != backend.modelID { throw unknownModel(model) }
         if let n = f.n, n != 1 { throw APIError.badRequest("only n=1 is supported (got \(n))", param: "n") }
         let maxTokens = f.max_completion_tokens ?? f.max_tokens
@@ -104,7 +108,7 @@ extension KVStashServer {
         let limit = maxTokens ?? (endpoint == .completions ? 16 : nil)
         let job = CompletionJob(prompt: prompt, maxTokens: limit, defaultMaxTokens: configuration.defaultChatMaxTokens,
                                 temperature: temperature, topP: topP, topK: f.top_k ?? 0,
-                                seed: f.seed.map { UInt64(bitPattern: $0) }, salt: f.cache_salt ?? "")
+                                seed: f.seed.map { UInt64(bitPattern: $0) }, salt: salt ?? f.cache_salt ?? "")
         return CompletionCall(endpoint: endpoint, job: job, stops: stops, stream: f.stream ?? false,
                               includeUsage: f.stream_options?.include_usage ?? false)
     }
@@ -112,8 +116,18 @@ extension KVStashServer {
     /// Prepares (4xx if the job cannot be served), then answers as JSON or as an SSE stream.
     func serve(_ call: CompletionCall, arrival: ContinuousClock.Instant, context: ServerContext) async throws -> Response {
         let prepared = try await backend.prepare(call.job)
+        let reserved = prepared.tokens.count + prepared.maxTokens
+        guard activeTokens.reserve(reserved) else {
+            throw APIError.tooManyRequests(
+                "the server is generating for \(activeTokens.reserved) tokens of context (limit \(activeTokens.limit)); "
+                    + "retry later", retryAfter: 1, code: "server_busy")
+        }
         let run = CompletionStream(backend: backend, prepared: prepared, stops: call.stops, metrics: metrics,
                                 arrival: arrival)
+        Task { [activeTokens] in
+            await run.finished()
+            activeTokens.release(reserved)
+        }
         let watcher = await context.disconnectWatcher()
         let meta = AnswerMeta(call: call, id: call.endpoint.idPrefix + UUID().uuidString.lowercased(),
                               created: Int(Date().timeIntervalSince1970), model: backend.modelID)
