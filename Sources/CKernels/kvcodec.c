@@ -43,6 +43,25 @@ KV_CLONES void kv_f32_to_f16_rows(uint16_t *dst, size_t ld_dst, const float *src
     }
 }
 
+typedef float v32f __attribute__((vector_size(128), aligned(4)));
+typedef _Float16 v32h_aligned __attribute__((vector_size(64), aligned(64)));
+
+KV_CLONES void kv_f32_to_f16_stream(uint16_t *dst, const float *src, size_t n) {
+    size_t i = 0;
+    kv_half *d = (kv_half *)dst;
+    if (((uintptr_t)dst & 63) == 0) {
+        for (; i + 32 <= n; i += 32) {
+            v32f x;
+            memcpy(&x, src + i, sizeof x);
+            __builtin_nontemporal_store(__builtin_convertvector(x, v32h_aligned), (v32h_aligned *)(d + i));
+        }
+#if defined(__x86_64__)
+        __builtin_ia32_sfence();
+#endif
+    }
+    for (; i < n; i++) d[i] = (kv_half)src[i];
+}
+
 KV_CLONES int kv_fits_f16(const float *src, size_t n) {
     int ok = 1;
     for (size_t i = 0; i < n; i++) ok &= (fabsf(src[i]) <= kHalfMax);

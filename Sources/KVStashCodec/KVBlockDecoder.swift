@@ -77,8 +77,8 @@ public struct KVBlockDecoder: Sendable {
         let rows = position..<(position + layout.tokens)
         if rows.upperBound > oldCount { cache.extend(by: rows.upperBound - oldCount) }
         do {
-            try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout) { layer, kind, body in
-                cache.withMutableRows(layer: layer, kind, rows, body)
+            try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout) { layer, kind, decode in
+                cache.withMutableRows(layer: layer, kind, rows) { decode(0..<layout.tokens, $0) }
             }
         } catch {
             if cache.count > oldCount { cache.truncate(to: oldCount) }
@@ -108,8 +108,8 @@ public struct KVBlockDecoder: Sendable {
         guard layout.tokens == writer.rows.count else {
             throw KVBlockError.invalidHeader("\(layout.tokens) tokens for \(writer.rows.count) rows")
         }
-        try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout) { layer, kind, body in
-            writer.withMutableRows(layer: layer, kind, body)
+        try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout) { layer, kind, decode in
+            writer.withMutableTiles(layer: layer, kind, decode)
         }
         return header
     }
@@ -144,10 +144,11 @@ public struct KVBlockDecoder: Sendable {
         return try FrameReader(payload, zstd: header.isZstd, contentSize: size, verifyContent: verifyContent)
     }
 
-    /// Streams every section out of the frame and decodes it into the destination rows
-    /// that `rows(layer, kind, body)` hands to `body`.
+    /// Streams every section out of the frame (in place where the frame allows) and has
+    /// `rows(layer, kind, decode)` place it: `decode(tokens, dst)` decodes the section's
+    /// rows `tokens` into f32 `dst`.
     private func stream(_ reader: FrameReader, _ layout: KVBlockLayout,
-                        into rows: (Int, KVKind, (UnsafeMutableBufferPointer<Float>) -> KVBlockError?) -> KVBlockError?)
+                        into rows: (Int, KVKind, (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) -> Void)
         throws(KVBlockError) {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: layout.largestSection, alignment: 64)
         let work = UnsafeMutablePointer<Float>.allocate(capacity: 3 * layout.kvDim)
@@ -156,17 +157,8 @@ public struct KVBlockDecoder: Sendable {
         for layer in 0..<layout.layers {
             for kind in [KVKind.key, .value] {
                 let section = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<layout.section(kind).byteCount])
-                let failure = rows(layer, kind) { dst -> KVBlockError? in
-                    do throws(KVBlockError) {
-                        if layout.codec == .f32 {
-                            try reader.read(into: UnsafeMutableRawBufferPointer(dst))  // straight into the destination
-                        } else {
-                            codec.decode(try reader.view(section.count, scratch: section), kind, into: dst)
-                        }
-                        return nil
-                    } catch { return error }
-                }
-                if let failure { throw failure }
+                let bytes = try reader.view(section.count, scratch: section)
+                rows(layer, kind) { tokens, dst in codec.decode(bytes, kind, rows: tokens, into: dst) }
             }
         }
         try reader.finish()

@@ -47,34 +47,38 @@ struct SectionCodec {
         return true
     }
 
-    /// Decodes section bytes `src` into the f32 rows `dst`. `src` may lie at any address
-    /// (a stored block read in place): the kernels read its fp16 values unaligned.
-    func decode(_ src: UnsafeRawBufferPointer, _ kind: KVKind, into dst: UnsafeMutableBufferPointer<Float>) {
-        let n = layout.tokens * d
-        let y = dst.baseAddress!, base = src.baseAddress!
+    /// Decodes rows `rows` (all by default) of section bytes `src` into the f32 rows `dst`
+    /// (`rows.count * kvDim` floats). `src` may lie at any address (a stored block read in
+    /// place): the kernels read its fp16 values unaligned.
+    func decode(_ src: UnsafeRawBufferPointer, _ kind: KVKind, rows: Range<Int>? = nil,
+                into dst: UnsafeMutableBufferPointer<Float>) {
+        let rows = rows ?? 0..<layout.tokens
+        let y = dst.baseAddress!, base = src.baseAddress!, n = rows.count * d
         switch layout.codec {
         case .f32:
-            UnsafeMutableRawPointer(y).copyMemory(from: base, byteCount: n * 4)
+            UnsafeMutableRawPointer(y).copyMemory(from: base + 4 * rows.lowerBound * d, byteCount: n * 4)
         case .f16:
-            kv_f16_to_f32(y, base, n)
+            kv_f16_to_f32(y, base + 2 * rows.lowerBound * d, n)
         case .int8, .int4:
             let (scales, zeros, codes) = parts(of: UnsafeMutableRawPointer(mutating: base), kind)
-            dequantize(y, kind, scales: scales, zeros: zeros, codes: codes.assumingMemoryBound(to: UInt8.self))
+            dequantize(y, kind, rows, scales: scales, zeros: zeros, codes: codes.assumingMemoryBound(to: UInt8.self))
         }
     }
 
-    private func dequantize(_ y: UnsafeMutablePointer<Float>, _ kind: KVKind, scales: UnsafeRawPointer,
+    private func dequantize(_ y: UnsafeMutablePointer<Float>, _ kind: KVKind, _ rows: Range<Int>, scales: UnsafeRawPointer,
                             zeros: UnsafeRawPointer, codes: UnsafePointer<UInt8>) {
         let g = layout.groupSize
         guard layout.perChannel(kind) else {
-            kv_dequant_rows(y, codes, layout.tokens, d, g, bits, scales, zeros)
+            let groups = (d + g - 1) / g, r0 = rows.lowerBound
+            kv_dequant_rows(y, codes + r0 * layout.rowBytes, rows.count, d, g, bits,
+                            scales + 2 * r0 * groups, zeros + 2 * r0 * groups)
             return
         }
-        for group in 0..<layout.tokenGroups {
-            let r0 = group * g, rows = min(g, layout.tokens - r0)
+        for group in (rows.lowerBound / g)...((rows.upperBound - 1) / g) {
+            let r0 = max(group * g, rows.lowerBound), r1 = min((group + 1) * g, rows.upperBound)
             kv_f16_to_f32(work, scales + 2 * group * d, d)
             kv_f16_to_f32(work + d, zeros + 2 * group * d, d)
-            kv_dequant_cols(y + r0 * d, codes + r0 * layout.rowBytes, rows, d, bits, work, work + d)
+            kv_dequant_cols(y + (r0 - rows.lowerBound) * d, codes + r0 * layout.rowBytes, r1 - r0, d, bits, work, work + d)
         }
     }
 

@@ -18,6 +18,10 @@ public struct KVRowWriter: @unchecked Sendable {
     /// This writer's own `rows.count * kvDim` floats, where `body` writes.
     fileprivate let scratch: UnsafeMutablePointer<Float>
 
+    /// Rows per tile of `withMutableTiles`: 16 rows of one layer's K or V (12 KB for
+    /// SmolLM2-135M) stay in L1 from dequantization to the store.
+    public static let tileRows = 16
+
     /// Writes this writer's rows of `kind` in `layer` from f32 (`rows.count * kvDim`
     /// floats): `body` fills a buffer of that size (small enough to stay in the core's
     /// cache) with K before RoPE or V; K is rotated there for its positions, and both are
@@ -32,8 +36,29 @@ public struct KVRowWriter: @unchecked Sendable {
             rotation.apply(scratch, stride: d, into: scratch, stride: d, rows: rows.count,
                            firstPosition: firstPosition, heads: shape.kvHeads, headDim: shape.headDim)
         }
-        kv_f32_to_f16(storage.pointer(layer: layer, kind) + rows.lowerBound * d, scratch, n)
+        kv_f32_to_f16_stream(storage.pointer(layer: layer, kind) + rows.lowerBound * d, scratch, n)
         return result
+    }
+
+    /// Writes this writer's rows of `kind` in `layer` a tile of `tileRows` rows at a time,
+    /// in one pass over the cache's memory: `body(tile, buffer)` fills rows `tile` (counted
+    /// from `rows.lowerBound`) into `buffer` (`tile.count * kvDim` floats that stay in L1)
+    /// with K before RoPE or V; K is rotated there for its positions, and the tile is
+    /// narrowed to f16 into the cache with non-temporal stores (a splice writes far more
+    /// than the caches hold, and plain stores would first read every line they write).
+    public func withMutableTiles(layer: Int, _ kind: KVKind,
+                                 _ body: (Range<Int>, UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
+        precondition(layer >= 0 && layer < shape.layers)
+        let d = shape.kvDim, out = storage.pointer(layer: layer, kind) + rows.lowerBound * d
+        for t0 in stride(from: 0, to: rows.count, by: Self.tileRows) {
+            let tile = t0..<min(rows.count, t0 + Self.tileRows), n = tile.count * d
+            try body(tile, UnsafeMutableBufferPointer(start: scratch, count: n))
+            if kind == .key, let rotation {
+                rotation.apply(scratch, stride: d, into: scratch, stride: d, rows: tile.count,
+                               firstPosition: firstPosition + t0, heads: shape.kvHeads, headDim: shape.headDim)
+            }
+            kv_f32_to_f16_stream(out + t0 * d, scratch, n)
+        }
     }
 
     /// The cache's own f16 rows of `kind` in `layer` (`rows.count * kvDim` halves; K after

@@ -94,9 +94,10 @@ final class RadixTreeTests: XCTestCase {
         XCTAssertEqual(matchAndCheck(tree, [7]), 0)
         // A query ending inside a page takes that page's leading rows.
         XCTAssertEqual(matchAndCheck(tree, Array(0..<63)), 63)
+        let nodes = tree.stats().nodes
         insert(tree, Array(0..<20))
         XCTAssertEqual(tree.stats().tokens, 96, "nothing new: the tree holds all of it already")
-        XCTAssertEqual(tree.stats().nodes, 3, "and nothing was split for it")
+        XCTAssertEqual(tree.stats().nodes, nodes, "and nothing was split for it")
         invariants(tree)
     }
 

@@ -24,6 +24,42 @@ struct SpeedResult: Codable {
     /// The same two speeds in wall-clock time (lower when other processes share the core).
     var encodeWallGBps: Double
     var decodeWallGBps: Double
+    /// The store step of a cold hit: f16 KV bytes written into a `KVCache` of all the
+    /// chunks (K rotated, one pass per block, `KVRowWriter` tiles) per second of thread
+    /// CPU time, one thread, with the frame's content checksum off as on the request path.
+    var spliceGBps: Double
+}
+
+/// `spliceGBps` of `blocks` (chunk `i` under `chunkKey(i)`): each decoded into its rows of
+/// one cache of all of them, as the request path's writers do.
+func spliceSpeed(_ blocks: [[UInt8]], shape: KVShape, chunk: Int, reps: Int) -> Double {
+    let rotation = RotaryTable(positions: 0..<(blocks.count * chunk), ropeDims: shape.headDim, base: 100_000,
+                               style: .adjacent)
+    var cache = KVCache(shape: shape, capacity: blocks.count * chunk, rotation: rotation)
+    let decoder = KVBlockDecoder(verifiesFrameContent: false)
+    let time = bestTime(reps: reps) {
+        cache.truncate(to: 0)
+        for (i, block) in blocks.enumerated() {
+            let ok = cache.writeConcurrently([(i * chunk)..<((i + 1) * chunk)]) { _, writer in
+                (try? decoder.decode(block, expectedChunkKey: chunkKey(i), expectedFingerprint: fingerprint,
+                                     into: writer)) != nil
+            }
+            precondition(ok == [true], "block \(i) did not decode")
+        }
+    }
+    return Double(blocks.count * chunk * shape.cacheBytesPerPosition) / time.cpu / 1e9
+}
+
+/// memcpy of `bytes` between two buffers of that size (both written first), GB/s of thread
+/// CPU time: the baseline of `spliceSpeed`, which writes as many bytes.
+func memcpySpeed(bytes: Int, reps: Int) -> Double {
+    let src = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    let dst = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    defer { src.deallocate(); dst.deallocate() }
+    src.initializeMemory(as: UInt8.self, repeating: 1, count: bytes)
+    dst.initializeMemory(as: UInt8.self, repeating: 2, count: bytes)
+    let time = bestTime(reps: reps) { dst.copyMemory(from: src, byteCount: bytes) }
+    return Double(bytes) / time.cpu / 1e9
 }
 
 /// Measures every configuration on `chunks` of `source` (fastest of `reps`).
@@ -58,11 +94,12 @@ func measureSpeed(_ source: KVRows, chunk: Int, configs: [CodecConfig], reps: In
             bytesPerToken: stored / Double(tokens), rawBytesPerToken: raw / Double(tokens),
             frameGain: raw / stored, ratioToF16: stored / f16Raw,
             encodeGBps: f32Bytes / encodeTime.cpu / 1e9, decodeGBps: f32Bytes / decodeTime.cpu / 1e9,
-            encodeWallGBps: f32Bytes / encodeTime.wall / 1e9, decodeWallGBps: f32Bytes / decodeTime.wall / 1e9))
+            encodeWallGBps: f32Bytes / encodeTime.wall / 1e9, decodeWallGBps: f32Bytes / decodeTime.wall / 1e9,
+            spliceGBps: spliceSpeed(blocks, shape: shape, chunk: chunk, reps: reps)))
         let r = results.last!
         print("\(config.label.padding(toLength: 20, withPad: " ", startingAt: 0)) \(fmt(r.bytesPerToken, 0)) B/tok"
               + "  raw \(fmt(r.rawBytesPerToken, 0))  gain \(fmt(r.frameGain, 3))x  vs f16 \(fmt(r.ratioToF16, 3))"
-              + "  enc \(fmt(r.encodeGBps)) GB/s  dec \(fmt(r.decodeGBps)) GB/s")
+              + "  enc \(fmt(r.encodeGBps)) GB/s  dec \(fmt(r.decodeGBps)) GB/s  splice \(fmt(r.spliceGBps)) GB/s")
         fflush(nil)
     }
     return results

@@ -59,6 +59,8 @@ struct SpeedReport: Codable {
     var source: String
     var chunkTokens: Int
     var memcpyGBps: Double
+    /// memcpy of as many bytes as a splice writes (the f16 cache of every chunk), one thread.
+    var memcpyCacheGBps: Double
     var results: [SpeedResult]
 }
 
@@ -67,19 +69,24 @@ func speedReport(_ source: KVRows, label: String, reps: Int) throws -> SpeedRepo
     print("KV source: \(label), \(source.count) tokens, \(source.shape)")
     let memcpy = memcpyBaseline(source, chunk: 256, reps: reps)
     print("memcpy of the same rows: \(fmt(memcpy)) GB/s")
+    let cacheBytes = source.count / 256 * 256 * source.shape.cacheBytesPerPosition
+    let memcpyCache = memcpySpeed(bytes: cacheBytes, reps: reps)
+    print("memcpy of \(cacheBytes >> 20) MiB (a splice's f16 cache): \(fmt(memcpyCache)) GB/s")
     let results = try measureSpeed(source, chunk: 256, configs: configs, reps: reps)
     return SpeedReport(machine: cpuModel(), kernelISA: kernelISA(), source: label, chunkTokens: 256,
-                       memcpyGBps: memcpy, results: results)
+                       memcpyGBps: memcpy, memcpyCacheGBps: memcpyCache, results: results)
 }
 
 func printSpeedTable(_ r: SpeedReport) {
-    print("\n| config | bytes/token | uncompressed | frame gain | × f16 | encode GB/s | decode GB/s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| config | bytes/token | uncompressed | frame gain | × f16 | encode GB/s | decode GB/s | splice GB/s | splice / memcpy |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for x in r.results {
         print("| \(x.label) | \(fmt(x.bytesPerToken, 0)) | \(fmt(x.rawBytesPerToken, 0)) | \(fmt(x.frameGain, 3)) | "
-              + "\(fmt(x.ratioToF16, 3)) | \(fmt(x.encodeGBps)) | \(fmt(x.decodeGBps)) |")
+              + "\(fmt(x.ratioToF16, 3)) | \(fmt(x.encodeGBps)) | \(fmt(x.decodeGBps)) | \(fmt(x.spliceGBps)) | "
+              + "\(fmt(x.spliceGBps / r.memcpyCacheGBps, 3)) |")
     }
-    print("\nmemcpy of the same rows: \(fmt(r.memcpyGBps)) GB/s; machine \(r.machine); kernels \(r.kernelISA); 1 thread")
+    print("\nmemcpy of the same rows: \(fmt(r.memcpyGBps)) GB/s; of a splice's f16 cache: \(fmt(r.memcpyCacheGBps)) GB/s; "
+          + "machine \(r.machine); kernels \(r.kernelISA); 1 thread")
 }
 
 

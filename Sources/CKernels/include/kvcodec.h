@@ -25,6 +25,10 @@ void kv_f16_to_f32(float *dst, const void *src, size_t n);
    head's slice of an f16 cache widened for BLAS, or written into one). */
 void kv_f16_to_f32_rows(float *dst, size_t ld_dst, const uint16_t *src, size_t ld_src, size_t rows, size_t cols);
 void kv_f32_to_f16_rows(uint16_t *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows, size_t cols);
+/* kv_f32_to_f16 into memory that will not be read again soon (a spliced KV cache): with
+   non-temporal stores, which do not read the lines they write, when dst is 64-byte
+   aligned; ends with a store fence. */
+void kv_f32_to_f16_stream(uint16_t *dst, const float *src, size_t n);
 /* 1 when every src[i] is finite and |src[i]| <= 65504 (fits binary16), else 0. */
 int kv_fits_f16(const float *src, size_t n);
 
