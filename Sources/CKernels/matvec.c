@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "engine.h"
+#include "kquants.h"
 #include "vec16.h"
 
 #include "clones.h"
@@ -126,7 +127,7 @@ KV_CLONES int kv_matvec(int type, const void *w, const float *x, float *y, size_
         case 1: v = dot_f16((const uint16_t *)base + r * cols, x, cols); break;
         case 30: v = dot_bf16((const uint16_t *)base + r * cols, x, cols); break;
         case 2: v = dot_q4_0(base + r * nb * 18, x, nb); break;
-        default: v = 0; status = -1; break;
+        default: v = 0; status = kv_kquant_dot(type, base + r * kv_kquant_row_bytes(type, cols), x, cols, &v); break;
         }
         y[r] = accumulate ? y[r] + v : v;
     }
@@ -145,6 +146,7 @@ static inline __attribute__((always_inline)) const float *weight_row(int type, c
     case 2: kv_dequant_q4_0(src, buf, cols); break;
     case 3: kv_dequant_q4_1(src, buf, cols); break;
     case 8: kv_dequant_q8_0(src, buf, cols); break;
+    default: kv_kquant_dequant(type, src, buf, cols); break;
     }
     return buf;
 }
@@ -270,7 +272,7 @@ KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx
     case 2: row_bytes = nb * 18; break;
     case 3: row_bytes = nb * 20; break;
     case 8: row_bytes = nb * 34; break;
-    default: return -1;
+    default: row_bytes = kv_kquant_row_bytes(type, cols); if (!row_bytes) return -1; break;
     }
     const uint8_t *base = (const uint8_t *)w;
     if (m > 8 && m <= 32) return matmul_lanes(type, base, row_bytes, x, ldx, y, ldy, m, rows, cols, accumulate);

@@ -79,10 +79,17 @@ final class GGUFWriterTests: XCTestCase {
     func testUnsupportedTensorTypeIsRefused() throws {
         var w = GGUFWriter()
         w.set("general.architecture", .string("llama"))
-        w.addRawTensor("blk.0.attn_q.weight", dims: [256], typeID: GGMLType.q4_K.rawValue, bytes: [UInt8](repeating: 0, count: 144))
+        w.addRawTensor("blk.0.attn_q.weight", dims: [256], typeID: GGMLType.q2_K.rawValue, bytes: [UInt8](repeating: 0, count: 84))
         try w.write(to: path("k.gguf"))
         XCTAssertThrowsError(try GGUFFile(path: path("k.gguf"))) { e in
-            XCTAssertEqual("\(e)", "tensor 'blk.0.attn_q.weight' has unsupported type Q4_K (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")
+            XCTAssertEqual("\(e)", "tensor 'blk.0.attn_q.weight' has unsupported type Q2_K "
+                + "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, Q8_K)")
+        }
+        var u = GGUFWriter()
+        u.addRawTensor("blk.0.attn_k.weight", dims: [256], typeID: 99, bytes: [UInt8](repeating: 0, count: 84))
+        try u.write(to: path("u.gguf"))
+        XCTAssertThrowsError(try GGUFFile(path: path("u.gguf"))) { e in
+            XCTAssertTrue("\(e)".hasPrefix("tensor 'blk.0.attn_k.weight' has unsupported type id 99 (supported: F32"), "\(e)")
         }
     }
 

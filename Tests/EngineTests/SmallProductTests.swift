@@ -8,9 +8,9 @@ import XCTest
 /// sizes: row counts that are not multiples of the register tiles, odd output counts,
 /// strides wider than the rows, and every GGUF weight type the engine reads.
 final class SmallProductTests: XCTestCase {
-    private var rng = SplitMix64(seed: 42)
+    var rng = SplitMix64(seed: 42)
 
-    private func gaussian() -> Float {
+    func gaussian() -> Float {
         let u = Double(rng.next() % 1_000_000 + 1) / 1_000_001, v = Double(rng.next() % 1_000_000) / 1_000_000
         return Float((-2 * log(u)).squareRoot() * cos(2 * .pi * v))
     }
@@ -53,7 +53,7 @@ final class SmallProductTests: XCTestCase {
 
     /// `y` (m rows, ldy apart) equals `before` (when accumulating) plus W·x in double
     /// precision, and the columns past `rows` are untouched.
-    private func checkProduct(_ y: [Float], before: [Float], w: [Float], x: [Float], m: Int, rows: Int, cols: Int,
+    func checkProduct(_ y: [Float], before: [Float], w: [Float], x: [Float], m: Int, rows: Int, cols: Int,
                               ldx: Int, ldy: Int, accumulate: Bool, _ label: String) {
         for r in 0..<m {
             for o in 0..<rows {

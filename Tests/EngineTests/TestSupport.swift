@@ -7,6 +7,7 @@ enum TestSupport {
     static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
     static let referenceScript = repoRoot.appendingPathComponent("Tests/reference/reference_forward.py").path
+    static let quantReferenceScript = repoRoot.appendingPathComponent("Tests/reference/quant_reference.py").path
     static let goldensPath = repoRoot.appendingPathComponent("Tests/EngineTests/Resources/smollm2_goldens.json").path
 
     /// A fresh temporary directory, removed at process exit is not needed: tests clean up.
@@ -25,11 +26,21 @@ enum TestSupport {
 
     /// The real default model, or a skip (a failure when `CI` is set) if it is absent.
     static func realModelPath() throws -> String {
+        try cachedModelPath(env: "KVSTASH_MODEL", file: "SmolLM2-135M-Instruct.Q4_1.gguf", name: "real model", setup: "")
+    }
+
+    /// Gemma 3 270M Q4_K_M (`scripts/setup.sh gemma3`), or a skip (a failure when `CI` is set) if it is absent.
+    static func gemma3ModelPath() throws -> String {
+        try cachedModelPath(env: "KVSTASH_GEMMA3_MODEL", file: "gemma-3-270m-q4_k_m.gguf", name: "Gemma 3 model", setup: " gemma3")
+    }
+
+    /// `$env`, else `file` in the model cache of scripts/setup.sh, else a skip (a failure under CI).
+    private static func cachedModelPath(env key: String, file: String, name: String, setup: String) throws -> String {
         let env = ProcessInfo.processInfo.environment
-        if let p = env["KVSTASH_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
-        let fallback = NSHomeDirectory() + "/.cache/kvstash/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        if let p = env[key], FileManager.default.fileExists(atPath: p) { return p }
+        let fallback = NSHomeDirectory() + "/.cache/kvstash/models/" + file
         if FileManager.default.fileExists(atPath: fallback) { return fallback }
-        let msg = "real model not found: set KVSTASH_MODEL (scripts/test.sh does) or run scripts/setup.sh"
+        let msg = "\(name) not found: set \(key) (scripts/test.sh does) or run scripts/setup.sh\(setup)"
         if env["CI"] != nil { XCTFail(msg); throw XCTSkip(msg) }
         throw XCTSkip(msg)
     }
@@ -42,9 +53,14 @@ enum TestSupport {
 
     /// Runs the numpy reference with `args` and decodes its JSON output.
     static func runReference(_ args: [String]) throws -> [String: Any] {
+        try runPython(referenceScript, args) as! [String: Any]
+    }
+
+    /// Runs the Python script at `script` with `args` and decodes its JSON output.
+    static func runPython(_ script: String, _ args: [String]) throws -> Any {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", referenceScript] + args
+        p.arguments = ["python3", script] + args
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -54,9 +70,9 @@ enum TestSupport {
         p.waitUntilExit()
         guard p.terminationStatus == 0 else {
             throw NSError(domain: "reference", code: Int(p.terminationStatus), userInfo: [
-                NSLocalizedDescriptionKey: "reference_forward.py failed: \(String(decoding: errData, as: UTF8.self))"])
+                NSLocalizedDescriptionKey: "\(script) failed: \(String(decoding: errData, as: UTF8.self))"])
         }
-        return try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        return try JSONSerialization.jsonObject(with: data)
     }
 
     /// Reference logits of every position of `tokens`, `[n][vocab]`.

@@ -10,6 +10,12 @@ specifies, and writes the dequantized f32 KV in the same layout.
 CODEC is f16, int8 or int4; KEY_GROUPING is perChannel (KIVI) or perToken.
 Also: `quant_reference.py xxh64 FILE...` prints XXH64 (seed 0) of each FILE using the
 system libxxhash (an implementation independent of ours).
+
+`quant_reference.py gguf MODEL.gguf OUT.f32 [ROWS]` dequantizes the tensors of a GGUF file
+with the PyPI `gguf` package (`gguf.quants.dequantize`; Q8_K, which it does not decode, as
+d * q in numpy): every row, or with ROWS only up to ROWS rows per tensor spread evenly from
+the first to the last. It writes the values as f32 in tensor order (rows ascending) to
+OUT.f32 and prints JSON: [{"name", "type", "rows": [row indices]}].
 """
 import ctypes
 import ctypes.util
@@ -65,9 +71,38 @@ def xxh64(paths):
         print(lib.XXH64(data, len(data), 0))
 
 
+def dequantize_rows(data, qtype):
+    """f32 values of encoded rows (uint8 [rows][bytes] for block types)."""
+    import gguf
+    if qtype == gguf.GGMLQuantizationType.Q8_K:
+        blocks = np.ascontiguousarray(data).reshape(-1, 292)
+        d = blocks[:, :4].copy().view(np.float32)
+        return (d * blocks[:, 4:260].view(np.int8).astype(np.float32)).reshape(data.shape[0], -1)
+    return gguf.quants.dequantize(np.ascontiguousarray(data), qtype).reshape(data.shape[0], -1)
+
+
+def gguf_tensors(argv):
+    import json
+    import gguf
+    reader = gguf.GGUFReader(argv[0])
+    limit = int(argv[2]) if len(argv) > 2 else None
+    listing = []
+    with open(argv[1], "wb") as out:
+        for t in reader.tensors:
+            data = t.data.reshape(-1, t.data.shape[-1]) if t.data.ndim > 1 else t.data.reshape(1, -1)
+            n = data.shape[0]
+            rows = list(range(n)) if limit is None or n <= limit else \
+                sorted({i * (n - 1) // (limit - 1) for i in range(limit)})
+            dequantize_rows(data[rows], t.tensor_type).astype("<f4").tofile(out)
+            listing.append({"name": t.name, "type": t.tensor_type.name, "rows": rows})
+    print(json.dumps(listing))
+
+
 def main(argv):
     if argv[1] == "xxh64":
         return xxh64(argv[2:])
+    if argv[1] == "gguf":
+        return gguf_tensors(argv[2:])
     codec, g, key_grouping = argv[1], int(argv[2]), argv[3]
     layers, tokens, dim = (int(a) for a in argv[4:7])
     kv = np.fromfile(argv[7], dtype="<f4").reshape(layers, 2, tokens, dim)

@@ -60,8 +60,9 @@ void kv_add(float *out, const float *x, const float *y, size_t n);
 
 /* Matrix-vector product straight from GGUF-encoded weights (decode path):
    y[r] = dot(row r, x) (+ y[r] when accumulate), for `rows` rows of `cols` elements
-   (cols a multiple of 32). `type` is the ggml type id: 0 F32, 1 F16, 2 Q4_0, 3 Q4_1,
-   8 Q8_0, 30 BF16. Returns 0, or -1 for an unsupported type. */
+   (cols a multiple of 32, of 256 for the K-quants). `type` is the ggml type id
+   (enum kv_ggml_type): F32, F16, BF16, Q4_0, Q4_1, Q8_0, and those of kquants.h.
+   Returns 0, or -1 for an unsupported type. */
 int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, size_t cols, int accumulate);
 
 /* y[r][o] = sum_k W[o][k] x[r][k] (+ y when accumulate), r < m, o < rows: a few input rows

@@ -2,7 +2,7 @@ import CKernels
 
 extension GGUFFile {
     /// Decodes tensor `info` to f32, in GGUF element order (row-major with `dims[0]`
-    /// as the row length). Supports F32, F16, BF16, Q8_0, Q4_0 and Q4_1.
+    /// as the row length), for every type of `GGMLType.readable`.
     public func dequantize(_ info: GGUFTensorInfo) throws -> [Float] {
         let n = info.elementCount
         return try [Float](unsafeUninitializedCapacity: n) { out, initialized in
@@ -28,6 +28,12 @@ extension GGUFFile {
         case .q8_0: kv_dequant_q8_0(src, out, n)
         case .q4_0: kv_dequant_q4_0(src, out, n)
         case .q4_1: kv_dequant_q4_1(src, out, n)
+        case .q5_0: kv_dequant_q5_0(src, out, n)
+        case .q5_1: kv_dequant_q5_1(src, out, n)
+        case .q4_K: kv_dequant_q4_K(src, out, n)
+        case .q5_K: kv_dequant_q5_K(src, out, n)
+        case .q6_K: kv_dequant_q6_K(src, out, n)
+        case .q8_K: kv_dequant_q8_K(src, out, n)
         default: throw GGUFError.unsupportedTensorType(tensor: name, type: type.rawValue)
         }
     }

@@ -24,7 +24,8 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable {
         case let .truncated(what): return "GGUF file is truncated while reading \(what)"
         case let .badValueType(key, type): return "GGUF metadata key '\(key)' has unknown value type \(type)"
         case let .unsupportedTensorType(t, type):
-            return "tensor '\(t)' has unsupported type \(GGMLType(rawValue: type).map { "\($0)" } ?? "id \(type)") (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
+            let supported = GGMLType.readable.map(\.description).joined(separator: ", ")
+            return "tensor '\(t)' has unsupported type \(GGMLType(rawValue: type).map { "\($0)" } ?? "id \(type)") (supported: \(supported))"
         case let .missingKey(k): return "GGUF metadata key '\(k)' is missing"
         case let .missingTensor(t): return "tensor '\(t)' is missing from the model"
         case let .wrongKeyType(k, e): return "GGUF metadata key '\(k)' is not of type \(e)"
@@ -89,7 +90,8 @@ public enum GGMLType: UInt32, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Elements per block and bytes per block, for the types this project reads.
+    /// Elements per block and bytes per block, for the types this project reads
+    /// (layouts in `CKernels`: engine.c, kquants.c).
     public var blockLayout: (elements: Int, bytes: Int)? {
         switch self {
         case .f32: (1, 4)
@@ -97,9 +99,19 @@ public enum GGMLType: UInt32, Sendable, CustomStringConvertible {
         case .q8_0: (32, 34)
         case .q4_0: (32, 18)
         case .q4_1: (32, 20)
+        case .q5_0: (32, 22)
+        case .q5_1: (32, 24)
+        case .q4_K: (256, 144)
+        case .q5_K: (256, 176)
+        case .q6_K: (256, 210)
+        case .q8_K: (256, 292)
         default: nil
         }
     }
+
+    /// The types this project reads, in the order error messages list them.
+    public static let readable: [GGMLType] = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1,
+                                              .q4_K, .q5_K, .q6_K, .q8_K]
 }
 
 /// Where one tensor lives in the file.
@@ -169,8 +181,9 @@ public final class GGUFFile: Sendable {
                 throw GGUFError.unsupportedTensorType(tensor: name, type: typeID)
             }
             let n = dims.reduce(1, *)
-            guard n % layout.elements == 0 else {
-                throw GGUFError.badTensorShape(tensor: name, reason: "\(n) elements is not a multiple of the \(type) block")
+            guard (dims.first ?? 1) % layout.elements == 0 else {
+                throw GGUFError.badTensorShape(
+                    tensor: name, reason: "row length \(dims.first ?? 1) is not a multiple of the \(type) block (\(layout.elements))")
             }
             let bytes = n / layout.elements * layout.bytes
             let start = dataOffset + off

@@ -1,5 +1,7 @@
-/// Encoders from f32 to the GGUF tensor types, following llama.cpp's reference
-/// (non-SIMD) quantizers, so files written here read back in llama.cpp and `gguf-py`.
+/// Encoders from f32 to the GGUF tensor types, so files written here read back in
+/// llama.cpp and `gguf-py`. The 32-element types follow llama.cpp's reference (non-SIMD)
+/// quantizers; the K-quants use plain min/max scales (KQuantizer.swift), not llama.cpp's
+/// error-minimizing search.
 enum GGUFQuantizer {
     static func encode(_ x: [Float], as type: GGMLType) -> [UInt8] {
         var out: [UInt8] = []
@@ -10,16 +12,22 @@ enum GGUFQuantizer {
         case .q8_0: blocks(x) { q8_0($0, &out) }
         case .q4_0: blocks(x) { q4_0($0, &out) }
         case .q4_1: blocks(x) { q4_1($0, &out) }
+        case .q5_0: blocks(x) { q5_0($0, &out) }
+        case .q5_1: blocks(x) { q5_1($0, &out) }
+        case .q4_K: blocks(x, 256) { kQuant($0, levels: 15, &out) }
+        case .q5_K: blocks(x, 256) { kQuant($0, levels: 31, &out) }
+        case .q6_K: blocks(x, 256) { q6_K($0, &out) }
+        case .q8_K: blocks(x, 256) { q8_K($0, &out) }
         default: preconditionFailure("no encoder for \(type)")
         }
         return out
     }
 
-    private static func blocks(_ x: [Float], _ body: (ArraySlice<Float>) -> Void) {
-        stride(from: 0, to: x.count, by: 32).forEach { body(x[$0..<($0 + 32)]) }
+    static func blocks(_ x: [Float], _ size: Int = 32, _ body: (ArraySlice<Float>) -> Void) {
+        stride(from: 0, to: x.count, by: size).forEach { body(x[$0..<($0 + size)]) }
     }
 
-    private static func le<T: FixedWidthInteger>(_ out: inout [UInt8], _ v: T) {
+    static func le<T: FixedWidthInteger>(_ out: inout [UInt8], _ v: T) {
         withUnsafeBytes(of: v.littleEndian) { out += $0 }
     }
 

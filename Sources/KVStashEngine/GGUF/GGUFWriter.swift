@@ -1,7 +1,7 @@
 import Foundation
 
 /// Writes GGUF v3 files: metadata of every value type, and tensors encoded from f32
-/// as F32, F16, BF16, Q8_0, Q4_0 or Q4_1 (llama.cpp's reference quantizers).
+/// as any type of `GGMLType.readable` (`GGUFQuantizer`).
 public struct GGUFWriter {
     private var metadata: [(String, GGUFValue)] = []
     fileprivate var tensors: [(name: String, dims: [Int], typeID: UInt32, bytes: [UInt8])] = []
@@ -20,8 +20,10 @@ public struct GGUFWriter {
         guard n == data.count else {
             throw GGUFError.badTensorShape(tensor: name, reason: "dims \(dims) hold \(n) elements, got \(data.count)")
         }
-        guard let layout = type.blockLayout, (dims.first ?? 0) % layout.elements == 0 else {
-            throw GGUFError.unsupportedTensorType(tensor: name, type: type.rawValue)
+        guard let layout = type.blockLayout else { throw GGUFError.unsupportedTensorType(tensor: name, type: type.rawValue) }
+        guard (dims.first ?? 0) % layout.elements == 0 else {
+            throw GGUFError.badTensorShape(
+                tensor: name, reason: "row length \(dims.first ?? 0) is not a multiple of the \(type) block (\(layout.elements))")
         }
         tensors.append((name, dims, type.rawValue, GGUFQuantizer.encode(data, as: type)))
     }

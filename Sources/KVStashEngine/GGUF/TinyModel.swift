@@ -12,6 +12,8 @@ public struct TinyModelSpec: Sendable, Hashable {
     public var rmsEps: Float = 1e-5
     /// Tie the output head to the token embedding (no `output.weight`).
     public var tiedEmbeddings = false
+    /// Encode the matrices as Q5_0, Q5_1 and K-quants (rows must be multiples of 256).
+    public var kQuantTypes = false
     public var seed: UInt64 = 42
 
     public init() {}
@@ -27,12 +29,24 @@ public struct TinyModelSpec: Sendable, Hashable {
         s.seed = 7
         return s
     }
+    /// A llama variant whose matrices are Q4_K, Q5_K, Q6_K, Q5_0 and Q5_1, as the K-quant
+    /// files people download mix them (rows of 256 and 512 for the K-quant blocks).
+    public static var kQuants: TinyModelSpec {
+        var s = TinyModelSpec()
+        s.layers = 2
+        s.dim = 256
+        s.ffnDim = 512
+        s.kQuantTypes = true
+        s.seed = 11
+        return s
+    }
 }
 
 /// Writes deterministic random-weight Llama-family models as GGUF, for tests.
 ///
-/// Tensor types are mixed (Q8_0 embedding, Q4_1/Q4_0/Q8_0/F16/BF16 matrices, F32 norms
-/// and biases) so every dequantization path runs. Weights are uniform with standard
+/// Tensor types are mixed (Q8_0 embedding, Q4_1/Q4_0/Q8_0/F16/BF16 matrices, or
+/// Q4_K/Q5_K/Q6_K/Q5_0/Q5_1 ones with `kQuantTypes`; F32 norms and biases) so every
+/// dequantization path runs. Weights are uniform with standard
 /// deviation `1/sqrt(fan_in)`; the same spec and seed always give the same bytes.
 public enum TinyModel {
     /// Writes the model for `spec` to `path`. When `tokenizerFrom` is given, its
@@ -80,21 +94,22 @@ public enum TinyModel {
         for i in 0..<s.layers {
             let p = "blk.\(i)."
             try vector(p + "attn_norm.weight", s.dim, center: 1, spread: 0.2)
-            try matrix(p + "attn_q.weight", out: q, in: s.dim, .q4_1)
-            try matrix(p + "attn_k.weight", out: kv, in: s.dim, .f16)
-            try matrix(p + "attn_v.weight", out: kv, in: s.dim, .q8_0)
+            let kq = s.kQuantTypes
+            try matrix(p + "attn_q.weight", out: q, in: s.dim, kq ? .q4_K : .q4_1)
+            try matrix(p + "attn_k.weight", out: kv, in: s.dim, kq ? .q5_K : .f16)
+            try matrix(p + "attn_v.weight", out: kv, in: s.dim, kq ? .q6_K : .q8_0)
             if s.architecture == "qwen2" {
                 try vector(p + "attn_q.bias", q, center: 0, spread: 0.2)
                 try vector(p + "attn_k.bias", kv, center: 0, spread: 0.2)
                 try vector(p + "attn_v.bias", kv, center: 0, spread: 0.2)
             }
-            try matrix(p + "attn_output.weight", out: s.dim, in: q, .q4_0)
+            try matrix(p + "attn_output.weight", out: s.dim, in: q, kq ? .q5_0 : .q4_0)
             try vector(p + "ffn_norm.weight", s.dim, center: 1, spread: 0.2)
-            try matrix(p + "ffn_gate.weight", out: s.ffnDim, in: s.dim, .bf16)
-            try matrix(p + "ffn_up.weight", out: s.ffnDim, in: s.dim, .q4_1)
-            try matrix(p + "ffn_down.weight", out: s.dim, in: s.ffnDim, .q8_0)
+            try matrix(p + "ffn_gate.weight", out: s.ffnDim, in: s.dim, kq ? .q5_1 : .bf16)
+            try matrix(p + "ffn_up.weight", out: s.ffnDim, in: s.dim, kq ? .q4_K : .q4_1)
+            try matrix(p + "ffn_down.weight", out: s.dim, in: s.ffnDim, kq ? .q6_K : .q8_0)
         }
         try vector("output_norm.weight", s.dim, center: 1, spread: 0.2)
-        if !s.tiedEmbeddings { try matrix("output.weight", out: s.vocabSize, in: s.dim, .f16) }
+        if !s.tiedEmbeddings { try matrix("output.weight", out: s.vocabSize, in: s.dim, s.kQuantTypes ? .q6_K : .f16) }
     }
 }
