@@ -105,11 +105,11 @@ KV_CLONES int kv_matvec(int type, const void *w, const float *x, float *y, size_
         xsum[i] = s;
     }
     size_t r = 0;
-    if (type == 3 || type == 8)  /* the default model's types: four rows at a time, then one */
+    if (type == KV_GGML_Q4_1 || type == KV_GGML_Q8_0)  /* the default model's types: four rows at a time, then one */
         while (r < rows) {
             float v[4];
             const int R = rows - r >= 4 ? 4 : 1;
-            if (type == 3) {
+            if (type == KV_GGML_Q4_1) {
                 if (R == 4) dots_q4_1(base + r * nb * 20, nb * 20, x, xsum, nb, 4, v);
                 else dots_q4_1(base + r * nb * 20, nb * 20, x, xsum, nb, 1, v);
             } else {
@@ -123,10 +123,10 @@ KV_CLONES int kv_matvec(int type, const void *w, const float *x, float *y, size_
     for (; r < rows && status == 0; r++) {
         float v;
         switch (type) {
-        case 0: v = dot_f32((const float *)base + r * cols, x, cols); break;
-        case 1: v = dot_f16((const uint16_t *)base + r * cols, x, cols); break;
-        case 30: v = dot_bf16((const uint16_t *)base + r * cols, x, cols); break;
-        case 2: v = dot_q4_0(base + r * nb * 18, x, nb); break;
+        case KV_GGML_F32: v = dot_f32((const float *)base + r * cols, x, cols); break;
+        case KV_GGML_F16: v = dot_f16((const uint16_t *)base + r * cols, x, cols); break;
+        case KV_GGML_BF16: v = dot_bf16((const uint16_t *)base + r * cols, x, cols); break;
+        case KV_GGML_Q4_0: v = dot_q4_0(base + r * nb * 18, x, nb); break;
         default: v = 0; status = kv_kquant_dot(type, base + r * kv_kquant_row_bytes(type, cols), x, cols, &v); break;
         }
         y[r] = accumulate ? y[r] + v : v;
@@ -140,12 +140,12 @@ static inline __attribute__((always_inline)) const float *weight_row(int type, c
                                                                    size_t o, size_t cols, float *buf) {
     const uint8_t *src = base + o * row_bytes;
     switch (type) {
-    case 0: return (const float *)src;
-    case 1: kv_dequant_f16((const uint16_t *)src, buf, cols); break;
-    case 30: kv_dequant_bf16((const uint16_t *)src, buf, cols); break;
-    case 2: kv_dequant_q4_0(src, buf, cols); break;
-    case 3: kv_dequant_q4_1(src, buf, cols); break;
-    case 8: kv_dequant_q8_0(src, buf, cols); break;
+    case KV_GGML_F32: return (const float *)src;
+    case KV_GGML_F16: kv_dequant_f16((const uint16_t *)src, buf, cols); break;
+    case KV_GGML_BF16: kv_dequant_bf16((const uint16_t *)src, buf, cols); break;
+    case KV_GGML_Q4_0: kv_dequant_q4_0(src, buf, cols); break;
+    case KV_GGML_Q4_1: kv_dequant_q4_1(src, buf, cols); break;
+    case KV_GGML_Q8_0: kv_dequant_q8_0(src, buf, cols); break;
     default: kv_kquant_dequant(type, src, buf, cols); break;
     }
     return buf;
@@ -220,7 +220,7 @@ static inline __attribute__((always_inline)) void lanes_group(int type, const ui
     const int whole = n == R;
     for (int i = 0; i < n; i += whole ? R : 1) {
         const uint8_t *wi = w + (size_t)i * row_bytes;
-        if (type == 3) {
+        if (type == KV_GGML_Q4_1) {
             if (whole) lanes_tile_q4_1(wi, row_bytes, cols / 32, xt, R, MV, out + i * 32);
             else lanes_tile_q4_1(wi, row_bytes, cols / 32, xt, 1, MV, out + i * 32);
             continue;
@@ -267,11 +267,11 @@ KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx
     const size_t nb = cols / 32;
     size_t row_bytes;
     switch (type) {
-    case 0: row_bytes = cols * 4; break;
-    case 1: case 30: row_bytes = cols * 2; break;
-    case 2: row_bytes = nb * 18; break;
-    case 3: row_bytes = nb * 20; break;
-    case 8: row_bytes = nb * 34; break;
+    case KV_GGML_F32: row_bytes = cols * 4; break;
+    case KV_GGML_F16: case KV_GGML_BF16: row_bytes = cols * 2; break;
+    case KV_GGML_Q4_0: row_bytes = nb * 18; break;
+    case KV_GGML_Q4_1: row_bytes = nb * 20; break;
+    case KV_GGML_Q8_0: row_bytes = nb * 34; break;
     default: row_bytes = kv_kquant_row_bytes(type, cols); if (!row_bytes) return -1; break;
     }
     const uint8_t *base = (const uint8_t *)w;

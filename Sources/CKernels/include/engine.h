@@ -2,6 +2,7 @@
 #define KVSTASH_ENGINE_H
 #include <stddef.h>
 #include <stdint.h>
+#include "ggml_types.h"
 
 /* Inference kernels of the engine: GGUF dequantization and the element-wise parts
    of a transformer layer. Matrix products go through BLAS, not here. */
