@@ -4,8 +4,9 @@
 Needs a llama.cpp build (bench/llamacpp_baseline.sh leaves one in ~/.cache/kvstash/llamacpp).
 Compiles llamacpp_tokenize.c against it and compares ids for every golden string, with special
 tokens parsed and not. Prints the differences; exit status 1 if there are any. With --spm, checks spm_golden.json
-(sentencepiece) instead, on a vocabulary-only `llama` GGUF written by spm_reference.py.
-Usage: python3 Tests/reference/llamacpp_tokenize_check.py [--spm | MODEL.gguf]
+(sentencepiece) instead, on a vocabulary-only `llama` GGUF written by spm_reference.py; with
+--gemma3, Tests/EngineTests/Resources/gemma3_tokenizer_golden.json on Gemma 3 270M.
+Usage: python3 Tests/reference/llamacpp_tokenize_check.py [--spm | --gemma3 | MODEL.gguf]
 """
 import json
 import os
@@ -16,17 +17,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 LLAMA = Path(os.environ.get("LLAMACPP_DIR", Path.home() / ".cache/kvstash/llamacpp"))
 SPM = "--spm" in sys.argv
-MODEL = sys.argv[1] if len(sys.argv) > 1 and not SPM else os.environ.get(
+GEMMA3 = "--gemma3" in sys.argv
+MODEL = sys.argv[1] if len(sys.argv) > 1 and not (SPM or GEMMA3) else os.environ.get(
     "KVSTASH_MODEL", str(Path.home() / ".cache/kvstash/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
-def main():
+def compile_against_llamacpp(source):
+    """Builds Tests/reference/SOURCE.c against the llama.cpp build; returns the executable."""
     inc = next(LLAMA.glob("src/**/include/llama.h")).parent
     ggml_inc = next(LLAMA.glob("src/**/ggml/include/ggml.h")).parent
-    libdir = LLAMA / "build/bin"
-    exe = Path("/tmp/kvstash_llamacpp_tokenize")
-    subprocess.run(["cc", "-O1", "-o", exe, HERE / "llamacpp_tokenize.c", f"-I{inc}", f"-I{ggml_inc}",
+    libdir = next(d for d in (LLAMA / "build/bin", LLAMA / "build-avx2/bin") if d.exists())
+    exe = Path(f"/tmp/kvstash_{source}")
+    subprocess.run(["cc", "-O1", "-o", exe, HERE / f"{source}.c", f"-I{inc}", f"-I{ggml_inc}",
                     f"-L{libdir}", "-lllama", f"-Wl,-rpath,{libdir}"], check=True)
+    return exe
+
+
+def main():
+    exe = compile_against_llamacpp("llamacpp_tokenize")
     model = MODEL
     if SPM:
         sys.path.insert(0, str(HERE))
@@ -35,6 +43,12 @@ def main():
         model = "/tmp/kvstash_spm_vocab.gguf"
         spm_reference.write_gguf(Path(model), golden["vocab"])
         modes = ((0, golden["ids"]), (1, golden["ids_parse_special"]))
+    elif GEMMA3:
+        golden = json.loads((HERE.parent / "EngineTests/Resources/gemma3_tokenizer_golden.json").read_text())
+        model = os.environ.get("KVSTASH_GEMMA3_MODEL", str(Path.home() / ".cache/kvstash/models/gemma-3-270m-q4_k_m.gguf"))
+        # The golden ids start with the BOS that the GGUF asks for; llama_tokenize adds none here.
+        modes = ((0, {k: v[1:] for k, v in golden["ids"].items()}),
+                 (1, {k: v[1:] for k, v in golden["ids_parse_special"].items()}))
     else:
         golden = json.loads((HERE / "tokenizer_golden.json").read_text())
         modes = ((1, golden["ids"][golden["pre"]]), (0, golden["ids_no_parse_special"]))
