@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // System libraries (Debian: librocksdb-dev, liblz4-dev, libzstd-dev, libopenblas-dev).
@@ -76,5 +77,21 @@ let package = Package(
         // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).
         .executableTarget(name: "kvstash-requestbench", dependencies: ["KVStash"], path: "bench/RequestBench"),
         .testTarget(name: "ServerTests", dependencies: ["KVStashServer"]),
+
+        // RESP / Redis Cluster client on SwiftNIO and the shared chunk tier on it.
+        .target(name: "KVStashRedis", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // GET MB/s of KVStashRedis against redis-benchmark (bench/results/redis.json).
+        .executableTarget(name: "kvstash-redisbench", dependencies: [
+            "KVStashRedis", .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "bench/RedisBench"),
+        // Needs the Redis servers of scripts/redis-test-servers.sh (skipped without them).
+        .testTarget(name: "RedisTests", dependencies: [
+            "KVStashRedis", .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
     ]
 )

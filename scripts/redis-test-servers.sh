@@ -100,6 +100,10 @@ redis_test_servers_stop() {
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
+  # A node still answering on its port was started by a test after its pid file was read.
+  for port in "${REDIS_TEST_PORTS[@]}"; do
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  done
   rm -rf "$REDIS_TEST_DIR"
   REDIS_TEST_DIR=""
 }
