@@ -129,7 +129,10 @@ public final class RedisChunkTier: Sendable {
                 return .failure(fail("get", error, inBatch: true))
             }
         }
-        let failures = results.compactMap { if case .failure(let error) = $0 { error } else { nil } }
+        let failures = results.compactMap { result -> RedisTierError? in
+            if case .failure(let error) = result { return error }
+            return nil
+        }
         logBatchFailures("get", failed: failures.count, of: keys.count, first: failures.first)
         record(since: start) {
             $0.gets += keys.count

@@ -79,17 +79,29 @@ public actor RedisNode {
 
     /// Sends one command (server error replies come back as `.error`).
     public nonisolated func send(_ command: RESPCommand) async throws -> RESPValue {
-        try await connection().send(command)
+        try await pipeline([command])[0].get()
     }
 
-    /// Sends the commands pipelined on one connection; a connect failure fails them all.
+    /// Sends the commands pipelined on one connection; a connect failure fails them all. A
+    /// failed command means the connection broke (error replies are values), so it is dropped
+    /// at once and the next command opens a new one.
     public nonisolated func pipeline(_ commands: [RESPCommand]) async -> [Result<RESPValue, RedisError>] {
+        let open: RedisConnection
         do {
-            return try await connection().pipeline(commands)
+            open = try await connection()
         } catch {
             let failure = error as? RedisError ?? .connectFailed(address, "\(error)")
             return Array(repeating: .failure(failure), count: commands.count)
         }
+        let results = await open.pipeline(commands)
+        if results.contains(where: { if case .failure = $0 { true } else { false } }) { await drop(open) }
+        return results
+    }
+
+    private func drop(_ broken: RedisConnection) {
+        guard connection === broken else { return }
+        connection = nil
+        broken.close()
     }
 
     /// Closes the connection; the next command reconnects.

@@ -34,7 +34,7 @@ final class RESPTests: XCTestCase {
     }
 
     func testLimitsAreErrorsNotAllocations() {
-        let limits = RESPLimits(maxBulkLength: 1000, maxArrayCount: 10, maxDepth: 2, maxLineLength: 16)
+        let limits = RESPLimits(maxBulkLength: 1000, maxArrayCount: 10, maxDepth: 2, maxLineLength: 32)
         func error(_ text: String) -> RESPProtocolError? {
             var buffer = ByteBuffer(string: text)
             do { _ = try RESPParser(limits: limits).parse(&buffer); return nil } catch { return error as? RESPProtocolError }
@@ -43,7 +43,7 @@ final class RESPTests: XCTestCase {
         XCTAssertEqual(error("$9223372036854775807\r\n"), .bulkTooLong(length: Int.max, limit: 1000))
         XCTAssertEqual(error("*11\r\n"), .arrayTooLong(count: 11, limit: 10))
         XCTAssertEqual(error("*1\r\n*1\r\n*1\r\n:1\r\n"), .tooDeep(limit: 2))
-        XCTAssertEqual(error("+" + String(repeating: "a", count: 40)), .lineTooLong(limit: 16))
+        XCTAssertEqual(error("+" + String(repeating: "a", count: 40)), .lineTooLong(limit: 32))
         XCTAssertEqual(error("$99999999999999999999\r\n"), .malformed("integer"))
         XCTAssertEqual(error(":12a\r\n"), .malformed("integer"))
         XCTAssertEqual(error("$-2\r\n"), .malformed("bulk length -2"))
