@@ -53,6 +53,14 @@ func readSequentially(_ dir: String) -> Int {
     return total
 }
 
+/// Writes `value` as pretty, key-sorted JSON to `path`, creating its directory.
+func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try enc.encode(value).write(to: URL(fileURLWithPath: path))
+}
+
 func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
 
 func runColdReads(runs: Int, threadCounts: [Int]) throws -> ColdReads {

@@ -173,10 +173,7 @@ struct Result: Codable {
 if args.contains("--cold") {
     let runs = args.firstIndex(of: "--runs").flatMap { Int(args[$0 + 1]) } ?? 5
     let cold = try runColdReads(runs: runs, threadCounts: [1, 2, 4, 8])
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-    try FileManager.default.createDirectory(atPath: (outPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-    try enc.encode(cold).write(to: URL(fileURLWithPath: outPath))
+    try writeJSON(cold, to: outPath)
     print("Machine: \(cold.machine). \(cold.note). \(cold.chunks) values of \(cold.valueBytes) B.\n")
     print("| read | threads | MB | ms (median) | MB/s |\n| --- | ---: | ---: | ---: | ---: |")
     for r in cold.rows {
@@ -198,10 +195,7 @@ let probe = try runProbe()
 let fingerprint = try runFingerprint()
 let result = Result(machine: cpuModel(), note: "1 thread; other builds shared the 2 cores; page cache warm; no fsync per put",
                     cases: cases, probe: probe, fingerprint: fingerprint)
-let enc = JSONEncoder()
-enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-try FileManager.default.createDirectory(atPath: (outPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-try enc.encode(result).write(to: URL(fileURLWithPath: outPath))
+try writeJSON(result, to: outPath)
 
 print("Machine: \(result.machine). \(result.note).\n")
 print("| codec | value | blob files | n | put MB/s | put+flush MB/s | get MB/s | get after reopen MB/s | put+flush MB/CPU-s | get MB/CPU-s |")
