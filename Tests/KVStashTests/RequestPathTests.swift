@@ -181,6 +181,9 @@ final class RequestPathTests: XCTestCase {
         defer { try? store.close() }
         try checkRecomputedPastDamage(m, m.prefixCache(store: store, ram: 0), store, m.queryTokens(doc, questions[1]),
                                       damaged: keys[1], disk: m.documentTokens(doc).count - chunk)
+        // The damaged block stays in its table file until repaired: the store asks for it.
+        XCTAssertTrue(store.needsRepair)
+        XCTAssertFalse(store.counters.writable)
     }
 
     /// The document's tail is fetched in the same parallel run as the chunks before it;

@@ -45,7 +45,7 @@ extension PrefixCache {
         text += stream.flush()
         let end = ContinuousClock.now
         let first = firstToken ?? end
-        let stored = writeBack(state, promptCount: promptCount, origin: .query, documentID: nil).chunks
+        let stored = writeBack(state, promptCount: promptCount, origin: .query).chunks
         cached += insertIntoTree(state)
         let decodeSteps = max(generated.count - 1, 0)
         return RequestResult(
