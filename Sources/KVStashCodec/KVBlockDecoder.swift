@@ -73,11 +73,13 @@ public struct KVBlockDecoder: Sendable {
         guard position >= 0, position <= cache.count else {
             throw KVBlockError.positionOutOfRange(position: position, count: cache.count)
         }
+        // The frame's header (and the payload checksum) are checked before the cache grows.
+        let reader = try openFrame(raw, header, size, verifyContent: verifiesFrameContent)
         let oldCount = cache.count
         let rows = position..<(position + layout.tokens)
         if rows.upperBound > oldCount { cache.extend(by: rows.upperBound - oldCount) }
         do {
-            try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout) { layer, kind, decode in
+            try stream(reader, layout) { layer, kind, decode in
                 cache.withMutableRows(layer: layer, kind, rows) { decode(0..<layout.tokens, $0) }
             }
         } catch {

@@ -74,7 +74,7 @@ public struct KVStashServer: Sendable {
     func makeRouter() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
         router.add(middleware: OpenAIErrorMiddleware())
-        router.get("/health") { _, _ in try jsonResponse(["status": "ok"]) }
+        router.get("/health") { _, _ in try jsonResponse(healthReport()) }
         router.get("/metrics") { _, _ in await metricsResponse() }
         addOpenAIRoutes(to: router)
         addPrecomputeRoutes(to: router)
@@ -115,5 +115,33 @@ public struct KVStashServer: Sendable {
 
     private func refreshStoreMetrics(_ admin: any StoreAdmin) async {
         if let stats = try? await admin.stats() { metrics.recordStore(stats) }
+        metrics.recordStoreHealth(checkedHealth(admin))
     }
+
+    /// `GET /health`: `ok`, or `degraded` (still serving reads) with the store's problems.
+    private func healthReport() -> HealthReport {
+        guard let admin else { return HealthReport(status: "ok", store: nil) }
+        let health = checkedHealth(admin)
+        return HealthReport(status: health.ok ? "ok" : "degraded", store: health)
+    }
+
+    /// The store's health; a change to or from degraded is logged once.
+    private func checkedHealth(_ admin: any StoreAdmin) -> StoreHealth {
+        let health = admin.health()
+        if metrics.storeHealthChanged(health) {
+            let log = Logger(label: "kvstash.store")
+            if health.ok {
+                log.info("store healthy again")
+            } else {
+                log.error("store degraded: \(health.problems.joined(separator: "; "))")
+            }
+        }
+        return health
+    }
+}
+
+/// Body of `GET /health`.
+struct HealthReport: Codable, Sendable {
+    var status: String
+    var store: StoreHealth?
 }

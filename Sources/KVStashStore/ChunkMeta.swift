@@ -20,7 +20,8 @@ public struct ChunkMeta: Sendable, Hashable, Codable {
     public var lastAccess: Date
     /// How many times the chunk was read.
     public var hits: Int
-    /// Documents whose precompute produced this chunk.
+    /// Documents linked to this chunk (kept as links in the `docs` family, not in the meta
+    /// record; ids of a non-default tenant show as `nnnnnnnn:id`, its namespace's prefix).
     public var docIDs: [String]
     /// Pinned chunks are never evicted.
     public var pinned: Bool
@@ -96,11 +97,12 @@ extension ChunkKey: Codable {
 }
 
 /// Binary encoding of `ChunkMeta` (docs/formats.md "Store layout"), little-endian:
-/// u8 version=1, parent[32], u32 chainIndex, u32 n + n×u32 tokens, u64 byteSize,
-/// str codec, bytes fingerprint, i64 created ms, i64 lastAccess ms, u64 hits, u8 pinned,
-/// u32 m + m×str docIDs. `str`/`bytes` = u32 length + bytes.
+/// u8 version=2, parent[32], u32 chainIndex, u32 n + n×u32 tokens, u64 byteSize,
+/// str codec, bytes fingerprint, i64 created ms, i64 lastAccess ms, u64 hits, u8 pinned.
+/// `str`/`bytes` = u32 length + bytes. Version 1 records (store version 1) end with
+/// u32 m + m×str docIDs, which decoding skips (documents are links since version 2).
 enum MetaCodec {
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
 
     static func encode(_ m: ChunkMeta) -> [UInt8] {
         var w = ByteWriter()
@@ -116,15 +118,13 @@ enum MetaCodec {
         w.i64(millis(m.lastAccess))
         w.u64(UInt64(max(m.hits, 0)))
         w.u8(m.pinned ? 1 : 0)
-        w.u32(UInt32(m.docIDs.count))
-        for d in m.docIDs { w.bytes(Array(d.utf8)) }
         return w.out
     }
 
     static func decode(_ raw: [UInt8]) throws -> ChunkMeta {
         var r = ByteReader(raw)
         let v = try r.u8()
-        guard v == version else { throw StoreError.corruptRecord("meta record version \(v)") }
+        guard v == version || v == 1 else { throw StoreError.corruptRecord("meta record version \(v)") }
         let parent = ChunkKey(unchecked: try r.raw(32))
         let chainIndex = Int(try r.u32())
         let n = Int(try r.u32())
@@ -139,13 +139,13 @@ enum MetaCodec {
         let lastAccess = date(try r.i64())
         let hits = Int(clamping: try r.u64())
         let pinned = try r.u8() != 0
-        let m = Int(try r.u32())
-        var docs: [String] = []
-        for _ in 0..<m { docs.append(String(decoding: try r.bytes(), as: UTF8.self)) }
+        if v == 1 {
+            for _ in 0..<Int(try r.u32()) { _ = try r.bytes() }
+        }
         guard r.remaining == 0 else { throw StoreError.corruptRecord("trailing bytes in meta record") }
         return ChunkMeta(parent: parent, chainIndex: chainIndex, tokens: tokens, codec: codec,
                          modelFingerprint: fingerprint, byteSize: byteSize, created: created,
-                         lastAccess: lastAccess, hits: hits, docIDs: docs, pinned: pinned)
+                         lastAccess: lastAccess, hits: hits, pinned: pinned)
     }
 
     static func millis(_ d: Date) -> Int64 { Int64((d.timeIntervalSince1970 * 1000).rounded()) }

@@ -6,9 +6,11 @@ extension ChunkStore {
         try gate.enter(); defer { gate.leave() }
         var out: [ChunkEntry] = []
         let limit = filter.limit ?? Int.max
+        let documents = try linkedDocuments()
         try rocks {
             try db.scan(.meta) { k, v in
-                guard let key = ChunkKey(bytes: k), let m = try? MetaCodec.decode(v) else { return true }
+                guard let key = ChunkKey(bytes: k), var m = try? MetaCodec.decode(v) else { return true }
+                m.docIDs = documents[key] ?? []
                 let meta = tracker.overlay(key, m)
                 if filter.matches(meta) { out.append(ChunkEntry(key: key, meta: meta)) }
                 return out.count < limit
@@ -32,7 +34,7 @@ extension ChunkStore {
             s.bytesByModel[model, default: 0] += m.byteSize
             s.entriesByModel[model, default: 0] += 1
         }
-        try rocks { try db.scan(.docs) { _, _ in s.documents += 1; return true } }
+        s.documents = try documentCount()
         let c = counterState.withLock { $0 }
         s.reads = c.reads
         s.misses = c.misses
@@ -41,6 +43,9 @@ extension ChunkStore {
         s.chunkSize = chunkSize
         s.storeVersion = Manifest.storeVersion
         s.needsRepair = needsRepair
+        s.backgroundErrors = db.backgroundErrors
+        s.writesRefusedDiskFull = db.spaceRefusals.withLock { $0 }
+        s.byteBudget = byteBudget
         s.diskBytes = ["rocksdb.total-sst-files-size", "rocksdb.total-blob-file-size"].reduce(0) { sum, p in
             sum + Family.allCases.reduce(0) { $0 + (Int(db.property($1, p) ?? "") ?? 0) }
         }
@@ -108,10 +113,18 @@ extension ChunkStore {
             }
             report.ok += 1
         }
-        try? db.scan(.chunks) { k, _ in
-            if let key = ChunkKey(bytes: k), !metaKeys.contains(key) { report.orphans.append(key) }
-            return true
+        // One pass over every block of the value family, deleted entries' blocks included: a
+        // block that fails its checksum there makes the next compaction fail.
+        do {
+            try db.scan(.chunks) { k, _ in
+                if let key = ChunkKey(bytes: k), !metaKeys.contains(key) { report.orphans.append(key) }
+                return true
+            }
+        } catch let error as RocksError where error.isCorruption {
+            report.tableDamage = error.message
+            RepairFlag.set(storePath: path, reason: "verify: \(error.message)")
         }
+        report.backgroundErrors = db.backgroundErrors
         if !readOnly {
             for key in report.orphans where !report.removed.contains(key) {
                 try withStripe(key) {
@@ -131,7 +144,7 @@ extension ChunkStore {
         try gate.enter(); defer { gate.leave() }
         guard !readOnly else { throw StoreError.readOnly(path: path) }
         try rocks { try db.flush() }
-        db.compactAll()
+        try rocks { try db.compactAll() }
     }
 
     /// Flushes memtables to SST files (tests and benchmarks use it).
@@ -139,46 +152,6 @@ extension ChunkStore {
         try gate.enter(); defer { gate.leave() }
         guard !readOnly else { throw StoreError.readOnly(path: path) }
         try rocks { try db.flush() }
-    }
-
-    // MARK: documents
-
-    /// Records a precomputed document (JSON in the `docs` column family) and adds its id to
-    /// the meta of each of its chunks that lacks it (chunks it shares with an earlier
-    /// document were stored under that one), so eviction by document finds all of them.
-    public func putDocument(_ doc: DocumentRecord) throws {
-        try gate.enter(); defer { gate.leave() }
-        guard !readOnly else { throw StoreError.readOnly(path: path) }
-        for key in doc.chunkKeys {
-            try updateMeta(key) { m in
-                guard !m.docIDs.contains(doc.id) else { return false }
-                m.docIDs.append(doc.id)
-                return true
-            }
-        }
-        let batch = db.makeBatch()
-        batch.put(.docs, Array(doc.id.utf8), Array(try JSONEncoder().encode(doc)))
-        try rocks { try db.write(batch) }
-    }
-
-    /// The document record of `id`, or nil.
-    public func document(id: String) throws -> DocumentRecord? {
-        try gate.enter(); defer { gate.leave() }
-        guard let raw = try rocks({ try db.get(.docs, Array(id.utf8)) }) else { return nil }
-        return try JSONDecoder().decode(DocumentRecord.self, from: Data(raw))
-    }
-
-    /// Every document record, by id.
-    public func documents() throws -> [DocumentRecord] {
-        try gate.enter(); defer { gate.leave() }
-        var out: [DocumentRecord] = []
-        try rocks {
-            try db.scan(.docs) { _, v in
-                if let d = try? JSONDecoder().decode(DocumentRecord.self, from: Data(v)) { out.append(d) }
-                return true
-            }
-        }
-        return out
     }
 
     // MARK: models and quarantine
@@ -209,17 +182,5 @@ extension ChunkStore {
             }
         }
         return out
-    }
-}
-
-extension ChunkStore {
-    /// Rewrites the meta of `key` (if stored) when `change` returns true.
-    func updateMeta(_ key: ChunkKey, _ change: (inout ChunkMeta) -> Bool) throws {
-        try withStripe(key) {
-            guard var m = try readMeta(key), change(&m) else { return }
-            let batch = db.makeBatch()
-            batch.put(.meta, key.bytes, MetaCodec.encode(m))
-            try rocks { try db.write(batch) }
-        }
     }
 }

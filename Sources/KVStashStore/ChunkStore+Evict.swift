@@ -11,9 +11,9 @@ public enum EvictionRule: Sendable {
     case expired
     /// Entries of one model fingerprint.
     case model([UInt8])
-    /// Entries of one document (also drops the document record). Entries another document
-    /// shares are kept; only this document's id leaves their meta.
-    case document(String)
+    /// Entries of document `id` of tenant `salt` (also drops the document record). Entries
+    /// another document shares are kept; only this document's link to them goes.
+    case document(String, salt: [UInt8] = [])
     /// These keys.
     case keys([ChunkKey])
 }
@@ -43,14 +43,17 @@ extension ChunkStore {
         var report = EvictionReport()
         for entry in victims {
             if case .toBudget(let budget) = rule, counterState.withLock({ $0.totalBytes }) <= budget { break }
-            if case .document(let id) = rule, entry.meta.docIDs.contains(where: { $0 != id }) {
-                // Shared with another document: only this document's claim goes.
-                try updateMeta(entry.key) { m in
-                    m.docIDs.removeAll { $0 == id }
-                    return true
+            if case .document(let id, let salt) = rule {
+                let ns = DocKeys.namespace(salt)
+                let linked = try links(of: entry.key)
+                if linked.contains(where: { $0.ns != ns || $0.id != id }) {
+                    // Shared with another document: only this document's link goes.
+                    let batch = db.makeBatch()
+                    deleteLink(batch, entry.key, ns: ns, id: id)
+                    try rocks { try db.write(batch) }
+                    report.untagged += 1
+                    continue
                 }
-                report.untagged += 1
-                continue
             }
             if try remove(entry.key, includePinned: includePinned) {
                 report.entries += 1
@@ -58,9 +61,11 @@ extension ChunkStore {
                 report.keys.append(entry.key)
             }
         }
-        if case .document(let id) = rule, !readOnly {
+        if case .document(let id, let salt) = rule, !readOnly {
+            let ns = DocKeys.namespace(salt)
             let batch = db.makeBatch()
-            batch.delete(.docs, Array(id.utf8))
+            batch.delete(.docs, DocKeys.record(ns, id))
+            for key in try linkedChunks(id: id, salt: salt) { deleteLink(batch, key, ns: ns, id: id) }
             try rocks { try db.write(batch) }
         }
         if report.entries > 0 { try persistCounters() }
@@ -81,8 +86,10 @@ extension ChunkStore {
             return try scanMeta { _, m in !m.pinned && now.timeIntervalSince(m.lastAccess) > ttl }
         case .model(let fp):
             return try scanMeta { _, m in keep(m) && m.modelFingerprint == fp }
-        case .document(let id):
-            return try scanMeta { _, m in keep(m) && m.docIDs.contains(id) }
+        case .document(let id, let salt):
+            return try linkedChunks(id: id, salt: salt).compactMap { k in
+                try readMeta(k).flatMap { keep($0) ? ChunkEntry(key: k, meta: $0) : nil }
+            }
         case .keys(let keys):
             return try keys.compactMap { k in
                 try readMeta(k).flatMap { keep($0) ? ChunkEntry(key: k, meta: $0) : nil }
@@ -106,6 +113,7 @@ extension ChunkStore {
             let batch = db.makeBatch()
             batch.delete(.chunks, key.bytes)
             batch.delete(.meta, key.bytes)
+            try deleteLinks(batch, of: key)
             try rocks { try db.write(batch) }
             return m.byteSize
         }

@@ -32,6 +32,8 @@ public final class ChunkStore: Sendable {
         var misses = 0
         var corrupt = 0
         var evictions = 0
+        /// Value bytes `put` keeps the store to (nil: unbounded).
+        var budget: Int?
         var totalBytes = 0
         var entries = 0
         var dirty = false
@@ -53,12 +55,19 @@ public final class ChunkStore: Sendable {
         settings.blobFiles = options.blobFiles
         settings.minBlobSize = UInt64(options.minBlobSize)
         settings.syncWrites = options.syncWrites
+        settings.minFreeBytes = options.minFreeBytes
+        if !options.readOnly, let free = DiskSpace.freeBytes(path), free < DiskSpace.openReserveBytes {
+            throw StoreError.diskFull(path: path, free: free, needed: DiskSpace.openReserveBytes)
+        }
         if !options.readOnly && RepairFlag.isSet(storePath: path) {
             try Self.repair(path: path)
         }
         db = try Self.openRocks(path: path, settings: settings)
         do {
             chunkSize = try Manifest.open(db, path: path, requestedChunkSize: options.chunkSize)
+        } catch let error as RocksError {
+            db.close()
+            throw error.isCorruption ? StoreError.damaged(path: path, message: error.message) : StoreError.rocksdb(error.message)
         } catch {
             db.close()
             throw error
@@ -69,7 +78,9 @@ public final class ChunkStore: Sendable {
         counterState = Mutex(c)
         let all = try scanMeta { _, _ in true }
         let total = all.reduce(0) { $0 + $1.meta.byteSize }
-        counterState.withLock { $0.totalBytes = total; $0.entries = all.count }
+        let budget = options.byteBudget
+            ?? (options.budgetFromFreeSpace ? DiskSpace.defaultBudget(path: path, storedBytes: total) : nil)
+        counterState.withLock { $0.totalBytes = total; $0.entries = all.count; $0.budget = budget }
         if !readOnly {
             LockHolderFile.write(storePath: path)
             startMaintenance()
@@ -90,6 +101,7 @@ public final class ChunkStore: Sendable {
                 return try RocksDB(path: path, settings: settings)
             } catch let error as RocksError {
                 if error.isLock { throw StoreError.locked(path: path, holder: LockHolderFile.read(storePath: path)) }
+                if error.isCorruption { throw StoreError.damaged(path: path, message: error.message) }
                 attempt += 1
                 let vanished = error.message.contains("No such file")
                 guard settings.readOnly && vanished && attempt < 20 else { throw StoreError.rocksdb(error.message) }
@@ -97,6 +109,9 @@ public final class ChunkStore: Sendable {
             }
         }
     }
+
+    /// Value bytes `put` keeps the store to (nil: unbounded); see `StoreOptions.byteBudget`.
+    public var byteBudget: Int? { counterState.withLock { $0.budget } }
 
     /// Flushes coalesced access updates and counters, then closes RocksDB. Idempotent.
     public func close() throws {
@@ -114,17 +129,21 @@ public final class ChunkStore: Sendable {
     // MARK: core API
 
     /// Writes a chunk: value and meta in one atomic batch. `meta.byteSize` is set from the
-    /// value. An existing entry keeps its created time, hits and pin and gains the new
-    /// document ids; its value is rewritten only when codec or size differ.
+    /// value. An existing entry keeps its created time, hits and pin; its value is rewritten
+    /// only when codec or size differ. `meta.docIDs` are linked in the default (empty salt)
+    /// namespace in the same batch; tenants link through `putDocument`.
     /// With `sync` (or `StoreOptions.syncWrites`) the WAL is fsynced before returning.
     public func put(_ key: ChunkKey, value: [UInt8], meta: ChunkMeta, sync: Bool = false) throws {
         try gate.enter(); defer { gate.leave() }
         guard !readOnly else { throw StoreError.readOnly(path: path) }
         var record = meta
         record.byteSize = value.count
+        record.docIDs = []
+        try makeRoom(for: key, bytes: value.count)
         let (delta, added): (Int, Int) = try withStripe(key) {
             let old = try readMeta(key)
             let batch = db.makeBatch()
+            for id in meta.docIDs { addLink(batch, key, ns: DocKeys.defaultNamespace, id: id) }
             if let old {
                 record = Self.merge(old: old, new: record)
                 // Re-puts are rare (callers probe first); reading the value back guards against
@@ -132,7 +151,7 @@ public final class ChunkStore: Sendable {
                 let valuePresent = (try? db.get(.chunks, key.bytes, fillCache: false)).flatMap { $0 } != nil
                 if old.codec != record.codec || old.byteSize != value.count || !valuePresent {
                     batch.put(.chunks, key.bytes, value)
-                } else if old == record {
+                } else if old == record && meta.docIDs.isEmpty {
                     return (0, 0)
                 }
             } else {
@@ -142,14 +161,22 @@ public final class ChunkStore: Sendable {
             try rocks { try db.write(batch, sync: sync || options.syncWrites) }
             return (value.count - (old?.byteSize ?? 0), old == nil ? 1 : 0)
         }
-        let over = counterState.withLock { c -> Bool in
+        counterState.withLock { c in
             c.totalBytes += delta
             c.entries += added
-            return options.byteBudget.map { c.totalBytes > $0 } ?? false
         }
-        if over, let budget = options.byteBudget {
-            _ = try evictUngated(.toBudget(budget * 9 / 10), includePinned: false)
-        }
+    }
+
+    /// Evicts (approximate LRU, to 90% of the budget less the new value) before a write of
+    /// `bytes` new bytes under `key` that would exceed `byteBudget`; throws
+    /// `StoreError.overBudget` when what is left (pinned) still leaves no room.
+    func makeRoom(for key: ChunkKey, bytes: Int) throws {
+        guard let budget = byteBudget else { return }
+        let fits = { self.counterState.withLock { $0.totalBytes } + bytes <= budget }
+        if fits() { return }
+        if (try? readMeta(key)) != nil { return }   // a re-put replaces its own bytes
+        _ = try evictUngated(.toBudget(max(0, budget * 9 / 10 - bytes)), includePinned: false)
+        if !fits() { throw StoreError.overBudget(path: path, budget: budget, needed: bytes) }
     }
 
     static func merge(old: ChunkMeta, new: ChunkMeta) -> ChunkMeta {
@@ -158,7 +185,6 @@ public final class ChunkStore: Sendable {
         m.lastAccess = max(old.lastAccess, new.lastAccess)
         m.hits = old.hits
         m.pinned = old.pinned || new.pinned
-        m.docIDs = old.docIDs + new.docIDs.filter { !old.docIDs.contains($0) }
         return m
     }
 
@@ -227,10 +253,10 @@ public final class ChunkStore: Sendable {
         return keys.map { (try? db.get(.meta, $0.bytes)).flatMap { $0 } != nil }
     }
 
-    /// The metadata of `key` including not yet flushed hits, or nil.
+    /// The metadata of `key` including not yet flushed hits and its documents, or nil.
     public func meta(_ key: ChunkKey) throws -> ChunkMeta? {
         try gate.enter(); defer { gate.leave() }
-        return try readMeta(key).map { tracker.overlay(key, $0) }
+        return try readMeta(key).map { tracker.overlay(key, try withDocuments(key, $0)) }
     }
 
     /// The request path calls this when the codec rejects a value `get` returned
@@ -267,18 +293,32 @@ public final class ChunkStore: Sendable {
     /// Counts a corrupt entry and deletes it (best effort: after a failed compaction RocksDB
     /// refuses writes, and the read must still answer a miss). Block damage also asks for a
     /// repair at the next open (see `RepairFlag`).
+    ///
+    /// A value rejected above RocksDB (validator, codec) is read once more with RocksDB's
+    /// block checksums: damage on disk sets the repair flag (a compaction would fail on the
+    /// block), anything else is deleted and its key range compacted in the background, so
+    /// the bad bytes leave the table files.
     func handleCorrupt(_ key: ChunkKey, reason: String, blockDamage: Bool = false) {
         counterState.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
         storeLogger.warning("corrupt chunk: counted as a miss and removed",
                             metadata: ["chunk": "\(key)", "reason": "\(reason)", "readOnly": "\(readOnly)"])
         tracker.forget(key)
         guard !readOnly else { return }
-        if blockDamage { RepairFlag.set(storePath: path, reason: "\(key.hex): \(reason)") }
+        var damaged = blockDamage
+        if !damaged {
+            do { _ = try db.get(.chunks, key.bytes, fillCache: false) } catch let error as RocksError {
+                damaged = error.isCorruption
+            } catch {
+                damaged = false
+            }
+        }
+        if damaged { RepairFlag.set(storePath: path, reason: "\(key.hex): \(reason)") }
         withStripe(key) {
             let size = (try? readMeta(key))?.byteSize
             let batch = db.makeBatch()
             batch.delete(.chunks, key.bytes)
             batch.delete(.meta, key.bytes)
+            try? deleteLinks(batch, of: key)
             let note = "\(ISO8601DateFormatter().string(from: Date())) \(reason)"
             batch.put(.manifest, Array((Manifest.quarantinePrefix + key.hex).utf8), Array(note.utf8))
             do {
@@ -287,6 +327,16 @@ public final class ChunkStore: Sendable {
             } catch {
                 storeLogger.error("could not remove a corrupt chunk", metadata: ["chunk": "\(key)", "error": "\(error)"])
             }
+        }
+        if !damaged { compactInBackground(key) }
+    }
+
+    /// Compacts the range of `key` in the `chunks` family off the calling thread.
+    func compactInBackground(_ key: ChunkKey) {
+        DispatchQueue.global(qos: .utility).async { [self] in
+            guard (try? gate.enter()) != nil else { return }
+            defer { gate.leave() }
+            db.compactKey(.chunks, key.bytes)
         }
     }
 
@@ -312,7 +362,17 @@ public final class ChunkStore: Sendable {
     public var counters: StoreCounters {
         let c = counterState.withLock { $0 }
         return StoreCounters(entries: c.entries, bytes: c.totalBytes, reads: c.reads, misses: c.misses,
-                             corruptFound: c.corrupt, evictions: c.evictions, pendingHits: tracker.pendingHits)
+                             corruptFound: c.corrupt, evictions: c.evictions, pendingHits: tracker.pendingHits,
+                             backgroundErrors: backgroundErrors,
+                             writesRefusedDiskFull: db.spaceRefusals.withLock { $0 },
+                             needsRepair: !readOnly && needsRepair)
+    }
+
+    /// RocksDB background errors since open (0 once closed).
+    var backgroundErrors: Int {
+        guard (try? gate.enter()) != nil else { return 0 }
+        defer { gate.leave() }
+        return db.backgroundErrors
     }
 
     /// Calls `body` for every decodable meta record; collects those it accepts.

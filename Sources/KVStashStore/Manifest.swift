@@ -4,7 +4,9 @@ import Foundation
 /// quarantine log. Keys are ASCII strings; integers are u64 little-endian.
 enum Manifest {
     /// Version of the store layout (column families, meta record). Bump on incompatible change.
-    static let storeVersion = 1
+    /// 2: documents per tenant namespace with chunk links in `docs`; meta records without
+    /// document ids. A version 1 store is upgraded at its first read-write open (`upgrade`).
+    static let storeVersion = 2
     static let defaultChunkSize = 256
 
     static let versionKey = Array("store_version".utf8)
@@ -30,7 +32,9 @@ enum Manifest {
     static func open(_ db: RocksDB, path: String, requestedChunkSize: Int?) throws -> Int {
         let version = decodeInt(try db.get(.manifest, versionKey))
         let stored = decodeInt(try db.get(.manifest, chunkSizeKey))
-        if let version, version != storeVersion {
+        if version == 1 && !db.readOnly {
+            try upgradeFromVersion1(db)
+        } else if let version, version != storeVersion {
             throw StoreError.versionMismatch(path: path, found: version, expected: storeVersion)
         }
         if let stored {
@@ -47,6 +51,25 @@ enum Manifest {
             try db.write(batch, sync: true)
         }
         return chunkSize
+    }
+}
+
+extension Manifest {
+    /// Version 1 keyed document records by their raw id, with no tenant salt, so they cannot
+    /// be placed in a namespace: they are dropped (chunks stay; precomputing a document again
+    /// finds its chunks stored and only writes its record and links). Meta records keep their
+    /// version 1 encoding until rewritten; their document ids are ignored.
+    static func upgradeFromVersion1(_ db: RocksDB) throws {
+        var keys: [[UInt8]] = []
+        try db.scan(.docs) { k, _ in keys.append(k); return true }
+        for start in stride(from: 0, to: keys.count, by: 10_000) {
+            let batch = db.makeBatch()
+            for k in keys[start..<min(start + 10_000, keys.count)] { batch.delete(.docs, k) }
+            try db.write(batch)
+        }
+        let batch = db.makeBatch()
+        batch.put(.manifest, versionKey, encodeInt(storeVersion))
+        try db.write(batch, sync: true)
     }
 }
 

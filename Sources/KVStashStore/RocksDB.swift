@@ -1,5 +1,6 @@
 import CRocksDB
 import Foundation
+import Synchronization
 
 /// Column families of a chunk store, in the order they are opened.
 enum Family: Int, CaseIterable, Sendable {
@@ -14,6 +15,8 @@ struct RocksSettings: Sendable {
     var blobFiles = false
     var minBlobSize: UInt64 = 64 << 10
     var syncWrites = false
+    /// Free bytes every write must leave on the store's filesystem (see `DiskSpace`).
+    var minFreeBytes = DiskSpace.defaultMinFreeBytes
 }
 
 /// A thin, safe wrapper over one RocksDB instance opened with the store's column families.
@@ -36,10 +39,16 @@ final class RocksDB: @unchecked Sendable {
     private let writeOptions: OpaquePointer
     private let syncWriteOptions: OpaquePointer
     let readOnly: Bool
+    private let path: String
+    private let minFreeBytes: Int
+    /// Writes refused by the free-space check, since open.
+    let spaceRefusals = Mutex(0)
     private var closed = false
 
     init(path: String, settings: RocksSettings) throws {
-        dbOptions = rocksdb_options_create()
+        self.path = path
+        minFreeBytes = settings.minFreeBytes
+        dbOptions = Self.makeDBOptions()
         rocksdb_options_set_create_if_missing(dbOptions, settings.createIfMissing ? 1 : 0)
         rocksdb_options_set_create_missing_column_families(dbOptions, settings.createIfMissing ? 1 : 0)
         rocksdb_options_set_paranoid_checks(dbOptions, 1)
@@ -48,7 +57,12 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_options_set_keep_log_file_num(dbOptions, 3)
         // A read-only instance opens every table file at open, so a live writer that
         // deletes compacted files afterwards cannot pull them away (unlinked files stay readable).
-        if settings.readOnly { rocksdb_options_set_max_open_files(dbOptions, -1) }
+        if settings.readOnly {
+            rocksdb_options_set_max_open_files(dbOptions, -1)
+            // Its info log goes elsewhere: opening a LOG in the store directory would rotate
+            // the live writer's LOG (and write to a store whose disk may be full).
+            rocksdb_options_set_db_log_dir(dbOptions, Self.readOnlyLogDirectory)
+        }
         var fopts: [OpaquePointer] = []
         var topts: [OpaquePointer] = []
         for family in Family.allCases {
@@ -94,12 +108,34 @@ final class RocksDB: @unchecked Sendable {
             }
         }
         if let message = Self.take(err) {
-            Self.destroyOptions(dbOptions, fopts, topts, [readVerified, readBulk, readSelfChecked, writeOptions, syncWriteOptions])
+            Self.destroyOptions(dbOptions, fopts, topts,
+                                (reads: [readVerified, readBulk, readSelfChecked], writes: [writeOptions, syncWriteOptions]))
             throw RocksError(message: message)
         }
         db = opened!
         families = handles.map { $0! }
     }
+
+    /// Database options every open starts from. `avoid_flush_during_recovery`: replaying the
+    /// WAL at open keeps it in the memtable instead of writing an SST of its size first, so a
+    /// store whose disk filled up opens again with little free space.
+    private static func makeDBOptions() -> OpaquePointer {
+        let base = rocksdb_options_create()!
+        let options = rocksdb_options_create()!
+        var err: UnsafeMutablePointer<CChar>? = nil
+        rocksdb_get_options_from_string(base, "avoid_flush_during_recovery=true", options, &err)
+        rocksdb_options_destroy(base)
+        // The option string is a constant; failing to parse it is a programming error.
+        if let message = take(err) { preconditionFailure("RocksDB rejected a constant option string: \(message)") }
+        return options
+    }
+
+    /// Where read-only opens write their RocksDB info log (one file per store path).
+    static let readOnlyLogDirectory: String = {
+        let dir = NSTemporaryDirectory() + "kvstash-readonly-logs"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }()
 
     private static func familyOptions(_ family: Family, settings: RocksSettings) -> (OpaquePointer, OpaquePointer) {
         let o = rocksdb_options_create()!
@@ -124,14 +160,13 @@ final class RocksDB: @unchecked Sendable {
         return (o, t)
     }
 
-    private static func destroyOptions(_ db: OpaquePointer, _ f: [OpaquePointer], _ t: [OpaquePointer], _ rw: [OpaquePointer]) {
+    private static func destroyOptions(_ db: OpaquePointer, _ f: [OpaquePointer], _ t: [OpaquePointer],
+                                       _ rw: (reads: [OpaquePointer], writes: [OpaquePointer])) {
         rocksdb_options_destroy(db)
         f.forEach { rocksdb_options_destroy($0) }
         t.forEach { rocksdb_block_based_options_destroy($0) }
-        rocksdb_readoptions_destroy(rw[0])
-        rocksdb_readoptions_destroy(rw[1])
-        rocksdb_writeoptions_destroy(rw[2])
-        rocksdb_writeoptions_destroy(rw[3])
+        rw.reads.forEach { rocksdb_readoptions_destroy($0) }
+        rw.writes.forEach { rocksdb_writeoptions_destroy($0) }
     }
 
     /// Closes the database. The caller guarantees no concurrent call is in flight.
@@ -143,7 +178,8 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_cancel_all_background_work(db, 1)
         families.forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
-        Self.destroyOptions(dbOptions, familyOptions, tableOptions, [readVerified, readBulk, readSelfChecked, writeOptions, syncWriteOptions])
+        Self.destroyOptions(dbOptions, familyOptions, tableOptions,
+                            (reads: [readVerified, readBulk, readSelfChecked], writes: [writeOptions, syncWriteOptions]))
     }
 
     deinit { close() }
@@ -211,17 +247,25 @@ final class RocksDB: @unchecked Sendable {
         return out
     }
 
-    /// Calls `body(key, value)` for every entry of `family` in key order until it returns false.
-    func scan(_ family: Family, bulk: Bool = true, _ body: ([UInt8], [UInt8]) throws -> Bool) throws {
+    /// Calls `body(key, value)` for every entry of `family` whose key starts with `prefix`
+    /// (all entries by default) in key order until it returns false.
+    func scan(_ family: Family, bulk: Bool = true, prefix: [UInt8] = [],
+              _ body: ([UInt8], [UInt8]) throws -> Bool) throws {
         let it = rocksdb_create_iterator_cf(db, bulk ? readBulk : readVerified, families[family.rawValue])!
         defer { rocksdb_iter_destroy(it) }
-        rocksdb_iter_seek_to_first(it)
+        if prefix.isEmpty {
+            rocksdb_iter_seek_to_first(it)
+        } else {
+            prefix.withUnsafeBytes { rocksdb_iter_seek(it, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        }
         while rocksdb_iter_valid(it) != 0 {
             var kl = 0, vl = 0
             let k = rocksdb_iter_key(it, &kl)!
-            let v = rocksdb_iter_value(it, &vl)!
             let key = k.withMemoryRebound(to: UInt8.self, capacity: kl) { Array(UnsafeBufferPointer(start: $0, count: kl)) }
-            let value = v.withMemoryRebound(to: UInt8.self, capacity: vl) { Array(UnsafeBufferPointer(start: $0, count: vl)) }
+            if !key.starts(with: prefix) { break }
+            let value = rocksdb_iter_value(it, &vl).map { v in
+                v.withMemoryRebound(to: UInt8.self, capacity: vl) { Array(UnsafeBufferPointer(start: $0, count: vl)) }
+            } ?? []
             if try !body(key, value) { break }
             rocksdb_iter_next(it)
         }
@@ -233,7 +277,19 @@ final class RocksDB: @unchecked Sendable {
     // MARK: writes
 
     /// Applies `batch` atomically across column families.
+    ///
+    /// Throws `StoreError.diskFull` (and writes nothing) when the store's filesystem would
+    /// keep less than `minFreeBytes` besides the batch (twice: WAL and table file) and the
+    /// memtables' next flush: Debian's RocksDB aborts the process on ENOSPC in a WAL write,
+    /// so a write must never reach a full disk.
     func write(_ batch: WriteBatch, sync: Bool = false) throws {
+        if let free = DiskSpace.freeBytes(path) {
+            let needed = minFreeBytes + 2 * batch.byteSize + memtableBytes
+            if free < needed {
+                spaceRefusals.withLock { $0 += 1 }
+                throw StoreError.diskFull(path: path, free: free, needed: needed)
+            }
+        }
         var err: UnsafeMutablePointer<CChar>? = nil
         rocksdb_write(db, sync ? syncWriteOptions : writeOptions, batch.handle, &err)
         if let message = Self.take(err) { throw RocksError(message: message) }
@@ -253,11 +309,34 @@ final class RocksDB: @unchecked Sendable {
         }
     }
 
-    /// Full manual compaction of every column family.
-    func compactAll() {
+    /// Full manual compaction of every column family. RocksDB's C API returns no status
+    /// for it: a compaction that fails (e.g. on a damaged block) shows up as a new
+    /// background error, which is thrown here.
+    func compactAll() throws {
+        let before = backgroundErrors
         for family in Family.allCases {
             rocksdb_compact_range_cf(db, families[family.rawValue], nil, 0, nil, 0)
         }
+        if backgroundErrors > before {
+            throw RocksError(message: "compaction failed (RocksDB background error; see the store's LOG)")
+        }
+    }
+
+    /// Compacts the key range `[key, key]` of one family, so a deleted value leaves its files.
+    func compactKey(_ family: Family, _ key: [UInt8]) {
+        key.withUnsafeBytes { k in
+            let p = k.baseAddress?.assumingMemoryBound(to: CChar.self)
+            rocksdb_compact_range_cf(db, families[family.rawValue], p, k.count, p, k.count)
+        }
+    }
+
+    /// Background errors (failed flushes and compactions) since open. After one, RocksDB
+    /// refuses writes until the store is reopened (and, for damage, repaired).
+    var backgroundErrors: Int { Int(property(.default, "rocksdb.background-errors") ?? "") ?? 0 }
+
+    /// Bytes in memtables not yet flushed to table files (what the next flushes write).
+    var memtableBytes: Int {
+        Family.allCases.reduce(0) { $0 + (Int(property($1, "rocksdb.cur-size-all-mem-tables") ?? "") ?? 0) }
     }
 
     /// A RocksDB property (e.g. `rocksdb.total-sst-files-size`) of one column family.
@@ -284,6 +363,13 @@ final class WriteBatch {
         self.families = families
     }
     deinit { rocksdb_writebatch_destroy(handle) }
+
+    /// Bytes of the batch's serialized representation (what its WAL record holds).
+    var byteSize: Int {
+        var size = 0
+        _ = rocksdb_writebatch_data(handle, &size)
+        return size
+    }
 
     func put(_ family: Family, _ key: [UInt8], _ value: [UInt8]) {
         key.withUnsafeBytes { k in

@@ -16,8 +16,15 @@ public struct StoreOptions: Sendable {
     /// Open without the write lock (works while another process holds the store).
     /// Reads see the state at open time; writes throw `StoreError.readOnly`.
     public var readOnly: Bool
-    /// Total value bytes to keep; `put` evicts down to it. `nil`: unbounded.
+    /// Total value bytes to keep: `put` evicts (approximate LRU) before a write that would
+    /// exceed it. `nil`: `budgetFromFreeSpace` decides.
     public var byteBudget: Int?
+    /// Without a `byteBudget`, budget `DiskSpace.defaultBudget` (a share of the free space
+    /// of the store's filesystem at open) instead of no budget.
+    public var budgetFromFreeSpace: Bool
+    /// Free bytes every write must leave on the store's filesystem; a write that would
+    /// leave less fails with `StoreError.diskFull` (reads go on).
+    public var minFreeBytes: Int
     /// Entries not read for this long are evicted by `evictExpired()` and maintenance.
     public var ttl: TimeInterval?
     /// Store values of at least `minBlobSize` bytes in RocksDB blob files.
@@ -37,7 +44,8 @@ public struct StoreOptions: Sendable {
     public var flushEvery: Int
 
     public init(chunkSize: Int? = nil, createIfMissing: Bool = true, readOnly: Bool = false,
-                byteBudget: Int? = nil, ttl: TimeInterval? = nil, blobFiles: Bool = false,
+                byteBudget: Int? = nil, budgetFromFreeSpace: Bool = false,
+                minFreeBytes: Int = DiskSpace.defaultMinFreeBytes, ttl: TimeInterval? = nil, blobFiles: Bool = false,
                 minBlobSize: Int = 64 << 10, syncWrites: Bool = false, validator: ValueValidator? = nil,
                 admission: any AdmissionPolicy = SecondSightingPolicy(),
                 flushInterval: TimeInterval = 5, flushEvery: Int = 1024) {
@@ -45,6 +53,8 @@ public struct StoreOptions: Sendable {
         self.createIfMissing = createIfMissing
         self.readOnly = readOnly
         self.byteBudget = byteBudget
+        self.budgetFromFreeSpace = budgetFromFreeSpace
+        self.minFreeBytes = minFreeBytes
         self.ttl = ttl
         self.blobFiles = blobFiles
         self.minBlobSize = minBlobSize
@@ -70,6 +80,14 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case closed
     /// A record that does not decode.
     case corruptRecord(String)
+    /// The store's filesystem has too little free space for a write (or a read-write open).
+    case diskFull(path: String, free: Int, needed: Int)
+    /// A write would exceed the byte budget even after evicting every unpinned entry.
+    case overBudget(path: String, budget: Int, needed: Int)
+    /// The store's table files are damaged so that RocksDB cannot open it.
+    case damaged(path: String, message: String)
+    /// A document record the store does not take.
+    case invalidDocument(String)
     /// Any other RocksDB error.
     case rocksdb(String)
 
@@ -79,15 +97,40 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
             return "store \(path) is in use by \(holder ?? "another process") (RocksDB LOCK held); "
                 + "open it read-only, or go through that process (e.g. the server's /admin API)"
         case let .versionMismatch(path, found, expected):
-            return "store \(path) has store version \(found); this kvstash reads version \(expected)"
+            let upgrade = found == 1 && expected == 2
+                ? " (a read-write open upgrades a version 1 store: run e.g. `kvstash compact` with no server on it)" : ""
+            return "store \(path) has store version \(found); this kvstash reads version \(expected)" + upgrade
         case let .chunkSizeMismatch(path, store, requested):
             return "store \(path) uses chunk size \(store), not \(requested); open it with chunk size \(store) or use another store"
         case let .readOnly(path):
             return "store \(path) is open read-only; this operation writes"
         case .closed: return "store is closed"
         case let .corruptRecord(what): return "corrupt store record: \(what)"
+        case let .diskFull(path, free, needed):
+            return "store \(path): the disk is full (\(free >> 20) MiB free, a write needs \(needed >> 20) MiB); "
+                + "nothing was written. Free space on that filesystem, or lower --max-store-bytes, "
+                + "`kvstash evict --to-bytes` and `kvstash compact` (reads go on meanwhile)"
+        case let .overBudget(path, budget, needed):
+            return "store \(path): a write of \(needed) bytes does not fit the byte budget of \(budget) bytes "
+                + "(the rest is pinned); nothing was written"
+        case let .damaged(path, message):
+            return "store \(path) cannot be opened: \(message). A table file is damaged: run "
+                + "`kvstash repair --store \(path)` (moves unreadable table files to lost/; their chunks are recomputed on use)"
+        case let .invalidDocument(why): return "invalid document: \(why)"
         case let .rocksdb(message): return "RocksDB: \(message)"
         }
+    }
+
+    /// The filesystem lacked the space for a write or a read-write open.
+    public var isDiskFull: Bool {
+        if case .diskFull = self { return true }
+        return false
+    }
+
+    /// A write did not fit the byte budget.
+    public var isOverBudget: Bool {
+        if case .overBudget = self { return true }
+        return false
     }
 }
 
@@ -118,6 +161,13 @@ public struct StoreStats: Sendable, Codable, Equatable {
     public var diskBytes = 0
     /// A damaged table file was detected; the next read-write open repairs the store.
     public var needsRepair = false
+    /// RocksDB background errors (failed flushes or compactions) since open: RocksDB then
+    /// refuses writes until the store is reopened (repaired, for damage).
+    public var backgroundErrors = 0
+    /// Writes refused for lack of disk space since open.
+    public var writesRefusedDiskFull = 0
+    /// Byte budget in force (nil: unbounded).
+    public var byteBudget: Int?
 
     public init() {}
 }
@@ -136,6 +186,15 @@ public struct StoreCounters: Sendable, Codable, Equatable {
     public var evictions: Int
     /// Hits read but not yet written to the meta records.
     public var pendingHits: Int
+    /// RocksDB background errors since open (see `StoreStats.backgroundErrors`).
+    public var backgroundErrors: Int
+    /// Writes refused for lack of disk space since open.
+    public var writesRefusedDiskFull: Int
+    /// A damaged table file was detected (see `StoreStats.needsRepair`).
+    public var needsRepair: Bool
+
+    /// Whether the store takes writes: no background error and no damage waiting for repair.
+    public var writable: Bool { backgroundErrors == 0 && !needsRepair }
 }
 
 /// What `verify` found.
@@ -148,7 +207,15 @@ public struct VerifyReport: Sendable, Codable, Equatable {
     public var orphans: [ChunkKey] = []
     /// Keys of bad entries that were removed (empty in read-only mode).
     public var removed: [ChunkKey] = []
+    /// A damaged block in a table file (also under deleted entries), as RocksDB reported
+    /// it; the store is flagged for repair at its next read-write open.
+    public var tableDamage: String?
+    /// RocksDB background errors since open (a failed compaction or flush).
+    public var backgroundErrors = 0
     public init() {}
+
+    /// Nothing wrong was found.
+    public var clean: Bool { corrupt.isEmpty && orphans.isEmpty && tableDamage == nil && backgroundErrors == 0 }
 }
 
 /// Filters for `list`.
@@ -182,16 +249,30 @@ public struct ChunkEntry: Sendable, Codable, Hashable {
     public var meta: ChunkMeta
 }
 
-/// A precomputed document (column family `docs`): used to resume precompute.
+/// A precomputed document (column family `docs`, in the namespace of its tenant salt):
+/// used to resume precompute.
 public struct DocumentRecord: Sendable, Codable, Hashable {
     public var id: String
     public var name: String
     public var tokenCount: Int
     public var chunkKeys: [ChunkKey]
-    public init(id: String, name: String, tokenCount: Int, chunkKeys: [ChunkKey]) {
+    /// Tenant salt: ids of different salts never meet.
+    public var salt: [UInt8]
+    public init(id: String, name: String, tokenCount: Int, chunkKeys: [ChunkKey], salt: [UInt8] = []) {
         self.id = id
         self.name = name
         self.tokenCount = tokenCount
         self.chunkKeys = chunkKeys
+        self.salt = salt
+    }
+
+    enum CodingKeys: String, CodingKey { case id, name, tokenCount, chunkKeys }
+
+    /// The JSON form leaves the salt out (the record's key carries its namespace).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(id: try c.decode(String.self, forKey: .id), name: try c.decode(String.self, forKey: .name),
+                  tokenCount: try c.decode(Int.self, forKey: .tokenCount),
+                  chunkKeys: try c.decode([ChunkKey].self, forKey: .chunkKeys))
     }
 }

@@ -56,7 +56,9 @@ struct AdminStats: ParsableCommand {
             ["disk bytes", formatBytes(s.diskBytes)], ["documents", "\(s.documents)"], ["hits", "\(s.hits)"],
             ["corrupt found", "\(s.corruptFound)"], ["evictions", "\(s.evictions)"],
         ]
-        if s.needsRepair { rows.append(["needs repair", "yes: a damaged table file was found; the next read-write open repairs it"]) }
+        if s.needsRepair {
+            rows.append(["needs repair", "yes: a damaged table file was found; the next read-write open (or `kvstash repair`) repairs it"])
+        }
         for (codec, bytes) in s.bytesByCodec.sorted(by: { $0.key < $1.key }) { rows.append(["codec \(codec)", formatBytes(bytes)]) }
         for (model, bytes) in s.bytesByModel.sorted(by: { $0.key < $1.key }) {
             let name = models[model].map { " \($0)" } ?? ""

@@ -91,8 +91,13 @@ struct AdminVerify: ParsableCommand {
                                             ["removed", "\(report.removed.count)"]])
             for key in report.corrupt { print("corrupt: \(key)") }
             for key in report.orphans { print("half-written: \(key)") }
+            if let damage = report.tableDamage {
+                print("damaged table file: \(damage)")
+                print("run `kvstash repair` (with no server on the store) or restart the server: the next read-write open repairs it")
+            }
+            if report.backgroundErrors > 0 { print("RocksDB background errors: \(report.backgroundErrors) (see the store's LOG)") }
         }
-        if !report.corrupt.isEmpty || !report.orphans.isEmpty { throw ExitCode(1) }
+        if !report.clean { throw ExitCode(1) }
     }
 }
 
@@ -109,5 +114,32 @@ struct AdminCompact: ParsableCommand {
         let after = try store.stats().diskBytes
         if common.json { return try printJSON(["diskBytesBefore": before, "diskBytesAfter": after]) }
         print("compacted: \(formatBytes(before)) -> \(formatBytes(after)) on disk")
+    }
+}
+
+/// `kvstash repair`: RocksDB's repairer on a store no process holds.
+struct AdminRepair: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "repair", abstract: "Repair a store with a damaged table file (no server may hold it).",
+        discussion: """
+            Runs RocksDB's repairer: table files it cannot read completely move to lost/ inside the \
+            store, the MANIFEST is rebuilt from the rest. Chunks lost with a file are recomputed on \
+            use; their leftover meta records are dropped by the next read or `kvstash verify`. A \
+            read-write open runs the same repair by itself when a damaged block was detected \
+            (the file kvstash.needs-repair in the store directory).
+            """)
+    @OptionGroup var common: AdminStoreOptions
+
+    func run() throws {
+        let path = try common.path
+        try ChunkStore.repair(path: path)
+        let store = try common.open(writing: true)
+        defer { try? store.close() }
+        let report = try store.verify()
+        if common.json { try printJSON(report) } else {
+            print("repaired \(path): \(report.ok) entries ok, \(report.removed.count) records of lost values removed")
+        }
+        // Records whose values went to lost/ are expected; damage left behind is not.
+        if report.tableDamage != nil || report.backgroundErrors > 0 || !report.corrupt.isEmpty { throw ExitCode(1) }
     }
 }

@@ -30,6 +30,9 @@ struct AdminStoreOptions: ParsableArguments {
         } catch StoreError.locked(let p, let holder) where !writing {
             FileHandle.standardError.write(Data("note: \(p) is in use by \(holder ?? "another process"); reading a read-only snapshot\n".utf8))
             return try ChunkStore(path: path, options: StoreOptions(createIfMissing: false, readOnly: true, flushInterval: 0))
+        } catch let error as StoreError where error.isDiskFull && !writing {
+            FileHandle.standardError.write(Data("note: \(error); reading a read-only snapshot\n".utf8))
+            return try ChunkStore(path: path, options: StoreOptions(createIfMissing: false, readOnly: true, flushInterval: 0))
         }
     }
 }

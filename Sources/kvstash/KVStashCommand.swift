@@ -12,6 +12,7 @@ struct KVStashCommand: AsyncParsableCommand {
             AdminEvict.self,
             AdminPin.self,
             AdminUnpin.self,
+            AdminRepair.self,
             AdminVerify.self,
             AdminCompact.self,
             Generate.self,

@@ -20,6 +20,7 @@ struct PrecomputeCommand: ParsableCommand {
     @Option(help: "GGUF model (default: the store's, $KVSTASH_MODEL, or the default model).") var model: String?
     @Option(help: "KV codec of the stored chunks: \(KVCodec.nameList).") var codec = "int8"
     @Option(name: .customLong("chunk-size"), help: "Tokens per chunk (a new store only).") var chunkSize = 256
+    @OptionGroup var budget: StoreBudgetOptions
     @Option(help: "Prompt template: chat-system, chat-user, raw.") var template = "chat-system"
     @Option(help: "Glob on file names inside directories (repeatable), e.g. '*.md'.") var include: [String] = []
     @Flag(help: "Recompute documents that are already stored.") var force = false
@@ -32,7 +33,7 @@ struct PrecomputeCommand: ParsableCommand {
         let template = try RequestCLI.template(template)
         let modelPath = try RequestCLI.modelPath(model, settings: StoreSettings.load(storePath: store))
         let docs = try CorpusReader.documents(paths, include: include)
-        let chunkStore = try ChunkStore(path: store, options: StoreOptions(chunkSize: chunkSize))
+        let chunkStore = try ChunkStore(path: store, options: try budget.apply(to: StoreOptions(chunkSize: chunkSize)))
         let cache: PrefixCache
         do {
             let m = try LlamaModel(path: modelPath)

@@ -23,6 +23,7 @@ struct QueryCommand: ParsableCommand {
     @Option(name: .customLong("context-file"), help: "A file to use as the document.") var contextFile: String?
     @Option(help: "GGUF model (default: the store's, $KVSTASH_MODEL, or the default model).") var model: String?
     @Option(help: "Codec of chunks written back (default: the store's): \(KVCodec.nameList).") var codec: String?
+    @OptionGroup var budget: StoreBudgetOptions
     @Option(help: "Prompt template (default: the store's): chat-system, chat-user, raw.") var template: String?
     @Option(name: [.customShort("n"), .customLong("max-tokens")], help: "Maximum new tokens.") var maxTokens = 128
     @Option(help: "Ask this many times in one process (2: disk, then RAM).") var `repeat` = 1
@@ -40,7 +41,7 @@ struct QueryCommand: ParsableCommand {
         let settings = StoreSettings.load(storePath: store)
         let modelPath = try RequestCLI.modelPath(model, settings: settings)
         let (document, tmpl) = try documentAndTemplate(settings)
-        let chunkStore = try RequestCLI.openStore(store, chunkSize: nil)
+        let chunkStore = try RequestCLI.openStore(store, chunkSize: nil, budget: budget)
         defer { try? chunkStore.close() }
         sampling.applyThreads()
         let m = try LlamaModel(path: modelPath)

@@ -33,11 +33,14 @@ enum RequestCLI {
     }
 
     /// Opens the store for writing; when another process holds it, read-only (no write-back).
-    static func openStore(_ path: String, chunkSize: Int?) throws -> ChunkStore {
+    static func openStore(_ path: String, chunkSize: Int?, budget: StoreBudgetOptions) throws -> ChunkStore {
         do {
-            return try ChunkStore(path: path, options: StoreOptions(chunkSize: chunkSize))
+            return try ChunkStore(path: path, options: try budget.apply(to: StoreOptions(chunkSize: chunkSize)))
         } catch StoreError.locked(let p, let holder) {
             note("\(p) is in use by \(holder ?? "another process"); reading it read-only (no write-back)")
+            return try ChunkStore(path: path, options: StoreOptions(createIfMissing: false, readOnly: true))
+        } catch let error as StoreError where error.isDiskFull {
+            note("\(error); reading it read-only (no write-back)")
             return try ChunkStore(path: path, options: StoreOptions(createIfMissing: false, readOnly: true))
         }
     }

@@ -29,6 +29,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Codec of chunks written to the store: \(KVCodec.nameList).")
     var codec = "int8"
 
+    @OptionGroup var budget: StoreBudgetOptions
+
     @Option(name: .long, help: "Byte budget of the RAM tier (radix tree) in MiB.")
     var ramBudgetMB = 1024
 
@@ -84,7 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let modelPath = try RequestCLI.modelPath(model, settings: StoreSettings.load(storePath: store))
-        let chunkStore = try ChunkStore(path: store)
+        let chunkStore = try ChunkStore(path: store, options: try budget.apply(to: StoreOptions()))
         defer { try? chunkStore.close() }
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec), ramBudgetBytes: ramBudgetMB << 20)
         let backend = try PrefixCacheBackend(modelPath: modelPath, store: chunkStore, options: options,

@@ -189,6 +189,9 @@ final class RequestPathTests: XCTestCase {
         let logged = log.entries.filter { $0.level == .warning && $0.metadata["chunk"] == "\(keys[1])" }
         XCTAssertEqual(logged.count, 1, "the rejected chunk is logged once, with its key")
         XCTAssertNotNil(logged.first?.metadata["error"], "with the codec's error as the cause")
+        // The damaged block stays in its table file until repaired: the store asks for it.
+        XCTAssertTrue(store.needsRepair)
+        XCTAssertFalse(store.counters.writable)
     }
 
     /// The document's tail is fetched in the same parallel run as the chunks before it;

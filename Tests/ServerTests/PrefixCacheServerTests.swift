@@ -127,7 +127,8 @@ final class PrefixCacheServerTests: XCTestCase {
         XCTAssertEqual(state["status"] as? String, "succeeded", "\(state)")
         XCTAssertEqual(state["documents_done"] as? Int, 1)
         XCTAssertGreaterThan(state["tokens_done"] as? Int ?? 0, 0)
-        XCTAssertNotNil(try store.document(id: "vell"))
+        XCTAssertNotNil(try store.document(id: "vell", salt: Array("docs".utf8)))
+        XCTAssertNil(try store.document(id: "vell"), "the record lives in the salt's namespace")
 
         let answer = try await running.post("/v1/chat/completions", Self.chat("apple", salt: "docs"))
         XCTAssertGreaterThan(answer.json["usage", "prompt_tokens_details", "cached_tokens_disk"] as? Int ?? 0, 0,

@@ -21,7 +21,10 @@ final class CorruptionRepairTests: XCTestCase {
             let store = try ChunkStore(path: path, options: StoreOptions(validator: selfCheck))
             XCTAssertNil(try store.get(keys[2]))
             XCTAssertTrue(store.needsRepair)
-            try store.compact()   // reads the damaged block: RocksDB stops accepting writes
+            // Reads the damaged block: RocksDB stops accepting writes, and compact says so.
+            XCTAssertThrowsError(try store.compact())
+            XCTAssertGreaterThan(store.counters.backgroundErrors, 0)
+            XCTAssertFalse(store.counters.writable)
             XCTAssertNil(try store.get(keys[2]), "a damaged value still reads as a miss")
             try? store.close()   // flushing counters may fail now; the database closes anyway
         }

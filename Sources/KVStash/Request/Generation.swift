@@ -32,7 +32,7 @@ extension PrefixCache {
             return true
         }
         state.tokens += out.tokens
-        let stored = writeBack(state, promptCount: promptCount, origin: .query, documentID: nil).chunks
+        let stored = writeBack(state, promptCount: promptCount, origin: .query).chunks
         cached += insertIntoTree(state)
         let first = out.firstTokenAt ?? out.endedAt
         let reason: FinishReason = switch out.end {

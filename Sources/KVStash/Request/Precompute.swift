@@ -16,6 +16,8 @@ public struct PrecomputeResult: Sendable {
     public var written: WriteBackReport
     /// True when the prefix was longer than the model's context and was cut.
     public var truncated: Bool
+    /// Prompt tokens whose KV was already stored (full chunks and the tail).
+    public var tokensAlreadyStored: Int
     /// True when the document was already stored and skipped.
     public var skipped: Bool
     /// True when `shouldStop` ended it early; its document record is then not written.
@@ -31,7 +33,9 @@ extension PrefixCache {
     /// Chunks already stored are reused (fetched only when a later chunk must be computed
     /// after them); the others are prefilled and written one at a time, so memory is one
     /// document's KV and an interruption keeps every chunk written so far. `shouldStop` is
-    /// checked before each chunk; `progress` gets the tokens of each chunk done.
+    /// checked before each chunk; `progress` gets the tokens of each chunk (and of the tail)
+    /// computed. A write the store refuses for want of space (full disk, byte budget)
+    /// throws `KVStashError.storeFull`; the chunks written before it stay.
     public func precompute(tokens: [Int], id: String, name: String, skipExisting: Bool = true,
                            shouldStop: () -> Bool = { false },
                            progress: (Int) -> Void = { _ in }) throws -> PrecomputeResult {
@@ -43,9 +47,11 @@ extension PrefixCache {
         var result = PrecomputeResult(id: id, tokens: capped.count, chunks: keys.count, tailTokens: tail,
                                       sources: PromptSources(),
                                       written: WriteBackReport(), truncated: capped.count < tokens.count,
+                                      tokensAlreadyStored: 0,
                                       skipped: false, interrupted: false, seconds: 0)
-        if skipExisting, (try store.document(id: id)) != nil {
+        if skipExisting, (try store.document(id: id, salt: options.tenantSalt)) != nil {
             result.skipped = true
+            result.tokensAlreadyStored = capped.count
             return result
         }
         var state = SequenceState(tokens: capped, cache: model.newCache(capacity: capped.count))
@@ -53,47 +59,58 @@ extension PrefixCache {
         var present = keys.isEmpty ? [] : store.probe(keys)
         for index in keys.indices where !present[index] {
             if shouldStop() { result.interrupted = true; break }
-            try catchUp(&state, to: index, keys: keys, present: &present, id: id, written: &result.written)
+            try catchUp(&state, to: index, keys: keys, present: &present, written: &result.written)
             try prefill(&state, upTo: (index + 1) * chunkSize)
-            storeChunk(index, keys: keys, state: state, origin: .precompute, documentID: id, report: &result.written)
+            storeChunk(index, keys: keys, state: state, origin: .precompute, report: &result.written)
+            try Self.checkRefusal(result.written)
             progress(chunkSize)
         }
         result.written.alreadyStored = present.filter { $0 }.count
+        result.tokensAlreadyStored = result.written.alreadyStored * chunkSize
         var entries = keys
         if tail > 0 && !result.interrupted && !shouldStop() {
-            entries.append(try storeTail(&state, keys: keys, present: &present, id: id, written: &result.written))
+            let storedBefore = result.written.alreadyStored
+            entries.append(try storeTail(&state, keys: keys, present: &present, written: &result.written))
+            try Self.checkRefusal(result.written)
+            if result.written.alreadyStored > storedBefore { result.tokensAlreadyStored += tail } else { progress(tail) }
         }
         result.interrupted = result.interrupted || (tail > 0 && entries.count == keys.count)
         result.sources = state.sources
         result.sources.prompt = capped.count
         if !result.interrupted {
-            try store.putDocument(DocumentRecord(id: id, name: name, tokenCount: capped.count, chunkKeys: entries))
+            try store.putDocument(DocumentRecord(id: id, name: name, tokenCount: capped.count, chunkKeys: entries,
+                                                  salt: options.tenantSalt))
         }
         result.seconds = (ContinuousClock.now - start).seconds
         return result
     }
 
+    /// Throws when the store refused a write for want of space.
+    private static func checkRefusal(_ written: WriteBackReport) throws {
+        if let why = written.refusal { throw KVStashError.storeFull(why) }
+    }
+
     /// Stores the partial last chunk (the tail) under `key(last full chunk, tail tokens)`,
     /// so a query that continues the document splices it too (see `spliceTail`).
     private func storeTail(_ state: inout SequenceState, keys: [ChunkKey], present: inout [Bool],
-                           id: String, written: inout WriteBackReport) throws -> ChunkKey {
+                           written: inout WriteBackReport) throws -> ChunkKey {
         let start = keys.count * chunkSize
         let key = keyer.key(parent: keys.last ?? .root, tokens: state.tokens[start...])
         guard let store, store.probe([key]) == [false] else {
             written.alreadyStored += 1
             return key
         }
-        try catchUp(&state, to: keys.count, keys: keys, present: &present, id: id, written: &written)
+        try catchUp(&state, to: keys.count, keys: keys, present: &present, written: &written)
         try prefill(&state, upTo: state.tokens.count)
         storeEntry(key, parent: keys.last ?? .root, chainIndex: keys.count, range: start..<state.tokens.count,
-                   state: state, origin: .precompute, documentID: id, report: &written)
+                   state: state, origin: .precompute, report: &written)
         return key
     }
 
     /// Brings `state.cache` up to chunk `index`: stored chunks are fetched; a chunk that
     /// fails verification is recomputed and written again.
     private func catchUp(_ state: inout SequenceState, to index: Int, keys: [ChunkKey], present: inout [Bool],
-                         id: String, written: inout WriteBackReport) throws {
+                         written: inout WriteBackReport) throws {
         guard let store else { return }
         let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint, logger: options.logger)
         while state.cache.count < index * chunkSize {
@@ -107,7 +124,7 @@ extension PrefixCache {
                 if present[j] && outcome == .corrupt { state.sources.corruptChunks += 1 }
                 present[j] = false
                 try prefill(&state, upTo: (j + 1) * chunkSize)
-                storeChunk(j, keys: keys, state: state, origin: .precompute, documentID: id, report: &written)
+                storeChunk(j, keys: keys, state: state, origin: .precompute, report: &written)
             }
         }
     }

@@ -11,6 +11,8 @@ public enum KVStashError: Error, CustomStringConvertible, Equatable {
     case notFound(String)
     /// A configuration value is invalid.
     case invalid(String)
+    /// The store refused a write that precompute needs (full disk, byte budget).
+    case storeFull(String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,7 @@ public enum KVStashError: Error, CustomStringConvertible, Equatable {
         case .emptyPrompt: return "the prompt is empty"
         case let .notFound(what): return "not found: \(what)"
         case let .invalid(why): return why
+        case let .storeFull(why): return "precompute stopped, the store refused a write: \(why)"
         }
     }
 }

@@ -15,6 +15,10 @@ public struct WriteBackReport: Sendable, Equatable {
     public var declined = 0
     /// Chunks whose encode or put failed (the request still succeeds).
     public var failures = 0
+    /// Of the failures, puts the store refused for want of space (full disk, byte budget).
+    public var refusedNoSpace = 0
+    /// Why the last such put was refused.
+    public var refusal: String?
 }
 
 extension PrefixCache {
@@ -22,8 +26,7 @@ extension PrefixCache {
     /// store yet, encoded with the configured codec, under the store's admission policy
     /// (precompute: always; queries: by default from a chunk's second sighting on).
     /// Failures to write are not fatal to the request: the chunk is simply not stored.
-    func writeBack(_ state: SequenceState, promptCount: Int, origin: AdmissionOrigin,
-                   documentID: String?) -> WriteBackReport {
+    func writeBack(_ state: SequenceState, promptCount: Int, origin: AdmissionOrigin) -> WriteBackReport {
         var report = WriteBackReport()
         guard let store, origin == .precompute || options.writeBackQueries else { return report }
         let usable = min(promptCount, state.cache.count)
@@ -32,7 +35,7 @@ extension PrefixCache {
         let present = candidates.isEmpty ? [] : store.probe(candidates.map { keys[$0] })
         for (index, there) in zip(candidates, present) {
             if there { report.alreadyStored += 1; continue }
-            storeChunk(index, keys: keys, state: state, origin: origin, documentID: documentID, report: &report)
+            storeChunk(index, keys: keys, state: state, origin: origin, report: &report)
         }
         report.alreadyStored += state.chunksFromDisk.count
         return report
@@ -41,19 +44,18 @@ extension PrefixCache {
     /// Encodes full chunk `index` of `state` and puts it with its meta, if the admission
     /// policy agrees. `keys` is the chain of `state.tokens`.
     func storeChunk(_ index: Int, keys: [ChunkKey], state: SequenceState, origin: AdmissionOrigin,
-                    documentID: String?, report: inout WriteBackReport) {
+                    report: inout WriteBackReport) {
         storeEntry(keys[index], parent: index == 0 ? .root : keys[index - 1], chainIndex: index,
                    range: (index * chunkSize)..<((index + 1) * chunkSize), state: state, origin: origin,
-                   documentID: documentID, report: &report)
+                   report: &report)
     }
 
     /// Encodes rows `range` of `state` and puts them under `key`, if the admission policy agrees.
     func storeEntry(_ key: ChunkKey, parent: ChunkKey, chainIndex: Int, range: Range<Int>, state: SequenceState,
-                    origin: AdmissionOrigin, documentID: String?, report: inout WriteBackReport) {
+                    origin: AdmissionOrigin, report: inout WriteBackReport) {
         guard let store else { return }
         let meta = ChunkMeta(parent: parent, chainIndex: chainIndex, tokens: Array(state.tokens[range]),
-                             codec: options.codec.name, modelFingerprint: modelFingerprint,
-                             docIDs: documentID.map { [$0] } ?? [])
+                             codec: options.codec.name, modelFingerprint: modelFingerprint)
         guard store.shouldAdmit(key: key, meta: meta, origin: origin) else {
             report.declined += 1
             return
@@ -67,6 +69,10 @@ extension PrefixCache {
             try store.put(key, value: value, meta: meta)
             report.chunks += 1
             report.bytes += value.count
+        } catch let error as StoreError where error.isDiskFull || error.isOverBudget {
+            report.failures += 1
+            report.refusedNoSpace += 1
+            report.refusal = error.description
         } catch {
             options.logger.warning("write-back of a chunk failed; it stays uncached",
                                    metadata: ["chunk": "\(key)", "error": "\(error)"])

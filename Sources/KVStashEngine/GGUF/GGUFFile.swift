@@ -145,6 +145,7 @@ public final class GGUFFile: Sendable {
     public init(path: String) throws {
         self.path = path
         mapping = try FileMapping(path: path)
+        let fileSize = mapping.count
         var r = ByteReader(base: mapping.base, count: mapping.count)
         guard mapping.count >= 4, try r.u32("magic") == 0x4655_4747 else { throw GGUFError.notGGUF(path: path) }
         version = try r.u32("version")
@@ -162,6 +163,7 @@ public final class GGUFFile: Sendable {
         metadata = meta.map { (key: $0.0, value: $0.1) }
         metaIndex = Dictionary(meta.enumerated().map { ($0.element.0, $0.offset) }, uniquingKeysWith: { a, _ in a })
         let align = meta.first { $0.0 == "general.alignment" }?.1.int ?? 32
+        guard align <= 1 << 20 else { throw GGUFError.truncated("general.alignment \(align)") }
         alignment = align > 0 ? align : 32
         var raw: [(String, [Int], UInt32, Int)] = []
         for _ in 0..<tensorCount {
@@ -169,9 +171,16 @@ public final class GGUFFile: Sendable {
             let nDims = try r.u32("dims of \(name)")
             guard nDims <= 4 else { throw GGUFError.badTensorShape(tensor: name, reason: "\(nDims) dimensions") }
             var dims: [Int] = []
-            for _ in 0..<nDims { dims.append(Int(try r.u64("dims of \(name)"))) }
+            for _ in 0..<nDims {
+                // Larger than the file can hold is refused here, which also keeps products in range.
+                guard let d = Int(exactly: try r.u64("dims of \(name)")), d <= fileSize * 8 else {
+                    throw GGUFError.badTensorShape(tensor: name, reason: "dimension larger than the file")
+                }
+                dims.append(d)
+            }
             let type = try r.u32("type of \(name)")
             let off = try r.u64("offset of \(name)")
+            guard off <= UInt64(fileSize) else { throw GGUFError.truncated("data of tensor '\(name)'") }
             raw.append((name, dims, type, Int(off)))
         }
         dataOffset = (r.offset + alignment - 1) / alignment * alignment
@@ -180,7 +189,12 @@ public final class GGUFFile: Sendable {
             guard let type = GGMLType(rawValue: typeID), let layout = type.blockLayout else {
                 throw GGUFError.unsupportedTensorType(tensor: name, type: typeID)
             }
-            let n = dims.reduce(1, *)
+            let product = dims.reduce((1, false)) { acc, d in
+                let m = acc.0.multipliedReportingOverflow(by: d)
+                return (m.partialValue, acc.1 || m.overflow || m.partialValue > fileSize * 8)
+            }
+            guard !product.1 else { throw GGUFError.badTensorShape(tensor: name, reason: "more elements than the file holds") }
+            let n = product.0
             guard (dims.first ?? 1) % layout.elements == 0 else {
                 throw GGUFError.badTensorShape(
                     tensor: name, reason: "row length \(dims.first ?? 1) is not a multiple of the \(type) block (\(layout.elements))")
@@ -264,6 +278,8 @@ struct ByteReader {
     let base: UnsafeRawPointer
     let count: Int
     var offset = 0
+    /// Nesting depth of arrays being read (bounded, so a crafted file cannot exhaust the stack).
+    var depth = 0
 
     mutating func bytes(_ n: Int, _ what: String) throws -> UnsafeRawBufferPointer {
         guard n >= 0, offset <= count - n else { throw GGUFError.truncated(what) }
@@ -297,6 +313,9 @@ struct ByteReader {
         case 7: return .bool(try load(UInt8.self, key) != 0)
         case 8: return .string(try string(key))
         case 9:
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= 8 else { throw GGUFError.badValueType(key: key, type: type) }
             let elementType = try u32(key)
             let n = try u64(key)
             guard n <= UInt64(count - offset) else { throw GGUFError.truncated(key) }

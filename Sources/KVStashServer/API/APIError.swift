@@ -102,6 +102,9 @@ extension APIError {
             case .contextOverflow: return .badRequest(e.description, code: "context_length_exceeded")
             case .emptyPrompt, .invalid: return .badRequest(e.description)
             case .notFound: return .notFound(e.description)
+            case .storeFull:
+                return APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), e.description,
+                                type: "server_error", code: "store_full")
             }
         case let e as HTTPError:
             let message = e.body ?? e.status.reasonPhrase

@@ -76,6 +76,22 @@ public struct ChunkStoreAdmin: StoreAdmin {
         return StoreVerifyReport(checked: r.checked, corrupt: r.corrupt.map(\.hex), removed: r.removed.map(\.hex))
     }
 
+    public func health() -> StoreHealth {
+        let c = store.counters
+        var problems: [String] = []
+        if c.backgroundErrors > 0 {
+            problems.append("RocksDB background error (failed compaction or flush): writes are refused until restart")
+        }
+        if c.needsRepair {
+            problems.append("damaged table file: restart the server (the open repairs it) or stop it and run `kvstash repair`")
+        }
+        if c.writesRefusedDiskFull > 0 {
+            problems.append("\(c.writesRefusedDiskFull) writes refused: the store's disk is full")
+        }
+        return StoreHealth(writable: c.writable, backgroundErrors: c.backgroundErrors, needsRepair: c.needsRepair,
+                           writesRefusedDiskFull: c.writesRefusedDiskFull, problems: problems)
+    }
+
     static func entry(_ key: ChunkKey, _ m: ChunkMeta) -> StoreEntry {
         StoreEntry(key: key.hex, parent: m.parent == .root ? nil : m.parent.hex, tokens: m.tokenCount,
                    bytes: m.byteSize, codec: m.codec, created: m.created.timeIntervalSince1970,

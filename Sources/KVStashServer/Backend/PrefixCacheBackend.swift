@@ -100,7 +100,7 @@ public final class PrefixCacheBackend: TemplatedBackend {
                     p.tokensDone += tokens
                     stop = !emit(p)
                 }
-                p.tokensCached += r.written.alreadyStored * cache.chunkSize
+                p.tokensCached += r.tokensAlreadyStored
                 p.documentsDone += 1
                 guard emit(p) else { break }
             }

@@ -147,4 +147,6 @@ public protocol StoreAdmin: Sendable {
     func setPinned(key: String, _ pinned: Bool) async throws -> Bool
     /// Checks every stored value against its checksums and header; removes bad entries.
     func verify() async throws -> StoreVerifyReport
+    /// Whether the store takes writes (cheap; `/health` calls it on every probe).
+    func health() -> StoreHealth
 }

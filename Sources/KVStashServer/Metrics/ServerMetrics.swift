@@ -20,6 +20,8 @@ public final class ServerMetrics: Sendable {
     private let totals = Mutex<(prompt: Int, cached: Int)>((0, 0))
     /// Store counters seen at the previous scrape.
     let storeCounters = Mutex<(evictions: Int, corrupt: Int)>((0, 0))
+    /// Whether the store was healthy at the previous check.
+    let storeHealthy = Mutex(true)
 
     /// Buckets in seconds: TTFT spans a cached 5 ms to an 8K-token miss of tens of seconds.
     static let ttftBuckets: [Duration] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]

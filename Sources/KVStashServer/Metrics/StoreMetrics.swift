@@ -20,3 +20,23 @@ extension ServerMetrics {
             .increment(by: Int64(corrupt))
     }
 }
+
+extension ServerMetrics {
+    /// Updates the store's health gauges.
+    func recordStoreHealth(_ h: StoreHealth) {
+        registry.makeGauge(descriptor: Self.d("store_writable", "", "1 when the store takes writes, 0 after a background error or table damage"))
+            .set(Double(h.writable ? 1 : 0))
+        registry.makeGauge(descriptor: Self.d("store_background_errors", "", "RocksDB background errors (failed compactions, flushes) since start"))
+            .set(Double(h.backgroundErrors))
+        registry.makeGauge(descriptor: Self.d("store_writes_refused_disk_full", "", "Store writes refused for lack of disk space since start"))
+            .set(Double(h.writesRefusedDiskFull))
+    }
+
+    /// Records `h`; true when the store turned degraded or healthy since the last call.
+    func storeHealthChanged(_ h: StoreHealth) -> Bool {
+        storeHealthy.withLock { last in
+            defer { last = h.ok }
+            return last != h.ok
+        }
+    }
+}
