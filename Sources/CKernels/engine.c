@@ -6,25 +6,13 @@
 #include "clones.h"
 
 static inline float f32_from_bits(uint32_t w) { float f; memcpy(&f, &w, 4); return f; }
-static inline uint32_t f32_to_bits(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
 
-/* Branch-free half -> float (normals, subnormals, inf, nan), as in FP16/ggml. */
-static inline __attribute__((always_inline)) float half_to_float(uint16_t h) {
-    const uint32_t w = (uint32_t)h << 16;
-    const uint32_t sign = w & 0x80000000u;
-    const uint32_t two_w = w + w;
-    const float normalized = f32_from_bits((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
-    const float denormalized = f32_from_bits((two_w >> 17) | (126u << 23)) - 0.5f;
-    const uint32_t bits = two_w < (1u << 27) ? f32_to_bits(denormalized) : f32_to_bits(normalized);
-    return f32_from_bits(sign | bits);
-}
-
-float kv_half_to_float(uint16_t h) { return half_to_float(h); }
+float kv_half_to_float(uint16_t h) { return kv_h2f_inline(h); }
 
 static inline uint16_t load_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 KV_CLONES void kv_dequant_f16(const uint16_t *src, float *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = half_to_float(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = kv_h2f_inline(src[i]);
 }
 
 KV_CLONES void kv_dequant_bf16(const uint16_t *src, float *dst, size_t n) {
@@ -35,7 +23,7 @@ KV_CLONES void kv_dequant_bf16(const uint16_t *src, float *dst, size_t n) {
 KV_CLONES void kv_dequant_q8_0(const void *src, float *dst, size_t n) {
     const uint8_t *b = (const uint8_t *)src;
     for (size_t blk = 0; blk < n / 32; blk++, b += 34, dst += 32) {
-        const float d = half_to_float(load_u16(b));
+        const float d = kv_h2f_inline(load_u16(b));
         v16i8 q0, q1;
         memcpy(&q0, b + 2, 16);
         memcpy(&q1, b + 18, 16);
@@ -48,7 +36,7 @@ KV_CLONES void kv_dequant_q8_0(const void *src, float *dst, size_t n) {
 KV_CLONES void kv_dequant_q4_0(const void *src, float *dst, size_t n) {
     const uint8_t *b = (const uint8_t *)src;
     for (size_t blk = 0; blk < n / 32; blk++, b += 18, dst += 32) {
-        const float d = half_to_float(load_u16(b));
+        const float d = kv_h2f_inline(load_u16(b));
         v16u8 q;
         memcpy(&q, b + 2, 16);
         const v16i8 lo = (v16i8)(q & 0x0F) - 8, hi = (v16i8)(q >> 4) - 8;
@@ -61,8 +49,8 @@ KV_CLONES void kv_dequant_q4_0(const void *src, float *dst, size_t n) {
 KV_CLONES void kv_dequant_q4_1(const void *src, float *dst, size_t n) {
     const uint8_t *b = (const uint8_t *)src;
     for (size_t blk = 0; blk < n / 32; blk++, b += 20, dst += 32) {
-        const float d = half_to_float(load_u16(b));
-        const float m = half_to_float(load_u16(b + 2));
+        const float d = kv_h2f_inline(load_u16(b));
+        const float m = kv_h2f_inline(load_u16(b + 2));
         v16u8 q;
         memcpy(&q, b + 4, 16);
         store16(dst, __builtin_convertvector(q & 0x0F, v16f) * d + m);

@@ -75,8 +75,11 @@ enum TestSupport {
     }
 
     /// Reference logits of every position of `tokens`, `[n][vocab]`.
+    /// The float64 reference's logits at every position, with K after RoPE and V rounded to
+    /// f16 as they enter its cache, as the engine's `KVCache` holds them (`--kv-f16`).
     static func referenceLogits(model: String, tokens: [Int]) throws -> [[Float]] {
-        let json = try runReference(["logits", "--model", model, "--tokens", tokens.map(String.init).joined(separator: ",")])
+        let json = try runReference(["logits", "--model", model, "--kv-f16",
+                                     "--tokens", tokens.map(String.init).joined(separator: ",")])
         return (json["logits"] as! [[Double]]).map { $0.map(Float.init) }
     }
 

@@ -332,8 +332,12 @@ def main():
     ap.add_argument("--tokens", default="")
     ap.add_argument("-n", type=int, default=40)
     ap.add_argument("--out")
+    ap.add_argument("--kv-f16", action="store_true",
+                    help="round K after RoPE and V to float16 as they enter the cache (the engine's KVCache layout)")
     a = ap.parse_args()
     model = Model(a.model)
+    if a.kv_f16:
+        model.kv_round = lambda x: x.astype(np.float16).astype(np.float64)
     ids = [int(t) for t in a.tokens.split(",") if t]
     if a.command == "logits":
         result = {"logits": model.forward(ids, model.new_cache(), all_logits=True).tolist()}

@@ -157,8 +157,14 @@ extension APIError {
             return "missing required field '\(p.isEmpty ? key.stringValue : p + "." + key.stringValue)'"
         case .dataCorrupted(let c):
             let p = path(c)
-            if p.isEmpty { return "malformed JSON body: \(c.debugDescription)" }
-            return "invalid value for '\(p)': \(c.debugDescription)"
+            // Foundation words a number the field's type cannot hold (0.5 for an integer,
+            // 1e300) as "not valid JSON"; its underlying error says which number it was.
+            let cause = (c.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            let detail = c.debugDescription.hasSuffix("not valid JSON.")
+                ? (cause.map { "\($0) (a number of the wrong kind or out of range)" } ?? "a number of the wrong kind or out of range")
+                : c.debugDescription
+            if p.isEmpty { return "malformed JSON body: \(detail)" }
+            return "invalid value for '\(p)': \(detail)"
         @unknown default:
             return "invalid request body"
         }

@@ -91,7 +91,12 @@ func decodeJSONBody<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws ->
         }
         if c.codingPath.isEmpty {
             let cause = (c.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-            throw APIError.badRequest("malformed JSON body: \(cause ?? c.debugDescription)", code: "invalid_json")
+            // The body is well-formed JSON (the scan found no fault), so Foundation's
+            // "not valid JSON" here means a number its field's type cannot hold.
+            let detail = cause ?? (c.debugDescription.hasSuffix("not valid JSON.")
+                ? "a number does not fit its field (a fraction where an integer is expected, or out of range)"
+                : c.debugDescription)
+            throw APIError.badRequest("malformed JSON body: \(detail)", code: "invalid_json")
         }
         throw e
     }
