@@ -101,11 +101,13 @@ public final class ChunkStore: Sendable {
                 return try RocksDB(path: path, settings: settings)
             } catch let error as RocksError {
                 if error.isLock { throw StoreError.locked(path: path, holder: LockHolderFile.read(storePath: path)) }
-                if error.isCorruption { throw StoreError.damaged(path: path, message: error.message) }
                 attempt += 1
+                // A table file the live writer compacted away reads as "Corruption: Can't
+                // access …: No such file": retried, not damage.
                 let vanished = error.message.contains("No such file")
-                guard settings.readOnly && vanished && attempt < 20 else { throw StoreError.rocksdb(error.message) }
-                usleep(50_000)
+                if settings.readOnly && vanished && attempt < 20 { usleep(50_000); continue }
+                if error.isCorruption { throw StoreError.damaged(path: path, message: error.message) }
+                throw StoreError.rocksdb(error.message)
             }
         }
     }

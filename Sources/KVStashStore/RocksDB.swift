@@ -50,7 +50,9 @@ final class RocksDB: @unchecked Sendable {
         minFreeBytes = settings.minFreeBytes
         dbOptions = Self.makeDBOptions()
         rocksdb_options_set_create_if_missing(dbOptions, settings.createIfMissing ? 1 : 0)
-        rocksdb_options_set_create_missing_column_families(dbOptions, settings.createIfMissing ? 1 : 0)
+        // An existing store may lack a column family: RocksDB's repairer recreates only those
+        // that still have table files (an empty `docs` is dropped), so a writer restores them.
+        rocksdb_options_set_create_missing_column_families(dbOptions, settings.readOnly ? 0 : 1)
         rocksdb_options_set_paranoid_checks(dbOptions, 1)
         rocksdb_options_set_wal_recovery_mode(dbOptions, 2) // point-in-time recovery
         rocksdb_options_increase_parallelism(dbOptions, 2)

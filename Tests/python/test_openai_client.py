@@ -174,7 +174,7 @@ def test_bad_requests_get_openai_errors(client, server):
     assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
     r = _http("POST", base + "/v1/completions", body=b"x" * (5 << 20), headers={"content-type": "application/json"})
     assert r.status_code == 413
-    assert _http("GET", base + "/health").json() == {"status": "ok"}
+    assert _http("GET", base + "/health").json()["status"] == "ok"
 
 
 def test_admin_needs_the_token(server):
