@@ -4,28 +4,14 @@ The store is filled by the test helper `kvstash-crashwriter` (built beside `kvst
 writes small self-checking chunks with chunk size 4.
 """
 import json
-import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-BIN = os.environ.get("KVSTASH_BIN")
-pytestmark = pytest.mark.skipif(not BIN and not os.environ.get("CI"), reason="KVSTASH_BIN not set")
+from kvstash_cli import kvstash, needs_bin, writer
 
-
-def kvstash(*args, check=True):
-    if not BIN:
-        pytest.fail("KVSTASH_BIN not set")
-    proc = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kvstash {' '.join(args)} failed: {proc.stderr}")
-    return proc
-
-
-def writer():
-    return str(Path(BIN).parent / "kvstash-crashwriter")
+pytestmark = needs_bin
 
 
 @pytest.fixture

@@ -1,30 +1,20 @@
 """Black-box tests of a store with a damaged table file: `compact` and `verify` must fail
 (exit 1) instead of printing success, and `kvstash repair` must bring the store back."""
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-BIN = os.environ.get("KVSTASH_BIN")
-pytestmark = pytest.mark.skipif(not BIN and not os.environ.get("CI"), reason="KVSTASH_BIN not set")
+from kvstash_cli import kvstash, needs_bin, writer
 
-
-def kvstash(*args, check=True):
-    if not BIN:
-        pytest.fail("KVSTASH_BIN not set")
-    proc = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kvstash {' '.join(args)} failed: {proc.stderr}")
-    return proc
+pytestmark = needs_bin
 
 
 @pytest.fixture
 def store(tmp_path):
     path = str(tmp_path / "store")
-    writer = str(Path(BIN).parent / "kvstash-crashwriter")
-    subprocess.run([writer, path, "1", "50"], check=True, timeout=60, capture_output=True)
+    subprocess.run([writer(), path, "1", "50"], check=True, timeout=60, capture_output=True)
     return path
 
 
