@@ -4,7 +4,7 @@ import Foundation
 /// The identity of a model file, part of every chunk key.
 ///
 /// Choice: the fingerprint is SHA-256 over the WHOLE GGUF file (prefixed by a domain tag).
-/// The brief asks for a hash of the architecture metadata, the tokenizer metadata and the
+/// The key design asks for a hash of the architecture metadata, the tokenizer metadata and the
 /// tensor data; the whole file contains all three, so any change to them changes the
 /// fingerprint. The only cost of hashing more is that an edit of unrelated metadata
 /// (say `general.name`) yields a new fingerprint: a cache miss, never a wrong splice.
