@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Plots for docs/benchmarks.md from the JSON in bench/results/.
 
-    python3 bench/plot.py            # writes docs/img/ttft.png and docs/img/prefill.png
+    python3 bench/plot.py            # writes every plot below into docs/img/
+    python3 bench/plot.py peers      # only docs/img/peers.png (bench/results/peers.json)
 
 Needs matplotlib (`pip install matplotlib`). Reads only recorded results; runs no benchmark.
 """
 import json
 import pathlib
+import sys
 
 import matplotlib
 
@@ -74,8 +76,42 @@ def plot_prefill():
     fig.savefig(OUT / "prefill.png", dpi=110)
 
 
+def plot_peers():
+    """TTFT of miss, cold, hot per prompt size, and decode tok/s: llama-server against kvstash serve."""
+    peers = load("peers.json")
+    sizes = peers["sizes"]
+    n = [s["promptTokens"] for s in sizes]
+    servers = [("kvstash serve", lambda s: s["kvstash"], "o-"),
+               ("llama-server, flash attn off", lambda s: s["llamaServer"]["flashAttnOff"], "x--"),
+               ("llama-server, flash attn on", lambda s: s["llamaServer"]["flashAttnOn"], "+:")]
+    rows = [("missMs", "miss"), ("cold_evictMs", "cold hit, files evicted"), ("coldMs", "cold hit"),
+            ("hotMs", "hot hit, new question")]
+    fig, axes = plt.subplots(1, len(rows) + 1, figsize=(15, 3.6))
+    for ax, (key, title) in zip(axes, rows):
+        for label, pick, style in servers:
+            ax.plot(n, [pick(s)[key] for s in sizes], style, label=label)
+        ax.set_title(f"TTFT, {title}", fontsize=9)
+        ax.set_ylabel("ms")
+        ax.set_ylim(bottom=0)
+    ax = axes[-1]
+    for label, pick, style in servers:
+        ax.plot(n, [pick(s).get("decodeTokensPerSecond") or 0 for s in sizes], style, label=label)
+    ax.set_title("decode after the prompt", fontsize=9)
+    ax.set_ylabel("tokens/s")
+    ax.set_ylim(bottom=0)
+    for ax in axes:
+        ax.set_xlabel("prompt tokens")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{peers['model']} over HTTP, {peers['threads']} threads, {peers['machine']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(OUT / "peers.png", dpi=100)
+
+
+PLOTS = {"ttft": plot_ttft, "prefill": plot_prefill, "peers": plot_peers}
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
-    plot_ttft()
-    plot_prefill()
-    print(f"wrote {OUT / 'ttft.png'} and {OUT / 'prefill.png'}")
+    for name in sys.argv[1:] or PLOTS:
+        PLOTS[name]()
+        print(f"wrote {OUT / (name + '.png')}")

@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""llama-server against `kvstash serve`, both over HTTP, on one model and one document, in one run.
+
+    bench/peers            # builds what is missing, then runs this script
+    bench/peers.py --kvstash BIN --llama-server BIN --model GGUF [--tokens 1024 4096 7800] [--reps 5]
+
+For each document size, with the document as the system turn and a short question as the user
+turn (streaming chat completions, TTFT measured client side to the first content chunk):
+
+  miss        nothing cached: kvstash under a fresh cache_salt, llama-server with a nonce in front
+              of the document (so no prefix of the prompt matches anything it holds)
+  cold        a new process: kvstash reads the precomputed chunks from its store; llama-server
+              restores the slot saved after the document was first evaluated, then answers
+              (restore time + TTFT). Server start and model load are not counted for either.
+  cold-evict  as cold, with the store's files / the slot file dropped from the page cache first
+              (posix_fadvise DONTNEED; resident bytes checked with fincore)
+  hot         the same process, a new question over the same document
+  repeat      the same question again
+  decode      tokens per second of a 64-token answer after the document (first to last token)
+
+llama-server runs with flash attention off and on, one slot, the model's context, the same
+thread count. Writes bench/results/peers.json and prints a markdown table; bench/plot.py draws
+docs/img/peers.png from it. Never run by CI.
+"""
+import argparse
+import atexit
+import http.client
+import json
+import os
+import pathlib
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LICENSES = ["GPL-3", "GPL-2", "Apache-2.0", "LGPL-2.1", "MPL-2.0", "Artistic"]
+ANSWER_LONG = "Explain, point by point and in detail, what the document requires of someone who shares it."
+
+
+def corpus(tokens, chars_per_token):
+    """The GPL-3 text (then more license texts) cut at a line near `tokens` tokens."""
+    text = "\n\n".join(pathlib.Path("/usr/share/common-licenses", name).read_text() for name in LICENSES)
+    cut = int(tokens * chars_per_token)
+    if cut >= len(text):
+        raise SystemExit(f"not enough license text for {tokens} tokens")
+    return text[: text.rfind("\n", 0, cut)]
+
+
+def question(tag):
+    return f"In one sentence: what does the document say about topic {tag}?"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(base, path, body, timeout=900):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=timeout).read())
+
+
+def get(base, path):
+    return json.loads(urllib.request.urlopen(base + path, timeout=60).read())
+
+
+MODEL_IDS = {}
+
+
+def served_model(base):
+    if base not in MODEL_IDS:
+        MODEL_IDS[base] = get(base, "/v1/models")["data"][0]["id"]
+    return MODEL_IDS[base]
+
+
+def chat(base, system, user, max_tokens=1, extra=None):
+    """One streaming chat completion. Returns ttft, seconds from first to last token, usage, timings."""
+    body = {"model": served_model(base), "stream": True, "max_tokens": max_tokens, "temperature": 0,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+    body.update(extra or {})
+    url = urllib.parse.urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=900)
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", json.dumps(body), {"content-type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise RuntimeError(f"{base}: HTTP {resp.status}: {resp.read()[:300]!r}")
+    first = last = None
+    usage, timings, pieces = None, None, 0
+    for raw in resp:
+        line = raw.decode().strip()
+        if not line.startswith("data:") or line == "data: [DONE]":
+            continue
+        chunk = json.loads(line[5:])
+        if chunk.get("choices") and chunk["choices"][0].get("delta", {}).get("content"):
+            last = time.perf_counter()
+            pieces += 1
+            first = first or last
+        usage = chunk.get("usage") or usage
+        timings = chunk.get("timings") or timings
+    conn.close()
+    return {"ttft": first - t0, "span": last - first, "pieces": pieces, "usage": usage, "timings": timings}
+
+
+def evict(paths):
+    """Drops the files' pages from the page cache; returns the bytes still resident."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", *map(str, paths)],
+                         capture_output=True, text=True).stdout
+    return sum(int(x) for x in out.split())
+
+
+def files_under(directory):
+    return [p for p in pathlib.Path(directory).rglob("*") if p.is_file()]
+
+
+class Process:
+    live = set()
+
+    def __init__(self, argv, env=None):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, **(env or {})})
+        Process.live.add(self)
+
+    def stop(self):
+        Process.live.discard(self)
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class KVStash(Process):
+    def __init__(self, binary, model, store, codec):
+        super().__init__([binary, "serve", "--store", store, "--model", model, "--port", "0", "--codec", codec])
+        for line in self.proc.stdout:
+            m = re.search(r"serving \S+ on (http://\S+)", line)
+            if m:
+                self.base = m.group(1)
+                break
+        else:
+            raise RuntimeError("kvstash serve did not start")
+        # Keep draining its output so the pipe never blocks the server.
+        self.drain = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.DEVNULL)
+
+
+class LlamaServer(Process):
+    def __init__(self, binary, model, slots_dir, flash, threads):
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        libdir = str(pathlib.Path(binary).parent)
+        super().__init__([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-np", "1",
+                          "-t", str(threads), "-fa", "on" if flash else "off", "--slot-save-path", slots_dir,
+                          "--no-warmup", "--log-disable"],
+                         env={"LD_LIBRARY_PATH": libdir})
+        self.drain = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if get(self.base, "/health").get("status") == "ok":
+                    return
+            except Exception:
+                time.sleep(0.2)
+        raise RuntimeError("llama-server did not start")
+
+    def restore(self, name):
+        t0 = time.perf_counter()
+        post(self.base, "/slots/0?action=restore", {"filename": name})
+        return time.perf_counter() - t0
+
+
+def decode_rate(run):
+    """Tokens per second from the first to the last streamed token."""
+    n = (run["usage"] or {}).get("completion_tokens") or run["pieces"]
+    return (n - 1) / run["span"] if n > 1 and run["span"] > 0 else None
+
+
+def measure_kvstash(args, document, size_tag):
+    store = tempfile.mkdtemp(prefix="kvstash-peers-")
+    runs = {k: [] for k in ("miss", "cold", "cold_evict", "hot", "repeat", "decode")}
+    try:
+        server = KVStash(args.kvstash, args.model, store, args.codec)
+        job = post(server.base, "/v1/precompute", {"documents": [{"id": "doc", "text": document}]})
+        while (status := get(server.base, "/v1/precompute/" + job["id"]))["status"] in ("queued", "running"):
+            time.sleep(0.1)
+        if status["status"] != "succeeded":
+            raise RuntimeError(f"precompute failed: {status['error']}")
+        server.stop()
+        # Table files only: the write-ahead log repeats values that are also in a table.
+        store_bytes = sum(p.stat().st_size for p in files_under(store) if p.suffix in (".sst", ".blob"))
+        resident = []
+        for r in range(args.reps):
+            server = KVStash(args.kvstash, args.model, store, args.codec)
+            runs["cold"].append(chat(server.base, document, question(f"{size_tag}-cold-{r}")))
+            runs["hot"].append(chat(server.base, document, question(f"{size_tag}-hot-{r}")))
+            runs["repeat"].append(chat(server.base, document, question(f"{size_tag}-hot-{r}")))
+            runs["decode"].append(chat(server.base, document, ANSWER_LONG, max_tokens=64))
+            if r < args.miss_reps:
+                runs["miss"].append(chat(server.base, document, question(f"{size_tag}-miss-{r}"),
+                                         extra={"cache_salt": f"miss-{r}-{time.time()}"}))
+            server.stop()
+            resident.append(evict(files_under(store)))
+            server = KVStash(args.kvstash, args.model, store, args.codec)
+            runs["cold_evict"].append(chat(server.base, document, question(f"{size_tag}-evict-{r}")))
+            server.stop()
+        return runs, {"storeBytes": store_bytes, "storedTokens": status["tokens_done"],
+                      "residentAfterEvict": resident}
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+
+
+def measure_llama(args, document, size_tag, flash):
+    slots = tempfile.mkdtemp(prefix="llama-slots-")
+    runs = {k: [] for k in ("miss", "cold", "cold_evict", "hot", "repeat", "decode")}
+    try:
+        server = LlamaServer(args.llama_server, args.model, slots, flash, args.threads)
+        chat(server.base, document, question(f"{size_tag}-prime"))
+        saved = post(server.base, "/slots/0?action=save", {"filename": "doc.bin"})
+        server.stop()
+        slot_file = pathlib.Path(slots, "doc.bin")
+        resident = []
+        for r in range(args.reps):
+            server = LlamaServer(args.llama_server, args.model, slots, flash, args.threads)
+            restore = server.restore("doc.bin")
+            run = chat(server.base, document, question(f"{size_tag}-cold-{r}"))
+            run["restore"] = restore
+            run["ttft"] += restore
+            runs["cold"].append(run)
+            runs["hot"].append(chat(server.base, document, question(f"{size_tag}-hot-{r}")))
+            runs["repeat"].append(chat(server.base, document, question(f"{size_tag}-hot-{r}")))
+            runs["decode"].append(chat(server.base, document, ANSWER_LONG, max_tokens=64))
+            if r < args.miss_reps:
+                runs["miss"].append(chat(server.base, f"Request {r} at {time.time()}.\n" + document,
+                                         question(f"{size_tag}-miss-{r}")))
+            server.stop()
+            resident.append(evict([slot_file]))
+            server = LlamaServer(args.llama_server, args.model, slots, flash, args.threads)
+            restore = server.restore("doc.bin")
+            run = chat(server.base, document, question(f"{size_tag}-evict-{r}"))
+            run["restore"] = restore
+            run["ttft"] += restore
+            runs["cold_evict"].append(run)
+            server.stop()
+        return runs, {"slotFileBytes": slot_file.stat().st_size, "storedTokens": saved.get("n_saved"),
+                      "residentAfterEvict": resident}
+    finally:
+        shutil.rmtree(slots, ignore_errors=True)
+
+
+def summary(runs):
+    out = {}
+    for kind, rs in runs.items():
+        if not rs:
+            continue
+        if kind == "decode":
+            rates = [x for x in map(decode_rate, rs) if x]
+            out["decodeTokensPerSecond"] = statistics.median(rates) if rates else None
+            out["decodeTokens"] = [(r["usage"] or {}).get("completion_tokens") or r["pieces"] for r in rs]
+        else:
+            out[kind + "Ms"] = 1000 * statistics.median(r["ttft"] for r in rs)
+    return out
+
+
+def prompt_tokens(runs):
+    usage = runs["cold"][0]["usage"] or {}
+    return usage.get("prompt_tokens")
+
+
+def machine():
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    return next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "unknown")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kvstash", required=True)
+    ap.add_argument("--llama-server", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tokens", type=int, nargs="+", default=[1024, 4096, 7800])
+    ap.add_argument("--reps", type=int, default=5, help="repetitions of each hit (median reported)")
+    ap.add_argument("--miss-reps", type=int, default=2, help="repetitions of the miss (the slow row)")
+    ap.add_argument("--codec", default="int8")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--chars-per-token", type=float, default=4.0)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "peers.json"))
+    args = ap.parse_args()
+    atexit.register(lambda: [p.stop() for p in list(Process.live)])
+    sizes = []
+    for tokens in args.tokens:
+        document, tag = corpus(tokens, args.chars_per_token), f"t{tokens}"
+        ours, ours_info = measure_kvstash(args, document, tag)
+        peers = {}
+        for flash in (False, True):
+            runs, info = measure_llama(args, document, tag, flash)
+            peers["flashAttnOn" if flash else "flashAttnOff"] = {**summary(runs), **info,
+                                                                  "promptTokens": prompt_tokens(runs),
+                                                                  "cachedOnHot": runs["hot"][0]["timings"],
+                                                                  "runs": runs}
+        size = {"targetTokens": tokens, "promptTokens": prompt_tokens(ours),
+                "kvstash": {**summary(ours), **ours_info, "runs": ours}, "llamaServer": peers}
+        sizes.append(size)
+        print(json.dumps({k: v for k, v in size["kvstash"].items() if k != "runs"}), flush=True)
+    report = {"machine": machine(), "threads": args.threads, "codec": args.codec, "model": os.path.basename(args.model),
+              "blasCore": os.environ.get("OPENBLAS_CORETYPE", "auto"), "reps": args.reps, "missReps": args.miss_reps,
+              "sizes": sizes}
+    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=1))
+    print_table(report)
+
+
+def print_table(report):
+    print(f"\nMachine: {report['machine']}; {report['threads']} threads; kvstash codec {report['codec']}; "
+          f"medians of {report['reps']} (miss: {report['missReps']})\n")
+    print("| prompt tokens | row | llama-server fa off | llama-server fa on | kvstash | kvstash / better llama |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for s in report["sizes"]:
+        ours, off, on = s["kvstash"], s["llamaServer"]["flashAttnOff"], s["llamaServer"]["flashAttnOn"]
+        for key, label in (("missMs", "miss"), ("coldMs", "cold hit"), ("cold_evictMs", "cold hit, evicted"),
+                           ("hotMs", "hot hit, new question"), ("repeatMs", "exact repeat")):
+            best = min(off[key], on[key])
+            print(f"| {s['promptTokens']} | {label} (ms) | {off[key]:.0f} | {on[key]:.0f} | {ours[key]:.0f} | "
+                  f"{ours[key] / best:.2f} |")
+        rates = [x.get("decodeTokensPerSecond") or 0 for x in (off, on, ours)]
+        print(f"| {s['promptTokens']} | decode (tok/s) | {rates[0]:.1f} | {rates[1]:.1f} | {rates[2]:.1f} | "
+              f"{rates[2] / max(rates[:2]):.2f} |")
+        per_token = ours["storeBytes"] / ours["storedTokens"], off["slotFileBytes"] / off["storedTokens"]
+        print(f"| {s['promptTokens']} | stored bytes per token | {per_token[1]:.0f} | | {per_token[0]:.0f} | "
+              f"{per_token[0] / per_token[1]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
