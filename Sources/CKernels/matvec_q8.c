@@ -199,28 +199,20 @@ AVX2_TARGET static void q4_1_q16_group_avx2(const uint8_t *o, const kv_q16_block
     }
 }
 
-AVX2_TARGET static void matvec_q16dot_avx2(int type, const uint8_t *w, const kv_q16_block *x, float *y, size_t rows,
-                                           size_t nb, int accumulate) {
+/* The groups of `rows` rows, on 8-bit (x8) or 16-bit (x16) input codes. */
+AVX2_TARGET static void matvec_avx2(int type, const uint8_t *w, const kv_q8_block *x8, const kv_q16_block *x16,
+                                    float *y, size_t rows, size_t nb, int accumulate) {
     const size_t group_bytes = nb * (type == KV_GGML_Q4_1 ? Q41_BYTES : Q80_BYTES);
     for (size_t g = 0; g < rows / GROUP; g++) {
         __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        if (type == KV_GGML_Q4_1) q4_1_q16_group_avx2(w + g * group_bytes, x, nb, acc);
-        else q8_0_q16_group_avx2(w + g * group_bytes, x, nb, acc);
-        float *out = y + g * GROUP;
-        for (int s = 0; s < 4; s++) {
-            const __m256 v = accumulate ? _mm256_add_ps(_mm256_loadu_ps(out + 8 * s), acc[s]) : acc[s];
-            _mm256_storeu_ps(out + 8 * s, v);
+        const uint8_t *o = w + g * group_bytes;
+        if (type == KV_GGML_Q4_1) {
+            if (x16) q4_1_q16_group_avx2(o, x16, nb, acc);
+            else q4_1_group_avx2(o, x8, nb, acc);
+        } else {
+            if (x16) q8_0_q16_group_avx2(o, x16, nb, acc);
+            else q8_0_group_avx2(o, x8, nb, acc);
         }
-    }
-}
-
-AVX2_TARGET static void matvec_qdot_avx2(int type, const uint8_t *w, const kv_q8_block *x, float *y, size_t rows,
-                                         size_t nb, int accumulate) {
-    const size_t group_bytes = nb * (type == KV_GGML_Q4_1 ? Q41_BYTES : Q80_BYTES);
-    for (size_t g = 0; g < rows / GROUP; g++) {
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        if (type == KV_GGML_Q4_1) q4_1_group_avx2(w + g * group_bytes, x, nb, acc);
-        else q8_0_group_avx2(w + g * group_bytes, x, nb, acc);
         float *out = y + g * GROUP;
         for (int s = 0; s < 4; s++) {
             const __m256 v = accumulate ? _mm256_add_ps(_mm256_loadu_ps(out + 8 * s), acc[s]) : acc[s];
@@ -240,35 +232,9 @@ static int has_avx2(void) {
 #endif
 
 /* Any x86-64 (or other CPU): the same sums, row by row, in plain C. Row r of a group is
-   lane r % 8 of sub-group r / 8; the per-block float arithmetic is the AVX2 kernel's. */
-static void matvec_qdot_generic(int type, const uint8_t *w, const kv_q8_block *x, float *y, size_t rows, size_t nb,
-                                int accumulate) {
-    const int q41 = type == KV_GGML_Q4_1;
-    const size_t group_bytes = nb * (q41 ? Q41_BYTES : Q80_BYTES), chunks = q41 ? 4 : 8;
-    for (size_t g = 0; g < rows / GROUP; g++)
-        for (size_t r = 0; r < GROUP; r++) {
-            float acc = 0;
-            for (size_t b = 0; b < nb; b++) {
-                const uint8_t *o = w + g * group_bytes + b * (q41 ? Q41_BYTES : Q80_BYTES);
-                const uint8_t *codes = o + (q41 ? 128 : 64) + (r / 8) * 32 + (r % 8) * 4;
-                const int8_t *xq = x[b].q;
-                int32_t dot = 0;
-                for (size_t c = 0; c < chunks; c++)
-                    for (int t = 0; t < 4; t++) {
-                        const uint8_t byte = codes[c * 4 * 32 + (size_t)t];
-                        if (q41) dot += (byte & 15) * xq[4 * c + t] + (byte >> 4) * xq[16 + 4 * c + t];
-                        else dot += (int8_t)byte * xq[4 * c + t];
-                    }
-                acc = __builtin_fmaf(h2f(o + 2 * r) * x[b].d, (float)dot, acc);
-                if (q41) acc = __builtin_fmaf(h2f(o + 64 + 2 * r), x[b].s, acc);
-            }
-            float *out = y + g * GROUP + r;
-            *out = accumulate ? *out + acc : acc;
-        }
-}
-
-static void matvec_q16dot_generic(int type, const uint8_t *w, const kv_q16_block *x, float *y, size_t rows,
-                                  size_t nb, int accumulate) {
+   lane r % 8 of sub-group r / 8; the per-block float arithmetic is the AVX2 kernels'. */
+static void matvec_generic(int type, const uint8_t *w, const kv_q8_block *x8, const kv_q16_block *x16, float *y,
+                           size_t rows, size_t nb, int accumulate) {
     const int q41 = type == KV_GGML_Q4_1;
     const size_t block_bytes = q41 ? Q41_BYTES : Q80_BYTES, chunks = q41 ? 4 : 8;
     for (size_t g = 0; g < rows / GROUP; g++)
@@ -277,56 +243,53 @@ static void matvec_q16dot_generic(int type, const uint8_t *w, const kv_q16_block
             for (size_t b = 0; b < nb; b++) {
                 const uint8_t *o = w + (g * nb + b) * block_bytes;
                 const uint8_t *codes = o + (q41 ? 128 : 64) + (r / 8) * 32 + (r % 8) * 4;
-                const int16_t *xq = x[b].q;
                 int32_t dot = 0;
                 for (size_t c = 0; c < chunks; c++)
                     for (int t = 0; t < 4; t++) {
                         const uint8_t byte = codes[c * 4 * 32 + (size_t)t];
-                        if (q41) dot += (byte & 15) * xq[4 * c + t] + (byte >> 4) * xq[16 + 4 * c + t];
-                        else dot += (int8_t)byte * xq[4 * c + t];
+                        const size_t k = 4 * c + (size_t)t;
+                        const int32_t lo = x16 ? x16[b].q[k] : x8[b].q[k];
+                        if (q41) dot += (byte & 15) * lo + (byte >> 4) * (x16 ? x16[b].q[16 + k] : x8[b].q[16 + k]);
+                        else dot += (int8_t)byte * lo;
                     }
-                acc = __builtin_fmaf(h2f(o + 2 * r) * x[b].d, (float)dot, acc);
-                if (q41) acc = __builtin_fmaf(h2f(o + 64 + 2 * r), x[b].s, acc);
+                const float d = x16 ? x16[b].d : x8[b].d, sum = x16 ? x16[b].s : x8[b].s;
+                acc = __builtin_fmaf(h2f(o + 2 * r) * d, (float)dot, acc);
+                if (q41) acc = __builtin_fmaf(h2f(o + 64 + 2 * r), sum, acc);
             }
             float *out = y + g * GROUP + r;
             *out = accumulate ? *out + acc : acc;
         }
 }
 
-int kv_matvec_q16dot_portable(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols,
-                              int accumulate) {
-    if (cols % 32 || rows % GROUP || (type != KV_GGML_Q4_1 && type != KV_GGML_Q8_0)) return -1;
-    matvec_q16dot_generic(type, (const uint8_t *)w, x, y, rows, cols / 32, accumulate);
-    return 0;
-}
-
-int kv_matvec_q16dot(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols, int accumulate) {
+/* Checks the shape, then runs the AVX2 kernels where the CPU has them (unless `portable`). */
+static int matvec_codes(int type, const void *w, const kv_q8_block *x8, const kv_q16_block *x16, float *y,
+                        size_t rows, size_t cols, int accumulate, int portable) {
     if (cols % 32 || rows % GROUP || (type != KV_GGML_Q4_1 && type != KV_GGML_Q8_0)) return -1;
 #if defined(__x86_64__)
-    if (has_avx2()) {
-        matvec_q16dot_avx2(type, (const uint8_t *)w, x, y, rows, cols / 32, accumulate);
+    if (!portable && has_avx2()) {
+        matvec_avx2(type, (const uint8_t *)w, x8, x16, y, rows, cols / 32, accumulate);
         return 0;
     }
 #endif
-    matvec_q16dot_generic(type, (const uint8_t *)w, x, y, rows, cols / 32, accumulate);
-    return 0;
-}
-
-int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float *y, size_t rows, size_t cols,
-                            int accumulate) {
-    if (cols % 32 || rows % GROUP || (type != KV_GGML_Q4_1 && type != KV_GGML_Q8_0)) return -1;
-    matvec_qdot_generic(type, (const uint8_t *)w, x, y, rows, cols / 32, accumulate);
+    (void)portable;
+    matvec_generic(type, (const uint8_t *)w, x8, x16, y, rows, cols / 32, accumulate);
     return 0;
 }
 
 int kv_matvec_qdot(int type, const void *w, const kv_q8_block *x, float *y, size_t rows, size_t cols, int accumulate) {
-    if (cols % 32 || rows % GROUP || (type != KV_GGML_Q4_1 && type != KV_GGML_Q8_0)) return -1;
-#if defined(__x86_64__)
-    if (has_avx2()) {
-        matvec_qdot_avx2(type, (const uint8_t *)w, x, y, rows, cols / 32, accumulate);
-        return 0;
-    }
-#endif
-    matvec_qdot_generic(type, (const uint8_t *)w, x, y, rows, cols / 32, accumulate);
-    return 0;
+    return matvec_codes(type, w, x, NULL, y, rows, cols, accumulate, 0);
+}
+
+int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float *y, size_t rows, size_t cols,
+                            int accumulate) {
+    return matvec_codes(type, w, x, NULL, y, rows, cols, accumulate, 1);
+}
+
+int kv_matvec_q16dot(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols, int accumulate) {
+    return matvec_codes(type, w, NULL, x, y, rows, cols, accumulate, 0);
+}
+
+int kv_matvec_q16dot_portable(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols,
+                              int accumulate) {
+    return matvec_codes(type, w, NULL, x, y, rows, cols, accumulate, 1);
 }
