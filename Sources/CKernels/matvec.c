@@ -300,35 +300,28 @@ KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx
 
 /* ---- Q4_1 with output rows in lanes (small prefills) ----------------------------------
 
-   kv_q4_1_interleave rewrites a Q4_1 tensor so that the 32 rows of a group lie side by
-   side, block by block: for group g and block b, 640 bytes hold the 32 rows' scales
-   (f16), their minimums (f16), then for each byte position j < 16 the 32 rows' byte j
-   (low nibble: column j, high nibble: column j + 16). One 16-byte load then gives a
-   column of 16 rows, so a block dequantizes into [32 columns][32 rows] with no
-   transpose, and the product keeps 2 x 8 accumulators (32 output rows x 8 inputs): every
+   The tensor is in kv_qdot_interleave's layout (matvec_q8.c), which decode multiplies on
+   8-bit inputs: for a group of 32 rows and block b, 640 bytes hold the 32 rows' scales
+   (f16), their minimums (f16), then 4 x 128 bytes, each 4 code bytes of every row. A block
+   dequantizes into [32 columns][32 rows] (one stride-4 byte shuffle gives a column's 32
+   rows), and the product keeps 2 x 8 accumulators (32 output rows x 8 inputs): every
    weight vector loaded feeds 8 FMAs and every input broadcast feeds 2, where the
    weights-broadcast tile of lanes_tile_q4_1 pays one load per FMA. */
 
 enum { Q41_GROUP = 32, Q41_GROUP_BYTES = 640 };
 
-void kv_q4_1_interleave(const void *src, void *dst, size_t rows, size_t cols) {
-    const size_t nb = cols / 32, row_bytes = nb * 20;
-    const uint8_t *s = (const uint8_t *)src;
-    uint8_t *d = (uint8_t *)dst;
-    for (size_t g = 0; g < rows / Q41_GROUP; g++)
-        for (size_t b = 0; b < nb; b++) {
-            uint8_t *o = d + (g * nb + b) * Q41_GROUP_BYTES;
-            for (size_t i = 0; i < Q41_GROUP; i++) {
-                const uint8_t *blk = s + (g * Q41_GROUP + i) * row_bytes + b * 20;
-                memcpy(o + 2 * i, blk, 2);
-                memcpy(o + 64 + 2 * i, blk + 2, 2);
-                for (size_t j = 0; j < 16; j++) o[128 + j * Q41_GROUP + i] = blk[4 + j];
-            }
-        }
-}
+typedef uint8_t v128u8 __attribute__((vector_size(128), aligned(1)));
+typedef uint8_t v32u8 __attribute__((vector_size(32), aligned(1)));
+#define STRIDE4_8(t, k) 4 * (k) + (t), 4 * (k + 1) + (t), 4 * (k + 2) + (t), 4 * (k + 3) + (t), \
+                        4 * (k + 4) + (t), 4 * (k + 5) + (t), 4 * (k + 6) + (t), 4 * (k + 7) + (t)
+/* Byte t of every 4 in 128 bytes: code byte 4c + t of the group's 32 rows. */
+#define CODE_BYTE(v, t) __builtin_shufflevector(v, v, STRIDE4_8(t, 0), STRIDE4_8(t, 8), STRIDE4_8(t, 16), STRIDE4_8(t, 24))
+#define HALF16(v, h) __builtin_shufflevector(v, v, 16 * (h), 16 * (h) + 1, 16 * (h) + 2, 16 * (h) + 3, 16 * (h) + 4, \
+    16 * (h) + 5, 16 * (h) + 6, 16 * (h) + 7, 16 * (h) + 8, 16 * (h) + 9, 16 * (h) + 10, 16 * (h) + 11, 16 * (h) + 12, \
+    16 * (h) + 13, 16 * (h) + 14, 16 * (h) + 15)
 
-/* Block b of an interleaved group into wt[32 columns][32 rows]: w = q * d + m, the same
-   arithmetic as kv_dequant_q4_1, so products match the row-major kernels exactly. */
+/* Block b of a group into wt[32 columns][32 rows]: w = q * d + m, the same arithmetic as
+   kv_dequant_q4_1, so products match the row-major kernels exactly. */
 static inline __attribute__((always_inline)) void q41_group_block(const uint8_t *o, float *wt) {
     float d[32], m[32];
     uint16_t dh[32], mh[32];
@@ -336,14 +329,18 @@ static inline __attribute__((always_inline)) void q41_group_block(const uint8_t 
     memcpy(mh, o + 64, 64);
     for (int i = 0; i < 32; i++) { d[i] = kv_h2f_inline(dh[i]); m[i] = kv_h2f_inline(mh[i]); }
     const v16f d0 = load16(d), d1 = load16(d + 16), m0 = load16(m), m1 = load16(m + 16);
-    for (int j = 0; j < 16; j++) {
-        v16u8 q0, q1;
-        memcpy(&q0, o + 128 + j * 32, 16);
-        memcpy(&q1, o + 128 + j * 32 + 16, 16);
-        store16(wt + j * 32, __builtin_convertvector(q0 & 0x0F, v16f) * d0 + m0);
-        store16(wt + j * 32 + 16, __builtin_convertvector(q1 & 0x0F, v16f) * d1 + m1);
-        store16(wt + (j + 16) * 32, __builtin_convertvector(q0 >> 4, v16f) * d0 + m0);
-        store16(wt + (j + 16) * 32 + 16, __builtin_convertvector(q1 >> 4, v16f) * d1 + m1);
+    for (int c = 0; c < 4; c++) {
+        v128u8 v;
+        memcpy(&v, o + 128 + c * 128, 128);
+        const v32u8 bytes[4] = {CODE_BYTE(v, 0), CODE_BYTE(v, 1), CODE_BYTE(v, 2), CODE_BYTE(v, 3)};
+        for (int t = 0; t < 4; t++) {
+            const int j = 4 * c + t;
+            const v16u8 q0 = HALF16(bytes[t], 0), q1 = HALF16(bytes[t], 1);
+            store16(wt + j * 32, __builtin_convertvector(q0 & 0x0F, v16f) * d0 + m0);
+            store16(wt + j * 32 + 16, __builtin_convertvector(q1 & 0x0F, v16f) * d1 + m1);
+            store16(wt + (j + 16) * 32, __builtin_convertvector(q0 >> 4, v16f) * d0 + m0);
+            store16(wt + (j + 16) * 32 + 16, __builtin_convertvector(q1 >> 4, v16f) * d1 + m1);
+        }
     }
 }
 

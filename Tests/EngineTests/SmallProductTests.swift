@@ -98,7 +98,7 @@ final class SmallProductTests: XCTestCase {
         let rows = 64, cols = 96
         let (raw, w) = encodedWeights(type: 3, rows: rows, cols: cols)
         var grouped = [UInt8](repeating: 0, count: raw.count)
-        kv_q4_1_interleave(raw, &grouped, rows, cols)
+        kv_qdot_interleave(3, raw, &grouped, rows, cols)
         XCTAssertNotEqual(grouped, raw)
         for m in [1, 2, 5, 8, 9, 16, 17, 23, 32] {
             let ldx = cols + 3, ldy = rows + 5
@@ -143,35 +143,124 @@ final class SmallProductTests: XCTestCase {
         }
     }
 
-    /// One input row against interleaved Q4_1 and Q8_0 tensors (`kv_matvec_interleaved`,
-    /// output rows in lanes): against the naive product for one and several groups of 32
-    /// rows, one and many blocks, both accumulate modes; other types and shapes are refused.
-    func testInterleavedMatrixVectorProductEqualsNaiveProduct() {
+    /// `kv_quantize_q8`: codes in [-127, 127], each within half a step of its input, the
+    /// largest magnitude of a block at 127, s = d * sum(q), and an all-zero block all zero.
+    func testInputQuantizationRoundsEveryBlockToItsScale() {
+        let cols = 128
+        var x = (0..<cols).map { i in gaussian() * (i % 5 == 0 ? 40 : 1) }
+        for k in 32..<64 { x[k] = 0 }
+        var q = [kv_q8_block](repeating: kv_q8_block(), count: cols / 32)
+        kv_quantize_q8(x, &q, cols)
+        for b in 0..<(cols / 32) {
+            let codes = withUnsafeBytes(of: q[b].q) { $0.map { Int8(bitPattern: $0) } }
+            let block = x[(b * 32)..<(b * 32 + 32)], amax = block.map(abs).max()!
+            XCTAssertEqual(q[b].d, amax / 127, "block \(b) scale")
+            XCTAssertEqual(q[b].s, q[b].d * Float(codes.reduce(0) { $0 + Int($1) }), accuracy: 1e-6 * abs(q[b].s), "block \(b) sum")
+            XCTAssertEqual(codes.map { abs(Int($0)) }.max(), amax > 0 ? 127 : 0, "block \(b) largest code")
+            for (k, v) in block.enumerated() {
+                XCTAssertGreaterThanOrEqual(codes[k], -127)
+                XCTAssertLessThanOrEqual(abs(Double(codes[k]) * Double(q[b].d) - Double(v)), Double(q[b].d) * 0.5001 + 1e-30,
+                                         "block \(b) element \(k)")
+            }
+        }
+    }
+
+    /// One input row on 8-bit activations (`kv_matvec_qdot`, and the plain C path it takes
+    /// without AVX2): equal to the naive double-precision product of the dequantized
+    /// weights and the dequantized input codes up to float rounding, within the quantization
+    /// bound (sum of |w| times half a step per block) of the f32 product, the two paths
+    /// bit for bit equal; other types and shapes are refused.
+    func testIntegerDecodeProductEqualsNaiveProductOnQuantizedInput() {
         for type: Int32 in [3, 8] {
-            for (rows, cols) in [(32, 32), (64, 96), (96, 576)] {
+            for (rows, cols) in [(32, 32), (64, 96), (96, 576), (32, 1536)] {
                 let (raw, w) = encodedWeights(type: type, rows: rows, cols: cols)
-                var grouped = [UInt8](repeating: 0, count: raw.count)
-                if type == 3 { kv_q4_1_interleave(raw, &grouped, rows, cols) } else { kv_q8_0_interleave(raw, &grouped, rows, cols) }
-                XCTAssertNotEqual(grouped, raw)
-                let x = (0..<cols).map { _ in gaussian() }
+                var laid = [UInt8](repeating: 0, count: raw.count)
+                kv_qdot_interleave(type, raw, &laid, rows, cols)
+                XCTAssertNotEqual(laid, raw)
+                let x = (0..<cols).map { k in gaussian() * (k % 7 == 0 ? 8 : 1) }
+                var q = [kv_q8_block](repeating: kv_q8_block(), count: cols / 32)
+                kv_quantize_q8(x, &q, cols)
+                let xq = (0..<cols).map { k in
+                    Double(q[k / 32].d) * Double(withUnsafeBytes(of: q[k / 32].q) { $0.load(fromByteOffset: k % 32, as: Int8.self) })
+                }
                 let before = (0..<rows).map { _ in gaussian() }
                 for accumulate: Int32 in [0, 1] {
-                    var y = before
-                    XCTAssertEqual(kv_matvec_interleaved(type, grouped, x, &y, rows, cols, accumulate), 0)
+                    var y = before, portable = before
+                    XCTAssertEqual(kv_matvec_qdot(type, laid, q, &y, rows, cols, accumulate), 0)
+                    XCTAssertEqual(kv_matvec_qdot_portable(type, laid, q, &portable, rows, cols, accumulate), 0)
+                    XCTAssertEqual(y, portable, "type \(type): the AVX2 and plain C paths differ")
                     for o in 0..<rows {
-                        var expected = accumulate == 1 ? Double(before[o]) : 0
-                        for k in 0..<cols { expected += Double(w[o * cols + k]) * Double(x[k]) }
-                        XCTAssertEqual(Double(y[o]), expected, accuracy: 1e-4 * max(1, abs(expected)),
-                                       "type \(type) rows \(rows) cols \(cols) row \(o)")
+                        let base = accumulate == 1 ? Double(before[o]) : 0
+                        var onCodes = base, exact = base, magnitude = abs(base), bound = 0.0
+                        for k in 0..<cols {
+                            let wk = Double(w[o * cols + k])
+                            onCodes += wk * xq[k]
+                            exact += wk * Double(x[k])
+                            magnitude += abs(wk * xq[k])
+                            bound += abs(wk) * Double(q[k / 32].d) / 2
+                        }
+                        let label = "type \(type) rows \(rows) cols \(cols) row \(o)"
+                        XCTAssertEqual(Double(y[o]), onCodes, accuracy: 1e-6 * max(1, magnitude), label)
+                        XCTAssertEqual(Double(y[o]), exact, accuracy: bound + 1e-6 * max(1, magnitude), label)
                     }
                 }
             }
         }
         var y = [Float](repeating: 0, count: 64)
-        let x = [Float](repeating: 1, count: 64)
-        XCTAssertEqual(kv_matvec_interleaved(3, [UInt8](repeating: 0, count: 40 * 40), x, &y, 40, 32, 0), -1, "rows must be a multiple of 32")
-        XCTAssertEqual(kv_matvec_interleaved(8, [UInt8](repeating: 0, count: 64 * 34), x, &y, 32, 48, 0), -1, "cols must be a multiple of 32")
-        XCTAssertEqual(kv_matvec_interleaved(2, [UInt8](repeating: 0, count: 32 * 18), x, &y, 32, 32, 0), -1, "Q4_0 has no interleaved form")
+        let q = [kv_q8_block](repeating: kv_q8_block(), count: 2)
+        XCTAssertEqual(kv_matvec_qdot(3, [UInt8](repeating: 0, count: 40 * 40), q, &y, 40, 32, 0), -1, "rows must be a multiple of 32")
+        XCTAssertEqual(kv_matvec_qdot(8, [UInt8](repeating: 0, count: 64 * 34), q, &y, 32, 48, 0), -1, "cols must be a multiple of 32")
+        XCTAssertEqual(kv_matvec_qdot(2, [UInt8](repeating: 0, count: 32 * 18), q, &y, 32, 32, 0), -1, "Q4_0 has no integer layout")
+        XCTAssertEqual(kv_matvec_qdot_portable(2, [UInt8](repeating: 0, count: 32 * 18), q, &y, 32, 32, 0), -1)
+    }
+
+    /// Q4_1 and Q8_0 against 16-bit input codes (`kv_quantize_q16`, `kv_matvec_q16dot` and
+    /// its plain C path): codes within half a step of the input, s = d * sum(q), the product
+    /// equal to the naive double-precision product on the dequantized codes up to float
+    /// rounding and within 1e-4 of the f32 product, both paths bit for bit equal; other
+    /// types and shapes are refused.
+    func testSixteenBitInputProductEqualsNaiveProduct() {
+        var ys = [Float](repeating: 0, count: 64)
+        for type: Int32 in [3, 8] {
+        for (rows, cols) in [(32, 32), (96, 576), (32, 1536)] {
+            let (raw, w) = encodedWeights(type: type, rows: rows, cols: cols)
+            var laid = [UInt8](repeating: 0, count: raw.count)
+            kv_qdot_interleave(type, raw, &laid, rows, cols)
+            let x = (0..<cols).map { k in gaussian() * (k % 7 == 0 ? 50 : 1) }
+            var q = [kv_q16_block](repeating: kv_q16_block(), count: cols / 32)
+            kv_quantize_q16(x, &q, cols)
+            let xq = (0..<cols).map { k in
+                Double(q[k / 32].d) * Double(withUnsafeBytes(of: q[k / 32].q) { $0.load(fromByteOffset: 2 * (k % 32), as: Int16.self) })
+            }
+            for k in 0..<cols { XCTAssertEqual(xq[k], Double(x[k]), accuracy: Double(q[k / 32].d) * 0.51, "16-bit code \(k)") }
+            for b in q {
+                let sum = withUnsafeBytes(of: b.q) { r in (0..<32).reduce(0) { $0 + Int(r.load(fromByteOffset: 2 * $1, as: Int16.self)) } }
+                XCTAssertEqual(b.s, b.d * Float(sum), accuracy: 1e-6 * abs(b.s))
+            }
+            let before = (0..<rows).map { _ in gaussian() }
+            for accumulate: Int32 in [0, 1] {
+                var y = before, portable = before
+                XCTAssertEqual(kv_matvec_q16dot(type, laid, q, &y, rows, cols, accumulate), 0)
+                XCTAssertEqual(kv_matvec_q16dot_portable(type, laid, q, &portable, rows, cols, accumulate), 0)
+                XCTAssertEqual(y, portable, "16-bit input: the AVX2 and plain C paths differ")
+                for o in 0..<rows {
+                    var onCodes = accumulate == 1 ? Double(before[o]) : 0, exact = onCodes, magnitude = abs(onCodes)
+                    for k in 0..<cols {
+                        onCodes += Double(w[o * cols + k]) * xq[k]
+                        exact += Double(w[o * cols + k]) * Double(x[k])
+                        magnitude += abs(Double(w[o * cols + k]) * xq[k])
+                    }
+                    let label = "16-bit input, type \(type) rows \(rows) row \(o)"
+                    XCTAssertEqual(Double(y[o]), onCodes, accuracy: 1e-6 * max(1, magnitude), label)
+                    XCTAssertEqual(Double(y[o]), exact, accuracy: 1e-4 * max(1, magnitude), label)
+                }
+            }
+        }
+        }
+        let q = [kv_q16_block](repeating: kv_q16_block(), count: 2)
+        XCTAssertEqual(kv_matvec_q16dot(8, [UInt8](repeating: 0, count: 64 * 34), q, &ys, 32, 48, 0), -1, "cols must be a multiple of 32")
+        XCTAssertEqual(kv_matvec_q16dot(2, [UInt8](repeating: 0, count: 32 * 18), q, &ys, 32, 32, 0), -1, "Q4_0 has no integer layout")
+        XCTAssertEqual(kv_matvec_q16dot_portable(2, [UInt8](repeating: 0, count: 32 * 18), q, &ys, 32, 32, 0), -1)
     }
 
     /// The MLP's `SiLU(gate) * up` against double precision: both signs, arguments far

@@ -3,6 +3,7 @@
 //
 // usage: kvstash-enginebench [--model PATH] [--lengths 512,2048,4096] [--threads 1,2]
 //                            [--decode 64] [--decode-after 512,4096] [--out FILE]
+//        kvstash-enginebench --teacher-force TOKENS --context N --logits-out FILE (TeacherForce.swift)
 import Foundation
 import KVStashCore
 import KVStashEngine
@@ -19,6 +20,10 @@ struct Options {
     var suffix = 16
     var suffixReps = 5
     var out: String?
+    /// Teacher-forced decode logits instead of the timings (`teacherForce`).
+    var teacherForce: String?
+    var context = 512
+    var logitsOut = "logits.f32"
 
     init(_ args: [String]) {
         var i = 1
@@ -34,6 +39,9 @@ struct Options {
             case "--suffix": suffix = Int(next())!
             case "--suffix-reps": suffixReps = Int(next())!
             case "--out": out = next()
+            case "--teacher-force": teacherForce = next()
+            case "--context": context = Int(next())!
+            case "--logits-out": logitsOut = next()
             default: FileHandle.standardError.write(Data("unknown option \(args[i])\n".utf8)); exit(2)
             }
             i += 1
@@ -84,6 +92,10 @@ func machine() -> String {
 BLASCore.reexecWithBetterCoreIfNeeded()
 let opts = Options(CommandLine.arguments)
 let model = try LlamaModel(path: opts.model)
+if let tokens = opts.teacherForce {
+    try teacherForce(model: model, tokensFile: tokens, context: opts.context, out: opts.logitsOut)
+    exit(0)
+}
 var rng = SplitMix64(seed: 1)
 let promptLength = max(opts.lengths.max() ?? 512, (opts.contexts.max() ?? 0) + opts.suffix, opts.decodeAfter.max() ?? 0)
 let prompt = (0..<promptLength).map { _ in Int(rng.next() % UInt64(model.config.vocabSize)) }

@@ -73,22 +73,39 @@ int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, si
 int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy,
                    size_t m, size_t rows, size_t cols, int accumulate);
 
-/* kv_q4_1_interleave rewrites a Q4_1 tensor of `rows` x `cols` (both multiples of 32) into
-   groups of 32 rows side by side, block by block (docs in matvec.c); dst has the same
-   size as src. kv_matmul_q4_1_interleaved is kv_matmul_rows for such a tensor and
-   1 <= m <= 32 input rows (bit for bit what kv_matmul_rows gives for 9...32 rows: same
-   dequantization, same order of sums); it returns -1 for other shapes. */
-void kv_q4_1_interleave(const void *src, void *dst, size_t rows, size_t cols);
+/* kv_matmul_q4_1_interleaved is kv_matmul_rows for a Q4_1 tensor rewritten by
+   kv_qdot_interleave (below) and 1 <= m <= 32 input rows (bit for bit what kv_matmul_rows
+   gives for 9...32 rows: same dequantization, same order of sums); it returns -1 for other
+   shapes. */
 int kv_matmul_q4_1_interleaved(const void *w, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
                                size_t rows, size_t cols, int accumulate);
 
-/* kv_q8_0_interleave rewrites a Q8_0 tensor of `rows` x `cols` (both multiples of 32) into
-   groups of 32 rows side by side, block by block (docs in matvec_lanes.c); dst has the same
-   size as src. kv_matvec_interleaved is kv_matvec for a tensor interleaved that way, Q4_1
-   (type 3, kv_q4_1_interleave) or Q8_0 (type 8): output rows in vector lanes. Returns -1
-   for another type, or rows or cols not multiples of 32. */
-void kv_q8_0_interleave(const void *src, void *dst, size_t rows, size_t cols);
-int kv_matvec_interleaved(int type, const void *w, const float *x, float *y, size_t rows, size_t cols, int accumulate);
+/* Decode products on 8-bit activations (docs in matvec_q8.c). kv_quantize_q8 quantizes
+   `cols` floats (a multiple of 32) into cols / 32 blocks: d = max|x| / 127, q = round(x / d)
+   in [-127, 127], s = d * sum(q). kv_qdot_interleave rewrites a Q4_1 or Q8_0 tensor of `rows`
+   x `cols` (both multiples of 32) into groups of 32 rows laid out for integer dot products
+   (and, for Q4_1, the small prefills of kv_matmul_q4_1_interleaved); dst has the same size
+   as src. kv_matvec_qdot is y[r] = W[r] . x (+ y[r] when accumulate)
+   on such a tensor and a quantized input, exactly the dequantized weights against the
+   dequantized input up to float rounding (integer sums per block, AVX2 or plain C chosen at
+   run time). Returns -1 for another type, or rows or cols not multiples of 32. */
+typedef struct { float d, s; int8_t q[32]; } kv_q8_block;
+void kv_quantize_q8(const float *x, kv_q8_block *out, size_t cols);
+void kv_qdot_interleave(int type, const void *src, void *dst, size_t rows, size_t cols);
+int kv_matvec_qdot(int type, const void *w, const kv_q8_block *x, float *y, size_t rows, size_t cols, int accumulate);
+/* The same on 16-bit input codes (kv_quantize_q16: d = max|x| / 32767, q in [-32767, 32767],
+   s = d * sum(q)): 256 times finer input steps than 8 bits, so the products stay within
+   about 1e-5 of the f32 ones. kv_matvec_q16dot takes Q4_1 and Q8_0 tensors laid out by
+   kv_qdot_interleave; _portable is its plain C path, callable on any CPU. */
+typedef struct { float d, s; int16_t q[32]; } kv_q16_block;
+void kv_quantize_q16(const float *x, kv_q16_block *out, size_t cols);
+int kv_matvec_q16dot(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols, int accumulate);
+int kv_matvec_q16dot_portable(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols,
+                              int accumulate);
+/* The plain C path kv_matvec_qdot takes on a CPU without AVX2 (same contract), callable on
+   any CPU so tests check it everywhere. */
+int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float *y, size_t rows, size_t cols,
+                            int accumulate);
 
 /* Attention of a few query rows without BLAS (decode, or the question after a cache hit).
    The m query rows that share one KV head are stacked and transposed into qt ([d][mp],

@@ -1,12 +1,13 @@
 import CKernels
+import Foundation
 
 /// One GGUF weight tensor left encoded in the memory map, for matrix-vector products.
 struct EncodedMatrix: Sendable {
     let info: GGUFTensorInfo
-    /// For Q4_1 and Q8_0 with rows and columns multiples of 32: the same tensor with each
-    /// group of 32 rows interleaved block by block (`kv_q4_1_interleave`,
-    /// `kv_q8_0_interleave`, same size), which decode (both types) and small prefills
-    /// (Q4_1) multiply with the output rows in vector lanes.
+    /// For Q4_1 and Q8_0 with rows and columns multiples of 32: the same tensor in groups of
+    /// 32 rows laid out for integer dot products (`kv_qdot_interleave`, same size), which
+    /// decode multiplies against the quantized input row and small prefills (Q4_1) with
+    /// the output rows in vector lanes.
     let interleaved: [UInt8]?
     var rows: Int { info.dims.count > 1 ? info.dims[1] : 1 }
     var cols: Int { info.dims[0] }
@@ -18,11 +19,7 @@ struct EncodedMatrix: Sendable {
         guard info.type == .q4_1 || info.type == .q8_0, rows % 32 == 0, cols % 32 == 0 else { interleaved = nil; return }
         interleaved = gguf.withRawBytes(info) { raw in
             [UInt8](unsafeUninitializedCapacity: raw.count) { buf, n in
-                if info.type == .q4_1 {
-                    kv_q4_1_interleave(raw.baseAddress!, buf.baseAddress!, rows, cols)
-                } else {
-                    kv_q8_0_interleave(raw.baseAddress!, buf.baseAddress!, rows, cols)
-                }
+                kv_qdot_interleave(Int32(info.type.rawValue), raw.baseAddress!, buf.baseAddress!, rows, cols)
                 n = raw.count
             }
         }
@@ -62,19 +59,45 @@ struct Linear: Sendable {
         }
     }
 
+    /// How one input row (decode) enters the products: `.auto` quantizes it to 16 bits per
+    /// block of 32 (`kv_matvec_q16dot`), within about 1e-5 of the f32 products, so greedy
+    /// tokens and the answers of a cache hit stay those of the f32 forward pass. For
+    /// measurements on one build (`bench/decode_fidelity.py`), `KVSTASH_DECODE_ACTIVATIONS=int8`
+    /// takes 8-bit codes (`kv_matvec_qdot`, llama.cpp's choice) and `=f32` the f32 input on the
+    /// row-major tensors (`kv_matvec`).
+    enum DecodeActivations: String { case auto, f32, int8 }
+    static let decodeActivations = ProcessInfo.processInfo.environment["KVSTASH_DECODE_ACTIVATIONS"]
+        .flatMap(DecodeActivations.init(rawValue:)) ?? .auto
+
     /// `c = a W^T` from the encoded tensors. The output columns of all parts together are
     /// split evenly over the BLAS thread count (in multiples of 32, the interleaved
     /// groups), in one parallel dispatch (a worker's slice may cross from one part into
-    /// the next). Where the slice covers whole interleaved groups, one input row takes
-    /// `kv_matvec_interleaved` and more take the interleaved Q4_1 kernel; otherwise
-    /// `kv_matvec` and `kv_matmul_rows`.
+    /// the next). Where the slice covers whole interleaved groups, one input row, quantized
+    /// once per product, takes the integer kernels, and more rows take the interleaved Q4_1
+    /// kernel; otherwise `kv_matvec` and `kv_matmul_rows`.
     private func encodedProduct(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
                                 ldc: Int, accumulate: Bool) {
+        let mode = m == 1 ? Self.decodeActivations : .f32
+        let laid = parts.contains { $0.interleaved != nil }
+        let wide = mode == .auto && laid, narrow = mode == .int8 && laid
+        withUnsafeTemporaryAllocation(of: kv_q8_block.self, capacity: narrow ? inDim / 32 : 0) { x8 in
+            withUnsafeTemporaryAllocation(of: kv_q16_block.self, capacity: wide ? inDim / 32 : 0) { x16 in
+                if narrow { kv_quantize_q8(a, x8.baseAddress!, inDim) }
+                if wide { kv_quantize_q16(a, x16.baseAddress!, inDim) }
+                let p = ProductPointers(parts: [], x: a, x8: narrow ? UnsafePointer(x8.baseAddress) : nil,
+                                        x16: wide ? UnsafePointer(x16.baseAddress) : nil, y: c)
+                run(p, rows: m, lda: lda, ldc: ldc, accumulate: accumulate)
+            }
+        }
+    }
+
+    /// The parallel loop of `encodedProduct` over the output columns.
+    private func run(_ operands: ProductPointers, rows m: Int, lda: Int, ldc: Int, accumulate: Bool) {
         let workers = outDim >= 256 ? min(blasThreads(), 8) : 1
         let step = ((outDim + workers - 1) / workers + 31) / 32 * 32
-        let inDim = inDim, parts = parts
+        let inDim = inDim, outDim = outDim, parts = parts
         gguf.withRawBytes(parts.map(\.info)) { raws in
-            let p = ProductPointers(parts: raws, x: a, y: c)
+            let p = ProductPointers(parts: raws, x: operands.x, x8: operands.x8, x16: operands.x16, y: operands.y)
             WorkerTeam.run(tasks: workers) { w in
                 let lo = w * step, hi = min(outDim, lo + step)
                 var first = 0  // the part's first output column
@@ -82,28 +105,37 @@ struct Linear: Sendable {
                     defer { first += part.rows }
                     let r0 = max(lo, first) - first, r1 = min(hi, first + part.rows) - first
                     guard r0 < r1 else { continue }
-                    let type = Int32(part.info.type.rawValue), rowBytes = part.info.byteCount / part.rows
-                    let y = p.y + first + r0, add: Int32 = accumulate ? 1 : 0
-                    let status: Int32
-                    // A group of 32 rows takes as many bytes as 32 rows of the original.
-                    let grouped = r0 % 32 == 0 && (r1 - r0) % 32 == 0 ? part.interleaved : nil
-                    if m == 1, let grouped {
-                        status = grouped.withUnsafeBytes {
-                            kv_matvec_interleaved(type, $0.baseAddress! + r0 * rowBytes, p.x, y, r1 - r0, inDim, add)
-                        }
-                    } else if m == 1 {
-                        status = kv_matvec(type, raw + r0 * rowBytes, p.x, y, r1 - r0, inDim, add)
-                    } else if let grouped, part.info.type == .q4_1 {
-                        status = grouped.withUnsafeBytes {
-                            kv_matmul_q4_1_interleaved($0.baseAddress! + r0 * rowBytes, p.x, lda, y, ldc, m, r1 - r0, inDim, add)
-                        }
-                    } else {
-                        status = kv_matmul_rows(type, raw + r0 * rowBytes, p.x, lda, y, ldc, m, r1 - r0, inDim, add)
-                    }
-                    precondition(status == 0, "no kernel for GGUF type \(type)")
+                    let status = Self.product(part, raw: raw, p, rows: r0..<r1, m: m, inDim: inDim, lda: lda,
+                                              y: p.y + first + r0, ldc: ldc, accumulate: accumulate)
+                    precondition(status == 0, "no kernel for GGUF type \(part.info.type.rawValue)")
                 }
             }
         }
+    }
+
+    /// Output rows `rows` of one part into `y`, on the fastest kernel the part and slice allow.
+    private static func product(_ part: EncodedMatrix, raw: UnsafeRawPointer, _ p: ProductPointers, rows: Range<Int>,
+                                m: Int, inDim: Int, lda: Int, y: UnsafeMutablePointer<Float>, ldc: Int,
+                                accumulate: Bool) -> Int32 {
+        let type = Int32(part.info.type.rawValue), rowBytes = part.info.byteCount / part.rows
+        let r0 = rows.lowerBound, n = rows.count, add: Int32 = accumulate ? 1 : 0
+        // A group of 32 rows takes as many bytes as 32 rows of the original.
+        let whole = r0 % 32 == 0 && n % 32 == 0
+        if m == 1, whole, let grouped = part.interleaved {
+            if let x16 = p.x16 {
+                return grouped.withUnsafeBytes { kv_matvec_q16dot(type, $0.baseAddress! + r0 * rowBytes, x16, y, n, inDim, add) }
+            }
+            if let x8 = p.x8 {
+                return grouped.withUnsafeBytes { kv_matvec_qdot(type, $0.baseAddress! + r0 * rowBytes, x8, y, n, inDim, add) }
+            }
+        }
+        if m == 1 { return kv_matvec(type, raw + r0 * rowBytes, p.x, y, n, inDim, add) }
+        if whole, let grouped = part.interleaved, part.info.type == .q4_1 {
+            return grouped.withUnsafeBytes {
+                kv_matmul_q4_1_interleaved($0.baseAddress! + r0 * rowBytes, p.x, lda, y, ldc, m, n, inDim, add)
+            }
+        }
+        return kv_matmul_rows(type, raw + r0 * rowBytes, p.x, lda, y, ldc, m, n, inDim, add)
     }
 }
 
@@ -113,5 +145,9 @@ private struct ProductPointers: @unchecked Sendable {
     // keeps every buffer alive; workers read the parts and `x` and write disjoint columns of `y`.
     let parts: [UnsafeRawPointer]
     let x: UnsafePointer<Float>
+    /// `x` quantized to 8 and to 16 bits (`kv_quantize_q8`, `kv_quantize_q16`), where one
+    /// input row's products take them.
+    let x8: UnsafePointer<kv_q8_block>?
+    let x16: UnsafePointer<kv_q16_block>?
     let y: UnsafeMutablePointer<Float>
 }

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Fidelity of decode on quantized activations against decode on f32 activations, each
+measured against the float64 numpy reference forward
+(Tests/reference/reference_forward.py). Same corpus as the codec quality bench
+(bench/codec_quality.sh): window w is `context` tokens prefilled, then `scored` tokens fed
+one decode step at a time (kvstash-enginebench --teacher-force); the next-token
+distribution after each step is compared with the reference's: mean and max
+KL(reference || engine) and top-1 agreement, for each KVSTASH_DECODE_ACTIVATIONS mode:
+auto (the default: 8-bit input for Q4_1, 16-bit for Q8_0), int8 (8-bit for every tensor)
+and f32.
+
+Usage: bench/decode_fidelity.py --model GGUF --engine PATH/kvstash-enginebench
+       [--windows 3] [--context 512] [--scored 128]
+Writes bench/results/decode-fidelity.json."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "reference"))
+from reference_forward import Model, build_tokenizer  # noqa: E402
+from kv_layout_fidelity import log_softmax  # noqa: E402
+
+
+def corpus():
+    import pydoc_data.topics as t
+    gpl = open("/usr/share/common-licenses/GPL-3", encoding="utf-8").read()
+    return gpl + "\n\n" + "\n\n".join(t.topics[k] for k in sorted(t.topics)) + "\n"
+
+
+def engine_logprobs(engine, model, tokens_file, context, mode, vocab, tmp):
+    out = os.path.join(tmp, f"logits-{mode}.f32")
+    env = dict(os.environ, KVSTASH_DECODE_ACTIVATIONS=mode)
+    env.pop("OPENBLAS_CORETYPE", None)
+    subprocess.run([engine, "--model", model, "--teacher-force", tokens_file, "--context", str(context),
+                    "--logits-out", out], check=True, env=env)
+    return log_softmax(np.fromfile(out, dtype="<f4").astype(np.float64).reshape(-1, vocab))
+
+
+def compare(ref, got):
+    kl = (np.exp(ref) * (ref - got)).sum(axis=1)
+    return {"meanKL": float(kl.mean()), "maxKL": float(kl.max()),
+            "top1": float((got.argmax(axis=1) == ref.argmax(axis=1)).mean())}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--engine", required=True)
+    ap.add_argument("--windows", type=int, default=3)
+    ap.add_argument("--context", type=int, default=512)
+    ap.add_argument("--scored", type=int, default=128)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                  "decode-fidelity.json"))
+    a = ap.parse_args()
+    started = time.time()
+    model = Model(a.model)
+    ids = build_tokenizer(model).encode(corpus()).ids
+    width = a.context + a.scored
+    assert a.windows * width <= len(ids), "corpus too short"
+    windows = [ids[w * width:(w + 1) * width] for w in range(a.windows)]
+    with tempfile.TemporaryDirectory() as tmp:
+        tokens_file = os.path.join(tmp, "windows.txt")
+        with open(tokens_file, "w") as f:
+            f.write("\n".join(" ".join(map(str, w)) for w in windows) + "\n")
+        ref = []
+        for w in windows:
+            cache = model.new_cache()
+            model.forward(w[:a.context], cache)
+            ref.append(log_softmax(model.forward(w[a.context:], cache, all_logits=True)))
+            print(f"reference window {len(ref)}/{a.windows} [{time.time() - started:.0f} s]", flush=True)
+        ref = np.concatenate(ref)
+        vocab = ref.shape[1]
+        modes = {m: engine_logprobs(a.engine, a.model, tokens_file, a.context, m, vocab, tmp)
+                 for m in ("auto", "int8", "f32")}
+    cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"],
+                         capture_output=True, text=True).stdout.strip()
+    report = {
+        "what": "engine decode logits (one token per step) vs the float64 reference forward",
+        "machine": cpu, "model": os.path.basename(a.model),
+        "corpus": "GPL-3 then pydoc_data.topics, as bench/codec_quality.sh", "windows": a.windows,
+        "contextTokens": a.context, "scoredPerWindow": a.scored, "scoredTokens": len(ref),
+        "seconds": time.time() - started,
+        "vsReference": {m: compare(ref, got) for m, got in modes.items()},
+        "vsF32": {m: compare(modes["f32"], modes[m]) for m in ("auto", "int8")},
+        "command": "bench/decode_fidelity.py " + " ".join(sys.argv[1:]),
+    }
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(json.dumps({k: report[k] for k in ("vsReference", "vsF32")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
