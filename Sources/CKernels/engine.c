@@ -74,60 +74,56 @@ KV_CLONES void kv_rmsnorm_heads(float *x, size_t ld, size_t rows, size_t heads, 
     for (size_t r = 0; r < rows; r++) kv_rmsnorm(x + r * ld, x + r * ld, w, heads, head_dim, eps);
 }
 
-/* SiLU(x) = x * sigmoid(x), 16 lanes, from e = exp(-|x|) <= 1 (exp16_nonpos), so no
-   argument can overflow: sigmoid is 1 / (1 + e) for x >= 0 and e / (1 + e) below. */
-#define silu16(x_) ({                                                            \
+/* sigmoid(x), 16 lanes, from e = exp(-|x|) <= 1 (exp16_nonpos), so no argument can
+   overflow: 1 / (1 + e) for x >= 0 and e / (1 + e) below. */
+#define sigmoid16(x_) ({                                                         \
     const v16f sx_ = (x_);                                                       \
     const v16f e_ = exp16_nonpos(as_f(as_i(sx_) | (int32_t)0x80000000));         \
     const v16i nonneg_ = sx_ >= 0;                                               \
     const v16f num_ = as_f((as_i((v16f){} + 1.0f) & nonneg_) | (as_i(e_) & ~nonneg_)); \
-    sx_ * (num_ / (1.0f + e_));                                                  \
+    num_ / (1.0f + e_);                                                          \
 })
 
-/* gate = SiLU(gate) * up, row by row; a row's partial last vector goes through a padded copy. */
-KV_CLONES void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld) {
+/* SiLU(x) = x sigmoid(x). */
+#define silu16(x_) ({ const v16f xs_ = (x_); xs_ * sigmoid16(xs_); })
+
+/* GELU with the tanh approximation, as ggml's gelu: 0.5 x (1 + tanh(u)) with
+   u = sqrt(2/pi) x (1 + 0.044715 x^2), which is x sigmoid(2u). */
+#define gelu16(x_) ({                                                            \
+    const v16f xg_ = (x_);                                                       \
+    const v16f u_ = 0.7978845608028654f * xg_ * (1.0f + 0.044715f * xg_ * xg_);  \
+    xg_ * sigmoid16(u_ + u_);                                                    \
+})
+
+/* gate = act(gate) * up, row by row (act: GELU when `gelu`, else SiLU); a row's partial last
+   vector goes through a padded copy. */
+static inline __attribute__((always_inline)) void gated_mul(float *gate, const float *up, size_t rows, size_t n,
+                                                          size_t ld, int gelu) {
     for (size_t r = 0; r < rows; r++) {
         float *g = gate + r * ld;
         const float *u = up + r * ld;
         size_t i = 0;
-        for (; i + 16 <= n; i += 16) store16(g + i, silu16(load16(g + i)) * load16(u + i));
+        for (; i + 16 <= n; i += 16) {
+            const v16f x = load16(g + i);
+            store16(g + i, (gelu ? gelu16(x) : silu16(x)) * load16(u + i));
+        }
         if (i < n) {
             float gp[16] = {0}, up16[16] = {0};
             memcpy(gp, g + i, (n - i) * sizeof(float));
             memcpy(up16, u + i, (n - i) * sizeof(float));
-            store16(gp, silu16(load16(gp)) * load16(up16));
+            const v16f x = load16(gp);
+            store16(gp, (gelu ? gelu16(x) : silu16(x)) * load16(up16));
             memcpy(g + i, gp, (n - i) * sizeof(float));
         }
     }
 }
 
-/* GELU with the tanh approximation, as ggml's gelu (0.5 x (1 + tanh(sqrt(2/pi) x (1 +
-   0.044715 x^2)))), written with tanh(u) = 1 - 2 / (1 + exp(2u)) on e = exp(-2|u|) <= 1
-   (exp16_nonpos), so no argument can overflow: 0.5 x (1 + tanh u) = x / (1 + exp(-2u)). */
-#define gelu16(x_) ({                                                            \
-    const v16f gx_ = (x_);                                                       \
-    const v16f u_ = 0.7978845608028654f * gx_ * (1.0f + 0.044715f * gx_ * gx_);  \
-    const v16f e_ = exp16_nonpos(as_f(as_i(u_ + u_) | (int32_t)0x80000000));     \
-    const v16i nonneg_ = u_ >= 0;                                                \
-    const v16f num_ = as_f((as_i((v16f){} + 1.0f) & nonneg_) | (as_i(e_) & ~nonneg_)); \
-    gx_ * (num_ / (1.0f + e_));                                                  \
-})
+KV_CLONES void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld) {
+    gated_mul(gate, up, rows, n, ld, 0);
+}
 
-/* gate = GELU(gate) * up, row by row; a row's partial last vector goes through a padded copy. */
 KV_CLONES void kv_gelu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld) {
-    for (size_t r = 0; r < rows; r++) {
-        float *g = gate + r * ld;
-        const float *u = up + r * ld;
-        size_t i = 0;
-        for (; i + 16 <= n; i += 16) store16(g + i, gelu16(load16(g + i)) * load16(u + i));
-        if (i < n) {
-            float gp[16] = {0}, up16[16] = {0};
-            memcpy(gp, g + i, (n - i) * sizeof(float));
-            memcpy(up16, u + i, (n - i) * sizeof(float));
-            store16(gp, gelu16(load16(gp)) * load16(up16));
-            memcpy(g + i, gp, (n - i) * sizeof(float));
-        }
-    }
+    gated_mul(gate, up, rows, n, ld, 1);
 }
 
 /* One head of RoPE, 16 lanes at a time. Adjacent pairs (x[2i], x[2i+1]): eight angles

@@ -174,22 +174,29 @@ final class SmallProductTests: XCTestCase {
         XCTAssertEqual(kv_matvec_interleaved(2, [UInt8](repeating: 0, count: 32 * 18), x, &y, 32, 32, 0), -1, "Q4_0 has no interleaved form")
     }
 
-    /// The MLP's `SiLU(gate) * up` against double precision: both signs, arguments far
-    /// past exp's range (±100), zeros, whole vectors and a partial last one per row, and
-    /// the columns past `n` untouched.
-    func testSiLUTimesUpEqualsDoublePrecision() {
-        let rows = 3, n = 37, ld = 41
-        var gate = (0..<(rows * ld)).map { _ in gaussian() * 6 }
-        gate[0] = 0; gate[1] = 100; gate[2] = -100; gate[3] = 88; gate[4] = -88; gate[n - 1] = -0.0
-        let up = (0..<(rows * ld)).map { _ in gaussian() }
-        let before = gate
-        kv_silu_mul(&gate, up, rows, n, ld)
-        for r in 0..<rows {
-            for c in 0..<ld {
-                let i = r * ld + c, x = Double(before[i])
-                guard c < n else { XCTAssertEqual(gate[i], before[i], "column \(c) past n"); continue }
-                let expected = x / (1 + exp(-x)) * Double(up[i])
-                XCTAssertEqual(Double(gate[i]), expected, accuracy: 2e-6 * max(1, abs(expected)), "row \(r) col \(c) x \(x)")
+    /// The MLP's `act(gate) * up` against double precision, for SiLU and for GELU (tanh
+    /// approximation, as ggml): both signs, arguments far past exp's range (±100), zeros,
+    /// whole vectors and a partial last one per row, and the columns past `n` untouched.
+    func testGatedActivationsEqualDoublePrecision() {
+        let gelu = { (x: Double) in 0.5 * x * (1 + tanh((2 / Double.pi).squareRoot() * x * (1 + 0.044715 * x * x))) }
+        let cases: [(String, (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int, Int, Int) -> Void, (Double) -> Double)] = [
+            ("silu", { kv_silu_mul($0, $1, $2, $3, $4) }, { $0 / (1 + exp(-$0)) }),
+            ("gelu", { kv_gelu_mul($0, $1, $2, $3, $4) }, gelu),
+        ]
+        for (name, kernel, act) in cases {
+            let rows = 3, n = 37, ld = 41
+            var gate = (0..<(rows * ld)).map { _ in gaussian() * 6 }
+            gate[0] = 0; gate[1] = 100; gate[2] = -100; gate[3] = 88; gate[4] = -88; gate[5] = 30; gate[n - 1] = -0.0
+            let up = (0..<(rows * ld)).map { _ in gaussian() }
+            let before = gate
+            kernel(&gate, up, rows, n, ld)
+            for r in 0..<rows {
+                for c in 0..<ld {
+                    let i = r * ld + c, x = Double(before[i])
+                    guard c < n else { XCTAssertEqual(gate[i], before[i], "column \(c) past n"); continue }
+                    let expected = act(x) * Double(up[i])
+                    XCTAssertEqual(Double(gate[i]), expected, accuracy: 2e-6 * max(1, abs(expected)), "\(name) row \(r) col \(c) x \(x)")
+                }
             }
         }
     }
@@ -210,26 +217,6 @@ final class SmallProductTests: XCTestCase {
                 XCTAssertEqual(Double(s[r * ld + c]), expected, accuracy: 1e-6, "row \(r) col \(c)")
             }
             for c in cols..<ld { XCTAssertEqual(s[r * ld + c], scores[r * ld + c], "padding untouched") }
-        }
-    }
-
-    /// The GeGLU MLP's `GELU(gate) * up` (tanh approximation, as ggml) against double
-    /// precision: both signs, arguments far past exp's range, zeros, a partial last vector.
-    func testGELUTimesUpEqualsDoublePrecision() {
-        let rows = 3, n = 37, ld = 41
-        var gate = (0..<(rows * ld)).map { _ in gaussian() * 6 }
-        gate[0] = 0; gate[1] = 100; gate[2] = -100; gate[3] = 30; gate[4] = -30; gate[n - 1] = -0.0
-        let up = (0..<(rows * ld)).map { _ in gaussian() }
-        let before = gate
-        kv_gelu_mul(&gate, up, rows, n, ld)
-        for r in 0..<rows {
-            for c in 0..<ld {
-                let i = r * ld + c, x = Double(before[i])
-                guard c < n else { XCTAssertEqual(gate[i], before[i], "column \(c) past n"); continue }
-                let gelu = 0.5 * x * (1 + tanh((2 / Double.pi).squareRoot() * x * (1 + 0.044715 * x * x)))
-                let expected = gelu * Double(up[i])
-                XCTAssertEqual(Double(gate[i]), expected, accuracy: 2e-6 * max(1, abs(expected)), "row \(r) col \(c) x \(x)")
-            }
         }
     }
 
@@ -273,6 +260,31 @@ final class SmallProductTests: XCTestCase {
         }
     }
 
+    /// `kv_attend_partial` over `keys` cut into `ranges` parts (`qt` as the kernel takes it, m
+    /// lanes of d), merged by `kv_attend_merge`: the attention output `[m][d]`.
+    func attendInRanges(_ qt: [Float], m: Int, d: Int, k: [UInt16], v: [UInt16], ld: Int, keys: Range<Int>,
+                        ranges: Int, last: [Int32], first: [Int32]? = nil) -> [Float] {
+        let mp = (m + 15) / 16 * 16, n = keys.upperBound, length = (keys.count + ranges - 1) / ranges
+        var o = [Float](repeating: .nan, count: ranges * m * d)
+        var mx = [Float](repeating: .nan, count: ranges * mp), sum = mx
+        var scratch = [Float](repeating: .nan, count: Int(KV_ATTEND_BLOCK) * mp)
+        for part in 0..<ranges {
+            let p0 = min(n, keys.lowerBound + part * length), p1 = min(n, p0 + length)
+            o.withUnsafeMutableBufferPointer { ob in
+                mx.withUnsafeMutableBufferPointer { mb in
+                    sum.withUnsafeMutableBufferPointer { sb in
+                        kv_attend_partial(qt, m, mp, d, k, v, ld, p0, p1, last, first, &scratch,
+                                          ob.baseAddress! + part * m * d, mb.baseAddress! + part * mp,
+                                          sb.baseAddress! + part * mp)
+                    }
+                }
+            }
+        }
+        var out = [Float](repeating: .nan, count: m * d)
+        kv_attend_merge(ranges, m, mp, d, o, mx, sum, &out)
+        return out
+    }
+
     /// The BLAS-free attention with a first visible key per lane (a sliding window) equals
     /// naive attention over keys first...last: windows that start inside a block, ranges
     /// some lanes see nothing of, and lanes with different windows in one vector.
@@ -286,24 +298,8 @@ final class SmallProductTests: XCTestCase {
             let first = last.map { Int32(max(0, Int($0) - window + 1)) }
             var qt = [Float](repeating: 0, count: d * mp)
             for t in 0..<m { for c in 0..<d { qt[c * mp + t] = q[t * d + c] } }
-            let lo = Int(first.min()!), length = (n - lo + ranges - 1) / ranges
-            var o = [Float](repeating: .nan, count: ranges * m * d)
-            var mx = [Float](repeating: .nan, count: ranges * mp), sum = mx
-            var scratch = [Float](repeating: .nan, count: Int(KV_ATTEND_BLOCK) * mp)
-            for part in 0..<ranges {
-                let p0 = min(n, lo + part * length), p1 = min(n, p0 + length)
-                o.withUnsafeMutableBufferPointer { ob in
-                    mx.withUnsafeMutableBufferPointer { mb in
-                        sum.withUnsafeMutableBufferPointer { sb in
-                            kv_attend_partial(qt, m, mp, d, kBits, vBits, ld, p0, p1, last, first, &scratch,
-                                              ob.baseAddress! + part * m * d, mb.baseAddress! + part * mp,
-                                              sb.baseAddress! + part * mp)
-                        }
-                    }
-                }
-            }
-            var out = [Float](repeating: .nan, count: m * d)
-            kv_attend_merge(ranges, m, mp, d, o, mx, sum, &out)
+            let out = attendInRanges(qt, m: m, d: d, k: kBits, v: vBits, ld: ld, keys: Int(first.min()!)..<n,
+                                     ranges: ranges, last: last, first: first)
             for t in 0..<m {
                 let keys = Int(first[t])...Int(last[t])
                 let scores = keys.map { p in (0..<d).reduce(0.0) { $0 + Double(q[t * d + $1]) * Double(k[p * ld + $1]) } }
@@ -331,24 +327,7 @@ final class SmallProductTests: XCTestCase {
             let last = (0..<mp).map { Int32(max(0, n - 1 - (min($0, m - 1) % 5))) }
             var qt = [Float](repeating: 0, count: d * mp)
             for t in 0..<m { for c in 0..<d { qt[c * mp + t] = q[t * d + c] / Float(d).squareRoot() } }
-            let length = (n + ranges - 1) / ranges
-            var o = [Float](repeating: .nan, count: ranges * m * d)
-            var mx = [Float](repeating: .nan, count: ranges * mp), sum = mx
-            var scratch = [Float](repeating: .nan, count: Int(KV_ATTEND_BLOCK) * mp)
-            for part in 0..<ranges {
-                let p0 = min(n, part * length), p1 = min(n, p0 + length)
-                o.withUnsafeMutableBufferPointer { ob in
-                    mx.withUnsafeMutableBufferPointer { mb in
-                        sum.withUnsafeMutableBufferPointer { sb in
-                            kv_attend_partial(qt, m, mp, d, kBits, vBits, ld, p0, p1, last, nil, &scratch,
-                                              ob.baseAddress! + part * m * d, mb.baseAddress! + part * mp,
-                                              sb.baseAddress! + part * mp)
-                        }
-                    }
-                }
-            }
-            var out = [Float](repeating: .nan, count: m * d)
-            kv_attend_merge(ranges, m, mp, d, o, mx, sum, &out)
+            let out = attendInRanges(qt, m: m, d: d, k: kBits, v: vBits, ld: ld, keys: 0..<n, ranges: ranges, last: last)
             for t in 0..<m {
                 let visible = Int(last[t]) + 1
                 let scores = (0..<visible).map { p in

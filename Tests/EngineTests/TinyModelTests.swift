@@ -37,19 +37,8 @@ final class TinyModelTests: XCTestCase {
     func testGemma3LogitsMatchReference() throws {
         let spec = TinyModelSpec.gemma3
         try checkAgainstReference(spec, tokens: 40, seed: 6)
-        let path = try TestSupport.tinyModelPath(spec)
-        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-        let model = try LlamaModel(path: path)
-        XCTAssertEqual(model.config.layerAttention.map(\.window), [8, 8, 8, 8, 8, nil])
-        let tokens = TestSupport.tokens(24, vocab: spec.vocabSize, seed: 5)
-        let reference = try TestSupport.referenceLogits(model: path, tokens: tokens)
-        var cache = model.newCache()
-        var logits = try model.prefill(Array(tokens[..<11]), cache: &cache, allLogits: true)
-        logits += try model.prefill(Array(tokens[11..<23]), cache: &cache, allLogits: true)
-        logits += try model.decode(tokens[23], cache: &cache)
-        for (i, row) in reference.enumerated() {
-            let err = TestSupport.relativeError(logits[(i * spec.vocabSize)..<((i + 1) * spec.vocabSize)], row[...])
-            XCTAssertLessThan(err, 1e-4, "position \(i): relative error \(err)")
+        try checkInPieces(spec, cuts: [11, 23]) { model in
+            XCTAssertEqual(model.config.layerAttention.map(\.window), [8, 8, 8, 8, 8, nil])
         }
     }
 
@@ -59,14 +48,21 @@ final class TinyModelTests: XCTestCase {
     func testKQuantLogitsMatchReference() throws {
         let spec = TinyModelSpec.kQuants
         try checkAgainstReference(spec, tokens: 40, seed: 4)
+        try checkInPieces(spec, cuts: [20, 23])
+    }
+
+    /// 24 tokens prefilled in pieces ending at `cuts`, then the last one decoded, against
+    /// the reference at every position.
+    func checkInPieces(_ spec: TinyModelSpec, cuts: [Int], check: (LlamaModel) -> Void = { _ in }) throws {
         let path = try TestSupport.tinyModelPath(spec)
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         let model = try LlamaModel(path: path)
+        check(model)
         let tokens = TestSupport.tokens(24, vocab: spec.vocabSize, seed: 5)
         let reference = try TestSupport.referenceLogits(model: path, tokens: tokens)
         var cache = model.newCache()
-        var logits = try model.prefill(Array(tokens[..<20]), cache: &cache, allLogits: true)
-        logits += try model.prefill(Array(tokens[20..<23]), cache: &cache, allLogits: true)
+        var logits: [Float] = []
+        for (a, b) in zip([0] + cuts, cuts) { logits += try model.prefill(Array(tokens[a..<b]), cache: &cache, allLogits: true) }
         logits += try model.decode(tokens[23], cache: &cache)
         for (i, row) in reference.enumerated() {
             let err = TestSupport.relativeError(logits[(i * spec.vocabSize)..<((i + 1) * spec.vocabSize)], row[...])
