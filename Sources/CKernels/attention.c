@@ -166,24 +166,30 @@ static inline __attribute__((always_inline)) void weighted_block(const float *st
     }
 }
 
-/* Masks the keys a lane may not see (key b + i > last[lane]), takes the block's max,
-   moves the running state to the new max and turns scores into weights. */
-static inline __attribute__((always_inline)) void softmax_block(float *st, size_t mp, size_t nb, size_t b, const int32_t *last, float *mx, float *sum,
-                          float *rescale) {
+/* Masks the keys a lane may not see (key b + i > last[lane], or b + i < first[lane] when
+   `first` is given), takes the block's max, moves the running state to the new max and
+   turns scores into weights. */
+static inline __attribute__((always_inline)) void softmax_block(float *st, size_t mp, size_t nb, size_t b, const int32_t *last,
+                          const int32_t *first, float *mx, float *sum, float *rescale) {
     const v16f neg_inf = (v16f){} - INFINITY;
     for (size_t j = 0; j < mp; j += 16) {
-        v16i lim;
+        v16i lim, low = (v16i){} - 1;
         memcpy(&lim, last + j, sizeof lim);
         lim -= (int32_t)b;
-        /* Every lane sees every key of the block (all but the last block of a prefix):
+        if (first) {
+            memcpy(&low, first + j, sizeof low);
+            low -= (int32_t)b;
+        }
+        /* Every lane sees every key of the block (all but the edge blocks of its window):
            nothing to mask, and no weight below needs forcing to zero. */
-        const int open = __builtin_reduce_min(lim) >= (int32_t)nb - 1;
+        const int open = __builtin_reduce_min(lim) >= (int32_t)nb - 1 && __builtin_reduce_max(low) <= 0;
         v16f block_max = neg_inf;
         if (open)
             for (size_t i = 0; i < nb; i++) block_max = __builtin_elementwise_max(block_max, load16(st + i * mp + j));
         else
             for (size_t i = 0; i < nb; i++) {
-                const v16i hidden = (v16i){} + (int32_t)i > lim;
+                const v16i at = (v16i){} + (int32_t)i;
+                const v16i hidden = (at > lim) | (at < low);
                 const v16f s = as_f((as_i(load16(st + i * mp + j)) & ~hidden) | (as_i(neg_inf) & hidden));
                 store16(st + i * mp + j, s);
                 block_max = __builtin_elementwise_max(block_max, s);
@@ -216,7 +222,7 @@ static inline __attribute__((always_inline)) void softmax_block(float *st, size_
 
 KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uint16_t *k16,
                                  const uint16_t *v16, size_t ld, size_t p0, size_t p1, const int32_t *last,
-                                 float *scratch, float *o, float *mx, float *sum) {
+                                 const int32_t *first, float *scratch, float *o, float *mx, float *sum) {
     const kv_f16 *k = (const kv_f16 *)k16, *v = (const kv_f16 *)v16;
     float rescale[KV_ATTEND_MAX_ROWS];
     /* Decode-sized groups take the key-in-lanes scores, with the rows untransposed. */
@@ -232,7 +238,7 @@ KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d,
         if (b == p0) prefetch_rows(k, ld, d, b, b + (nb < KV_PREFETCH_AHEAD ? nb : KV_PREFETCH_AHEAD));
         if (few) scores_rows(qrows, (int)m, d, k + b * ld, v + b * ld, ld, nb, p1 - b, scratch, mp);
         else scores_block(qt, mp, d, k + b * ld, v + b * ld, ld, nb, p1 - b, scratch);
-        softmax_block(scratch, mp, nb, b, last, mx, sum, rescale);
+        softmax_block(scratch, mp, nb, b, last, first, mx, sum, rescale);
         if (b > p0)
             for (size_t t = 0; t < m; t++)
                 for (size_t c = 0; c < d; c++) o[t * d + c] *= rescale[t];

@@ -69,31 +69,61 @@ KV_CLONES void kv_rmsnorm(float *out, const float *x, const float *w, size_t row
     }
 }
 
-/* SiLU(x) = x * sigmoid(x), 16 lanes, from e = exp(-|x|) <= 1 (exp16_nonpos), so no
-   argument can overflow: sigmoid is 1 / (1 + e) for x >= 0 and e / (1 + e) below. */
-#define silu16(x_) ({                                                            \
+KV_CLONES void kv_rmsnorm_heads(float *x, size_t ld, size_t rows, size_t heads, size_t head_dim, const float *w,
+                                float eps) {
+    for (size_t r = 0; r < rows; r++) kv_rmsnorm(x + r * ld, x + r * ld, w, heads, head_dim, eps);
+}
+
+/* sigmoid(x), 16 lanes, from e = exp(-|x|) <= 1 (exp16_nonpos), so no argument can
+   overflow: 1 / (1 + e) for x >= 0 and e / (1 + e) below. */
+#define sigmoid16(x_) ({                                                         \
     const v16f sx_ = (x_);                                                       \
     const v16f e_ = exp16_nonpos(as_f(as_i(sx_) | (int32_t)0x80000000));         \
     const v16i nonneg_ = sx_ >= 0;                                               \
     const v16f num_ = as_f((as_i((v16f){} + 1.0f) & nonneg_) | (as_i(e_) & ~nonneg_)); \
-    sx_ * (num_ / (1.0f + e_));                                                  \
+    num_ / (1.0f + e_);                                                          \
 })
 
-/* gate = SiLU(gate) * up, row by row; a row's partial last vector goes through a padded copy. */
-KV_CLONES void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld) {
+/* SiLU(x) = x sigmoid(x). */
+#define silu16(x_) ({ const v16f xs_ = (x_); xs_ * sigmoid16(xs_); })
+
+/* GELU with the tanh approximation, as ggml's gelu: 0.5 x (1 + tanh(u)) with
+   u = sqrt(2/pi) x (1 + 0.044715 x^2), which is x sigmoid(2u). */
+#define gelu16(x_) ({                                                            \
+    const v16f xg_ = (x_);                                                       \
+    const v16f u_ = 0.7978845608028654f * xg_ * (1.0f + 0.044715f * xg_ * xg_);  \
+    xg_ * sigmoid16(u_ + u_);                                                    \
+})
+
+/* gate = act(gate) * up, row by row (act: GELU when `gelu`, else SiLU); a row's partial last
+   vector goes through a padded copy. */
+static inline __attribute__((always_inline)) void gated_mul(float *gate, const float *up, size_t rows, size_t n,
+                                                          size_t ld, int gelu) {
     for (size_t r = 0; r < rows; r++) {
         float *g = gate + r * ld;
         const float *u = up + r * ld;
         size_t i = 0;
-        for (; i + 16 <= n; i += 16) store16(g + i, silu16(load16(g + i)) * load16(u + i));
+        for (; i + 16 <= n; i += 16) {
+            const v16f x = load16(g + i);
+            store16(g + i, (gelu ? gelu16(x) : silu16(x)) * load16(u + i));
+        }
         if (i < n) {
             float gp[16] = {0}, up16[16] = {0};
             memcpy(gp, g + i, (n - i) * sizeof(float));
             memcpy(up16, u + i, (n - i) * sizeof(float));
-            store16(gp, silu16(load16(gp)) * load16(up16));
+            const v16f x = load16(gp);
+            store16(gp, (gelu ? gelu16(x) : silu16(x)) * load16(up16));
             memcpy(g + i, gp, (n - i) * sizeof(float));
         }
     }
+}
+
+KV_CLONES void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld) {
+    gated_mul(gate, up, rows, n, ld, 0);
+}
+
+KV_CLONES void kv_gelu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld) {
+    gated_mul(gate, up, rows, n, ld, 1);
 }
 
 /* One head of RoPE, 16 lanes at a time. Adjacent pairs (x[2i], x[2i+1]): eight angles
@@ -153,43 +183,59 @@ KV_CLONES void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_sr
     }
 }
 
-/* Row maximum and exp/sum with 16 independent lanes (exp16_nonpos); the partial last
-   vector of a row goes through a padded copy. */
-KV_CLONES void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t valid0) {
-    for (size_t r = 0; r < rows; r++) {
-        float *row = s + r * ld;
-        size_t valid = valid0 + r;
-        if (valid > cols) valid = cols;
-        const size_t body = valid & ~(size_t)15, tail = valid - body;
-        v16f lanes = (v16f){} - INFINITY;
-        for (size_t i = 0; i < body; i += 16) lanes = __builtin_elementwise_max(lanes, load16(row + i));
-        float lane[16];
-        memcpy(lane, &lanes, sizeof lane);
-        float mx = -INFINITY;
-        for (int j = 0; j < 16; j++) mx = lane[j] > mx ? lane[j] : mx;
-        for (size_t i = body; i < valid; i++) mx = row[i] > mx ? row[i] : mx;
-        v16f total = (v16f){};
-        for (size_t i = 0; i < body; i += 16) {
-            const v16f e = exp16_nonpos(load16(row + i) - mx);
-            store16(row + i, e);
-            total += e;
-        }
-        memcpy(lane, &total, sizeof lane);
-        float sum = 0;
-        for (int j = 0; j < 16; j++) sum += lane[j];
-        if (tail) {
-            float last[16];
-            for (size_t j = 0; j < 16; j++) last[j] = j < tail ? row[body + j] : mx;
-            store16(last, exp16_nonpos(load16(last) - mx));
-            for (size_t j = 0; j < tail; j++) {
-                row[body + j] = last[j];
-                sum += last[j];
-            }
-        }
-        const float inv = 1.0f / sum;
-        for (size_t i = 0; i < valid; i++) row[i] *= inv;
-        for (size_t i = valid; i < cols; i++) row[i] = 0;
+/* Softmax of row[lo, hi) with 16 independent lanes (exp16_nonpos); the partial last vector
+   goes through a padded copy. Entries outside [lo, hi) up to `cols` become 0. */
+static inline __attribute__((always_inline)) void softmax_span(float *row, size_t lo, size_t hi, size_t cols) {
+    for (size_t i = 0; i < lo && i < cols; i++) row[i] = 0;
+    if (hi <= lo) {
+        for (size_t i = lo; i < cols; i++) row[i] = 0;
+        return;
     }
+    float *x = row + lo;
+    const size_t valid = hi - lo;
+    const size_t body = valid & ~(size_t)15, tail = valid - body;
+    v16f lanes = (v16f){} - INFINITY;
+    for (size_t i = 0; i < body; i += 16) lanes = __builtin_elementwise_max(lanes, load16(x + i));
+    float lane[16];
+    memcpy(lane, &lanes, sizeof lane);
+    float mx = -INFINITY;
+    for (int j = 0; j < 16; j++) mx = lane[j] > mx ? lane[j] : mx;
+    for (size_t i = body; i < valid; i++) mx = x[i] > mx ? x[i] : mx;
+    v16f total = (v16f){};
+    for (size_t i = 0; i < body; i += 16) {
+        const v16f e = exp16_nonpos(load16(x + i) - mx);
+        store16(x + i, e);
+        total += e;
+    }
+    memcpy(lane, &total, sizeof lane);
+    float sum = 0;
+    for (int j = 0; j < 16; j++) sum += lane[j];
+    if (tail) {
+        float last[16];
+        for (size_t j = 0; j < 16; j++) last[j] = j < tail ? x[body + j] : mx;
+        store16(last, exp16_nonpos(load16(last) - mx));
+        for (size_t j = 0; j < tail; j++) {
+            x[body + j] = last[j];
+            sum += last[j];
+        }
+    }
+    const float inv = 1.0f / sum;
+    for (size_t i = 0; i < valid; i++) x[i] *= inv;
+    for (size_t i = hi; i < cols; i++) row[i] = 0;
+}
+
+KV_CLONES void kv_softmax_band(float *s, size_t rows, size_t cols, size_t ld, size_t valid0, ptrdiff_t first0) {
+    for (size_t r = 0; r < rows; r++) {
+        size_t hi = valid0 + r;
+        if (hi > cols) hi = cols;
+        const ptrdiff_t first = first0 + (ptrdiff_t)r;
+        const size_t lo = first < 0 ? 0 : (size_t)first;
+        softmax_span(s + r * ld, lo, hi, cols);
+    }
+}
+
+void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t valid0) {
+    kv_softmax_band(s, rows, cols, ld, valid0, -(ptrdiff_t)rows);
 }
 
 KV_CLONES void kv_add(float *out, const float *x, const float *y, size_t n) {

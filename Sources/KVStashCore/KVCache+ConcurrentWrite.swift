@@ -12,8 +12,8 @@ public struct KVRowWriter: @unchecked Sendable {
     /// Shape of every position.
     public var shape: KVShape { storage.shape }
     fileprivate let storage: KVStorage
-    /// RoPE for the rows' positions (`rows` shifted by the call's offset); nil keeps K as written.
-    fileprivate let rotation: RotaryTable?
+    /// RoPE of each layer for the rows' positions (`rows` shifted by the call's offset); nil keeps K as written.
+    fileprivate let rotation: RotaryTables?
     fileprivate let firstPosition: Int
     /// This writer's own `rows.count * kvDim` floats, where `body` writes.
     fileprivate let scratch: UnsafeMutablePointer<Float>
@@ -33,7 +33,7 @@ public struct KVRowWriter: @unchecked Sendable {
         let d = shape.kvDim, n = rows.count * d
         let result = try body(UnsafeMutableBufferPointer(start: scratch, count: n))
         if kind == .key, let rotation {
-            rotation.apply(scratch, stride: d, into: scratch, stride: d, rows: rows.count,
+            rotation[layer].apply(scratch, stride: d, into: scratch, stride: d, rows: rows.count,
                            firstPosition: firstPosition, heads: shape.kvHeads, headDim: shape.headDim)
         }
         kv_f32_to_f16_stream(storage.pointer(layer: layer, kind) + rows.lowerBound * d, scratch, n)
@@ -54,7 +54,7 @@ public struct KVRowWriter: @unchecked Sendable {
             let tile = t0..<min(rows.count, t0 + Self.tileRows), n = tile.count * d
             try body(tile, UnsafeMutableBufferPointer(start: scratch, count: n))
             if kind == .key, let rotation {
-                rotation.apply(scratch, stride: d, into: scratch, stride: d, rows: tile.count,
+                rotation[layer].apply(scratch, stride: d, into: scratch, stride: d, rows: tile.count,
                                firstPosition: firstPosition + t0, heads: shape.kvHeads, headDim: shape.headDim)
             }
             kv_f32_to_f16_stream(out + t0 * d, scratch, n)
@@ -76,7 +76,7 @@ extension KVCache {
     /// Fills disjoint row ranges from several threads at once (a splice of many stored
     /// chunks): extends the cache to cover them, then runs `body(i, writer)` for every
     /// range concurrently, where `writer` reaches only `ranges[i]`. Returns each body's
-    /// result. K written in f32 is rotated by `rotation` as row r sat at position
+    /// result. K written in f32 is rotated by its layer's `rotation` as row r sat at position
     /// `r + positionOffset` (a scratch cache holding rows of a later part of a sequence).
     ///
     /// - Precondition: ranges are sorted, disjoint, non-empty, and the first starts at or

@@ -41,7 +41,7 @@ public enum KVKind: Sendable, Hashable {
 /// For every layer it holds two row-major `[position][kvDim]` tensors of IEEE f16: K after
 /// RoPE (row p rotated for position p) and V. Attention reads them directly. Rows written
 /// as f32 K before RoPE (a splice from the store, `withMutableRows`) are rotated by
-/// `rotation` for their positions and narrowed as they land; the engine writes its own
+/// their layer's table of `rotation` for their positions and narrowed as they land; the engine writes its own
 /// rows already rotated (`store`).
 ///
 /// The store keeps K before RoPE. With `keepsRawKeys`, the cache also keeps the f32 K
@@ -54,15 +54,21 @@ public enum KVKind: Sendable, Hashable {
 public struct KVCache: Sendable {
     /// Shape of every position.
     public let shape: KVShape
-    /// RoPE of K written before rotation (row p at position p); nil keeps K as written.
-    public let rotation: RotaryTable?
+    /// RoPE of K written before rotation (row p at position p), per layer; nil keeps K as written.
+    public let rotation: RotaryTables?
     private var storage: KVStorage
 
     /// Creates an empty cache with room for `capacity` positions (it grows as needed).
-    public init(shape: KVShape, capacity: Int = 0, rotation: RotaryTable? = nil) {
+    public init(shape: KVShape, capacity: Int = 0, rotation: RotaryTables? = nil) {
+        precondition(rotation.map { $0.tableOfLayer.count == shape.layers } ?? true, "one RoPE table per layer")
         self.shape = shape
         self.rotation = rotation
         self.storage = KVStorage(shape: shape, capacity: max(capacity, 16))
+    }
+
+    /// An empty cache whose every layer rotates K by `rotation`.
+    public init(shape: KVShape, capacity: Int = 0, rotation: RotaryTable) {
+        self.init(shape: shape, capacity: capacity, rotation: RotaryTables(layers: shape.layers, table: rotation))
     }
 
     /// Number of valid positions.
@@ -188,7 +194,7 @@ extension KVCache: KVRowSink {
         guard n > 0 else { return result }
         if kind == .key {
             keepRawKeys(layer: layer, range, from: scratch.baseAddress!, stride: d)
-            rotation?.covering(range).apply(scratch.baseAddress!, stride: d, into: scratch.baseAddress!, stride: d,
+            rotation?[layer].covering(range).apply(scratch.baseAddress!, stride: d, into: scratch.baseAddress!, stride: d,
                                             rows: range.count, firstPosition: range.lowerBound,
                                             heads: shape.kvHeads, headDim: shape.headDim)
         }
@@ -213,7 +219,7 @@ extension KVCache: KVRowSource {
                     if storage.rawKept[p] {
                         row.update(from: storage.rawPointer(layer: layer) + p * d, count: d)
                     } else if let rotation {
-                        rotation.covering(p..<(p + 1)).applyInverse(row, stride: d, rows: 1, firstPosition: p,
+                        rotation[layer].covering(p..<(p + 1)).applyInverse(row, stride: d, rows: 1, firstPosition: p,
                                                                    heads: shape.kvHeads, headDim: shape.headDim)
                     }
                 }

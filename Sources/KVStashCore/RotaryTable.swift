@@ -95,3 +95,32 @@ public struct RotaryTable: Sendable {
         }
     }
 }
+
+/// The RoPE of every layer of a model: a few tables (one per distinct frequency base, e.g.
+/// Gemma 3's sliding layers at 10,000 and global ones at 1e6) and which one each layer uses.
+public struct RotaryTables: Sendable {
+    /// The distinct tables.
+    public let tables: [RotaryTable]
+    /// Index into `tables` of each layer's table.
+    public let tableOfLayer: [Int]
+
+    public init(tables: [RotaryTable], tableOfLayer: [Int]) {
+        precondition(!tables.isEmpty && tableOfLayer.allSatisfy { tables.indices.contains($0) }, "RoPE table index")
+        precondition(tables.allSatisfy { $0.positions == tables[0].positions }, "RoPE tables cover different positions")
+        self.tables = tables
+        self.tableOfLayer = tableOfLayer
+    }
+
+    /// `table` for each of `layers` layers.
+    public init(layers: Int, table: RotaryTable) {
+        self.init(tables: [table], tableOfLayer: Array(repeating: 0, count: layers))
+    }
+
+    /// The table of `layer`.
+    public subscript(layer: Int) -> RotaryTable { tables[tableOfLayer[layer]] }
+
+    /// These tables if they cover `range`, else tables of the same RoPE for `range` alone.
+    public func covering(_ range: Range<Int>) -> RotaryTables {
+        tables[0].covers(range) ? self : RotaryTables(tables: tables.map { $0.covering(range) }, tableOfLayer: tableOfLayer)
+    }
+}

@@ -8,7 +8,7 @@ struct Generate: ParsableCommand {
         commandName: "generate",
         abstract: "Generate text from a prompt, streaming it to stdout; timings go to stderr.")
 
-    @Option(help: "GGUF model (default: $KVSTASH_MODEL or ~/.cache/kvstash/models/\(DefaultModel.fileName)).")
+    @Option(help: "GGUF model path or short name (smollm2, gemma3) (default: $KVSTASH_MODEL or ~/.cache/kvstash/models/\(DefaultModel.fileName)).")
     var model: String?
 
     @Flag(help: "Wrap the prompt as a user turn with the model's chat template.")
@@ -40,7 +40,7 @@ struct Generate: ParsableCommand {
 
     private func generate() throws {
         sampling.applyThreads()
-        let path = model ?? DefaultModel.path
+        let path = model.map(DefaultModel.resolve) ?? DefaultModel.path
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("model file not found: \(path) (run scripts/setup.sh, or pass --model PATH)")
         }

@@ -8,10 +8,11 @@ import Synchronization
 
 /// Helpers shared by `precompute` and `query`.
 enum RequestCLI {
-    /// The model: `--model`, else the store's settings, else the first existing of
-    /// `DefaultModel.searchPaths` (`$KVSTASH_MODEL`, the default model's cache path).
+    /// The model: `--model` (a path or a short name such as `gemma3`), else the store's
+    /// settings, else the first existing of `DefaultModel.searchPaths` (`$KVSTASH_MODEL`,
+    /// the default model's cache path).
     static func modelPath(_ given: String?, settings: StoreSettings?) throws -> String {
-        let candidates = [given, settings?.modelPath].compactMap { $0 } + DefaultModel.searchPaths
+        let candidates = [given.map(DefaultModel.resolve), settings?.modelPath].compactMap { $0 } + DefaultModel.searchPaths
         guard let path = candidates.first(where: { !$0.isEmpty && FileManager.default.fileExists(atPath: $0) }) else {
             throw ValidationError("no model found: pass --model PATH, set KVSTASH_MODEL, or run scripts/setup.sh")
         }

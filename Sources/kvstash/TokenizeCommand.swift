@@ -8,7 +8,7 @@ struct TokenizeCommand: ParsableCommand {
         commandName: "tokenize",
         abstract: "Print the token ids of a text (or of a file) using the model's tokenizer.")
 
-    @Option(help: "GGUF model (default: $KVSTASH_MODEL, else the cached SmolLM2-135M-Instruct).")
+    @Option(help: "GGUF model path or short name (smollm2, gemma3) (default: $KVSTASH_MODEL, else the cached SmolLM2-135M-Instruct).")
     var model: String?
 
     @Option(help: "Read the text from this file instead of the argument.")
@@ -30,7 +30,7 @@ struct TokenizeCommand: ParsableCommand {
     var text: String?
 
     func run() throws {
-        let path = model ?? DefaultModel.path
+        let path = model.map(DefaultModel.resolve) ?? DefaultModel.path
         let gguf = try GGUFFile(path: path)
         let loadStart = Date()
         let tok = try Tokenizer(gguf: gguf)

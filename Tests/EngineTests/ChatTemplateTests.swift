@@ -85,4 +85,20 @@ final class ChatTemplateTests: XCTestCase {
             }
         }
     }
+
+    /// Gemma 3's form, as its template (google/gemma-3 tokenizer_config.json, without the
+    /// leading bos_token that `encode` adds) renders: no system role, so the system text and a
+    /// blank line open the first user turn; contents trimmed; `model` for the assistant.
+    func testGemmaForm() {
+        let t = ChatTemplate(source: "{{ bos_token }}{%- for message in loop_messages -%}{{ '<start_of_turn>' + role }}")
+        XCTAssertEqual(t.form, .gemma)
+        XCTAssertFalse(t.hasSystemRole)
+        let messages = [ChatMessage(role: "system", content: "Doc text.\n"), ChatMessage(role: "user", content: " Why? "),
+                        ChatMessage(role: "assistant", content: "Because."), ChatMessage(role: "user", content: "OK")]
+        XCTAssertEqual(t.render(messages, addGenerationPrompt: true, defaultSystem: true),
+                       "<start_of_turn>user\nDoc text.\n\n\nWhy?<end_of_turn>\n<start_of_turn>model\nBecause.<end_of_turn>\n"
+                           + "<start_of_turn>user\nOK<end_of_turn>\n<start_of_turn>model\n")
+        XCTAssertEqual(t.render([ChatMessage(role: "user", content: "Hi")], addGenerationPrompt: false, defaultSystem: true),
+                       "<start_of_turn>user\nHi<end_of_turn>\n")
+    }
 }

@@ -16,8 +16,8 @@ final class RealModelTests: XCTestCase {
         let topLogits: [Float]
     }
 
-    static func goldens() throws -> [Golden] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: TestSupport.goldensPath))
+    static func goldens(_ path: String = TestSupport.goldensPath) throws -> [Golden] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
         let json = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         return (json["prompts"] as! [[String: Any]]).map { p in
             let top = p["first_step_top20"] as! [String: Any]
@@ -48,8 +48,13 @@ final class RealModelTests: XCTestCase {
     }
 
     func testGreedyMatchesReferenceOnEveryPrompt() throws {
-        let model = try TestSupport.realModel()
-        for g in try Self.goldens() {
+        try Self.checkGreedyAndLogits(model: try TestSupport.realModel(), goldens: try Self.goldens())
+    }
+
+    /// Each golden's greedy continuation equals ours token for token, and our first-step
+    /// logits of its top-20 ids agree within 2e-3 relative error.
+    static func checkGreedyAndLogits(model: LlamaModel, goldens: [Golden]) throws {
+        for g in goldens {
             XCTAssertGreaterThanOrEqual(g.greedyTokens.count, 32)
             let (tokens, first) = try Self.greedy(model, g.promptTokens, n: g.greedyTokens.count)
             XCTAssertEqual(tokens, g.greedyTokens, "\(g.name) (\(g.chatForm))")

@@ -263,22 +263,29 @@ final class SmallProductTests: XCTestCase {
         XCTAssertEqual(kv_matvec_q16dot_portable(2, [UInt8](repeating: 0, count: 32 * 18), q, &ys, 32, 32, 0), -1)
     }
 
-    /// The MLP's `SiLU(gate) * up` against double precision: both signs, arguments far
-    /// past exp's range (±100), zeros, whole vectors and a partial last one per row, and
-    /// the columns past `n` untouched.
-    func testSiLUTimesUpEqualsDoublePrecision() {
-        let rows = 3, n = 37, ld = 41
-        var gate = (0..<(rows * ld)).map { _ in gaussian() * 6 }
-        gate[0] = 0; gate[1] = 100; gate[2] = -100; gate[3] = 88; gate[4] = -88; gate[n - 1] = -0.0
-        let up = (0..<(rows * ld)).map { _ in gaussian() }
-        let before = gate
-        kv_silu_mul(&gate, up, rows, n, ld)
-        for r in 0..<rows {
-            for c in 0..<ld {
-                let i = r * ld + c, x = Double(before[i])
-                guard c < n else { XCTAssertEqual(gate[i], before[i], "column \(c) past n"); continue }
-                let expected = x / (1 + exp(-x)) * Double(up[i])
-                XCTAssertEqual(Double(gate[i]), expected, accuracy: 2e-6 * max(1, abs(expected)), "row \(r) col \(c) x \(x)")
+    /// The MLP's `act(gate) * up` against double precision, for SiLU and for GELU (tanh
+    /// approximation, as ggml): both signs, arguments far past exp's range (±100), zeros,
+    /// whole vectors and a partial last one per row, and the columns past `n` untouched.
+    func testGatedActivationsEqualDoublePrecision() {
+        let gelu = { (x: Double) in 0.5 * x * (1 + tanh((2 / Double.pi).squareRoot() * x * (1 + 0.044715 * x * x))) }
+        let cases: [(String, (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int, Int, Int) -> Void, (Double) -> Double)] = [
+            ("silu", { kv_silu_mul($0, $1, $2, $3, $4) }, { $0 / (1 + exp(-$0)) }),
+            ("gelu", { kv_gelu_mul($0, $1, $2, $3, $4) }, gelu),
+        ]
+        for (name, kernel, act) in cases {
+            let rows = 3, n = 37, ld = 41
+            var gate = (0..<(rows * ld)).map { _ in gaussian() * 6 }
+            gate[0] = 0; gate[1] = 100; gate[2] = -100; gate[3] = 88; gate[4] = -88; gate[5] = 30; gate[n - 1] = -0.0
+            let up = (0..<(rows * ld)).map { _ in gaussian() }
+            let before = gate
+            kernel(&gate, up, rows, n, ld)
+            for r in 0..<rows {
+                for c in 0..<ld {
+                    let i = r * ld + c, x = Double(before[i])
+                    guard c < n else { XCTAssertEqual(gate[i], before[i], "column \(c) past n"); continue }
+                    let expected = act(x) * Double(up[i])
+                    XCTAssertEqual(Double(gate[i]), expected, accuracy: 2e-6 * max(1, abs(expected)), "\(name) row \(r) col \(c) x \(x)")
+                }
             }
         }
     }
@@ -302,6 +309,100 @@ final class SmallProductTests: XCTestCase {
         }
     }
 
+    /// QK-norm: every head slice of every row RMS-normed with the same weights, in place,
+    /// the rest of the row untouched.
+    func testHeadRMSNormEqualsDoublePrecision() {
+        let rows = 3, heads = 2, hd = 24, ld = heads * hd + 5
+        let x0 = (0..<(rows * ld)).map { _ in gaussian() * 3 }, w = (0..<hd).map { _ in 1 + gaussian() * 0.2 }
+        var x = x0
+        kv_rmsnorm_heads(&x, ld, rows, heads, hd, w, 1e-6)
+        for r in 0..<rows {
+            for h in 0..<heads {
+                let s = (0..<hd).map { Double(x0[r * ld + h * hd + $0]) }
+                let inv = 1 / (s.reduce(0) { $0 + $1 * $1 } / Double(hd) + 1e-6).squareRoot()
+                for c in 0..<hd {
+                    XCTAssertEqual(Double(x[r * ld + h * hd + c]), s[c] * inv * Double(w[c]), accuracy: 1e-5)
+                }
+            }
+            for c in (heads * hd)..<ld { XCTAssertEqual(x[r * ld + c], x0[r * ld + c]) }
+        }
+    }
+
+    /// The sliding-window softmax: row r keeps entries [first0 + r, valid0 + r) (clipped),
+    /// normalized; the rest of `cols` is 0 and the padding is untouched.
+    func testBandSoftmaxEqualsNaiveSoftmax() {
+        let rows = 6, cols = 40, ld = 43
+        for (valid0, first0) in [(14, -3), (20, 2), (35, 18), (1, -6)] {
+            let scores = (0..<(rows * ld)).map { _ in gaussian() * 4 }
+            var s = scores
+            kv_softmax_band(&s, rows, cols, ld, valid0, first0)
+            for r in 0..<rows {
+                let hi = min(cols, valid0 + r), lo = max(0, first0 + r)
+                let row = (lo..<hi).map { Double(scores[r * ld + $0]) }
+                let top = row.max()!, total = row.reduce(0) { $0 + exp($1 - top) }
+                for c in 0..<cols {
+                    let expected = (lo..<hi).contains(c) ? exp(row[c - lo] - top) / total : 0
+                    XCTAssertEqual(Double(s[r * ld + c]), expected, accuracy: 1e-6, "row \(r) col \(c)")
+                }
+                for c in cols..<ld { XCTAssertEqual(s[r * ld + c], scores[r * ld + c], "padding untouched") }
+            }
+        }
+    }
+
+    /// `kv_attend_partial` over `keys` cut into `ranges` parts (`qt` as the kernel takes it, m
+    /// lanes of d), merged by `kv_attend_merge`: the attention output `[m][d]`.
+    func attendInRanges(_ qt: [Float], m: Int, d: Int, k: [UInt16], v: [UInt16], ld: Int, keys: Range<Int>,
+                        ranges: Int, last: [Int32], first: [Int32]? = nil) -> [Float] {
+        let mp = (m + 15) / 16 * 16, n = keys.upperBound, length = (keys.count + ranges - 1) / ranges
+        var o = [Float](repeating: .nan, count: ranges * m * d)
+        var mx = [Float](repeating: .nan, count: ranges * mp), sum = mx
+        var scratch = [Float](repeating: .nan, count: Int(KV_ATTEND_BLOCK) * mp)
+        for part in 0..<ranges {
+            let p0 = min(n, keys.lowerBound + part * length), p1 = min(n, p0 + length)
+            o.withUnsafeMutableBufferPointer { ob in
+                mx.withUnsafeMutableBufferPointer { mb in
+                    sum.withUnsafeMutableBufferPointer { sb in
+                        kv_attend_partial(qt, m, mp, d, k, v, ld, p0, p1, last, first, &scratch,
+                                          ob.baseAddress! + part * m * d, mb.baseAddress! + part * mp,
+                                          sb.baseAddress! + part * mp)
+                    }
+                }
+            }
+        }
+        var out = [Float](repeating: .nan, count: m * d)
+        kv_attend_merge(ranges, m, mp, d, o, mx, sum, &out)
+        return out
+    }
+
+    /// The BLAS-free attention with a first visible key per lane (a sliding window) equals
+    /// naive attention over keys first...last: windows that start inside a block, ranges
+    /// some lanes see nothing of, and lanes with different windows in one vector.
+    func testWindowedBlockedAttentionEqualsNaiveAttention() {
+        for (m, n, d, ranges, window) in [(4, 700, 64, 3, 100), (20, 600, 64, 2, 257), (1, 300, 256, 2, 512), (33, 90, 32, 1, 7)] {
+            let mp = (m + 15) / 16 * 16, ld = d + 16
+            let q = (0..<(m * d)).map { _ in gaussian() }
+            let k = (0..<(n * ld)).map { _ in Float16(gaussian()) }, kBits = k.map(\.bitPattern)
+            let v = (0..<(n * ld)).map { _ in Float16(gaussian()) }, vBits = v.map(\.bitPattern)
+            let last = (0..<mp).map { Int32(max(0, n - 1 - (min($0, m - 1) % 5))) }
+            let first = last.map { Int32(max(0, Int($0) - window + 1)) }
+            var qt = [Float](repeating: 0, count: d * mp)
+            for t in 0..<m { for c in 0..<d { qt[c * mp + t] = q[t * d + c] } }
+            let out = attendInRanges(qt, m: m, d: d, k: kBits, v: vBits, ld: ld, keys: Int(first.min()!)..<n,
+                                     ranges: ranges, last: last, first: first)
+            for t in 0..<m {
+                let keys = Int(first[t])...Int(last[t])
+                let scores = keys.map { p in (0..<d).reduce(0.0) { $0 + Double(q[t * d + $1]) * Double(k[p * ld + $1]) } }
+                let top = scores.max()!
+                let weights = scores.map { exp($0 - top) }, total = weights.reduce(0, +)
+                for c in 0..<d {
+                    let expected = zip(keys, weights).reduce(0.0) { $0 + $1.1 * Double(v[$1.0 * ld + c]) } / total
+                    XCTAssertEqual(Double(out[t * d + c]), expected, accuracy: 1e-5,
+                                   "m \(m) n \(n) d \(d) window \(window) at (\(t), \(c))")
+                }
+            }
+        }
+    }
+
     /// Partial states over key ranges of an f16 K and V, merged, equal a naive causal softmax
     /// attention in double precision over the same f16 values: lane counts that are not multiples of 16, ranges that end inside a
     /// block, a range no lane sees, and lanes whose last visible key falls inside a block.
@@ -315,24 +416,7 @@ final class SmallProductTests: XCTestCase {
             let last = (0..<mp).map { Int32(max(0, n - 1 - (min($0, m - 1) % 5))) }
             var qt = [Float](repeating: 0, count: d * mp)
             for t in 0..<m { for c in 0..<d { qt[c * mp + t] = q[t * d + c] / Float(d).squareRoot() } }
-            let length = (n + ranges - 1) / ranges
-            var o = [Float](repeating: .nan, count: ranges * m * d)
-            var mx = [Float](repeating: .nan, count: ranges * mp), sum = mx
-            var scratch = [Float](repeating: .nan, count: Int(KV_ATTEND_BLOCK) * mp)
-            for part in 0..<ranges {
-                let p0 = min(n, part * length), p1 = min(n, p0 + length)
-                o.withUnsafeMutableBufferPointer { ob in
-                    mx.withUnsafeMutableBufferPointer { mb in
-                        sum.withUnsafeMutableBufferPointer { sb in
-                            kv_attend_partial(qt, m, mp, d, kBits, vBits, ld, p0, p1, last, &scratch,
-                                              ob.baseAddress! + part * m * d, mb.baseAddress! + part * mp,
-                                              sb.baseAddress! + part * mp)
-                        }
-                    }
-                }
-            }
-            var out = [Float](repeating: .nan, count: m * d)
-            kv_attend_merge(ranges, m, mp, d, o, mx, sum, &out)
+            let out = attendInRanges(qt, m: m, d: d, k: kBits, v: vBits, ld: ld, keys: 0..<n, ranges: ranges, last: last)
             for t in 0..<m {
                 let visible = Int(last[t]) + 1
                 let scores = (0..<visible).map { p in

@@ -9,6 +9,7 @@ enum TestSupport {
     static let referenceScript = repoRoot.appendingPathComponent("Tests/reference/reference_forward.py").path
     static let quantReferenceScript = repoRoot.appendingPathComponent("Tests/reference/quant_reference.py").path
     static let goldensPath = repoRoot.appendingPathComponent("Tests/EngineTests/Resources/smollm2_goldens.json").path
+    static let gemma3GoldensPath = repoRoot.appendingPathComponent("Tests/EngineTests/Resources/gemma3_goldens.json").path
 
     /// A fresh temporary directory, removed at process exit is not needed: tests clean up.
     static func tempDir() throws -> URL {
@@ -48,6 +49,11 @@ enum TestSupport {
     static func realModel() throws -> LlamaModel {
         let path = try realModelPath()
         return try RealModelCache.shared.model(path)
+    }
+
+    /// Loads Gemma 3 270M once per test process (or skips when it is absent).
+    static func gemma3Model() throws -> LlamaModel {
+        try RealModelCache.shared.model(try gemma3ModelPath())
     }
 
     /// Runs the numpy reference with `args` and decodes its JSON output.

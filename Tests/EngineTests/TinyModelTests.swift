@@ -31,20 +31,38 @@ final class TinyModelTests: XCTestCase {
         try checkAgainstReference(.qwen2, tokens: 40, seed: 2)
     }
 
+    /// gemma3 over 40 positions with a window of 8: the sliding layers' band mask on the
+    /// BLAS path, then the same tokens in pieces (small-row attention with a first visible
+    /// key per lane, and decode).
+    func testGemma3LogitsMatchReference() throws {
+        let spec = TinyModelSpec.gemma3
+        try checkAgainstReference(spec, tokens: 40, seed: 6)
+        try checkInPieces(spec, cuts: [11, 23]) { model in
+            XCTAssertEqual(model.config.layerAttention.map(\.window), [8, 8, 8, 8, 8, nil])
+        }
+    }
+
     /// Q4_K/Q5_K/Q6_K/Q5_0/Q5_1 matrices: 40 rows at once (BLAS on the dequantized
     /// weights), then the same tokens as 20 rows, 3 rows and one decode step (the encoded
     /// kernels: kv_matmul_rows' lanes and tile paths, kv_matvec).
     func testKQuantLogitsMatchReference() throws {
         let spec = TinyModelSpec.kQuants
         try checkAgainstReference(spec, tokens: 40, seed: 4)
+        try checkInPieces(spec, cuts: [20, 23])
+    }
+
+    /// 24 tokens prefilled in pieces ending at `cuts`, then the last one decoded, against
+    /// the reference at every position.
+    func checkInPieces(_ spec: TinyModelSpec, cuts: [Int], check: (LlamaModel) -> Void = { _ in }) throws {
         let path = try TestSupport.tinyModelPath(spec)
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         let model = try LlamaModel(path: path)
+        check(model)
         let tokens = TestSupport.tokens(24, vocab: spec.vocabSize, seed: 5)
         let reference = try TestSupport.referenceLogits(model: path, tokens: tokens)
         var cache = model.newCache()
-        var logits = try model.prefill(Array(tokens[..<20]), cache: &cache, allLogits: true)
-        logits += try model.prefill(Array(tokens[20..<23]), cache: &cache, allLogits: true)
+        var logits: [Float] = []
+        for (a, b) in zip([0] + cuts, cuts) { logits += try model.prefill(Array(tokens[a..<b]), cache: &cache, allLogits: true) }
         logits += try model.decode(tokens[23], cache: &cache)
         for (i, row) in reference.enumerated() {
             let err = TestSupport.relativeError(logits[(i * spec.vocabSize)..<((i + 1) * spec.vocabSize)], row[...])

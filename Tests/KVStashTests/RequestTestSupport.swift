@@ -10,20 +10,29 @@ import Synchronization
 
 /// The default model for tests: `$KVSTASH_MODEL`. Missing: a failure under CI, a skip otherwise.
 func realModelPath() throws -> String {
+    try modelPath(env: "KVSTASH_MODEL", name: "the default model")
+}
+
+/// Gemma 3 270M (`$KVSTASH_GEMMA3_MODEL`, scripts/setup.sh gemma3). Missing: a failure under CI, a skip otherwise.
+func gemma3ModelPath() throws -> String {
+    try modelPath(env: "KVSTASH_GEMMA3_MODEL", name: "Gemma 3 270M")
+}
+
+private func modelPath(env key: String, name: String) throws -> String {
     let env = ProcessInfo.processInfo.environment
-    if let p = env["KVSTASH_MODEL"], FileManager.default.fileExists(atPath: p) { return p }
-    let message = "KVSTASH_MODEL is not set to the default model (scripts/test.sh sets it)"
+    if let p = env[key], FileManager.default.fileExists(atPath: p) { return p }
+    let message = "\(key) is not set to \(name) (scripts/test.sh sets it)"
     if env["CI"] != nil { XCTFail(message); throw XCTSkip(message) }
     throw XCTSkip(message)
 }
 
-/// A tiny random-weight llama (3 layers, dim 64) carrying the real model's tokenizer, so
-/// prompts are text and requests run in milliseconds. Written once per process.
-func tinyModelPath() throws -> String {
+/// A tiny random-weight llama (3 layers, dim 64; or `spec`) carrying the real model's
+/// tokenizer, so prompts are text and requests run in milliseconds. Written once per process.
+func tinyModelPath(_ spec: TinyModelSpec = .llama) throws -> String {
     let real = try realModelPath()
-    let path = NSTemporaryDirectory() + "kvstash-request-tiny-\(getpid()).gguf"
+    let path = NSTemporaryDirectory() + "kvstash-request-tiny-\(spec.architecture)-\(getpid()).gguf"
     if !FileManager.default.fileExists(atPath: path) {
-        var spec = TinyModelSpec.llama
+        var spec = spec
         spec.contextLength = 4096
         try TinyModel.write(spec, to: path, tokenizerFrom: try GGUFFile(path: real))
     }

@@ -42,6 +42,13 @@ void kv_rmsnorm(float *out, const float *x, const float *w, size_t rows, size_t 
 /* gate[r][i] = silu(gate[r][i]) * up[r][i], rows of `n`, each row of both at stride `ld`. */
 void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld);
 
+/* gate[r][i] = gelu(gate[r][i]) * up[r][i] with ggml's tanh approximation of GELU, same layout. */
+void kv_gelu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld);
+
+/* kv_rmsnorm over each of `heads` consecutive slices of `head_dim` in `rows` rows (row r at
+   x + r*ld), in place, all with the same weight `w` (head_dim values): QK-norm. */
+void kv_rmsnorm_heads(float *x, size_t ld, size_t rows, size_t heads, size_t head_dim, const float *w, float eps);
+
 /* Rotary embedding of `rows` rows (row r at x + r*ld) holding `heads` heads of
    `head_dim`; only the first `n_rot` dims of each head rotate. `cos_t`/`sin_t` hold
    `n_rot/2` values per row. neox = 0: pairs (2i, 2i+1) (llama.cpp NORMAL);
@@ -54,6 +61,10 @@ void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_src, size_t 
    scores against keys 0..<ld; keys 0..<valid0 + r are visible (exclusive bound
    valid0 + r, clipped to `cols`), the rest become 0. Numerically stable. */
 void kv_softmax_causal(float *s, size_t rows, size_t cols, size_t ld, size_t valid0);
+
+/* The same with a sliding window: row r sees keys [first0 + r, valid0 + r) (the lower bound
+   clipped to 0, the upper to `cols`); every other entry up to `cols` becomes 0. */
+void kv_softmax_band(float *s, size_t rows, size_t cols, size_t ld, size_t valid0, ptrdiff_t first0);
 
 /* out[i] = x[i] + y[i] */
 void kv_add(float *out, const float *x, const float *y, size_t n);
@@ -109,8 +120,9 @@ int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float
 
 /* Attention of a few query rows without BLAS (decode, or the question after a cache hit).
    The m query rows that share one KV head are stacked and transposed into qt ([d][mp],
-   mp = m rounded up to 16, scaled by 1/sqrt(d), padding lanes zero); last[t] is the last
-   key stacked row t may see (t < mp). kv_attend_partial runs keys [p0, p1) of that head
+   mp = m rounded up to 16, scaled by the attention scale, padding lanes zero); last[t] is the last
+   key stacked row t may see (t < mp), and first[t], unless `first` is NULL, the first one
+   (a sliding window). kv_attend_partial runs keys [p0, p1) of that head
    (k, v: IEEE f16 rows, ld elements apart) in blocks of KV_ATTEND_BLOCK with a running max, leaving a partial
    state: mx[t] the largest visible score (-inf if none), sum[t] = sum_p exp(s[t][p] - mx[t])
    and o[t][c] = sum_p exp(s[t][p] - mx[t]) v[p][c] ([m][d]). scratch holds
@@ -122,7 +134,7 @@ int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float
 #define KV_ATTEND_MAX_ROWS 256
 #define KV_ATTEND_MAX_DIM 256
 void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uint16_t *k, const uint16_t *v,
-                       size_t ld, size_t p0, size_t p1, const int32_t *last, float *scratch, float *o,
+                       size_t ld, size_t p0, size_t p1, const int32_t *last, const int32_t *first, float *scratch, float *o,
                        float *mx, float *sum);
 void kv_attend_merge(size_t parts, size_t m, size_t mp, size_t d, const float *o, const float *mx, const float *sum,
                      float *out);

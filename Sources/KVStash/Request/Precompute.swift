@@ -49,7 +49,10 @@ extension PrefixCache {
                                       written: WriteBackReport(), truncated: capped.count < tokens.count,
                                       tokensAlreadyStored: 0,
                                       skipped: false, interrupted: false, seconds: 0)
-        if skipExisting, (try store.document(id: id, salt: options.tenantSalt)) != nil {
+        // Skipped only when the stored record is this model's chain (keys carry the model
+        // fingerprint): the same document precomputed for another model is not this one's.
+        if skipExisting, let stored = try store.document(id: id, salt: options.tenantSalt),
+           keys.isEmpty || stored.chunkKeys.first == keys.first {
             result.skipped = true
             result.tokensAlreadyStored = capped.count
             return result

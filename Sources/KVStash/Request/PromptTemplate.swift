@@ -4,7 +4,9 @@ import KVStashEngine
 /// `prefix(document:)`, and `query(document:question:)` starts with exactly that text,
 /// so a query's first chunks are the document's stored chunks.
 public enum PromptTemplate: String, Sendable, Codable, CaseIterable {
-    /// The document is the system turn; the question is the user turn (ChatML).
+    /// The document is the system turn; the question is the user turn (ChatML). A template
+    /// without a system role (Gemma) puts the document, a blank line and the question in
+    /// the first user turn.
     case chatSystem = "chat-system"
     /// The document opens the user turn (after the template's default system turn); the
     /// question follows it in the same turn.
@@ -15,13 +17,18 @@ public enum PromptTemplate: String, Sendable, Codable, CaseIterable {
     /// The text whose KV is precomputed for `document`.
     public func prefix(document: String, chat: ChatTemplate) -> String {
         switch self {
+        case .chatSystem where !chat.hasSystemRole:
+            // The first user turn up to the question: render one with an empty question and cut its end.
+            let full = chat.render([ChatMessage(role: "system", content: document), ChatMessage(role: "user", content: "")],
+                                   addGenerationPrompt: false, defaultSystem: true)
+            return String(full.dropLast(chat.endOfTurn.count))
         case .chatSystem:
             return chat.render([ChatMessage(role: "system", content: document)],
                                addGenerationPrompt: false, defaultSystem: true)
         case .chatUser:
             let full = chat.render([ChatMessage(role: "user", content: document)],
                                    addGenerationPrompt: false, defaultSystem: true)
-            return String(full.dropLast("<|im_end|>\n".count))
+            return String(full.dropLast(chat.endOfTurn.count))
         case .raw:
             return document
         }

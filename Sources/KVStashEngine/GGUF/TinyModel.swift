@@ -14,6 +14,8 @@ public struct TinyModelSpec: Sendable, Hashable {
     public var tiedEmbeddings = false
     /// Encode the matrices as Q5_0, Q5_1 and K-quants (rows must be multiples of 256).
     public var kQuantTypes = false
+    /// gemma3 only: the sliding window (`attention.sliding_window`); layer il slides when il % 6 < 5.
+    public var slidingWindow = 8
     public var seed: UInt64 = 42
 
     public init() {}
@@ -27,6 +29,19 @@ public struct TinyModelSpec: Sendable, Hashable {
         s.tiedEmbeddings = true
         s.ropeBase = 1_000_000
         s.seed = 7
+        return s
+    }
+    /// A gemma3 variant: QK-norm, post-norms, GeGLU, scaled embeddings, tied output, one KV
+    /// head, and a window of 8 on layers 0-4 (layer 5 global) with RoPE bases 10,000 / 1e6.
+    public static var gemma3: TinyModelSpec {
+        var s = TinyModelSpec()
+        s.architecture = "gemma3"
+        s.layers = 6
+        s.kvHeads = 1
+        s.tiedEmbeddings = true
+        s.ropeBase = 1_000_000
+        s.rmsEps = 1e-6
+        s.seed = 13
         return s
     }
     /// A llama variant whose matrices are Q4_K, Q5_K, Q6_K, Q5_0 and Q5_1, as the K-quant
@@ -78,6 +93,11 @@ public enum TinyModel {
         w.set("\(a).rope.dimension_count", .uint32(UInt32(s.dim / s.heads)))
         w.set("\(a).attention.layer_norm_rms_epsilon", .float32(s.rmsEps))
         w.set("\(a).vocab_size", .uint32(UInt32(s.vocabSize)))
+        if a == Architecture.gemma3.name {
+            w.set("\(a).attention.sliding_window", .uint32(UInt32(s.slidingWindow)))
+            w.set("\(a).attention.key_length", .uint32(UInt32(s.dim / s.heads)))
+            w.set("\(a).attention.value_length", .uint32(UInt32(s.dim / s.heads)))
+        }
     }
 
     private static func tensors(_ s: TinyModelSpec, _ w: inout GGUFWriter) throws {
@@ -98,7 +118,16 @@ public enum TinyModel {
             try matrix(p + "attn_q.weight", out: q, in: s.dim, kq ? .q4_K : .q4_1)
             try matrix(p + "attn_k.weight", out: kv, in: s.dim, kq ? .q5_K : .f16)
             try matrix(p + "attn_v.weight", out: kv, in: s.dim, kq ? .q6_K : .q8_0)
-            if s.architecture == "qwen2" {
+            let arch = try Architecture.named(s.architecture)
+            if arch.qkNorm {
+                try vector(p + "attn_q_norm.weight", hd, center: 1, spread: 0.2)
+                try vector(p + "attn_k_norm.weight", hd, center: 1, spread: 0.2)
+            }
+            if arch.postNorms {
+                try vector(p + "post_attention_norm.weight", s.dim, center: 1, spread: 0.2)
+                try vector(p + "post_ffw_norm.weight", s.dim, center: 1, spread: 0.2)
+            }
+            if arch.qkvBias {
                 try vector(p + "attn_q.bias", q, center: 0, spread: 0.2)
                 try vector(p + "attn_k.bias", kv, center: 0, spread: 0.2)
                 try vector(p + "attn_v.bias", kv, center: 0, spread: 0.2)

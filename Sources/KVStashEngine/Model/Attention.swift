@@ -2,16 +2,20 @@ import CKernels
 import Dispatch
 import Foundation
 
-/// Causal grouped-query attention of `n` new query rows against every cached position.
+/// Causal grouped-query attention of `n` new query rows against the cached positions they
+/// see: all earlier ones, or with a sliding `window` the `window - 1` before each query
+/// and the query itself (llama.cpp's standard SWA: key p0 is hidden from query p1 when
+/// `p1 - p0 >= window`).
 ///
 /// The `heads / kvHeads` query heads that share KV head g are processed together: their
 /// query rows for a block of positions are stacked into one matrix, so each product
 /// reads (and BLAS packs) K_g and V_g once for the whole group. For that block,
-/// `S = Q K_g^T / sqrt(headDim)` over the keys the block can see, a causal softmax per
-/// row, then `O = S V_g`. The score buffer stays `stackedRows x positions`.
+/// `S = scale * Q K_g^T` over the keys the block can see, a causal (banded, with a window)
+/// softmax per row, then `O = S V_g`. The score buffer stays `stackedRows x positions`.
 ///
 /// K and V are the cache's f16 rows. On the BLAS path each KV head's visible K and V are
-/// widened once into f32 scratch (`[positions][headDim]`) that every block reads.
+/// widened once into f32 scratch (`[positions][headDim]`, from the first position any row
+/// sees) that every block reads.
 ///
 /// A few query rows (decode, or the question after a cache hit) skip BLAS: each KV head's
 /// keys are split into ranges that run as parallel tasks on `kv_attend_partial`, which
@@ -21,6 +25,10 @@ struct CausalAttention {
     let heads: Int
     let kvHeads: Int
     let headDim: Int
+    /// Factor of the scores `q . k` before the softmax.
+    let scale: Float
+    /// Sliding window (keys per query, itself included), or nil for every earlier position.
+    let window: Int?
     /// Stacked query rows (group heads x positions) per block.
     var stackedRows = 256
     /// Up to this many query rows take the parallel, BLAS-free path.
@@ -44,35 +52,40 @@ struct CausalAttention {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
         let rowsPerBlock = min(n, max(1, stackedRows / group))
         let stacked = group * rowsPerBlock
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: stacked * (start + n))
+        let lo = firstVisible(start), span = start + n - lo  // keys any row sees
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: stacked * span)
         let qs = UnsafeMutablePointer<Float>.allocate(capacity: stacked * hd)
         let os = UnsafeMutablePointer<Float>.allocate(capacity: stacked * hd)
-        let kf = UnsafeMutablePointer<Float>.allocate(capacity: (start + n) * hd)
-        let vf = UnsafeMutablePointer<Float>.allocate(capacity: (start + n) * hd)
+        let kf = UnsafeMutablePointer<Float>.allocate(capacity: span * hd)
+        let vf = UnsafeMutablePointer<Float>.allocate(capacity: span * hd)
         defer { scores.deallocate(); qs.deallocate(); os.deallocate(); kf.deallocate(); vf.deallocate() }
-        let scale = 1 / Float(hd).squareRoot()
-        for g in 0..<kvHeads {
-            kv_f16_to_f32_rows(kf, hd, keys + g * hd, kvDim, start + n, hd)
-            kv_f16_to_f32_rows(vf, hd, values + g * hd, kvDim, start + n, hd)
+        for g in 0..<kvHeads {  // kf, vf row i: position lo + i
+            kv_f16_to_f32_rows(kf, hd, keys + lo * kvDim + g * hd, kvDim, span, hd)
+            kv_f16_to_f32_rows(vf, hd, values + lo * kvDim + g * hd, kvDim, span, hd)
             var r0 = 0
             while r0 < n {
                 let rows = min(rowsPerBlock, n - r0), m = group * rows
-                let visible = start + r0 + rows  // keys the block's last row sees
+                // Keys [b0, start + r0 + rows) hold every key a row of the block sees.
+                let b0 = firstVisible(start + r0) - lo, visible = start + r0 + rows - lo - b0
                 for j in 0..<group {  // stack: row (j, r) = query head g*group+j at position r0+r
                     for r in 0..<rows {
                         (qs + (j * rows + r) * hd).update(from: q + (r0 + r) * ldq + (g * group + j) * hd, count: hd)
                     }
                 }
                 gemmNT(m: m, n: visible, k: hd, alpha: scale, a: qs, lda: hd,
-                       b: kf, ldb: hd, beta: 0, c: scores, ldc: visible)
+                       b: kf + b0 * hd, ldb: hd, beta: 0, c: scores, ldc: visible)
+                // Row r (position start + r0 + r) sees block keys up to r + (visible - rows + 1)
+                // and, with a window, from r + (start + r0 - window + 1 - lo - b0).
+                let through = visible - rows + 1
+                let from = window.map { start + r0 - $0 + 1 - lo - b0 } ?? -rows
                 for j in 0..<group {
-                    kv_softmax_causal(scores + j * rows * visible, rows, visible, visible, start + r0 + 1)
+                    kv_softmax_band(scores + j * rows * visible, rows, visible, visible, through, from)
                 }
                 if m == 1 {
-                    gemvT(visible: visible, headDim: hd, v: vf, ldv: hd, s: scores, out: os)
+                    gemvT(visible: visible, headDim: hd, v: vf + b0 * hd, ldv: hd, s: scores, out: os)
                 } else {
                     gemmNN(m: m, n: hd, k: visible, a: scores, lda: visible,
-                           b: vf, ldb: hd, beta: 0, c: os, ldc: hd)
+                           b: vf + b0 * hd, ldb: hd, beta: 0, c: os, ldc: hd)
                 }
                 for j in 0..<group {
                     for r in 0..<rows {
@@ -84,20 +97,24 @@ struct CausalAttention {
         }
     }
 
+    /// The first key the query at `position` sees.
+    private func firstVisible(_ position: Int) -> Int {
+        window.map { max(0, position - $0 + 1) } ?? 0
+    }
+
     /// The BLAS-free path: for each KV head, its query rows stacked and transposed, the
     /// visible keys cut into ranges run as parallel tasks, then the ranges merged.
     private func smallRowAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
                                    keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
                                    out: UnsafeMutablePointer<Float>, ldo: Int) {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
-        let m = group * n, mp = (m + 15) / 16 * 16, visible = start + n
+        let m = group * n, mp = (m + 15) / 16 * 16, visible = start + n, lo = firstVisible(start)
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        let ranges = max(1, min(visible / Self.keysPerRange, (2 * cores + kvHeads - 1) / kvHeads))
-        let rangeLength = (visible + ranges - 1) / ranges
+        let ranges = max(1, min((visible - lo) / Self.keysPerRange, (2 * cores + kvHeads - 1) / kvHeads))
+        let rangeLength = (visible - lo + ranges - 1) / ranges
         let tasks = kvHeads * ranges, block = Int(KV_ATTEND_BLOCK)
         let buffer = SmallAttentionBuffers(kvHeads: kvHeads, tasks: tasks, m: m, mp: mp, headDim: hd)
         defer { buffer.deallocate() }
-        let scale = 1 / Float(hd).squareRoot()
         for g in 0..<kvHeads {  // lane t = j*n + r: query head g*group+j at position start+r
             let qt = buffer.qt + g * hd * mp
             for j in 0..<group {
@@ -107,13 +124,17 @@ struct CausalAttention {
                 }
             }
         }
-        for t in 0..<mp { buffer.last[t] = Int32(start + (t < m ? t % n : n - 1)) }
+        for t in 0..<mp {
+            buffer.last[t] = Int32(start + (t < m ? t % n : n - 1))
+            buffer.first[t] = Int32(firstVisible(Int(buffer.last[t])))
+        }
+        let windowed = window != nil
         let p = AttentionPointers(keys: keys, values: values, buffers: buffer)
         WorkerTeam.run(tasks: tasks) { task in
-            let g = task / ranges, p0 = (task % ranges) * rangeLength, p1 = min(visible, p0 + rangeLength)
+            let g = task / ranges, p0 = lo + (task % ranges) * rangeLength, p1 = min(visible, p0 + rangeLength)
             let b = p.buffers
             kv_attend_partial(b.qt + g * hd * mp, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
-                              p0, max(p0, p1), b.last, b.scratch + task * block * mp,
+                              p0, max(p0, p1), b.last, windowed ? b.first : nil, b.scratch + task * block * mp,
                               b.partialOut + task * m * hd, b.partialMax + task * mp, b.partialSum + task * mp)
         }
         for g in 0..<kvHeads {
@@ -130,10 +151,11 @@ struct CausalAttention {
 }
 
 /// Scratch of one BLAS-free attention call: transposed queries per KV head, each lane's
-/// last visible key, per-task score blocks and partial states, and one merged head.
+/// first and last visible key, per-task score blocks and partial states, and one merged head.
 private struct SmallAttentionBuffers {
     let qt: UnsafeMutablePointer<Float>
     let last: UnsafeMutablePointer<Int32>
+    let first: UnsafeMutablePointer<Int32>
     let scratch: UnsafeMutablePointer<Float>
     let partialOut: UnsafeMutablePointer<Float>
     let partialMax: UnsafeMutablePointer<Float>
@@ -144,6 +166,7 @@ private struct SmallAttentionBuffers {
         qt = .allocate(capacity: kvHeads * headDim * mp)
         qt.initialize(repeating: 0, count: kvHeads * headDim * mp)
         last = .allocate(capacity: mp)
+        first = .allocate(capacity: mp)
         scratch = .allocate(capacity: tasks * Int(KV_ATTEND_BLOCK) * mp)
         partialOut = .allocate(capacity: tasks * m * headDim)
         partialMax = .allocate(capacity: tasks * mp)
@@ -152,7 +175,7 @@ private struct SmallAttentionBuffers {
     }
 
     func deallocate() {
-        qt.deallocate(); last.deallocate(); scratch.deallocate()
+        qt.deallocate(); last.deallocate(); first.deallocate(); scratch.deallocate()
         partialOut.deallocate(); partialMax.deallocate(); partialSum.deallocate(); merged.deallocate()
     }
 }

@@ -16,6 +16,19 @@ public enum DefaultModel {
         return cache + "/models/" + file
     }
 
+    /// Short names `--model` takes for the models scripts/setup.sh fetches: the file name in
+    /// the model cache, and the environment variable that overrides its path.
+    public static let shortNames: [String: (file: String, env: String)] = [
+        "smollm2": (fileName, "KVSTASH_MODEL"),
+        "gemma3": ("gemma-3-270m-q4_k_m.gguf", "KVSTASH_GEMMA3_MODEL"),
+    ]
+
+    /// The model path `name` stands for: a short name's `$env` or cached file, else `name` itself.
+    public static func resolve(_ name: String) -> String {
+        guard let short = shortNames[name] else { return name }
+        return env(short.env) ?? cachedModel(short.file)
+    }
+
     /// Where to look, in order: `$KVSTASH_MODEL` if set, then `cachePath`.
     public static var searchPaths: [String] { [env("KVSTASH_MODEL"), cachePath].compactMap { $0 } }
 

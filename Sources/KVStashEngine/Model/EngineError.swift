@@ -16,7 +16,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .unsupportedArchitecture(a):
-            return "unsupported model architecture '\(a)' (supported: llama, qwen2)"
+            return "unsupported model architecture '\(a)' (supported: \(Architecture.supportedNames.joined(separator: ", ")))"
         case let .badConfig(why): return "bad model configuration: \(why)"
         case let .contextOverflow(needed, limit):
             return "context overflow: \(needed) tokens needed but the model's context length is \(limit)"

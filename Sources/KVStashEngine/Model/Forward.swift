@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import KVStashCore
 
 /// Scratch activations of one forward chunk, `n` rows each.
@@ -33,20 +34,39 @@ extension LlamaModel {
         defer { act.deallocate() }
         embed(tokens, into: act.x)
         for layer in 0..<c.layers {
-            attentionBlock(layer: layer, n: n, start: start, rope: rope, act: act, cache: &cache)
+            attentionBlock(layer: layer, n: n, start: start, rope: rope[layer], act: act, cache: &cache)
             mlpBlock(layer: layer, n: n, act: act)
         }
         return logits(act: act, n: n, allRows: allLogits)
     }
 
+    /// The embedding rows of `tokens`, times the architecture's embedding scale.
     private func embed(_ tokens: ArraySlice<Int>, into x: UnsafeMutablePointer<Float>) {
-        let d = config.dim
+        let d = config.dim, scale = config.embeddingScale
         weights.tokenEmbedding.withUnsafeBufferPointer { e in
-            for (r, t) in tokens.enumerated() { (x + r * d).update(from: e.baseAddress! + t * d, count: d) }
+            for (r, t) in tokens.enumerated() {
+                let row = x + r * d
+                row.update(from: e.baseAddress! + t * d, count: d)
+                if scale != 1 { for i in 0..<d { row[i] *= scale } }
+            }
         }
     }
 
-    /// x += Wo · attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn), with xn = RMSNorm(x).
+    /// `x += out`, or `x += RMSNorm(out, post)` when the architecture norms block outputs;
+    /// `produce` writes the block's output into the pointer it is given, or adds it to x
+    /// directly (its flag is true) when there is no post-norm.
+    private func residual(_ post: [Float]?, n: Int, act: Activations,
+                          _ produce: (UnsafeMutablePointer<Float>, Bool) -> Void) {
+        let d = config.dim
+        guard let post else { produce(act.x, true); return }
+        produce(act.xn, false)
+        post.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.xn, $0.baseAddress!, n, d, config.rmsEps) }
+        kv_add(act.x, act.x, act.xn, n * d)
+    }
+
+    /// x += Wo · attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn), with xn = RMSNorm(x), Q and K
+    /// heads RMS-normed before RoPE (QK-norm) and the output RMS-normed (post-norm) when the
+    /// architecture has them.
     private func attentionBlock(layer l: Int, n: Int, start: Int, rope: RotaryTable,
                                 act: Activations, cache: inout KVCache) {
         let c = config, w = weights.layers[l]
@@ -58,6 +78,12 @@ extension LlamaModel {
                 for r in 0..<n { kv_add(act.qkv + r * qkvDim, act.qkv + r * qkvDim, b.baseAddress!, qkvDim) }
             }
         }
+        if let qn = w.qNorm, let kn = w.kNorm {
+            qn.withUnsafeBufferPointer { kv_rmsnorm_heads(act.qkv, qkvDim, n, c.heads, c.headDim, $0.baseAddress!, c.rmsEps) }
+            kn.withUnsafeBufferPointer {
+                kv_rmsnorm_heads(act.qkv + c.qDim, qkvDim, n, c.kvHeads, c.headDim, $0.baseAddress!, c.rmsEps)
+            }
+        }
         let rows = start..<(start + n), keys = act.qkv + c.qDim
         cache.keepRawKeys(layer: l, rows, from: keys, stride: qkvDim)  // for the store, when asked
         // Q and K heads are adjacent in a row: one pass rotates both.
@@ -65,23 +91,33 @@ extension LlamaModel {
                    heads: c.heads + c.kvHeads, headDim: c.headDim)
         cache.store(layer: l, .key, rows, from: keys, stride: qkvDim)
         cache.store(layer: l, .value, rows, from: keys + c.kvDim, stride: qkvDim)
-        let attention = CausalAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim)
+        let setting = c.layerAttention[l]
+        let attention = CausalAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
+                                        scale: setting.scale, window: setting.window)
         cache.withHalfRows(layer: l, .key, 0..<(start + n)) { keys in
             cache.withHalfRows(layer: l, .value, 0..<(start + n)) { values in
                 attention(q: act.qkv, ldq: qkvDim, n: n, start: start, keys: keys.baseAddress!,
                           values: values.baseAddress!, out: act.attn, ldo: c.qDim)
             }
         }
-        w.wo.apply(act.attn, lda: c.qDim, rows: n, into: act.x, ldc: c.dim, accumulate: true)
+        residual(w.postAttnNorm, n: n, act: act) { out, add in
+            w.wo.apply(act.attn, lda: c.qDim, rows: n, into: out, ldc: c.dim, accumulate: add)
+        }
     }
 
-    /// x += W_down · (SiLU(W_gate xn) ⊙ W_up xn), with xn = RMSNorm(x).
+    /// x += W_down · (act(W_gate xn) ⊙ W_up xn), with xn = RMSNorm(x), act SiLU or GELU, and
+    /// the output RMS-normed when the architecture has post-norms.
     private func mlpBlock(layer l: Int, n: Int, act: Activations) {
         let c = config, w = weights.layers[l], f = c.ffnDim
         w.ffnNorm.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.x, $0.baseAddress!, n, c.dim, c.rmsEps) }
         w.wGateUp.apply(act.xn, lda: c.dim, rows: n, into: act.gateUp, ldc: 2 * f)
-        kv_silu_mul(act.gateUp, act.gateUp + f, n, f, 2 * f)
-        w.wDown.apply(act.gateUp, lda: 2 * f, rows: n, into: act.x, ldc: c.dim, accumulate: true)
+        switch c.block.activation {
+        case .silu: kv_silu_mul(act.gateUp, act.gateUp + f, n, f, 2 * f)
+        case .geluTanh: kv_gelu_mul(act.gateUp, act.gateUp + f, n, f, 2 * f)
+        }
+        residual(w.postFfnNorm, n: n, act: act) { out, add in
+            w.wDown.apply(act.gateUp, lda: 2 * f, rows: n, into: out, ldc: c.dim, accumulate: add)
+        }
     }
 
     /// Final RMSNorm and output head over the last row, or all rows.
@@ -91,9 +127,13 @@ extension LlamaModel {
         weights.outputNorm.withUnsafeBufferPointer {
             kv_rmsnorm(act.xn, act.x + first * c.dim, $0.baseAddress!, rows, c.dim, c.rmsEps)
         }
-        return [Float](unsafeUninitializedCapacity: rows * c.vocabSize) { out, initialized in
+        var out = [Float](unsafeUninitializedCapacity: rows * c.vocabSize) { out, initialized in
             weights.output.apply(act.xn, lda: c.dim, rows: rows, into: out.baseAddress!, ldc: c.vocabSize)
             initialized = rows * c.vocabSize
         }
+        if let cap = c.finalLogitSoftcap {
+            for i in out.indices { out[i] = cap * tanh(out[i] / cap) }
+        }
+        return out
     }
 }

@@ -1,6 +1,7 @@
 import KVStashCore
 
-/// A Llama-family transformer (llama, qwen2) loaded from GGUF, running on CPU.
+/// A decoder-only transformer of one of the `Architecture.registry` families (llama, qwen2,
+/// gemma3) loaded from GGUF, running on CPU.
 ///
 /// The model is immutable and shareable across threads; all sequence state lives in
 /// the explicit `KVCache` the caller passes in. Weights are dequantized to f32 once at
@@ -10,8 +11,8 @@ public final class LlamaModel: Sendable {
     public let config: ModelConfig
     public let gguf: GGUFFile
     let weights: ModelWeights
-    /// RoPE for every position of the context (up to `rotaryTablePositions`), built once.
-    public let rotary: RotaryTable
+    /// RoPE of every layer for every position of the context (up to `rotaryTablePositions`), built once.
+    public let rotary: RotaryTables
 
     /// Positions covered by the prebuilt RoPE table; longer contexts get per-call tables.
     static let rotaryTablePositions = 32768
@@ -29,10 +30,10 @@ public final class LlamaModel: Sendable {
         self.gguf = gguf
         config = try ModelConfig(gguf: gguf)
         weights = try ModelWeights(gguf: gguf, config: config)
-        rotary = config.rotaryTable(positions: 0..<min(config.contextLength, Self.rotaryTablePositions))
+        rotary = config.rotaryTables(positions: 0..<min(config.contextLength, Self.rotaryTablePositions))
     }
 
-    /// An empty cache of this model's KV shape, rotating K spliced into it by the model's RoPE.
+    /// An empty cache of this model's KV shape, rotating K spliced into it by each layer's RoPE.
     public func newCache(capacity: Int = 0) -> KVCache {
         KVCache(shape: config.kvShape, capacity: capacity, rotation: rotary)
     }

@@ -1,16 +1,10 @@
 import KVStashCore
 
-/// How rotary embedding pairs dimensions within a head.
-public enum RopeStyle: String, Sendable, Codable {
-    /// llama.cpp "normal": pairs (2i, 2i+1). GGUF llama Q/K weights are permuted for it.
-    case normal
-    /// GPT-NeoX: pairs (i, i + nRot/2). Used by qwen2.
-    case neox
-}
-
-/// Hyperparameters of a Llama-family model, read from GGUF metadata.
+/// Hyperparameters of a model, read from GGUF metadata through its `Architecture`.
 public struct ModelConfig: Sendable, Hashable, Codable {
     public var architecture: String
+    /// What the architecture's blocks do.
+    public var block: Architecture
     public var vocabSize: Int
     /// Model (embedding) width.
     public var dim: Int
@@ -20,9 +14,10 @@ public struct ModelConfig: Sendable, Hashable, Codable {
     /// Key/value heads (GQA groups).
     public var kvHeads: Int
     public var headDim: Int
-    /// Hidden width of the SwiGLU MLP.
+    /// Hidden width of the gated MLP.
     public var ffnDim: Int
     public var contextLength: Int
+    /// RoPE base of the global (not sliding) layers.
     public var ropeBase: Double
     /// Leading dims of each head that RoPE rotates (usually `headDim`).
     public var ropeDims: Int
@@ -31,7 +26,13 @@ public struct ModelConfig: Sendable, Hashable, Codable {
     /// True when the output head reuses the token embedding.
     public var tiedEmbeddings: Bool
     /// True when Q, K and V projections carry a bias (qwen2).
-    public var qkvBias: Bool
+    public var qkvBias: Bool { block.qkvBias }
+    /// How each layer attends: window, RoPE base, score scale.
+    public var layerAttention: [LayerAttention]
+    /// Factor of the token embeddings before the first block (1 unless the architecture scales them).
+    public var embeddingScale: Float
+    /// Final logits become `cap * tanh(logits / cap)` when set (`{arch}.final_logit_softcapping`).
+    public var finalLogitSoftcap: Float?
 
     /// Shape of the KV this model produces per position.
     public var kvShape: KVShape { KVShape(layers: layers, kvHeads: kvHeads, headDim: headDim) }
@@ -41,12 +42,12 @@ public struct ModelConfig: Sendable, Hashable, Codable {
     public var kvDim: Int { kvHeads * headDim }
 
     /// Architectures this engine runs.
-    public static let supportedArchitectures = ["llama", "qwen2"]
+    public static var supportedArchitectures: [String] { Architecture.supportedNames }
 
     /// Reads the configuration of `gguf`, checking it is a supported, consistent model.
     public init(gguf: GGUFFile) throws {
         let arch = try gguf.string("general.architecture")
-        guard Self.supportedArchitectures.contains(arch) else { throw EngineError.unsupportedArchitecture(arch) }
+        block = try Architecture.named(arch)
         architecture = arch
         func int(_ k: String) throws -> Int { try gguf.int("\(arch).\(k)") }
         func optInt(_ k: String) throws -> Int? { gguf["\(arch).\(k)"] == nil ? nil : try int(k) }
@@ -63,8 +64,14 @@ public struct ModelConfig: Sendable, Hashable, Codable {
         ropeDims = try optInt("rope.dimension_count") ?? headDim
         ropeBase = gguf["\(arch).rope.freq_base"]?.double ?? 10000
         rmsEps = Float(gguf["\(arch).attention.layer_norm_rms_epsilon"]?.double ?? 1e-5)
-        ropeStyle = arch == "qwen2" ? .neox : .normal
-        qkvBias = arch == "qwen2"
+        ropeStyle = block.ropeStyle
+        if let scaling = gguf["\(arch).rope.scaling.type"]?.string, scaling != "none" {
+            throw EngineError.badConfig("RoPE scaling '\(scaling)' is not supported")
+        }
+        layerAttention = try block.layerAttention(gguf: gguf, layers: layers, headDim: headDim, dim: dim, heads: heads,
+                                                  ropeBase: ropeBase)
+        embeddingScale = block.scalesEmbeddings ? Float(dim).squareRoot() : 1
+        finalLogitSoftcap = (gguf["\(arch).final_logit_softcapping"]?.double).map(Float.init)
         guard let embd = gguf.tensorInfo("token_embd.weight") else { throw GGUFError.missingTensor("token_embd.weight") }
         vocabSize = try optInt("vocab_size") ?? (embd.dims.count == 2 ? embd.dims[1] : 0)
         tiedEmbeddings = gguf.tensorInfo("output.weight") == nil
@@ -81,8 +88,11 @@ public struct ModelConfig: Sendable, Hashable, Codable {
 }
 
 extension ModelConfig {
-    /// This model's RoPE table for `positions`.
-    func rotaryTable(positions: Range<Int>) -> RotaryTable {
-        RotaryTable(positions: positions, ropeDims: ropeDims, base: ropeBase, style: ropeStyle == .neox ? .halves : .adjacent)
+    /// This model's RoPE for `positions`: one table per distinct base, each layer on its own.
+    func rotaryTables(positions: Range<Int>) -> RotaryTables {
+        let bases = Array(Set(layerAttention.map(\.ropeBase))).sorted()
+        let style: RotaryTable.Style = ropeStyle == .neox ? .halves : .adjacent
+        return RotaryTables(tables: bases.map { RotaryTable(positions: positions, ropeDims: ropeDims, base: $0, style: style) },
+                            tableOfLayer: layerAttention.map { bases.firstIndex(of: $0.ropeBase)! })
     }
 }

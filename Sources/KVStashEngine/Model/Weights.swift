@@ -2,6 +2,12 @@
 /// (the layout GGUF stores and `sgemm` reads as a transposed operand).
 struct LayerWeights: Sendable {
     let attnNorm: [Float]
+    /// RMS-norm weights of each Q and K head (`headDim` each), when the architecture has QK-norm.
+    let qNorm: [Float]?
+    let kNorm: [Float]?
+    /// RMS-norm weights of the attention and MLP outputs, when the architecture has post-norms.
+    let postAttnNorm: [Float]?
+    let postFfnNorm: [Float]?
     /// Q, K and V projections stacked: `[(qDim + 2 kvDim)][dim]`.
     let wqkv: Linear
     /// Q, K and V biases stacked (qwen2), else nil.
@@ -32,11 +38,19 @@ struct ModelWeights: Sendable {
         output = c.tiedEmbeddings
             ? loader.linear(dense: tokenEmbedding, ["token_embd.weight"], out: c.vocabSize, in: c.dim)
             : try loader.linear(["output.weight"], rows: [c.vocabSize], cols: c.dim)
+        let a = c.block
         layers = try (0..<c.layers).map { i in
             func n(_ s: String) -> String { "blk.\(i).\(s).weight" }
             func b(_ s: String) -> String { "blk.\(i).\(s).bias" }
+            func norm(_ s: String, _ present: Bool, _ width: Int) throws -> [Float]? {
+                present ? try loader.load([n(s)], rows: [1], cols: width) : nil
+            }
             return LayerWeights(
                 attnNorm: try loader.load([n("attn_norm")], rows: [1], cols: c.dim),
+                qNorm: try norm("attn_q_norm", a.qkNorm, c.headDim),
+                kNorm: try norm("attn_k_norm", a.qkNorm, c.headDim),
+                postAttnNorm: try norm("post_attention_norm", a.postNorms, c.dim),
+                postFfnNorm: try norm("post_ffw_norm", a.postNorms, c.dim),
                 wqkv: try loader.linear([n("attn_q"), n("attn_k"), n("attn_v")], rows: [c.qDim, c.kvDim, c.kvDim], cols: c.dim),
                 bqkv: c.qkvBias ? try loader.load([b("attn_q"), b("attn_k"), b("attn_v")], rows: [1, 1, 1],
                                                   colsEach: [c.qDim, c.kvDim, c.kvDim]) : nil,

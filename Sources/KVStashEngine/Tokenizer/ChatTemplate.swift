@@ -44,12 +44,17 @@ public struct RenderedChat: Sendable, Equatable {
 ///   messages, `<|assistant|>\n` as the generation prompt.
 /// - `llama3` (Llama 3.0 instruct): `<|start_header_id|>{role}<|end_header_id|>\n\n{trimmed
 ///   content}<|eot_id|>`; the template's leading `bos_token` is left out because `encode` adds BOS.
+/// - `gemma` (Gemma 3): `<start_of_turn>{role}\n{trimmed content}<end_of_turn>\n`, with `model`
+///   for `assistant`, and `<start_of_turn>model\n` as the generation prompt. Gemma has no
+///   system role: a leading system message's content and a blank line open the first user
+///   turn's content (as Gemma's own template does). Also chosen when the GGUF has no template
+///   but its vocabulary holds `<start_of_turn>` and `<end_of_turn>` (the base models).
 /// A missing or unrecognized template falls back to plain ChatML without a default system turn
 /// (`isFallback` is then true).
 public struct ChatTemplate: Sendable {
     /// Template families rendered natively.
     public enum Form: String, Sendable {
-        case chatml, zephyr, llama3
+        case chatml, zephyr, llama3, gemma
     }
 
     /// The Jinja source from the GGUF, if any.
@@ -68,8 +73,14 @@ public struct ChatTemplate: Sendable {
         let tokens = gguf["tokenizer.ggml.tokens"]?.array
         let eos = gguf["tokenizer.ggml.eos_token_id"]?.int
         let eosText = eos.flatMap { tokens?.indices.contains($0) == true ? tokens?[$0].string : nil } ?? "</s>"
-        self.init(source: gguf["tokenizer.chat_template"]?.string, eosText: eosText)
+        let source = gguf["tokenizer.chat_template"]?.string
+        let texts = Set((tokens ?? []).lazy.compactMap(\.string).filter { $0.hasSuffix("_of_turn>") })
+        let gemmaVocabulary = source == nil && texts.isSuperset(of: ["<start_of_turn>", "<end_of_turn>"])
+        self.init(source: gemmaVocabulary ? Self.gemmaMarker : source, eosText: eosText)
     }
+
+    /// What identifies a Gemma template (`<start_of_turn>`).
+    static let gemmaMarker = "<start_of_turn>"
 
     /// Recognizes a template given as Jinja source (nil: no template); `eosText` is the EOS
     /// token's text (used by the zephyr form).
@@ -84,6 +95,8 @@ public struct ChatTemplate: Sendable {
             form = .zephyr
         } else if src.contains("<|start_header_id|>") && src.contains("<|eot_id|>") {
             form = .llama3
+        } else if src.contains(Self.gemmaMarker) {
+            form = .gemma
         } else {
             form = .chatml
             fallback = true
@@ -109,8 +122,37 @@ public struct ChatTemplate: Sendable {
         case .chatml: renderChatML(messages, addGenerationPrompt, defaultSystem, into: &out)
         case .zephyr: renderZephyr(messages, addGenerationPrompt, into: &out)
         case .llama3: renderLlama3(messages, addGenerationPrompt, into: &out)
+        case .gemma: renderGemma(messages, addGenerationPrompt, into: &out)
         }
         return out
+    }
+
+    /// Whether the template has a system turn of its own (Gemma's has not).
+    public var hasSystemRole: Bool { form != .gemma }
+
+    /// The text that closes a message's turn.
+    public var endOfTurn: String {
+        switch form {
+        case .chatml: return "<|im_end|>\n"
+        case .zephyr: return eosText + "\n"
+        case .llama3: return "<|eot_id|>"
+        case .gemma: return "<end_of_turn>\n"
+        }
+    }
+
+    private func renderGemma(_ messages: [ChatMessage], _ addGenerationPrompt: Bool, into out: inout RenderedChat) {
+        var turns = messages[...]
+        var firstPrefix = ""
+        if let first = turns.first, first.role == "system" {
+            firstPrefix = first.content + "\n\n"
+            turns = turns.dropFirst()
+        }
+        for (i, m) in turns.enumerated() {
+            out.markup("<start_of_turn>" + (m.role == "assistant" ? "model" : m.role) + "\n")
+            out.content((i == 0 ? firstPrefix : "") + m.content.trimmingCharacters(in: .whitespacesAndNewlines))
+            out.markup("<end_of_turn>\n")
+        }
+        if addGenerationPrompt { out.markup("<start_of_turn>model\n") }
     }
 
     private func renderZephyr(_ messages: [ChatMessage], _ addGenerationPrompt: Bool, into out: inout RenderedChat) {

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Gemma 3 270M Q4_K_M against llama.cpp in one run: llama-bench prefill (pp512, pp4096) and
+# decode (tg64 after 512 and 4096 tokens of context, `-d`), flash attention off, then
+# kvstash-enginebench's prefill rows at 512/4096 and decode rows after the same contexts, on
+# the same GGUF and $THREADS threads (default 2), back to back. llama-bench comes from
+# bench/llamacpp_baseline.sh (built once into the cache directory).
+# Writes bench/results/gemma3-peers.json and prints a markdown table. Never run by CI.
+# usage: bench/gemma3_peers.sh [--reps N]   (N: llama-bench repetitions and engine runs, default 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=1
+[ "${1:-}" = --reps ] && REPS="$2"
+MODEL="${KVSTASH_GEMMA3_MODEL:-$(scripts/setup.sh gemma3 | tail -n 1)}"
+BIN=$(BUILD_ONLY=1 bench/llamacpp_baseline.sh | sed -n 's/^built //p')
+[ -x "$BIN" ] || { echo "llama-bench not built" >&2; exit 1; }
+swift build -c release -Xswiftc -enable-testing --product kvstash-enginebench >&2
+ENGINE="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/kvstash-enginebench"
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+"$BIN" -m "$MODEL" -p 512,4096 -n 0 -t "${THREADS:-2}" -fa 0 -r "$REPS" -o json > "$OUT/llama-pp.json"
+"$BIN" -m "$MODEL" -p 0 -n 64 -d 512,4096 -t "${THREADS:-2}" -fa 0 -r "$REPS" -o json > "$OUT/llama-tg.json"
+for i in $(seq "$REPS"); do
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$ENGINE" --model "$MODEL" --lengths 512,4096 --contexts '' \
+    --threads "${THREADS:-2}" --decode 64 --decode-after 512,4096 --out "$OUT/engine-$i.json" >&2
+done
+mkdir -p bench/results
+python3 - "$OUT" "${THREADS:-2}" "$MODEL" <<'PY'
+import glob, json, statistics, subprocess, sys
+out, threads, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+llama = json.load(open(f"{out}/llama-pp.json")) + json.load(open(f"{out}/llama-tg.json"))
+engine = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/engine-*.json"))]
+rows = []
+for kind, n in (("prefill", 512), ("prefill", 4096), ("decode", 512), ("decode", 4096)):
+    if kind == "prefill":
+        ours = [x["tokensPerSecond"] for e in engine for x in e["results"] if x["kind"] == kind and x["tokens"] == n]
+        theirs = [r["avg_ts"] for r in llama if r["n_prompt"] == n and r["n_gen"] == 0]
+    else:
+        ours = [x["tokensPerSecond"] for e in engine for x in e["results"] if x["kind"] == kind and x["context"] == n]
+        theirs = [r["avg_ts"] for r in llama if r["n_gen"] == 64 and r.get("n_depth") == n]
+    rows.append({"kind": kind, "tokens" if kind == "prefill" else "context": n, "kvstash": statistics.median(ours),
+                 "kvstashRuns": ours, "llamacppFlashAttnOff": theirs[0], "ratio": statistics.median(ours) / theirs[0]})
+lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+machine = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "unknown")
+report = {"model": model.rsplit("/", 1)[-1], "machine": machine, "threads": threads, "blasCore": engine[0]["blasCore"],
+          "kernelISA": engine[0]["kernelISA"], "llamacpp": "llama-bench from the llama-cpp-python 0.3.36 sdist, -fa 0",
+          "rows": rows}
+json.dump(report, open("bench/results/gemma3-peers.json", "w"), indent=1)
+print(f"{machine}, {threads} threads, BLAS core {report['blasCore']}")
+print("| test | kvstash tok/s | llama.cpp tok/s | ratio |\n|---|---|---|---|")
+for r in rows:
+    name = f"pp{r['tokens']}" if r["kind"] == "prefill" else f"tg64 after {r['context']}"
+    print(f"| {name} | {r['kvstash']:.1f} | {r['llamacppFlashAttnOff']:.1f} | {r['ratio']:.2f} |")
+PY
