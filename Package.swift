@@ -34,16 +34,19 @@ let package = Package(
         .target(name: "KVStashEngine", dependencies: ["KVStashCore", "CBLAS", "CKernels"]),
         // KV block codec: header, f32/f16/int8/int4, LZ4 frame.
         .target(name: "KVStashCodec", dependencies: ["KVStashCore", "CLZ4", "CZstd", "CKernels"]),
+        // Chunk keys, chunk metadata, admission and the `ChunkTier` protocol (no RocksDB).
+        .target(name: "KVStashChunks", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // Content-hashed chunk store on RocksDB.
         .target(name: "KVStashStore", dependencies: [
-            "KVStashCore", "CRocksDB",
+            "KVStashCore", "KVStashChunks", "CRocksDB",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Radix tree, two-tier lookup, splice, precompute: the request path.
         .target(name: "KVStash", dependencies: [
-            "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashStore",
+            "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashChunks", "KVStashStore",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // OpenAI-compatible HTTP server, admin API, Prometheus metrics.
         .target(name: "KVStashServer", dependencies: [
@@ -54,7 +57,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "kvstash", dependencies: [
-            "KVStash", "KVStashStore", "KVStashCodec", "KVStashEngine", "KVStashServer",
+            "KVStash", "KVStashStore", "KVStashCodec", "KVStashEngine", "KVStashServer", "KVStashRedis",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -76,7 +79,10 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: [
             "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .testTarget(name: "KVStashTests", dependencies: ["KVStash", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "KVStashTests", dependencies: [
+            "KVStash", "KVStashRedis", .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).
         .executableTarget(name: "kvstash-requestbench", dependencies: ["KVStash"], path: "bench/RequestBench"),
         .testTarget(name: "ServerTests", dependencies: [
@@ -85,6 +91,7 @@ let package = Package(
 
         // RESP / Redis Cluster client on SwiftNIO and the shared chunk tier on it.
         .target(name: "KVStashRedis", dependencies: [
+            "KVStashChunks",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -11,11 +11,15 @@ public struct RedisChunkTierOptions: Sendable {
     /// Expiry of written entries (`SET ... PX`); nil: no expiry (the server's eviction
     /// policy decides).
     public var ttl: Duration?
+    /// Prefix of the Redis key of a named record (`putRecord`): `recordNamespace` + name.
+    public var recordNamespace: String
 
-    public init(name: String = "redis", namespace: String = "kvstash:chunk:", ttl: Duration? = nil) {
+    public init(name: String = "redis", namespace: String = "kvstash:chunk:", ttl: Duration? = nil,
+                recordNamespace: String = "kvstash:record:") {
         self.name = name
         self.namespace = namespace
         self.ttl = ttl
+        self.recordNamespace = recordNamespace
     }
 }
 
@@ -177,6 +181,29 @@ public final class RedisChunkTier: Sendable {
             await client.execute(RESPCommand([ByteBuffer(string: "UNLINK"), ByteBuffer(bytes: redisKey)]), key: redisKey)
         }
         counterBox.withLockedValue { $0.discards += 1 }
+    }
+
+    /// Stores (or replaces) the record `name` (no expiry).
+    public func putRecord(_ name: String, value: [UInt8]) async throws(RedisTierError) {
+        let redisKey = Array((options.recordNamespace + name).utf8)
+        let reply = try await timed("put record") {
+            await client.execute(RESPCommand([ByteBuffer(string: "SET"), ByteBuffer(bytes: redisKey), ByteBuffer(bytes: value)]),
+                                 key: redisKey)
+        }
+        guard case .simpleString("OK") = reply else { throw fail("put record", .unexpectedReply(nil, command: "SET", "\(reply)")) }
+    }
+
+    /// The record `name`, or nil.
+    public func record(_ name: String) async throws(RedisTierError) -> [UInt8]? {
+        let redisKey = Array((options.recordNamespace + name).utf8)
+        let reply = try await timed("get record") {
+            await client.execute(RESPCommand([ByteBuffer(string: "GET"), ByteBuffer(bytes: redisKey)]), key: redisKey)
+        }
+        switch reply {
+        case .bulkString(let buffer): return Array(buffer.readableBytesView)
+        case .null: return nil
+        default: throw fail("get record", .unexpectedReply(nil, command: "GET", "\(reply)"))
+        }
     }
 
     private func timed(_ operation: String,

@@ -1,4 +1,5 @@
 import Foundation
+import KVStash
 import Hummingbird
 import Logging
 import NIOCore
@@ -50,6 +51,8 @@ public struct KVStashServer: Sendable {
     public let backend: any CompletionBackend
     public let admin: (any StoreAdmin)?
     public let metrics: ServerMetrics
+    /// The chunk tiers whose counters `/metrics` reports (nil: none).
+    public let tiers: ChunkTiers?
     let jobs: PrecomputeJobs
     /// Open connections (the guard of `configuration.connections.maxConnections`).
     let connectionCount = ConnectionCounter()
@@ -60,8 +63,10 @@ public struct KVStashServer: Sendable {
     /// - Parameters:
     ///   - backend: what runs the model.
     ///   - admin: the store behind `/admin/*` and the store gauges of `/metrics`; nil disables them.
+    ///   - tiers: the chunk tiers whose counters `/metrics` reports per tier.
     public init(configuration: ServerConfiguration, backend: any CompletionBackend,
-                admin: (any StoreAdmin)? = nil, metrics: ServerMetrics = ServerMetrics()) {
+                admin: (any StoreAdmin)? = nil, metrics: ServerMetrics = ServerMetrics(), tiers: ChunkTiers? = nil) {
+        self.tiers = tiers
         self.configuration = configuration
         self.backend = backend
         self.admin = admin
@@ -107,6 +112,7 @@ public struct KVStashServer: Sendable {
 
     private func metricsResponse() async -> Response {
         if let admin { await refreshStoreMetrics(admin) }
+        if let tiers { metrics.recordTiers(tiers) }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         return Response(status: .ok, headers: headers,

@@ -21,6 +21,7 @@ struct PrecomputeCommand: ParsableCommand {
     @Option(help: "KV codec of the stored chunks: \(KVCodec.nameList).") var codec = "int8"
     @Option(name: .customLong("chunk-size"), help: "Tokens per chunk (a new store only).") var chunkSize = 256
     @OptionGroup var budget: StoreBudgetOptions
+    @OptionGroup var sharedTier: SharedTierOptions
     @Option(help: "Prompt template: chat-system, chat-user, raw.") var template = "chat-system"
     @Option(help: "Glob on file names inside directories (repeatable), e.g. '*.md'.") var include: [String] = []
     @Flag(help: "Recompute documents that are already stored.") var force = false
@@ -35,11 +36,13 @@ struct PrecomputeCommand: ParsableCommand {
         let docs = try CorpusReader.documents(paths, include: include)
         let chunkStore = try ChunkStore(path: store, options: try budget.apply(to: StoreOptions(chunkSize: chunkSize)))
         let cache: PrefixCache
+        let tiers: ChunkTiers
         do {
+            tiers = ChunkTiers(local: chunkStore, shared: try sharedTier.open())
             let m = try LlamaModel(path: modelPath)
             cache = PrefixCache(model: m, tokenizer: try Tokenizer(gguf: m.gguf), store: chunkStore,
                                 modelFingerprint: try ModelFingerprint.compute(path: modelPath, cacheDir: store),
-                                options: PrefixCacheOptions(codec: codec, ramBudgetBytes: 0))
+                                options: PrefixCacheOptions(codec: codec, ramBudgetBytes: 0), tiers: tiers)
             try chunkStore.registerModel(fingerprint: cache.modelFingerprint, name: (modelPath as NSString).lastPathComponent)
             try StoreSettings(modelPath: modelPath, codec: codec.name, template: template).save(storePath: store)
         } catch {
@@ -47,6 +50,8 @@ struct PrecomputeCommand: ParsableCommand {
             throw error
         }
         let summary = try precomputeAll(docs, cache: cache, template: template)
+        tiers.flush()  // every chunk reaches the shared tier before the process ends
+        tiers.report()
         try chunkStore.close()
         try summary.print(json: json)
         if summary.interrupted { throw ExitCode(130) }
@@ -66,13 +71,21 @@ struct PrecomputeCommand: ParsableCommand {
             if interrupt.isRaised { summary.interrupted = true; break }
             let text = try doc.text()
             let tokens = cache.tokenize(template.prefix(document: text, chat: chat))
-            try library.save(DocumentText(id: doc.id, name: doc.name, template: template, text: text))
+            let record = DocumentText(id: doc.id, name: doc.name, template: template, text: text)
+            try library.save(record)
             let r = try cache.precompute(tokens: tokens, id: doc.id, name: doc.name, skipExisting: !force,
                                          shouldStop: { interrupt.isRaised }) { done in
                 summary.tokensComputed += done
                 bar.draw(docs: n, tokens: summary.tokensComputed)
             }
             summary.add(r)
+            if !r.interrupted, let stored = try cache.store?.document(id: doc.id) {
+                do {
+                    try cache.tiers.publishDocument(record, record: stored)
+                } catch {
+                    RequestCLI.note("document \(doc.id) not published to the shared tier: \(error)")
+                }
+            }
             bar.draw(docs: n + 1, tokens: summary.tokensComputed, force: true)
             if r.interrupted { summary.interrupted = true; break }
         }

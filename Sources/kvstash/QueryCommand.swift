@@ -24,6 +24,7 @@ struct QueryCommand: ParsableCommand {
     @Option(help: "GGUF model (default: the store's, $KVSTASH_MODEL, or the default model).") var model: String?
     @Option(help: "Codec of chunks written back (default: the store's): \(KVCodec.nameList).") var codec: String?
     @OptionGroup var budget: StoreBudgetOptions
+    @OptionGroup var sharedTier: SharedTierOptions
     @Option(help: "Prompt template (default: the store's): chat-system, chat-user, raw.") var template: String?
     @Option(name: [.customShort("n"), .customLong("max-tokens")], help: "Maximum new tokens.") var maxTokens = 128
     @Option(help: "Ask this many times in one process (2: disk, then RAM).") var `repeat` = 1
@@ -40,16 +41,17 @@ struct QueryCommand: ParsableCommand {
     func run() throws {
         let settings = StoreSettings.load(storePath: store)
         let modelPath = try RequestCLI.modelPath(model, settings: settings)
-        let (document, tmpl) = try documentAndTemplate(settings)
         let chunkStore = try RequestCLI.openStore(store, chunkSize: nil, budget: budget)
         defer { try? chunkStore.close() }
+        let tiers = ChunkTiers(local: chunkStore, shared: try sharedTier.open())
+        let (document, tmpl) = try documentAndTemplate(settings, tiers: tiers)
         sampling.applyThreads()
         let m = try LlamaModel(path: modelPath)
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec ?? settings?.codec ?? "int8"),
                                          writeBackQueries: !noWriteBack && !chunkStore.readOnly)
         let cache = PrefixCache(model: m, tokenizer: try Tokenizer(gguf: m.gguf), store: chunkStore,
                                 modelFingerprint: try ModelFingerprint.compute(path: modelPath, cacheDir: store),
-                                options: options)
+                                options: options, tiers: tiers)
         let prompt = tmpl.query(document: document, question: question, chat: try ChatTemplate(gguf: m.gguf))
         let generation = GenerationOptions(maxTokens: maxTokens, sampling: sampling.params)
         for _ in 0..<`repeat` {
@@ -59,12 +61,15 @@ struct QueryCommand: ParsableCommand {
             }
             try report(result)
         }
+        tiers.flush()
+        tiers.report()
     }
 
-    private func documentAndTemplate(_ settings: StoreSettings?) throws -> (String, PromptTemplate) {
+    /// The document's text and template: from the store's library, else from the shared tier.
+    private func documentAndTemplate(_ settings: StoreSettings?, tiers: ChunkTiers) throws -> (String, PromptTemplate) {
         if let doc {
-            guard let stored = DocumentLibrary(storePath: store).load(doc) else {
-                throw ValidationError("no document '\(doc)' in \(store) (precompute it first)")
+            guard let stored = try DocumentLibrary(storePath: store).load(doc) ?? tiers.sharedDocument(id: doc)?.documentText else {
+                throw ValidationError("no document '\(doc)' in \(store)\(tiers.shared == nil ? "" : " or the shared tier") (precompute it first)")
             }
             return (stored.text, try template.map(RequestCLI.template) ?? stored.template)
         }
@@ -79,7 +84,8 @@ struct QueryCommand: ParsableCommand {
             return
         }
         let out = QueryJSON(text: r.text, finishReason: r.finishReason.rawValue, promptTokens: r.sources.prompt,
-                            fromRAM: r.sources.ram, fromDisk: r.sources.disk, prefilled: r.sources.prefilled,
+                            fromRAM: r.sources.ram, fromDisk: r.sources.disk, fromShared: r.sources.shared,
+                            prefilled: r.sources.prefilled,
                             corruptChunks: r.sources.corruptChunks, ttftMs: r.timeToFirstToken * 1000,
                             decodeTokensPerSecond: r.decodeTokensPerSecond, generatedTokens: r.tokens.count,
                             chunksStored: r.chunksStored, ramMs: r.timings.ram * 1000,
@@ -94,7 +100,7 @@ struct QueryCommand: ParsableCommand {
 struct QueryJSON: Codable {
     var text: String
     var finishReason: String
-    var promptTokens, fromRAM, fromDisk, prefilled, corruptChunks: Int
+    var promptTokens, fromRAM, fromDisk, fromShared, prefilled, corruptChunks: Int
     var ttftMs: Double
     var decodeTokensPerSecond: Double
     var generatedTokens: Int

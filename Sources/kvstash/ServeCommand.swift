@@ -31,6 +31,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var budget: StoreBudgetOptions
 
+    @OptionGroup var sharedTier: SharedTierOptions
+
     @Option(name: .long, help: "Byte budget of the RAM tier (radix tree) in MiB.")
     var ramBudgetMB = 1024
 
@@ -89,8 +91,8 @@ struct ServeCommand: AsyncParsableCommand {
         let chunkStore = try ChunkStore(path: store, options: try budget.apply(to: StoreOptions()))
         defer { try? chunkStore.close() }
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec), ramBudgetBytes: ramBudgetMB << 20)
-        let backend = try PrefixCacheBackend(modelPath: modelPath, store: chunkStore, options: options,
-                                             defaultSystem: !noDefaultSystem)
+        let backend = try PrefixCacheBackend(modelPath: modelPath, store: chunkStore, shared: try await sharedTier.openAsync(),
+                                             options: options, defaultSystem: !noDefaultSystem)
         let token = adminToken ?? ProcessInfo.processInfo.environment["KVSTASH_ADMIN_TOKEN"]
         let config = ServerConfiguration(
             host: host, port: port, adminToken: token, maxBodyBytes: maxBody, tenantFromAPIKey: tenantFromApiKey,
@@ -100,7 +102,8 @@ struct ServeCommand: AsyncParsableCommand {
             connections: ConnectionLimits(maxConnections: maxConnections, idleTimeoutSeconds: idleTimeout,
                                           readTimeoutSeconds: readTimeout),
             maxActiveTokens: maxActiveTokens)
-        let server = KVStashServer(configuration: config, backend: backend, admin: ChunkStoreAdmin(store: chunkStore))
+        let server = KVStashServer(configuration: config, backend: backend, admin: ChunkStoreAdmin(store: chunkStore),
+                                   tiers: backend.tiers)
         let (host, modelID) = (self.host, backend.modelID)
         try await server.run { port in
             // One parseable line, so scripts (and the tests) can learn the port.

@@ -3,13 +3,15 @@ import KVStashCore
 import KVStashStore
 import Logging
 
-/// Reads chunks from the store and decodes them into a sequence's cache.
+/// Reads chunks from the ordered tiers (local store, then shared) and decodes them into a
+/// sequence's cache.
 ///
 /// The codec checks the block's header (chunk key, model fingerprint, shape, checksums)
-/// before the cache is touched. A block that fails is reported to the store (counted and
-/// removed) and treated as a miss: the caller recomputes those tokens.
+/// before the cache is touched. A damaged block is rejected to its tier (counted and
+/// removed) and treated as a miss: the caller recomputes those tokens. A block of a format
+/// or codec version this reader does not know is a miss too, but stays in its tier.
 struct ChunkFetcher: Sendable {
-    let store: ChunkStore
+    let tiers: ChunkTiers
     let fingerprint: [UInt8]
     /// Where a chunk that could not be read or decoded is logged, with the cause.
     let logger: Logger
@@ -20,80 +22,120 @@ struct ChunkFetcher: Sendable {
     enum Outcome: Sendable {
         /// Spliced: rows `[start, start + chunkSize)` now hold the chunk's KV.
         case spliced
-        /// Not in the store (evicted since the probe, or a hole).
+        /// Not in the tier (evicted since the probe, a hole, the tier failed or was too slow).
         case missing
-        /// In the store but rejected by the codec; reported and treated as a miss.
+        /// In the tier but rejected by the codec; reported and treated as a miss.
         case corrupt
+        /// Written by a newer format or codec version; a miss, left in its tier.
+        case unknownVersion
     }
 
-    /// Which of `keys` the store holds (one multi-get over the small meta records).
-    func probe(_ keys: [ChunkKey]) -> [Bool] {
-        keys.isEmpty ? [] : store.probe(keys)
+    /// Which tier holds each of `keys` first (nil: none).
+    func probe(_ keys: [ChunkKey]) -> [Int?] {
+        keys.isEmpty ? [] : tiers.probe(keys)
     }
 
-    /// Fetches consecutive entries `keys`, `tokens` tokens each, and splices them at
-    /// `cache.count` onwards: every entry is read, verified and decoded on its own worker,
-    /// straight into its rows, with K rotated there by the cache's RoPE for the rows'
-    /// positions (row r at `r + positionOffset`). Returns each entry's outcome; the cache
-    /// then holds the rows up to the first entry that was not spliced (later ones are
-    /// dropped, to be fetched again after it).
-    func fetchRun(_ keys: ArraySlice<ChunkKey>, tokens: Int, into cache: inout KVCache) -> [Outcome] {
-        fetchRun(keys.map { Entry(key: $0, tokens: tokens) }, into: &cache)
-    }
-
-    /// A stored entry and the tokens it holds (a full chunk, or a document's tail).
+    /// A stored entry, the tokens it holds (a full chunk, or a document's tail) and the
+    /// tier level to read it from. `meta` describes it for the local copy of a shared hit.
     struct Entry: Sendable {
         let key: ChunkKey
         let tokens: Int
+        var level = 0
+        var meta: ChunkMeta?
     }
 
-    /// `fetchRun` of entries of any lengths (full chunks, then a tail).
+    /// Fetches consecutive `entries` and splices them at `cache.count` onwards: every entry
+    /// is read, verified and decoded on its own worker, straight into its rows, with K
+    /// rotated there by the cache's RoPE for the rows' positions (row r at `r +
+    /// positionOffset`). Returns each entry's outcome; the cache then holds the rows up to
+    /// the first entry that was not spliced (later ones are dropped, to be fetched again
+    /// after it). Reads from the shared tier share one deadline: the time recomputing their
+    /// tokens would take.
     func fetchRun(_ entries: [Entry], into cache: inout KVCache, positionOffset: Int = 0) -> [Outcome] {
         let start = cache.count
         var ranges: [Range<Int>] = []
         for entry in entries { ranges.append((ranges.last?.upperBound ?? start)..<((ranges.last?.upperBound ?? start) + entry.tokens)) }
+        let remoteTokens = entries.filter { tiers.levels[$0.level].isShared }.reduce(0) { $0 + $1.tokens }
+        let deadline = remoteTokens > 0 ? tiers.fetchDeadline(tokens: remoteTokens) : nil
         let outcomes = cache.writeConcurrently(ranges, positionOffset: positionOffset) { i, writer in
-            fetch(entries[i].key, into: writer)
+            fetch(entries[i], deadline: deadline, into: writer)
         }
         let spliced = outcomes.prefix { $0 == .spliced }.count
         cache.truncate(to: spliced == 0 ? start : ranges[spliced - 1].upperBound)
         return outcomes
     }
 
-    /// One worker of `fetchRun`: decodes the value where the store holds it (no copy).
-    private func fetch(_ key: ChunkKey, into writer: KVRowWriter) -> Outcome {
-        let decoded: Result<Void, Error>?
+    /// One worker of `fetchRun`: decodes the value where the tier holds it (no copy).
+    private func fetch(_ entry: Entry, deadline: ContinuousClock.Instant?, into writer: KVRowWriter) -> Outcome {
+        let level = tiers.levels[entry.level]
+        let key = entry.key
+        let started = ContinuousClock.now
+        var bytes = 0
+        let decoded: Result<KVBlockHeader, Error>?
         do {
-            // The decoder checks every byte (header and payload checksums, chunk key), so
-            // RocksDB need not hash the value again.
-            decoded = try store.withValue(key, selfChecked: true) { raw in
-                Result { _ = try decoder.decode(raw, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint, into: writer) }
+            decoded = try level.tier.withBlock(key, deadline: level.isShared ? deadline : nil) { raw in
+                bytes = raw.count
+                let result = Result { try decoder.decode(raw, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint, into: writer) }
+                if level.isShared, case .success(let header) = result, var meta = entry.meta {
+                    meta.codec = header.codec.name
+                    tiers.copyToLocal(key, value: Array(raw.bindMemory(to: UInt8.self)), meta: meta, from: level)
+                }
+                return result
             }
         } catch {
-            logger.warning("store read failed; recomputing the chunk", metadata: ["chunk": "\(key)", "error": "\(error)"])
+            let late = deadline.map { ContinuousClock.now >= $0 } ?? false
+            level.meter.update {
+                $0.errors += 1
+                if late { $0.deadlines += 1 }
+            }
+            logger.warning("chunk read failed; recomputing the chunk",
+                           metadata: ["tier": "\(level.tier.tierName)", "chunk": "\(key)", "error": "\(error)"])
             return .missing
         }
+        let seconds = (ContinuousClock.now - started).seconds
+        level.meter.update {
+            $0.fetches += 1
+            $0.fetchSeconds += seconds
+            $0.bytesRead += bytes
+        }
         switch decoded {
-        case nil: return .missing
-        case .success?: return .spliced
+        case nil:
+            level.meter.update { $0.misses += 1 }
+            return .missing
+        case .success?:
+            level.meter.update { $0.hits += 1 }
+            return .spliced
         case .failure(let error)?:
-            logger.warning("stored chunk rejected by the codec; removing and recomputing it",
-                           metadata: ["chunk": "\(key)", "error": "\(error)"])
-            do {
-                try store.reportCorrupt(key, reason: "request path: \(error)")
-            } catch {
-                logger.error("could not remove a corrupt chunk", metadata: ["chunk": "\(key)", "error": "\(error)"])
+            if let blockError = error as? KVBlockError, Self.isUnknownVersion(blockError) {
+                level.meter.update { $0.unknownVersion += 1 }
+                logger.info("chunk of an unknown format or codec version; recomputing it, leaving it in its tier",
+                            metadata: ["tier": "\(level.tier.tierName)", "chunk": "\(key)", "error": "\(error)"])
+                level.tier.reject(key, .unknownVersion("\(error)"))
+                return .unknownVersion
             }
+            level.meter.update { $0.damaged += 1 }
+            logger.warning("chunk rejected by the codec; removing and recomputing it",
+                           metadata: ["tier": "\(level.tier.tierName)", "chunk": "\(key)", "error": "\(error)"])
+            level.tier.reject(key, .damaged("\(error)"))
             return .corrupt
         }
     }
 
-    /// Fetches the entry `key` of `tokens` tokens whose first rows are already in the cache
-    /// (from RAM): `start` lies inside the entry, before `cache.count`, and only the rows
-    /// past `cache.count` are appended.
-    func fetchTail(_ key: ChunkKey, start: Int, tokens: Int, into cache: inout KVCache) -> Outcome {
-        var scratch = KVCache(shape: cache.shape, capacity: tokens, rotation: cache.rotation)
-        let outcome = fetchRun([Entry(key: key, tokens: tokens)], into: &scratch, positionOffset: start)[0]
+    /// Errors that mean "written by a newer version" (the header checksum passed, or the
+    /// version field itself is newer), not damage.
+    static func isUnknownVersion(_ error: KVBlockError) -> Bool {
+        switch error {
+        case .unsupportedVersion, .unknownCodec, .unsupportedFlags: true
+        default: false
+        }
+    }
+
+    /// Fetches `entry` whose first rows are already in the cache (from RAM): `start` lies
+    /// inside the entry, before `cache.count`, and only the rows past `cache.count` are
+    /// appended.
+    func fetchTail(_ entry: Entry, start: Int, into cache: inout KVCache) -> Outcome {
+        var scratch = KVCache(shape: cache.shape, capacity: entry.tokens, rotation: cache.rotation)
+        let outcome = fetchRun([entry], into: &scratch, positionOffset: start)[0]
         if outcome == .spliced { cache.append(contentsOf: scratch, (cache.count - start)..<scratch.count) }
         return outcome
     }

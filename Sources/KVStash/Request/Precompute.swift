@@ -59,21 +59,24 @@ extension PrefixCache {
         }
         var state = SequenceState(tokens: capped, cache: model.newCache(capacity: capped.count))
         state.cache.keepsRawKeys = true  // what the chunks encode
-        var present = keys.isEmpty ? [] : store.probe(keys)
+        let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
+        var found = fetcher.probe(keys)  // a chunk in any tier need not be computed
+        var present = found.map { $0 != nil }
         for index in keys.indices where !present[index] {
             if shouldStop() { result.interrupted = true; break }
-            try catchUp(&state, to: index, keys: keys, present: &present, written: &result.written)
+            try catchUp(&state, to: index, keys: keys, found: &found, written: &result.written)
             try prefill(&state, upTo: (index + 1) * chunkSize)
             storeChunk(index, keys: keys, state: state, origin: .precompute, report: &result.written)
             try Self.checkRefusal(result.written)
             progress(chunkSize)
         }
+        present = found.map { $0 != nil }
         result.written.alreadyStored = present.filter { $0 }.count
         result.tokensAlreadyStored = result.written.alreadyStored * chunkSize
         var entries = keys
         if tail > 0 && !result.interrupted && !shouldStop() {
             let storedBefore = result.written.alreadyStored
-            entries.append(try storeTail(&state, keys: keys, present: &present, written: &result.written))
+            entries.append(try storeTail(&state, keys: keys, found: &found, written: &result.written))
             try Self.checkRefusal(result.written)
             if result.written.alreadyStored > storedBefore { result.tokensAlreadyStored += tail } else { progress(tail) }
         }
@@ -95,37 +98,35 @@ extension PrefixCache {
 
     /// Stores the partial last chunk (the tail) under `key(last full chunk, tail tokens)`,
     /// so a query that continues the document splices it too (see `spliceTail`).
-    private func storeTail(_ state: inout SequenceState, keys: [ChunkKey], present: inout [Bool],
+    private func storeTail(_ state: inout SequenceState, keys: [ChunkKey], found: inout [Int?],
                            written: inout WriteBackReport) throws -> ChunkKey {
         let start = keys.count * chunkSize
         let key = keyer.key(parent: keys.last ?? .root, tokens: state.tokens[start...])
-        guard let store, store.probe([key]) == [false] else {
+        guard store != nil, tiers.probe([key]) == [nil] else {
             written.alreadyStored += 1
             return key
         }
-        try catchUp(&state, to: keys.count, keys: keys, present: &present, written: &written)
+        try catchUp(&state, to: keys.count, keys: keys, found: &found, written: &written)
         try prefill(&state, upTo: state.tokens.count)
         storeEntry(key, parent: keys.last ?? .root, chainIndex: keys.count, range: start..<state.tokens.count,
                    state: state, origin: .precompute, report: &written)
         return key
     }
 
-    /// Brings `state.cache` up to chunk `index`: stored chunks are fetched; a chunk that
-    /// fails verification is recomputed and written again.
-    private func catchUp(_ state: inout SequenceState, to index: Int, keys: [ChunkKey], present: inout [Bool],
+    /// Brings `state.cache` up to chunk `index`: stored chunks are fetched (from the shared
+    /// tier: and copied into the local store); a chunk that fails verification is
+    /// recomputed and written again.
+    private func catchUp(_ state: inout SequenceState, to index: Int, keys: [ChunkKey], found: inout [Int?],
                          written: inout WriteBackReport) throws {
-        guard let store else { return }
-        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint, logger: options.logger)
+        let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
         while state.cache.count < index * chunkSize {
             let j = state.cache.count / chunkSize
-            let outcome = fetcher.fetchRun(keys[j...j], tokens: chunkSize, into: &state.cache)[0]
-            switch outcome {
-            case .spliced:
-                state.sources.disk += chunkSize
-                state.chunksFromDisk.insert(j)
-            case .corrupt, .missing:
-                if present[j] && outcome == .corrupt { state.sources.corruptChunks += 1 }
-                present[j] = false
+            let entry = fetchEntry(keys[j], level: found[j] ?? 0, parent: j == 0 ? .root : keys[j - 1], chainIndex: j,
+                                   tokens: state.tokens[(j * chunkSize)..<((j + 1) * chunkSize)])
+            let outcome = found[j] == nil ? .missing : fetcher.fetchRun([entry], into: &state.cache)[0]
+            record(outcome, chunk: j, tokens: chunkSize, level: entry.level, in: &state)
+            if outcome != .spliced {
+                found[j] = nil
                 try prefill(&state, upTo: (j + 1) * chunkSize)
                 storeChunk(j, keys: keys, state: state, origin: .precompute, report: &written)
             }

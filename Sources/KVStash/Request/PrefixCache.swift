@@ -45,6 +45,8 @@ public final class PrefixCache: Sendable {
     public let tokenizer: Tokenizer
     /// The cold tier; nil runs with the RAM tier only.
     public let store: ChunkStore?
+    /// The chunk tiers below the tree: `store`, then the shared tier if any.
+    public let tiers: ChunkTiers
     /// The hot tier.
     public let tree: RadixTree
     public let options: PrefixCacheOptions
@@ -58,12 +60,16 @@ public final class PrefixCache: Sendable {
     /// Wires the parts together. `modelFingerprint` must come from
     /// `ModelFingerprint.compute` for the model's file. `tree` shares one RAM tier (and its
     /// byte budget) between caches of several tenant salts; nil gives this cache its own,
-    /// of `options.ramBudgetBytes`.
+    /// of `options.ramBudgetBytes`. `tiers` shares the chunk tiers (and their counters)
+    /// between views; nil gives this cache tiers of its own over `store` alone.
     public init(model: LlamaModel, tokenizer: Tokenizer, store: ChunkStore?, modelFingerprint: [UInt8],
-                options: PrefixCacheOptions = PrefixCacheOptions(), chunkSize: Int = 256, tree: RadixTree? = nil) {
+                options: PrefixCacheOptions = PrefixCacheOptions(), chunkSize: Int = 256, tree: RadixTree? = nil,
+                tiers: ChunkTiers? = nil) {
+        precondition(tiers == nil || tiers?.local === store, "the tiers' local store must be the cache's store")
         self.model = model
         self.tokenizer = tokenizer
         self.store = store
+        self.tiers = tiers ?? ChunkTiers(local: store, logger: options.logger)
         self.options = options
         self.modelFingerprint = modelFingerprint
         self.tree = tree ?? RadixTree(budgetBytes: options.ramBudgetBytes)

@@ -63,7 +63,7 @@ public enum FinishReason: String, Sendable, Codable {
     case cancelled
 }
 
-/// Where the prompt's KV came from, in tokens. `ram + disk + prefilled == prompt`.
+/// Where the prompt's KV came from, in tokens. `ram + disk + shared + prefilled == prompt`.
 public struct PromptSources: Sendable, Codable, Equatable {
     /// Prompt tokens.
     public var prompt = 0
@@ -71,10 +71,14 @@ public struct PromptSources: Sendable, Codable, Equatable {
     public var ram = 0
     /// Tokens spliced from the store (disk).
     public var disk = 0
+    /// Tokens spliced from the shared tier.
+    public var shared = 0
     /// Tokens computed by prefill.
     public var prefilled = 0
-    /// Stored chunks that failed verification (reported to the store, recomputed).
+    /// Stored chunks that failed verification (reported to their tier, recomputed).
     public var corruptChunks = 0
+    /// Stored chunks of a format or codec version this reader does not know (recomputed, kept).
+    public var unknownVersionChunks = 0
 
     public init() {}
 }
@@ -104,8 +108,10 @@ public struct RequestResult: Sendable {
     /// One line for humans: prompt, RAM, disk, prefilled, TTFT, decode tok/s.
     public var summary: String {
         let s = sources
-        return "prompt \(s.prompt) tokens | from RAM \(s.ram) | from disk \(s.disk) | prefilled \(s.prefilled)"
+        return "prompt \(s.prompt) tokens | from RAM \(s.ram) | from disk \(s.disk)"
+            + (s.shared > 0 ? " | from shared \(s.shared)" : "") + " | prefilled \(s.prefilled)"
             + (s.corruptChunks > 0 ? " | corrupt chunks \(s.corruptChunks)" : "")
+            + (s.unknownVersionChunks > 0 ? " | unknown-version chunks \(s.unknownVersionChunks)" : "")
             + " | TTFT \(Self.ms(timeToFirstToken)) | decode \(String(format: "%.1f", decodeTokensPerSecond)) tok/s"
     }
 

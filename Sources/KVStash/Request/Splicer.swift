@@ -16,6 +16,8 @@ public struct SequenceState: Sendable {
     public internal(set) var logits: [Float] = []
     /// Indices of full chunks spliced from the store (no need to write them back).
     var chunksFromDisk: Set<Int> = []
+    /// Whether the last spliced chunk came from the shared tier.
+    var lastFromShared = false
     /// Hold on the radix-tree nodes spliced from RAM.
     var lease: RadixLease?
     /// Where the assembly time went.
@@ -65,7 +67,7 @@ extension PrefixCache {
             let probed = try spliceFromDisk(&state, reusable: reusable)
             spliceTail(&state, reusable: reusable, probed: probed)
             if state.cache.count > reusable {  // the last token is recomputed for its logits
-                state.sources.disk -= state.cache.count - reusable
+                if state.lastFromShared { state.sources.shared -= state.cache.count - reusable } else { state.sources.disk -= state.cache.count - reusable }
                 state.cache.truncate(to: reusable)
             }
             if state.cache.count < tokens.count {
@@ -99,8 +101,8 @@ extension PrefixCache {
     /// stored after it (see `storedTails`) along, so all of it decodes in one parallel step.
     /// Returns that last probe for tails, so `spliceTail` need not hash and probe again.
     private func spliceFromDisk(_ state: inout SequenceState, reusable: Int) throws -> TailProbe? {
-        guard let store else { return nil }
-        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint, logger: options.logger)
+        guard !tiers.levels.isEmpty else { return nil }
+        let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
         let keys = keyer.chain(state.tokens)
         let size = chunkSize
         let first = state.cache.count / size
@@ -108,22 +110,28 @@ extension PrefixCache {
         var probed: TailProbe?
         var seconds = 0.0
         defer { state.timings.disk += seconds }
-        var present = timed(&seconds) { [Bool](repeating: false, count: first) + fetcher.probe(Array(keys[first...])) }
+        var found = timed(&seconds) { [Int?](repeating: nil, count: first) + fetcher.probe(Array(keys[first...])) }
+        let tokens = state.tokens
+        let entry = { (i: Int) in
+            self.fetchEntry(keys[i], level: found[i] ?? 0, parent: i == 0 ? .root : keys[i - 1], chainIndex: i,
+                       tokens: tokens[(i * size)..<((i + 1) * size)])
+        }
         var index = first
         while index < keys.count {
-            guard present[index] else { index += 1; continue }
+            guard found[index] != nil else { index += 1; continue }
             let start = index * size
             if state.cache.count < start { try prefill(&state, upTo: start) }
             if state.cache.count > start {  // the chunk's head came from RAM
                 let before = state.cache.count
-                let outcome = timed(&seconds) { fetcher.fetchTail(keys[index], start: start, tokens: size, into: &state.cache) }
-                record(outcome, chunk: index, tokens: state.cache.count - before, in: &state)
+                let fetched = entry(index)
+                let outcome = timed(&seconds) { fetcher.fetchTail(fetched, start: start, into: &state.cache) }
+                record(outcome, chunk: index, tokens: state.cache.count - before, level: fetched.level, in: &state)
                 index += 1
                 continue
             }
-            let end = present[index...].firstIndex(of: false) ?? keys.count
-            var entries = keys[index..<end].map { ChunkFetcher.Entry(key: $0, tokens: size) }
-            if !present[end...].contains(true) {
+            let end = found[index...].firstIndex(of: nil) ?? keys.count
+            var entries = (index..<end).map(entry)
+            if !found[end...].contains(where: { $0 != nil }) {
                 let tails = timed(&seconds) { storedTails(state.tokens, start: end * size, reusable: reusable, fetcher: fetcher) }
                 probed = TailProbe(start: end * size, untried: Array(tails.dropFirst()))
                 if let tail = tails.first { entries.append(tail) }
@@ -131,18 +139,27 @@ extension PrefixCache {
             let outcomes = timed(&seconds) { fetcher.fetchRun(entries, into: &state.cache) }
             for (offset, outcome) in outcomes.enumerated() {
                 guard offset < end - index else {  // the tail
-                    recordTail(outcome, tokens: entries[offset].tokens, in: &state)
+                    recordTail(outcome, tokens: entries[offset].tokens, level: entries[offset].level, in: &state)
                     break
                 }
-                record(outcome, chunk: index + offset, tokens: size, in: &state)
+                record(outcome, chunk: index + offset, tokens: size, level: entries[offset].level, in: &state)
                 if outcome != .spliced {  // recomputed next; the chunks after it are fetched again
-                    present[index + offset] = false
+                    found[index + offset] = nil
                     break
                 }
             }
             index = state.cache.count / size
         }
         return probed
+    }
+
+    /// The fetch of `key` from tier `level`; a shared entry carries the meta of its local copy.
+    func fetchEntry(_ key: ChunkKey, level: Int, parent: ChunkKey, chainIndex: Int,
+                    tokens: ArraySlice<Int>) -> ChunkFetcher.Entry {
+        let meta = tiers.levels[level].isShared
+            ? ChunkMeta(parent: parent, chainIndex: chainIndex, tokens: Array(tokens), codec: "", modelFingerprint: modelFingerprint)
+            : nil
+        return ChunkFetcher.Entry(key: key, tokens: tokens.count, level: level, meta: meta)
     }
 
     /// The stored tails found at `start` that were not fetched yet (longest first).
@@ -152,38 +169,37 @@ extension PrefixCache {
     }
 
     /// Counts a fetched chunk in the sources.
-    private func record(_ outcome: ChunkFetcher.Outcome, chunk: Int, tokens: Int, in state: inout SequenceState) {
-        switch outcome {
-        case .spliced:
-            state.sources.disk += tokens
-            state.chunksFromDisk.insert(chunk)
-        case .corrupt:
-            state.sources.corruptChunks += 1
-        case .missing:
-            break
-        }
+    func record(_ outcome: ChunkFetcher.Outcome, chunk: Int, tokens: Int, level: Int, in state: inout SequenceState) {
+        recordTail(outcome, tokens: tokens, level: level, in: &state)
+        if outcome == .spliced { state.chunksFromDisk.insert(chunk) }
     }
 
     /// Counts a fetched tail in the sources (it is not a full chunk: write-back may still
     /// store the chunk it starts, once the sequence fills it).
-    private func recordTail(_ outcome: ChunkFetcher.Outcome, tokens: Int, in state: inout SequenceState) {
+    private func recordTail(_ outcome: ChunkFetcher.Outcome, tokens: Int, level: Int, in state: inout SequenceState) {
         switch outcome {
-        case .spliced: state.sources.disk += tokens
+        case .spliced:
+            if tiers.levels[level].isShared { state.sources.shared += tokens } else { state.sources.disk += tokens }
+            state.lastFromShared = tiers.levels[level].isShared
         case .corrupt: state.sources.corruptChunks += 1
+        case .unknownVersion: state.sources.unknownVersionChunks += 1
         case .missing: break
         }
     }
 
     /// A precomputed document's partial last chunk (its "tail", stored by `precompute`
     /// under `key(parent, tail tokens)`) starting at `start`, a chunk boundary: the keys of
-    /// every possible tail length are hashed and probed in one multi-get. Returns the
-    /// stored ones, longest first.
+    /// every possible tail length are hashed and probed in one multi-get per tier. Returns
+    /// the stored ones, longest first.
     private func storedTails(_ tokens: [Int], start: Int, reusable: Int, fetcher: ChunkFetcher) -> [ChunkFetcher.Entry] {
         guard start % chunkSize == 0, start < reusable else { return [] }
         let parent = keyer.chain(Array(tokens[..<start])).last ?? .root
         let lengths = Array((1...min(chunkSize - 1, reusable - start)).reversed())
         let keys = lengths.map { keyer.key(parent: parent, tokens: tokens[start..<(start + $0)]) }
-        return zip(fetcher.probe(keys), zip(keys, lengths)).filter(\.0).map { ChunkFetcher.Entry(key: $0.1.0, tokens: $0.1.1) }
+        return zip(fetcher.probe(keys), zip(keys, lengths)).compactMap { level, candidate in
+            level.map { fetchEntry(candidate.0, level: $0, parent: parent, chainIndex: start / chunkSize,
+                                   tokens: tokens[start..<(start + candidate.1)]) }
+        }
     }
 
     /// Step 5b: the stored tail past a chain that `spliceFromDisk` did not fetch it with
@@ -191,15 +207,15 @@ extension PrefixCache {
     /// the longest one that splices. Where `probed` was taken at the cache's end, its
     /// untried tails are used instead of probing again.
     private func spliceTail(_ state: inout SequenceState, reusable: Int, probed: TailProbe?) {
-        guard let store else { return }
+        guard !tiers.levels.isEmpty else { return }
         var seconds = 0.0
         defer { state.timings.disk += seconds }
-        let fetcher = ChunkFetcher(store: store, fingerprint: modelFingerprint, logger: options.logger)
+        let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
         let tails = probed.flatMap { $0.start == state.cache.count ? $0.untried : nil }
             ?? timed(&seconds) { storedTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
         for tail in tails {
             let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache)[0] }
-            recordTail(outcome, tokens: tail.tokens, in: &state)
+            recordTail(outcome, tokens: tail.tokens, level: tail.level, in: &state)
             if outcome == .spliced { return }
         }
     }
@@ -211,6 +227,7 @@ extension PrefixCache {
         var seconds = 0.0
         state.logits = try timed(&seconds) { try model.prefill(Array(state.tokens[start..<end]), cache: &state.cache) }
         state.timings.prefill += seconds
+        tiers.notePrefill(tokens: end - start, seconds: seconds)
         state.sources.prefilled += end - start
     }
 }

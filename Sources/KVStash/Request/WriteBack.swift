@@ -69,6 +69,7 @@ extension PrefixCache {
             try store.put(key, value: value, meta: meta)
             report.chunks += 1
             report.bytes += value.count
+            tiers.publish(key, value: value, meta: meta, wait: origin == .precompute)
         } catch let error as StoreError where error.isDiskFull || error.isOverBudget {
             report.failures += 1
             report.refusedNoSpace += 1

@@ -87,6 +87,8 @@ public struct CompletionUsage: Sendable, Hashable {
     public var cachedTokensRAM: Int
     /// Prompt tokens whose KV came from the disk tier (store).
     public var cachedTokensDisk: Int
+    /// Prompt tokens whose KV came from the shared tier.
+    public var cachedTokensShared = 0
     /// Time from the start of the job to the first generated token.
     public var timeToFirstToken: Duration?
     /// Why the generation ended.
@@ -103,7 +105,7 @@ public struct CompletionUsage: Sendable, Hashable {
     }
 
     /// Prompt tokens that skipped prefill.
-    public var cachedTokens: Int { cachedTokensRAM + cachedTokensDisk }
+    public var cachedTokens: Int { cachedTokensRAM + cachedTokensDisk + cachedTokensShared }
 }
 
 /// A job the backend has tokenized and accepted: it fits the context.

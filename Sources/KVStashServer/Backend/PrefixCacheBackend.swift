@@ -25,19 +25,22 @@ public final class PrefixCacheBackend: TemplatedBackend {
     private let options: PrefixCacheOptions
     /// The RAM tier of every salt, bounded by `options.ramBudgetBytes` in all.
     public let tree: RadixTree
+    /// The chunk tiers below the tree (the store, then the shared tier), shared by every salt.
+    public let tiers: ChunkTiers
 
     public var contextLength: Int { model.config.contextLength }
 
     /// Loads the model at `modelPath` and wires the request path over `store`.
-    public convenience init(modelPath: String, store: ChunkStore?, options: PrefixCacheOptions = PrefixCacheOptions(),
+    public convenience init(modelPath: String, store: ChunkStore?, shared: (any SharedChunkTier)? = nil,
+                            options: PrefixCacheOptions = PrefixCacheOptions(),
                             turn: FairTurn = FairTurn(), defaultSystem: Bool = true) throws {
-        try self.init(model: LlamaModel(path: modelPath), modelPath: modelPath, store: store, options: options,
-                      turn: turn, defaultSystem: defaultSystem)
+        try self.init(model: LlamaModel(path: modelPath), modelPath: modelPath, store: store, shared: shared,
+                      options: options, turn: turn, defaultSystem: defaultSystem)
     }
 
     /// Wires the request path for an already loaded `model` (read from `modelPath`, whose
     /// fingerprint keys the store).
-    public init(model: LlamaModel, modelPath: String, store: ChunkStore?,
+    public init(model: LlamaModel, modelPath: String, store: ChunkStore?, shared: (any SharedChunkTier)? = nil,
                 options: PrefixCacheOptions = PrefixCacheOptions(), turn: FairTurn = FairTurn(),
                 defaultSystem: Bool = true) throws {
         self.model = model
@@ -50,6 +53,7 @@ public final class PrefixCacheBackend: TemplatedBackend {
         self.turn = turn
         self.defaultSystem = defaultSystem
         tree = RadixTree(budgetBytes: options.ramBudgetBytes)
+        tiers = ChunkTiers(local: store, shared: shared, logger: options.logger)
     }
 
     /// The request path of tenant `salt`: a light view (keyer, codec, namespace) over the
@@ -58,7 +62,7 @@ public final class PrefixCacheBackend: TemplatedBackend {
         var options = self.options
         options.tenantSalt = Array(salt.utf8)
         return PrefixCache(model: model, tokenizer: tokenizer, store: store, modelFingerprint: fingerprint,
-                           options: options, tree: tree)
+                           options: options, tree: tree, tiers: tiers)
     }
 
     public func generate(_ prepared: PreparedCompletion,
@@ -72,9 +76,11 @@ public final class PrefixCacheBackend: TemplatedBackend {
         let result = try await TurnRunner.run(turn: turn, onToken: onToken) { emit in
             try cache.generate(tokens: tokens, options: options) { piece in emit(piece.text) }
         }
-        return CompletionUsage(promptTokens: result.sources.prompt, completionTokens: result.tokens.count,
-                               cachedTokensRAM: result.sources.ram, cachedTokensDisk: result.sources.disk,
-                               timeToFirstToken: .seconds(result.timeToFirstToken), finishReason: result.finishReason)
+        var usage = CompletionUsage(promptTokens: result.sources.prompt, completionTokens: result.tokens.count,
+                                    cachedTokensRAM: result.sources.ram, cachedTokensDisk: result.sources.disk,
+                                    timeToFirstToken: .seconds(result.timeToFirstToken), finishReason: result.finishReason)
+        usage.cachedTokensShared = result.sources.shared
+        return usage
     }
 
     public func precompute(_ documents: [PrecomputeDocument], salt: String,

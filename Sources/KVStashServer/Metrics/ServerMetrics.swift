@@ -1,3 +1,4 @@
+import KVStash
 import Prometheus
 import Synchronization
 
@@ -13,6 +14,7 @@ public final class ServerMetrics: Sendable {
     private let completionTokens: Counter
     private let cachedRAM: Counter
     private let cachedDisk: Counter
+    private let cachedShared: Counter
     private let hitRatio: Gauge
     private let ttft: DurationHistogram
     private let tokenLatency: DurationHistogram
@@ -20,6 +22,8 @@ public final class ServerMetrics: Sendable {
     private let totals = Mutex<(prompt: Int, cached: Int)>((0, 0))
     /// Store counters seen at the previous scrape.
     let storeCounters = Mutex<(evictions: Int, corrupt: Int)>((0, 0))
+    /// Tier counters seen at the previous scrape, by tier name.
+    let tierCounters = Mutex<[String: TierCounters]>([:])
     /// Whether the store was healthy at the previous check.
     let storeHealthy = Mutex(true)
 
@@ -37,6 +41,7 @@ public final class ServerMetrics: Sendable {
         completionTokens = r.makeCounter(descriptor: Self.d("completion_tokens", "total", "Generated tokens"))
         cachedRAM = r.makeCounter(descriptor: cached, labels: [("tier", "ram")])
         cachedDisk = r.makeCounter(descriptor: cached, labels: [("tier", "disk")])
+        cachedShared = r.makeCounter(descriptor: cached, labels: [("tier", "shared")])
         hitRatio = r.makeGauge(descriptor: Self.d("prefix_hit", "ratio", "Cached prompt tokens / prompt tokens since start"))
         ttft = r.makeDurationHistogram(
             descriptor: Self.d("time_to_first_token", "seconds", "Time from request arrival to the first generated token"),
@@ -69,6 +74,7 @@ public final class ServerMetrics: Sendable {
         completionTokens.increment(by: Int64(usage.completionTokens))
         cachedRAM.increment(by: Int64(usage.cachedTokensRAM))
         cachedDisk.increment(by: Int64(usage.cachedTokensDisk))
+        cachedShared.increment(by: Int64(usage.cachedTokensShared))
         let ratio = totals.withLock { t -> Double in
             t.prompt += usage.promptTokens
             t.cached += usage.cachedTokens

@@ -32,7 +32,7 @@ public struct AdmitAll: AdmissionPolicy {
 
 /// A bounded count of recent sightings of chunk keys. When full, the older half of the
 /// keys (by first sighting) is forgotten, so memory stays bounded and counts are approximate.
-final class SightingCounter: Sendable {
+package final class SightingCounter: Sendable {
     private struct State {
         var counts: [ChunkKey: Int] = [:]
         var order: [ChunkKey] = []
@@ -40,10 +40,10 @@ final class SightingCounter: Sendable {
     private let capacity: Int
     private let state = Mutex(State())
 
-    init(capacity: Int = 1 << 16) { self.capacity = max(capacity, 2) }
+    package init(capacity: Int = 1 << 16) { self.capacity = max(capacity, 2) }
 
     /// Records one sighting of `key` and returns its count.
-    func sight(_ key: ChunkKey) -> Int {
+    package func sight(_ key: ChunkKey) -> Int {
         state.withLock { s in
             if let n = s.counts[key] {
                 s.counts[key] = n + 1

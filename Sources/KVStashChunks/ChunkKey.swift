@@ -15,7 +15,7 @@ public struct ChunkKey: Hashable, Sendable, Comparable, CustomStringConvertible 
         self.bytes = bytes
     }
 
-    init(unchecked bytes: [UInt8]) {
+    package init(unchecked bytes: [UInt8]) {
         precondition(bytes.count == 32, "a chunk key has 32 bytes")
         self.bytes = bytes
     }
