@@ -304,11 +304,10 @@ KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx
    8-bit inputs: for a group of 32 rows and block b, 640 bytes hold the 32 rows' scales
    (f16), their minimums (f16), then 4 x 128 bytes, each 4 code bytes of every row. A block
    dequantizes into [32 columns][32 rows] (one stride-4 byte shuffle gives a column's 32
-   rows), and the product keeps 2 x 8 accumulators (32 output rows x 8 inputs): every
-   weight vector loaded feeds 8 FMAs and every input broadcast feeds 2, where the
-   weights-broadcast tile of lanes_tile_q4_1 pays one load per FMA. */
+   rows); kv_matmul_q4_1_interleaved dequantizes a whole group once and runs register
+   tiles of 16 output rows x Q41_TILE_INPUTS inputs over it. */
 
-enum { Q41_GROUP = 32, Q41_GROUP_BYTES = 640 };
+enum { Q41_GROUP = 32, Q41_GROUP_BYTES = 640, Q41_TILE_INPUTS = 6 };
 
 typedef uint8_t v128u8 __attribute__((vector_size(128), aligned(1)));
 typedef uint8_t v32u8 __attribute__((vector_size(32), aligned(1)));
@@ -344,45 +343,53 @@ static inline __attribute__((always_inline)) void q41_group_block(const uint8_t 
     }
 }
 
-/* acc[h][t] += wt[k][16h ..] * x[t][k] over the block's 32 columns, for T inputs. */
-static inline __attribute__((always_inline)) void q41_group_tile(const float *wt, const float *x, size_t ldx, int T,
-                                                               v16f acc[2][8]) {
-    for (int k = 0; k < 32; k++) {
-        const v16f w0 = load16(wt + k * 32), w1 = load16(wt + k * 32 + 16);
-        for (int t = 0; t < T; t++) {
-            const float xv = x[(size_t)t * ldx + (size_t)k];
-            acc[0][t] += w0 * xv;
-            acc[1][t] += w1 * xv;
-        }
+/* y[t][16 rows] (+)= sum_k strip[k][16 rows] * x[t][k] over all columns, for T inputs:
+   the T accumulators stay in registers (2T ymm under AVX2, T zmm under AVX-512) for the
+   whole row, and each weight vector loaded from the strip feeds T FMAs. Columns are summed
+   in order, so the result is bit for bit the block-by-block product's. */
+static inline __attribute__((always_inline)) void q41_strip_tile(const float *strip, size_t cols, const float *x,
+                                                               size_t ldx, int T, float *y, size_t ldy, int accumulate) {
+    v16f acc[Q41_TILE_INPUTS];
+    for (int t = 0; t < T; t++) acc[t] = (v16f){};
+    for (size_t k = 0; k < cols; k++) {
+        const v16f w = load16(strip + k * Q41_GROUP);
+        for (int t = 0; t < T; t++) acc[t] += w * x[(size_t)t * ldx + k];
+    }
+    for (int t = 0; t < T; t++) {
+        float *out = y + (size_t)t * ldy;
+        store16(out, accumulate ? load16(out) + acc[t] : acc[t]);
     }
 }
 
-#define Q41_TILE_CASE(T_) case T_: q41_group_tile(wt, xb, ldx, T_, acc[p]); break;
+#define Q41_STRIP_CASE(T_) case T_: q41_strip_tile(half, cols, x + t0 * ldx, ldx, T_, y + t0 * ldy + g * Q41_GROUP + 16 * h, ldy, accumulate); break;
 
+/* One group of 32 rows at a time: all its blocks are dequantized once into a per-thread
+   strip [cols][32 rows] (192 KB for 1,536 columns, so it stays in L2), then each half of
+   the group (16 rows) is multiplied by the inputs Q41_TILE_INPUTS at a time. Keeping every
+   input's accumulators live across the blocks instead spills them to the stack on AVX2
+   once m passes a few rows (measured: 10.9 -> 29.7 GFLOP/s at 20 rows, one thread). */
 KV_CLONES int kv_matmul_q4_1_interleaved(const void *w, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
                                          size_t rows, size_t cols, int accumulate) {
     if (cols % 32 || rows % Q41_GROUP || m == 0 || m > 32) return -1;
-    const size_t nb = cols / 32, passes = (m + 7) / 8;
-    float wt[32 * 32] __attribute__((aligned(64)));
+    const size_t nb = cols / 32;
+    static _Thread_local float *strip;
+    static _Thread_local size_t capacity;
+    if (capacity < cols * Q41_GROUP) {
+        free(strip);
+        strip = aligned_alloc(64, cols * Q41_GROUP * sizeof(float));
+        capacity = strip ? cols * Q41_GROUP : 0;
+        if (!strip) return -2;
+    }
     for (size_t g = 0; g < rows / Q41_GROUP; g++) {
-        v16f acc[4][2][8];
-        for (size_t p = 0; p < passes; p++)
-            for (int t = 0; t < 8; t++) acc[p][0][t] = acc[p][1][t] = (v16f){};
-        for (size_t b = 0; b < nb; b++) {
-            q41_group_block((const uint8_t *)w + (g * nb + b) * Q41_GROUP_BYTES, wt);
-            for (size_t p = 0; p < passes; p++) {
-                const float *xb = x + p * 8 * ldx + b * 32;
-                switch (m - p * 8 >= 8 ? 8 : (int)(m - p * 8)) {
-                Q41_TILE_CASE(8) Q41_TILE_CASE(7) Q41_TILE_CASE(6) Q41_TILE_CASE(5)
-                Q41_TILE_CASE(4) Q41_TILE_CASE(3) Q41_TILE_CASE(2) Q41_TILE_CASE(1)
+        for (size_t b = 0; b < nb; b++)
+            q41_group_block((const uint8_t *)w + (g * nb + b) * Q41_GROUP_BYTES, strip + b * 32 * Q41_GROUP);
+        for (int h = 0; h < 2; h++) {
+            const float *half = strip + 16 * h;
+            for (size_t t0 = 0; t0 < m; t0 += Q41_TILE_INPUTS) {
+                switch (m - t0 >= Q41_TILE_INPUTS ? Q41_TILE_INPUTS : (int)(m - t0)) {
+                Q41_STRIP_CASE(6) Q41_STRIP_CASE(5) Q41_STRIP_CASE(4)
+                Q41_STRIP_CASE(3) Q41_STRIP_CASE(2) Q41_STRIP_CASE(1)
                 }
-            }
-        }
-        for (size_t t = 0; t < m; t++) {
-            float *out = y + t * ldy + g * Q41_GROUP;
-            for (int h = 0; h < 2; h++) {
-                const v16f s = acc[t / 8][h][t % 8];
-                store16(out + 16 * h, accumulate ? load16(out + 16 * h) + s : s);
             }
         }
     }

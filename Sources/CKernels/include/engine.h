@@ -87,7 +87,7 @@ int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx, float *y
 /* kv_matmul_q4_1_interleaved is kv_matmul_rows for a Q4_1 tensor rewritten by
    kv_qdot_interleave (below) and 1 <= m <= 32 input rows (bit for bit what kv_matmul_rows
    gives for 9...32 rows: same dequantization, same order of sums); it returns -1 for other
-   shapes. */
+   shapes and -2 when its per-thread scratch (32 x cols floats) cannot be allocated. */
 int kv_matmul_q4_1_interleaved(const void *w, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
                                size_t rows, size_t cols, int accumulate);
 
