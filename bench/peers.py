@@ -203,8 +203,9 @@ def measure_kvstash(args, document, size_tag):
         if status["status"] != "succeeded":
             raise RuntimeError(f"precompute failed: {status['error']}")
         server.stop()
-        # Table files only: the write-ahead log repeats values that are also in a table.
-        store_bytes = sum(p.stat().st_size for p in files_under(store) if p.suffix in (".sst", ".blob"))
+        # Value bytes as the store counts them (its files may still be a write-ahead log).
+        store_bytes = json.loads(subprocess.run([args.kvstash, "stats", "--store", store, "--json"], check=True,
+                                                capture_output=True, text=True).stdout)["bytes"]
         resident = []
         for r in range(args.reps):
             server = KVStash(args.kvstash, args.model, store, args.codec)
