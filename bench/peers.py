@@ -192,77 +192,93 @@ def decode_rate(run):
     return (n - 1) / run["span"] if n > 1 and run["span"] > 0 else None
 
 
-def measure_kvstash(args, document, size_tag):
-    store = tempfile.mkdtemp(prefix="kvstash-peers-")
-    runs = {k: [] for k in ("miss", "cold", "cold_evict", "hot", "repeat", "decode")}
-    try:
-        server = KVStash(args.kvstash, args.model, store, args.codec)
+class KVStashSetup:
+    """kvstash serve on a store holding the precomputed document; a miss uses a fresh salt."""
+
+    def __init__(self, args):
+        self.args = args
+        self.dir = tempfile.mkdtemp(prefix="kvstash-peers-")
+
+    def start(self):
+        return KVStash(self.args.kvstash, self.args.model, self.dir, self.args.codec)
+
+    def prepare(self, document, tag):
+        server = self.start()
         job = post(server.base, "/v1/precompute", {"documents": [{"id": "doc", "text": document}]})
         while (status := get(server.base, "/v1/precompute/" + job["id"]))["status"] in ("queued", "running"):
             time.sleep(0.1)
+        server.stop()
         if status["status"] != "succeeded":
             raise RuntimeError(f"precompute failed: {status['error']}")
-        server.stop()
         # Value bytes as the store counts them (its files may still be a write-ahead log).
-        store_bytes = json.loads(subprocess.run([args.kvstash, "stats", "--store", store, "--json"], check=True,
-                                                capture_output=True, text=True).stdout)["bytes"]
-        resident = []
-        for r in range(args.reps):
-            server = KVStash(args.kvstash, args.model, store, args.codec)
-            runs["cold"].append(chat(server.base, document, question(f"{size_tag}-cold-{r}")))
-            runs["hot"].append(chat(server.base, document, question(f"{size_tag}-hot-{r}")))
-            runs["repeat"].append(chat(server.base, document, question(f"{size_tag}-hot-{r}")))
-            runs["decode"].append(chat(server.base, document, ANSWER_LONG, max_tokens=64))
-            if r < args.miss_reps:
-                runs["miss"].append(chat(server.base, document, question(f"{size_tag}-miss-{r}"),
-                                         extra={"cache_salt": f"miss-{r}-{time.time()}"}))
-            server.stop()
-            resident.append(evict(files_under(store)))
-            server = KVStash(args.kvstash, args.model, store, args.codec)
-            runs["cold_evict"].append(chat(server.base, document, question(f"{size_tag}-evict-{r}")))
-            server.stop()
-        return runs, {"storeBytes": store_bytes, "storedTokens": status["tokens_done"],
-                      "residentAfterEvict": resident}
-    finally:
-        shutil.rmtree(store, ignore_errors=True)
+        stats = subprocess.run([self.args.kvstash, "stats", "--store", self.dir, "--json"], check=True,
+                               capture_output=True, text=True).stdout
+        return {"storeBytes": json.loads(stats)["bytes"], "storedTokens": status["tokens_done"]}
+
+    def cold(self, server, document, q):
+        return chat(server.base, document, q)
+
+    def miss(self, server, document, q, r):
+        return chat(server.base, document, q, extra={"cache_salt": f"miss-{r}-{time.time()}"})
+
+    def files(self):
+        return files_under(self.dir)
 
 
-def measure_llama(args, document, size_tag, flash):
-    slots = tempfile.mkdtemp(prefix="llama-slots-")
-    runs = {k: [] for k in ("miss", "cold", "cold_evict", "hot", "repeat", "decode")}
-    try:
-        server = LlamaServer(args.llama_server, args.model, slots, flash, args.threads)
-        chat(server.base, document, question(f"{size_tag}-prime"))
+class LlamaSetup:
+    """llama-server with the slot saved after the document; a cold hit restores it first."""
+
+    def __init__(self, args, flash):
+        self.args, self.flash = args, flash
+        self.dir = tempfile.mkdtemp(prefix="llama-slots-")
+
+    def start(self):
+        return LlamaServer(self.args.llama_server, self.args.model, self.dir, self.flash, self.args.threads)
+
+    def prepare(self, document, tag):
+        server = self.start()
+        chat(server.base, document, question(f"{tag}-prime"))
         saved = post(server.base, "/slots/0?action=save", {"filename": "doc.bin"})
         server.stop()
-        slot_file = pathlib.Path(slots, "doc.bin")
+        return {"slotFileBytes": self.files()[0].stat().st_size, "storedTokens": saved.get("n_saved")}
+
+    def cold(self, server, document, q):
+        restore = server.restore("doc.bin")
+        run = chat(server.base, document, q)
+        run["restore"] = restore
+        run["ttft"] += restore
+        return run
+
+    def miss(self, server, document, q, r):
+        return chat(server.base, f"Request {r} at {time.time()}.\n" + document, q)
+
+    def files(self):
+        return [pathlib.Path(self.dir, "doc.bin")]
+
+
+def measure(setup, args, document, tag):
+    """Per repetition: a new process for cold, hot, repeat, decode and (the first miss_reps
+    times) a miss; then the files evicted and a new process for the evicted cold hit."""
+    runs = {k: [] for k in ("miss", "cold", "cold_evict", "hot", "repeat", "decode")}
+    try:
+        info = setup.prepare(document, tag)
         resident = []
         for r in range(args.reps):
-            server = LlamaServer(args.llama_server, args.model, slots, flash, args.threads)
-            restore = server.restore("doc.bin")
-            run = chat(server.base, document, question(f"{size_tag}-cold-{r}"))
-            run["restore"] = restore
-            run["ttft"] += restore
-            runs["cold"].append(run)
-            runs["hot"].append(chat(server.base, document, question(f"{size_tag}-hot-{r}")))
-            runs["repeat"].append(chat(server.base, document, question(f"{size_tag}-hot-{r}")))
+            server = setup.start()
+            runs["cold"].append(setup.cold(server, document, question(f"{tag}-cold-{r}")))
+            runs["hot"].append(chat(server.base, document, question(f"{tag}-hot-{r}")))
+            runs["repeat"].append(chat(server.base, document, question(f"{tag}-hot-{r}")))
             runs["decode"].append(chat(server.base, document, ANSWER_LONG, max_tokens=64))
             if r < args.miss_reps:
-                runs["miss"].append(chat(server.base, f"Request {r} at {time.time()}.\n" + document,
-                                         question(f"{size_tag}-miss-{r}")))
+                runs["miss"].append(setup.miss(server, document, question(f"{tag}-miss-{r}"), r))
             server.stop()
-            resident.append(evict([slot_file]))
-            server = LlamaServer(args.llama_server, args.model, slots, flash, args.threads)
-            restore = server.restore("doc.bin")
-            run = chat(server.base, document, question(f"{size_tag}-evict-{r}"))
-            run["restore"] = restore
-            run["ttft"] += restore
-            runs["cold_evict"].append(run)
+            resident.append(evict(setup.files()))
+            server = setup.start()
+            runs["cold_evict"].append(setup.cold(server, document, question(f"{tag}-evict-{r}")))
             server.stop()
-        return runs, {"slotFileBytes": slot_file.stat().st_size, "storedTokens": saved.get("n_saved"),
-                      "residentAfterEvict": resident}
+        return runs, {**info, "residentAfterEvict": resident}
     finally:
-        shutil.rmtree(slots, ignore_errors=True)
+        shutil.rmtree(setup.dir, ignore_errors=True)
 
 
 def summary(runs):
@@ -306,10 +322,10 @@ def main():
     sizes = []
     for tokens in args.tokens:
         document, tag = corpus(tokens, args.chars_per_token), f"t{tokens}"
-        ours, ours_info = measure_kvstash(args, document, tag)
+        ours, ours_info = measure(KVStashSetup(args), args, document, tag)
         peers = {}
         for flash in (False, True):
-            runs, info = measure_llama(args, document, tag, flash)
+            runs, info = measure(LlamaSetup(args, flash), args, document, tag)
             peers["flashAttnOn" if flash else "flashAttnOff"] = {**summary(runs), **info,
                                                                   "promptTokens": prompt_tokens(runs),
                                                                   "cachedOnHot": runs["hot"][0]["timings"],
