@@ -59,11 +59,47 @@ final class SharedRedisTierTests: XCTestCase {
         defer { try? b.store.close() }
         let r = try h.ask(b, doc, "Which town is named first?")
         XCTAssertEqual(r.sources.corruptChunks, 1)
-        // The chunks after the damaged one are fetched again (the tail: from B's store, where
-        // its first fetch copied it).
-        XCTAssertEqual(r.sources.shared + r.sources.disk, pre.tokens - h.chunkSize)
+        // The chunks after the damaged one are kept from their one read.
+        XCTAssertEqual(r.sources.shared, pre.tokens - h.chunkSize)
+        XCTAssertEqual(r.sources.disk, 0)
+        let counters = try XCTUnwrap(b.tiers.counters.first { $0.name == "shared" }?.counters)
+        XCTAssertEqual(counters.fetches, keys.count + 1, "every chunk and the tail read once")
+        XCTAssertEqual(counters.hits, keys.count, "all but the damaged one")
         XCTAssertEqual(shared.probe([keys[1]]), [false] , "the damaged value was unlinked")
         XCTAssertEqual(shared.redis.counters.discards, 1)
+    }
+
+    func testPrecomputeWithSharedPublishesChunksAlreadyStoredLocally() throws {
+        let h = try SharedTierHarness()
+        let doc = syntheticDocument(seed: 24, words: 150)
+        let tokens = h.m.documentTokens(doc)
+        let path = temporaryDirectory()
+        let alone = try h.frontend(shared: nil, storePath: path)
+        let first = try alone.cache.precompute(tokens: tokens, id: "doc", name: "doc")
+        XCTAssertFalse(first.skipped)
+        try alone.store.close()
+        let shared = try clusterTier()
+        for round in 0..<2 {  // the document is stored locally: skipped, but its chunks published once
+            let a = try h.frontend(shared: shared, storePath: path)
+            let again = try a.cache.precompute(tokens: tokens, id: "doc", name: "doc")
+            a.tiers.flush()
+            try a.store.close()
+            XCTAssertTrue(again.skipped)
+            let p = try XCTUnwrap(a.tiers.publisher?.counters)
+            XCTAssertEqual(p.published, round == 0 ? first.chunks + 1 : 0, "every chunk and the tail, once")
+            XCTAssertEqual(p.queued, p.published, "a published document costs a probe")
+        }
+        // Forced: nothing computed, nothing published again.
+        let a = try h.frontend(shared: shared, storePath: path)
+        let forced = try a.cache.precompute(tokens: tokens, id: "doc", name: "doc", skipExisting: false)
+        a.tiers.flush()
+        try a.store.close()
+        XCTAssertEqual(forced.written.chunks, 0)
+        XCTAssertEqual(a.tiers.publisher?.counters.queued, 0)
+        let b = try h.frontend(shared: shared)
+        defer { try? b.store.close() }
+        let cold = try h.ask(b, doc, "Which town is named first?")
+        XCTAssertEqual(cold.sources.shared, first.tokens)
     }
 
     func testWrongCredentialsNameTheTier() throws {

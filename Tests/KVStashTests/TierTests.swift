@@ -12,15 +12,16 @@ struct SharedTierHarness {
 
     init() throws { m = try LoadedModel(path: tinyModelPath()) }
 
-    /// A frontend: its own local store (in a new directory) and the shared tier.
+    /// A frontend: its local store and the shared tier.
     struct Frontend {
         let store: ChunkStore
         let tiers: ChunkTiers
         let cache: PrefixCache
     }
 
-    func frontend(shared: any SharedChunkTier, ram: Int = 0) throws -> Frontend {
-        let store = try ChunkStore(path: temporaryDirectory(), options: StoreOptions(chunkSize: chunkSize))
+    /// A frontend with its own local store: a new one, or the one at `storePath`.
+    func frontend(shared: (any SharedChunkTier)?, ram: Int = 0, storePath: String? = nil) throws -> Frontend {
+        let store = try ChunkStore(path: storePath ?? temporaryDirectory(), options: StoreOptions(chunkSize: chunkSize))
         let tiers = ChunkTiers(local: store, shared: shared)
         let cache = PrefixCache(model: m.model, tokenizer: m.tokenizer, store: store, modelFingerprint: m.fingerprint,
                                 options: PrefixCacheOptions(codec: .f32, ramBudgetBytes: ram, writeBackQueries: true),
@@ -94,19 +95,46 @@ final class TierTests: XCTestCase {
         let r = try h.ask(b, doc, "Which town is named first?")
         XCTAssertEqual(r.sources.corruptChunks, 1)
         XCTAssertEqual(r.sources.unknownVersionChunks, 1)
-        // The chunks after a rejected one are fetched again; the tail is found again in the
-        // local store, where its first fetch copied it.
-        XCTAssertEqual(r.sources.shared + r.sources.disk, pre.tokens - 3 * h.chunkSize,
-                       "all but the hole, the damaged and the newer chunk")
-        XCTAssertGreaterThanOrEqual(r.sources.shared, pre.tokens - 3 * h.chunkSize - pre.tailTokens)
+        // The chunks after the rejected ones are kept from their one read while those are
+        // recomputed.
+        XCTAssertEqual(r.sources.shared, pre.tokens - 3 * h.chunkSize, "all but the hole, the damaged and the newer chunk")
+        XCTAssertEqual(r.sources.disk, 0)
+        XCTAssertEqual(r.sources.prefilled, 3 * h.chunkSize + (r.sources.prompt - pre.tokens))
         XCTAssertEqual(shared.rejected[keys[2]], .damaged("KV block payload checksum mismatch"))
         XCTAssertNil(shared.value(keys[2]), "the damaged block is removed")
         XCTAssertEqual(shared.value(keys[3]), newer, "the newer block is kept for the readers that know it")
         if case .unknownVersion? = shared.rejected[keys[3]] {} else { XCTFail("unknown version reported") }
         let counters = try XCTUnwrap(b.tiers.counters.first { $0.name == "shared" }?.counters)
         XCTAssertEqual(counters.damaged, 1)
-        // Read again when the run after the damaged chunk is fetched anew.
-        XCTAssertGreaterThanOrEqual(counters.unknownVersion, 1)
+        XCTAssertEqual(counters.unknownVersion, 1)
+        XCTAssertEqual(counters.fetches, keys.count, "each stored chunk and the tail read once (the hole never)")
+        XCTAssertEqual(counters.hits, keys.count - 3 + 1)
+        XCTAssertEqual(counters.copiedToLocal, keys.count - 3 + 1)
+    }
+
+    func testRejectedChunksInOneRunAreRecomputedAndTheRestReadOnce() throws {
+        let h = try SharedTierHarness()
+        let shared = MemoryChunkTier(name: "shared")
+        let doc = syntheticDocument(seed: 10, words: 220)
+        let (keys, pre) = try h.precomputeOnA(doc, shared: shared)
+        XCTAssertGreaterThanOrEqual(keys.count, 6)
+        // One run of stored chunks with two damaged ones apart (the second and the fifth).
+        for i in [1, 4] {
+            var damaged = try XCTUnwrap(shared.value(keys[i]))
+            damaged[damaged.count / 2] ^= 0x01
+            shared.overwrite(keys[i], with: damaged)
+        }
+        let b = try h.frontend(shared: shared)
+        defer { try? b.store.close() }
+        let r = try h.ask(b, doc, "Which town is named last?")
+        XCTAssertEqual(r.sources.corruptChunks, 2)
+        XCTAssertEqual(r.sources.shared, pre.tokens - 2 * h.chunkSize)
+        XCTAssertEqual(r.sources.prefilled, 2 * h.chunkSize + (r.sources.prompt - pre.tokens))
+        let counters = try XCTUnwrap(b.tiers.counters.first { $0.name == "shared" }?.counters)
+        XCTAssertEqual(counters.fetches, keys.count + 1, "every chunk and the tail read once")
+        XCTAssertEqual(counters.damaged, 2)
+        XCTAssertEqual(counters.hits, keys.count - 2 + 1)
+        XCTAssertEqual(b.store.probe(keys), keys.indices.map { ![1, 4].contains($0) }, "the good chunks copied to B's store")
     }
 
     func testSharedTierDownIsAMissAndCounted() throws {

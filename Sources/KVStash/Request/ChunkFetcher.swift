@@ -44,14 +44,36 @@ struct ChunkFetcher: Sendable {
         var meta: ChunkMeta?
     }
 
+    /// The outcome of `fetchRun`: each entry's outcome and the rows spliced after the first
+    /// entry that was not.
+    struct Run {
+        var outcomes: [Outcome]
+        /// Each entry's rows in the sequence.
+        var ranges: [Range<Int>]
+        /// The rows from the end of the first entry not spliced to the end of the run, when
+        /// a later entry was spliced (nil otherwise); row 0 is sequence row `heldStart`.
+        /// Their keys commit to the tokens before them, not to those tokens' KV, so they
+        /// stay valid while the entry before them is recomputed: `appendHeld` puts them back.
+        var held: KVCache?
+        var heldStart = 0
+
+        /// Appends the held rows of entry `i` (spliced, after the first one that was not)
+        /// to `cache`, which must end where the entry starts.
+        func appendHeld(_ i: Int, to cache: inout KVCache) {
+            guard let held else { preconditionFailure("no rows held") }
+            precondition(cache.count == ranges[i].lowerBound && outcomes[i] == .spliced)
+            cache.append(contentsOf: held, (ranges[i].lowerBound - heldStart)..<(ranges[i].upperBound - heldStart))
+        }
+    }
+
     /// Fetches consecutive `entries` and splices them at `cache.count` onwards: every entry
-    /// is read, verified and decoded on its own worker, straight into its rows, with K
+    /// is read once, verified and decoded on its own worker, straight into its rows, with K
     /// rotated there by the cache's RoPE for the rows' positions (row r at `r +
-    /// positionOffset`). Returns each entry's outcome; the cache then holds the rows up to
-    /// the first entry that was not spliced (later ones are dropped, to be fetched again
-    /// after it). Reads from the shared tier share one deadline: the time recomputing their
-    /// tokens would take.
-    func fetchRun(_ entries: [Entry], into cache: inout KVCache, positionOffset: Int = 0) -> [Outcome] {
+    /// positionOffset`). The cache then holds the rows up to the first entry that was not
+    /// spliced; the rows of later entries that were are held in the result (see `Run.held`).
+    /// Reads from the shared tier share one deadline: the time recomputing their tokens
+    /// would take.
+    func fetchRun(_ entries: [Entry], into cache: inout KVCache, positionOffset: Int = 0) -> Run {
         let start = cache.count
         var ranges: [Range<Int>] = []
         for entry in entries { ranges.append((ranges.last?.upperBound ?? start)..<((ranges.last?.upperBound ?? start) + entry.tokens)) }
@@ -60,9 +82,17 @@ struct ChunkFetcher: Sendable {
         let outcomes = cache.writeConcurrently(ranges, positionOffset: positionOffset) { i, writer in
             fetch(entries[i], deadline: deadline, into: writer)
         }
+        var run = Run(outcomes: outcomes, ranges: ranges)
         let spliced = outcomes.prefix { $0 == .spliced }.count
+        if spliced < outcomes.count, outcomes[(spliced + 1)...].contains(.spliced) {
+            let rows = ranges[spliced].upperBound..<ranges[ranges.count - 1].upperBound
+            var held = KVCache(shape: cache.shape, capacity: rows.count, rotation: cache.rotation)
+            held.append(contentsOf: cache, rows)
+            run.held = held
+            run.heldStart = rows.lowerBound
+        }
         cache.truncate(to: spliced == 0 ? start : ranges[spliced - 1].upperBound)
-        return outcomes
+        return run
     }
 
     /// One worker of `fetchRun`: decodes the value where the tier holds it (no copy).
@@ -135,7 +165,7 @@ struct ChunkFetcher: Sendable {
     /// appended.
     func fetchTail(_ entry: Entry, start: Int, into cache: inout KVCache) -> Outcome {
         var scratch = KVCache(shape: cache.shape, capacity: entry.tokens, rotation: cache.rotation)
-        let outcome = fetchRun([entry], into: &scratch, positionOffset: start)[0]
+        let outcome = fetchRun([entry], into: &scratch, positionOffset: start).outcomes[0]
         if outcome == .spliced { cache.append(contentsOf: scratch, (cache.count - start)..<scratch.count) }
         return outcome
     }

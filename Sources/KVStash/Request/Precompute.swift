@@ -28,7 +28,8 @@ public struct PrecomputeResult: Sendable {
 extension PrefixCache {
     /// Precomputes and stores the KV of every full chunk of `tokens` (a document's prefix,
     /// already wrapped in its template) and of its partial last chunk (a tail entry), then
-    /// records document `id` in the store.
+    /// records document `id` in the store. With a shared tier, the document's chunks found
+    /// in the local store are published too when the shared tier lacks them.
     ///
     /// Chunks already stored are reused (fetched only when a later chunk must be computed
     /// after them); the others are prefilled and written one at a time, so memory is one
@@ -53,6 +54,7 @@ extension PrefixCache {
         // fingerprint): the same document precomputed for another model is not this one's.
         if skipExisting, let stored = try store.document(id: id, salt: options.tenantSalt),
            keys.isEmpty || stored.chunkKeys.first == keys.first {
+            tiers.publishStored(stored.chunkKeys)
             result.skipped = true
             result.tokensAlreadyStored = capped.count
             return result
@@ -61,6 +63,7 @@ extension PrefixCache {
         state.cache.keepsRawKeys = true  // what the chunks encode
         let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
         var found = fetcher.probe(keys)  // a chunk in any tier need not be computed
+        tiers.publishStored(keys.indices.filter { found[$0].map { !tiers.levels[$0].isShared } ?? false }.map { keys[$0] })
         var present = found.map { $0 != nil }
         for index in keys.indices where !present[index] {
             if shouldStop() { result.interrupted = true; break }
@@ -102,7 +105,9 @@ extension PrefixCache {
                            written: inout WriteBackReport) throws -> ChunkKey {
         let start = keys.count * chunkSize
         let key = keyer.key(parent: keys.last ?? .root, tokens: state.tokens[start...])
-        guard store != nil, tiers.probe([key]) == [nil] else {
+        let level = tiers.probe([key])[0]
+        guard store != nil, level == nil else {
+            if let level, !tiers.levels[level].isShared { tiers.publishStored([key]) }
             written.alreadyStored += 1
             return key
         }
@@ -123,7 +128,7 @@ extension PrefixCache {
             let j = state.cache.count / chunkSize
             let entry = fetchEntry(keys[j], level: found[j] ?? 0, parent: j == 0 ? .root : keys[j - 1], chainIndex: j,
                                    tokens: state.tokens[(j * chunkSize)..<((j + 1) * chunkSize)])
-            let outcome = found[j] == nil ? .missing : fetcher.fetchRun([entry], into: &state.cache)[0]
+            let outcome = found[j] == nil ? .missing : fetcher.fetchRun([entry], into: &state.cache).outcomes[0]
             record(outcome, chunk: j, tokens: chunkSize, level: entry.level, in: &state)
             if outcome != .spliced {
                 found[j] = nil

@@ -97,7 +97,8 @@ extension PrefixCache {
 
     /// Steps 3-5: probe every full chunk past the RAM match, then fetch and splice each
     /// run of consecutive stored chunks (decoded in parallel, K rotated and narrowed to f16 as it lands),
-    /// prefilling the gaps (holes) between runs. The last run takes the document's tail
+    /// prefilling the gaps (holes) between runs and the chunks a run could not splice
+    /// (rejected, gone, late) while keeping the ones after them. The last run takes the document's tail
     /// stored after it (see `storedTails`) along, so all of it decodes in one parallel step.
     /// Returns that last probe for tails, so `spliceTail` need not hash and probe again.
     private func spliceFromDisk(_ state: inout SequenceState, reusable: Int) throws -> TailProbe? {
@@ -136,17 +137,20 @@ extension PrefixCache {
                 probed = TailProbe(start: end * size, untried: Array(tails.dropFirst()))
                 if let tail = tails.first { entries.append(tail) }
             }
-            let outcomes = timed(&seconds) { fetcher.fetchRun(entries, into: &state.cache) }
-            for (offset, outcome) in outcomes.enumerated() {
+            let run = timed(&seconds) { fetcher.fetchRun(entries, into: &state.cache) }
+            for (offset, outcome) in run.outcomes.enumerated() {
+                // Past an entry that was not spliced: recompute up to this one, then put back
+                // its rows (each chunk is read once; the chain keeps later ones valid).
+                if outcome == .spliced && state.cache.count < run.ranges[offset].upperBound {
+                    try prefill(&state, upTo: run.ranges[offset].lowerBound)
+                    timed(&seconds) { run.appendHeld(offset, to: &state.cache) }
+                }
                 guard offset < end - index else {  // the tail
                     recordTail(outcome, tokens: entries[offset].tokens, level: entries[offset].level, in: &state)
                     break
                 }
                 record(outcome, chunk: index + offset, tokens: size, level: entries[offset].level, in: &state)
-                if outcome != .spliced {  // recomputed next; the chunks after it are fetched again
-                    found[index + offset] = nil
-                    break
-                }
+                if outcome != .spliced { found[index + offset] = nil }  // recomputed
             }
             index = state.cache.count / size
         }
@@ -214,7 +218,7 @@ extension PrefixCache {
         let tails = probed.flatMap { $0.start == state.cache.count ? $0.untried : nil }
             ?? timed(&seconds) { storedTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
         for tail in tails {
-            let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache)[0] }
+            let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache).outcomes[0] }
             recordTail(outcome, tokens: tail.tokens, level: tail.level, in: &state)
             if outcome == .spliced { return }
         }
