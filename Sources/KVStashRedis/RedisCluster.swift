@@ -96,6 +96,11 @@ public actor RedisCluster: RedisKeyedClient {
         throw RedisError.noNodeForSlot(-1, "cluster discovery failed: " + errors.joined(separator: "; "))
     }
 
+    /// The primaries of the current slot map.
+    public func primaries() async throws -> [RedisNode] {
+        try await currentTopology().nodes.sorted { $0.description < $1.description }.map { node(at: $0) }
+    }
+
     private func node(at address: RedisAddress) -> RedisNode {
         if let existing = nodes[address] { return existing }
         let created = RedisNode(address: address, options: options, backoff: backoff, group: group, logger: logger)

@@ -6,6 +6,9 @@ public protocol RedisKeyedClient: Sendable {
     /// Runs the commands pipelined, grouped by node; one result per command, in order. A node
     /// that fails fails only its own commands.
     func executeMany(_ requests: [KeyedCommand]) async -> [Result<RESPValue, RedisError>]
+    /// The nodes holding the keys (a cluster's primaries, or the one node), for commands
+    /// about a node rather than a key (`DBSIZE`, `INFO`, `SCAN`).
+    func primaries() async throws -> [RedisNode]
 }
 
 /// A command and the key that decides where it runs.
@@ -38,4 +41,6 @@ extension RedisNode: RedisKeyedClient {
         let replies = await pipeline(requests.map(\.command))
         return zip(replies, requests).map { $0.serverErrorsAsFailures(node: address, command: $1.command) }
     }
+
+    public nonisolated func primaries() async throws -> [RedisNode] { [self] }
 }

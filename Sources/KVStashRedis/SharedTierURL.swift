@@ -93,6 +93,10 @@ public actor RedisAutoClient: RedisKeyedClient {
         case .failure(let error): return requests.map { _ in .failure(error) }
         }
     }
+
+    public nonisolated func primaries() async throws -> [RedisNode] {
+        try await resolved().get().primaries()
+    }
 }
 
 extension SharedRedisTier {

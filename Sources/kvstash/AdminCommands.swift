@@ -40,14 +40,25 @@ struct AdminList: ParsableCommand {
 
 /// `kvstash stats`: counts and sizes.
 struct AdminStats: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show store counts and sizes.")
+    static let configuration = CommandConfiguration(
+        commandName: "stats", abstract: "Show store counts and sizes (and the shared tier's, with --shared).",
+        discussion: """
+            With --shared (or $KVSTASH_SHARED): whether the shared tier answers (or its error), and per node             DBSIZE, INFO memory / stats, and the chunks and value bytes under the tier's namespace, counted with             SCAN + STRLEN on all nodes at once for at most --shared-scan-seconds (then lower bounds).
+            """)
     @OptionGroup var common: AdminStoreOptions
+    @OptionGroup var sharedTier: SharedTierOptions
+    @Option(name: .customLong("shared-scan-seconds"), help: "Time budget of the shared tier's key scan.")
+    var sharedScanSeconds = 2.0
 
     func run() throws {
         let store = try common.open(writing: false)
         defer { try? store.close() }
         let s = try store.stats()
-        if common.json { return try printJSON(s) }
+        let shared = sharedTier.stats(scanBudget: .milliseconds(Int(min(max(sharedScanSeconds, 0), 3600) * 1000)))
+        if common.json {
+            if let shared { return try printJSON(StatsWithShared(store: s, shared: shared)) }
+            return try printJSON(s)
+        }
         let models = (try? store.models()) ?? [:]
         var rows: [[String]] = [
             ["store", store.path + (store.readOnly ? " (read-only snapshot)" : "")],
@@ -64,7 +75,7 @@ struct AdminStats: ParsableCommand {
             let name = models[model].map { " \($0)" } ?? ""
             rows.append(["model \(short(model))\(name)", "\(formatBytes(bytes)) in \(s.entriesByModel[model] ?? 0) entries"])
         }
-        printTable(["STAT", "VALUE"], rows)
+        printTable(["STAT", "VALUE"], rows + (shared?.tableRows ?? []))
     }
 }
 

@@ -53,3 +53,63 @@ def test_wrong_credentials_name_the_tier(tmp_path):
     assert p.returncode != 0
     assert "tier 'shared'" in p.stderr and "authentication failed" in p.stderr, p.stderr
     assert "not-the-password" not in p.stderr
+
+
+def redis_namespace_reference(prefix="kvstash:chunk:"):
+    """Keys under `prefix` and the sum of their value lengths, node by node, read with
+    redis-cli (an independent client)."""
+    keys = size = 0
+    for node in CLUSTER.split(","):
+        host, port = node.rsplit(":", 1)
+        cli = ["redis-cli", "-h", host, "-p", port]
+        names = subprocess.run([*cli, "--scan", "--pattern", prefix + "*"], capture_output=True, text=True,
+                               check=True).stdout.split()
+        keys += len(names)
+        if names:
+            lengths = subprocess.run(cli, input="".join(f"STRLEN {n}\n" for n in names), capture_output=True,
+                                     text=True, check=True).stdout.split()
+            size += sum(int(n) for n in lengths)
+    return keys, size
+
+
+def test_stats_report_the_shared_tier(tmp_path):
+    shared = "redis://" + CLUSTER
+    doc = tmp_path / f"stats-{os.getpid()}.txt"
+    doc.write_text(DOC[:1500])
+    a = str(tmp_path / "a")
+    p = run("precompute", "--store", a, "--model", MODEL, "--codec", "int8", "--no-progress", "--shared", shared, str(doc))
+    assert p.returncode == 0, p.stderr
+    s = run("stats", "--store", a, "--json", "--shared", shared, timeout=60)
+    assert s.returncode == 0, s.stderr
+    got = json.loads(s.stdout)
+    assert got["entries"] >= 2, got  # the store's fields as without --shared
+    tier = got["shared"]
+    assert tier["reachable"] and tier["tier"] == "shared" and "error" not in tier, tier
+    assert len(tier["nodes"]) == 3 and tier["scanComplete"], tier
+    for node in tier["nodes"]:
+        assert node["keys"] >= node["chunks"] and node["usedMemoryBytes"] > 0 and node["maxMemoryPolicy"], node
+    assert (tier["chunks"], tier["chunkBytes"]) == redis_namespace_reference()
+    assert tier["chunks"] >= got["entries"] and tier["chunkBytes"] >= got["bytes"], (tier, got)
+    # The same through $KVSTASH_SHARED, as a table.
+    env = dict(os.environ, KVSTASH_SHARED=shared)
+    t = subprocess.run([BIN, "stats", "--store", a], capture_output=True, text=True, timeout=60, env=env)
+    assert t.returncode == 0, t.stderr
+    assert "tier shared" in t.stdout and "reachable, 3 nodes" in t.stdout, t.stdout
+
+
+def test_stats_name_an_unusable_shared_tier(tmp_path):
+    a = str(tmp_path / "a")
+    doc = tmp_path / "d.txt"
+    doc.write_text(DOC[:600])
+    assert run("precompute", "--store", a, "--model", MODEL, "--no-progress", str(doc)).returncode == 0
+    cases = [("redis://127.0.0.1:9", "127.0.0.1:9")]
+    if NODE:
+        cases.append((f"redis://:not-the-password@{NODE}", "authentication failed"))
+    for url, why in cases:
+        s = run("stats", "--store", a, "--json", "--shared", url, timeout=60)
+        assert s.returncode == 0, s.stderr
+        tier = json.loads(s.stdout)["shared"]
+        assert not tier["reachable"] and tier["error"].startswith("tier 'shared'") and why in tier["error"], tier
+        assert "not-the-password" not in s.stdout
+        t = run("stats", "--store", a, "--shared", url, timeout=60)
+        assert "UNREACHABLE" in t.stdout and "tier 'shared'" in t.stdout, t.stdout
