@@ -30,14 +30,11 @@ public struct RedisTierStats: Sendable, Codable, Equatable {
     public var reachable: Bool
     public var error: String?
     public var nodes: [RedisNodeStats]
-    public var chunks: Int { nodes.reduce(0) { $0 + $1.chunks } }
-    public var chunkBytes: Int { nodes.reduce(0) { $0 + $1.chunkBytes } }
-    public var scanComplete: Bool { nodes.allSatisfy { $0.error != nil || $0.scanComplete } }
+    /// Sums over the nodes; `scanComplete` when every answering node's scan ended.
+    public var chunks: Int
+    public var chunkBytes: Int
+    public var scanComplete: Bool
     public var scanBudgetSeconds: Double
-
-    enum CodingKeys: String, CodingKey {
-        case tier, namespace, reachable, error, nodes, chunks, chunkBytes, scanComplete, scanBudgetSeconds
-    }
 
     public init(tier: String, namespace: String, reachable: Bool, error: String?, nodes: [RedisNodeStats],
                 scanBudgetSeconds: Double) {
@@ -46,28 +43,10 @@ public struct RedisTierStats: Sendable, Codable, Equatable {
         self.reachable = reachable
         self.error = error
         self.nodes = nodes
+        chunks = nodes.reduce(0) { $0 + $1.chunks }
+        chunkBytes = nodes.reduce(0) { $0 + $1.chunkBytes }
+        scanComplete = reachable && nodes.allSatisfy { $0.error != nil || $0.scanComplete }
         self.scanBudgetSeconds = scanBudgetSeconds
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(tier: try c.decode(String.self, forKey: .tier), namespace: try c.decode(String.self, forKey: .namespace),
-                  reachable: try c.decode(Bool.self, forKey: .reachable), error: try c.decodeIfPresent(String.self, forKey: .error),
-                  nodes: try c.decode([RedisNodeStats].self, forKey: .nodes),
-                  scanBudgetSeconds: try c.decode(Double.self, forKey: .scanBudgetSeconds))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(tier, forKey: .tier)
-        try c.encode(namespace, forKey: .namespace)
-        try c.encode(reachable, forKey: .reachable)
-        try c.encodeIfPresent(error, forKey: .error)
-        try c.encode(nodes, forKey: .nodes)
-        try c.encode(chunks, forKey: .chunks)
-        try c.encode(chunkBytes, forKey: .chunkBytes)
-        try c.encode(scanComplete, forKey: .scanComplete)
-        try c.encode(scanBudgetSeconds, forKey: .scanBudgetSeconds)
     }
 }
 

@@ -20,9 +20,10 @@ struct SharedTierHarness {
     }
 
     /// A frontend with its own local store: a new one, or the one at `storePath`.
-    func frontend(shared: (any SharedChunkTier)?, ram: Int = 0, storePath: String? = nil) throws -> Frontend {
+    func frontend(shared: (any SharedChunkTier)?, ram: Int = 0, storePath: String? = nil,
+                  options: SharedTierOptions = SharedTierOptions()) throws -> Frontend {
         let store = try ChunkStore(path: storePath ?? temporaryDirectory(), options: StoreOptions(chunkSize: chunkSize))
-        let tiers = ChunkTiers(local: store, shared: shared)
+        let tiers = ChunkTiers(local: store, shared: shared, options: options)
         let cache = PrefixCache(model: m.model, tokenizer: m.tokenizer, store: store, modelFingerprint: m.fingerprint,
                                 options: PrefixCacheOptions(codec: .f32, ramBudgetBytes: ram, writeBackQueries: true),
                                 tiers: tiers)

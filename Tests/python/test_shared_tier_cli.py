@@ -4,6 +4,7 @@ scripts/redis-test-servers.sh, and with the f32 codec B's answer equals the unca
 import json
 import os
 import subprocess
+import uuid
 
 import pytest
 
@@ -18,6 +19,11 @@ DOC = " ".join(f"Station {i} of the northern line opened in {1900 + i} beside th
 QUESTION = "Which station opened in 1931?"
 
 
+def fresh(text):
+    """`text` behind a nonce, so its chunk keys are new to a cluster that outlives one run."""
+    return f"Run {uuid.uuid4().hex}. {text}"
+
+
 def run(*args, timeout=900):
     if not (BIN and MODEL and CLUSTER):
         pytest.fail("KVSTASH_BIN, KVSTASH_MODEL and KVSTASH_REDIS_CLUSTER must be set")
@@ -27,7 +33,7 @@ def run(*args, timeout=900):
 def test_query_on_a_second_frontend_takes_the_prefix_from_the_shared_tier(tmp_path):
     shared = "redis://" + CLUSTER
     doc = tmp_path / f"stations-{os.getpid()}.txt"
-    doc.write_text(DOC)
+    doc.write_text(fresh(DOC))
     a, b, c = (str(tmp_path / name) for name in ("a", "b", "c"))
     p = run("precompute", "--store", a, "--model", MODEL, "--codec", "f32", "--no-progress", "--shared", shared, str(doc))
     assert p.returncode == 0, p.stderr
@@ -75,7 +81,7 @@ def redis_namespace_reference(prefix="kvstash:chunk:"):
 def test_stats_report_the_shared_tier(tmp_path):
     shared = "redis://" + CLUSTER
     doc = tmp_path / f"stats-{os.getpid()}.txt"
-    doc.write_text(DOC[:1500])
+    doc.write_text(fresh(DOC[:1500]))
     a = str(tmp_path / "a")
     p = run("precompute", "--store", a, "--model", MODEL, "--codec", "int8", "--no-progress", "--shared", shared, str(doc))
     assert p.returncode == 0, p.stderr
