@@ -57,7 +57,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "kvstash", dependencies: [
-            "KVStash", "KVStashStore", "KVStashCodec", "KVStashEngine", "KVStashServer", "KVStashRedis",
+            "KVStash", "KVStashStore", "KVStashCodec", "KVStashCore", "KVStashEngine", "KVStashServer", "KVStashRedis",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

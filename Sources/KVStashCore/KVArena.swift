@@ -16,13 +16,23 @@ final class KVArena<Element: BitwiseCopyable> {
 
     init(tensors: Int, elementsEach: Int) {
         self.tensors = tensors
-        let perLine = 64 / MemoryLayout<Element>.stride
-        stride = (max(elementsEach, 1) + perLine - 1) / perLine * perLine
-        block = KVArenaPool.shared.take(bytes: tensors * stride * MemoryLayout<Element>.stride)
+        stride = Self.stride(elementsEach)
+        block = KVArenaPool.shared.take(bytes: Self.bytes(tensors: tensors, elementsEach: elementsEach))
         start = block.pointer.bindMemory(to: Element.self, capacity: tensors * stride)
     }
 
     deinit { KVArenaPool.shared.give(block) }
+
+    /// Elements from one tensor's start to the next's: `elementsEach` rounded up to 64 bytes.
+    private static func stride(_ elementsEach: Int) -> Int {
+        let perLine = 64 / MemoryLayout<Element>.stride
+        return (max(elementsEach, 1) + perLine - 1) / perLine * perLine
+    }
+
+    /// Bytes of an arena of `tensors` tensors of `elementsEach` elements.
+    static func bytes(tensors: Int, elementsEach: Int) -> Int {
+        tensors * stride(elementsEach) * MemoryLayout<Element>.stride
+    }
 
     func tensor(_ i: Int) -> UnsafeMutablePointer<Element> { start + i * stride }
 
@@ -42,6 +52,8 @@ final class KVArenaPool: Sendable {
         let base: UInt
         let mapped: Int
         let bytes: Int
+        /// Every page already faulted in (`KVArenaPool.prewarm`): preferred by `take`.
+        var resident = false
         var pointer: UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: address)! }
     }
 
@@ -52,11 +64,17 @@ final class KVArenaPool: Sendable {
 
     init(maxBytes: Int) { self.maxBytes = maxBytes }
 
-    /// A block of at least `bytes`: a pooled one no more than twice as large, or a new one.
+    /// A block of at least `bytes`: a resident pooled one of any larger size, else a pooled
+    /// one no more than twice as large, else a new one.
     func take(bytes: Int) -> Block {
         let reused = free.withLock { blocks -> Block? in
-            let fits = blocks.indices.filter { blocks[$0].bytes >= bytes && blocks[$0].bytes <= 2 * bytes }
-            guard let best = fits.min(by: { blocks[$0].bytes < blocks[$1].bytes }) else { return nil }
+            let fits = blocks.indices.filter {
+                blocks[$0].bytes >= bytes && (blocks[$0].resident || blocks[$0].bytes <= 2 * bytes)
+            }
+            guard let best = fits.min(by: { (a, b) in
+                let x = blocks[a], y = blocks[b]
+                return x.resident != y.resident ? x.resident : x.bytes < y.bytes
+            }) else { return nil }
             return blocks.remove(at: best)
         }
         if let reused { return reused }
@@ -78,6 +96,16 @@ final class KVArenaPool: Sendable {
             return evicted
         }
         evicted.forEach(release)
+    }
+
+    /// Maps a block of `bytes`, faults every page in and pools it, so the first request of a
+    /// process writes its KV into resident memory instead of zeroing fresh pages (hundreds
+    /// of MB for a long cached prefix) on its critical path.
+    func prewarm(bytes: Int) {
+        var block = take(bytes: bytes)
+        block.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: block.bytes)
+        block.resident = block.mapped > 0
+        give(block)
     }
 
     /// Bytes currently pooled.

@@ -71,6 +71,13 @@ public struct KVCache: Sendable {
         self.init(shape: shape, capacity: capacity, rotation: RotaryTables(layers: shape.layers, table: rotation))
     }
 
+    /// Faults in and pools the buffers of a cache of `capacity` positions of `shape` (f16 K
+    /// and V of every layer), so that the next cache made reuses resident memory. A server
+    /// calls it once at start, as serving engines allocate their KV cache up front.
+    public static func prewarm(shape: KVShape, capacity: Int) {
+        KVStorage.prewarm(shape: shape, capacity: capacity)
+    }
+
     /// Number of valid positions.
     public var count: Int { storage.count }
     /// Positions the buffers hold without growing.
@@ -159,8 +166,8 @@ public struct KVCache: Sendable {
         guard keepsRawKeys, !range.isEmpty else { return }
         check(layer, range)
         makeUnique()
-        let d = shape.kvDim, dst = storage.rawPointer(layer: layer) + range.lowerBound * d
-        for r in 0..<range.count { (dst + r * d).update(from: src + r * stride, count: d) }
+        let d = shape.kvDim
+        for (r, p) in range.enumerated() { storage.rawRow(layer: layer, position: p).update(from: src + r * stride, count: d) }
         if layer == shape.layers - 1 { for p in range { storage.rawKept[p] = true } }
     }
 
@@ -217,7 +224,7 @@ extension KVCache: KVRowSource {
                 for (r, p) in range.enumerated() {
                     let row = o.baseAddress! + r * d
                     if storage.rawKept[p] {
-                        row.update(from: storage.rawPointer(layer: layer) + p * d, count: d)
+                        row.update(from: storage.rawRow(layer: layer, position: p), count: d)
                     } else if let rotation {
                         rotation[layer].covering(p..<(p + 1)).applyInverse(row, stride: d, rows: 1, firstPosition: p,
                                                                    heads: shape.kvHeads, headDim: shape.headDim)
@@ -230,8 +237,10 @@ extension KVCache: KVRowSource {
 }
 
 /// Buffers behind `KVCache`: one arena holding, for each layer, two `[capacity][kvDim]`
-/// f16 tensors (K after RoPE, V), and, once asked for, one of f32 K before RoPE per layer
-/// with a flag per position saying which rows it holds.
+/// f16 tensors (K after RoPE, V), and, once asked for, one `[capacity][layer][kvDim]` tensor
+/// of f32 K before RoPE with a flag per position saying which rows it holds. The raw keys
+/// are position-major so that keeping the few rows a hit computes touches a few pages, not
+/// a huge page per layer near the end of a long context.
 final class KVStorage: @unchecked Sendable {
     // @unchecked: mutated only through KVCache, which enforces uniqueness (copy-on-write)
     // before every write, so a shared instance is never written.
@@ -247,28 +256,40 @@ final class KVStorage: @unchecked Sendable {
     init(shape: KVShape, capacity: Int) {
         self.shape = shape
         self.capacity = capacity
-        halves = KVArena(tensors: shape.layers * 2, elementsEach: capacity * shape.kvDim)
+        halves = KVStorage.halfArena(shape: shape, capacity: capacity)
+    }
+
+    private static func halfArena(shape: KVShape, capacity: Int) -> KVArena<UInt16> {
+        KVArena(tensors: shape.layers * 2, elementsEach: capacity * shape.kvDim)
+    }
+
+    static func prewarm(shape: KVShape, capacity: Int) {
+        KVArenaPool.shared.prewarm(bytes: KVArena<UInt16>.bytes(tensors: shape.layers * 2,
+                                                                elementsEach: capacity * shape.kvDim))
     }
 
     func pointer(layer: Int, _ kind: KVKind) -> UnsafeMutablePointer<UInt16> {
         halves.tensor(layer * 2 + (kind == .key ? 0 : 1))
     }
 
-    /// The f32 K before RoPE of `layer` (allocated on first use).
-    func rawPointer(layer: Int) -> UnsafeMutablePointer<Float> {
-        if raw == nil { raw = KVArena(tensors: shape.layers, elementsEach: capacity * shape.kvDim) }
-        return raw!.tensor(layer)
+    /// The f32 K before RoPE of `layer` at `position` (the tensor is allocated on first use).
+    func rawRow(layer: Int, position: Int) -> UnsafeMutablePointer<Float> {
+        if raw == nil { raw = KVArena(tensors: 1, elementsEach: capacity * rawRowElements) }
+        return raw!.tensor(0) + (position * shape.layers + layer) * shape.kvDim
     }
+
+    /// Floats of raw K per position (every layer's row).
+    private var rawRowElements: Int { shape.layers * shape.kvDim }
 
     func grow(to needed: Int) {
         guard needed > capacity else { return }
-        let newCapacity = max(needed, capacity * 2), elements = newCapacity * shape.kvDim
-        let bigger = KVArena<UInt16>(tensors: shape.layers * 2, elementsEach: elements)
+        let newCapacity = max(needed, capacity * 2)
+        let bigger = KVStorage.halfArena(shape: shape, capacity: newCapacity)
         bigger.copyRows(from: halves, elements: count * shape.kvDim)
         halves = bigger
         if let raw {
-            let biggerRaw = KVArena<Float>(tensors: shape.layers, elementsEach: elements)
-            biggerRaw.copyRows(from: raw, elements: count * shape.kvDim)
+            let biggerRaw = KVArena<Float>(tensors: 1, elementsEach: newCapacity * rawRowElements)
+            biggerRaw.copyRows(from: raw, elements: count * rawRowElements)
             self.raw = biggerRaw
         }
         capacity = newCapacity
@@ -278,8 +299,8 @@ final class KVStorage: @unchecked Sendable {
         let c = KVStorage(shape: shape, capacity: capacity)
         c.halves.copyRows(from: halves, elements: count * shape.kvDim)
         if let raw, rawKept.contains(true) {
-            _ = c.rawPointer(layer: 0)
-            c.raw!.copyRows(from: raw, elements: count * shape.kvDim)
+            _ = c.rawRow(layer: 0, position: 0)
+            c.raw!.copyRows(from: raw, elements: count * rawRowElements)
         }
         c.count = count
         c.keepsRaw = keepsRaw

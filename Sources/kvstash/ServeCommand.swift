@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import KVStash
 import KVStashCodec
+import KVStashCore
+import KVStashEngine
 import KVStashServer
 import KVStashStore
 
@@ -72,6 +74,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "KV positions (prompt + max_tokens) of all generations at once; past it: 429.")
     var maxActiveTokens = 32_768
 
+    @Option(name: .long, help: "KV positions whose cache memory is faulted in at start (default: the model's context, at most 512 MiB; 0: none).")
+    var prewarmTokens: Int?
+
     func validate() throws {
         for (name, value) in [("--precompute-concurrency", precomputeConcurrency), ("--precompute-queue", precomputeQueue),
                               ("--precompute-max-documents", precomputeMaxDocuments),
@@ -79,6 +84,7 @@ struct ServeCommand: AsyncParsableCommand {
                               ("--max-body", maxBody), ("--max-active-tokens", maxActiveTokens)] where value < 1 {
             throw ValidationError("\(name) must be positive")
         }
+        guard (prewarmTokens ?? 0) >= 0 else { throw ValidationError("--prewarm-tokens must be >= 0") }
         guard precomputeRetention >= 0 else { throw ValidationError("--precompute-retention must be >= 0") }
         guard (0...(Int.max >> 20)).contains(ramBudgetMB) else { throw ValidationError("--ram-budget-mb is out of range") }
         guard idleTimeout > 0, readTimeout > 0, idleTimeout <= 86_400, readTimeout <= 86_400 else {
@@ -93,6 +99,7 @@ struct ServeCommand: AsyncParsableCommand {
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec), ramBudgetBytes: ramBudgetMB << 20)
         let backend = try PrefixCacheBackend(modelPath: modelPath, store: chunkStore, shared: try await sharedTier.openAsync(),
                                              options: options, defaultSystem: !noDefaultSystem)
+        prewarm(backend.model.config)
         let token = adminToken ?? ProcessInfo.processInfo.environment["KVSTASH_ADMIN_TOKEN"]
         let config = ServerConfiguration(
             host: host, port: port, adminToken: token, maxBodyBytes: maxBody, tenantFromAPIKey: tenantFromApiKey,
@@ -109,5 +116,14 @@ struct ServeCommand: AsyncParsableCommand {
             // One parseable line, so scripts (and the tests) can learn the port.
             FileHandle.standardOutput.write(Data("kvstash serving \(modelID) on http://\(host):\(port)\n".utf8))
         }
+    }
+
+    /// Faults in the KV cache memory of `--prewarm-tokens` positions, as serving engines
+    /// allocate their KV cache at start, so a first request does not zero fresh pages.
+    private func prewarm(_ config: ModelConfig) {
+        let perPosition = config.kvShape.cacheBytesPerPosition
+        let tokens = prewarmTokens ?? min(config.contextLength, (512 << 20) / max(perPosition, 1))
+        guard tokens > 0 else { return }
+        KVCache.prewarm(shape: config.kvShape, capacity: min(tokens, config.contextLength))
     }
 }

@@ -350,9 +350,21 @@ final class SmallProductTests: XCTestCase {
     }
 
     /// `kv_attend_partial` over `keys` cut into `ranges` parts (`qt` as the kernel takes it, m
-    /// lanes of d), merged by `kv_attend_merge`: the attention output `[m][d]`.
+    /// lanes of d), merged by `kv_attend_merge`: the attention output `[m][d]`. Runs with the
+    /// narrow (AVX2) and the wide (AVX-512) register tiles, which must give the same bits.
     func attendInRanges(_ qt: [Float], m: Int, d: Int, k: [UInt16], v: [UInt16], ld: Int, keys: Range<Int>,
                         ranges: Int, last: [Int32], first: [Int32]? = nil) -> [Float] {
+        defer { kv_attend_set_tiles(-1) }
+        let outputs = [0, 1].map { wide in
+            kv_attend_set_tiles(Int32(wide))
+            return attendOnce(qt, m: m, d: d, k: k, v: v, ld: ld, keys: keys, ranges: ranges, last: last, first: first)
+        }
+        XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern), "narrow and wide tiles differ (m \(m), d \(d))")
+        return outputs[1]
+    }
+
+    private func attendOnce(_ qt: [Float], m: Int, d: Int, k: [UInt16], v: [UInt16], ld: Int, keys: Range<Int>,
+                            ranges: Int, last: [Int32], first: [Int32]?) -> [Float] {
         let mp = (m + 15) / 16 * 16, n = keys.upperBound, length = (keys.count + ranges - 1) / ranges
         var o = [Float](repeating: .nan, count: ranges * m * d)
         var mx = [Float](repeating: .nan, count: ranges * mp), sum = mx

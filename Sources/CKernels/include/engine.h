@@ -136,6 +136,9 @@ int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float
 void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uint16_t *k, const uint16_t *v,
                        size_t ld, size_t p0, size_t p1, const int32_t *last, const int32_t *first, float *scratch, float *o,
                        float *mx, float *sum);
+/* Chooses kv_attend_partial's register tiles: 1 wide (AVX-512), 0 narrow (AVX2), -1 by the
+   CPU (the default). For tests, which check both on any CPU. */
+void kv_attend_set_tiles(int wide);
 void kv_attend_merge(size_t parts, size_t m, size_t mp, size_t d, const float *o, const float *mx, const float *sum,
                      float *out);
 
