@@ -140,6 +140,29 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         for g in back { XCTAssertEqual(g, 1, accuracy: 2e-3, "a row written without keeping is rotated back") }
     }
 
+    /// Raw keys of every layer survive the cache growing past its capacity (they move with
+    /// their positions into the larger arena) and a copy-on-write duplicate.
+    func testRawKeysSurviveGrowth() {
+        var cache = KVCache(shape: shape, capacity: 16, rotation: table)
+        cache.keepsRawKeys = true
+        cache.extend(by: 10)
+        for layer in 0..<shape.layers {
+            cache.withMutableRows(layer: layer, .key, 0..<10) { rows in
+                for p in 0..<10 { for c in 0..<shape.kvDim { rows[p * shape.kvDim + c] = value(layer, .key, p, c) } }
+            }
+        }
+        let copy = cache
+        cache.extend(by: 40)
+        XCTAssertGreaterThanOrEqual(cache.capacity, 50)
+        for layer in 0..<shape.layers {
+            for p in [0, 5, 9] {
+                let raw = (0..<shape.kvDim).map { value(layer, .key, p, $0) }
+                XCTAssertEqual(cache.withRows(layer: layer, .key, p..<(p + 1)) { Array($0) }, raw, "layer \(layer) row \(p)")
+                XCTAssertEqual(copy.withRows(layer: layer, .key, p..<(p + 1)) { Array($0) }, raw, "copy, layer \(layer) row \(p)")
+            }
+        }
+    }
+
     /// The vector kernel (rope dims a multiple of 16) against RoPE from its definition, in
     /// double precision, for both pairings, in place and out of place, with a head tail
     /// past the rotated dims that is copied unchanged.
@@ -253,5 +276,26 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         let big = pool.take(bytes: 32 << 20)
         pool.give(big)
         XCTAssertEqual(pool.pooledBytes, 6 << 20, "an arena larger than the budget is released")
+    }
+
+    /// A prewarmed (resident) arena is pooled and handed to a cache of any size that fits in
+    /// it, before a pooled arena that was only touched in part.
+    func testPrewarmedArenaIsPreferred() {
+        let pool = KVArenaPool(maxBytes: 64 << 20)
+        let plain = pool.take(bytes: 5 << 20)
+        XCTAssertFalse(plain.resident)
+        pool.prewarm(bytes: 16 << 20)
+        XCTAssertEqual(pool.pooledBytes, 16 << 20)
+        pool.give(plain)
+        XCTAssertEqual(pool.pooledBytes, 21 << 20)
+        let small = pool.take(bytes: 4 << 20)
+        XCTAssertTrue(small.resident, "the resident arena is taken though it is 4x the request")
+        XCTAssertEqual(small.bytes, 16 << 20)
+        let next = pool.take(bytes: 4 << 20)
+        XCTAssertFalse(next.resident)
+        XCTAssertEqual(next.address, plain.address, "then the pooled arena within twice the size")
+        pool.give(small)
+        pool.give(next)
+        XCTAssertTrue(pool.take(bytes: 12 << 20).resident, "the resident arena stays resident when given back")
     }
 }
