@@ -6,12 +6,12 @@ measured against the float64 numpy reference forward
 one decode step at a time (kvstash-enginebench --teacher-force); the next-token
 distribution after each step is compared with the reference's: mean and max
 KL(reference || engine) and top-1 agreement, for each KVSTASH_DECODE_ACTIVATIONS mode:
-auto (the default: 8-bit input for Q4_1, 16-bit for Q8_0), int8 (8-bit for every tensor)
-and f32.
+auto (the default: 16-bit input codes for every tensor with an integer kernel), int8 (8-bit
+codes on the interleaved Q4_1/Q8_0/Q5_0 copies, f32 input elsewhere) and f32.
 
 Usage: bench/decode_fidelity.py --model GGUF --engine PATH/kvstash-enginebench
-       [--windows 3] [--context 512] [--scored 128]
-Writes bench/results/decode-fidelity.json."""
+       [--windows 3] [--context 512] [--scored 128] [--out JSON]
+Writes bench/results/decode-fidelity.json unless --out says otherwise."""
 import argparse
 import json
 import os
