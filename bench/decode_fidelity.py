@@ -33,6 +33,19 @@ def corpus():
     return gpl + "\n\n" + "\n\n".join(t.topics[k] for k in sorted(t.topics)) + "\n"
 
 
+def corpus_ids(model, path, text):
+    """Token ids of `text`: the reference's byte-level BPE, or for a SentencePiece vocabulary
+    (gemma3) the sentencepiece reference of Tests/reference/gemma3_tokenizer_reference.py on
+    the first 12,000 characters (enough for 3 windows of 640), with BOS."""
+    import gguf
+    if gguf.GGUFReader(path).fields["tokenizer.ggml.model"].contents() != "llama":
+        return build_tokenizer(model).encode(text).ids
+    import gemma3_tokenizer_reference as g
+    v = g.load_vocab(path)
+    user_defined = {p: i for i, (p, ty) in enumerate(zip(v["tokens"], v["types"])) if ty == 4}
+    return ([v["bos"]] if v["add_bos"] else []) + g.encode(g.build_processor(v), user_defined, text[:12000])
+
+
 def engine_logprobs(engine, model, tokens_file, context, mode, vocab, tmp):
     out = os.path.join(tmp, f"logits-{mode}.f32")
     env = dict(os.environ, KVSTASH_DECODE_ACTIVATIONS=mode)
@@ -60,7 +73,7 @@ def main():
     a = ap.parse_args()
     started = time.time()
     model = Model(a.model)
-    ids = build_tokenizer(model).encode(corpus()).ids
+    ids = corpus_ids(model, a.model, corpus())
     width = a.context + a.scored
     assert a.windows * width <= len(ids), "corpus too short"
     windows = [ids[w * width:(w + 1) * width] for w in range(a.windows)]

@@ -3,6 +3,8 @@
 #include "qrows.h"
 #include "kquants.h"
 
+#include "clones.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -314,14 +316,6 @@ ROWS_AVX2(rows_q4_K, KV_GGML_Q4_K, 256)
 ROWS_AVX2(rows_q5_K, KV_GGML_Q5_K, 256)
 ROWS_AVX2(rows_q6_K, KV_GGML_Q6_K, 256)
 
-static int has_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    }
-    return cached;
-}
 #endif
 
 static int matvec_rows(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols,
@@ -331,7 +325,7 @@ static int matvec_rows(int type, const void *w, const kv_q16_block *x, float *y,
     const uint8_t *base = (const uint8_t *)w;
     const size_t row_bytes = cols / elements * bytes, nb = cols / 32;
 #if defined(__x86_64__)
-    if (!portable && has_avx2()) {
+    if (!portable && kv_has_avx2_fma_f16c()) {
         /* every input block's d and s, read eight at a time by the K-quant rows */
         float stack[2 * 256], *dx = nb <= 256 ? stack : malloc(2 * nb * sizeof(float));
         if (!dx) return -2;

@@ -11,31 +11,7 @@
 #include "engine.h"
 #include "qrows.h"
 #include "kvkernels.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static unsigned long long state = 1;
-static unsigned rnd(void) {
-    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (unsigned)(state >> 33);
-}
-
-static void fill(unsigned char *b, int type, size_t blocks, size_t bytes) {
-    const unsigned short h = 0x2000;
-    for (size_t i = 0; i < blocks * bytes; i++) b[i] = (unsigned char)(rnd() & 0xFF);
-    for (size_t i = 0; i < blocks; i++) {
-        unsigned char *p = b + i * bytes;
-        if (type == KV_GGML_Q6_K) memcpy(p + 208, &h, 2);
-        else {
-            memcpy(p, &h, 2);
-            if (type == KV_GGML_Q4_1 || type == KV_GGML_Q4_K) memcpy(p + 2, &h, 2);
-        }
-    }
-}
+#include "bench_blocks.h"
 
 enum { F32, ROWS, LAID };
 
