@@ -6,12 +6,12 @@ measured against the float64 numpy reference forward
 one decode step at a time (kvstash-enginebench --teacher-force); the next-token
 distribution after each step is compared with the reference's: mean and max
 KL(reference || engine) and top-1 agreement, for each KVSTASH_DECODE_ACTIVATIONS mode:
-auto (the default: 8-bit input for Q4_1, 16-bit for Q8_0), int8 (8-bit for every tensor)
-and f32.
+auto (the default: 16-bit input codes for every tensor with an integer kernel), int8 (8-bit
+codes on the interleaved Q4_1/Q8_0/Q5_0 copies, f32 input elsewhere) and f32.
 
 Usage: bench/decode_fidelity.py --model GGUF --engine PATH/kvstash-enginebench
-       [--windows 3] [--context 512] [--scored 128]
-Writes bench/results/decode-fidelity.json."""
+       [--windows 3] [--context 512] [--scored 128] [--out JSON]
+Writes bench/results/decode-fidelity.json unless --out says otherwise."""
 import argparse
 import json
 import os
@@ -31,6 +31,19 @@ def corpus():
     import pydoc_data.topics as t
     gpl = open("/usr/share/common-licenses/GPL-3", encoding="utf-8").read()
     return gpl + "\n\n" + "\n\n".join(t.topics[k] for k in sorted(t.topics)) + "\n"
+
+
+def corpus_ids(model, path, text):
+    """Token ids of `text`: the reference's byte-level BPE, or for a SentencePiece vocabulary
+    (gemma3) the sentencepiece reference of Tests/reference/gemma3_tokenizer_reference.py on
+    the first 12,000 characters (enough for 3 windows of 640), with BOS."""
+    import gguf
+    if gguf.GGUFReader(path).fields["tokenizer.ggml.model"].contents() != "llama":
+        return build_tokenizer(model).encode(text).ids
+    import gemma3_tokenizer_reference as g
+    v = g.load_vocab(path)
+    user_defined = {p: i for i, (p, ty) in enumerate(zip(v["tokens"], v["types"])) if ty == 4}
+    return ([v["bos"]] if v["add_bos"] else []) + g.encode(g.build_processor(v), user_defined, text[:12000])
 
 
 def engine_logprobs(engine, model, tokens_file, context, mode, vocab, tmp):
@@ -60,7 +73,7 @@ def main():
     a = ap.parse_args()
     started = time.time()
     model = Model(a.model)
-    ids = build_tokenizer(model).encode(corpus()).ids
+    ids = corpus_ids(model, a.model, corpus())
     width = a.context + a.scored
     assert a.windows * width <= len(ids), "corpus too short"
     windows = [ids[w * width:(w + 1) * width] for w in range(a.windows)]

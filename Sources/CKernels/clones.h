@@ -10,4 +10,8 @@
 #define KV_CLONES
 #endif
 
+/* 1 when the CPU runs AVX2, FMA and F16C: the explicit-intrinsics kernels (matvec_q8.c,
+   qrows.c) check it once and otherwise take their plain C paths (kernels.c). */
+int kv_has_avx2_fma_f16c(void);
+
 #endif

@@ -11,6 +11,17 @@ const char *kv_kernels_isa(void) {
     return "default";
 }
 
+#if defined(__x86_64__)
+int kv_has_avx2_fma_f16c(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return cached;
+}
+#endif
+
 KV_CLONES void kv_axpy(float *y, const float *x, float a, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }

@@ -221,14 +221,6 @@ AVX2_TARGET static void matvec_avx2(int type, const uint8_t *w, const kv_q8_bloc
     }
 }
 
-static int has_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    }
-    return cached;
-}
 #endif
 
 /* Any x86-64 (or other CPU): the same sums, row by row, in plain C. Row r of a group is
@@ -266,7 +258,7 @@ static int matvec_codes(int type, const void *w, const kv_q8_block *x8, const kv
                         size_t rows, size_t cols, int accumulate, int portable) {
     if (cols % 32 || rows % GROUP || (type != KV_GGML_Q4_1 && type != KV_GGML_Q8_0)) return -1;
 #if defined(__x86_64__)
-    if (!portable && has_avx2()) {
+    if (!portable && kv_has_avx2_fma_f16c()) {
         matvec_avx2(type, (const uint8_t *)w, x8, x16, y, rows, cols / 32, accumulate);
         return 0;
     }

@@ -25,6 +25,8 @@ struct RandomBlocks {
             case .q5_1: half(o, 0.05, 0.04); half(o + 2, 0, 1)
             case .q4_K, .q5_K: half(o, 0.001, 0.0008); half(o + 2, 0.001, 0.0008)
             case .q6_K: half(o + 208, 0, 0.0005)
+            case .q4_0, .q8_0: half(o, 0, 0.05)
+            case .q4_1: half(o, 0.05, 0.04); half(o + 2, 0, 1)
             default: put(withUnsafeBytes(of: rng.uniform(0.01).bitPattern.littleEndian, Array.init), o)
             }
         }

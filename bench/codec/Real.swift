@@ -4,7 +4,7 @@ import KVStashCore
 import KVStashEngine
 
 /// Loads the model, tokenizes the corpus, measures size and speed on real KV, then
-/// runs the quality loop (Quality.swift). Writes bench/results/codec-real.json.
+/// runs the quality loop (Quality.swift). Writes bench/results/codec-real.json (`--name`).
 func runReal(_ options: Options) throws {
     guard !options.model.isEmpty else { fatalError("pass --model PATH or set KVSTASH_MODEL") }
     setThreads(options.threads)
@@ -18,7 +18,7 @@ func runReal(_ options: Options) throws {
     if options.firstWindow > 0 {  // a continuation of an earlier run's perplexity windows only
         let ppl = try quality(model, tokens).perplexity(scoredTokens: options.pplTokens, budget: options.pplSeconds,
                                                         firstWindow: options.firstWindow)
-        try writeJSON(ppl, to: "\(options.out)/codec-real-windows-from-\(options.firstWindow).json")
+        try writeJSON(ppl, to: "\(options.out)/\(options.name)-windows-from-\(options.firstWindow).json")
         return
     }
     // Size and speed: KV of the first 1024 tokens (GPL-3 text), 4 chunks of 256.
@@ -27,7 +27,9 @@ func runReal(_ options: Options) throws {
     let t0 = Date()
     _ = try model.prefill(Array(tokens[0..<1024]), cache: &kv)
     print("prefill 1024 tokens: \(fmt(Date().timeIntervalSince(t0), 1)) s")
-    let speed = try speedReport(plainRows(kv), label: "real KV: SmolLM2-135M on the first 1024 tokens of the corpus", reps: options.reps)
+    let modelName = URL(fileURLWithPath: options.model).lastPathComponent
+    let speed = try speedReport(plainRows(kv), label: "real KV: \(modelName) on the first 1024 tokens of the corpus",
+                                reps: options.reps)
     printSpeedTable(speed)
 
     let quality = quality(model, tokens)
@@ -36,7 +38,7 @@ func runReal(_ options: Options) throws {
     let greedy = try quality.greedyAgreement(prompts: options.prompts, startAt: ppl.tokensUsed, budget: options.greedySeconds)
     let report = RealReport(speed: speed, blasCore: blasCoreName(), blasThreads: blasThreads(),
                             corpus: options.texts, corpusTokens: tokens.count, perplexity: ppl, greedy: greedy)
-    try writeJSON(report, to: "\(options.out)/codec-real.json")
+    try writeJSON(report, to: "\(options.out)/\(options.name).json")
     printQualityTable(report)
 }
 

@@ -4,6 +4,7 @@
 //   codec-bench real --model PATH --text FILE... [--reps N] [--ppl-tokens N] [--prompts N] [--threads N]
 //                  [--ppl-seconds S] [--greedy-seconds S]   (time budgets: the CPU is shared)
 //                  [--first-window W]   only perplexity windows W... (to extend an earlier run)
+//                  [--name NAME]   results file name (default codec-real: NAME.json, NAME-windows-from-W.json)
 //                                              size + speed + quality on real KV (see Quality.swift)
 //   codec-bench profile --label LABEL          decode loop for `perf`
 //
@@ -25,6 +26,7 @@ struct Options {
     var firstWindow = 0
     var greedySeconds = 1500.0
     var texts: [String] = []
+    var name = "codec-real"
 
     init(_ args: [String]) {
         var it = args.dropFirst().makeIterator()
@@ -43,6 +45,7 @@ struct Options {
             case "--first-window": firstWindow = Int(v) ?? firstWindow
             case "--greedy-seconds": greedySeconds = Double(v) ?? greedySeconds
             case "--text": texts.append(v)
+            case "--name": name = v
             default: fatalError("unknown option \(a)")
             }
         }

@@ -29,3 +29,4 @@ void kv_stream_floats(float *dst, const float *src, size_t n);
 #endif
 #include "engine.h"
 #include "kvcodec.h"
+#include "qrows.h"

@@ -4,23 +4,40 @@ import Foundation
 /// One GGUF weight tensor left encoded in the memory map, for matrix-vector products.
 struct EncodedMatrix: Sendable {
     let info: GGUFTensorInfo
-    /// For Q4_1 and Q8_0 with rows and columns multiples of 32: the same tensor in groups of
-    /// 32 rows laid out for integer dot products (`kv_qdot_interleave`, same size), which
-    /// decode multiplies against the quantized input row and small prefills (Q4_1) with
-    /// the output rows in vector lanes.
+    /// For Q4_1, Q8_0 and Q5_0 with rows and columns multiples of 32: the same tensor in groups
+    /// of 32 rows laid out for integer dot products (`kv_qdot_interleave`; Q5_0 rewritten
+    /// exactly as Q8_0 first, `kv_qdot_interleave_q5_0`, 34/22 of its size), which decode
+    /// multiplies against the quantized input row and small prefills (Q4_1) with the output
+    /// rows in vector lanes.
     let interleaved: [UInt8]?
+    /// The block type of `interleaved` (Q8_0 for a Q5_0 tensor).
+    let interleavedType: GGMLType
     var rows: Int { info.dims.count > 1 ? info.dims[1] : 1 }
     var cols: Int { info.dims[0] }
+    /// Bytes of one row of `interleaved` (a group of 32 rows takes 32 of them).
+    var interleavedRowBytes: Int { cols / 32 * (interleavedType == .q4_1 ? 20 : 34) }
+    /// Decode takes integer products on the 16-bit input (the interleaved copy, or the
+    /// row-major blocks through `kv_matvec_q16rows`).
+    var takesSixteenBitInput: Bool {
+        interleaved != nil || kv_q16rows_supports(Int32(info.type.rawValue)) == 1
+    }
 
     /// The tensor `info` of `gguf`, interleaved when its type and shape allow.
     init(info: GGUFTensorInfo, gguf: GGUFFile) {
         self.info = info
         let rows = info.dims.count > 1 ? info.dims[1] : 1, cols = info.dims[0]
-        guard info.type == .q4_1 || info.type == .q8_0, rows % 32 == 0, cols % 32 == 0 else { interleaved = nil; return }
+        interleavedType = info.type == .q5_0 ? .q8_0 : info.type
+        guard [.q4_1, .q8_0, .q5_0].contains(info.type), rows % 32 == 0, cols % 32 == 0 else { interleaved = nil; return }
+        let bytes = rows * cols / 32 * (info.type == .q4_1 ? 20 : 34)
         interleaved = gguf.withRawBytes(info) { raw in
-            [UInt8](unsafeUninitializedCapacity: raw.count) { buf, n in
-                kv_qdot_interleave(Int32(info.type.rawValue), raw.baseAddress!, buf.baseAddress!, rows, cols)
-                n = raw.count
+            [UInt8](unsafeUninitializedCapacity: bytes) { buf, n in
+                if info.type == .q5_0 {
+                    let status = kv_qdot_interleave_q5_0(raw.baseAddress!, buf.baseAddress!, rows, cols)
+                    precondition(status == 0, "out of memory interleaving \(info.name)")
+                } else {
+                    kv_qdot_interleave(Int32(info.type.rawValue), raw.baseAddress!, buf.baseAddress!, rows, cols)
+                }
+                n = bytes
             }
         }
     }
@@ -60,11 +77,12 @@ struct Linear: Sendable {
     }
 
     /// How one input row (decode) enters the products: `.auto` quantizes it to 16 bits per
-    /// block of 32 (`kv_matvec_q16dot`), within about 1e-5 of the f32 products, so greedy
-    /// tokens and the answers of a cache hit stay those of the f32 forward pass. For
+    /// block of 32 (`kv_matvec_q16dot` on interleaved copies, `kv_matvec_q16rows` on the
+    /// row-major K-quant and other block tensors), within about 1e-5 of the f32 products, so
+    /// greedy tokens and the answers of a cache hit stay those of the f32 forward pass. For
     /// measurements on one build (`bench/decode_fidelity.py`), `KVSTASH_DECODE_ACTIVATIONS=int8`
-    /// takes 8-bit codes (`kv_matvec_qdot`, llama.cpp's choice) and `=f32` the f32 input on the
-    /// row-major tensors (`kv_matvec`).
+    /// takes 8-bit codes on the interleaved copies (`kv_matvec_qdot`, llama.cpp's choice; f32
+    /// input elsewhere) and `=f32` the f32 input on the row-major tensors (`kv_matvec`).
     enum DecodeActivations: String { case auto, f32, int8 }
     static let decodeActivations = ProcessInfo.processInfo.environment["KVSTASH_DECODE_ACTIVATIONS"]
         .flatMap(DecodeActivations.init(rawValue:)) ?? .auto
@@ -74,12 +92,13 @@ struct Linear: Sendable {
     /// groups), in one parallel dispatch (a worker's slice may cross from one part into
     /// the next). Where the slice covers whole interleaved groups, one input row, quantized
     /// once per product, takes the integer kernels, and more rows take the interleaved Q4_1
-    /// kernel; otherwise `kv_matvec` and `kv_matmul_rows`.
+    /// kernel; otherwise one row takes `kv_matvec_q16rows` where the type has it, else
+    /// `kv_matvec`, and more rows `kv_matmul_rows`.
     private func encodedProduct(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
                                 ldc: Int, accumulate: Bool) {
         let mode = m == 1 ? Self.decodeActivations : .f32
-        let laid = parts.contains { $0.interleaved != nil }
-        let wide = mode == .auto && laid, narrow = mode == .int8 && laid
+        let wide = mode == .auto && parts.contains(where: \.takesSixteenBitInput)
+        let narrow = mode == .int8 && parts.contains { $0.interleaved != nil }
         withUnsafeTemporaryAllocation(of: kv_q8_block.self, capacity: narrow ? inDim / 32 : 0) { x8 in
             withUnsafeTemporaryAllocation(of: kv_q16_block.self, capacity: wide ? inDim / 32 : 0) { x16 in
                 if narrow { kv_quantize_q8(a, x8.baseAddress!, inDim) }
@@ -119,15 +138,19 @@ struct Linear: Sendable {
                                 accumulate: Bool) -> Int32 {
         let type = Int32(part.info.type.rawValue), rowBytes = part.info.byteCount / part.rows
         let r0 = rows.lowerBound, n = rows.count, add: Int32 = accumulate ? 1 : 0
-        // A group of 32 rows takes as many bytes as 32 rows of the original.
+        // A group of 32 rows takes as many bytes as 32 rows of `interleavedRowBytes`.
         let whole = r0 % 32 == 0 && n % 32 == 0
         if m == 1, whole, let grouped = part.interleaved {
+            let laidType = Int32(part.interleavedType.rawValue), offset = r0 * part.interleavedRowBytes
             if let x16 = p.x16 {
-                return grouped.withUnsafeBytes { kv_matvec_q16dot(type, $0.baseAddress! + r0 * rowBytes, x16, y, n, inDim, add) }
+                return grouped.withUnsafeBytes { kv_matvec_q16dot(laidType, $0.baseAddress! + offset, x16, y, n, inDim, add) }
             }
             if let x8 = p.x8 {
-                return grouped.withUnsafeBytes { kv_matvec_qdot(type, $0.baseAddress! + r0 * rowBytes, x8, y, n, inDim, add) }
+                return grouped.withUnsafeBytes { kv_matvec_qdot(laidType, $0.baseAddress! + offset, x8, y, n, inDim, add) }
             }
+        }
+        if m == 1, let x16 = p.x16, kv_q16rows_supports(type) == 1 {
+            return kv_matvec_q16rows(type, raw + r0 * rowBytes, x16, y, n, inDim, add)
         }
         if m == 1 { return kv_matvec(type, raw + r0 * rowBytes, p.x, y, n, inDim, add) }
         if whole, let grouped = part.interleaved, part.info.type == .q4_1 {
