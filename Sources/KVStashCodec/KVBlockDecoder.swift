@@ -101,12 +101,17 @@ public struct KVBlockDecoder: Sendable {
     }
 
     /// `decode(_:expectedChunkKey:expectedFingerprint:into:)` of a block read in place (for
-    /// example a value pinned by the store), without copying it first.
+    /// example a value pinned by the store), without copying it first. With
+    /// `requiredLayers`, a block that does not carry every one of them is rejected
+    /// (`invalidHeader`) before the writer is touched.
     @discardableResult
     public func decode(_ raw: UnsafeRawBufferPointer, expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
-                       into writer: KVRowWriter) throws -> KVBlockHeader {
+                       requiredLayers: [Int]? = nil, into writer: KVRowWriter) throws -> KVBlockHeader {
         let (header, layout, size) = try checkedBlock(raw, shape: writer.shape, chunkKey: expectedChunkKey,
                                                       fingerprint: expectedFingerprint)
+        if let requiredLayers, let carried = header.carriedLayers, !Set(requiredLayers).isSubset(of: carried) {
+            throw KVBlockError.invalidHeader("carries layers \(carried), not \(requiredLayers)")
+        }
         guard layout.tokens == writer.rows.count else {
             throw KVBlockError.invalidHeader("\(layout.tokens) tokens for \(writer.rows.count) rows")
         }

@@ -61,6 +61,9 @@ extension PrefixCache {
         state.cache.keepsRawKeys = true  // what the chunks encode
         let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
         var found = fetcher.probe(keys)  // a chunk in any tier need not be computed
+        if layerSplit != nil {  // with its sliding block too
+            found = zip(found, fetcher.probe(keys.map(LayerSplit.slidingKey))).map { $1 == nil ? nil : $0 }
+        }
         var present = found.map { $0 != nil }
         for index in keys.indices where !present[index] {
             if shouldStop() { result.interrupted = true; break }
@@ -102,7 +105,7 @@ extension PrefixCache {
                            written: inout WriteBackReport) throws -> ChunkKey {
         let start = keys.count * chunkSize
         let key = keyer.key(parent: keys.last ?? .root, tokens: state.tokens[start...])
-        guard store != nil, tiers.probe([key]) == [nil] else {
+        guard store != nil, tiers.probe(LayerSplit.blocks(key, layerSplit).map(\.key)).contains(nil) else {
             written.alreadyStored += 1
             return key
         }
