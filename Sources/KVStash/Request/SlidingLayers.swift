@@ -9,15 +9,17 @@ import KVStashEngine
 /// (a sliding layer's query at p sees keys from `p - window + 1` on), so a hit reads the
 /// sliding block of the chunks overlapping that window alone. Nil for a model whose layers
 /// are all global (one block of every layer per chunk).
-struct LayerSplit: Sendable {
+public struct LayerSplit: Sendable {
     /// Layers that attend to every earlier position, ascending.
-    let global: [Int]
+    public let global: [Int]
     /// Layers with a sliding window, ascending.
-    let sliding: [Int]
+    public let sliding: [Int]
     /// The largest window of the sliding layers (keys a query sees, itself included).
-    let window: Int
+    public let window: Int
 
-    init?(_ attention: [LayerAttention]) {
+    /// The split of a model whose layers attend as `attention` says; nil when they are all
+    /// global (or all sliding).
+    public init?(_ attention: [LayerAttention]) {
         let sliding = attention.indices.filter { attention[$0].window != nil }
         guard !sliding.isEmpty, sliding.count < attention.count else { return nil }  // all of one kind: one block
         self.sliding = sliding
@@ -27,7 +29,7 @@ struct LayerSplit: Sendable {
 
     /// The key of a chunk's sliding-layer block: SHA-256 of `"kvstash.sliding-layers"`
     /// followed by the chunk key (the chained key itself is unchanged).
-    static func slidingKey(_ key: ChunkKey) -> ChunkKey {
+    public static func slidingKey(_ key: ChunkKey) -> ChunkKey {
         var hasher = SHA256()
         hasher.update(data: Array("kvstash.sliding-layers".utf8))
         hasher.update(data: key.bytes)
