@@ -86,6 +86,9 @@ extension PrefixCache {
         result.interrupted = result.interrupted || (tail > 0 && entries.count == keys.count)
         result.sources = state.sources
         result.sources.prompt = capped.count
+        if layerSplit != nil {  // linked too, so document-wide evict, pin and ls cover both blocks
+            entries += entries.map(LayerSplit.slidingKey)
+        }
         if !result.interrupted {
             try store.putDocument(DocumentRecord(id: id, name: name, tokenCount: capped.count, chunkKeys: entries,
                                                   salt: options.tenantSalt))
