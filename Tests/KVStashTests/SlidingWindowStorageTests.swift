@@ -166,4 +166,30 @@ final class SlidingWindowStorageTests: XCTestCase {
         XCTAssertEqual(r.tokens, reference, "global hole")
         XCTAssertEqual(r.sources.disk, 3 * s.chunk, "chunks 0, 2 and 4 (1 and 3 recomputed)")
     }
+
+    /// The store's admin operations see both blocks: a document links them (evicting the
+    /// document removes both), and a deep verify (as `kvstash verify --deep` runs it)
+    /// finds and removes a damaged sliding block.
+    func testAdminSeesBothBlocks() throws {
+        let s = try Setup()
+        defer { try? s.store.close() }
+        _ = try s.prefixCache().precompute(tokens: s.sequence, id: "doc", name: "doc")
+        let keys = s.keys
+        let slidingKey = LayerSplit.slidingKey(keys[2])
+        let linked = Set(try s.store.list(filter: ChunkFilter(docID: "doc")).map(\.key))
+        XCTAssertTrue(linked.contains(keys[2]) && linked.contains(slidingKey))
+        var damaged = try XCTUnwrap(s.store.get(slidingKey))
+        damaged[damaged.count / 2] ^= 0x11
+        let meta = try XCTUnwrap(s.store.meta(slidingKey))
+        try s.store.evict(.keys([slidingKey]))  // a put never replaces a stored value
+        try s.store.put(slidingKey, value: damaged, meta: meta)
+        let report = try s.store.verify(keyedValidator: { key, value in
+            (try? KVBlockDecoder().validate(value)).map { $0.chunkKey == key.bytes } ?? false
+        })
+        XCTAssertEqual(report.corrupt, [slidingKey])
+        XCTAssertNil(try s.store.get(slidingKey))
+        _ = try s.store.evict(.document("doc"))
+        XCTAssertNil(try s.store.get(keys[3]))
+        XCTAssertNil(try s.store.get(LayerSplit.slidingKey(keys[3])))
+    }
 }
