@@ -162,13 +162,13 @@ class KVStash(Process):
 
 
 class LlamaServer(Process):
-    def __init__(self, binary, model, slots_dir, flash, threads):
+    def __init__(self, binary, model, slots_dir, flash, threads, extra=()):
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         libdir = str(pathlib.Path(binary).parent)
         super().__init__([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-np", "1",
                           "-t", str(threads), "-fa", "on" if flash else "off", "--slot-save-path", slots_dir,
-                          "--no-warmup", "--log-disable"],
+                          "--no-warmup", "--log-disable", *extra],
                          env={"LD_LIBRARY_PATH": libdir})
         self.drain = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.DEVNULL)
         deadline = time.time() + 120
@@ -228,12 +228,12 @@ class KVStashSetup:
 class LlamaSetup:
     """llama-server with the slot saved after the document; a cold hit restores it first."""
 
-    def __init__(self, args, flash):
-        self.args, self.flash = args, flash
+    def __init__(self, args, flash, extra=()):
+        self.args, self.flash, self.extra = args, flash, extra
         self.dir = tempfile.mkdtemp(prefix="llama-slots-")
 
     def start(self):
-        return LlamaServer(self.args.llama_server, self.args.model, self.dir, self.flash, self.args.threads)
+        return LlamaServer(self.args.llama_server, self.args.model, self.dir, self.flash, self.args.threads, self.extra)
 
     def prepare(self, document, tag):
         server = self.start()

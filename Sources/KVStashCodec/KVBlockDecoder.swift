@@ -22,8 +22,8 @@ public struct KVBlockDecoder: Sendable {
         self.verifiesFrameContent = verifiesFrameContent
     }
 
-    /// Parses and checks the 112-byte header (magic, version, header checksum, codec,
-    /// flags, dimensions, group size) without reading the payload. Handy for `inspect`.
+    /// Parses and checks the header (magic, version, header checksum, codec, flags,
+    /// dimensions, group size, layer mask) without reading the payload. Handy for `inspect`.
     public func readHeader(_ bytes: [UInt8]) throws -> KVBlockHeader {
         try KVBlockHeader.parse(bytes[...])
     }
@@ -79,7 +79,7 @@ public struct KVBlockDecoder: Sendable {
         let rows = position..<(position + layout.tokens)
         if rows.upperBound > oldCount { cache.extend(by: rows.upperBound - oldCount) }
         do {
-            try stream(reader, layout) { layer, kind, decode in
+            try stream(reader, layout, header.layerList) { layer, kind, decode in
                 cache.withMutableRows(layer: layer, kind, rows) { decode(0..<layout.tokens, $0) }
             }
         } catch {
@@ -101,16 +101,22 @@ public struct KVBlockDecoder: Sendable {
     }
 
     /// `decode(_:expectedChunkKey:expectedFingerprint:into:)` of a block read in place (for
-    /// example a value pinned by the store), without copying it first.
+    /// example a value pinned by the store), without copying it first. With
+    /// `requiredLayers`, a block that does not carry every one of them is rejected
+    /// (`invalidHeader`) before the writer is touched.
     @discardableResult
     public func decode(_ raw: UnsafeRawBufferPointer, expectedChunkKey: [UInt8], expectedFingerprint: [UInt8],
-                       into writer: KVRowWriter) throws -> KVBlockHeader {
+                       requiredLayers: [Int]? = nil, into writer: KVRowWriter) throws -> KVBlockHeader {
         let (header, layout, size) = try checkedBlock(raw, shape: writer.shape, chunkKey: expectedChunkKey,
                                                       fingerprint: expectedFingerprint)
+        if let requiredLayers, let carried = header.carriedLayers, !Set(requiredLayers).isSubset(of: carried) {
+            throw KVBlockError.invalidHeader("carries layers \(carried), not \(requiredLayers)")
+        }
         guard layout.tokens == writer.rows.count else {
             throw KVBlockError.invalidHeader("\(layout.tokens) tokens for \(writer.rows.count) rows")
         }
-        try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout) { layer, kind, decode in
+        try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout,
+                   header.layerList) { layer, kind, decode in
             writer.withMutableTiles(layer: layer, kind, decode)
         }
         return header
@@ -128,8 +134,8 @@ public struct KVBlockDecoder: Sendable {
 
     /// Parses the header and checks the block's total length and content size.
     private func checkedHeader(_ raw: UnsafeRawBufferPointer) throws(KVBlockError) -> (KVBlockHeader, KVBlockLayout, Int) {
-        let header = try KVBlockHeader.parse(Array(raw.prefix(KVBlockHeader.byteCount))[...])
-        let available = raw.count - KVBlockHeader.byteCount
+        let header = try KVBlockHeader.parse(Array(raw.prefix(KVBlockHeader.prefixLength(raw)))[...])
+        let available = raw.count - header.headerLength
         guard available >= header.payloadLength else { throw .truncated }
         guard available == header.payloadLength else { throw .trailingBytes }
         let layout = KVBlockLayout(header: header)
@@ -140,23 +146,23 @@ public struct KVBlockDecoder: Sendable {
     /// Verifies the payload checksum and opens its frame (checking the frame header).
     private func openFrame(_ raw: UnsafeRawBufferPointer, _ header: KVBlockHeader,
                            _ size: Int, verifyContent: Bool) throws(KVBlockError) -> FrameReader {
-        let payload = UnsafeRawBufferPointer(rebasing: raw[KVBlockHeader.byteCount...])
+        let payload = UnsafeRawBufferPointer(rebasing: raw[header.headerLength...])
         let sum = kvXXH64(payload)
         guard sum == header.payloadChecksum else { throw .checksumMismatch }
         return try FrameReader(payload, zstd: header.isZstd, contentSize: size, verifyContent: verifyContent)
     }
 
     /// Streams every section out of the frame (in place where the frame allows) and has
-    /// `rows(layer, kind, decode)` place it: `decode(tokens, dst)` decodes the section's
-    /// rows `tokens` into f32 `dst`.
-    private func stream(_ reader: FrameReader, _ layout: KVBlockLayout,
+    /// `rows(layer, kind, decode)` place it (`layer` of the cache: the block's carried
+    /// `layers` in order): `decode(tokens, dst)` decodes the section's rows `tokens` into f32 `dst`.
+    private func stream(_ reader: FrameReader, _ layout: KVBlockLayout, _ layers: [Int],
                         into rows: (Int, KVKind, (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) -> Void)
         throws(KVBlockError) {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: layout.largestSection, alignment: 64)
         let work = UnsafeMutablePointer<Float>.allocate(capacity: 3 * layout.kvDim)
         defer { scratch.deallocate(); work.deallocate() }
         let codec = SectionCodec(layout: layout, work: work)
-        for layer in 0..<layout.layers {
+        for layer in layers {
             for kind in [KVKind.key, .value] {
                 let section = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<layout.section(kind).byteCount])
                 let bytes = try reader.view(section.count, scratch: section)

@@ -25,17 +25,18 @@ public struct KVBlockEncoder: Sendable {
         self.compression = compression
     }
 
-    /// Encodes K (before RoPE) and V of all layers for positions `range` of `cache`
-    /// (see `KVCache`'s `KVRowSource` view for where its K before RoPE comes from).
-    /// - Throws: `KVBlockError.invalidArgument` for an empty or out-of-bounds range or keys
-    ///   that are not 32 bytes, `.badGroupSize`, `.unencodableValue` for NaN/inf or values
-    ///   beyond fp16.
+    /// Encodes K (before RoPE) and V for positions `range` of `cache` (see `KVCache`'s
+    /// `KVRowSource` view for where its K before RoPE comes from): of every layer (a
+    /// version-1 block), or of `layers` only (ascending; a version-2 block that names them).
+    /// - Throws: `KVBlockError.invalidArgument` for an empty or out-of-bounds range or layer
+    ///   list, or keys that are not 32 bytes, `.badGroupSize`, `.unencodableValue` for
+    ///   NaN/inf or values beyond fp16.
     public func encode(_ cache: some KVRowSource, range: Range<Int>, chunkKey: [UInt8],
-                       modelFingerprint: [UInt8]) throws -> [UInt8] {
-        var header = try makeHeader(cache.shape, range, chunkKey, modelFingerprint)
+                       modelFingerprint: [UInt8], layers: [Int]? = nil) throws -> [UInt8] {
+        var header = try makeHeader(cache.shape, range, chunkKey, modelFingerprint, layers)
         let layout = KVBlockLayout(header: header)
         guard let size = layout.contentSize else { throw KVBlockError.invalidArgument("block too large") }
-        let content = try encodeContent(cache, range, layout, size)
+        let content = try encodeContent(cache, range, layout, header.layerList, size)
         let sections = (0..<layout.layers).flatMap { _ in [layout.section(.key).byteCount, layout.section(.value).byteCount] }
         let frame = try content.withUnsafeBytes { raw in try Frame.compress(raw, pieces: sections, compression) }
         header.payloadLength = frame.count
@@ -44,7 +45,7 @@ public struct KVBlockEncoder: Sendable {
     }
 
     private func makeHeader(_ shape: KVShape, _ range: Range<Int>, _ key: [UInt8],
-                            _ fingerprint: [UInt8]) throws(KVBlockError) -> KVBlockHeader {
+                            _ fingerprint: [UInt8], _ layers: [Int]?) throws(KVBlockError) -> KVBlockHeader {
         guard key.count == 32, fingerprint.count == 32 else {
             throw .invalidArgument("chunk key and model fingerprint must be 32 bytes")
         }
@@ -54,19 +55,20 @@ public struct KVBlockEncoder: Sendable {
         var flags: KVBlockFlags = []
         if case .zstd = compression { flags.insert(.zstd) }
         if keyGrouping == .perToken { flags.insert(.keyPerToken) }
-        let header = KVBlockHeader(
+        var header = KVBlockHeader(
             chunkKey: key, modelFingerprint: fingerprint, codec: codec, flags: flags,
             layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim,
             tokenCount: range.count, groupSize: groupSize, payloadLength: 0, payloadChecksum: 0)
+        header.carriedLayers = layers
         do { try header.checkFields() } catch .badGroupSize { throw .badGroupSize } catch {
             throw .invalidArgument("range \(range): \(error)")
         }
         return header
     }
 
-    /// The decompressed payload: every layer's K section then V section.
+    /// The decompressed payload: each of `layers`' K section then V section.
     private func encodeContent(_ cache: some KVRowSource, _ range: Range<Int>, _ layout: KVBlockLayout,
-                               _ size: Int) throws(KVBlockError) -> [UInt8] {
+                               _ layers: [Int], _ size: Int) throws(KVBlockError) -> [UInt8] {
         guard range.lowerBound >= 0, range.upperBound <= cache.count else {
             throw .invalidArgument("range \(range) outside the cache's \(cache.count) positions")
         }
@@ -78,7 +80,7 @@ public struct KVBlockEncoder: Sendable {
             let raw = UnsafeMutableRawBufferPointer(buf)
             raw.initializeMemory(as: UInt8.self, repeating: 0)  // section padding
             var offset = 0
-            for layer in 0..<layout.layers where ok {
+            for layer in layers where ok {
                 for kind in [KVKind.key, .value] where ok {
                     let n = layout.section(kind).byteCount
                     let dst = UnsafeMutableRawBufferPointer(rebasing: raw[offset..<(offset + n)])
@@ -97,9 +99,12 @@ extension KVBlockEncoder {
     /// Bytes a block of `tokens` positions of `shape` would take with its payload
     /// stored uncompressed: the header plus the decompressed payload. Used to report
     /// what the frame's compression gains.
-    public func uncompressedBlockSize(shape: KVShape, tokens: Int) -> Int {
-        let layout = KVBlockLayout(codec: codec, tokens: tokens, shape: shape,
+    public func uncompressedBlockSize(shape: KVShape, tokens: Int, layers: [Int]? = nil) -> Int {
+        var carried = shape
+        carried.layers = layers?.count ?? shape.layers
+        let layout = KVBlockLayout(codec: codec, tokens: tokens, shape: carried,
                                    groupSize: groupSize, keyGrouping: keyGrouping)
-        return KVBlockHeader.byteCount + (layout.contentSize ?? 0)
+        return KVBlockHeader.byteCount + (layers == nil ? 0 : KVBlockHeader.maskBytes(layers: shape.layers))
+            + (layout.contentSize ?? 0)
     }
 }

@@ -13,15 +13,19 @@ public struct KVBlockFlags: OptionSet, Sendable, Hashable {
     public static let known: KVBlockFlags = [.zstd, .keyPerToken]
 }
 
-/// The fixed 112-byte header in front of every KV block, stored outside the
-/// compressed frame so `inspect` and the decoder read it without decompressing.
-/// Byte layout: `docs/formats.md`, section "KV block".
+/// The header in front of every KV block, stored outside the compressed frame so
+/// `inspect` and the decoder read it without decompressing: 112 bytes for a block of
+/// every layer (format version 1), plus a layer mask for a block of some layers only
+/// (version 2). Byte layout: `docs/formats.md`, section "KV block".
 public struct KVBlockHeader: Sendable, Equatable {
     /// `"KVSB"` read as a little-endian UInt32.
     public static let magicValue: UInt32 = 0x4253_564B
-    /// The format version this code writes and reads.
+    /// The format version of a block of every layer.
     public static let currentVersion: UInt16 = 1
-    /// Size of the header in bytes.
+    /// The format version of a block of some layers (`carriedLayers`): a version-1 header
+    /// with a layer mask before its checksum.
+    public static let layerSubsetVersion: UInt16 = 2
+    /// Size of a version-1 header in bytes (a version-2 header adds its layer mask).
     public static let byteCount = 112
     /// Largest token count a block may hold.
     public static let maxTokens = 1 << 20
@@ -44,6 +48,18 @@ public struct KVBlockHeader: Sendable, Equatable {
     public var payloadLength: Int
     /// XXH64 (seed 0) of the compressed frame.
     public var payloadChecksum: UInt64
+    /// The layers the payload holds, ascending (a sliding-window model stores its global
+    /// and its sliding layers apart), or nil for every layer.
+    public var carriedLayers: [Int]? = nil {
+        didSet { formatVersion = carriedLayers == nil ? Self.currentVersion : Self.layerSubsetVersion }
+    }
+
+    /// The layers the payload holds, ascending.
+    public var layerList: [Int] { carriedLayers ?? Array(0..<layers) }
+    /// Bytes of the layer mask of a version-2 header: 8 per 64 layers.
+    static func maskBytes(layers: Int) -> Int { 8 * ((layers + 63) / 64) }
+    /// Bytes of this header: 112, plus the layer mask in version 2.
+    public var headerLength: Int { Self.byteCount + (carriedLayers == nil ? 0 : Self.maskBytes(layers: layers)) }
 
     /// The KV shape of one position.
     public var shape: KVShape { KVShape(layers: layers, kvHeads: kvHeads, headDim: headDim) }
@@ -53,7 +69,7 @@ public struct KVBlockHeader: Sendable, Equatable {
     public var isZstd: Bool { flags.contains(.zstd) }
 
     /// Bytes of f32 K and V the block decodes to.
-    public var decodedByteCount: Int { tokenCount * shape.bytesPerPosition }
+    public var decodedByteCount: Int { tokenCount * shape.bytesPerPosition / layers * layerList.count }
 }
 
 extension KVBlockHeader {
@@ -75,21 +91,40 @@ extension KVBlockHeader {
         w.bytes += modelFingerprint
         w.put(payloadLength, 8)
         w.put(payloadChecksum, 8)
+        if let carriedLayers {
+            var mask = [UInt8](repeating: 0, count: Self.maskBytes(layers: layers))
+            for l in carriedLayers { mask[l / 8] |= 1 << UInt8(l % 8) }
+            w.bytes += mask
+        }
         w.put(xxh64(w.bytes[...]), 8)
         return w.bytes
     }
 
+    /// Bytes of `raw` the header may span: 112, or with a version-2 layer mask, as many as
+    /// the layer count at offset 12 says (a parse checks them all).
+    static func prefixLength(_ raw: UnsafeRawBufferPointer) -> Int {
+        guard raw.count >= byteCount, raw.load(fromByteOffset: 4, as: UInt8.self) == UInt8(layerSubsetVersion),
+              raw.load(fromByteOffset: 5, as: UInt8.self) == 0 else { return byteCount }
+        let layers = Int(raw.load(fromByteOffset: 12, as: UInt8.self)) | Int(raw.load(fromByteOffset: 13, as: UInt8.self)) << 8
+        return byteCount + maskBytes(layers: layers)
+    }
+
     /// Parses and checks a header: magic, version, header checksum, codec, flags,
-    /// dimensions and group size. Does not look at the payload.
+    /// dimensions, group size and (version 2) the layer mask. Does not look at the payload.
     static func parse(_ bytes: ArraySlice<UInt8>) throws(KVBlockError) -> KVBlockHeader {
         var r = ByteReader(bytes)
         guard bytes.count >= 4 else { throw .truncated }
         guard r.get(4) == UInt64(magicValue) else { throw .badMagic }
         guard bytes.count >= 6 else { throw .truncated }
-        guard r.get(2) == UInt64(currentVersion) else { throw .unsupportedVersion }
+        let version = UInt16(r.get(2))
+        guard version == currentVersion || version == layerSubsetVersion else { throw .unsupportedVersion }
         guard bytes.count >= byteCount else { throw .truncated }
-        var stored = ByteReader(bytes.dropFirst(byteCount - 8))
-        guard xxh64(bytes.prefix(byteCount - 8)) == stored.get(8) else {
+        var layerField = ByteReader(bytes.dropFirst(12))
+        let maskBytes = version == layerSubsetVersion ? Self.maskBytes(layers: Int(layerField.get(2))) : 0
+        let length = byteCount + maskBytes
+        guard bytes.count >= length else { throw .truncated }
+        var stored = ByteReader(bytes.dropFirst(length - 8))
+        guard xxh64(bytes.prefix(length - 8)) == stored.get(8) else {
             throw .headerChecksumMismatch
         }
         guard let codec = KVCodec(rawValue: UInt8(r.get(1))) else { throw .unknownCodec }
@@ -100,12 +135,16 @@ extension KVBlockHeader {
         let tokenCount = Int(r.get(4))
         let key = r.take(32), fingerprint = r.take(32)
         let payloadLength = r.get(8), payloadChecksum = r.get(8)
+        let mask = r.take(maskBytes)
         guard reserved1 == 0, reserved2 == 0, flags.isSubset(of: .known) else { throw .unsupportedFlags }
         guard payloadLength <= UInt64(Int.max) else { throw .invalidHeader("payload length") }
-        let header = KVBlockHeader(
+        var header = KVBlockHeader(
             chunkKey: key, modelFingerprint: fingerprint, codec: codec, flags: flags,
             layers: layers, kvHeads: kvHeads, headDim: headDim, tokenCount: tokenCount,
             groupSize: groupSize, payloadLength: Int(payloadLength), payloadChecksum: payloadChecksum)
+        if version == layerSubsetVersion {
+            header.carriedLayers = (0..<(8 * maskBytes)).filter { mask[$0 / 8] & (1 << UInt8($0 % 8)) != 0 }
+        }
         try header.checkFields()
         return header
     }
@@ -114,6 +153,12 @@ extension KVBlockHeader {
     func checkFields() throws(KVBlockError) {
         guard layers > 0, kvHeads > 0, headDim > 0 else { throw .invalidHeader("zero dimension") }
         guard tokenCount > 0, tokenCount <= Self.maxTokens else { throw .invalidHeader("token count \(tokenCount)") }
+        if let carriedLayers {
+            guard !carriedLayers.isEmpty, carriedLayers.allSatisfy({ $0 >= 0 && $0 < layers }),
+                  zip(carriedLayers, carriedLayers.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                throw .invalidHeader("layer mask \(carriedLayers) for \(layers) layers")
+            }
+        }
         if codec.isQuantized {
             guard groupSize >= 1, groupSize <= 4096 else { throw .badGroupSize }
         } else {

@@ -2,7 +2,8 @@ import KVStashCore
 
 /// Where things are in a block's decompressed payload.
 ///
-/// The payload is `layers` pairs of sections, K then V of layer 0, then layer 1, ...
+/// The payload is one pair of sections per carried layer, K then V of the first carried
+/// layer, then the next, ...
 /// A section holds `paramCount` fp16 scales, then `paramCount` fp16 zero points, then
 /// `codeBytes` of codes (f32/f16 sections hold only the values, row-major `[token][channel]`),
 /// then zero bytes up to a multiple of 4 so every section starts 4-byte aligned.
@@ -10,6 +11,7 @@ struct KVBlockLayout: Sendable {
     let codec: KVCodec
     let tokens: Int
     let kvDim: Int
+    /// Layers the payload holds (every layer of the shape, or the header's carried ones).
     let layers: Int
     let groupSize: Int
     let keyGrouping: KVKeyGrouping
@@ -24,7 +26,8 @@ struct KVBlockLayout: Sendable {
     }
 
     init(header h: KVBlockHeader) {
-        self.init(codec: h.codec, tokens: h.tokenCount, shape: h.shape,
+        self.init(codec: h.codec, tokens: h.tokenCount,
+                  shape: KVShape(layers: h.layerList.count, kvHeads: h.kvHeads, headDim: h.headDim),
                   groupSize: h.groupSize, keyGrouping: h.keyGrouping)
     }
 

@@ -99,12 +99,16 @@ struct AdminInspect: ParsableCommand {
         var layers: Int, kvHeads: Int, headDim: Int, tokenCount: Int, groupSize: Int
         var payloadBytes: Int
         var keyMatches: Bool
+        /// The layers a version-2 block carries (a sliding-window model's global or sliding
+        /// layers); nil for a block of every layer.
+        var carriedLayers: [Int]?
     }
 
     static func block(_ value: [UInt8]?, key: ChunkKey) -> Block? {
         guard let value, let h = try? KVBlockDecoder().readHeader(value) else { return nil }
         return Block(codec: "\(h.codec)", layers: h.layers, kvHeads: h.kvHeads, headDim: h.headDim, tokenCount: h.tokenCount,
-                     groupSize: h.groupSize, payloadBytes: h.payloadLength, keyMatches: h.chunkKey == key.bytes)
+                     groupSize: h.groupSize, payloadBytes: h.payloadLength, keyMatches: h.chunkKey == key.bytes,
+                     carriedLayers: h.carriedLayers)
     }
 
     func run() throws {
@@ -119,7 +123,8 @@ struct AdminInspect: ParsableCommand {
         let f = ISO8601DateFormatter()
         var rows: [[String]] = []
         if let b = block {
-            rows.append(["block", "\(b.codec), \(b.layers) layers × \(b.kvHeads) kv heads × \(b.headDim), \(b.tokenCount) tokens"
+            let layers = b.carriedLayers.map { "layers \($0.map(String.init).joined(separator: ",")) of \(b.layers)" } ?? "\(b.layers) layers"
+            rows.append(["block", "\(b.codec), \(layers) × \(b.kvHeads) kv heads × \(b.headDim), \(b.tokenCount) tokens"
                          + (b.groupSize > 0 ? ", group \(b.groupSize)" : "") + (b.keyMatches ? ", key matches" : ", KEY MISMATCH")])
         }
         printTable(["FIELD", "VALUE"], rows + [

@@ -27,7 +27,7 @@ final class ErrorTests: XCTestCase {
         var b = try block()
         b[0] = UInt8(ascii: "X")
         expect(b, .badMagic)
-        b = try block(); b[4] = 2
+        b = try block(); b[4] = 3
         expect(b, .unsupportedVersion)
         expect(reseal(b), .unsupportedVersion)
         b = try block(); b[6] = 9

@@ -10,7 +10,8 @@ import KVStashStore
 /// codec: answers with spliced KV equal answers computed from scratch when the spliced
 /// prefix ends before, at and after the window, on and off chunk boundaries, through a hole
 /// in the chain, and with the store's K re-rotated by each layer's own RoPE table (sliding
-/// and global layers use different bases).
+/// and global layers use different bases). The sliding-layer rows a hit leaves out are
+/// filled with NaN before every attention.
 final class SlidingWindowRequestTests: XCTestCase {
     /// Precomputes `sequence` with `chunk`-token chunks, then for each cut asks
     /// `sequence[..<cut] + question`: cold from disk (full chunks below the cut, or the
@@ -20,7 +21,10 @@ final class SlidingWindowRequestTests: XCTestCase {
         let dir = temporaryDirectory()
         let store = try ChunkStore(path: dir, options: StoreOptions(chunkSize: chunk))
         defer { try? store.close() }
-        let pc = m.prefixCache(store: store)
+        var options = PrefixCacheOptions(codec: .f32, writeBackQueries: false)
+        options.poisonsSkippedRows = true  // the sliding rows a hit leaves out are NaN: never read
+        let pc = PrefixCache(model: m.model, tokenizer: m.tokenizer, store: store, modelFingerprint: m.fingerprint,
+                             options: options)
         _ = try pc.precompute(tokens: sequence, id: "doc", name: "doc")
         for cut in cuts {
             let tokens = Array(sequence[..<cut]) + question

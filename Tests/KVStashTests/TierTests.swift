@@ -89,7 +89,7 @@ final class TierTests: XCTestCase {
         damaged[damaged.count / 2] ^= 0x5A
         shared.overwrite(keys[2], with: damaged)
         var newer = try XCTUnwrap(shared.value(keys[3]))
-        newer[4] = 2  // format version 2: unknown here
+        newer[4] = 3  // format version 3: unknown here
         shared.overwrite(keys[3], with: newer)
         let b = try h.frontend(shared: shared)
         defer { try? b.store.close() }

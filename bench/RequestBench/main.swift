@@ -2,6 +2,7 @@
 //   kvstash-requestbench ttft [--lengths 1024,4096,8000] [--codec int8] [--reps 3]
 //   kvstash-requestbench precompute [--docs 100] [--words 220] [--codec int8]
 //   kvstash-requestbench agreement [--prompts 8] [--tokens 32]
+//   kvstash-requestbench swa-bytes [--lengths 1024,4096,8192] [--codec int8]   (a sliding-window model)
 // Every command takes --note TEXT, stored with the results (say how loaded the machine was).
 // The model is $KVSTASH_MODEL. Each writes bench/results/request-<name>.json and prints a
 // markdown table. Run with `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`.
@@ -107,5 +108,6 @@ switch args.first ?? "" {
 case "ttft": try ttftBench()
 case "precompute": try precomputeBench()
 case "agreement": try agreementBench()
-default: note("usage: kvstash-requestbench ttft|precompute|agreement [options]"); exit(2)
+case "swa-bytes": try slidingBytesBench()
+default: note("usage: kvstash-requestbench ttft|precompute|agreement|swa-bytes [options]"); exit(2)
 }

@@ -16,43 +16,54 @@ public struct KVPage: Sendable {
     public let shape: KVShape
     /// Positions held: `KVPage.size`, or fewer for a partial page.
     public let rows: Int
-    /// Layout `[layer][kind: K, V][row][kvDim]`, IEEE f16.
+    /// Layers whose rows the page does not hold (the sliding layers of positions a cold hit
+    /// left out; see `SkippedRows`), ascending; a splice leaves those cache rows unwritten.
+    public let skippedLayers: [Int]
+    /// Layers held, ascending.
+    private let heldLayers: [Int]
+    /// Layout `[held layer][kind: K, V][row][kvDim]`, IEEE f16.
     private let data: [UInt16]
 
-    /// Copies positions `start ..< start + rows` of `cache` (`rows` in `1...KVPage.size`).
-    public init(from cache: KVCache, start: Int, rows: Int = KVPage.size) {
+    /// Copies positions `start ..< start + rows` of `cache` (`rows` in `1...KVPage.size`),
+    /// of every layer but `skipping`.
+    public init(from cache: KVCache, start: Int, rows: Int = KVPage.size, skipping: [Int] = []) {
         precondition(rows > 0 && rows <= Self.size, "a page holds 1...\(Self.size) positions")
         precondition(start >= 0 && start + rows <= cache.count, "page out of the cache's range")
         let shape = cache.shape
         let block = rows * shape.kvDim
+        let held = (0..<shape.layers).filter { !skipping.contains($0) }
         self.shape = shape
         self.rows = rows
-        self.data = [UInt16](unsafeUninitializedCapacity: shape.layers * 2 * block) { buf, n in
-            for layer in 0..<shape.layers {
+        self.skippedLayers = skipping.sorted()
+        self.heldLayers = held
+        self.data = [UInt16](unsafeUninitializedCapacity: held.count * 2 * block) { buf, n in
+            for (index, layer) in held.enumerated() {
                 for kind in [KVKind.key, .value] {
                     cache.withHalfRows(layer: layer, kind, start..<(start + rows)) { src in
-                        let offset = Self.offset(layer: layer, kind, block: block)
+                        let offset = Self.offset(index, kind, block: block)
                         _ = UnsafeMutableBufferPointer(rebasing: buf[offset..<(offset + block)])
                             .initialize(fromContentsOf: src)
                     }
                 }
             }
-            n = shape.layers * 2 * block
+            n = held.count * 2 * block
         }
     }
 
-    /// Where the rows of `kind` in `layer` start in `data` (layout `[layer][K, V][row][kvDim]`).
-    private static func offset(layer: Int, _ kind: KVKind, block: Int) -> Int {
-        (layer * 2 + (kind == .key ? 0 : 1)) * block
+    /// Where the rows of `kind` in the `index`-th held layer start in `data`.
+    private static func offset(_ index: Int, _ kind: KVKind, block: Int) -> Int {
+        (index * 2 + (kind == .key ? 0 : 1)) * block
     }
 
     /// Bytes of f16 K and V the page holds.
     public var byteCount: Int { data.count * MemoryLayout<UInt16>.size }
 
-    /// The page's rows of `kind` in `layer` (`rows * kvDim` halves).
-    func withRows<R>(layer: Int, _ kind: KVKind, _ body: (UnsafeBufferPointer<UInt16>) throws -> R) rethrows -> R {
-        let block = rows * shape.kvDim, offset = Self.offset(layer: layer, kind, block: block)
-        return try data.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[offset..<(offset + block)])) }
+    /// The page's rows of `kind` in `layer` (`rows * kvDim` halves); `body` is not called
+    /// for a skipped layer.
+    func withRows(layer: Int, _ kind: KVKind, _ body: (UnsafeBufferPointer<UInt16>) throws -> Void) rethrows {
+        guard let index = heldLayers.firstIndex(of: layer) else { return }
+        let block = rows * shape.kvDim, offset = Self.offset(index, kind, block: block)
+        try data.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[offset..<(offset + block)])) }
     }
 }
 
@@ -91,12 +102,13 @@ extension KVCache {
         }
     }
 
-    /// Copies positions `range` (whose bounds are multiples of `KVPage.size`) into pages.
-    public func pages(_ range: Range<Int>) -> [KVPage] {
+    /// Copies positions `range` (whose bounds are multiples of `KVPage.size`) into pages,
+    /// without the rows `skipped` says were left out.
+    public func pages(_ range: Range<Int>, skipped: SkippedRows = SkippedRows()) -> [KVPage] {
         precondition(range.lowerBound % KVPage.size == 0 && range.count % KVPage.size == 0,
                      "page ranges are multiples of KVPage.size")
         return stride(from: range.lowerBound, to: range.upperBound, by: KVPage.size).map {
-            KVPage(from: self, start: $0)
+            KVPage(from: self, start: $0, skipping: skipped.layers(in: $0..<($0 + KVPage.size)))
         }
     }
 }

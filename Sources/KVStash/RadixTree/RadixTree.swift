@@ -97,19 +97,22 @@ public final class RadixTree: Sendable {
 
     /// Inserts the pages of `tokens`, taking their KV from `cache` (whose positions
     /// `0..<tokens.count` belong to `tokens`): the whole pages, then the partial last page.
-    /// Pages already in the tree are not copied. Returns the number of tokens added. May
-    /// evict other nodes to stay in budget.
+    /// Pages already in the tree are not copied. Rows `skipped` says were left out are not
+    /// copied either (their pages say so). Returns the number of tokens added. May evict
+    /// other nodes to stay in budget.
     @discardableResult
-    public func insert(_ tokens: [Int], from cache: KVCache, namespace: RadixNamespace) -> Int {
+    public func insert(_ tokens: [Int], from cache: KVCache, namespace: RadixNamespace,
+                       skipped: SkippedRows = SkippedRows()) -> Int {
         let usable = min(tokens.count, cache.count), whole = usable - usable % KVPage.size
-        let added = insertPages(Array(tokens[..<whole]), from: cache, namespace: namespace)
+        let added = insertPages(Array(tokens[..<whole]), from: cache, namespace: namespace, skipped: skipped)
         guard whole > 0, usable > whole else { return added }
         let held = core.withLock { core -> Bool in
             let known = core.walk(namespace, Array(tokens[..<usable]), split: false, time: nil)
             return known.matched == whole && known.tail?.rows == usable - whole
         }
         if held { return added }
-        let page = KVPage(from: cache, start: whole, rows: usable - whole)  // copied outside the mutex
+        let page = KVPage(from: cache, start: whole, rows: usable - whole,  // copied outside the mutex
+                          skipping: skipped.layers(in: whole..<usable))
         return added + core.withLock { core in
             let time = core.tick()
             let (node, matched, _, _) = core.walk(namespace, Array(tokens[..<whole]), split: true, time: time)
@@ -122,12 +125,13 @@ public final class RadixTree: Sendable {
     }
 
     /// The whole pages of `insert`.
-    private func insertPages(_ query: [Int], from cache: KVCache, namespace: RadixNamespace) -> Int {
+    private func insertPages(_ query: [Int], from cache: KVCache, namespace: RadixNamespace,
+                             skipped: SkippedRows) -> Int {
         guard !query.isEmpty else { return 0 }
         for _ in 0..<3 {
             let known = core.withLock { $0.walk(namespace, query, split: false, time: nil).matched }
             if known == query.count { return 0 }
-            let pages = cache.pages(known..<query.count)  // copied outside the mutex
+            let pages = cache.pages(known..<query.count, skipped: skipped)  // copied outside the mutex
             let added: Int? = core.withLock { core in
                 let time = core.tick()
                 let (node, matched, _, _) = core.walk(namespace, query, split: true, time: time)

@@ -42,12 +42,27 @@ struct ChunkFetcher: Sendable {
         let tokens: Int
         var level = 0
         var meta: ChunkMeta?
+        /// Layers the block under `key` must carry (nil: a block of every layer).
+        var layers: [Int]? = nil
+        /// A second block of the same rows to read from the same tier, with the layers it
+        /// must carry: a sliding-window model's sliding layers (see `LayerSplit`). Not read
+        /// when the first block carries every layer.
+        var second: (key: ChunkKey, layers: [Int])? = nil
+    }
+
+    /// What one worker of a fetch read.
+    struct Fetched: Sendable {
+        var outcome: Outcome
+        /// The rows now hold every layer (false: only the entry's `layers`).
+        var complete = false
     }
 
     /// The outcome of `fetchRun`: each entry's outcome and the rows spliced after the first
     /// entry that was not.
     struct Run {
-        var outcomes: [Outcome]
+        /// What each entry's read gave.
+        var fetched: [Fetched]
+        var outcomes: [Outcome] { fetched.map(\.outcome) }
         /// Each entry's rows in the sequence.
         var ranges: [Range<Int>]
         /// The rows from the end of the first entry not spliced to the end of the run, when
@@ -77,12 +92,8 @@ struct ChunkFetcher: Sendable {
         let start = cache.count
         var ranges: [Range<Int>] = []
         for entry in entries { ranges.append((ranges.last?.upperBound ?? start)..<((ranges.last?.upperBound ?? start) + entry.tokens)) }
-        let remoteTokens = entries.filter { tiers.levels[$0.level].isShared }.reduce(0) { $0 + $1.tokens }
-        let deadline = remoteTokens > 0 ? tiers.fetchDeadline(tokens: remoteTokens) : nil
-        let outcomes = cache.writeConcurrently(ranges, positionOffset: positionOffset) { i, writer in
-            fetch(entries[i], deadline: deadline, into: writer)
-        }
-        var run = Run(outcomes: outcomes, ranges: ranges)
+        var run = Run(fetched: fetch(entries, at: ranges, into: &cache, positionOffset: positionOffset), ranges: ranges)
+        let outcomes = run.outcomes
         let spliced = outcomes.prefix { $0 == .spliced }.count
         if spliced < outcomes.count, outcomes[(spliced + 1)...].contains(.spliced) {
             let rows = ranges[spliced].upperBound..<ranges[ranges.count - 1].upperBound
@@ -95,17 +106,44 @@ struct ChunkFetcher: Sendable {
         return run
     }
 
-    /// One worker of `fetchRun`: decodes the value where the tier holds it (no copy).
-    private func fetch(_ entry: Entry, deadline: ContinuousClock.Instant?, into writer: KVRowWriter) -> Outcome {
+    /// Reads `entries` into rows `ranges` of `cache` (sorted, disjoint, the first starting at
+    /// or before `cache.count`), each on its own worker; rows of an entry that fails are
+    /// left unspecified. Reads from the shared tier share one deadline.
+    func fetch(_ entries: [Entry], at ranges: [Range<Int>], into cache: inout KVCache,
+               positionOffset: Int = 0) -> [Fetched] {
+        let remoteTokens = entries.filter { tiers.levels[$0.level].isShared }.reduce(0) { $0 + $1.tokens }
+        let deadline = remoteTokens > 0 ? tiers.fetchDeadline(tokens: remoteTokens) : nil
+        return cache.writeConcurrently(ranges, positionOffset: positionOffset) { i, writer in
+            fetch(entries[i], deadline: deadline, into: writer)
+        }
+    }
+
+    /// One worker of `fetchRun`: the entry's block, then its second block if it has one
+    /// and the first did not carry every layer.
+    private func fetch(_ entry: Entry, deadline: ContinuousClock.Instant?, into writer: KVRowWriter) -> Fetched {
+        let (outcome, header) = read(entry.key, layers: entry.layers, entry, deadline: deadline, into: writer)
+        guard outcome == .spliced, let header else { return Fetched(outcome: outcome) }
+        guard header.carriedLayers != nil else { return Fetched(outcome: .spliced, complete: true) }
+        guard let second = entry.second else { return Fetched(outcome: .spliced) }
+        let (secondOutcome, _) = read(second.key, layers: second.layers, entry, deadline: deadline, into: writer)
+        return Fetched(outcome: secondOutcome, complete: secondOutcome == .spliced)
+    }
+
+    /// Reads block `key` of `entry`'s rows from its tier, decoding the value where the tier
+    /// holds it (no copy); the block must carry `layers` (nil: every layer).
+    private func read(_ key: ChunkKey, layers: [Int]?, _ entry: Entry, deadline: ContinuousClock.Instant?,
+                      into writer: KVRowWriter) -> (Outcome, KVBlockHeader?) {
         let level = tiers.levels[entry.level]
-        let key = entry.key
         let started = ContinuousClock.now
         var bytes = 0
         let decoded: Result<KVBlockHeader, Error>?
         do {
             decoded = try level.tier.withBlock(key, deadline: level.isShared ? deadline : nil) { raw in
                 bytes = raw.count
-                let result = Result { try decoder.decode(raw, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint, into: writer) }
+                let result = Result {
+                    try decoder.decode(raw, expectedChunkKey: key.bytes, expectedFingerprint: fingerprint,
+                                       requiredLayers: layers ?? Array(0..<writer.shape.layers), into: writer)
+                }
                 if level.isShared, case .success(let header) = result, var meta = entry.meta {
                     meta.codec = header.codec.name
                     tiers.copyToLocal(key, value: Array(raw.bindMemory(to: UInt8.self)), meta: meta, from: level)
@@ -120,7 +158,7 @@ struct ChunkFetcher: Sendable {
             }
             logger.warning("chunk read failed; recomputing the chunk",
                            metadata: ["tier": "\(level.tier.tierName)", "chunk": "\(key)", "error": "\(error)"])
-            return .missing
+            return (.missing, nil)
         }
         let seconds = (ContinuousClock.now - started).seconds
         level.meter.update {
@@ -131,23 +169,23 @@ struct ChunkFetcher: Sendable {
         switch decoded {
         case nil:
             level.meter.update { $0.misses += 1 }
-            return .missing
-        case .success?:
+            return (.missing, nil)
+        case .success(let header)?:
             level.meter.update { $0.hits += 1 }
-            return .spliced
+            return (.spliced, header)
         case .failure(let error)?:
             if let blockError = error as? KVBlockError, Self.isUnknownVersion(blockError) {
                 level.meter.update { $0.unknownVersion += 1 }
                 logger.info("chunk of an unknown format or codec version; recomputing it, leaving it in its tier",
                             metadata: ["tier": "\(level.tier.tierName)", "chunk": "\(key)", "error": "\(error)"])
                 level.tier.reject(key, .unknownVersion("\(error)"))
-                return .unknownVersion
+                return (.unknownVersion, nil)
             }
             level.meter.update { $0.damaged += 1 }
             logger.warning("chunk rejected by the codec; removing and recomputing it",
                            metadata: ["tier": "\(level.tier.tierName)", "chunk": "\(key)", "error": "\(error)"])
             level.tier.reject(key, .damaged("\(error)"))
-            return .corrupt
+            return (.corrupt, nil)
         }
     }
 

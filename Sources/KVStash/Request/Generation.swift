@@ -26,9 +26,10 @@ extension PrefixCache {
         let loop = GenerationLoop(model: model, tokenizer: tokenizer, sampling: options.sampling,
                                   maxTokens: budget, stopAtEndOfGeneration: options.stopAtEndOfGeneration)
         var cached = 0
+        let skipped = state.skipped
         let out = try loop.run(logits: state.logits, cache: &state.cache) { token, cache in
             guard onToken(TokenPiece(id: token.id, text: token.text, index: token.index)) else { return false }
-            if token.index == 0 { cached += insertIntoTree(tokens, from: cache) }  // the prompt, once the first token is out
+            if token.index == 0 { cached += insertIntoTree(tokens, from: cache, skipped: skipped) }  // the prompt, once the first token is out
             return true
         }
         state.tokens += out.tokens

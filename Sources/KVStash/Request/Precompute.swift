@@ -63,7 +63,11 @@ extension PrefixCache {
         state.cache.keepsRawKeys = true  // what the chunks encode
         let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
         var found = fetcher.probe(keys)  // a chunk in any tier need not be computed
-        tiers.publishStored(keys.indices.filter { found[$0].map { !tiers.levels[$0].isShared } ?? false }.map { keys[$0] })
+        let storedLocally = keys.indices.filter { found[$0].map { !tiers.levels[$0].isShared } ?? false }
+        tiers.publishStored(storedLocally.flatMap { LayerSplit.blocks(keys[$0], layerSplit).map(\.key) })
+        if layerSplit != nil {  // with its sliding block too
+            found = zip(found, fetcher.probe(keys.map(LayerSplit.slidingKey))).map { $1 == nil ? nil : $0 }
+        }
         var present = found.map { $0 != nil }
         for index in keys.indices where !present[index] {
             if shouldStop() { result.interrupted = true; break }
@@ -86,6 +90,9 @@ extension PrefixCache {
         result.interrupted = result.interrupted || (tail > 0 && entries.count == keys.count)
         result.sources = state.sources
         result.sources.prompt = capped.count
+        if layerSplit != nil {  // linked too, so document-wide evict, pin and ls cover both blocks
+            entries += entries.map(LayerSplit.slidingKey)
+        }
         if !result.interrupted {
             try store.putDocument(DocumentRecord(id: id, name: name, tokenCount: capped.count, chunkKeys: entries,
                                                   salt: options.tenantSalt))
@@ -105,9 +112,10 @@ extension PrefixCache {
                            written: inout WriteBackReport) throws -> ChunkKey {
         let start = keys.count * chunkSize
         let key = keyer.key(parent: keys.last ?? .root, tokens: state.tokens[start...])
-        let level = tiers.probe([key])[0]
-        guard store != nil, level == nil else {
-            if let level, !tiers.levels[level].isShared { tiers.publishStored([key]) }
+        let blockKeys = LayerSplit.blocks(key, layerSplit).map(\.key)
+        let levels = tiers.probe(blockKeys)
+        guard store != nil, levels.contains(nil) else {
+            tiers.publishStored(zip(blockKeys, levels).filter { $0.1.map { !tiers.levels[$0].isShared } ?? false }.map(\.0))
             written.alreadyStored += 1
             return key
         }

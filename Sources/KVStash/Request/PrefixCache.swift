@@ -20,6 +20,9 @@ public struct PrefixCacheOptions: Sendable {
     /// Where the request path logs what it recovers from (a stored chunk it could not read
     /// and recomputes, a write-back that failed), with the cause.
     public var logger: Logger
+    /// Fills the sliding-layer rows a cold hit left out with NaN before every attention
+    /// (tests: proves attention never reads them).
+    var poisonsSkippedRows = false
 
     public init(codec: KVCodec = .int8, groupSize: Int = KVBlockEncoder.defaultGroupSize,
                 ramBudgetBytes: Int = 1 << 30, tenantSalt: [UInt8] = [], writeBackQueries: Bool = true,
@@ -56,6 +59,8 @@ public final class PrefixCache: Sendable {
     public let keyer: ChunkKeyer
     let encoder: KVBlockEncoder
     let namespace: RadixNamespace
+    /// How chunks split into a global and a sliding block (nil: one block of every layer).
+    let layerSplit: LayerSplit?
 
     /// Wires the parts together. `modelFingerprint` must come from
     /// `ModelFingerprint.compute` for the model's file. `tree` shares one RAM tier (and its
@@ -77,6 +82,7 @@ public final class PrefixCache: Sendable {
                                 chunkSize: store?.chunkSize ?? chunkSize)
         self.encoder = KVBlockEncoder(codec: options.codec, groupSize: options.groupSize)
         self.namespace = RadixNamespace(modelFingerprint: modelFingerprint, tenantSalt: options.tenantSalt)
+        self.layerSplit = LayerSplit(model.config.layerAttention)
     }
 
     /// Opens the model at `modelPath` and, if given, the store at `storePath`; the model's

@@ -20,6 +20,8 @@ public struct SequenceState: Sendable {
     var lastFromShared = false
     /// Hold on the radix-tree nodes spliced from RAM.
     var lease: RadixLease?
+    /// Rows of sliding layers left out of the cache (see `PrefixCache.ensureSlidingRows`).
+    var skipped = SkippedRows()
     /// Where the assembly time went.
     public internal(set) var timings = AssemblyTimings()
 }
@@ -57,6 +59,7 @@ extension PrefixCache {
             throw KVStashError.contextOverflow(promptTokens: tokens.count, limit: limit)
         }
         var state = SequenceState(tokens: tokens, cache: model.newCache(capacity: min(capacity, limit)))
+        state.skipped.layers = layerSplit?.sliding ?? []
         state.sources.prompt = tokens.count
         state.cache.keepsRawKeys = store != nil  // the prompt's K before RoPE, for write-back
         let reusable = needLogits ? tokens.count - 1 : tokens.count
@@ -70,6 +73,7 @@ extension PrefixCache {
                 if state.lastFromShared { state.sources.shared -= state.cache.count - reusable } else { state.sources.disk -= state.cache.count - reusable }
                 state.cache.truncate(to: reusable)
             }
+            ensureSlidingRows(&state)
             if state.cache.count < tokens.count {
                 try prefill(&state, upTo: tokens.count)
             }
@@ -93,6 +97,9 @@ extension PrefixCache {
         state.lease = match.lease
         state.cache.splice(match.pages, rows: match.tokenCount)
         state.sources.ram = match.tokenCount
+        for (i, page) in match.pages.enumerated() where !page.skippedLayers.isEmpty {
+            state.skipped.add((i * KVPage.size)..<min(match.tokenCount, i * KVPage.size + page.rows))
+        }
     }
 
     /// Steps 3-5: probe every full chunk past the RAM match, then fetch and splice each
@@ -137,7 +144,8 @@ extension PrefixCache {
                 probed = TailProbe(start: end * size, untried: Array(tails.dropFirst()))
                 if let tail = tails.first { entries.append(tail) }
             }
-            let run = timed(&seconds) { fetcher.fetchRun(entries, into: &state.cache) }
+            let runEnd = entries.reduce(start) { $0 + $1.tokens }
+            let run = timed(&seconds) { fetcher.fetchRun(onlyNeeded(entries, start: start, end: runEnd), into: &state.cache) }
             for (offset, outcome) in run.outcomes.enumerated() {
                 // Past an entry that was not spliced: recompute up to this one, then put back
                 // its rows (each chunk is read once; the chain keeps later ones valid).
@@ -145,6 +153,7 @@ extension PrefixCache {
                     try prefill(&state, upTo: run.ranges[offset].lowerBound)
                     timed(&seconds) { run.appendHeld(offset, to: &state.cache) }
                 }
+                if outcome == .spliced { noteSkipped(run.fetched[offset], rows: run.ranges[offset], in: &state) }
                 guard offset < end - index else {  // the tail
                     recordTail(outcome, tokens: entries[offset].tokens, level: entries[offset].level, in: &state)
                     break
@@ -163,7 +172,12 @@ extension PrefixCache {
         let meta = tiers.levels[level].isShared
             ? ChunkMeta(parent: parent, chainIndex: chainIndex, tokens: Array(tokens), codec: "", modelFingerprint: modelFingerprint)
             : nil
-        return ChunkFetcher.Entry(key: key, tokens: tokens.count, level: level, meta: meta)
+        var entry = ChunkFetcher.Entry(key: key, tokens: tokens.count, level: level, meta: meta)
+        if let split = layerSplit {  // both blocks; `onlyNeeded` drops the sliding one where no query sees it
+            entry.layers = split.global
+            entry.second = (LayerSplit.slidingKey(key), split.sliding)
+        }
+        return entry
     }
 
     /// The stored tails found at `start` that were not fetched yet (longest first).
@@ -180,7 +194,7 @@ extension PrefixCache {
 
     /// Counts a fetched tail in the sources (it is not a full chunk: write-back may still
     /// store the chunk it starts, once the sequence fills it).
-    private func recordTail(_ outcome: ChunkFetcher.Outcome, tokens: Int, level: Int, in state: inout SequenceState) {
+    func recordTail(_ outcome: ChunkFetcher.Outcome, tokens: Int, level: Int, in state: inout SequenceState) {
         switch outcome {
         case .spliced:
             if tiers.levels[level].isShared { state.sources.shared += tokens } else { state.sources.disk += tokens }
@@ -226,8 +240,9 @@ extension PrefixCache {
 
     /// Step 6: prefill `tokens[cache.count ..< end]`.
     func prefill(_ state: inout SequenceState, upTo end: Int) throws {
+        guard end > state.cache.count else { return }
+        ensureSlidingRows(&state)
         let start = state.cache.count
-        guard end > start else { return }
         var seconds = 0.0
         state.logits = try timed(&seconds) { try model.prefill(Array(state.tokens[start..<end]), cache: &state.cache) }
         state.timings.prefill += seconds

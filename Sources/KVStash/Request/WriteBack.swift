@@ -32,7 +32,7 @@ extension PrefixCache {
         let usable = min(promptCount, state.cache.count)
         let keys = keyer.chain(Array(state.tokens[..<usable]))
         let candidates = keys.indices.filter { !state.chunksFromDisk.contains($0) }
-        let present = candidates.isEmpty ? [] : store.probe(candidates.map { keys[$0] })
+        let present = candidates.isEmpty ? [] : storedChunks(candidates.map { keys[$0] })
         for (index, there) in zip(candidates, present) {
             if there { report.alreadyStored += 1; continue }
             storeChunk(index, keys: keys, state: state, origin: origin, report: &report)
@@ -50,7 +50,18 @@ extension PrefixCache {
                    report: &report)
     }
 
-    /// Encodes rows `range` of `state` and puts them under `key`, if the admission policy agrees.
+    /// Whether each chunk of `keys` is in the local store: every one of its blocks (a
+    /// sliding-window model stores two, see `LayerSplit`).
+    func storedChunks(_ keys: [ChunkKey]) -> [Bool] {
+        guard let store else { return keys.map { _ in false } }
+        let perChunk = layerSplit == nil ? 1 : 2
+        let there = store.probe(keys.flatMap { LayerSplit.blocks($0, layerSplit).map(\.key) })
+        return keys.indices.map { i in there[(i * perChunk)..<((i + 1) * perChunk)].allSatisfy { $0 } }
+    }
+
+    /// Encodes rows `range` of `state` and puts them under `key`, if the admission policy
+    /// agrees: one block, or for a sliding-window model each of its two blocks the store
+    /// lacks (the sliding one only if the cache holds those rows).
     func storeEntry(_ key: ChunkKey, parent: ChunkKey, chainIndex: Int, range: Range<Int>, state: SequenceState,
                     origin: AdmissionOrigin, report: inout WriteBackReport) {
         guard let store else { return }
@@ -60,16 +71,34 @@ extension PrefixCache {
             report.declined += 1
             return
         }
+        var blocks = LayerSplit.blocks(key, layerSplit)
+        if blocks.count > 1 {
+            blocks = zip(blocks, store.probe(blocks.map(\.key))).filter { !$0.1 }.map(\.0)
+            if !state.skipped.layers(in: range).isEmpty { blocks.removeAll { $0.layers == layerSplit?.sliding } }
+        }
+        var written = 0
+        for block in blocks {
+            written += putBlock(block.key, layers: block.layers, range: range, state: state, meta: meta, origin: origin,
+                                report: &report)
+        }
+        if written > 0 { report.chunks += 1 }
+    }
+
+    /// Encodes `layers` (nil: all) of rows `range`, validates and puts the block under `key`;
+    /// returns the blocks written (0 or 1).
+    private func putBlock(_ key: ChunkKey, layers: [Int]?, range: Range<Int>, state: SequenceState, meta: ChunkMeta,
+                          origin: AdmissionOrigin, report: inout WriteBackReport) -> Int {
+        guard let store else { return 0 }
         do {
             let value = try encoder.encode(state.cache, range: range, chunkKey: key.bytes,
-                                           modelFingerprint: modelFingerprint)
+                                           modelFingerprint: modelFingerprint, layers: layers)
             // The whole frame, content checksum included, is checked once here, so that
             // readers can rely on the payload checksum alone (see `ChunkFetcher.decoder`).
             _ = try KVBlockDecoder().validate(value)
             try store.put(key, value: value, meta: meta)
-            report.chunks += 1
             report.bytes += value.count
             tiers.publish(key, value: value, meta: meta, wait: origin == .precompute)
+            return 1
         } catch let error as StoreError where error.isDiskFull || error.isOverBudget {
             report.failures += 1
             report.refusedNoSpace += 1
@@ -79,17 +108,19 @@ extension PrefixCache {
                                    metadata: ["chunk": "\(key)", "error": "\(error)"])
             report.failures += 1
         }
+        return 0
     }
 
     /// Inserts the sequence's whole pages into the radix tree; returns the tokens added.
     func insertIntoTree(_ state: SequenceState) -> Int {
-        insertIntoTree(state.tokens, from: state.cache)
+        insertIntoTree(state.tokens, from: state.cache, skipped: state.skipped)
     }
 
-    /// Inserts the whole pages of `tokens` whose KV `cache` holds; returns the tokens added.
-    func insertIntoTree(_ tokens: [Int], from cache: KVCache) -> Int {
+    /// Inserts the whole pages of `tokens` whose KV `cache` holds (without the rows
+    /// `skipped` left out); returns the tokens added.
+    func insertIntoTree(_ tokens: [Int], from cache: KVCache, skipped: SkippedRows = SkippedRows()) -> Int {
         guard options.ramBudgetBytes > 0 else { return 0 }
         let n = min(tokens.count, cache.count)
-        return tree.insert(Array(tokens[..<n]), from: cache, namespace: namespace)
+        return tree.insert(Array(tokens[..<n]), from: cache, namespace: namespace, skipped: skipped)
     }
 }

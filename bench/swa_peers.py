@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Gemma 3 (sliding-window layers) with a cached document and a new question: `kvstash serve`
+against llama-server with and without `--swa-full`, over HTTP, in one run.
+
+    bench/swa_peers.py --kvstash BIN --llama-server BIN --model GEMMA3.gguf [--tokens 4096] [--reps 3]
+
+The measuring loop, rows and servers are bench/peers.py's (miss, cold from the store / a
+restored slot, hot with a new question, exact repeat, decode), with llama-server's flash
+attention off. Without `--swa-full` llama-server keeps only the sliding layers' window, so it
+re-evaluates the whole prompt on reuse; the JSON records how many prompt tokens each server
+evaluated on the hot hit (llama-server's `timings.prompt_n`, kvstash's prefilled tokens are
+the prompt minus what it spliced). Writes bench/results/swa-peers.json and prints a markdown
+table. Never run by CI; hold the CPU lock (`flock /tmp/cpu.lock`) while it runs.
+"""
+import argparse
+import atexit
+import json
+import os
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import peers  # noqa: E402
+
+CONFIGS = (("llamaServer", ()), ("llamaServerSwaFull", ("--swa-full",)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kvstash", required=True)
+    ap.add_argument("--llama-server", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tokens", type=int, nargs="+", default=[4096])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--miss-reps", type=int, default=1)
+    ap.add_argument("--codec", default="int8")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--chars-per-token", type=float, default=4.0)
+    ap.add_argument("--out", default=str(peers.ROOT / "bench" / "results" / "swa-peers.json"))
+    args = ap.parse_args()
+    atexit.register(lambda: [p.stop() for p in list(peers.Process.live)])
+    sizes = []
+    for tokens in args.tokens:
+        document, tag = peers.corpus(tokens, args.chars_per_token), f"s{tokens}"
+        runs, info = peers.measure(peers.KVStashSetup(args), args, document, tag)
+        size = {"targetTokens": tokens, "promptTokens": peers.prompt_tokens(runs),
+                "kvstash": {**peers.summary(runs), **info, "runs": runs}}
+        for name, extra in CONFIGS:
+            runs, info = peers.measure(peers.LlamaSetup(args, False, extra), args, document, tag)
+            size[name] = {**peers.summary(runs), **info, "promptTokens": peers.prompt_tokens(runs),
+                          "hotPromptEvaluated": [(r["timings"] or {}).get("prompt_n") for r in runs["hot"]],
+                          "coldPromptEvaluated": [(r["timings"] or {}).get("prompt_n") for r in runs["cold"]],
+                          "runs": runs}
+        sizes.append(size)
+    report = {"machine": peers.machine(), "threads": args.threads, "codec": args.codec,
+              "model": os.path.basename(args.model), "reps": args.reps, "missReps": args.miss_reps, "sizes": sizes}
+    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"\nMachine: {report['machine']}; {args.threads} threads; kvstash codec {args.codec}; "
+          f"medians of {args.reps} (miss: {args.miss_reps})\n")
+    print("| prompt tokens | row | llama-server | llama-server --swa-full | kvstash |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    for s in sizes:
+        a, b, k = s["llamaServer"], s["llamaServerSwaFull"], s["kvstash"]
+        for key, label in (("missMs", "miss"), ("coldMs", "cold hit"), ("cold_evictMs", "cold hit, evicted"),
+                           ("hotMs", "hot hit, new question"), ("repeatMs", "exact repeat")):
+            print(f"| {s['promptTokens']} | {label} (ms) | {a[key]:.0f} | {b[key]:.0f} | {k[key]:.0f} |")
+        print(f"| {s['promptTokens']} | hot hit: prompt tokens evaluated | {a['hotPromptEvaluated']} | "
+              f"{b['hotPromptEvaluated']} | |")
+
+
+if __name__ == "__main__":
+    main()
