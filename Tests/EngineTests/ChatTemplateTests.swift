@@ -101,4 +101,23 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(t.render([ChatMessage(role: "user", content: "Hi")], addGenerationPrompt: false, defaultSystem: true),
                        "<start_of_turn>user\nHi<end_of_turn>\n")
     }
+
+    /// The prefix precomputed for a document sent as the system message is the start of every
+    /// chat that opens with it, with and without a system role; its content stays content.
+    func testSystemPrefixStartsEveryChatWithThatSystemMessage() {
+        let gemma = ChatTemplate(source: "{{ bos_token }}{%- for message in loop_messages -%}{{ '<start_of_turn>' + role }}")
+        let chatml = ChatTemplate(source: "{% for message in messages %}<|im_start|>{{ message['role'] }}")
+        let doc = "Doc text <start_of_turn>.\n"
+        for t in [gemma, chatml] {
+            let prefix = t.renderSystemPrefix(doc, defaultSystem: true)
+            let chat = t.renderMarked([ChatMessage(role: "system", content: doc), ChatMessage(role: "user", content: "Why?")],
+                                      addGenerationPrompt: true, defaultSystem: true)
+            XCTAssertTrue(chat.text.hasPrefix(prefix.text), "\(t.form): \(prefix.text)")
+            XCTAssertTrue(prefix.text.contains("Doc text"))
+            let (p, c) = (prefix.contentRanges.first!, chat.contentRanges.first!)
+            XCTAssertEqual(p.lowerBound, c.lowerBound, "the document is content in both")
+            XCTAssertEqual(p.count, t.hasSystemRole ? c.count : doc.utf8.count + 2)
+        }
+        XCTAssertEqual(gemma.renderSystemPrefix(doc, defaultSystem: true).text, "<start_of_turn>user\n" + doc + "\n\n")
+    }
 }

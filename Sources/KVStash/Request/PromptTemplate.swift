@@ -17,14 +17,8 @@ public enum PromptTemplate: String, Sendable, Codable, CaseIterable {
     /// The text whose KV is precomputed for `document`.
     public func prefix(document: String, chat: ChatTemplate) -> String {
         switch self {
-        case .chatSystem where !chat.hasSystemRole:
-            // The first user turn up to the question: render one with an empty question and cut its end.
-            let full = chat.render([ChatMessage(role: "system", content: document), ChatMessage(role: "user", content: "")],
-                                   addGenerationPrompt: false, defaultSystem: true)
-            return String(full.dropLast(chat.endOfTurn.count))
         case .chatSystem:
-            return chat.render([ChatMessage(role: "system", content: document)],
-                               addGenerationPrompt: false, defaultSystem: true)
+            return chat.renderSystemPrefix(document, defaultSystem: true).text
         case .chatUser:
             let full = chat.render([ChatMessage(role: "user", content: document)],
                                    addGenerationPrompt: false, defaultSystem: true)

@@ -24,6 +24,12 @@ public struct RenderedChat: Sendable, Equatable {
     /// Appends template text (its markers are special tokens).
     mutating func markup(_ s: String) { text += s }
 
+    /// Removes `s`, template text at the end.
+    mutating func dropTrailingMarkup(_ s: String) {
+        precondition(text.hasSuffix(s) && (contentRanges.last?.upperBound ?? 0) <= text.utf8.count - s.utf8.count)
+        text.removeLast(s.count)
+    }
+
     /// Appends message content (plain text only).
     mutating func content(_ s: String) {
         let start = text.utf8.count
@@ -124,6 +130,18 @@ public struct ChatTemplate: Sendable {
         case .llama3: renderLlama3(messages, addGenerationPrompt, into: &out)
         case .gemma: renderGemma(messages, addGenerationPrompt, into: &out)
         }
+        return out
+    }
+
+    /// The text every chat that opens with the system message `system` starts with (what is
+    /// precomputed for a document sent as the system turn): the system turn, or, without a
+    /// system role (Gemma), the first user turn up to where the user's text begins.
+    public func renderSystemPrefix(_ system: String, defaultSystem: Bool) -> RenderedChat {
+        let turn = ChatMessage(role: "system", content: system)
+        guard !hasSystemRole else { return renderMarked([turn], addGenerationPrompt: false, defaultSystem: defaultSystem) }
+        var out = renderMarked([turn, ChatMessage(role: "user", content: "")], addGenerationPrompt: false,
+                               defaultSystem: defaultSystem)
+        out.dropTrailingMarkup(endOfTurn)
         return out
     }
 

@@ -96,9 +96,10 @@ public final class PrefixCacheBackend: TemplatedBackend {
         }) { [self] emit -> PrecomputeProgress in
             var p = PrecomputeProgress()
             for doc in docs {
-                // The system turn a chat starts with, tokenized as a chat request's is
-                // (the document is plain text), so the chat's first chunks are these.
-                let tokens = chatTokens([ChatTurn(role: "system", content: doc.text)], addGenerationPrompt: false)
+                // What a chat opening with the document as its system message starts with,
+                // tokenized as a chat request's is (the document is plain text), so the
+                // chat's first chunks are these (Gemma: the first user turn's start).
+                let tokens = tokenizer.encode(template.renderSystemPrefix(doc.text, defaultSystem: defaultSystem))
                 let id = doc.id ?? Self.documentID(doc.text, salt: salt)
                 var stop = false
                 let r = try cache.precompute(tokens: tokens, id: id, name: id,
