@@ -259,13 +259,19 @@ final class KVStorage: @unchecked Sendable {
         halves = KVStorage.halfArena(shape: shape, capacity: capacity)
     }
 
+    /// The f16 arena's layout: K and V of every layer, `capacity` rows each.
+    private static func halfLayout(shape: KVShape, capacity: Int) -> (tensors: Int, elementsEach: Int) {
+        (shape.layers * 2, capacity * shape.kvDim)
+    }
+
     private static func halfArena(shape: KVShape, capacity: Int) -> KVArena<UInt16> {
-        KVArena(tensors: shape.layers * 2, elementsEach: capacity * shape.kvDim)
+        let layout = halfLayout(shape: shape, capacity: capacity)
+        return KVArena(tensors: layout.tensors, elementsEach: layout.elementsEach)
     }
 
     static func prewarm(shape: KVShape, capacity: Int) {
-        KVArenaPool.shared.prewarm(bytes: KVArena<UInt16>.bytes(tensors: shape.layers * 2,
-                                                                elementsEach: capacity * shape.kvDim))
+        let layout = halfLayout(shape: shape, capacity: capacity)
+        KVArenaPool.shared.prewarm(bytes: KVArena<UInt16>.bytes(tensors: layout.tensors, elementsEach: layout.elementsEach))
     }
 
     func pointer(layer: Int, _ kind: KVKind) -> UnsafeMutablePointer<UInt16> {

@@ -63,7 +63,7 @@ extension PrefixCache {
         state.cache.keepsRawKeys = true  // what the chunks encode
         let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
         var found = fetcher.probe(keys)  // a chunk in any tier need not be computed
-        let storedLocally = keys.indices.filter { found[$0].map { !tiers.levels[$0].isShared } ?? false }
+        let storedLocally = keys.indices.filter { tiers.isLocal(found[$0]) }
         tiers.publishStored(storedLocally.flatMap { LayerSplit.blocks(keys[$0], layerSplit).map(\.key) })
         if layerSplit != nil {  // with its sliding block too
             found = zip(found, fetcher.probe(keys.map(LayerSplit.slidingKey))).map { $1 == nil ? nil : $0 }
@@ -115,7 +115,7 @@ extension PrefixCache {
         let blockKeys = LayerSplit.blocks(key, layerSplit).map(\.key)
         let levels = tiers.probe(blockKeys)
         guard store != nil, levels.contains(nil) else {
-            tiers.publishStored(zip(blockKeys, levels).filter { $0.1.map { !tiers.levels[$0].isShared } ?? false }.map(\.0))
+            tiers.publishStored(zip(blockKeys, levels).filter { tiers.isLocal($0.1) }.map(\.0))
             written.alreadyStored += 1
             return key
         }

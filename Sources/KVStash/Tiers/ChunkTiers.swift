@@ -36,6 +36,10 @@ public final class ChunkTiers: Sendable {
     }
 
     public let levels: [Level]
+
+    /// Whether a probe's answer `level` (nil: in no tier) is the local store.
+    func isLocal(_ level: Int?) -> Bool { level.map { !levels[$0].isShared } ?? false }
+
     /// The local store (first level), if any.
     public let local: ChunkStore?
     /// The shared tier (last level), if any.
