@@ -171,6 +171,26 @@ static inline __attribute__((always_inline)) void lanes_tile(const float *w, siz
         for (int j = 0; j < MV; j++) store16(out + i * 32 + 16 * j, acc[i][j]);
 }
 
+/* lanes_tile with inputs in 8-lane vectors (xt is [cols][8 * MV]), for AVX2: 9...32 inputs
+   take 2-4 ymm registers, so few lanes are idle, and R x MV accumulators stay at 12. */
+typedef float v8fu __attribute__((vector_size(32), aligned(4)));
+static inline __attribute__((always_inline)) void lanes_tile8(const float *w, size_t cols, const float *xt, int R,
+                                                            int MV, float *out) {
+    v8fu acc[6][3];
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < MV; j++) acc[i][j] = (v8fu){};
+    for (size_t k = 0; k < cols; k++) {
+        v8fu xv[3];
+        for (int j = 0; j < MV; j++) memcpy(&xv[j], xt + k * 8 * MV + 8 * j, sizeof(v8fu));
+        for (int i = 0; i < R; i++) {
+            const float wk = w[i * cols + k];
+            for (int j = 0; j < MV; j++) acc[i][j] += wk * xv[j];
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < MV; j++) memcpy(out + i * 32 + 8 * j, &acc[i][j], sizeof(v8fu));
+}
+
 /* lanes_tile for R Q4_1 weight rows (row_bytes apart from `w`) straight from their blocks:
    each block of 32 columns is dequantized for the R rows into an L1 buffer (scales and
    minimums of all rows converted together) and consumed at once, so no dequantized row
@@ -211,16 +231,16 @@ static inline __attribute__((always_inline)) void lanes_tile_q4_1(const uint8_t 
 }
 
 /* One group of n weight rows from `w` (R of them, or fewer at the end, taken one at a
-   time) against the transposed inputs: Q4_1 fused block by block, other types dequantized
-   row by row into wbuf first. R and MV are constants at every call, so the tiles'
-   accumulators stay in registers. */
+   time) against the transposed inputs: Q4_1 fused block by block on 16-lane tiles, other
+   types (and every type on 8-lane tiles, `eight`) dequantized row by row into wbuf first.
+   R, MV and `eight` are constants at every call, so the tiles' accumulators stay in registers. */
 static inline __attribute__((always_inline)) void lanes_group(int type, const uint8_t *w, size_t row_bytes, size_t cols,
                                                             const float *xt, float *wbuf, int n, int R, int MV,
-                                                            float *out) {
+                                                            int eight, float *out) {
     const int whole = n == R;
     for (int i = 0; i < n; i += whole ? R : 1) {
         const uint8_t *wi = w + (size_t)i * row_bytes;
-        if (type == KV_GGML_Q4_1) {
+        if (type == KV_GGML_Q4_1 && !eight) {
             if (whole) lanes_tile_q4_1(wi, row_bytes, cols / 32, xt, R, MV, out + i * 32);
             else lanes_tile_q4_1(wi, row_bytes, cols / 32, xt, 1, MV, out + i * 32);
             continue;
@@ -229,18 +249,38 @@ static inline __attribute__((always_inline)) void lanes_group(int type, const ui
             const float *row = weight_row(type, wi, row_bytes, (size_t)r, cols, wbuf + (size_t)r * cols);
             if (row != wbuf + (size_t)r * cols) memcpy(wbuf + (size_t)r * cols, row, cols * sizeof(float));
         }
-        if (whole) lanes_tile(wbuf, cols, xt, R, MV, out + i * 32);
+        if (eight && whole) lanes_tile8(wbuf, cols, xt, R, MV, out + i * 32);
+        else if (eight) lanes_tile8(wbuf, cols, xt, 1, MV, out + i * 32);
+        else if (whole) lanes_tile(wbuf, cols, xt, R, MV, out + i * 32);
         else lanes_tile(wbuf, cols, xt, 1, MV, out + i * 32);
     }
 }
 
-/* kv_matmul_rows for 9...32 input rows: the inputs transposed once, then groups of
-   weight rows (16 for one vector of inputs, 12 for two) multiplied by every input at once. */
+/* Register tiles of matmul_lanes. The wide ones (16 weight rows x 16 inputs, 12 x 32) keep
+   16 or 24 16-lane accumulators, one zmm each on AVX-512; on AVX2 a 16-lane vector takes two
+   of the 16 ymm registers, so they spill. The narrow ones hold the inputs in 8-lane vectors
+   (2 or 3 of them for 9...16 or ...24 inputs) against 6 or 4 weight rows: 12 ymm
+   accumulators and at most 7 idle input lanes; 25...32 inputs run as 16, then the rest
+   (4 vectors against 3 rows measured 0.7x as fast, streaming twice the inputs per row). Every output sums its columns in the same
+   order either way, so both give the same bits. */
+static int lanes_tiles = -1; /* -1: by CPU; 0: narrow; 1: wide (kv_matmul_set_tiles) */
+
+void kv_matmul_set_tiles(int wide) { __atomic_store_n(&lanes_tiles, wide < 0 ? -1 : wide != 0, __ATOMIC_RELAXED); }
+
+static inline int lanes_wide(void) {
+    const int forced = __atomic_load_n(&lanes_tiles, __ATOMIC_RELAXED);
+    return forced >= 0 ? forced : __builtin_cpu_supports("avx512f");
+}
+
+/* kv_matmul_rows for 9...32 input rows: the inputs transposed once, then groups of R
+   weight rows multiplied by every input at once (the tiles above). */
 static inline __attribute__((always_inline)) int matmul_lanes(int type, const uint8_t *base, size_t row_bytes,
                                                             const float *x, size_t ldx, float *y, size_t ldy,
                                                             size_t m, size_t rows, size_t cols, int accumulate) {
-    const int MV = m > 16 ? 2 : 1, R = MV == 1 ? 16 : 12;
-    const size_t lanes = 16 * (size_t)MV;
+    const int wide = lanes_wide();
+    const int MV = wide ? (m > 16 ? 2 : 1) : (int)(m + 7) / 8;
+    const int R = wide ? (MV == 1 ? 16 : 12) : (MV == 2 ? 6 : 4);
+    const size_t lanes = (wide ? 16 : 8) * (size_t)MV;
     float *xt = (float *)malloc((lanes + (size_t)R) * cols * sizeof(float));
     if (!xt) return -1;
     float *wbuf = xt + lanes * cols;
@@ -249,8 +289,11 @@ static inline __attribute__((always_inline)) int matmul_lanes(int type, const ui
     float out[16 * 32];
     for (size_t o = 0; o < rows; o += (size_t)R) {
         const int n = rows - o < (size_t)R ? (int)(rows - o) : R;
-        if (MV == 1) lanes_group(type, base + o * row_bytes, row_bytes, cols, xt, wbuf, n, 16, 1, out);
-        else lanes_group(type, base + o * row_bytes, row_bytes, cols, xt, wbuf, n, 12, 2, out);
+        const uint8_t *w = base + o * row_bytes;
+        if (wide && MV == 1) lanes_group(type, w, row_bytes, cols, xt, wbuf, n, 16, 1, 0, out);
+        else if (wide) lanes_group(type, w, row_bytes, cols, xt, wbuf, n, 12, 2, 0, out);
+        else if (MV == 2) lanes_group(type, w, row_bytes, cols, xt, wbuf, n, 6, 2, 1, out);
+        else lanes_group(type, w, row_bytes, cols, xt, wbuf, n, 4, 3, 1, out);
         for (size_t t = 0; t < m; t++)
             for (int i = 0; i < n; i++) {
                 float *d = y + t * ldy + o + (size_t)i;
@@ -275,6 +318,11 @@ KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx
     default: row_bytes = kv_kquant_row_bytes(type, cols); if (!row_bytes) return -1; break;
     }
     const uint8_t *base = (const uint8_t *)w;
+    if (m > 24 && m <= 32 && !lanes_wide()) {  /* 32 narrow lanes stream 4x the inputs per 3 weight rows */
+        const int first = matmul_lanes(type, base, row_bytes, x, ldx, y, ldy, 16, rows, cols, accumulate);
+        return first ? first : matmul_lanes(type, base, row_bytes, x + 16 * ldx, ldx, y + 16 * ldy, ldy, m - 16, rows, cols,
+                                            accumulate);
+    }
     if (m > 8 && m <= 32) return matmul_lanes(type, base, row_bytes, x, ldx, y, ldy, m, rows, cols, accumulate);
     float stack[2 * 4096];
     float *buf = cols <= 4096 ? stack : (float *)malloc(2 * cols * sizeof(float));
@@ -307,7 +355,7 @@ KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx
    rows); kv_matmul_q4_1_interleaved dequantizes a whole group once and runs register
    tiles of 16 output rows x Q41_TILE_INPUTS inputs over it. */
 
-enum { Q41_GROUP = 32, Q41_GROUP_BYTES = 640, Q41_TILE_INPUTS = 6 };
+enum { Q41_GROUP = 32, Q41_GROUP_BYTES = 640, Q80_GROUP_BYTES = 1088, Q41_TILE_INPUTS = 6 };
 
 typedef uint8_t v128u8 __attribute__((vector_size(128), aligned(1)));
 typedef uint8_t v32u8 __attribute__((vector_size(32), aligned(1)));
@@ -343,6 +391,28 @@ static inline __attribute__((always_inline)) void q41_group_block(const uint8_t 
     }
 }
 
+/* Block b of a Q8_0 group (its 32 rows' scales, then 8 chunks of 4 codes of every row) into
+   wt[32 columns][32 rows]: w = q * d, as kv_dequant_q8_0 (and, for a Q5_0 tensor rewritten
+   as Q8_0 with codes q - 16, as its own dequantization). */
+static inline __attribute__((always_inline)) void q80_group_block(const uint8_t *o, float *wt) {
+    float d[32];
+    uint16_t dh[32];
+    memcpy(dh, o, 64);
+    for (int i = 0; i < 32; i++) d[i] = kv_h2f_inline(dh[i]);
+    const v16f d0 = load16(d), d1 = load16(d + 16);
+    for (int c = 0; c < 8; c++) {
+        v128u8 v;
+        memcpy(&v, o + 64 + c * 128, 128);
+        const v32u8 bytes[4] = {CODE_BYTE(v, 0), CODE_BYTE(v, 1), CODE_BYTE(v, 2), CODE_BYTE(v, 3)};
+        for (int t = 0; t < 4; t++) {
+            const int j = 4 * c + t;
+            const v16i8 q0 = (v16i8)HALF16(bytes[t], 0), q1 = (v16i8)HALF16(bytes[t], 1);
+            store16(wt + j * 32, __builtin_convertvector(q0, v16f) * d0);
+            store16(wt + j * 32 + 16, __builtin_convertvector(q1, v16f) * d1);
+        }
+    }
+}
+
 /* y[t][16 rows] (+)= sum_k strip[k][16 rows] * x[t][k] over all columns, for T inputs:
    the T accumulators stay in registers (2T ymm under AVX2, T zmm under AVX-512) for the
    whole row, and each weight vector loaded from the strip feeds T FMAs. Columns are summed
@@ -368,10 +438,11 @@ static inline __attribute__((always_inline)) void q41_strip_tile(const float *st
    the group (16 rows) is multiplied by the inputs Q41_TILE_INPUTS at a time. Keeping every
    input's accumulators live across the blocks instead spills them to the stack on AVX2
    once m passes a few rows (measured: 10.9 -> 29.7 GFLOP/s at 20 rows, one thread). */
-KV_CLONES int kv_matmul_q4_1_interleaved(const void *w, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
-                                         size_t rows, size_t cols, int accumulate) {
-    if (cols % 32 || rows % Q41_GROUP || m == 0 || m > 32) return -1;
-    const size_t nb = cols / 32;
+KV_CLONES int kv_matmul_interleaved(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy,
+                                    size_t m, size_t rows, size_t cols, int accumulate) {
+    if ((type != KV_GGML_Q4_1 && type != KV_GGML_Q8_0) || cols % 32 || rows % Q41_GROUP || m == 0 || m > 32)
+        return -1;
+    const size_t nb = cols / 32, group_bytes = type == KV_GGML_Q4_1 ? Q41_GROUP_BYTES : Q80_GROUP_BYTES;
     static _Thread_local float *strip;
     static _Thread_local size_t capacity;
     if (capacity < cols * Q41_GROUP) {
@@ -381,8 +452,11 @@ KV_CLONES int kv_matmul_q4_1_interleaved(const void *w, const float *x, size_t l
         if (!strip) return -2;
     }
     for (size_t g = 0; g < rows / Q41_GROUP; g++) {
-        for (size_t b = 0; b < nb; b++)
-            q41_group_block((const uint8_t *)w + (g * nb + b) * Q41_GROUP_BYTES, strip + b * 32 * Q41_GROUP);
+        const uint8_t *group = (const uint8_t *)w + g * nb * group_bytes;
+        for (size_t b = 0; b < nb; b++) {
+            if (type == KV_GGML_Q4_1) q41_group_block(group + b * group_bytes, strip + b * 32 * Q41_GROUP);
+            else q80_group_block(group + b * group_bytes, strip + b * 32 * Q41_GROUP);
+        }
         for (int h = 0; h < 2; h++) {
             const float *half = strip + 16 * h;
             for (size_t t0 = 0; t0 < m; t0 += Q41_TILE_INPUTS) {

@@ -173,4 +173,50 @@ extension SmallProductTests {
         XCTAssertEqual(kv_matmul_rows(Int32(KV_GGML_Q2_K.rawValue), [UInt8](repeating: 0, count: 84), x, 128, &y, 4, 2, 1, 256, 0), -1,
                        "no kernel for Q2_K")
     }
+
+    /// The K-quant and Q5 types on both register tiles of 9...32 inputs: the same bits. And
+    /// Q5_0 through its interleaved Q8_0 copy (`kv_qdot_interleave_q5_0`, what small prefills
+    /// read): bit for bit the row-major product for 9...32 inputs, the naive one for fewer.
+    func testKQuantTilesAndInterleavedQ5_0GiveTheSameBits() throws {
+        defer { kv_matmul_set_tiles(-1) }
+        var random = RandomBlocks(rng: SplitMix64(seed: 9))
+        for type in KQuantTests.newTypes {
+            let rows = 40, cols = 512, id = Int32(type.rawValue)
+            let raw = random.blocks(type, count: rows * cols / type.blockLayout!.elements)
+            for m in [9, 17, 32] {
+                let x = (0..<(m * cols)).map { _ in gaussian() }
+                var wide = [Float](repeating: 0, count: m * rows), narrow = wide
+                kv_matmul_set_tiles(1)
+                XCTAssertEqual(raw.withUnsafeBytes { kv_matmul_rows(id, $0.baseAddress!, x, cols, &wide, rows, m, rows, cols, 0) }, 0)
+                kv_matmul_set_tiles(0)
+                XCTAssertEqual(raw.withUnsafeBytes { kv_matmul_rows(id, $0.baseAddress!, x, cols, &narrow, rows, m, rows, cols, 0) }, 0)
+                XCTAssertEqual(wide.map(\.bitPattern), narrow.map(\.bitPattern), "\(type) m \(m)")
+            }
+        }
+        let rows = 64, cols = 256
+        let raw = random.blocks(.q5_0, count: rows * cols / 32)
+        var w = [Float](repeating: 0, count: rows * cols)
+        try raw.withUnsafeBytes { r in
+            try w.withUnsafeMutableBufferPointer {
+                try GGUFFile.dequantize(r, type: .q5_0, count: rows * cols, into: $0.baseAddress!, name: "w")
+            }
+        }
+        var copy = [UInt8](repeating: 0, count: rows * cols / 32 * 34)
+        XCTAssertEqual(kv_qdot_interleave_q5_0(raw, &copy, rows, cols), 0)
+        for m in [2, 8, 9, 20, 32] {
+            let ldx = cols + 1, ldy = rows + 3
+            let x = (0..<(m * ldx)).map { _ in gaussian() }
+            let before = (0..<(m * ldy)).map { _ in gaussian() }
+            for accumulate: Int32 in [0, 1] {
+                var y = before, reference = before
+                XCTAssertEqual(kv_matmul_interleaved(Int32(GGMLType.q8_0.rawValue), copy, x, ldx, &y, ldy, m, rows, cols, accumulate), 0)
+                XCTAssertEqual(raw.withUnsafeBytes {
+                    kv_matmul_rows(Int32(GGMLType.q5_0.rawValue), $0.baseAddress!, x, ldx, &reference, ldy, m, rows, cols, accumulate)
+                }, 0)
+                checkProduct(y, before: before, w: w, x: x, m: m, rows: rows, cols: cols, ldx: ldx, ldy: ldy,
+                             accumulate: accumulate == 1, "Q5_0 as interleaved Q8_0, m \(m)")
+                if m > 8 { XCTAssertEqual(y.map(\.bitPattern), reference.map(\.bitPattern), "Q5_0 m \(m): same sums") }
+            }
+        }
+    }
 }

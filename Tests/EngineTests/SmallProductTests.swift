@@ -90,34 +90,58 @@ final class SmallProductTests: XCTestCase {
                        -1, "columns must be a multiple of 32")
     }
 
-    /// The interleaved Q4_1 kernel of small prefills: against the naive product for every
-    /// input count it takes (whole and partial passes of eight), with strides and both
+    /// The interleaved Q4_1 and Q8_0 kernel of small prefills: against the naive product for
+    /// every input count it takes (whole and partial passes of its tiles), with strides and both
     /// accumulate modes, and bit for bit against `kv_matmul_rows` where that takes the
-    /// same arithmetic (9...32 rows). Shapes it cannot take are refused.
-    func testInterleavedQ4_1ProductEqualsNaiveProduct() {
+    /// same arithmetic (9...32 rows). Types and shapes it cannot take are refused.
+    func testInterleavedProductEqualsNaiveProduct() {
         let rows = 64, cols = 96
-        let (raw, w) = encodedWeights(type: 3, rows: rows, cols: cols)
-        var grouped = [UInt8](repeating: 0, count: raw.count)
-        kv_qdot_interleave(3, raw, &grouped, rows, cols)
-        XCTAssertNotEqual(grouped, raw)
-        for m in [1, 2, 5, 8, 9, 16, 17, 23, 32] {
-            let ldx = cols + 3, ldy = rows + 5
-            let x = (0..<(m * ldx)).map { _ in gaussian() }
-            let before = (0..<(m * ldy)).map { _ in gaussian() }
-            for accumulate: Int32 in [0, 1] {
-                var y = before, reference = before
-                XCTAssertEqual(kv_matmul_q4_1_interleaved(grouped, x, ldx, &y, ldy, m, rows, cols, accumulate), 0)
-                XCTAssertEqual(kv_matmul_rows(3, raw, x, ldx, &reference, ldy, m, rows, cols, accumulate), 0)
-                checkProduct(y, before: before, w: w, x: x, m: m, rows: rows, cols: cols, ldx: ldx, ldy: ldy,
-                             accumulate: accumulate == 1, "interleaved m \(m)")
-                if m > 8 { XCTAssertEqual(y, reference, "m \(m): same sums as kv_matmul_rows") }
+        for type: Int32 in [3, 8] {
+            let (raw, w) = encodedWeights(type: type, rows: rows, cols: cols)
+            var grouped = [UInt8](repeating: 0, count: raw.count)
+            kv_qdot_interleave(type, raw, &grouped, rows, cols)
+            XCTAssertNotEqual(grouped, raw)
+            for m in [1, 2, 5, 8, 9, 16, 17, 23, 32] {
+                let ldx = cols + 3, ldy = rows + 5
+                let x = (0..<(m * ldx)).map { _ in gaussian() }
+                let before = (0..<(m * ldy)).map { _ in gaussian() }
+                for accumulate: Int32 in [0, 1] {
+                    var y = before, reference = before
+                    XCTAssertEqual(kv_matmul_interleaved(type, grouped, x, ldx, &y, ldy, m, rows, cols, accumulate), 0)
+                    XCTAssertEqual(kv_matmul_rows(type, raw, x, ldx, &reference, ldy, m, rows, cols, accumulate), 0)
+                    checkProduct(y, before: before, w: w, x: x, m: m, rows: rows, cols: cols, ldx: ldx, ldy: ldy,
+                                 accumulate: accumulate == 1, "type \(type) interleaved m \(m)")
+                    if m > 8 { XCTAssertEqual(y, reference, "type \(type) m \(m): same sums as kv_matmul_rows") }
+                }
+            }
+            var y = [Float](repeating: 0, count: 64 * 40)
+            XCTAssertEqual(kv_matmul_interleaved(type, grouped, [Float](repeating: 0, count: 33 * cols), cols, &y, rows, 33, rows,
+                                                 cols, 0), -1, "at most 32 input rows")
+            XCTAssertEqual(kv_matmul_interleaved(type, grouped, [Float](repeating: 0, count: cols), cols, &y, 40, 1, 40, cols, 0),
+                           -1, "rows must be a multiple of 32")
+        }
+        var y = [Float](repeating: 0, count: 32)
+        XCTAssertEqual(kv_matmul_interleaved(2, [UInt8](repeating: 0, count: 576), [Float](repeating: 0, count: 32), 32, &y, 32,
+                                             1, 32, 32, 0), -1, "no interleaved layout for Q4_0")
+    }
+
+    /// `kv_matmul_rows`' wide (AVX-512) and narrow (AVX2) register tiles for 9...32 inputs
+    /// give the same bits on any CPU, for every row count around both tiles' sizes.
+    func testMatmulTilesGiveTheSameBits() {
+        defer { kv_matmul_set_tiles(-1) }
+        for type: Int32 in [0, 3, 8] {
+            for (m, rows) in [(9, 40), (16, 17), (17, 31), (24, 13), (32, 7)] {
+                let cols = 96
+                let (raw, _) = encodedWeights(type: type, rows: rows, cols: cols)
+                let x = (0..<(m * cols)).map { _ in gaussian() }
+                var wide = [Float](repeating: 0, count: m * rows), narrow = wide
+                kv_matmul_set_tiles(1)
+                XCTAssertEqual(kv_matmul_rows(type, raw, x, cols, &wide, rows, m, rows, cols, 0), 0)
+                kv_matmul_set_tiles(0)
+                XCTAssertEqual(kv_matmul_rows(type, raw, x, cols, &narrow, rows, m, rows, cols, 0), 0)
+                XCTAssertEqual(wide.map(\.bitPattern), narrow.map(\.bitPattern), "type \(type) m \(m) rows \(rows)")
             }
         }
-        var y = [Float](repeating: 0, count: 64 * 40)
-        XCTAssertEqual(kv_matmul_q4_1_interleaved(grouped, [Float](repeating: 0, count: 33 * cols), cols, &y, rows, 33, rows, cols, 0),
-                       -1, "at most 32 input rows")
-        XCTAssertEqual(kv_matmul_q4_1_interleaved(grouped, [Float](repeating: 0, count: cols), cols, &y, 40, 1, 40, cols, 0),
-                       -1, "rows must be a multiple of 32")
     }
 
     /// One input row (decode): `kv_matvec` for every type, with row counts around its

@@ -83,19 +83,23 @@ int kv_matvec(int type, const void *w, const float *x, float *y, size_t rows, si
    cols % 32 != 0. */
 int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy,
                    size_t m, size_t rows, size_t cols, int accumulate);
+/* Chooses kv_matmul_rows's register tiles for 9...32 input rows: 1 wide (AVX-512), 0 narrow
+   (AVX2), -1 by the CPU (the default). Both give the same bits; for tests. */
+void kv_matmul_set_tiles(int wide);
 
-/* kv_matmul_q4_1_interleaved is kv_matmul_rows for a Q4_1 tensor rewritten by
-   kv_qdot_interleave (below) and 1 <= m <= 32 input rows (bit for bit what kv_matmul_rows
-   gives for 9...32 rows: same dequantization, same order of sums); it returns -1 for other
-   shapes and -2 when its per-thread scratch (32 x cols floats) cannot be allocated. */
-int kv_matmul_q4_1_interleaved(const void *w, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
-                               size_t rows, size_t cols, int accumulate);
+/* kv_matmul_interleaved is kv_matmul_rows for a Q4_1 or Q8_0 tensor (`type`) rewritten by
+   kv_qdot_interleave (below; a Q5_0 tensor rewritten as Q8_0 too) and 1 <= m <= 32 input
+   rows (bit for bit what kv_matmul_rows gives for 9...32 rows: same dequantization, same
+   order of sums); it returns -1 for other types and shapes and -2 when its per-thread
+   scratch (32 x cols floats) cannot be allocated. */
+int kv_matmul_interleaved(int type, const void *w, const float *x, size_t ldx, float *y, size_t ldy, size_t m,
+                          size_t rows, size_t cols, int accumulate);
 
 /* Decode products on 8-bit activations (docs in matvec_q8.c). kv_quantize_q8 quantizes
    `cols` floats (a multiple of 32) into cols / 32 blocks: d = max|x| / 127, q = round(x / d)
    in [-127, 127], s = d * sum(q). kv_qdot_interleave rewrites a Q4_1 or Q8_0 tensor of `rows`
    x `cols` (both multiples of 32) into groups of 32 rows laid out for integer dot products
-   (and, for Q4_1, the small prefills of kv_matmul_q4_1_interleaved); dst has the same size
+   (and the small prefills of kv_matmul_interleaved); dst has the same size
    as src. kv_matvec_qdot is y[r] = W[r] . x (+ y[r] when accumulate)
    on such a tensor and a quantized input, exactly the dequantized weights against the
    dequantized input up to float rounding (integer sums per block, AVX2 or plain C chosen at

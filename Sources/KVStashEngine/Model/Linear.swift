@@ -91,9 +91,9 @@ struct Linear: Sendable {
     /// split evenly over the BLAS thread count (in multiples of 32, the interleaved
     /// groups), in one parallel dispatch (a worker's slice may cross from one part into
     /// the next). Where the slice covers whole interleaved groups, one input row, quantized
-    /// once per product, takes the integer kernels, and more rows take the interleaved Q4_1
-    /// kernel; otherwise one row takes `kv_matvec_q16rows` where the type has it, else
-    /// `kv_matvec`, and more rows `kv_matmul_rows`.
+    /// once per product, takes the integer kernels, and more rows `kv_matmul_interleaved`;
+    /// otherwise one row takes `kv_matvec_q16rows` where the type has it, else `kv_matvec`,
+    /// and more rows `kv_matmul_rows`.
     private func encodedProduct(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
                                 ldc: Int, accumulate: Bool) {
         let mode = m == 1 ? Self.decodeActivations : .f32
@@ -153,9 +153,10 @@ struct Linear: Sendable {
             return kv_matvec_q16rows(type, raw + r0 * rowBytes, x16, y, n, inDim, add)
         }
         if m == 1 { return kv_matvec(type, raw + r0 * rowBytes, p.x, y, n, inDim, add) }
-        if whole, let grouped = part.interleaved, part.info.type == .q4_1 {
+        if whole, let grouped = part.interleaved {
+            let laidType = Int32(part.interleavedType.rawValue), offset = r0 * part.interleavedRowBytes
             return grouped.withUnsafeBytes {
-                kv_matmul_q4_1_interleaved($0.baseAddress! + r0 * rowBytes, p.x, lda, y, ldc, m, n, inDim, add)
+                kv_matmul_interleaved(laidType, $0.baseAddress! + offset, p.x, lda, y, ldc, m, n, inDim, add)
             }
         }
         return kv_matmul_rows(type, raw + r0 * rowBytes, p.x, lda, y, ldc, m, n, inDim, add)
