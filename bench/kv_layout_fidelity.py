@@ -2,10 +2,11 @@
 """Fidelity of the KV cache's in-RAM layout, in the float64 numpy reference forward
 (Tests/reference/reference_forward.py): K after RoPE and V rounded to IEEE f16 (the
 KVCache layout), bf16, or symmetric int8 (one scale per (token, KV head) row of head_dim
-values, or per group of 32 of them, the scale held as f32 or f16) as they enter the cache,
-against the same forward with K and V kept in float64. Same corpus and windows as the codec quality bench
-(bench/codec_quality.sh): window w is `context` tokens, then `scored` tokens whose
-next-token distributions are compared: mean KL(full || layout) and top-1 agreement.
+values, or per group of 32 of them, the scale held as f32 or f16; K and V both, or one of
+them with the other in f16) as they enter the cache, against the same forward with K and V
+kept in float64. Same corpus and windows as the codec quality bench (bench/codec_quality.sh):
+window w is `context` tokens, then `scored` tokens whose next-token distributions are
+compared: mean KL(full || layout) and top-1 agreement.
 
 Usage: bench/kv_layout_fidelity.py --model GGUF --text FILE [--text FILE] [--windows 4]
 Writes bench/results/kv-layout-fidelity.json."""
@@ -55,8 +56,15 @@ def log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def scored_logprobs(model, ctx, inp, rounding):
-    model.kv_round = rounding
+def scored_logprobs(model, ctx, inp, layout):
+    """layout: None (float64 K and V) or (rounding of K, rounding of V), applied as K after
+    RoPE and V enter the cache."""
+    attend = type(model).attend
+    if layout is None:
+        model.attend = attend.__get__(model)
+    else:
+        round_k, round_v = layout
+        model.attend = lambda cache, q, k, v, mask, divisor: attend(model, cache, q, round_k(k), round_v(v), mask, divisor)
     cache = model.new_cache()
     model.forward(ctx, cache)
     return log_softmax(model.forward(inp, cache, all_logits=True))
@@ -79,9 +87,11 @@ def main():
     ids = tok.encode(text).ids
     width = a.context + a.scored
     assert a.windows * width < len(ids), "corpus too short"
-    layouts = {"f16": f16, "bf16": bf16,
-               "int8 row, f32 scale": int8(None, np.float32), "int8 row, f16 scale": int8(None, np.float16),
-               "int8 g32, f16 scale": int8(32, np.float16)}
+    row8, row8h, g32 = int8(None, np.float32), int8(None, np.float16), int8(32, np.float16)
+    layouts = {"f16": (f16, f16), "bf16": (bf16, bf16),
+               "int8 row, f32 scale": (row8, row8), "int8 row, f16 scale": (row8h, row8h),
+               "int8 g32, f16 scale": (g32, g32),
+               "int8 row, f32 scale, K only (V f16)": (row8, f16), "int8 row, f32 scale, V only (K f16)": (f16, row8)}
     acc = {name: {"kl": 0.0, "top1": 0, "maxKL": 0.0} for name in layouts}
     n = 0
     for w in range(a.windows):
@@ -89,8 +99,8 @@ def main():
         ctx, inp = ids[s:s + a.context], ids[s + a.context:s + width]
         ref = scored_logprobs(model, ctx, inp, None)
         top = ref.argmax(axis=1)
-        for name, rounding in layouts.items():
-            got = scored_logprobs(model, ctx, inp, rounding)
+        for name, layout in layouts.items():
+            got = scored_logprobs(model, ctx, inp, layout)
             kl = (np.exp(ref) * (ref - got)).sum(axis=1)
             acc[name]["kl"] += float(kl.sum())
             acc[name]["maxKL"] = max(acc[name]["maxKL"], float(kl.max()))
