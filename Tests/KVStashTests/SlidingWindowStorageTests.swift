@@ -169,6 +169,35 @@ final class SlidingWindowStorageTests: XCTestCase {
         XCTAssertEqual(again.sources.ram, tokens.count - 1, "the recomputed rows completed the pages")
     }
 
+    /// A store whose byte budget forces eviction while a document is precomputed keeps each
+    /// chunk's two blocks together (a chunk is stored whole or not at all), its counters
+    /// agree with what it holds, and a query over what is left still answers exactly.
+    func testBudgetEvictionKeepsEachChunksBlocksTogether() throws {
+        let s = try Setup()
+        defer { try? s.store.close() }
+        _ = try s.prefixCache().precompute(tokens: s.sequence, id: "doc", name: "doc")
+        let whole = try s.store.stats().bytes
+        let store = try ChunkStore(path: temporaryDirectory(), options: StoreOptions(chunkSize: 16, byteBudget: whole / 2))
+        defer { try? store.close() }
+        var options = PrefixCacheOptions(codec: .f32, ramBudgetBytes: 0, writeBackQueries: false)
+        options.poisonsSkippedRows = true
+        let pc = PrefixCache(model: s.m.model, tokenizer: s.m.tokenizer, store: store, modelFingerprint: s.m.fingerprint,
+                             options: options)
+        _ = try pc.precompute(tokens: s.sequence, id: "doc", name: "doc")
+        let stats = try store.stats()
+        XCTAssertGreaterThan(stats.evictions, 0)
+        let listed = try store.list()
+        let firsts = Set(listed.map(\.key).filter { key in listed.contains { $0.key == key.slidingLayersKey } })
+        XCTAssertEqual(Set(listed.map(\.key)), firsts.union(firsts.map(\.slidingLayersKey)), "no block without its pair")
+        XCTAssertFalse(firsts.isEmpty)
+        XCTAssertEqual(stats.entries, listed.count)
+        XCTAssertEqual(stats.bytes, listed.reduce(0) { $0 + $1.meta.byteSize })
+        let tokens = s.sequence + s.question
+        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 10))
+        XCTAssertEqual(r.tokens, try s.reference(tokens))
+        XCTAssertGreaterThan(r.sources.disk, 0)
+    }
+
     /// A missing, then a damaged, sliding block of a chunk the window needs makes that chunk
     /// a hole: it is recomputed, the chunks after it still splice, the answer is unchanged;
     /// the damaged block is counted and removed.
