@@ -38,28 +38,15 @@ extension ChunkStore {
         return try evictUngated(rule, includePinned: includePinned)
     }
 
-    func evictUngated(_ rule: EvictionRule, includePinned: Bool) throws -> EvictionReport {
-        let victims = try candidates(rule, includePinned: includePinned)
+    /// `evict` inside the gate. `making` is the key of a value about to be put (see
+    /// `makeRoom`): the first block of its chunk is kept.
+    func evictUngated(_ rule: EvictionRule, includePinned: Bool, making key: ChunkKey? = nil) throws -> EvictionReport {
+        var victims = try candidates(rule, includePinned: includePinned)
+        if let key { victims.removeAll { $0.isCompleted(by: key) } }
         var report = EvictionReport()
-        for entry in victims {
+        for unit in victims {
             if case .toBudget(let budget) = rule, counterState.withLock({ $0.totalBytes }) <= budget { break }
-            if case .document(let id, let salt) = rule {
-                let ns = DocKeys.namespace(salt)
-                let linked = try links(of: entry.key)
-                if linked.contains(where: { $0.ns != ns || $0.id != id }) {
-                    // Shared with another document: only this document's link goes.
-                    let batch = db.makeBatch()
-                    deleteLink(batch, entry.key, ns: ns, id: id)
-                    try rocks { try db.write(batch) }
-                    report.untagged += 1
-                    continue
-                }
-            }
-            if try remove(entry.key, includePinned: includePinned) {
-                report.entries += 1
-                report.bytes += entry.meta.byteSize
-                report.keys.append(entry.key)
-            }
+            for entry in unit.members { try evictEntry(entry, rule, includePinned: includePinned, report: &report) }
         }
         if case .document(let id, let salt) = rule, !readOnly {
             let ns = DocKeys.namespace(salt)
@@ -72,27 +59,55 @@ extension ChunkStore {
         return report
     }
 
-    /// The entries `rule` selects, in eviction order.
-    func candidates(_ rule: EvictionRule, includePinned: Bool) throws -> [ChunkEntry] {
+    /// Removes one entry `rule` selected (for `.document`, only its link when another
+    /// document shares it) and counts it in `report`.
+    private func evictEntry(_ entry: ChunkEntry, _ rule: EvictionRule, includePinned: Bool,
+                            report: inout EvictionReport) throws {
+        if case .document(let id, let salt) = rule {
+            let ns = DocKeys.namespace(salt)
+            let linked = try links(of: entry.key)
+            if linked.contains(where: { $0.ns != ns || $0.id != id }) {
+                // Shared with another document: only this document's link goes.
+                let batch = db.makeBatch()
+                deleteLink(batch, entry.key, ns: ns, id: id)
+                try rocks { try db.write(batch) }
+                report.untagged += 1
+                return
+            }
+        }
+        if try remove(entry.key, includePinned: includePinned) {
+            report.entries += 1
+            report.bytes += entry.meta.byteSize
+            report.keys.append(entry.key)
+        }
+    }
+
+    /// What `rule` selects, in eviction order. The age and budget rules take a chunk's two
+    /// blocks as one unit (`EvictionUnit`); the others select values one by one (a
+    /// document links both blocks, a model's are both its own, `.keys` are exactly these).
+    func candidates(_ rule: EvictionRule, includePinned: Bool) throws -> [EvictionUnit] {
         let now = Date()
         let keep = { (m: ChunkMeta) in includePinned || !m.pinned }
+        let units = { (accept: (ChunkMeta) -> Bool) in
+            EvictionUnit.group(try self.scanMeta { _, _ in true }).filter { accept($0.summary.meta) }
+        }
         switch rule {
         case .toBudget:
-            return try scanMeta { _, m in !m.pinned }.sorted(by: Self.lruOrder)
+            return try units { !$0.pinned }.sorted { Self.lruOrder($0.summary, $1.summary) }
         case .olderThan(let date):
-            return try scanMeta { _, m in keep(m) && m.lastAccess < date }
+            return try units { keep($0) && $0.lastAccess < date }
         case .expired:
             guard let ttl = options.ttl else { return [] }
-            return try scanMeta { _, m in !m.pinned && now.timeIntervalSince(m.lastAccess) > ttl }
+            return try units { !$0.pinned && now.timeIntervalSince($0.lastAccess) > ttl }
         case .model(let fp):
-            return try scanMeta { _, m in keep(m) && m.modelFingerprint == fp }
+            return try scanMeta { _, m in keep(m) && m.modelFingerprint == fp }.map { EvictionUnit([$0]) }
         case .document(let id, let salt):
             return try linkedChunks(id: id, salt: salt).compactMap { k in
-                try readMeta(k).flatMap { keep($0) ? ChunkEntry(key: k, meta: $0) : nil }
+                try readMeta(k).flatMap { keep($0) ? EvictionUnit([ChunkEntry(key: k, meta: $0)]) : nil }
             }
         case .keys(let keys):
             return try keys.compactMap { k in
-                try readMeta(k).flatMap { keep($0) ? ChunkEntry(key: k, meta: $0) : nil }
+                try readMeta(k).flatMap { keep($0) ? EvictionUnit([ChunkEntry(key: k, meta: $0)]) : nil }
             }
         }
     }

@@ -170,14 +170,15 @@ public final class ChunkStore: Sendable {
     }
 
     /// Evicts (approximate LRU, to 90% of the budget less the new value) before a write of
-    /// `bytes` new bytes under `key` that would exceed `byteBudget`; throws
+    /// `bytes` new bytes under `key` that would exceed `byteBudget`, keeping the block `key`
+    /// pairs with (see `EvictionUnit`); throws
     /// `StoreError.overBudget` when what is left (pinned) still leaves no room.
     func makeRoom(for key: ChunkKey, bytes: Int) throws {
         guard let budget = byteBudget else { return }
         let fits = { self.counterState.withLock { $0.totalBytes } + bytes <= budget }
         if fits() { return }
         if (try? readMeta(key)) != nil { return }   // a re-put replaces its own bytes
-        _ = try evictUngated(.toBudget(max(0, budget * 9 / 10 - bytes)), includePinned: false)
+        _ = try evictUngated(.toBudget(max(0, budget * 9 / 10 - bytes)), includePinned: false, making: key)
         if !fits() { throw StoreError.overBudget(path: path, budget: budget, needed: bytes) }
     }
 

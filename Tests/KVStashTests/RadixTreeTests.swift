@@ -242,6 +242,48 @@ final class RadixTreeTests: XCTestCase {
         invariants(tree)
     }
 
+    /// Pages inserted without a layer's rows (`SkippedRows`) are completed by a later insert
+    /// whose cache holds them, whole pages and the partial last page, with the bytes
+    /// accounted; pages the later cache still lacks stay as they are.
+    func testInsertCompletesPagesThatLackLayers() {
+        let tokens = Array(0..<56), cache = syntheticCache(tokens)  // 3 whole pages + 8 rows
+        let lacking = { (end: Int) in
+            var s = SkippedRows(layers: [1])
+            s.add(0..<end)
+            return s
+        }
+        let skippedBytes = { (pages: [KVPage]) in pages.reduce(0) { $0 + ($1.skippedLayers.isEmpty ? 0 : 1) } }
+        let tree = RadixTree(budgetBytes: 1 << 30)
+        XCTAssertEqual(tree.insert(tokens, from: cache, namespace: ns, skipped: lacking(52)), 56)
+        var m = tree.match(tokens, namespace: ns, lock: false)
+        XCTAssertEqual(m.pages.map(\.skippedLayers), [[1], [1], [1], [1]])
+        XCTAssertEqual(tree.stats().bytes, 56 * Self.shape.cacheBytesPerPosition / 2)
+
+        XCTAssertEqual(tree.insert(tokens, from: cache, namespace: ns, skipped: lacking(16)), 0, "nothing added")
+        m = tree.match(tokens, namespace: ns, lock: false)
+        XCTAssertEqual(m.pages.map(\.skippedLayers), [[1], [], [], []], "pages 1, 2 and the partial page completed")
+        XCTAssertEqual(tree.stats().completedPages, 3)
+        XCTAssertEqual(tree.stats().bytes, (16 / 2 + 40) * Self.shape.cacheBytesPerPosition)
+        XCTAssertEqual(tree.core.withLock { $0.recount().bytes }, tree.stats().bytes)
+
+        XCTAssertEqual(tree.insert(tokens, from: cache, namespace: ns, skipped: lacking(52)), 0)
+        XCTAssertEqual(tree.stats().completedPages, 3, "a cache lacking more completes nothing")
+        XCTAssertEqual(tree.insert(Array(tokens[..<20]), from: cache, namespace: ns), 0)
+        XCTAssertEqual(skippedBytes(tree.match(tokens, namespace: ns, lock: false).pages), 0)
+        XCTAssertEqual(tree.stats().completedPages, 4)
+        XCTAssertEqual(matchAndCheck(tree, tokens), 56)
+        invariants(tree)
+
+        // Completion that exceeds the budget evicts as an insert does.
+        let small = RadixTree(budgetBytes: 56 * Self.shape.cacheBytesPerPosition / 2)
+        small.insert(tokens, from: cache, namespace: ns, skipped: lacking(56))
+        XCTAssertEqual(small.stats().evictedNodes, 0)
+        small.insert(tokens, from: cache, namespace: ns)
+        XCTAssertLessThanOrEqual(small.stats().bytes, small.stats().budget)
+        XCTAssertGreaterThan(small.stats().evictedNodes, 0)
+        XCTAssertEqual(small.core.withLock { $0.recount().bytes }, small.stats().bytes)
+    }
+
     func testNamespacesNeverShare() {
         let tree = RadixTree(budgetBytes: 1 << 30)
         let a = Array(0..<64)

@@ -76,6 +76,38 @@ final class SlidingWindowRequestTests: XCTestCase {
                       question: continuation(m, "\n\nWhich town is named first?"), maxTokens: 8)
     }
 
+    /// Gemma 3 270M, 64-token chunks: after a cold hit on the whole 700-token sequence (whose
+    /// tree pages lack the sliding rows of the chunks ending before 700 - 512), a hit on its first 530 tokens reads
+    /// the sliding rows its window needs from the store and completes the tree's pages with
+    /// them; the same request again reads nothing from the store. Every answer is the uncached one.
+    func testGemma3RowsReadBackCompleteTheTreePages() throws {
+        let m = try LoadedModel(path: try gemma3ModelPath())
+        let text = (0..<3).map { syntheticDocument(seed: 50 + UInt64($0), words: 300) }.joined(separator: "\n\n")
+        let sequence = Array(m.documentTokens(text, .raw).prefix(700))
+        let store = try ChunkStore(path: temporaryDirectory(), options: StoreOptions(chunkSize: 64))
+        defer { try? store.close() }
+        var options = PrefixCacheOptions(codec: .f32, writeBackQueries: false)
+        options.poisonsSkippedRows = true
+        let pc = PrefixCache(model: m.model, tokenizer: m.tokenizer, store: store, modelFingerprint: m.fingerprint,
+                             options: options)
+        _ = try pc.precompute(tokens: sequence, id: "doc", name: "doc")
+        let question = continuation(m, "\n\nWhich town is named first?")
+        let bytesRead = { pc.tiers.counters.reduce(0) { $0 + $1.counters.bytesRead } }
+        _ = try pc.generate(tokens: sequence + question, options: GenerationOptions(maxTokens: 2))
+        let tokens = Array(sequence[..<530]) + question
+        let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 8)
+        var before = bytesRead()
+        let second = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 8))
+        XCTAssertEqual(second.tokens, reference)
+        XCTAssertGreaterThan(bytesRead() - before, 0)
+        XCTAssertGreaterThan(pc.tree.stats().completedPages, 0)
+        before = bytesRead()
+        let third = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 8))
+        XCTAssertEqual(third.tokens, reference)
+        XCTAssertEqual(third.sources.ram, tokens.count - 1)
+        XCTAssertEqual(bytesRead() - before, 0, "every row it needs is in RAM")
+    }
+
     /// Gemma's chat form (recognized from its vocabulary: the GGUF has no template) puts the
     /// document in the first user turn; the precomputed document is still an exact token
     /// prefix of the query, so a cold query splices all of it and answers as without a cache.

@@ -133,6 +133,71 @@ final class SlidingWindowStorageTests: XCTestCase {
         XCTAssertLessThan(shorter.sources.ram, 53 - s.window + s.chunk, "cut back before the window it cannot fill")
     }
 
+    /// The sliding rows a shorter hot match reads back (or recomputes, without a store)
+    /// complete the tree's pages that lacked them: the same request again reads nothing from
+    /// the store and splices every reusable token from RAM; each answer is the uncached one.
+    func testRowsReadOrRecomputedCompleteTheTreePages() throws {
+        let s = try Setup()
+        defer { try? s.store.close() }
+        _ = try s.prefixCache().precompute(tokens: s.sequence, id: "doc", name: "doc")
+        let pc = s.prefixCache()
+        let tokens = Array(s.sequence[..<53]) + s.question
+        let reference = try s.reference(tokens)
+        _ = try pc.generate(tokens: s.sequence + s.question, options: GenerationOptions(maxTokens: 4))  // cold: skips rows
+        var before = s.bytesRead(pc)
+        let second = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 10))
+        XCTAssertEqual(second.tokens, reference)
+        XCTAssertGreaterThan(s.bytesRead(pc) - before, 0, "the window's sliding rows came from the store")
+        XCTAssertEqual(pc.tree.stats().completedPages, 3, "the pages of rows 0..<48")
+        before = s.bytesRead(pc)
+        let third = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 10))
+        XCTAssertEqual(third.tokens, reference)
+        XCTAssertEqual(third.sources.ram, tokens.count - 1)
+        XCTAssertEqual(s.bytesRead(pc) - before, 0, "every row it needs is in RAM")
+        XCTAssertEqual(pc.tree.core.withLock { $0.recount().bytes }, pc.tree.stats().bytes)
+
+        // RAM only: the rows are recomputed, and the pages completed by them.
+        let ramOnly = PrefixCache(model: s.m.model, tokenizer: s.m.tokenizer, store: nil, modelFingerprint: s.m.fingerprint,
+                                  options: pc.options, tree: pc.tree)
+        pc.tree.evictAll()
+        _ = try pc.generate(tokens: s.sequence + s.question, options: GenerationOptions(maxTokens: 4))
+        let recomputed = try ramOnly.generate(tokens: tokens, options: GenerationOptions(maxTokens: 10))
+        XCTAssertEqual(recomputed.tokens, reference)
+        XCTAssertLessThan(recomputed.sources.ram, 53 - s.window + s.chunk, "cut back before the window it cannot fill")
+        let again = try ramOnly.generate(tokens: tokens, options: GenerationOptions(maxTokens: 10))
+        XCTAssertEqual(again.tokens, reference)
+        XCTAssertEqual(again.sources.ram, tokens.count - 1, "the recomputed rows completed the pages")
+    }
+
+    /// A store whose byte budget forces eviction while a document is precomputed keeps each
+    /// chunk's two blocks together (a chunk is stored whole or not at all), its counters
+    /// agree with what it holds, and a query over what is left still answers exactly.
+    func testBudgetEvictionKeepsEachChunksBlocksTogether() throws {
+        let s = try Setup()
+        defer { try? s.store.close() }
+        _ = try s.prefixCache().precompute(tokens: s.sequence, id: "doc", name: "doc")
+        let whole = try s.store.stats().bytes
+        let store = try ChunkStore(path: temporaryDirectory(), options: StoreOptions(chunkSize: 16, byteBudget: whole / 2))
+        defer { try? store.close() }
+        var options = PrefixCacheOptions(codec: .f32, ramBudgetBytes: 0, writeBackQueries: false)
+        options.poisonsSkippedRows = true
+        let pc = PrefixCache(model: s.m.model, tokenizer: s.m.tokenizer, store: store, modelFingerprint: s.m.fingerprint,
+                             options: options)
+        _ = try pc.precompute(tokens: s.sequence, id: "doc", name: "doc")
+        let stats = try store.stats()
+        XCTAssertGreaterThan(stats.evictions, 0)
+        let listed = try store.list()
+        let firsts = Set(listed.map(\.key).filter { key in listed.contains { $0.key == key.slidingLayersKey } })
+        XCTAssertEqual(Set(listed.map(\.key)), firsts.union(firsts.map(\.slidingLayersKey)), "no block without its pair")
+        XCTAssertFalse(firsts.isEmpty)
+        XCTAssertEqual(stats.entries, listed.count)
+        XCTAssertEqual(stats.bytes, listed.reduce(0) { $0 + $1.meta.byteSize })
+        let tokens = s.sequence + s.question
+        let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 10))
+        XCTAssertEqual(r.tokens, try s.reference(tokens))
+        XCTAssertGreaterThan(r.sources.disk, 0)
+    }
+
     /// A missing, then a damaged, sliding block of a chunk the window needs makes that chunk
     /// a hole: it is recomputed, the chunks after it still splice, the answer is unchanged;
     /// the damaged block is counted and removed.

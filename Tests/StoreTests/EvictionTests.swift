@@ -2,6 +2,19 @@ import Foundation
 import XCTest
 @testable import KVStashStore
 
+/// Writes `date` as the last access of `keys` (as if they were last read then).
+private func setLastAccess<C: Collection<ChunkKey>>(_ store: ChunkStore, _ keys: C, _ date: Date) throws {
+    for k in keys {
+        try store.withStripe(k) {
+            var m = try XCTUnwrap(store.readMeta(k))
+            m.lastAccess = date
+            let b = store.db.makeBatch()
+            b.put(.meta, k.bytes, MetaCodec.encode(m))
+            try store.db.write(b)
+        }
+    }
+}
+
 final class EvictionTests: XCTestCase {
     func testBudgetEvictsDeeperChunksFirstAndKeepsPinned() throws {
         let path = temporaryStorePath(self)
@@ -23,15 +36,7 @@ final class EvictionTests: XCTestCase {
         defer { try? store.close() }
         let keys = try putChain(store, count: 4, valueSize: 1000)
         // Make chunk 3 recent and chunks 0..2 two hours old.
-        for k in keys[0..<3] {
-            try store.withStripe(k) {
-                var m = try XCTUnwrap(store.readMeta(k))
-                m.lastAccess = Date(timeIntervalSinceNow: -7200)
-                let b = store.db.makeBatch()
-                b.put(.meta, k.bytes, MetaCodec.encode(m))
-                try store.db.write(b)
-            }
-        }
+        try setLastAccess(store, keys[0..<3], Date(timeIntervalSinceNow: -7200))
         let report = try store.evict(.toBudget(2000))
         XCTAssertEqual(report.keys, [keys[2], keys[1]])
         XCTAssertEqual(store.probe(keys), [true, false, false, true])
@@ -77,5 +82,83 @@ final class EvictionTests: XCTestCase {
             try store.db.write(batch)
         }
         XCTAssertEqual(try store.evict(.expired).keys, [keys[0]])
+    }
+}
+
+/// A chunk stored as two blocks (a sliding-window model's: the second under the chunk key's
+/// `slidingLayersKey`) is one unit for the age and budget rules and for the put budget.
+final class BlockPairEvictionTests: XCTestCase {
+    /// A chain of `count` chunks of two blocks (1000 and 600 bytes), each put as a write-back
+    /// puts it (first block, then second); `after` runs after each chunk. Returns the chunk keys.
+    @discardableResult
+    private func putPairs(_ store: ChunkStore, count: Int, after: ([ChunkKey]) throws -> Void = { _ in }) throws -> [ChunkKey] {
+        let tokens = Array(0..<(count * 4)), keys = ChunkKeyer(modelFingerprint: [1, 1, 1], chunkSize: 4).chain(tokens)
+        for (i, key) in keys.enumerated() {
+            let meta = sampleMeta(parent: i == 0 ? .root : keys[i - 1], index: i, tokens: Array(tokens[(i * 4)..<(i * 4 + 4)]))
+            try store.put(key, value: selfCheckingValue(seed: i, size: 1000), meta: meta)
+            try store.put(key.slidingLayersKey, value: selfCheckingValue(seed: 500 + i, size: 600), meta: meta)
+            try after(Array(keys[...i]))
+        }
+        return keys
+    }
+
+    /// Every chunk of `keys` has both blocks or neither; the byte counter, the stats and the
+    /// values stored agree. Returns the chunks present.
+    @discardableResult
+    private func assertWholePairs(_ store: ChunkStore, _ keys: [ChunkKey], file: StaticString = #filePath,
+                                  line: UInt = #line) throws -> [Bool] {
+        let first = store.probe(keys), second = store.probe(keys.map(\.slidingLayersKey))
+        XCTAssertEqual(first, second, "a chunk's blocks are present together", file: file, line: line)
+        let stats = try store.stats(), present = first.filter { $0 }.count
+        XCTAssertEqual(stats.entries, 2 * present, file: file, line: line)
+        XCTAssertEqual(stats.bytes, 1600 * present, file: file, line: line)
+        XCTAssertEqual(store.counterState.withLock { $0.totalBytes }, stats.bytes, file: file, line: line)
+        return first
+    }
+
+    /// A budget one byte under the total takes one whole chunk each time: both blocks.
+    func testBudgetEvictsBothBlocksOfAChunk() throws {
+        let store = try ChunkStore(path: temporaryStorePath(self))
+        defer { try? store.close() }
+        let keys = try putPairs(store, count: 5)
+        for i in (0..<5).reversed() {
+            let total = try store.stats().bytes
+            let report = try store.evict(.toBudget(total - 1))
+            XCTAssertEqual(report.keys, [keys[i], keys[i].slidingLayersKey], "deepest chunk first")
+            XCTAssertEqual(report.entries, 2)
+            XCTAssertEqual(report.bytes, 1600)
+            try assertWholePairs(store, keys)
+        }
+        XCTAssertEqual(try store.stats().evictions, 10)
+    }
+
+    /// A read of either block keeps the chunk: only the sliding block of chunk 3 is read after
+    /// every entry aged two hours, and both of its blocks outlast the age and budget rules;
+    /// a pinned first block keeps its pair too. `.keys` removes exactly the keys given.
+    func testEitherBlockKeepsThePairAndAPinKeepsIt() throws {
+        let store = try ChunkStore(path: temporaryStorePath(self))
+        defer { try? store.close() }
+        let keys = try putPairs(store, count: 5)
+        try setLastAccess(store, keys + keys.map(\.slidingLayersKey), Date(timeIntervalSinceNow: -7200))
+        XCTAssertNotNil(try store.get(keys[3].slidingLayersKey))
+        try store.pin([keys[1]])
+        XCTAssertEqual(try store.evict(.olderThan(Date(timeIntervalSinceNow: -60))).entries, 6, "chunks 0, 2 and 4")
+        XCTAssertEqual(try assertWholePairs(store, keys), [false, true, false, true, false])
+        XCTAssertEqual(try store.evict(.toBudget(0)).keys, [keys[3], keys[3].slidingLayersKey], "the pinned chunk stays")
+        XCTAssertEqual(try assertWholePairs(store, keys), [false, true, false, false, false])
+        XCTAssertEqual(try store.evict(.keys([keys[1].slidingLayersKey])).keys, [keys[1].slidingLayersKey])
+    }
+
+    /// The put budget makes room without taking the first block of the chunk whose second
+    /// block is being put (the deepest, so the first candidate otherwise), and evicts whole chunks.
+    /// The budget is such that each second block overflows it.
+    func testPutBudgetKeepsPairsWhole() throws {
+        let store = try ChunkStore(path: temporaryStorePath(self), options: StoreOptions(byteBudget: 7500))
+        defer { try? store.close() }
+        try putPairs(store, count: 12) { keys in
+            XCTAssertEqual(try assertWholePairs(store, keys).last, true, "the chunk just put is whole")
+        }
+        XCTAssertLessThanOrEqual(try store.stats().bytes, 7500)
+        XCTAssertGreaterThan(try store.stats().evictions, 0)
     }
 }

@@ -55,6 +55,11 @@ public struct KVPage: Sendable {
         (index * 2 + (kind == .key ? 0 : 1)) * block
     }
 
+    /// Whether a copy of `page`'s positions lacking only `lacking` holds rows it lacks.
+    static func completes(_ page: KVPage, lacking: [Int]) -> Bool {
+        Set(lacking).isStrictSubset(of: page.skippedLayers)
+    }
+
     /// Bytes of f16 K and V the page holds.
     public var byteCount: Int { data.count * MemoryLayout<UInt16>.size }
 

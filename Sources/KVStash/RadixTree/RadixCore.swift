@@ -68,6 +68,10 @@ final class RadixCore {
     /// another partial page already covers them; drops partial pages it extends.
     /// Returns the tokens added.
     func attachPartial(_ tokens: [Int], page: KVPage, after node: RadixNode) -> Int {
+        if let old = node.partials[tokens] {
+            if KVPage.completes(old, lacking: page.skippedLayers) { replace(&node.partials[tokens]!, with: page) }
+            return 0
+        }
         let covered = node.children.values.contains { $0.tokens.starts(with: tokens) }
             || node.partials.keys.contains { $0.starts(with: tokens) }
         guard !covered, !node.isRoot else { return 0 }
@@ -83,6 +87,33 @@ final class RadixCore {
         guard let page = node.partials.removeValue(forKey: key) else { return }
         stats.tokens -= key.count
         stats.bytes -= page.byteCount
+    }
+
+    /// Puts `page` in place of `old` (same positions, fewer layers lacking).
+    private func replace(_ old: inout KVPage, with page: KVPage) {
+        stats.bytes += page.byteCount - old.byteCount
+        stats.completedPages += 1
+        old = page
+    }
+
+    /// Replaces the pages of `query`'s path whose index `completed` gives (whole pages of
+    /// positions `16 · index ..< 16 · (index + 1)`) where the tree's page still lacks layers
+    /// the replacement holds.
+    func complete(_ ns: RadixNamespace, _ query: [Int], with completed: [Int: KVPage]) {
+        guard let last = completed.keys.max(), var node = roots[ns] else { return }
+        let end = (last + 1) * KVPage.size
+        var pos = 0
+        while pos < end, let child = node.children[RadixNode.key(query[pos...])] {
+            let p = child.matchingPages(query, from: pos, maxPages: (end - pos) / KVPage.size)
+            for j in 0..<p {
+                if let page = completed[pos / KVPage.size + j], KVPage.completes(child.pages[j], lacking: page.skippedLayers) {
+                    replace(&child.pages[j], with: page)
+                }
+            }
+            guard p == child.pages.count else { return }
+            pos += p * KVPage.size
+            node = child
+        }
     }
 
     /// Splits `node` after `page` pages: a new parent takes the head, `node` keeps the

@@ -23,6 +23,8 @@ public struct RadixStats: Sendable, Equatable, Codable {
     /// Nodes and tokens dropped by eviction.
     public var evictedNodes = 0
     public var evictedTokens = 0
+    /// Pages replaced by an insert that held rows of layers they lacked (see `insert`).
+    public var completedPages = 0
 }
 
 /// A hold on a matched path: its nodes are not evicted until the lease is released.
@@ -97,22 +99,25 @@ public final class RadixTree: Sendable {
 
     /// Inserts the pages of `tokens`, taking their KV from `cache` (whose positions
     /// `0..<tokens.count` belong to `tokens`): the whole pages, then the partial last page.
-    /// Pages already in the tree are not copied. Rows `skipped` says were left out are not
-    /// copied either (their pages say so). Returns the number of tokens added. May evict
-    /// other nodes to stay in budget.
+    /// Rows `skipped` says were left out are not copied (their pages say so). A page
+    /// already in the tree is not copied unless it lacks layers whose rows `cache` holds:
+    /// then it is replaced by a copy holding them (completed). Returns the number of tokens
+    /// added. May evict other nodes to stay in budget.
     @discardableResult
     public func insert(_ tokens: [Int], from cache: KVCache, namespace: RadixNamespace,
                        skipped: SkippedRows = SkippedRows()) -> Int {
         let usable = min(tokens.count, cache.count), whole = usable - usable % KVPage.size
         let added = insertPages(Array(tokens[..<whole]), from: cache, namespace: namespace, skipped: skipped)
         guard whole > 0, usable > whole else { return added }
+        let lacking = skipped.layers(in: whole..<usable)
         let held = core.withLock { core -> Bool in
             let known = core.walk(namespace, Array(tokens[..<usable]), split: false, time: nil)
+            let partial = known.node.partials[Array(tokens[whole..<usable])]
             return known.matched == whole && known.tail?.rows == usable - whole
+                && !(partial.map { KVPage.completes($0, lacking: lacking) } ?? false)
         }
         if held { return added }
-        let page = KVPage(from: cache, start: whole, rows: usable - whole,  // copied outside the mutex
-                          skipping: skipped.layers(in: whole..<usable))
+        let page = KVPage(from: cache, start: whole, rows: usable - whole, skipping: lacking)  // copied outside the mutex
         return added + core.withLock { core in
             let time = core.tick()
             let (node, matched, _, _) = core.walk(namespace, Array(tokens[..<whole]), split: true, time: time)
@@ -129,11 +134,21 @@ public final class RadixTree: Sendable {
                              skipped: SkippedRows) -> Int {
         guard !query.isEmpty else { return 0 }
         for _ in 0..<3 {
-            let known = core.withLock { $0.walk(namespace, query, split: false, time: nil).matched }
-            if known == query.count { return 0 }
-            let pages = cache.pages(known..<query.count, skipped: skipped)  // copied outside the mutex
+            let (known, held) = core.withLock { core in
+                let walk = core.walk(namespace, query, split: false, time: nil)
+                return (walk.matched, walk.pages)
+            }
+            // Copied outside the mutex: the known pages this cache completes, and the new ones.
+            let completed = completions(of: held, from: cache, skipped: skipped)
+            if known == query.count && completed.isEmpty { return 0 }
+            let pages = cache.pages(known..<query.count, skipped: skipped)
             let added: Int? = core.withLock { core in
                 let time = core.tick()
+                core.complete(namespace, query, with: completed)
+                guard known < query.count else {
+                    core.evict(toFit: core.budget)
+                    return 0
+                }
                 let (node, matched, _, _) = core.walk(namespace, query, split: true, time: time)
                 guard matched >= known else { return nil }  // evicted meanwhile: copy again
                 let skip = (matched - known) / KVPage.size
@@ -145,6 +160,17 @@ public final class RadixTree: Sendable {
             if let added { return added }
         }
         return 0
+    }
+
+    /// Copies of the pages of `held` (the tree's pages of positions `0..<16 · held.count`)
+    /// that lack layers whose rows `cache` holds, by page index.
+    private func completions(of held: [KVPage], from cache: KVCache, skipped: SkippedRows) -> [Int: KVPage] {
+        var copies: [Int: KVPage] = [:]
+        for (i, page) in held.enumerated() where !page.skippedLayers.isEmpty {
+            let start = i * KVPage.size, lacking = skipped.layers(in: start..<(start + KVPage.size))
+            if KVPage.completes(page, lacking: lacking) { copies[i] = KVPage(from: cache, start: start, skipping: lacking) }
+        }
+        return copies
     }
 
     /// Changes the byte budget, evicting at once if needed.

@@ -1,6 +1,6 @@
-import Crypto
 import KVStashChunks
 import KVStashEngine
+import KVStashStore
 
 /// How the chunks of a model with sliding-window layers are stored and read: each chunk
 /// is two blocks, its global layers' under the chunk key and its sliding layers' under
@@ -27,14 +27,9 @@ public struct LayerSplit: Sendable {
         window = attention.compactMap(\.window).max()!
     }
 
-    /// The key of a chunk's sliding-layer block: SHA-256 of `"kvstash.sliding-layers"`
-    /// followed by the chunk key (the chained key itself is unchanged).
-    public static func slidingKey(_ key: ChunkKey) -> ChunkKey {
-        var hasher = SHA256()
-        hasher.update(data: Array("kvstash.sliding-layers".utf8))
-        hasher.update(data: key.bytes)
-        return ChunkKey(bytes: Array(hasher.finalize()))!
-    }
+    /// The key of a chunk's sliding-layer block (`ChunkKey.slidingLayersKey`; the chained
+    /// key itself is unchanged).
+    public static func slidingKey(_ key: ChunkKey) -> ChunkKey { key.slidingLayersKey }
 
     /// The keys a chunk is stored under, with the layers each block carries (nil: all).
     static func blocks(_ key: ChunkKey, _ split: LayerSplit?) -> [(key: ChunkKey, layers: [Int]?)] {

@@ -78,8 +78,10 @@ extension PrefixCache {
         }
         var written = 0
         for block in blocks {
-            written += putBlock(block.key, layers: block.layers, range: range, state: state, meta: meta, origin: origin,
-                                report: &report)
+            let put = putBlock(block.key, layers: block.layers, range: range, state: state, meta: meta, origin: origin,
+                               report: &report)
+            written += put
+            if put == 0 { break }  // a sliding block without its global block is never read
         }
         if written > 0 { report.chunks += 1 }
     }
