@@ -352,7 +352,7 @@ KV_CLONES int kv_matmul_rows(int type, const void *w, const float *x, size_t ldx
    8-bit inputs: for a group of 32 rows and block b, 640 bytes hold the 32 rows' scales
    (f16), their minimums (f16), then 4 x 128 bytes, each 4 code bytes of every row. A block
    dequantizes into [32 columns][32 rows] (one stride-4 byte shuffle gives a column's 32
-   rows); kv_matmul_q4_1_interleaved dequantizes a whole group once and runs register
+   rows); kv_matmul_interleaved dequantizes a whole group once and runs register
    tiles of 16 output rows x Q41_TILE_INPUTS inputs over it. */
 
 enum { Q41_GROUP = 32, Q41_GROUP_BYTES = 640, Q80_GROUP_BYTES = 1088, Q41_TILE_INPUTS = 6 };
