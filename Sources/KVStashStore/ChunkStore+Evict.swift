@@ -14,7 +14,8 @@ public enum EvictionRule: Sendable {
     /// Entries of document `id` of tenant `salt` (also drops the document record). Entries
     /// another document shares are kept; only this document's link to them goes.
     case document(String, salt: [UInt8] = [])
-    /// These keys.
+    /// These keys, each with its chunk's sliding-layer block where one is stored (that block
+    /// is unusable without the first; the first stays usable alone, outside the window).
     case keys([ChunkKey])
 }
 
@@ -82,9 +83,9 @@ extension ChunkStore {
         }
     }
 
-    /// What `rule` selects, in eviction order. The age and budget rules take a chunk's two
-    /// blocks as one unit (`EvictionUnit`); the others select values one by one (a
-    /// document links both blocks, a model's are both its own, `.keys` are exactly these).
+    /// What `rule` selects, in eviction order. The age and budget rules and `.keys` take a
+    /// chunk's two blocks as one unit (`EvictionUnit`); the others select values one by one (a
+    /// document links both blocks, a model's are both its own).
     func candidates(_ rule: EvictionRule, includePinned: Bool) throws -> [EvictionUnit] {
         let now = Date()
         let keep = { (m: ChunkMeta) in includePinned || !m.pinned }
@@ -107,7 +108,10 @@ extension ChunkStore {
             }
         case .keys(let keys):
             return try keys.compactMap { k in
-                try readMeta(k).flatMap { keep($0) ? EvictionUnit([ChunkEntry(key: k, meta: $0)]) : nil }
+                guard let meta = try readMeta(k), keep(meta) else { return nil }
+                let second = k.slidingLayersKey
+                let partner = try readMeta(second).map { [ChunkEntry(key: second, meta: $0)] } ?? []
+                return EvictionUnit([ChunkEntry(key: k, meta: meta)] + partner)
             }
         }
     }

@@ -13,7 +13,7 @@ struct AdminEvict: ParsableCommand {
     @Option(help: "Evict chunks last read longer ago than this (e.g. 7d).") var olderThan: String?
     @Option(help: "Evict chunks of this model (full hex fingerprint).") var model: String?
     @Option(help: "Evict chunks of this document id.") var doc: String?
-    @Option(name: .customLong("key"), help: "Evict this chunk key (repeatable).") var keys: [String] = []
+    @Option(name: .customLong("key"), help: "Evict this chunk key, with its sliding-layer block if stored (repeatable).") var keys: [String] = []
     @Flag(help: "Also evict pinned chunks (not with --to-bytes).") var includePinned = false
 
     func rule() throws -> EvictionRule {

@@ -134,7 +134,7 @@ final class BlockPairEvictionTests: XCTestCase {
 
     /// A read of either block keeps the chunk: only the sliding block of chunk 3 is read after
     /// every entry aged two hours, and both of its blocks outlast the age and budget rules;
-    /// a pinned first block keeps its pair too. `.keys` removes exactly the keys given.
+    /// a pinned first block keeps its pair too. A sliding block named alone goes alone.
     func testEitherBlockKeepsThePairAndAPinKeepsIt() throws {
         let store = try ChunkStore(path: temporaryStorePath(self))
         defer { try? store.close() }
@@ -146,7 +146,24 @@ final class BlockPairEvictionTests: XCTestCase {
         XCTAssertEqual(try assertWholePairs(store, keys), [false, true, false, true, false])
         XCTAssertEqual(try store.evict(.toBudget(0)).keys, [keys[3], keys[3].slidingLayersKey], "the pinned chunk stays")
         XCTAssertEqual(try assertWholePairs(store, keys), [false, true, false, false, false])
-        XCTAssertEqual(try store.evict(.keys([keys[1].slidingLayersKey])).keys, [keys[1].slidingLayersKey])
+        XCTAssertEqual(try store.evict(.keys([keys[1].slidingLayersKey])).keys, [keys[1].slidingLayersKey],
+                       "a sliding block alone: its first block stays usable outside the window")
+        XCTAssertEqual(try store.probe([keys[1]]), [true])
+    }
+
+    /// Evicting a chunk key by name takes its sliding-layer block along (useless without it);
+    /// a pinned chunk keeps both unless pins are included.
+    func testEvictingAKeyTakesItsSlidingBlock() throws {
+        let store = try ChunkStore(path: temporaryStorePath(self))
+        defer { try? store.close() }
+        let keys = try putPairs(store, count: 3)
+        try store.pin([keys[2]])
+        let report = try store.evict(.keys([keys[0], keys[2]]))
+        XCTAssertEqual(report.keys, [keys[0], keys[0].slidingLayersKey])
+        XCTAssertEqual(report.bytes, 1600)
+        XCTAssertEqual(try assertWholePairs(store, keys), [false, true, true])
+        XCTAssertEqual(try store.evict(.keys([keys[2]]), includePinned: true).entries, 2)
+        XCTAssertEqual(try assertWholePairs(store, keys), [false, true, false])
     }
 
     /// The put budget makes room without taking the first block of the chunk whose second
