@@ -5,17 +5,11 @@
 # usage: bench/kquants.sh [REPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
-K=Sources/CKernels
-clang -O3 -I"$K/include" -o "$tmp/matvec_bench" bench/kquants/matvec_bench.c "$K/kquants.c" "$K/matvec.c" "$K/engine.c" -lm
-mkdir -p bench/results
-"$tmp/matvec_bench" "${1:-100}" > "$tmp/out.json"
-python3 - "$tmp/out.json" <<'PY'
-import datetime, json, subprocess, sys
+source bench/c_harness.sh
+c_harness_run bench/results/kquants.json matvec_bench.c "${1:-100}"
+python3 - bench/results/kquants.json <<'PY'
+import json, sys
 r = json.load(open(sys.argv[1]))
-r["machine"] = subprocess.run("lscpu | grep 'Model name' | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
-r["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-json.dump(r, open("bench/results/kquants.json", "w"), indent=1)
 print(f"Machine: {r['machine']}; {r['date']}; {r['rows']} x {r['cols']}, f32 {r['f32_ms']:.3f} ms\n")
 print("| type | ms | time / f32 time | encoded GB/s |\n| --- | --- | --- | --- |")
 for t in r["types"]:

@@ -5,18 +5,11 @@
 # usage: bench/kquants_q16.sh [REPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
-K=Sources/CKernels
-clang -O3 -I"$K/include" -o "$tmp/q16_bench" bench/kquants/q16_bench.c "$K"/qrows.c "$K"/kquants.c "$K"/matvec.c \
-  "$K"/matvec_q8.c "$K"/engine.c "$K"/kernels.c -lm
-mkdir -p bench/results
-"$tmp/q16_bench" "${1:-200}" > "$tmp/out.json"
-python3 - "$tmp/out.json" <<'PY'
-import datetime, json, subprocess, sys
+source bench/c_harness.sh
+c_harness_run bench/results/kquants-q16.json q16_bench.c "${1:-200}"
+python3 - bench/results/kquants-q16.json <<'PY'
+import json, sys
 r = json.load(open(sys.argv[1]))
-r["machine"] = subprocess.run("lscpu | grep 'Model name' | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
-r["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-json.dump(r, open("bench/results/kquants-q16.json", "w"), indent=1)
 print(f"Machine: {r['machine']}; {r['date']}; one thread, {r['isa']}\n")
 print("| type | tensor | rows x cols | f32 input ms | 16-bit codes, row-major ms | 16-bit codes, interleaved ms | interleaved copy MB |")
 print("| --- | --- | --- | ---: | ---: | ---: | ---: |")

@@ -6,18 +6,11 @@
 # usage: bench/small_prefill_tiles.sh [REPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
-K=Sources/CKernels
-clang -O3 -I"$K/include" -o "$tmp/rows_bench" bench/kquants/rows_bench.c "$K"/qrows.c "$K"/kquants.c "$K"/matvec.c \
-  "$K"/matvec_q8.c "$K"/engine.c "$K"/kernels.c -lm
-mkdir -p bench/results
-"$tmp/rows_bench" "${1:-20}" > "$tmp/out.json"
-python3 - "$tmp/out.json" <<'PY'
-import datetime, json, subprocess, sys
+source bench/c_harness.sh
+c_harness_run bench/results/small-prefill-tiles.json rows_bench.c "${1:-20}"
+python3 - bench/results/small-prefill-tiles.json <<'PY'
+import json, sys
 r = json.load(open(sys.argv[1]))
-r["machine"] = subprocess.run("lscpu | grep 'Model name' | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
-r["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-json.dump(r, open("bench/results/small-prefill-tiles.json", "w"), indent=1)
 print(f"Machine: {r['machine']}; {r['date']}; one thread, {r['isa']}; GFLOP/s\n")
 print("| type | model, tensor | rows x cols | input rows | wide tiles | narrow tiles | interleaved copy |")
 print("| --- | --- | --- | ---: | ---: | ---: | ---: |")

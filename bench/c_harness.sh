@@ -1,0 +1,21 @@
+# Sourced by the kernel benchmarks in C (bench/kquants.sh, kquants_q16.sh, small_prefill_tiles.sh).
+# c_harness_run OUT_JSON SOURCE ARGS...: compiles bench/kquants/SOURCE with CKernels' kernel
+# files and the toolchain's clang (runtime CPU dispatch as in the package), runs it with ARGS,
+# and writes its JSON to OUT_JSON with the machine's model name and the date added.
+c_harness_run() {
+  local out="$1" source="$2"; shift 2
+  local tmp K=Sources/CKernels
+  tmp="$(mktemp -d)"
+  clang -O3 -I"$K/include" -o "$tmp/harness" "bench/kquants/$source" "$K"/qrows.c "$K"/kquants.c "$K"/matvec.c \
+    "$K"/matvec_q8.c "$K"/engine.c "$K"/kernels.c -lm
+  mkdir -p "$(dirname "$out")"
+  "$tmp/harness" "$@" > "$tmp/out.json"
+  python3 - "$tmp/out.json" "$out" <<'PY'
+import datetime, json, subprocess, sys
+r = json.load(open(sys.argv[1]))
+r["machine"] = subprocess.run("lscpu | grep 'Model name' | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
+r["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+json.dump(r, open(sys.argv[2], "w"), indent=1)
+PY
+  rm -rf "$tmp"
+}
