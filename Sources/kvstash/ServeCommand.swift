@@ -77,6 +77,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "KV positions whose cache memory is faulted in at start (default: the model's context, at most 512 MiB; 0: none).")
     var prewarmTokens: Int?
 
+    @Option(name: .long, help: "On stop, seconds to wait for chunks still queued for the shared tier (0: none).")
+    var publishDrainSeconds = 30
+
     func validate() throws {
         for (name, value) in [("--precompute-concurrency", precomputeConcurrency), ("--precompute-queue", precomputeQueue),
                               ("--precompute-max-documents", precomputeMaxDocuments),
@@ -84,6 +87,7 @@ struct ServeCommand: AsyncParsableCommand {
                               ("--max-body", maxBody), ("--max-active-tokens", maxActiveTokens)] where value < 1 {
             throw ValidationError("\(name) must be positive")
         }
+        guard (0...3600).contains(publishDrainSeconds) else { throw ValidationError("--publish-drain-seconds must be in [0, 3600]") }
         guard (prewarmTokens ?? 0) >= 0 else { throw ValidationError("--prewarm-tokens must be >= 0") }
         guard precomputeRetention >= 0 else { throw ValidationError("--precompute-retention must be >= 0") }
         guard (0...(Int.max >> 20)).contains(ramBudgetMB) else { throw ValidationError("--ram-budget-mb is out of range") }
@@ -116,6 +120,8 @@ struct ServeCommand: AsyncParsableCommand {
             // One parseable line, so scripts (and the tests) can learn the port.
             FileHandle.standardOutput.write(Data("kvstash serving \(modelID) on http://\(host):\(port)\n".utf8))
         }
+        // Stopped (SIGTERM, SIGINT): chunks still queued for the shared tier go out first.
+        backend.tiers.flush(within: .seconds(publishDrainSeconds))
     }
 
     /// Faults in the KV cache memory of `--prewarm-tokens` positions, as serving engines

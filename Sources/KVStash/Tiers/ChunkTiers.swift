@@ -119,4 +119,14 @@ public final class ChunkTiers: Sendable {
 
     /// Waits until every chunk handed to the publisher reached the shared tier (or failed).
     public func flush() { publisher?.flush() }
+
+    /// `flush`, waiting at most `limit`; logs what it leaves unpublished. Returns whether
+    /// every chunk was handed to the shared tier.
+    @discardableResult
+    public func flush(within limit: Duration) -> Bool {
+        guard let publisher, !publisher.flush(within: limit) else { return true }
+        logger.warning("chunks not published to the shared tier in time; they stay local only",
+                       metadata: ["pendingBytes": "\(publisher.counters.pendingBytes)", "limit": "\(limit)"])
+        return false
+    }
 }

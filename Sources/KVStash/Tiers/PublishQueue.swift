@@ -84,9 +84,18 @@ public final class PublishQueue: Sendable {
 
     /// Waits until every queued chunk was handed to the tier.
     public func flush() {
+        _ = flush(within: nil)
+    }
+
+    /// Waits until every queued chunk was handed to the tier, or `limit` has passed (nil:
+    /// no limit). Returns whether the queue is empty.
+    public func flush(within limit: Duration?) -> Bool {
+        let deadline = limit.map { ContinuousClock.now + $0 }
         while state.withLock({ $0.head < $0.items.count || $0.busy }) {
+            if let deadline, ContinuousClock.now >= deadline { return false }
             _ = room.wait(timeout: .now() + .milliseconds(20))
         }
+        return true
     }
 
     private func drain() {
