@@ -108,10 +108,11 @@ extension ChunkStore {
             }
         case .keys(let keys):
             return try keys.compactMap { k in
-                guard let meta = try readMeta(k), keep(meta) else { return nil }
+                guard let meta = try readMeta(k) else { return nil }
                 let second = k.slidingLayersKey
                 let partner = try readMeta(second).map { [ChunkEntry(key: second, meta: $0)] } ?? []
-                return EvictionUnit([ChunkEntry(key: k, meta: meta)] + partner)
+                let unit = EvictionUnit([ChunkEntry(key: k, meta: meta)] + partner)
+                return keep(unit.summary.meta) ? unit : nil  // a pin on either block keeps both
             }
         }
     }

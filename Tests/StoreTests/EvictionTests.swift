@@ -152,18 +152,18 @@ final class BlockPairEvictionTests: XCTestCase {
     }
 
     /// Evicting a chunk key by name takes its sliding-layer block along (useless without it);
-    /// a pinned chunk keeps both unless pins are included.
+    /// a pin on either block keeps both unless pins are included.
     func testEvictingAKeyTakesItsSlidingBlock() throws {
         let store = try ChunkStore(path: temporaryStorePath(self))
         defer { try? store.close() }
-        let keys = try putPairs(store, count: 3)
-        try store.pin([keys[2]])
-        let report = try store.evict(.keys([keys[0], keys[2]]))
+        let keys = try putPairs(store, count: 4)
+        try store.pin([keys[2], keys[3].slidingLayersKey])
+        let report = try store.evict(.keys([keys[0], keys[2], keys[3]]))
         XCTAssertEqual(report.keys, [keys[0], keys[0].slidingLayersKey])
         XCTAssertEqual(report.bytes, 1600)
-        XCTAssertEqual(try assertWholePairs(store, keys), [false, true, true])
-        XCTAssertEqual(try store.evict(.keys([keys[2]]), includePinned: true).entries, 2)
-        XCTAssertEqual(try assertWholePairs(store, keys), [false, true, false])
+        XCTAssertEqual(try assertWholePairs(store, keys), [false, true, true, true])
+        XCTAssertEqual(try store.evict(.keys([keys[2], keys[3]]), includePinned: true).entries, 4)
+        XCTAssertEqual(try assertWholePairs(store, keys), [false, true, false, false])
     }
 
     /// The put budget makes room without taking the first block of the chunk whose second

@@ -45,3 +45,12 @@ def test_admin_sizes_out_of_range_are_clean_errors(args):
     assert p.returncode != 0
     assert "out of range" in p.stderr or "must be" in p.stderr or "not a" in p.stderr, p.stderr
     assert p.returncode < 128, f"killed by a signal: {p.returncode}"
+
+
+@pytest.mark.parametrize("value", ["-1", "3601", "9223372036854775807", "99999999999999999999999", "nan"])
+def test_serve_drain_seconds_out_of_range_are_clean_errors(value):
+    with tempfile.TemporaryDirectory() as store:
+        p = run("serve", "--store", store, "--model", MODEL, "--port", "0", f"--publish-drain-seconds={value}")
+    assert p.returncode != 0
+    assert "publish-drain-seconds" in p.stderr, p.stderr
+    assert p.returncode < 128, f"killed by a signal: {p.returncode}"
