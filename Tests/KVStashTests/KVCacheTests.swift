@@ -278,24 +278,67 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         XCTAssertEqual(pool.pooledBytes, 6 << 20, "an arena larger than the budget is released")
     }
 
-    /// A prewarmed (resident) arena is pooled and handed to a cache of any size that fits in
-    /// it, before a pooled arena that was only touched in part.
-    func testPrewarmedArenaIsPreferred() {
-        let pool = KVArenaPool(maxBytes: 64 << 20)
-        let plain = pool.take(bytes: 5 << 20)
+    /// A prewarmed (resident) mapping serves small caches as pieces carved off its front,
+    /// ahead of a pooled block that was only touched in part, and is whole again once they
+    /// are given back in any order.
+    func testPrewarmedArenaIsCarvedIntoPiecesAndJoinedAgain() {
+        let mib = 1 << 20
+        let pool = KVArenaPool(maxBytes: 64 * mib)
+        let plain = pool.take(bytes: 5 * mib)
         XCTAssertFalse(plain.resident)
-        pool.prewarm(bytes: 16 << 20)
-        XCTAssertEqual(pool.pooledBytes, 16 << 20)
+        pool.prewarm(bytes: 16 * mib)
+        let whole = pool.take(bytes: 16 * mib)
+        XCTAssertTrue(whole.resident)
+        pool.give(whole)
         pool.give(plain)
-        XCTAssertEqual(pool.pooledBytes, 21 << 20)
-        let small = pool.take(bytes: 4 << 20)
-        XCTAssertTrue(small.resident, "the resident arena is taken though it is 4x the request")
-        XCTAssertEqual(small.bytes, 16 << 20)
-        let next = pool.take(bytes: 4 << 20)
-        XCTAssertFalse(next.resident)
-        XCTAssertEqual(next.address, plain.address, "then the pooled arena within twice the size")
-        pool.give(small)
-        pool.give(next)
-        XCTAssertTrue(pool.take(bytes: 12 << 20).resident, "the resident arena stays resident when given back")
+        XCTAssertEqual(pool.pooledBytes, 21 * mib)
+
+        let first = pool.take(bytes: 3 * mib)
+        XCTAssertTrue(first.resident, "the resident mapping is carved before the plain block")
+        XCTAssertEqual(first.address, whole.address)
+        XCTAssertEqual(first.bytes, 4 * mib, "pieces are whole 2 MiB pages")
+        let second = pool.take(bytes: 4 * mib)
+        XCTAssertEqual(second.address, whole.address + UInt(4 * mib))
+        let third = pool.take(bytes: 5 * mib)
+        XCTAssertEqual(third.address, whole.address + UInt(8 * mib))
+        XCTAssertEqual(pool.pooledBytes, 7 * mib, "the plain block and the mapping's last 2 MiB")
+        let fourth = pool.take(bytes: 5 * mib)
+        XCTAssertFalse(fourth.resident, "what is left of the mapping is too small: the plain block")
+        XCTAssertEqual(fourth.address, plain.address)
+        for piece in [first, second, third, fourth] {
+            piece.pointer.initializeMemory(as: UInt8.self, repeating: 7, count: piece.bytes)
+        }
+
+        pool.give(first)
+        pool.give(third)
+        XCTAssertEqual(pool.pooledBlocks, 2, "the third piece joined the mapping's tail")
+        pool.give(second)
+        XCTAssertEqual(pool.pooledBlocks, 1, "the second piece joined both neighbours")
+        let again = pool.take(bytes: 16 * mib)
+        XCTAssertEqual(again.address, whole.address)
+        XCTAssertTrue(again.resident)
+        pool.give(again)
+        pool.give(fourth)
+    }
+
+    /// Past the budget the pool releases a free piece of a mapping whose other pieces are in
+    /// use (non-resident blocks first); those stay usable and join what is left on return.
+    func testReleasingAFreePieceKeepsTheOthersMapped() {
+        let mib = 1 << 20
+        let pool = KVArenaPool(maxBytes: 10 * mib)
+        pool.prewarm(bytes: 8 * mib)
+        let piece = pool.take(bytes: 4 * mib)
+        let plain = pool.take(bytes: 7 * mib)
+        XCTAssertFalse(plain.resident)
+        pool.give(plain)
+        XCTAssertEqual(pool.pooledBytes, 4 * mib, "the non-resident block went, the resident rest stayed")
+        piece.pointer.initializeMemory(as: UInt8.self, repeating: 1, count: piece.bytes)
+        pool.give(piece)
+        XCTAssertEqual(pool.pooledBytes, 8 * mib)
+        XCTAssertEqual(pool.pooledBlocks, 1)
+        let big = pool.take(bytes: 9 * mib)
+        pool.give(big)
+        XCTAssertEqual(pool.pooledBytes, 8 * mib, "the returned non-resident block goes before the resident mapping")
+        XCTAssertTrue(pool.take(bytes: 8 * mib).resident)
     }
 }

@@ -1,7 +1,8 @@
 """Load test of a real `kvstash serve` on loopback: 64 concurrent clients mix chat,
 streaming chat, precompute and admin calls for a bounded time (KVSTASH_LOAD_SECONDS,
 default 20). Every request must get an answer (200/202, or a clean 429/503 with
-Retry-After); /health must keep answering; the server's RSS must stay under a bound.
+Retry-After); /health must keep answering; the server's RSS must stay within what its
+configuration allows above its RSS at start.
 
 Needs KVSTASH_BIN and KVSTASH_MODEL (scripts/test.sh sets both).
 """
@@ -26,9 +27,16 @@ pytestmark = pytest.mark.skipif(not (BIN and MODEL) and not os.environ.get("CI")
 CLIENTS = 64
 SECONDS = float(os.environ.get("KVSTASH_LOAD_SECONDS", "20"))
 ADMIN = "load-admin"
-# The bound on the server's resident memory: the model (98 MB file), the RAM tier
-# (--ram-budget-mb 64), one precompute job at a time, and 64 requests' KV caches.
-RSS_BOUND_MB = 1536
+# KV positions (prompt + max_tokens) of the generations running at once; past it: 429.
+ACTIVE_TOKENS = 16384
+# Bytes per KV position of SmolLM2-135M (30 layers, 3 KV heads of 64): K and V in f16 plus
+# the f32 K before RoPE that write-back encodes.
+POSITION_BYTES = 30 * 192 * (2 + 2 + 4)
+# What the server may hold above its RSS at start (the model, its f32 copy and the
+# prewarmed KV memory): the running generations' KV caches (a quarter more for capacity
+# rounded to whole pages), plus 256 MiB for the RAM tier (--ram-budget-mb 64), one
+# precompute job, per-request scratch and the threads.
+RSS_GROWTH_BOUND_MB = ACTIVE_TOKENS * POSITION_BYTES * 1.25 / 2**20 + 256
 # /health is served by the event loop, never behind model work.
 HEALTH_BOUND_S = 5.0
 
@@ -53,7 +61,8 @@ def server():
     store = tempfile.mkdtemp(prefix="kvstash-load-")
     proc = subprocess.Popen(
         [BIN, "serve", "--store", store, "--model", MODEL, "--port", "0", "--admin-token", ADMIN,
-         "--ram-budget-mb", "64", "--precompute-queue", "4", "--precompute-max-documents", "2"],
+         "--ram-budget-mb", "64", "--precompute-queue", "4", "--precompute-max-documents", "2",
+         "--max-active-tokens", str(ACTIVE_TOKENS)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     port = None
     deadline = time.time() + 120
@@ -68,7 +77,7 @@ def server():
     if port is None:
         proc.kill()
         pytest.fail("server did not start")
-    yield {"port": port, "pid": proc.pid}
+    yield {"port": port, "pid": proc.pid, "startRSS": rss_mb(proc.pid)}
     proc.terminate()
     try:
         proc.wait(timeout=30)
@@ -161,7 +170,8 @@ def test_64_clients_mixed_load(server):
     statuses = sorted({r[1] for r in results})
     worst_health = max(h[0] for h in health)
     print(f"\nload: {len(results)} answers {kinds}, statuses {statuses}, "
-          f"/health worst {worst_health * 1000:.0f} ms over {len(health)} probes, peak RSS {max(rss):.0f} MB")
+          f"/health worst {worst_health * 1000:.0f} ms over {len(health)} probes, "
+          f"RSS {server['startRSS']:.0f} MB at start, peak {max(rss):.0f} MB")
     assert not failures, failures[:10]
     assert all(t.is_alive() is False for t in threads), "a client is still waiting for an answer"
     assert set(statuses) <= {200, 202, 429, 503}, statuses
@@ -170,7 +180,8 @@ def test_64_clients_mixed_load(server):
     assert any(r[0] == "chat" and r[1] == 200 for r in results)
     assert all(h[1] == 200 for h in health), [h for h in health if h[1] != 200][:5]
     assert worst_health < HEALTH_BOUND_S, f"/health took {worst_health:.2f} s"
-    assert max(rss) < RSS_BOUND_MB, f"peak RSS {max(rss):.0f} MB"
+    growth = max(rss) - server["startRSS"]
+    assert growth < RSS_GROWTH_BOUND_MB, f"RSS grew {growth:.0f} MB from {server['startRSS']:.0f} MB"
     # The server is still fully usable afterwards.
     status, _, body = request(port, "POST", "/v1/chat/completions", chat_body(random.Random(0), False))
     assert status == 200, body
