@@ -99,6 +99,21 @@ final class PrefixCacheServerTests: XCTestCase {
         }
     }
 
+    /// A burst of requests over a document nothing holds yet computes it once: the first to
+    /// take the model puts its prompt in the tree before it lets the others take a step, so
+    /// the ones queued behind it find the document there.
+    func testConcurrentFirstRequestsOverANewDocumentComputeItOnce() async throws {
+        let words = Array(Self.words.prefix(8))
+        let answers = try await withThrowingTaskGroup(of: (text: String, cached: Int).self) { group in
+            for word in words {
+                group.addTask { [running] in try await Self.ask(running!, word, salt: "burst") }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        XCTAssertEqual(answers.filter { $0.cached == 0 }.count, 1, "\(answers.map(\.cached))")
+        XCTAssertEqual(answers.filter { $0.cached > 256 }.count, words.count - 1, "\(answers.map(\.cached))")
+    }
+
     func testSaltsDoNotShareCachedTokens() async throws {
         let first = try await ask("apple", salt: "tenant-a")
         XCTAssertEqual(first.cached, 0)

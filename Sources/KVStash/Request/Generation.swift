@@ -14,8 +14,11 @@ extension PrefixCache {
 
     /// Answers a tokenized prompt; see `generate(prompt:options:onToken:)`. Tokens come from
     /// the engine's `GenerationLoop`, which says when the time to first token is stamped.
+    /// `passTurn` runs after each token's own work (a server lets other requests take a step
+    /// there): after the first, the prompt is already in the radix tree, so a request that
+    /// waited behind this one with the same prefix finds it instead of computing it again.
     public func generate(tokens: [Int], options: GenerationOptions = GenerationOptions(),
-                         startedAt start: ContinuousClock.Instant = .now,
+                         startedAt start: ContinuousClock.Instant = .now, passTurn: () -> Void = {},
                          onToken: (TokenPiece) -> Bool = { _ in true }) throws -> RequestResult {
         let promptCount = tokens.count
         // Bounded by the context before any arithmetic: `maxTokens` may be as large as Int.max.
@@ -29,7 +32,9 @@ extension PrefixCache {
         let skipped = state.skipped
         let out = try loop.run(logits: state.logits, cache: &state.cache) { token, cache in
             guard onToken(TokenPiece(id: token.id, text: token.text, index: token.index)) else { return false }
-            if token.index == 0 { cached += insertIntoTree(tokens, from: cache, skipped: skipped) }  // the prompt, once the first token is out
+            // The prompt, once its first token is out (the copy is not on the time to first token).
+            if token.index == 0 { cached += insertIntoTree(tokens, from: cache, skipped: skipped) }
+            passTurn()
             return true
         }
         state.tokens += out.tokens

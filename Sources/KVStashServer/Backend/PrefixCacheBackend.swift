@@ -73,8 +73,10 @@ public final class PrefixCacheBackend: TemplatedBackend {
             maxTokens: prepared.maxTokens,
             sampling: samplingParams(job))
         let tokens = prepared.tokens
-        let result = try await TurnRunner.run(turn: turn, onToken: onToken) { emit in
-            try cache.generate(tokens: tokens, options: options) { piece in emit(piece.text) }
+        let result = try await TurnRunner.run(turn: turn, onPiece: onToken) { emit in
+            try cache.generate(tokens: tokens, options: options, passTurn: emit.pass) { piece in
+                emit.send(piece.text.isEmpty ? nil : piece.text)
+            }
         }
         var usage = CompletionUsage(promptTokens: result.sources.prompt, completionTokens: result.tokens.count,
                                     cachedTokensRAM: result.sources.ram, cachedTokensDisk: result.sources.disk,

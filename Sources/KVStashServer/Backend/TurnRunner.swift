@@ -11,7 +11,7 @@ import Synchronization
 /// threads keeps Swift's cooperative pool free for HTTP handling.
 enum TurnRunner {
     /// A flag the consumer sets and the worker thread reads.
-    private final class StopFlag: Sendable {
+    fileprivate final class StopFlag: Sendable {
         let value = Atomic<Bool>(false)
     }
 
@@ -28,19 +28,39 @@ enum TurnRunner {
         }
     }
 
+    /// What the work hands its pieces to. `emit(piece)` hands a piece over (nil: none) and
+    /// passes the turn; `send` and `pass` do the two apart, for work with more to do between
+    /// them. Each returns false once the consumer wants no more.
+    struct Emitter<Piece: Sendable>: Sendable {
+        fileprivate let continuation: AsyncStream<Piece>.Continuation
+        fileprivate let turn: FairTurn
+        fileprivate let stop: StopFlag
+
+        /// Hands `piece` over (nil: nothing) without passing the turn.
+        func send(_ piece: Piece?) -> Bool {
+            if let piece { continuation.yield(piece) }
+            return !stop.value.load(ordering: .acquiring)
+        }
+
+        /// Lets every waiting request take a step first.
+        func pass() { turn.pass() }
+
+        func callAsFunction(_ piece: Piece?) -> Bool {
+            _ = send(piece)
+            pass()
+            return send(nil)
+        }
+    }
+
     /// The general form: pieces of any type; `emit(nil)` only passes the turn.
     static func run<Piece: Sendable, R: Sendable>(
         turn: FairTurn,
         onPiece: @Sendable (Piece) async -> Bool,
-        work: @escaping @Sendable (_ emit: @escaping @Sendable (Piece?) -> Bool) throws -> R
+        work: @escaping @Sendable (_ emit: Emitter<Piece>) throws -> R
     ) async throws -> R {
         let stop = StopFlag()
         let (pieces, continuation) = AsyncStream.makeStream(of: Piece.self)
-        let emit: @Sendable (Piece?) -> Bool = { piece in
-            if let piece { continuation.yield(piece) }
-            turn.pass()
-            return !stop.value.load(ordering: .acquiring)
-        }
+        let emit = Emitter(continuation: continuation, turn: turn, stop: stop)
         return try await withTaskCancellationHandler {
             async let result: R = withCheckedThrowingContinuation { (c: CheckedContinuation<R, any Error>) in
                 let thread = Thread {
