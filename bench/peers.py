@@ -305,18 +305,35 @@ def machine():
     return next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "unknown")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_server_args(ap, out):
+    """The options of every script that runs kvstash serve against llama-server: the two
+    binaries, the model, kvstash's codec, threads, the corpus's characters per token, and the
+    JSON written (`out` under bench/results by default)."""
     ap.add_argument("--kvstash", required=True)
     ap.add_argument("--llama-server", required=True)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--tokens", type=int, nargs="+", default=[1024, 4096, 7800])
-    ap.add_argument("--reps", type=int, default=5, help="repetitions of each hit (median reported)")
-    ap.add_argument("--miss-reps", type=int, default=2, help="repetitions of the miss (the slow row)")
     ap.add_argument("--codec", default="int8")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--chars-per-token", type=float, default=4.0)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "peers.json"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / out))
+
+
+def write_report(args, **fields):
+    """Writes the run's JSON to `args.out`: machine, threads, codec, model and BLAS core, then
+    `fields`. Returns it."""
+    report = {"machine": machine(), "threads": args.threads, "codec": args.codec, "model": os.path.basename(args.model),
+              "blasCore": os.environ.get("OPENBLAS_CORETYPE", "auto"), **fields}
+    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=1))
+    return report
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_server_args(ap, "peers.json")
+    ap.add_argument("--tokens", type=int, nargs="+", default=[1024, 4096, 7800])
+    ap.add_argument("--reps", type=int, default=5, help="repetitions of each hit (median reported)")
+    ap.add_argument("--miss-reps", type=int, default=2, help="repetitions of the miss (the slow row)")
     args = ap.parse_args()
     atexit.register(lambda: [p.stop() for p in list(Process.live)])
     sizes = []
@@ -334,12 +351,7 @@ def main():
                 "kvstash": {**summary(ours), **ours_info, "runs": ours}, "llamaServer": peers}
         sizes.append(size)
         print(json.dumps({k: v for k, v in size["kvstash"].items() if k != "runs"}), flush=True)
-    report = {"machine": machine(), "threads": args.threads, "codec": args.codec, "model": os.path.basename(args.model),
-              "blasCore": os.environ.get("OPENBLAS_CORETYPE", "auto"), "reps": args.reps, "missReps": args.miss_reps,
-              "sizes": sizes}
-    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(args.out).write_text(json.dumps(report, indent=1))
-    print_table(report)
+    print_table(write_report(args, reps=args.reps, missReps=args.miss_reps, sizes=sizes))
 
 
 def print_table(report):

@@ -14,8 +14,6 @@ table. Never run by CI; hold the CPU lock (`flock /tmp/cpu.lock`) while it runs.
 """
 import argparse
 import atexit
-import json
-import os
 import pathlib
 import sys
 
@@ -27,16 +25,10 @@ CONFIGS = (("llamaServer", ()), ("llamaServerSwaFull", ("--swa-full",)))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--kvstash", required=True)
-    ap.add_argument("--llama-server", required=True)
-    ap.add_argument("--model", required=True)
+    peers.add_server_args(ap, "swa-peers.json")
     ap.add_argument("--tokens", type=int, nargs="+", default=[4096])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--miss-reps", type=int, default=1)
-    ap.add_argument("--codec", default="int8")
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--chars-per-token", type=float, default=4.0)
-    ap.add_argument("--out", default=str(peers.ROOT / "bench" / "results" / "swa-peers.json"))
     args = ap.parse_args()
     atexit.register(lambda: [p.stop() for p in list(peers.Process.live)])
     sizes = []
@@ -52,10 +44,7 @@ def main():
                           "coldPromptEvaluated": [(r["timings"] or {}).get("prompt_n") for r in runs["cold"]],
                           "runs": runs}
         sizes.append(size)
-    report = {"machine": peers.machine(), "threads": args.threads, "codec": args.codec,
-              "model": os.path.basename(args.model), "reps": args.reps, "missReps": args.miss_reps, "sizes": sizes}
-    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(args.out).write_text(json.dumps(report, indent=1))
+    report = peers.write_report(args, reps=args.reps, missReps=args.miss_reps, sizes=sizes)
     print(f"\nMachine: {report['machine']}; {args.threads} threads; kvstash codec {args.codec}; "
           f"medians of {args.reps} (miss: {args.miss_reps})\n")
     print("| prompt tokens | row | llama-server | llama-server --swa-full | kvstash |")
