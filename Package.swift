@@ -13,21 +13,23 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
-        // System libraries (Debian: librocksdb-dev, liblz4-dev, libzstd-dev, libopenblas-dev).
+        // System libraries (Debian: librocksdb-dev, liblz4-dev, libzstd-dev, libopenblas-dev, libssl-dev).
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // SIMD kernels with runtime CPU dispatch.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
+        // SHA-256 on OpenSSL's libcrypto.
+        .target(name: "KVStashDigest", dependencies: ["COpenSSL"]),
         // Shared value types: model shape, KV cache layout, errors.
         .target(name: "KVStashCore", dependencies: ["CKernels"]),
         // GGUF, tokenizer, Llama forward pass, sampling.
@@ -35,18 +37,18 @@ let package = Package(
         // KV block codec: header, f32/f16/int8/int4, LZ4 frame.
         .target(name: "KVStashCodec", dependencies: ["KVStashCore", "CLZ4", "CZstd", "CKernels"]),
         // Chunk keys, chunk metadata, admission and the `ChunkTier` protocol (no RocksDB).
-        .target(name: "KVStashChunks", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "KVStashChunks", dependencies: ["KVStashDigest"]),
         // Content-hashed chunk store on RocksDB.
         .target(name: "KVStashStore", dependencies: [
             "KVStashCore", "KVStashChunks", "CRocksDB",
-            .product(name: "Crypto", package: "swift-crypto"),
+            "KVStashDigest",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Radix tree, two-tier lookup, splice, precompute: the request path.
         .target(name: "KVStash", dependencies: [
             "KVStashCore", "KVStashEngine", "KVStashCodec", "KVStashChunks", "KVStashStore",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Crypto", package: "swift-crypto"),
+            "KVStashDigest",
         ]),
         // OpenAI-compatible HTTP server, admin API, Prometheus metrics.
         .target(name: "KVStashServer", dependencies: [
@@ -54,7 +56,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "Crypto", package: "swift-crypto"),
+            "KVStashDigest",
         ]),
         .executableTarget(name: "kvstash", dependencies: [
             "KVStash", "KVStashStore", "KVStashCodec", "KVStashCore", "KVStashEngine", "KVStashServer", "KVStashRedis",
@@ -69,7 +71,7 @@ let package = Package(
         .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
         // Child process of the store's crash test (SIGKILLed while writing).
         .executableTarget(name: "kvstash-crashwriter", dependencies: [
-            "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
+            "KVStashStore", "KVStashDigest",
         ]),
         // Store put/get/probe benchmark (bench/results/store.json).
         .executableTarget(name: "kvstash-storebench", dependencies: ["KVStashStore"], path: "bench/StoreBench"),
@@ -77,7 +79,7 @@ let package = Package(
         .executableTarget(name: "kvstash-enginebench", dependencies: ["KVStashCore", "KVStashEngine"], path: "bench/EngineBench"),
 
         .testTarget(name: "StoreTests", dependencies: [
-            "KVStashStore", .product(name: "Crypto", package: "swift-crypto"),
+            "KVStashStore", "KVStashDigest",
         ]),
         .testTarget(name: "KVStashTests", dependencies: [
             "KVStash", "KVStashRedis", .product(name: "Logging", package: "swift-log"),
@@ -86,7 +88,7 @@ let package = Package(
         // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).
         .executableTarget(name: "kvstash-requestbench", dependencies: ["KVStash"], path: "bench/RequestBench"),
         .testTarget(name: "ServerTests", dependencies: [
-            "KVStashServer", .product(name: "HummingbirdTesting", package: "hummingbird"),
+            "KVStashServer", .product(name: "Hummingbird", package: "hummingbird"),
         ]),
 
         // RESP / Redis Cluster client on SwiftNIO and the shared chunk tier on it.

@@ -5,7 +5,7 @@
 # Prints the model path on the last line of stdout.
 set -euo pipefail
 
-APT_PACKAGES=(librocksdb-dev liblz4-dev libopenblas-dev libzstd-dev pkg-config libxxhash0)
+APT_PACKAGES=(librocksdb-dev liblz4-dev libopenblas-dev libzstd-dev libssl-dev pkg-config libxxhash0)
 CACHE_DIR="${KVSTASH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvstash}"
 WHICH_MODEL="${1:-smollm2}"
 

@@ -1,4 +1,4 @@
-import Crypto
+import KVStashDigest
 
 /// The 32-byte content key of one stored chunk: SHA-256 over the chunk's canonical
 /// encoding (see `ChunkKeyer` and docs/formats.md "Chunk key").

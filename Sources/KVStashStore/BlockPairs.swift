@@ -1,4 +1,4 @@
-import Crypto
+import KVStashDigest
 import Foundation
 
 extension ChunkKey {

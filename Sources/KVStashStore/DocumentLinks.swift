@@ -1,4 +1,4 @@
-import Crypto
+import KVStashDigest
 import Foundation
 
 /// Keys of the `docs` column family (docs/formats.md "Documents and links"). Every

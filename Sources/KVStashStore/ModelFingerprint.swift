@@ -1,4 +1,4 @@
-import Crypto
+import KVStashDigest
 import Foundation
 
 /// The identity of a model file, part of every chunk key.

@@ -1,7 +1,5 @@
 import Foundation
 import Hummingbird
-import HummingbirdTesting
-import NIOCore
 @testable import KVStashServer
 
 /// A completion backend without a model, so the HTTP layer's tests (bad input, auth, SSE,
@@ -77,29 +75,30 @@ final class FakeBackend: CompletionBackend {
     }
 }
 
-/// Runs `body` against `server` in process, through HummingbirdTesting's router client (no
-/// socket: requests go straight to the router).
-func withInProcessServer(_ server: KVStashServer,
-                         _ body: @escaping @Sendable (InProcessClient) async throws -> Void) async throws {
-    try await server.makeApplication().test(.router) { client in try await body(InProcessClient(client: client)) }
+/// Runs `body` against `server` listening on an ephemeral loopback port.
+func withLoopbackServer(_ server: KVStashServer,
+                         _ body: @escaping @Sendable (LoopbackClient) async throws -> Void) async throws {
+    let running = try await RunningServer.start(server)
+    do {
+        try await body(LoopbackClient(server: running))
+    } catch {
+        await running.stop()
+        throw error
+    }
+    await running.stop()
 }
 
-/// Requests like `RunningServer`'s, sent through a HummingbirdTesting client.
-struct InProcessClient: Sendable {
-    let client: any TestClientProtocol
+/// `RunningServer`'s requests with typed methods and an optional bearer token.
+struct LoopbackClient: Sendable {
+    let server: RunningServer
 
     func send(_ method: HTTPRequest.Method, _ path: String, body: Data? = nil,
               authorization: String? = nil) async throws -> (status: Int, body: Data) {
-        var fields = HTTPFields()
-        if body != nil { fields[.contentType] = "application/json" }
-        if let authorization { fields[.authorization] = authorization }
-        let response = try await client.execute(uri: path, method: method, headers: fields,
-                                                body: body.map { ByteBuffer(bytes: $0) })
-        return (Int(response.status.code), Data(response.body.readableBytesView))
+        try await server.send(method.rawValue, path, body: body,
+                              headers: authorization.map { ["Authorization": $0] } ?? [:])
     }
 
     func post(_ path: String, _ object: [String: Any]) async throws -> (status: Int, json: [String: Any]) {
-        let (status, data) = try await send(.post, path, body: try JSONSerialization.data(withJSONObject: object))
-        return (status, (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
+        try await server.post(path, object)
     }
 }

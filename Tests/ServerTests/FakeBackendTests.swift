@@ -3,7 +3,7 @@ import Hummingbird
 import XCTest
 @testable import KVStashServer
 
-/// The HTTP layer over `FakeBackend`, in process (HummingbirdTesting's router client): the
+/// The HTTP layer over `FakeBackend`, on a loopback port (`withLoopbackServer`): the
 /// JSON and SSE shapes, stop sequences across pieces, finish reasons, usage, precompute jobs.
 final class FakeBackendTests: XCTestCase {
     let fake = FakeBackend()
@@ -16,7 +16,7 @@ final class FakeBackendTests: XCTestCase {
 
     func testCompletionTextUsageAndFinishReason() async throws {
         let fake = self.fake
-        try await withInProcessServer(server()) { client in
+        try await withLoopbackServer(server()) { client in
             let (status, json) = try await client.post("/v1/completions", ["prompt": "one two three", "max_tokens": 3])
             XCTAssertEqual(status, 200, "\(json)")
             XCTAssertEqual(json["object"] as? String, "text_completion")
@@ -38,7 +38,7 @@ final class FakeBackendTests: XCTestCase {
             "messages": [["role": "user", "content": "Say hello"]], "max_tokens": 100, "stream": true,
             "stream_options": ["include_usage": true],
         ])
-        try await withInProcessServer(server()) { client in
+        try await withLoopbackServer(server()) { client in
             let (status, data) = try await client.send(.post, "/v1/chat/completions", body: request)
             XCTAssertEqual(status, 200)
             let (events, done) = parseSSE(data)
@@ -55,7 +55,7 @@ final class FakeBackendTests: XCTestCase {
     }
 
     func testStopSequenceSpanningPiecesEndsTheAnswer() async throws {
-        try await withInProcessServer(server()) { client in
+        try await withLoopbackServer(server()) { client in
             // " wor" + "ld": the match spans two pieces, and nothing after it is sent.
             let (status, json) = try await client.post("/v1/completions",
                                                        ["prompt": "x", "max_tokens": 100, "stop": ["world", "Done"]])
@@ -72,7 +72,7 @@ final class FakeBackendTests: XCTestCase {
     }
 
     func testBadInputAndAuthAnswerOpenAIErrors() async throws {
-        try await withInProcessServer(server()) { client in
+        try await withLoopbackServer(server()) { client in
             for (path, bad) in [("/v1/completions", Data("{\"prompt\": ".utf8)),
                                 ("/v1/completions", try Self.body(["prompt": "hi", "max_tokens": 1000])),
                                 ("/v1/chat/completions", try Self.body(["messages": []]))] {
@@ -89,7 +89,7 @@ final class FakeBackendTests: XCTestCase {
     }
 
     func testPrecomputeJobReportsProgress() async throws {
-        try await withInProcessServer(server()) { client in
+        try await withLoopbackServer(server()) { client in
             let (status, job) = try await client.post("/v1/precompute",
                                                       ["documents": ["alpha beta", ["id": "d2", "text": "gamma"]]])
             XCTAssertEqual(status, 202, "\(job)")

@@ -1,5 +1,5 @@
 import XCTest
-import Crypto
+import KVStashDigest
 @testable import KVStashStore
 
 /// Pins the chunk-key encoding against Tests/reference/chunk_key.py (Python hashlib).
@@ -69,14 +69,15 @@ final class ChunkKeyTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let file = dir + "/m.gguf"
         try Data("GGUF fake model bytes".utf8).write(to: URL(fileURLWithPath: file))
-        let expected = Array(SHA256.hash(data: ModelFingerprint.domain + Array("GGUF fake model bytes".utf8)))
+        // hashlib.sha256(b"kvstash.model-fingerprint.v1\0" + file bytes), as for the two files below.
+        let expected = Hex.decode("9d70c698b7f01ee37f2263c7ed44bf39e6f3595bc4f796ec48f470ff28c9c15a")!
         XCTAssertEqual(try ModelFingerprint.compute(path: file, cacheDir: dir), expected)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + ModelFingerprint.cacheFileName))
         XCTAssertEqual(try ModelFingerprint.compute(path: file, cacheDir: dir), expected)
         // A changed file (size and mtime change) is re-hashed, not served from the cache.
         try Data("GGUF other bytes, longer".utf8).write(to: URL(fileURLWithPath: file))
         try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 10)], ofItemAtPath: file)
-        let other = Array(SHA256.hash(data: ModelFingerprint.domain + Array("GGUF other bytes, longer".utf8)))
+        let other = Hex.decode("b535671a483675330f41bd87aaca67c3a65788f3fd82b1836321ca74566383e0")!
         XCTAssertEqual(try ModelFingerprint.compute(path: file, cacheDir: dir), other)
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import Crypto
+import KVStashDigest
 import XCTest
 @testable import KVStashStore
 

@@ -28,7 +28,7 @@ extension PrefixCache {
     /// Failures to write are not fatal to the request: the chunk is simply not stored.
     func writeBack(_ state: SequenceState, promptCount: Int, origin: AdmissionOrigin) -> WriteBackReport {
         var report = WriteBackReport()
-        guard let store, origin == .precompute || options.writeBackQueries else { return report }
+        guard store != nil, origin == .precompute || options.writeBackQueries else { return report }
         let usable = min(promptCount, state.cache.count)
         let keys = keyer.chain(Array(state.tokens[..<usable]))
         let candidates = keys.indices.filter { !state.chunksFromDisk.contains($0) }

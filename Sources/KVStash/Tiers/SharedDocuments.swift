@@ -1,4 +1,4 @@
-import Crypto
+import KVStashDigest
 import Foundation
 import KVStashChunks
 import KVStashStore
