@@ -2,6 +2,7 @@ import Foundation
 import KVStash
 import KVStashEngine
 import KVStashStore
+import Synchronization
 import XCTest
 @testable import KVStashServer
 
@@ -112,6 +113,50 @@ final class PrefixCacheServerTests: XCTestCase {
         }
         XCTAssertEqual(answers.filter { $0.cached == 0 }.count, 1, "\(answers.map(\.cached))")
         XCTAssertEqual(answers.filter { $0.cached > 256 }.count, words.count - 1, "\(answers.map(\.cached))")
+    }
+
+    /// A long prompt's prefill passes the model between its 512-token chunks: a short request
+    /// queued behind it gets its first token before the long one does, instead of waiting for
+    /// the whole prefill.
+    func testShortRequestAnswersWhileALongPromptPrefills() async throws {
+        let long = (1...60).map { "Section \($0): the harbour keeps ledger \($0 * 13) for the salt barges." }
+            .joined(separator: "\n")
+        XCTAssertGreaterThan(backend.prepareTokens(chat: ["messages": [["role": "system", "content": long]]]).count,
+                             2 * LlamaModel.chunkSize, "the long prompt spans three engine chunks")
+        let backend: PrefixCacheBackend = backend
+        let firstTokens = FirstTokens()
+        // Hold the model so the two queue in order: the long prompt first.
+        backend.turn.acquire()
+        let first = Task.detached { [backend, long, firstTokens] in
+            try await PrefixCacheServerTests.answer(backend, "long", long, firstTokens)
+        }
+        while backend.turn.waiting < 1 { try await Task.sleep(for: .milliseconds(5)) }
+        let second = Task.detached { [backend, firstTokens] in
+            try await PrefixCacheServerTests.answer(backend, "short", "A note.", firstTokens)
+        }
+        while backend.turn.waiting < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        backend.turn.release()
+        try await first.value
+        try await second.value
+        XCTAssertEqual(firstTokens.names.withLock { $0 }, ["short", "long"])
+    }
+
+    /// Names in the order their first token arrived.
+    final class FirstTokens: Sendable {
+        let names = Mutex<[String]>([])
+    }
+
+    /// A one-token chat over `document` under salt `name`, straight on the backend; `name` is
+    /// recorded when its token arrives.
+    static func answer(_ backend: PrefixCacheBackend, _ name: String, _ document: String,
+                       _ firstTokens: FirstTokens) async throws {
+        let job = CompletionJob(prompt: .chat([ChatTurn(role: "system", content: document),
+                                               ChatTurn(role: "user", content: "Which ledger?")]),
+                                maxTokens: 1, temperature: 0, salt: name)
+        _ = try await backend.generate(try await backend.prepare(job)) { _ in
+            firstTokens.names.withLock { $0.append(name) }
+            return true
+        }
     }
 
     func testSaltsDoNotShareCachedTokens() async throws {

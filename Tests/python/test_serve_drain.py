@@ -1,6 +1,7 @@
 """Black-box test of `kvstash serve` stopping with chunks still queued for the shared tier:
-the server publishes to a private redis-server through a proxy that passes 4 MB/s, so
-when a precompute job finishes most of its chunks still wait in the publish queue. On
+a document's chunks are computed into the store, then a server with a shared tier (a private
+redis-server behind a proxy that passes 4 MB/s) precomputes it again: the job only hands the
+stored chunks to the publish queue and finishes while most of them still wait there. On
 SIGTERM the server must publish them before it exits (--publish-drain-seconds), so Redis
 ends up holding every chunk the local store holds.
 
@@ -109,31 +110,57 @@ def http(base, method, path, body=None):
         return json.loads(r.read())
 
 
-def test_sigterm_publishes_the_queued_chunks_before_exiting(redis, tmp_path):
-    proxy = ThrottlingProxy(("127.0.0.1", redis))
-    store = str(tmp_path / "store")
-    proc = subprocess.Popen([BIN, "serve", "--store", store, "--model", MODEL, "--port", "0", "--codec", "int8",
-                             "--shared", f"redis://127.0.0.1:{proxy.port}", "--prewarm-tokens", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        base = None
-        for line in proc.stdout:
+class Server:
+    """`kvstash serve` on `store` with `args`; `stop()` sends SIGTERM and returns stderr."""
+
+    def __init__(self, store, *args):
+        self.proc = subprocess.Popen([BIN, "serve", "--store", store, "--model", MODEL, "--port", "0", "--codec", "int8",
+                                      "--prewarm-tokens", "0", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.base = None
+        for line in self.proc.stdout:
             if m := re.search(r"on (http://\S+)", line):
-                base = m.group(1)
+                self.base = m.group(1)
                 break
-        assert base, "server did not start"
-        job = http(base, "POST", "/v1/precompute", {"documents": [{"id": "piers", "text": f"{uuid.uuid4().hex}. {DOCUMENT}"}]})
-        while (status := http(base, "GET", "/v1/precompute/" + job["id"]))["status"] in ("queued", "running"):
+        assert self.base, "server did not start"
+
+    def precompute(self, document):
+        job = http(self.base, "POST", "/v1/precompute", {"documents": [{"id": "piers", "text": document}]})
+        while (status := http(self.base, "GET", "/v1/precompute/" + job["id"]))["status"] in ("queued", "running"):
             time.sleep(0.05)
         assert status["status"] == "succeeded", status
-        published_when_done = len(chunk_keys(redis))
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        _, stderr = self.proc.communicate(timeout=120)
+        assert self.proc.returncode == 0, stderr
+        return stderr
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
+def test_sigterm_publishes_the_queued_chunks_before_exiting(redis, tmp_path):
+    store, document = str(tmp_path / "store"), f"{uuid.uuid4().hex}. {DOCUMENT}"
+    # The document's chunks computed into the store first, with no shared tier...
+    local = Server(store)
+    try:
+        local.precompute(document)
+        local.stop()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        local.kill()
+    # ...so that precomputing it again with one only hands them to the publish queue, at once,
+    # and the 4 MB/s link leaves them queued when the job is done.
+    proxy = ThrottlingProxy(("127.0.0.1", redis))
+    shared = Server(store, "--shared", f"redis://127.0.0.1:{proxy.port}")
+    try:
+        shared.precompute(document)
+        published_when_done = len(chunk_keys(redis))
+        stderr = shared.stop()
+    finally:
+        shared.kill()
         proxy.close()
-    assert proc.returncode == 0, stderr
     stats = json.loads(subprocess.run([BIN, "stats", "--store", store, "--json"], capture_output=True, text=True,
                                       check=True).stdout)
     assert stats["entries"] >= 4, stats

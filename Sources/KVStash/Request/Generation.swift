@@ -14,16 +14,17 @@ extension PrefixCache {
 
     /// Answers a tokenized prompt; see `generate(prompt:options:onToken:)`. Tokens come from
     /// the engine's `GenerationLoop`, which says when the time to first token is stamped.
-    /// `passTurn` runs after each token's own work (a server lets other requests take a step
-    /// there): after the first, the prompt is already in the radix tree, so a request that
-    /// waited behind this one with the same prefix finds it instead of computing it again.
+    /// `passTurn` runs between the prompt's prefill chunks and after each token's own work (a
+    /// server lets other requests take a step there): after the first token, the prompt is
+    /// already in the radix tree, so a request that waited behind this one with the same
+    /// prefix finds it instead of computing it again.
     public func generate(tokens: [Int], options: GenerationOptions = GenerationOptions(),
-                         startedAt start: ContinuousClock.Instant = .now, passTurn: () -> Void = {},
+                         startedAt start: ContinuousClock.Instant = .now, passTurn: @escaping @Sendable () -> Void = {},
                          onToken: (TokenPiece) -> Bool = { _ in true }) throws -> RequestResult {
         let promptCount = tokens.count
         // Bounded by the context before any arithmetic: `maxTokens` may be as large as Int.max.
         let budget = max(0, min(options.maxTokens, model.config.contextLength - promptCount))
-        var state = try assemble(tokens, needLogits: true, capacity: promptCount + budget)
+        var state = try assemble(tokens, needLogits: true, capacity: promptCount + budget, passTurn: passTurn)
         defer { finish(state) }
         let prefillEnd = ContinuousClock.now
         let loop = GenerationLoop(model: model, tokenizer: tokenizer, sampling: options.sampling,

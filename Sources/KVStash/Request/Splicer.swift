@@ -24,6 +24,8 @@ public struct SequenceState: Sendable {
     var skipped = SkippedRows()
     /// Where the assembly time went.
     public internal(set) var timings = AssemblyTimings()
+    /// Lets other requests take a step (between prefill chunks); see `PrefixCache.generate`.
+    var passTurn: @Sendable () -> Void = {}
 }
 
 /// Seconds spent in each step of building a prompt's KV.
@@ -52,13 +54,15 @@ extension PrefixCache {
     /// With `needLogits`, at least the last token is prefilled so that `logits` hold the
     /// next-token distribution. The returned state holds a lease on tree nodes: call
     /// `finish(_:)` when done with it.
-    func assemble(_ tokens: [Int], needLogits: Bool, capacity: Int) throws -> SequenceState {
+    func assemble(_ tokens: [Int], needLogits: Bool, capacity: Int,
+                  passTurn: @escaping @Sendable () -> Void = {}) throws -> SequenceState {
         guard !tokens.isEmpty else { throw KVStashError.emptyPrompt }
         let limit = model.config.contextLength
         guard tokens.count + (needLogits ? 1 : 0) <= limit else {
             throw KVStashError.contextOverflow(promptTokens: tokens.count, limit: limit)
         }
         var state = SequenceState(tokens: tokens, cache: model.newCache(capacity: min(capacity, limit)))
+        state.passTurn = passTurn
         state.skipped.layers = layerSplit?.sliding ?? []
         state.sources.prompt = tokens.count
         state.cache.keepsRawKeys = store != nil  // the prompt's K before RoPE, for write-back
@@ -238,13 +242,21 @@ extension PrefixCache {
         }
     }
 
-    /// Step 6: prefill `tokens[cache.count ..< end]`.
+    /// Step 6: prefill `tokens[cache.count ..< end]`, one engine chunk (`LlamaModel.chunkSize`
+    /// tokens, as the engine would split them anyway) at a time, with `state.passTurn` between
+    /// chunks: a long prompt lets the other requests of a server take their steps meanwhile.
     func prefill(_ state: inout SequenceState, upTo end: Int) throws {
         guard end > state.cache.count else { return }
         ensureSlidingRows(&state)
         let start = state.cache.count
         var seconds = 0.0
-        state.logits = try timed(&seconds) { try model.prefill(Array(state.tokens[start..<end]), cache: &state.cache) }
+        var at = start
+        while at < end {
+            let next = min(at + LlamaModel.chunkSize, end)
+            state.logits = try timed(&seconds) { try model.prefill(Array(state.tokens[at..<next]), cache: &state.cache) }
+            at = next
+            if at < end { state.passTurn() }
+        }
         state.timings.prefill += seconds
         tiers.notePrefill(tokens: end - start, seconds: seconds)
         state.sources.prefilled += end - start
