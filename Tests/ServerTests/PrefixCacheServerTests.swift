@@ -44,8 +44,8 @@ final class PrefixCacheServerTests: XCTestCase {
                         "dance", "engine", "forest", "island", "jacket", "kettle", "umbrella", "mirror", "needle",
                         "orange", "pepper", "rocket"]
 
-    static func chat(_ word: String, salt: String) -> [String: Any] {
-        ["messages": [["role": "system", "content": Self.document],
+    static func chat(_ word: String, salt: String, document: String = document) -> [String: Any] {
+        ["messages": [["role": "system", "content": document],
                       ["role": "user", "content": "\(word.capitalized): which section mentions it?"]],
          "max_tokens": 4, "temperature": 0, "cache_salt": salt]
     }
@@ -54,8 +54,9 @@ final class PrefixCacheServerTests: XCTestCase {
         try await Self.ask(running, word, salt: salt)
     }
 
-    static func ask(_ running: RunningServer, _ word: String, salt: String) async throws -> (text: String, cached: Int) {
-        let (status, json) = try await running.post("/v1/chat/completions", chat(word, salt: salt))
+    static func ask(_ running: RunningServer, _ word: String, salt: String,
+                    document: String = document) async throws -> (text: String, cached: Int) {
+        let (status, json) = try await running.post("/v1/chat/completions", chat(word, salt: salt, document: document))
         XCTAssertEqual(status, 200, "\(json)")
         return (json["choices", "0", "message", "content"] as? String ?? "<none>",
                 json["usage", "prompt_tokens_details", "cached_tokens"] as? Int ?? -1)
@@ -105,9 +106,13 @@ final class PrefixCacheServerTests: XCTestCase {
     /// the ones queued behind it find the document there.
     func testConcurrentFirstRequestsOverANewDocumentComputeItOnce() async throws {
         let words = Array(Self.words.prefix(8))
+        // Longer than one prefill chunk: the first request passes the model between chunks.
+        let document = Array(repeating: Self.document, count: 3).joined(separator: "\n")
+        XCTAssertGreaterThan(backend.prepareTokens(chat: Self.chat("apple", salt: "", document: document)).count,
+                             LlamaModel.chunkSize)
         let answers = try await withThrowingTaskGroup(of: (text: String, cached: Int).self) { group in
             for word in words {
-                group.addTask { [running] in try await Self.ask(running!, word, salt: "burst") }
+                group.addTask { [running] in try await Self.ask(running!, word, salt: "burst", document: document) }
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }

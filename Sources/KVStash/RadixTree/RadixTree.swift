@@ -60,6 +60,8 @@ public struct RadixMatch: Sendable {
 /// outside the mutex; the mutex only guards the structure.
 public final class RadixTree: Sendable {
     let core: Mutex<RadixCore>
+    /// Prompts on their way into the tree (being prefilled).
+    public let inflight = InflightPrompts()
 
     /// Creates an empty tree that holds at most `budgetBytes` of KV in unlocked nodes.
     public init(budgetBytes: Int) {
@@ -84,6 +86,18 @@ public final class RadixTree: Sendable {
             if matched == 0 { core.dropRootIfEmpty(namespace) }
             return RadixMatch(tokenCount: matched, pages: pages + (tail.map { [$0.page] } ?? []),
                               lease: RadixLease(namespace: namespace, nodeID: held ? node.id : nil))
+        }
+    }
+
+    /// Tokens of `tokens` the tree holds in `namespace` (whole pages, then part of one),
+    /// without counting a lookup or holding anything.
+    public func heldTokens(_ tokens: [Int], namespace: RadixNamespace) -> Int {
+        core.withLock { core in
+            let time = core.tick()
+            let (_, whole, _, tail) = core.walk(namespace, tokens, split: false, time: time)
+            let held = whole + (tail?.rows ?? 0)
+            if held == 0 { core.dropRootIfEmpty(namespace) }
+            return held
         }
     }
 

@@ -14,12 +14,13 @@ extension PrefixCache {
 
     /// Answers a tokenized prompt; see `generate(prompt:options:onToken:)`. Tokens come from
     /// the engine's `GenerationLoop`, which says when the time to first token is stamped.
-    /// `passTurn` runs between the prompt's prefill chunks and after each token's own work (a
-    /// server lets other requests take a step there): after the first token, the prompt is
-    /// already in the radix tree, so a request that waited behind this one with the same
-    /// prefix finds it instead of computing it again.
+    /// `passTurn` (a server's, whose requests take turns at the model) runs between the
+    /// prompt's prefill chunks and after each token's own work, and while the prompt waits
+    /// for another request that is prefilling the same prefix (`assemble`): after its first
+    /// token, that prompt is in the radix tree, and the waiting request splices it instead of
+    /// computing it again.
     public func generate(tokens: [Int], options: GenerationOptions = GenerationOptions(),
-                         startedAt start: ContinuousClock.Instant = .now, passTurn: @escaping @Sendable () -> Void = {},
+                         startedAt start: ContinuousClock.Instant = .now, passTurn: (@Sendable () -> Void)? = nil,
                          onToken: (TokenPiece) -> Bool = { _ in true }) throws -> RequestResult {
         let promptCount = tokens.count
         // Bounded by the context before any arithmetic: `maxTokens` may be as large as Int.max.
@@ -30,12 +31,15 @@ extension PrefixCache {
         let loop = GenerationLoop(model: model, tokenizer: tokenizer, sampling: options.sampling,
                                   maxTokens: budget, stopAtEndOfGeneration: options.stopAtEndOfGeneration)
         var cached = 0
-        let skipped = state.skipped
+        let skipped = state.skipped, inflight = state.inflight
         let out = try loop.run(logits: state.logits, cache: &state.cache) { token, cache in
             guard onToken(TokenPiece(id: token.id, text: token.text, index: token.index)) else { return false }
             // The prompt, once its first token is out (the copy is not on the time to first token).
-            if token.index == 0 { cached += insertIntoTree(tokens, from: cache, skipped: skipped) }
-            passTurn()
+            if token.index == 0 {
+                cached += insertIntoTree(tokens, from: cache, skipped: skipped)
+                if let inflight { tree.inflight.remove(inflight) }
+            }
+            passTurn?()
             return true
         }
         state.tokens += out.tokens

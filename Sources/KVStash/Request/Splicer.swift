@@ -26,6 +26,8 @@ public struct SequenceState: Sendable {
     public internal(set) var timings = AssemblyTimings()
     /// Lets other requests take a step (between prefill chunks); see `PrefixCache.generate`.
     var passTurn: @Sendable () -> Void = {}
+    /// The prompt's registration in `tree.inflight` while it is prefilled.
+    var inflight: InflightPrompts.Ticket?
 }
 
 /// Seconds spent in each step of building a prompt's KV.
@@ -54,19 +56,25 @@ extension PrefixCache {
     /// With `needLogits`, at least the last token is prefilled so that `logits` hold the
     /// next-token distribution. The returned state holds a lease on tree nodes: call
     /// `finish(_:)` when done with it.
+    ///
+    /// With `passTurn` (requests taking turns at the model), a prompt that shares more with
+    /// one another request is prefilling than the tree holds waits for that prompt to land in
+    /// the tree, passing the turn, and a prompt this request prefills is registered in
+    /// `tree.inflight` until `finish` (or its first token, `generate`).
     func assemble(_ tokens: [Int], needLogits: Bool, capacity: Int,
-                  passTurn: @escaping @Sendable () -> Void = {}) throws -> SequenceState {
+                  passTurn: (@Sendable () -> Void)? = nil) throws -> SequenceState {
         guard !tokens.isEmpty else { throw KVStashError.emptyPrompt }
         let limit = model.config.contextLength
         guard tokens.count + (needLogits ? 1 : 0) <= limit else {
             throw KVStashError.contextOverflow(promptTokens: tokens.count, limit: limit)
         }
+        let reusable = needLogits ? tokens.count - 1 : tokens.count
+        if let passTurn { awaitSharedPrefill(Array(tokens[..<reusable]), passTurn: passTurn) }
         var state = SequenceState(tokens: tokens, cache: model.newCache(capacity: min(capacity, limit)))
-        state.passTurn = passTurn
+        state.passTurn = passTurn ?? {}
         state.skipped.layers = layerSplit?.sliding ?? []
         state.sources.prompt = tokens.count
         state.cache.keepsRawKeys = store != nil  // the prompt's K before RoPE, for write-back
-        let reusable = needLogits ? tokens.count - 1 : tokens.count
         do {
             var ram = 0.0
             timed(&ram) { spliceFromRAM(&state, reusable: reusable) }
@@ -79,6 +87,7 @@ extension PrefixCache {
             }
             ensureSlidingRows(&state)
             if state.cache.count < tokens.count {
+                if passTurn != nil { state.inflight = tree.inflight.register(tokens, namespace: namespace) }
                 try prefill(&state, upTo: tokens.count)
             }
             state.cache.keepsRawKeys = false  // not for the tokens decoded next
@@ -89,9 +98,23 @@ extension PrefixCache {
         }
     }
 
-    /// Releases what `assemble` holds (the tree lease).
+    /// Releases what `assemble` holds (the tree lease, the prompt's registration).
     func finish(_ state: SequenceState) {
         if let lease = state.lease { tree.release(lease) }
+        if let ticket = state.inflight { tree.inflight.remove(ticket) }
+    }
+
+    /// While a prompt another request is prefilling shares a page or more of `tokens` beyond
+    /// what the tree holds, lets the other requests run: that prompt lands in the tree after
+    /// its first token, and this request then splices it instead of computing it again.
+    private func awaitSharedPrefill(_ tokens: [Int], passTurn: () -> Void) {
+        while true {
+            let shared = tree.inflight.sharedPrefix(tokens, namespace: namespace)
+            guard shared >= KVPage.size else { return }
+            let held = options.ramBudgetBytes > 0 ? tree.heldTokens(tokens, namespace: namespace) : 0
+            guard shared >= held + KVPage.size else { return }
+            passTurn()
+        }
     }
 
     /// Step 2: the longest prefix in the radix tree (whole pages, then part of one).
