@@ -13,7 +13,7 @@ CACHE="${KVSTASH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvstash}/llamacpp"
 MODEL="${KVSTASH_MODEL:-$(scripts/setup.sh | tail -n 1)}"
 FLAGS=$(grep -m1 '^flags' /proc/cpuinfo)
 has() { [[ " $FLAGS " == *" $1 "* ]]; }
-if has avx512f && has avx512_vbmi && has avx512_vnni && has avx512_bf16; then
+if has avx512f && has avx512vbmi && has avx512_vnni && has avx512_bf16; then
   ISA=avx512vnni; ISA_FLAGS="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
 else
   ISA=avx2; ISA_FLAGS="-DGGML_AVX512=OFF"

@@ -146,6 +146,25 @@ final class PrefixCacheServerTests: XCTestCase {
         XCTAssertEqual(firstTokens.names.withLock { $0 }, ["short", "long"])
     }
 
+    /// A request whose client is gone stops at the first prefill chunk boundary it reaches,
+    /// and leaves no prompt registered as being prefilled.
+    func testPrefillStopsAtAChunkOnceTheClientIsGone() throws {
+        let document = Array(repeating: Self.document, count: 3).joined(separator: "\n")
+        let tokens = backend.prepareTokens(chat: Self.chat("apple", salt: "", document: document))
+        XCTAssertGreaterThan(tokens.count, 2 * LlamaModel.chunkSize)
+        let passes = Passes()
+        XCTAssertThrowsError(try backend.prefixCache(salt: "gone").generate(tokens: tokens, passTurn: {
+            passes.count.add(1, ordering: .relaxed)
+            return false
+        })) { XCTAssertTrue($0 is CancellationError, "\($0)") }
+        XCTAssertEqual(passes.count.load(ordering: .relaxed), 1)
+        XCTAssertEqual(backend.tree.inflight.count, 0)
+    }
+
+    final class Passes: Sendable {
+        let count = Atomic<Int>(0)
+    }
+
     /// Names in the order their first token arrived.
     final class FirstTokens: Sendable {
         let names = Mutex<[String]>([])

@@ -18,9 +18,10 @@ extension PrefixCache {
     /// prompt's prefill chunks and after each token's own work, and while the prompt waits
     /// for another request that is prefilling the same prefix (`assemble`): after its first
     /// token, that prompt is in the radix tree, and the waiting request splices it instead of
-    /// computing it again.
+    /// computing it again. `passTurn` returns false once the request's consumer wants no more:
+    /// the request then stops at the next prefill chunk (`CancellationError`) or token.
     public func generate(tokens: [Int], options: GenerationOptions = GenerationOptions(),
-                         startedAt start: ContinuousClock.Instant = .now, passTurn: (@Sendable () -> Void)? = nil,
+                         startedAt start: ContinuousClock.Instant = .now, passTurn: (@Sendable () -> Bool)? = nil,
                          onToken: (TokenPiece) -> Bool = { _ in true }) throws -> RequestResult {
         let promptCount = tokens.count
         // Bounded by the context before any arithmetic: `maxTokens` may be as large as Int.max.
@@ -39,8 +40,7 @@ extension PrefixCache {
                 cached += insertIntoTree(tokens, from: cache, skipped: skipped)
                 if let inflight { tree.inflight.remove(inflight) }
             }
-            passTurn?()
-            return true
+            return passTurn?() ?? true
         }
         state.tokens += out.tokens
         let stored = writeBack(state, promptCount: promptCount, origin: .query).chunks

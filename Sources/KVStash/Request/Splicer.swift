@@ -24,8 +24,9 @@ public struct SequenceState: Sendable {
     var skipped = SkippedRows()
     /// Where the assembly time went.
     public internal(set) var timings = AssemblyTimings()
-    /// Lets other requests take a step (between prefill chunks); see `PrefixCache.generate`.
-    var passTurn: @Sendable () -> Void = {}
+    /// Lets other requests take a step (between prefill chunks); false once the request's
+    /// consumer wants no more. See `PrefixCache.generate`.
+    var passTurn: @Sendable () -> Bool = { true }
     /// The prompt's registration in `tree.inflight` while it is prefilled.
     var inflight: InflightPrompts.Ticket?
 }
@@ -62,16 +63,16 @@ extension PrefixCache {
     /// the tree, passing the turn, and a prompt this request prefills is registered in
     /// `tree.inflight` until `finish` (or its first token, `generate`).
     func assemble(_ tokens: [Int], needLogits: Bool, capacity: Int,
-                  passTurn: (@Sendable () -> Void)? = nil) throws -> SequenceState {
+                  passTurn: (@Sendable () -> Bool)? = nil) throws -> SequenceState {
         guard !tokens.isEmpty else { throw KVStashError.emptyPrompt }
         let limit = model.config.contextLength
         guard tokens.count + (needLogits ? 1 : 0) <= limit else {
             throw KVStashError.contextOverflow(promptTokens: tokens.count, limit: limit)
         }
         let reusable = needLogits ? tokens.count - 1 : tokens.count
-        if let passTurn { awaitSharedPrefill(Array(tokens[..<reusable]), passTurn: passTurn) }
+        if let passTurn { try awaitSharedPrefill(Array(tokens[..<reusable]), passTurn: passTurn) }
         var state = SequenceState(tokens: tokens, cache: model.newCache(capacity: min(capacity, limit)))
-        state.passTurn = passTurn ?? {}
+        state.passTurn = passTurn ?? { true }
         state.skipped.layers = layerSplit?.sliding ?? []
         state.sources.prompt = tokens.count
         state.cache.keepsRawKeys = store != nil  // the prompt's K before RoPE, for write-back
@@ -107,13 +108,13 @@ extension PrefixCache {
     /// While a prompt another request is prefilling shares a page or more of `tokens` beyond
     /// what the tree holds, lets the other requests run: that prompt lands in the tree after
     /// its first token, and this request then splices it instead of computing it again.
-    private func awaitSharedPrefill(_ tokens: [Int], passTurn: () -> Void) {
+    private func awaitSharedPrefill(_ tokens: [Int], passTurn: () -> Bool) throws {
         while true {
             let shared = tree.inflight.sharedPrefix(tokens, namespace: namespace)
             guard shared >= KVPage.size else { return }
             let held = options.ramBudgetBytes > 0 ? tree.heldTokens(tokens, namespace: namespace) : 0
             guard shared >= held + KVPage.size else { return }
-            passTurn()
+            guard passTurn() else { throw CancellationError() }
         }
     }
 
@@ -267,7 +268,8 @@ extension PrefixCache {
 
     /// Step 6: prefill `tokens[cache.count ..< end]`, one engine chunk (`LlamaModel.chunkSize`
     /// tokens, as the engine would split them anyway) at a time, with `state.passTurn` between
-    /// chunks: a long prompt lets the other requests of a server take their steps meanwhile.
+    /// chunks: a long prompt lets the other requests of a server take their steps meanwhile,
+    /// and stops there (`CancellationError`) once its client is gone.
     func prefill(_ state: inout SequenceState, upTo end: Int) throws {
         guard end > state.cache.count else { return }
         ensureSlidingRows(&state)
@@ -278,7 +280,7 @@ extension PrefixCache {
             let next = min(at + LlamaModel.chunkSize, end)
             state.logits = try timed(&seconds) { try model.prefill(Array(state.tokens[at..<next]), cache: &state.cache) }
             at = next
-            if at < end { state.passTurn() }
+            if at < end, !state.passTurn() { throw CancellationError() }
         }
         state.timings.prefill += seconds
         tiers.notePrefill(tokens: end - start, seconds: seconds)

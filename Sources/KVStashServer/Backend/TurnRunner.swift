@@ -43,12 +43,15 @@ enum TurnRunner {
         }
 
         /// Lets every waiting request take a step first.
-        func pass() { turn.pass() }
+        @discardableResult
+        func pass() -> Bool {
+            turn.pass()
+            return !stop.value.load(ordering: .acquiring)
+        }
 
         func callAsFunction(_ piece: Piece?) -> Bool {
             _ = send(piece)
-            pass()
-            return send(nil)
+            return pass()
         }
     }
 
