@@ -1,5 +1,5 @@
-import KVStashDigest
 import Foundation
+import KVStashDigest
 
 extension ChunkKey {
     /// The key of a chunk's second block when it is stored as two (a sliding-window model:

@@ -1,5 +1,5 @@
-import KVStashDigest
 import Foundation
+import KVStashDigest
 
 /// Keys of the `docs` column family (docs/formats.md "Documents and links"). Every
 /// document lives in the namespace of its tenant salt, like its chunks:

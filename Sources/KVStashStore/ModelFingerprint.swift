@@ -1,5 +1,5 @@
-import KVStashDigest
 import Foundation
+import KVStashDigest
 
 /// The identity of a model file, part of every chunk key.
 ///

@@ -3,8 +3,8 @@
 // random moments and checks that the store reopens with every acked key present and no
 // half-written entry. With a COUNT argument it writes COUNT chunks, closes the store and
 // exits (the admin CLI tests use it to fill a store).
-import KVStashDigest
 import Foundation
+import KVStashDigest
 import KVStashStore
 
 let args = CommandLine.arguments

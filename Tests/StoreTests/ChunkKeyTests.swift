@@ -1,5 +1,5 @@
-import XCTest
 import KVStashDigest
+import XCTest
 @testable import KVStashStore
 
 /// Pins the chunk-key encoding against Tests/reference/chunk_key.py (Python hashlib).

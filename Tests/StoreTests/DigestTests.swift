@@ -1,5 +1,5 @@
-import KVStashDigest
 import KVStashChunks
+import KVStashDigest
 import XCTest
 
 /// SHA-256 on libcrypto against the FIPS 180-2 example digests.

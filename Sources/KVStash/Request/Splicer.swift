@@ -58,10 +58,10 @@ extension PrefixCache {
     /// next-token distribution. The returned state holds a lease on tree nodes: call
     /// `finish(_:)` when done with it.
     ///
-    /// With `passTurn` (requests taking turns at the model), a prompt that shares more with
-    /// one another request is prefilling than the tree holds waits for that prompt to land in
-    /// the tree, passing the turn, and a prompt this request prefills is registered in
-    /// `tree.inflight` until `finish` (or its first token, `generate`).
+    /// With `passTurn` (requests taking turns at the model) and a RAM tier, a prompt that
+    /// shares more with one another request is prefilling than the tree holds waits for that
+    /// prompt to land in the tree, passing the turn, and a prompt this request prefills is
+    /// registered in `tree.inflight` until `finish` (or its first token, `generate`).
     func assemble(_ tokens: [Int], needLogits: Bool, capacity: Int,
                   passTurn: (@Sendable () -> Bool)? = nil) throws -> SequenceState {
         guard !tokens.isEmpty else { throw KVStashError.emptyPrompt }
@@ -70,7 +70,9 @@ extension PrefixCache {
             throw KVStashError.contextOverflow(promptTokens: tokens.count, limit: limit)
         }
         let reusable = needLogits ? tokens.count - 1 : tokens.count
-        if let passTurn { try awaitSharedPrefill(Array(tokens[..<reusable]), passTurn: passTurn) }
+        // Waiting for another request's prompt pays only where it lands in the tree.
+        let sharesPrefills = passTurn != nil && options.ramBudgetBytes > 0
+        if sharesPrefills, let passTurn { try awaitSharedPrefill(Array(tokens[..<reusable]), passTurn: passTurn) }
         var state = SequenceState(tokens: tokens, cache: model.newCache(capacity: min(capacity, limit)))
         state.passTurn = passTurn ?? { true }
         state.skipped.layers = layerSplit?.sliding ?? []
@@ -88,7 +90,7 @@ extension PrefixCache {
             }
             ensureSlidingRows(&state)
             if state.cache.count < tokens.count {
-                if passTurn != nil { state.inflight = tree.inflight.register(tokens, namespace: namespace) }
+                if sharesPrefills { state.inflight = tree.inflight.register(tokens, namespace: namespace) }
                 try prefill(&state, upTo: tokens.count)
             }
             state.cache.keepsRawKeys = false  // not for the tokens decoded next
@@ -112,8 +114,7 @@ extension PrefixCache {
         while true {
             let shared = tree.inflight.sharedPrefix(tokens, namespace: namespace)
             guard shared >= KVPage.size else { return }
-            let held = options.ramBudgetBytes > 0 ? tree.heldTokens(tokens, namespace: namespace) : 0
-            guard shared >= held + KVPage.size else { return }
+            guard shared >= tree.heldTokens(tokens, namespace: namespace) + KVPage.size else { return }
             guard passTurn() else { throw CancellationError() }
         }
     }

@@ -1,6 +1,6 @@
-import KVStashDigest
 import Foundation
 import KVStashChunks
+import KVStashDigest
 import KVStashStore
 
 /// A precomputed document as the shared tier keeps it (JSON, record `doc:` + hex SHA-256 of

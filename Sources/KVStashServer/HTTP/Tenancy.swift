@@ -1,7 +1,7 @@
-import KVStashDigest
 import Foundation
 import HTTPTypes
 import Hummingbird
+import KVStashDigest
 
 extension KVStashServer {
     /// Longest `cache_salt`: the salt of every cached namespace is held in RAM.
