@@ -9,9 +9,14 @@ KL(reference || engine) and top-1 agreement, for each KVSTASH_DECODE_ACTIVATIONS
 auto (the default: 16-bit input codes for every tensor with an integer kernel), int8 (8-bit
 codes on the interleaved Q4_1/Q8_0/Q5_0 copies, f32 input elsewhere) and f32.
 
+With --score-by prefill the scored tokens go through one prefill after the context instead
+(more than 32 rows: the prefill products), and the modes are those of KVSTASH_PREFILL_PRODUCT:
+auto (16-bit input codes against packed integer weight codes where the CPU has AVX-512 VNNI)
+and f32 (BLAS sgemm on the dequantized weights).
+
 Usage: bench/decode_fidelity.py --model GGUF --engine PATH/kvstash-enginebench
-       [--windows 3] [--context 512] [--scored 128] [--out JSON]
-Writes bench/results/decode-fidelity.json unless --out says otherwise."""
+       [--windows 3] [--context 512] [--scored 128] [--score-by decode|prefill] [--out JSON]
+Writes bench/results/decode-fidelity.json (prefill-fidelity.json) unless --out says otherwise."""
 import argparse
 import json
 import os
@@ -46,12 +51,13 @@ def corpus_ids(model, path, text):
     return ([v["bos"]] if v["add_bos"] else []) + g.encode(g.build_processor(v), user_defined, text[:12000])
 
 
-def engine_logprobs(engine, model, tokens_file, context, mode, vocab, tmp):
+def engine_logprobs(engine, model, tokens_file, context, score_by, mode, vocab, tmp):
     out = os.path.join(tmp, f"logits-{mode}.f32")
-    env = dict(os.environ, KVSTASH_DECODE_ACTIVATIONS=mode)
+    variable = "KVSTASH_PREFILL_PRODUCT" if score_by == "prefill" else "KVSTASH_DECODE_ACTIVATIONS"
+    env = dict(os.environ, **{variable: mode})
     env.pop("OPENBLAS_CORETYPE", None)
     subprocess.run([engine, "--model", model, "--teacher-force", tokens_file, "--context", str(context),
-                    "--logits-out", out], check=True, env=env)
+                    "--score-by", score_by, "--logits-out", out], check=True, env=env)
     return log_softmax(np.fromfile(out, dtype="<f4").astype(np.float64).reshape(-1, vocab))
 
 
@@ -68,9 +74,11 @@ def main():
     ap.add_argument("--windows", type=int, default=3)
     ap.add_argument("--context", type=int, default=512)
     ap.add_argument("--scored", type=int, default=128)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                  "decode-fidelity.json"))
+    ap.add_argument("--score-by", choices=("decode", "prefill"), default="decode")
+    ap.add_argument("--out")
     a = ap.parse_args()
+    a.out = a.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{a.score_by}-fidelity.json")
+    modes = ("auto", "f32") if a.score_by == "prefill" else ("auto", "int8", "f32")
     started = time.time()
     model = Model(a.model)
     ids = corpus_ids(model, a.model, corpus())
@@ -89,18 +97,18 @@ def main():
             print(f"reference window {len(ref)}/{a.windows} [{time.time() - started:.0f} s]", flush=True)
         ref = np.concatenate(ref)
         vocab = ref.shape[1]
-        modes = {m: engine_logprobs(a.engine, a.model, tokens_file, a.context, m, vocab, tmp)
-                 for m in ("auto", "int8", "f32")}
+        got = {m: engine_logprobs(a.engine, a.model, tokens_file, a.context, a.score_by, m, vocab, tmp) for m in modes}
     cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | sed 's/.*: *//'"],
                          capture_output=True, text=True).stdout.strip()
     report = {
-        "what": "engine decode logits (one token per step) vs the float64 reference forward",
+        "what": ("engine logits of the scored tokens in one prefill after the context" if a.score_by == "prefill"
+                 else "engine decode logits (one token per step)") + " vs the float64 reference forward",
         "machine": cpu, "model": os.path.basename(a.model),
         "corpus": "GPL-3 then pydoc_data.topics, as bench/codec_quality.sh", "windows": a.windows,
         "contextTokens": a.context, "scoredPerWindow": a.scored, "scoredTokens": len(ref),
         "seconds": time.time() - started,
-        "vsReference": {m: compare(ref, got) for m, got in modes.items()},
-        "vsF32": {m: compare(modes["f32"], modes[m]) for m in ("auto", "int8")},
+        "vsReference": {m: compare(ref, logits) for m, logits in got.items()},
+        "vsF32": {m: compare(got["f32"], got[m]) for m in modes if m != "f32"},
         "command": "bench/decode_fidelity.py " + " ".join(sys.argv[1:]),
     }
     os.makedirs(os.path.dirname(a.out), exist_ok=True)

@@ -2,6 +2,7 @@
 #include <string.h>
 #include "qrows.h"
 #include "kquants.h"
+#include "gemm_q16.h"
 
 #include "clones.h"
 
@@ -90,6 +91,16 @@ static inline __attribute__((always_inline)) const uint8_t *locate(int type, con
     return blk;
 }
 
+/* The codes q - 32 of block j (of 32) of a Q6_K super-block `blk`; returns its two int8
+   scales (one per 16 codes). */
+static inline __attribute__((always_inline)) const int8_t *q6_codes(const uint8_t *blk, int j, int32_t c[32]) {
+    const int half = j / 4, k4 = j % 4;
+    const uint8_t *ql = blk + 64 * half + 32 * (k4 & 1), *qhb = blk + 128 + 32 * half;
+    for (int k = 0; k < 32; k++)
+        c[k] = (((ql[k] >> (4 * (k4 >> 1))) & 15) | (((qhb[k] >> (2 * k4)) & 3) << 4)) - 32;
+    return (const int8_t *)(blk + 192 + 8 * half + 2 * k4);
+}
+
 /* The 32 integer codes of block j of `blk` (see the table above), plain C. */
 static inline __attribute__((always_inline)) void codes_c(int type, const uint8_t *blk, int j, int32_t c[32]) {
     uint32_t qh = 0;
@@ -121,13 +132,8 @@ static inline __attribute__((always_inline)) void codes_c(int type, const uint8_
         break;
     }
     default: { /* Q6_K */
-        const int half = j / 4, k4 = j % 4;
-        const uint8_t *ql = blk + 64 * half + 32 * (k4 & 1), *qhb = blk + 128 + 32 * half;
-        const int8_t *sc = (const int8_t *)(blk + 192 + 8 * half + 2 * k4);
-        for (int k = 0; k < 32; k++) {
-            const int q = ((ql[k] >> (4 * (k4 >> 1))) & 15) | (((qhb[k] >> (2 * k4)) & 3) << 4);
-            c[k] = sc[k / 16] * (q - 32);
-        }
+        const int8_t *sc = q6_codes(blk, j, c);
+        for (int k = 0; k < 32; k++) c[k] *= sc[k / 16];
         break;
     }
     }
@@ -384,4 +390,54 @@ int kv_qdot_interleave_q5_0(const void *src, void *dst, size_t rows, size_t cols
     }
     free(tmp);
     return 0;
+}
+
+/* ---- Packing for kv_gemm_q16 (gemm_q16.c describes the layout) ------------------------ */
+
+int kv_gemm_q16_layout(int type, int *bk, int *offsets) {
+    size_t e, b;
+    if (!layout(type, &e, &b)) return 0;
+    *bk = type == KV_GGML_Q6_K ? 16 : 32;
+    *offsets = has_min(type);
+    return 1;
+}
+
+int kv_gemm_q16_pack(int type, const void *src, size_t rows, size_t cols, int32_t *codes, float *scales,
+                     float *offsets) {
+    size_t elements, bytes;
+    int bk, with_offsets;
+    if (!kv_gemm_q16_layout(type, &bk, &with_offsets) || rows % 16 || cols % 32) return -1;
+    layout(type, &elements, &bytes);
+    if (cols % elements || (with_offsets && !offsets)) return -1;
+    const size_t row_bytes = cols / elements * bytes, nb = cols / 32, nblk = cols / (size_t)bk;
+    const size_t pairs = (size_t)bk / 2;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *row = (const uint8_t *)src + r * row_bytes;
+        const size_t g = r / 16, lane = r % 16;
+        for (size_t b = 0; b < nb; b++) {
+            int j;
+            float scale, min;
+            const uint8_t *blk = locate(type, row, b, &j, &scale, &min);
+            int32_t c[32];
+            float sc[2] = {scale, scale};
+            if (type == KV_GGML_Q6_K) {
+                const int8_t *s6 = q6_codes(blk, j, c);
+                sc[0] = scale * (float)s6[0];
+                sc[1] = scale * (float)s6[1];
+            } else {
+                codes_c(type, blk, j, c);
+            }
+            for (size_t h = 0; h < 32 / (size_t)bk; h++) {
+                const size_t wb = b * 32 / (size_t)bk + h; /* the weight block */
+                for (size_t p = 0; p < pairs; p++) {
+                    const int32_t lo = c[h * (size_t)bk + 2 * p], hi = c[h * (size_t)bk + 2 * p + 1];
+                    codes[((g * nblk + wb) * pairs + p) * 16 + lane] =
+                        (int32_t)((uint32_t)(uint16_t)(int16_t)lo | ((uint32_t)(uint16_t)(int16_t)hi << 16));
+                }
+                scales[(g * nblk + wb) * 16 + lane] = sc[h];
+                if (with_offsets) offsets[(g * nblk + wb) * 16 + lane] = min;
+            }
+        }
+    }
+    return bk;
 }

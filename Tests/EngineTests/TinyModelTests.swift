@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 import Synchronization
 import XCTest
@@ -6,6 +7,12 @@ import KVStashCore
 
 /// The tiny random-weight models against the independent numpy reference.
 final class TinyModelTests: XCTestCase {
+    /// Relative error of the logits allowed: 1e-4 on f32 products; 2e-4 where prefill takes
+    /// 16-bit input codes against packed weight codes (`PackedProduct`: every input rounded to
+    /// 1/32767 of its block's largest magnitude, measured up to 1.3e-4 on these random-weight
+    /// models).
+    static let tolerance: Float = kv_gemm_q16_available() == 1 && PackedProduct.mode == .auto ? 2e-4 : 1e-4
+
     func checkAgainstReference(_ spec: TinyModelSpec, tokens n: Int, seed: UInt64) throws {
         let path = try TestSupport.tinyModelPath(spec)
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
@@ -19,7 +26,7 @@ final class TinyModelTests: XCTestCase {
         for (i, row) in reference.enumerated() {
             let mine = logits[(i * spec.vocabSize)..<((i + 1) * spec.vocabSize)]
             let err = TestSupport.relativeError(mine, row[...])
-            XCTAssertLessThan(err, 1e-4, "position \(i) of \(spec.architecture): relative error \(err)")
+            XCTAssertLessThan(err, Self.tolerance, "position \(i) of \(spec.architecture): relative error \(err)")
         }
     }
 
@@ -66,7 +73,7 @@ final class TinyModelTests: XCTestCase {
         logits += try model.decode(tokens[23], cache: &cache)
         for (i, row) in reference.enumerated() {
             let err = TestSupport.relativeError(logits[(i * spec.vocabSize)..<((i + 1) * spec.vocabSize)], row[...])
-            XCTAssertLessThan(err, 1e-4, "position \(i): relative error \(err)")
+            XCTAssertLessThan(err, Self.tolerance, "position \(i): relative error \(err)")
         }
     }
 

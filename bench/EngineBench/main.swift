@@ -3,7 +3,8 @@
 //
 // usage: kvstash-enginebench [--model PATH] [--lengths 512,2048,4096] [--threads 1,2]
 //                            [--decode 64] [--decode-after 512,4096] [--out FILE]
-//        kvstash-enginebench --teacher-force TOKENS --context N --logits-out FILE (TeacherForce.swift)
+//        kvstash-enginebench --teacher-force TOKENS --context N [--score-by decode|prefill] --logits-out FILE
+//        (TeacherForce.swift)
 import Foundation
 import KVStashCore
 import KVStashEngine
@@ -23,6 +24,8 @@ struct Options {
     /// Teacher-forced decode logits instead of the timings (`teacherForce`).
     var teacherForce: String?
     var context = 512
+    /// `--score-by prefill`: the teacher-forced tokens go through one prefill, not decode steps.
+    var scoreByPrefill = false
     var logitsOut = "logits.f32"
 
     init(_ args: [String]) {
@@ -40,6 +43,7 @@ struct Options {
             case "--suffix-reps": suffixReps = Int(next())!
             case "--out": out = next()
             case "--teacher-force": teacherForce = next()
+            case "--score-by": scoreByPrefill = next() == "prefill"
             case "--context": context = Int(next())!
             case "--logits-out": logitsOut = next()
             default: FileHandle.standardError.write(Data("unknown option \(args[i])\n".utf8)); exit(2)
@@ -93,7 +97,8 @@ BLASCore.reexecWithBetterCoreIfNeeded()
 let opts = Options(CommandLine.arguments)
 let model = try LlamaModel(path: opts.model)
 if let tokens = opts.teacherForce {
-    try teacherForce(model: model, tokensFile: tokens, context: opts.context, out: opts.logitsOut)
+    try teacherForce(model: model, tokensFile: tokens, context: opts.context, byPrefill: opts.scoreByPrefill,
+                     out: opts.logitsOut)
     exit(0)
 }
 var rng = SplitMix64(seed: 1)

@@ -30,3 +30,4 @@ void kv_stream_floats(float *dst, const float *src, size_t n);
 #include "engine.h"
 #include "kvcodec.h"
 #include "qrows.h"
+#include "gemm_q16.h"

@@ -66,14 +66,22 @@ struct ModelWeights: Sendable {
 struct WeightLoader {
     let gguf: GGUFFile
 
-    /// A linear layer of the stacked tensors `names` (each `rows[i] x cols`).
+    /// A linear layer of the stacked tensors `names` (each `rows[i] x cols`): packed integer
+    /// codes for its prefill products where the CPU and the types allow, else a dequantized
+    /// f32 copy for BLAS.
     func linear(_ names: [String], rows: [Int], cols: Int) throws -> Linear {
-        linear(dense: try load(names, rows: rows, cols: cols), names, out: rows.reduce(0, +), in: cols)
+        let infos = try checked(names, rows: rows, colsEach: Array(repeating: cols, count: names.count))
+        let out = rows.reduce(0, +)
+        if let packed = PackedProduct(infos, gguf: gguf, outDim: out, inDim: cols) {
+            return Linear(dense: [], packed: packed, parts: infos.map { EncodedMatrix(info: $0, gguf: gguf) },
+                          outDim: out, inDim: cols, gguf: gguf)
+        }
+        return linear(dense: try load(names, rows: rows, cols: cols), names, out: out, in: cols)
     }
 
     /// A linear layer over already dequantized `dense` weights of tensors `names`.
     func linear(dense: [Float], _ names: [String], out: Int, in k: Int) -> Linear {
-        Linear(dense: dense, parts: names.map { EncodedMatrix(info: gguf.tensorInfo($0)!, gguf: gguf) },
+        Linear(dense: dense, packed: nil, parts: names.map { EncodedMatrix(info: gguf.tensorInfo($0)!, gguf: gguf) },
                outDim: out, inDim: k, gguf: gguf)
     }
 
@@ -84,17 +92,7 @@ struct WeightLoader {
 
     /// Stacks `names` (each `rows[i] x colsEach[i]`, flattened) into one buffer.
     func load(_ names: [String], rows: [Int], colsEach: [Int]) throws -> [Float] {
-        var infos: [GGUFTensorInfo] = []
-        for (i, name) in names.enumerated() {
-            guard let info = gguf.tensorInfo(name) else { throw GGUFError.missingTensor(name) }
-            let expected = rows[i] == 1 ? [colsEach[i]] : [colsEach[i], rows[i]]
-            let actual = info.dims.count > expected.count && info.dims[expected.count...].allSatisfy({ $0 == 1 })
-                ? Array(info.dims[..<expected.count]) : info.dims
-            guard actual == expected else {
-                throw GGUFError.badTensorShape(tensor: name, reason: "dims \(info.dims), expected \(expected)")
-            }
-            infos.append(info)
-        }
+        let infos = try checked(names, rows: rows, colsEach: colsEach)
         let total = infos.reduce(0) { $0 + $1.elementCount }
         return try [Float](unsafeUninitializedCapacity: total) { buf, initialized in
             var offset = 0
@@ -107,5 +105,21 @@ struct WeightLoader {
             }
             initialized = total
         }
+    }
+
+    /// The tensors `names`, each checked to be `rows[i] x colsEach[i]`.
+    private func checked(_ names: [String], rows: [Int], colsEach: [Int]) throws -> [GGUFTensorInfo] {
+        var infos: [GGUFTensorInfo] = []
+        for (i, name) in names.enumerated() {
+            guard let info = gguf.tensorInfo(name) else { throw GGUFError.missingTensor(name) }
+            let expected = rows[i] == 1 ? [colsEach[i]] : [colsEach[i], rows[i]]
+            let actual = info.dims.count > expected.count && info.dims[expected.count...].allSatisfy({ $0 == 1 })
+                ? Array(info.dims[..<expected.count]) : info.dims
+            guard actual == expected else {
+                throw GGUFError.badTensorShape(tensor: name, reason: "dims \(info.dims), expected \(expected)")
+            }
+            infos.append(info)
+        }
+        return infos
     }
 }

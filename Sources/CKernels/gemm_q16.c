@@ -1,0 +1,181 @@
+#include <stdint.h>
+#include <string.h>
+#include "gemm_q16.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+/* ---- Many input rows on 16-bit codes against packed integer weight codes (prefill) ----
+
+   A weight tensor is packed once (kv_gemm_q16_pack, qrows.c) into int16 codes c, and per
+   block of `bk` weights of a row a float scale and, for the types with a minimum, a float
+   offset: w[k] = scale * c[k] + offset. Every input row is quantized per block of 32 by
+   kv_quantize_q16 (x[k] = d_x q[k], s_x = d_x sum(q)). Per weight block b:
+       sum_k w[k] x[k] = (scale * d_x) * sum_k c[k] q[k] + offset * s_x.
+   The integer sum is exact in an int32 lane (|c| <= 128, |q| <= 32767, 32 terms: 1.3e8);
+   per output, the floats take, block by block in order,
+       acc = fma((float) isum, scale * d_x, acc);  acc = fma(offset, s_x, acc)  (offset only).
+   The AVX-512 VNNI path (`vpdpwssd`: 32 products of int16 pairs per instruction, twice the
+   multiply-adds of an f32 FMA) and the plain C path take exactly these steps, so they agree
+   bit for bit.
+
+   Layout, group g of 16 weight rows, block b (nblk = cols / bk blocks per row), pair p of
+   codes (bk / 2 pairs per block):
+     codes   int32 at ((g * nblk + b) * (bk / 2) + p) * 16 + lane: the int16 codes 2p (low half)
+             and 2p + 1 (high half) of block b of row 16 g + lane;
+     scales  float at (g * nblk + b) * 16 + lane, offsets likewise.
+   bk is 32, or 16 for Q6_K (its scale per 16 codes stays out of the codes). */
+
+static inline size_t pairs_of(int bk) { return (size_t)bk / 2; }
+
+/* One output of the plain C path: row t of x against weight row r of the group layout. */
+static float dot_portable(const int32_t *codes, const float *scales, const float *offsets, int bk,
+                          const kv_q16_block *x, size_t nblk, size_t r) {
+    const size_t g = r / 16, lane = r % 16, pairs = pairs_of(bk);
+    float acc = 0;
+    for (size_t b = 0; b < nblk; b++) {
+        const kv_q16_block *xb = x + b * (size_t)bk / 32;
+        const int16_t *q = xb->q + (bk == 16 ? 16 * (b & 1) : 0);
+        const int32_t *c = codes + (g * nblk + b) * pairs * 16 + lane;
+        int32_t isum = 0;
+        for (size_t p = 0; p < pairs; p++) {
+            const int32_t pair = c[p * 16];
+            isum += (int32_t)(int16_t)(pair & 0xFFFF) * q[2 * p] + (int32_t)(int16_t)((uint32_t)pair >> 16) * q[2 * p + 1];
+        }
+        const size_t at = (g * nblk + b) * 16 + lane;
+        acc = __builtin_fmaf((float)isum, scales[at] * xb->d, acc);
+        if (offsets) acc = __builtin_fmaf(offsets[at], xb->s, acc);
+    }
+    return acc;
+}
+
+static void gemm_portable(const int32_t *codes, const float *scales, const float *offsets, int bk,
+                          const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate) {
+    const size_t nblk = cols / (size_t)bk, xblocks = cols / 32;
+    for (size_t t = 0; t < m; t++)
+        for (size_t r = 0; r < n; r++) {
+            const float v = dot_portable(codes, scales, offsets, bk, x + t * xblocks, nblk, r);
+            y[t * ldy + r] = accumulate ? y[t * ldy + r] + v : v;
+        }
+}
+
+#if defined(__x86_64__)
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+/* T input rows (T <= 6) against the 32 weight rows of groups g and g + 1 (two vectors of 16
+   outputs): 2T int32 accumulators per block, 2T float accumulators across blocks. BK and
+   OFFSETS are constants in every instance. */
+VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
+    const int32_t *codes, const float *scales, const float *offsets, const int BK, const int OFFSETS,
+    const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate) {
+    const size_t pairs = (size_t)BK / 2, gstride = nblk * pairs * 16, sstride = nblk * 16;
+    __m512 f[6][2];
+    for (int t = 0; t < T; t++) f[t][0] = f[t][1] = _mm512_setzero_ps();
+    for (size_t b = 0; b < nblk; b++) {
+        const size_t xb = BK == 32 ? b : b / 2;
+        const int qoff = BK == 32 ? 0 : 16 * (int)(b & 1);
+        const int32_t *c0 = codes + b * pairs * 16, *c1 = c0 + gstride;
+        __m512i s[6][2];
+        for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
+        for (size_t p = 0; p < pairs; p++) {
+            const __m512i w0 = _mm512_loadu_si512(c0 + p * 16), w1 = _mm512_loadu_si512(c1 + p * 16);
+            for (int t = 0; t < T; t++) {
+                int32_t pair;
+                memcpy(&pair, x[t * xblocks + xb].q + qoff + 2 * p, 4);
+                const __m512i a = _mm512_set1_epi32(pair);
+                s[t][0] = _mm512_dpwssd_epi32(s[t][0], w0, a);
+                s[t][1] = _mm512_dpwssd_epi32(s[t][1], w1, a);
+            }
+        }
+        const __m512 sc0 = _mm512_loadu_ps(scales + b * 16), sc1 = _mm512_loadu_ps(scales + sstride + b * 16);
+        for (int t = 0; t < T; t++) {
+            const kv_q16_block *xt = x + t * xblocks + xb;
+            const __m512 dx = _mm512_set1_ps(xt->d);
+            f[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][0]), _mm512_mul_ps(sc0, dx), f[t][0]);
+            f[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][1]), _mm512_mul_ps(sc1, dx), f[t][1]);
+            if (OFFSETS) {
+                const __m512 sx = _mm512_set1_ps(xt->s);
+                f[t][0] = _mm512_fmadd_ps(_mm512_loadu_ps(offsets + b * 16), sx, f[t][0]);
+                f[t][1] = _mm512_fmadd_ps(_mm512_loadu_ps(offsets + sstride + b * 16), sx, f[t][1]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        float *yt = y + t * ldy;
+        if (accumulate) {
+            f[t][0] = _mm512_add_ps(_mm512_loadu_ps(yt), f[t][0]);
+            f[t][1] = _mm512_add_ps(_mm512_loadu_ps(yt + 16), f[t][1]);
+        }
+        _mm512_storeu_ps(yt, f[t][0]);
+        _mm512_storeu_ps(yt + 16, f[t][1]);
+    }
+}
+
+#define TILE_CASE(T_) case T_: tile_vnni(codes, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate); break;
+
+/* Every tile of 32 weight rows against all m input rows, six at a time: the tile's codes
+   (32 x cols x 2 bytes) stay in L2 while the input rows stream past. */
+#define GEMM_VNNI(name, BK_, OFFSETS_)                                                                             \
+    VNNI_TARGET static void name(const int32_t *codes, const float *scales, const float *offsets,                  \
+                                 const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols,     \
+                                 int accumulate) {                                                                 \
+        const int BK = BK_, OFFSETS = OFFSETS_;                                                                    \
+        const size_t nblk = cols / (size_t)BK, xblocks = cols / 32, gsize = nblk * pairs_of(BK) * 16;            \
+        for (size_t r = 0; r < n; r += 32) {                                                                       \
+            for (size_t t0 = 0; t0 < m; t0 += 6) {                                                                 \
+                const kv_q16_block *xt = x + t0 * xblocks;                                                         \
+                float *yt = y + t0 * ldy + r;                                                                      \
+                switch (m - t0 >= 6 ? 6 : (int)(m - t0)) {                                                         \
+                TILE_CASE(6) TILE_CASE(5) TILE_CASE(4) TILE_CASE(3) TILE_CASE(2) TILE_CASE(1)                      \
+                }                                                                                                  \
+            }                                                                                                      \
+            codes += 2 * gsize;                                                                                    \
+            scales += 2 * nblk * 16;                                                                               \
+            if (offsets) offsets += 2 * nblk * 16;                                                                 \
+        }                                                                                                          \
+    }
+GEMM_VNNI(gemm_vnni_32, 32, 0)
+GEMM_VNNI(gemm_vnni_32_offsets, 32, 1)
+GEMM_VNNI(gemm_vnni_16, 16, 0)
+#endif
+
+int kv_gemm_q16_available(void) {
+#if defined(__x86_64__)
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vnni");
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+static int shape_ok(int bk, size_t n, size_t cols) {
+    return (bk == 32 || bk == 16) && n % 32 == 0 && cols % 32 == 0;
+}
+
+int kv_gemm_q16(const int32_t *codes, const float *scales, const float *offsets, int bk, const kv_q16_block *x,
+                size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate) {
+    if (!shape_ok(bk, n, cols) || (bk == 16 && offsets)) return -1;
+#if defined(__x86_64__)
+    if (kv_gemm_q16_available()) {
+        if (bk == 16) gemm_vnni_16(codes, scales, NULL, x, m, y, ldy, n, cols, accumulate);
+        else if (offsets) gemm_vnni_32_offsets(codes, scales, offsets, x, m, y, ldy, n, cols, accumulate);
+        else gemm_vnni_32(codes, scales, NULL, x, m, y, ldy, n, cols, accumulate);
+        return 0;
+    }
+#endif
+    gemm_portable(codes, scales, offsets, bk, x, m, y, ldy, n, cols, accumulate);
+    return 0;
+}
+
+int kv_gemm_q16_portable(const int32_t *codes, const float *scales, const float *offsets, int bk,
+                         const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate) {
+    if (!shape_ok(bk, n, cols) || (bk == 16 && offsets)) return -1;
+    gemm_portable(codes, scales, offsets, bk, x, m, y, ldy, n, cols, accumulate);
+    return 0;
+}

@@ -1,0 +1,137 @@
+import CKernels
+import Foundation
+import XCTest
+@testable import KVStashEngine
+
+/// The integer prefill product (`kv_gemm_q16_pack` + `kv_gemm_q16`, AVX-512 VNNI where the
+/// CPU has it, and its plain C path) against weights dequantized by the PyPI `gguf` package
+/// (Tests/reference/quant_reference.py) and a naive double-precision product.
+final class PackedProductTests: XCTestCase {
+    static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K]
+    /// Rows x cols: one, two and three tiles of 32 rows; one, three and eight K-quant super-blocks.
+    static let shapes = [(rows: 32, cols: 256), (rows: 64, cols: 768), (rows: 96, cols: 2048)]
+    /// Input rows: one, a tile of six with one left over, and two tiles with a partial third.
+    static let inputRows = [1, 7, 17]
+
+    var rng = SplitMix64(seed: 26)
+
+    func testPackedProductsEqualNaiveProductOnGGUFPackageWeights() throws {
+        let dir = try TestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var random = RandomBlocks(rng: SplitMix64(seed: 27))
+        var w = GGUFWriter(), raws: [[UInt8]] = []
+        for type in Self.types {
+            for (i, shape) in Self.shapes.enumerated() {
+                let raw = random.blocks(type, count: shape.rows * shape.cols / type.blockLayout!.elements)
+                w.addRawTensor("\(type).\(i)", dims: [shape.cols, shape.rows], typeID: type.rawValue, bytes: raw)
+                raws.append(raw)
+            }
+        }
+        let path = dir.appendingPathComponent("packed.gguf").path, golden = dir.appendingPathComponent("golden.f32").path
+        try w.write(to: path)
+        _ = try TestSupport.runPython(TestSupport.quantReferenceScript, ["gguf", path, golden])
+        let weights = try Data(contentsOf: URL(fileURLWithPath: golden)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        var offset = 0, tensor = 0
+        for type in Self.types {
+            for shape in Self.shapes {
+                let n = shape.rows * shape.cols
+                try check(type, raw: raws[tensor], weights: Array(weights[offset..<(offset + n)]), rows: shape.rows,
+                          cols: shape.cols)
+                offset += n
+                tensor += 1
+            }
+        }
+        XCTAssertEqual(offset, weights.count)
+    }
+
+    /// One tensor: packed; the product of every input-row count, whole and from its second
+    /// tile of 32 rows on, with and without accumulation. The dispatched path (VNNI here when
+    /// the CPU has it) and the plain C path agree bit for bit, and both equal the naive product
+    /// of the package's weights and the dequantized input codes up to float rounding, and the
+    /// f32 product within 1e-4.
+    private func check(_ type: GGMLType, raw: [UInt8], weights: [Float], rows: Int, cols: Int) throws {
+        var bk: Int32 = 0, hasOffsets: Int32 = 0
+        XCTAssertEqual(kv_gemm_q16_layout(Int32(type.rawValue), &bk, &hasOffsets), 1, "\(type)")
+        XCTAssertEqual(bk, type == .q6_K ? 16 : 32)
+        XCTAssertEqual(hasOffsets == 1, [.q4_1, .q5_1, .q4_K, .q5_K].contains(type), "\(type)")
+        var codes = [Int32](repeating: 0, count: rows * cols / 2), scales = [Float](repeating: 0, count: rows * cols / Int(bk))
+        var offsets = [Float](repeating: 0, count: rows * cols / 32)
+        let packed = offsets.withUnsafeMutableBufferPointer { o in
+            kv_gemm_q16_pack(Int32(type.rawValue), raw, rows, cols, &codes, &scales, hasOffsets == 1 ? o.baseAddress : nil)
+        }
+        XCTAssertEqual(packed, bk, "\(type) packs")
+        for m in Self.inputRows {
+            let x = (0..<(m * cols)).map { k in rng.uniform(1) * (k % 7 == 0 ? 30 : 1) }
+            var q = [kv_q16_block](repeating: kv_q16_block(), count: m * cols / 32)
+            for t in 0..<m { x.withUnsafeBufferPointer { kv_quantize_q16($0.baseAddress! + t * cols, &q[t * cols / 32], cols) } }
+            let xq = (0..<(m * cols)).map { k in
+                let b = q[k / 32]
+                return Double(b.d) * Double(withUnsafeBytes(of: b.q) { $0.load(fromByteOffset: 2 * (k % 32), as: Int16.self) })
+            }
+            let before = (0..<(m * rows)).map { _ in rng.uniform(2) }
+            for accumulate: Int32 in [0, 1] {
+                for r0 in [0, 32] where r0 < rows {
+                    let label = "\(type) \(rows)x\(cols), \(m) rows, from row \(r0), accumulate \(accumulate)"
+                    var y = before, portable = before
+                    let n = rows - r0, codeAt = r0 * cols / 2, scaleAt = r0 * cols / Int(bk), offsetAt = r0 * cols / 32
+                    codes.withUnsafeBufferPointer { c in
+                        scales.withUnsafeBufferPointer { s in
+                            offsets.withUnsafeBufferPointer { o in
+                                let off = hasOffsets == 1 ? o.baseAddress! + offsetAt : nil
+                                y.withUnsafeMutableBufferPointer { yb in
+                                    XCTAssertEqual(kv_gemm_q16(c.baseAddress! + codeAt, s.baseAddress! + scaleAt, off, bk, q, m,
+                                                               yb.baseAddress! + r0, rows, n, cols, accumulate), 0, label)
+                                }
+                                portable.withUnsafeMutableBufferPointer { yb in
+                                    XCTAssertEqual(kv_gemm_q16_portable(c.baseAddress! + codeAt, s.baseAddress! + scaleAt, off, bk,
+                                                                        q, m, yb.baseAddress! + r0, rows, n, cols, accumulate), 0, label)
+                                }
+                            }
+                        }
+                    }
+                    XCTAssertEqual(y, portable, "\(label): the dispatched and plain C paths differ")
+                    for t in 0..<m {
+                        for o in 0..<rows {
+                            let at = t * rows + o
+                            guard o >= r0 else {
+                                XCTAssertEqual(y[at], before[at], "\(label): row \(o) before the range was written")
+                                continue
+                            }
+                            var onCodes = accumulate == 1 ? Double(before[at]) : 0, exact = onCodes, magnitude = abs(onCodes)
+                            for k in 0..<cols {
+                                let wk = Double(weights[o * cols + k])
+                                onCodes += wk * xq[t * cols + k]
+                                exact += wk * Double(x[t * cols + k])
+                                magnitude += abs(wk * xq[t * cols + k])
+                            }
+                            XCTAssertEqual(Double(y[at]), onCodes, accuracy: 1e-6 * max(1, magnitude), "\(label) (\(t), \(o))")
+                            XCTAssertEqual(Double(y[at]), exact, accuracy: 1e-4 * max(1, magnitude), "\(label) (\(t), \(o))")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Types without integer codes and shapes that do not tile are refused.
+    func testOtherTypesAndShapesAreRefused() {
+        var bk: Int32 = 0, hasOffsets: Int32 = 0
+        let raw = [UInt8](repeating: 0, count: 1 << 16)
+        var codes = [Int32](repeating: 0, count: 1 << 14), scales = [Float](repeating: 0, count: 1 << 12)
+        var offsets = scales
+        for type in [GGMLType.f32, .f16, .bf16, .q8_K, .q2_K] {
+            XCTAssertEqual(kv_gemm_q16_layout(Int32(type.rawValue), &bk, &hasOffsets), 0, "\(type)")
+            XCTAssertEqual(kv_gemm_q16_pack(Int32(type.rawValue), raw, 32, 256, &codes, &scales, nil), -1, "\(type)")
+        }
+        let q8 = Int32(GGMLType.q8_0.rawValue), q4k = Int32(GGMLType.q4_K.rawValue)
+        XCTAssertEqual(kv_gemm_q16_pack(q8, raw, 40, 32, &codes, &scales, nil), -1, "40 rows")
+        XCTAssertEqual(kv_gemm_q16_pack(q8, raw, 32, 48, &codes, &scales, nil), -1, "48 columns")
+        XCTAssertEqual(kv_gemm_q16_pack(q4k, raw, 32, 128, &codes, &scales, &offsets), -1, "K-quant rows of 128")
+        XCTAssertEqual(kv_gemm_q16_pack(q4k, raw, 32, 256, &codes, &scales, nil), -1, "Q4_K without room for offsets")
+        let x = [kv_q16_block](repeating: kv_q16_block(), count: 8)
+        var y = [Float](repeating: 0, count: 64)
+        XCTAssertEqual(kv_gemm_q16(codes, scales, nil, 32, x, 1, &y, 64, 48, 256, 0), -1, "48 weight rows")
+        XCTAssertEqual(kv_gemm_q16(codes, scales, nil, 24, x, 1, &y, 64, 32, 256, 0), -1, "24 weights per scale")
+        XCTAssertEqual(kv_gemm_q16_portable(codes, scales, scales, 16, x, 1, &y, 64, 32, 256, 0), -1, "offsets with 16 per scale")
+    }
+}
