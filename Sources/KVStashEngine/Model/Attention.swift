@@ -20,7 +20,10 @@ import Foundation
 /// A few query rows (decode, or the question after a cache hit) skip BLAS: each KV head's
 /// keys are split into ranges that run as parallel tasks on `kv_attend_partial`, which
 /// reads K and V in place (BLAS would pack them) with a running max, and
-/// `kv_attend_merge` combines the ranges.
+/// `kv_attend_merge` combines the ranges. Where that kernel has its wide AVX-512 tiles, many
+/// rows (prefill) skip BLAS too: blocks of rows whose stacked group fills one tile pass run
+/// as parallel tasks over every key they see, so the softmax runs on every core and no BLAS
+/// worker spins between products.
 struct CausalAttention {
     let heads: Int
     let kvHeads: Int
@@ -35,6 +38,14 @@ struct CausalAttention {
     static let smallRows = 32
     /// Keys per task on that path, at least (fewer keys stay in one range).
     static let keysPerRange = 512
+    /// Stacked rows per block on the BLAS-free prefill path: five passes of the wide score tile (48).
+    static let stackedTile = 240
+    /// Whether more than `smallRows` rows take the BLAS-free path by default: where
+    /// `kv_attend_partial` runs its wide tiles (AVX-512), unless `KVSTASH_PREFILL_ATTENTION=blas`.
+    static let blockedPrefill = String(cString: kv_kernels_isa()) == "avx512f"
+        && ProcessInfo.processInfo.environment["KVSTASH_PREFILL_ATTENTION"] != "blas"
+    /// Whether this attention takes that path (tests compare both on any CPU).
+    var prefillWithoutBLAS = Self.blockedPrefill
 
     /// - Parameters:
     ///   - q: post-RoPE queries, row r of head h at `q + r*ldq + h*headDim`.
@@ -45,8 +56,13 @@ struct CausalAttention {
     func callAsFunction(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
                         keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
                         out: UnsafeMutablePointer<Float>, ldo: Int) {
-        if n <= Self.smallRows && headDim % 16 == 0 && headDim <= Int(KV_ATTEND_MAX_DIM) && (heads / kvHeads) * n <= Int(KV_ATTEND_MAX_ROWS) {
+        let kernelFits = headDim % 16 == 0 && headDim <= Int(KV_ATTEND_MAX_DIM)
+        if kernelFits && n <= Self.smallRows && (heads / kvHeads) * n <= Int(KV_ATTEND_MAX_ROWS) {
             smallRowAttention(q: q, ldq: ldq, n: n, start: start, keys: keys, values: values, out: out, ldo: ldo)
+            return
+        }
+        if kernelFits && prefillWithoutBLAS && heads / kvHeads <= Self.stackedTile {
+            blockedAttention(q: q, ldq: ldq, n: n, start: start, keys: keys, values: values, out: out, ldo: ldo)
             return
         }
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
@@ -115,19 +131,8 @@ struct CausalAttention {
         let tasks = kvHeads * ranges, block = Int(KV_ATTEND_BLOCK)
         let buffer = SmallAttentionBuffers(kvHeads: kvHeads, tasks: tasks, m: m, mp: mp, headDim: hd)
         defer { buffer.deallocate() }
-        for g in 0..<kvHeads {  // lane t = j*n + r: query head g*group+j at position start+r
-            let qt = buffer.qt + g * hd * mp
-            for j in 0..<group {
-                for r in 0..<n {
-                    let row = q + r * ldq + (g * group + j) * hd
-                    for c in 0..<hd { qt[c * mp + j * n + r] = row[c] * scale }
-                }
-            }
-        }
-        for t in 0..<mp {
-            buffer.last[t] = Int32(start + (t < m ? t % n : n - 1))
-            buffer.first[t] = Int32(firstVisible(Int(buffer.last[t])))
-        }
+        for g in 0..<kvHeads { stack(q, ldq: ldq, n: n, head: g, into: buffer.qt + g * hd * mp, mp: mp) }
+        visibleKeys(n: n, start: start, mp: mp, last: buffer.last, first: buffer.first)
         let windowed = window != nil
         let p = AttentionPointers(keys: keys, values: values, buffers: buffer)
         WorkerTeam.run(tasks: tasks) { task in
@@ -141,13 +146,78 @@ struct CausalAttention {
             let first = g * ranges
             kv_attend_merge(ranges, m, mp, hd, buffer.partialOut + first * m * hd, buffer.partialMax + first * mp,
                             buffer.partialSum + first * mp, buffer.merged)
-            for j in 0..<group {
-                for r in 0..<n {
-                    (out + r * ldo + (g * group + j) * hd).update(from: buffer.merged + (j * n + r) * hd, count: hd)
-                }
+            unstack(buffer.merged, n: n, head: g, into: out, ldo: ldo)
+        }
+    }
+
+    /// The BLAS-free path for many rows: blocks of `stackedTile / group` rows, one task per KV
+    /// head and block, each over every key its rows see (the last block's diagonal masked in
+    /// the kernel), its result finished in place (`kv_attend_merge` of one part).
+    private func blockedAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
+                                  keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
+                                  out: UnsafeMutablePointer<Float>, ldo: Int) {
+        let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim, kvHeads = kvHeads
+        let rows = Self.stackedTile / group, blocks = (n + rows - 1) / rows, windowed = window != nil
+        let p = BlockedOperands(q: q, keys: keys, values: values, out: out)
+        WorkerTeam.run(tasks: kvHeads * blocks) { task in
+            let g = task % kvHeads, r0 = task / kvHeads * rows, count = min(rows, n - r0)
+            let m = group * count, mp = (m + 15) / 16 * 16
+            let buffer = SmallAttentionBuffers(kvHeads: 1, tasks: 1, m: m, mp: mp, headDim: hd)
+            defer { buffer.deallocate() }
+            stack(p.q + r0 * ldq, ldq: ldq, n: count, head: g, into: buffer.qt, mp: mp)
+            visibleKeys(n: count, start: start + r0, mp: mp, last: buffer.last, first: buffer.first)
+            kv_attend_partial(buffer.qt, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
+                              firstVisible(start + r0), start + r0 + count, buffer.last, windowed ? buffer.first : nil,
+                              buffer.scratch, buffer.partialOut, buffer.partialMax, buffer.partialSum)
+            kv_attend_merge(1, m, mp, hd, buffer.partialOut, buffer.partialMax, buffer.partialSum, buffer.merged)
+            unstack(buffer.merged, n: count, head: g, into: p.out + r0 * ldo, ldo: ldo)
+        }
+    }
+
+    /// The `n` query rows of KV head g's query heads, scaled, stacked and transposed into
+    /// `qt` (`[headDim][mp]`): lane j*n + r holds query head g*group + j at row r.
+    private func stack(_ q: UnsafePointer<Float>, ldq: Int, n: Int, head g: Int, into qt: UnsafeMutablePointer<Float>,
+                       mp: Int) {
+        let group = heads / kvHeads, hd = headDim
+        for j in 0..<group {
+            for r in 0..<n {
+                let row = q + r * ldq + (g * group + j) * hd
+                for c in 0..<hd { qt[c * mp + j * n + r] = row[c] * scale }
             }
         }
     }
+
+    /// Each stacked lane's last and first visible key, for rows at positions `start ..< start + n`
+    /// (padding lanes repeat the last row).
+    private func visibleKeys(n: Int, start: Int, mp: Int, last: UnsafeMutablePointer<Int32>,
+                             first: UnsafeMutablePointer<Int32>) {
+        let m = heads / kvHeads * n
+        for t in 0..<mp {
+            last[t] = Int32(start + (t < m ? t % n : n - 1))
+            first[t] = Int32(firstVisible(Int(last[t])))
+        }
+    }
+
+    /// Rows of `merged` (lane order of `stack`) back to their heads' columns of `out`.
+    private func unstack(_ merged: UnsafePointer<Float>, n: Int, head g: Int, into out: UnsafeMutablePointer<Float>,
+                         ldo: Int) {
+        let group = heads / kvHeads, hd = headDim
+        for j in 0..<group {
+            for r in 0..<n {
+                (out + r * ldo + (g * group + j) * hd).update(from: merged + (j * n + r) * hd, count: hd)
+            }
+        }
+    }
+}
+
+/// The operands of one BLAS-free prefill attention shared by its tasks.
+private struct BlockedOperands: @unchecked Sendable {
+    // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`), while the caller
+    // keeps every buffer alive; tasks read q, keys and values and write disjoint rows and heads of out.
+    let q: UnsafePointer<Float>
+    let keys: UnsafePointer<UInt16>
+    let values: UnsafePointer<UInt16>
+    let out: UnsafeMutablePointer<Float>
 }
 
 /// Scratch of one BLAS-free attention call: transposed queries per KV head, each lane's
