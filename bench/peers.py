@@ -14,6 +14,11 @@ turn (streaming chat completions, TTFT measured client side to the first content
               (restore time + TTFT). Server start and model load are not counted for either.
   cold-evict  as cold, with the store's files / the slot file dropped from the page cache first
               (posix_fadvise DONTNEED; resident bytes checked with fincore)
+  cold-other  as cold, with llama-server's slot saved after a question that shares no words with
+              the measured ones (OTHER_PRIME): its restored slot then holds the document and the
+              chat template's next turn, but not the measured questions' common stem ("In one
+              sentence: what does the document say about topic"), which the slot of `cold` holds
+              and reuses. kvstash's store holds the document alone in both rows.
   hot         the same process, a new question over the same document
   repeat      the same question again
   decode      tokens per second of a 64-token answer after the document (first to last token)
@@ -41,6 +46,7 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LICENSES = ["GPL-3", "GPL-2", "Apache-2.0", "LGPL-2.1", "MPL-2.0", "Artistic"]
 ANSWER_LONG = "Explain, point by point and in detail, what the document requires of someone who shares it."
+OTHER_PRIME = "Summarize the document."
 
 
 def corpus(tokens, chars_per_token):
@@ -215,7 +221,7 @@ class KVStashSetup:
                                capture_output=True, text=True).stdout
         return {"storeBytes": json.loads(stats)["bytes"], "storedTokens": status["tokens_done"]}
 
-    def cold(self, server, document, q):
+    def cold(self, server, document, q, slot="doc.bin"):
         return chat(server.base, document, q)
 
     def miss(self, server, document, q, r):
@@ -239,11 +245,13 @@ class LlamaSetup:
         server = self.start()
         chat(server.base, document, question(f"{tag}-prime"))
         saved = post(server.base, "/slots/0?action=save", {"filename": "doc.bin"})
+        chat(server.base, document, OTHER_PRIME)
+        post(server.base, "/slots/0?action=save", {"filename": "doc-other.bin"})
         server.stop()
         return {"slotFileBytes": self.files()[0].stat().st_size, "storedTokens": saved.get("n_saved")}
 
-    def cold(self, server, document, q):
-        restore = server.restore("doc.bin")
+    def cold(self, server, document, q, slot="doc.bin"):
+        restore = server.restore(slot)
         run = chat(server.base, document, q)
         run["restore"] = restore
         run["ttft"] += restore
@@ -258,8 +266,9 @@ class LlamaSetup:
 
 def measure(setup, args, document, tag):
     """Per repetition: a new process for cold, hot, repeat, decode and (the first miss_reps
-    times) a miss; then the files evicted and a new process for the evicted cold hit."""
-    runs = {k: [] for k in ("miss", "cold", "cold_evict", "hot", "repeat", "decode")}
+    times) a miss; then the files evicted and a new process for the evicted cold hit; then a
+    new process for the cold hit after the other prime."""
+    runs = {k: [] for k in ("miss", "cold", "cold_evict", "cold_other", "hot", "repeat", "decode")}
     try:
         info = setup.prepare(document, tag)
         resident = []
@@ -275,6 +284,9 @@ def measure(setup, args, document, tag):
             resident.append(evict(setup.files()))
             server = setup.start()
             runs["cold_evict"].append(setup.cold(server, document, question(f"{tag}-evict-{r}")))
+            server.stop()
+            server = setup.start()
+            runs["cold_other"].append(setup.cold(server, document, question(f"{tag}-other-{r}"), slot="doc-other.bin"))
             server.stop()
         return runs, {**info, "residentAfterEvict": resident}
     finally:
@@ -362,7 +374,10 @@ def print_table(report):
     for s in report["sizes"]:
         ours, off, on = s["kvstash"], s["llamaServer"]["flashAttnOff"], s["llamaServer"]["flashAttnOn"]
         for key, label in (("missMs", "miss"), ("coldMs", "cold hit"), ("cold_evictMs", "cold hit, evicted"),
+                           ("cold_otherMs", "cold hit, slot saved after another question"),
                            ("hotMs", "hot hit, new question"), ("repeatMs", "exact repeat")):
+            if key not in ours:
+                continue
             best = min(off[key], on[key])
             print(f"| {s['promptTokens']} | {label} (ms) | {off[key]:.0f} | {on[key]:.0f} | {ours[key]:.0f} | "
                   f"{ours[key] / best:.2f} |")
