@@ -7,20 +7,21 @@ import KVStashCore
 /// pair whose concatenation is a vocabulary piece with the highest score (leftmost on ties) is
 /// merged until none is left. A final symbol that is not a piece becomes byte tokens `<0xXX>`.
 struct SentencePieceModel: Sendable {
-    private let idForPiece: [[UInt8]: Int32]
+    /// Keyed by slices, so a candidate piece is looked up as a slice of the text, not copied.
+    private let idForPiece: [ArraySlice<UInt8>: Int32]
     private let scores: [Float]
     /// Token of each byte (`<0xXX>`, else the one-character piece), or -1 (the byte is dropped).
     let byteToken: [Int32]
 
     init(tokens: [String], scores: [Float]) {
-        var map: [[UInt8]: Int32] = [:]
+        var map: [ArraySlice<UInt8>: Int32] = [:]
         map.reserveCapacity(tokens.count)
-        for (i, t) in tokens.enumerated() where map[Array(t.utf8)] == nil { map[Array(t.utf8)] = Int32(i) }
+        for (i, t) in tokens.enumerated() where map[ArraySlice(t.utf8)] == nil { map[ArraySlice(t.utf8)] = Int32(i) }
         idForPiece = map
         self.scores = scores.count == tokens.count ? scores : [Float](repeating: 0, count: tokens.count)
         byteToken = (0..<256).map { b in
             let hex = "<0x" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true) + ">"
-            return map[Array(hex.utf8)] ?? (b < 0x80 ? map[[UInt8(b)]] : nil) ?? -1
+            return map[ArraySlice(hex.utf8)] ?? (b < 0x80 ? map[[UInt8(b)]] : nil) ?? -1
         }
     }
 
@@ -46,7 +47,7 @@ struct SentencePieceModel: Sendable {
         func tryAdd(_ l: Int, _ r: Int) {
             guard l >= 0, r >= 0 else { return }
             let size = len[l] + len[r]
-            guard let id = idForPiece[Array(text[start[l]..<start[l] + size])] else { return }
+            guard let id = idForPiece[text[start[l]..<start[l] + size]] else { return }
             heap.push(SPMBigram(score: scores[Int(id)], left: l, right: r, size: size))
         }
         for s in 1..<start.count { tryAdd(s - 1, s) }
@@ -62,7 +63,7 @@ struct SentencePieceModel: Sendable {
         }
         var s = 0
         while s >= 0 {
-            let piece = Array(text[start[s]..<start[s] + len[s]])
+            let piece = text[start[s]..<start[s] + len[s]]
             if let id = idForPiece[piece] {
                 out.append(id)
             } else {
