@@ -34,6 +34,45 @@ struct RandomBlocks {
     }
 }
 
+/// Random tensors of every type and shape, their encoded bytes and their weights as the PyPI
+/// `gguf` package dequantizes them (Tests/reference/quant_reference.py), type by type, shape by
+/// shape.
+struct PackageWeights {
+    struct Tensor {
+        let type: GGMLType
+        let rows: Int
+        let cols: Int
+        let raw: [UInt8]
+        let weights: [Float]
+    }
+
+    static func make(types: [GGMLType], shapes: [(rows: Int, cols: Int)], seed: UInt64) throws -> [Tensor] {
+        let dir = try TestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var random = RandomBlocks(rng: SplitMix64(seed: seed))
+        var w = GGUFWriter(), encoded: [(GGMLType, Int, Int, [UInt8])] = []
+        for type in types {
+            for (i, shape) in shapes.enumerated() {
+                let raw = random.blocks(type, count: shape.rows * shape.cols / type.blockLayout!.elements)
+                w.addRawTensor("\(type).\(i)", dims: [shape.cols, shape.rows], typeID: type.rawValue, bytes: raw)
+                encoded.append((type, shape.rows, shape.cols, raw))
+            }
+        }
+        let path = dir.appendingPathComponent("tensors.gguf").path, golden = dir.appendingPathComponent("golden.f32").path
+        try w.write(to: path)
+        _ = try TestSupport.runPython(TestSupport.quantReferenceScript, ["gguf", path, golden])
+        let weights = try Data(contentsOf: URL(fileURLWithPath: golden)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        var offset = 0, tensors: [Tensor] = []
+        for (type, rows, cols, raw) in encoded {
+            tensors.append(Tensor(type: type, rows: rows, cols: cols, raw: raw,
+                                  weights: Array(weights[offset..<(offset + rows * cols)])))
+            offset += rows * cols
+        }
+        guard offset == weights.count else { throw CocoaError(.fileReadCorruptFile) }
+        return tensors
+    }
+}
+
 /// Q5_0, Q5_1 and the K-quants against the PyPI `gguf` package's dequantization, and the
 /// writer's encoders of every type.
 final class KQuantTests: XCTestCase {

@@ -16,32 +16,9 @@ final class PackedProductTests: XCTestCase {
     var rng = SplitMix64(seed: 26)
 
     func testPackedProductsEqualNaiveProductOnGGUFPackageWeights() throws {
-        let dir = try TestSupport.tempDir()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        var random = RandomBlocks(rng: SplitMix64(seed: 27))
-        var w = GGUFWriter(), raws: [[UInt8]] = []
-        for type in Self.types {
-            for (i, shape) in Self.shapes.enumerated() {
-                let raw = random.blocks(type, count: shape.rows * shape.cols / type.blockLayout!.elements)
-                w.addRawTensor("\(type).\(i)", dims: [shape.cols, shape.rows], typeID: type.rawValue, bytes: raw)
-                raws.append(raw)
-            }
+        for t in try PackageWeights.make(types: Self.types, shapes: Self.shapes, seed: 27) {
+            try check(t.type, raw: t.raw, weights: t.weights, rows: t.rows, cols: t.cols)
         }
-        let path = dir.appendingPathComponent("packed.gguf").path, golden = dir.appendingPathComponent("golden.f32").path
-        try w.write(to: path)
-        _ = try TestSupport.runPython(TestSupport.quantReferenceScript, ["gguf", path, golden])
-        let weights = try Data(contentsOf: URL(fileURLWithPath: golden)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        var offset = 0, tensor = 0
-        for type in Self.types {
-            for shape in Self.shapes {
-                let n = shape.rows * shape.cols
-                try check(type, raw: raws[tensor], weights: Array(weights[offset..<(offset + n)]), rows: shape.rows,
-                          cols: shape.cols)
-                offset += n
-                tensor += 1
-            }
-        }
-        XCTAssertEqual(offset, weights.count)
     }
 
     /// One tensor: packed; the product of every input-row count, whole and from its second

@@ -17,31 +17,9 @@ final class SixteenBitRowProductTests: XCTestCase {
     var rng = SplitMix64(seed: 16)
 
     func testRowProductsEqualNaiveProductOnGGUFPackageWeights() throws {
-        let dir = try TestSupport.tempDir()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        var random = RandomBlocks(rng: SplitMix64(seed: 17))
-        var w = GGUFWriter(), raws: [[UInt8]] = []
-        for type in Self.types {
-            for (i, shape) in Self.shapes.enumerated() {
-                let raw = random.blocks(type, count: shape.rows * shape.cols / type.blockLayout!.elements)
-                w.addRawTensor("\(type).\(i)", dims: [shape.cols, shape.rows], typeID: type.rawValue, bytes: raw)
-                raws.append(raw)
-            }
+        for t in try PackageWeights.make(types: Self.types, shapes: Self.shapes, seed: 17) {
+            check(t.type, raw: t.raw, weights: t.weights, rows: t.rows, cols: t.cols)
         }
-        let path = dir.appendingPathComponent("rows.gguf").path, golden = dir.appendingPathComponent("golden.f32").path
-        try w.write(to: path)
-        _ = try TestSupport.runPython(TestSupport.quantReferenceScript, ["gguf", path, golden])
-        let weights = try Data(contentsOf: URL(fileURLWithPath: golden)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-        var offset = 0, tensor = 0
-        for type in Self.types {
-            for shape in Self.shapes {
-                let n = shape.rows * shape.cols
-                check(type, raw: raws[tensor], weights: Array(weights[offset..<(offset + n)]), rows: shape.rows, cols: shape.cols)
-                offset += n
-                tensor += 1
-            }
-        }
-        XCTAssertEqual(offset, weights.count)
     }
 
     /// `kv_matvec_q16rows` (AVX2 where the CPU has it) and its plain C path on one tensor:
