@@ -3,7 +3,9 @@ import Foundation
 import KVStashCore
 
 /// Scratch activations of one forward chunk, `n` rows each.
-private struct Activations {
+private struct Activations: @unchecked Sendable {
+    // @unchecked: buffers of one forward pass on the calling thread; inside a synchronous
+    // parallel loop (`inRowSlices`, the products' worker team) workers write disjoint rows.
     let x: UnsafeMutablePointer<Float>     // residual stream [n][dim]
     let xn: UnsafeMutablePointer<Float>    // normalized input [n][dim]
     let qkv: UnsafeMutablePointer<Float>   // [n][qDim + 2 kvDim]
@@ -60,8 +62,12 @@ extension LlamaModel {
         let d = config.dim
         guard let post else { produce(act.x, true); return }
         produce(act.xn, false)
-        post.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.xn, $0.baseAddress!, n, d, config.rmsEps) }
-        kv_add(act.x, act.x, act.xn, n * d)
+        let eps = config.rmsEps
+        inRowSlices(n) { r in
+            let at = r.lowerBound * d
+            post.withUnsafeBufferPointer { kv_rmsnorm(act.xn + at, act.xn + at, $0.baseAddress!, r.count, d, eps) }
+            kv_add(act.x + at, act.x + at, act.xn + at, r.count * d)
+        }
     }
 
     /// x += Wo · attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn), with xn = RMSNorm(x), Q and K
@@ -71,7 +77,11 @@ extension LlamaModel {
                                 act: Activations, cache: inout KVCache) {
         let c = config, w = weights.layers[l]
         let qkvDim = c.qDim + 2 * c.kvDim
-        w.attnNorm.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.x, $0.baseAddress!, n, c.dim, c.rmsEps) }
+        inRowSlices(n) { r in
+            w.attnNorm.withUnsafeBufferPointer {
+                kv_rmsnorm(act.xn + r.lowerBound * c.dim, act.x + r.lowerBound * c.dim, $0.baseAddress!, r.count, c.dim, c.rmsEps)
+            }
+        }
         w.wqkv.apply(act.xn, lda: c.dim, rows: n, into: act.qkv, ldc: qkvDim)
         if let bias = w.bqkv {
             bias.withUnsafeBufferPointer { b in
@@ -79,9 +89,12 @@ extension LlamaModel {
             }
         }
         if let qn = w.qNorm, let kn = w.kNorm {
-            qn.withUnsafeBufferPointer { kv_rmsnorm_heads(act.qkv, qkvDim, n, c.heads, c.headDim, $0.baseAddress!, c.rmsEps) }
-            kn.withUnsafeBufferPointer {
-                kv_rmsnorm_heads(act.qkv + c.qDim, qkvDim, n, c.kvHeads, c.headDim, $0.baseAddress!, c.rmsEps)
+            inRowSlices(n) { r in
+                let rows = act.qkv + r.lowerBound * qkvDim
+                qn.withUnsafeBufferPointer { kv_rmsnorm_heads(rows, qkvDim, r.count, c.heads, c.headDim, $0.baseAddress!, c.rmsEps) }
+                kn.withUnsafeBufferPointer {
+                    kv_rmsnorm_heads(rows + c.qDim, qkvDim, r.count, c.kvHeads, c.headDim, $0.baseAddress!, c.rmsEps)
+                }
             }
         }
         let rows = start..<(start + n), keys = act.qkv + c.qDim
@@ -109,14 +122,33 @@ extension LlamaModel {
     /// the output RMS-normed when the architecture has post-norms.
     private func mlpBlock(layer l: Int, n: Int, act: Activations) {
         let c = config, w = weights.layers[l], f = c.ffnDim
-        w.ffnNorm.withUnsafeBufferPointer { kv_rmsnorm(act.xn, act.x, $0.baseAddress!, n, c.dim, c.rmsEps) }
+        inRowSlices(n) { r in
+            w.ffnNorm.withUnsafeBufferPointer {
+                kv_rmsnorm(act.xn + r.lowerBound * c.dim, act.x + r.lowerBound * c.dim, $0.baseAddress!, r.count, c.dim, c.rmsEps)
+            }
+        }
         w.wGateUp.apply(act.xn, lda: c.dim, rows: n, into: act.gateUp, ldc: 2 * f)
-        switch c.block.activation {
-        case .silu: kv_silu_mul(act.gateUp, act.gateUp + f, n, f, 2 * f)
-        case .geluTanh: kv_gelu_mul(act.gateUp, act.gateUp + f, n, f, 2 * f)
+        inRowSlices(n) { r in
+            let gate = act.gateUp + r.lowerBound * 2 * f
+            switch c.block.activation {
+            case .silu: kv_silu_mul(gate, gate + f, r.count, f, 2 * f)
+            case .geluTanh: kv_gelu_mul(gate, gate + f, r.count, f, 2 * f)
+            }
         }
         residual(w.postFfnNorm, n: n, act: act) { out, add in
             w.wDown.apply(act.gateUp, lda: 2 * f, rows: n, into: out, ldc: c.dim, accumulate: add)
+        }
+    }
+
+    /// Rows `0 ..< n` in slices over the worker team, for the element-wise kernels between the
+    /// products of a prefill; fewer than `rowSliceMinimum` rows (decode) stay on the caller.
+    private func inRowSlices(_ n: Int, _ body: @Sendable (Range<Int>) -> Void) {
+        let tasks = n >= Self.rowSliceMinimum ? min(blasThreads(), 8) : 1
+        guard tasks > 1 else { body(0..<n); return }
+        let step = (n + tasks - 1) / tasks
+        WorkerTeam.run(tasks: tasks) { t in
+            let lo = t * step, hi = min(n, lo + step)
+            if lo < hi { body(lo..<hi) }
         }
     }
 

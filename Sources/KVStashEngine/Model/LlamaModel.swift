@@ -4,9 +4,10 @@ import KVStashCore
 /// gemma3) loaded from GGUF, running on CPU.
 ///
 /// The model is immutable and shareable across threads; all sequence state lives in
-/// the explicit `KVCache` the caller passes in. Weights are dequantized to f32 once at
-/// load for BLAS, which takes inputs of more than 32 rows; up to 32 rows (decode, a cache
-/// hit's question) multiply the GGUF-encoded weights with `CKernels/matvec.c`.
+/// the explicit `KVCache` the caller passes in. Products of more than one row take integer
+/// codes packed at load where the CPU has AVX-512 VNNI (`PackedProduct`), else f32 copies
+/// for BLAS above 32 rows; decode (and, without VNNI, up to 32 rows) multiplies the
+/// GGUF-encoded weights with `CKernels/matvec.c`.
 public final class LlamaModel: Sendable {
     public let config: ModelConfig
     public let gguf: GGUFFile
@@ -19,6 +20,10 @@ public final class LlamaModel: Sendable {
 
     /// Tokens processed per forward chunk; bounds activation memory for long prompts.
     public static let chunkSize = 512
+
+    /// Rows from which the element-wise kernels between products (norms, gated activation,
+    /// residual) split over the worker team.
+    static let rowSliceMinimum = 32
 
     /// Opens and loads the GGUF model at `path`.
     public convenience init(path: String) throws {
