@@ -85,8 +85,9 @@ def plot_peers():
                ("llama-server, flash attn off", lambda s: s["llamaServer"]["flashAttnOff"], "x--"),
                ("llama-server, flash attn on", lambda s: s["llamaServer"]["flashAttnOn"], "+:")]
     rows = [("missMs", "miss"), ("cold_evictMs", "cold hit, files evicted"), ("coldMs", "cold hit"),
-            ("hotMs", "hot hit, new question")]
-    fig, axes = plt.subplots(1, len(rows) + 1, figsize=(15, 3.6))
+            ("cold_otherMs", "cold hit, slot primed with another question"), ("hotMs", "hot hit, new question")]
+    rows = [(key, title) for key, title in rows if all(key in s["kvstash"] for s in sizes)]
+    fig, axes = plt.subplots(1, len(rows) + 1, figsize=(3 * (len(rows) + 1), 3.6))
     for ax, (key, title) in zip(axes, rows):
         for label, pick, style in servers:
             ax.plot(n, [pick(s)[key] for s in sizes], style, label=label)
