@@ -8,7 +8,7 @@
 
 /* ---- Many input rows on 16-bit codes against packed integer weight codes (prefill) ----
 
-   A weight tensor is packed once (kv_gemm_q16_pack, qrows.c) into int16 codes c, and per
+   A weight tensor is packed once (kv_gemm_q16_pack, qrows.c) into int8 codes c, and per
    block of `bk` weights of a row a float scale and, for the types with a minimum, a float
    offset: w[k] = scale * c[k] + offset. Every input row is quantized per block of 32 by
    kv_quantize_q16 (x[k] = d_x q[k], s_x = d_x sum(q)). Per weight block b:
@@ -22,27 +22,25 @@
 
    Layout, group g of 16 weight rows, block b (nblk = cols / bk blocks per row), pair p of
    codes (bk / 2 pairs per block):
-     codes   int32 at ((g * nblk + b) * (bk / 2) + p) * 16 + lane: the int16 codes 2p (low half)
-             and 2p + 1 (high half) of block b of row 16 g + lane;
+     codes   int8 at ((g * nblk + b) * (bk / 2) + p) * 32 + 2 lane + {0, 1}: the codes 2p and
+             2p + 1 of block b of row 16 g + lane (one byte per weight; widened to int16 as
+             they are loaded, 32 bytes become the 16 int32 lanes of code pairs `vpdpwssd` takes);
      scales  float at (g * nblk + b) * 16 + lane, offsets likewise.
    bk is 32, or 16 for Q6_K (its scale per 16 codes stays out of the codes). */
 
 static inline size_t pairs_of(int bk) { return (size_t)bk / 2; }
 
 /* One output of the plain C path: row t of x against weight row r of the group layout. */
-static float dot_portable(const int32_t *codes, const float *scales, const float *offsets, int bk,
+static float dot_portable(const int8_t *codes, const float *scales, const float *offsets, int bk,
                           const kv_q16_block *x, size_t nblk, size_t r) {
     const size_t g = r / 16, lane = r % 16, pairs = pairs_of(bk);
     float acc = 0;
     for (size_t b = 0; b < nblk; b++) {
         const kv_q16_block *xb = x + b * (size_t)bk / 32;
         const int16_t *q = xb->q + (bk == 16 ? 16 * (b & 1) : 0);
-        const int32_t *c = codes + (g * nblk + b) * pairs * 16 + lane;
+        const int8_t *c = codes + (g * nblk + b) * pairs * 32 + 2 * lane;
         int32_t isum = 0;
-        for (size_t p = 0; p < pairs; p++) {
-            const int32_t pair = c[p * 16];
-            isum += (int32_t)(int16_t)(pair & 0xFFFF) * q[2 * p] + (int32_t)(int16_t)((uint32_t)pair >> 16) * q[2 * p + 1];
-        }
+        for (size_t p = 0; p < pairs; p++) isum += (int32_t)c[p * 32] * q[2 * p] + (int32_t)c[p * 32 + 1] * q[2 * p + 1];
         const size_t at = (g * nblk + b) * 16 + lane;
         acc = __builtin_fmaf((float)isum, scales[at] * xb->d, acc);
         if (offsets) acc = __builtin_fmaf(offsets[at], xb->s, acc);
@@ -50,7 +48,7 @@ static float dot_portable(const int32_t *codes, const float *scales, const float
     return acc;
 }
 
-static void gemm_portable(const int32_t *codes, const float *scales, const float *offsets, int bk,
+static void gemm_portable(const int8_t *codes, const float *scales, const float *offsets, int bk,
                           const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate) {
     const size_t nblk = cols / (size_t)bk, xblocks = cols / 32;
     for (size_t t = 0; t < m; t++)
@@ -67,19 +65,20 @@ static void gemm_portable(const int32_t *codes, const float *scales, const float
    outputs): 2T int32 accumulators per block, 2T float accumulators across blocks. BK and
    OFFSETS are constants in every instance. */
 VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
-    const int32_t *codes, const float *scales, const float *offsets, const int BK, const int OFFSETS,
+    const int8_t *codes, const float *scales, const float *offsets, const int BK, const int OFFSETS,
     const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate) {
-    const size_t pairs = (size_t)BK / 2, gstride = nblk * pairs * 16, sstride = nblk * 16;
+    const size_t pairs = (size_t)BK / 2, gstride = nblk * pairs * 32, sstride = nblk * 16;
     __m512 f[6][2];
     for (int t = 0; t < T; t++) f[t][0] = f[t][1] = _mm512_setzero_ps();
     for (size_t b = 0; b < nblk; b++) {
         const size_t xb = BK == 32 ? b : b / 2;
         const int qoff = BK == 32 ? 0 : 16 * (int)(b & 1);
-        const int32_t *c0 = codes + b * pairs * 16, *c1 = c0 + gstride;
+        const int8_t *c0 = codes + b * pairs * 32, *c1 = c0 + gstride;
         __m512i s[6][2];
         for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
         for (size_t p = 0; p < pairs; p++) {
-            const __m512i w0 = _mm512_loadu_si512(c0 + p * 16), w1 = _mm512_loadu_si512(c1 + p * 16);
+            const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c0 + p * 32)));
+            const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c1 + p * 32)));
             for (int t = 0; t < T; t++) {
                 int32_t pair;
                 memcpy(&pair, x[t * xblocks + xb].q + qoff + 2 * p, 4);
@@ -117,11 +116,11 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
 /* Every tile of 32 weight rows against all m input rows, six at a time: the tile's codes
    (32 x cols x 2 bytes) stay in L2 while the input rows stream past. */
 #define GEMM_VNNI(name, BK_, OFFSETS_)                                                                             \
-    VNNI_TARGET static void name(const int32_t *codes, const float *scales, const float *offsets,                  \
+    VNNI_TARGET static void name(const int8_t *codes, const float *scales, const float *offsets,                   \
                                  const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols,     \
                                  int accumulate) {                                                                 \
         const int BK = BK_, OFFSETS = OFFSETS_;                                                                    \
-        const size_t nblk = cols / (size_t)BK, xblocks = cols / 32, gsize = nblk * pairs_of(BK) * 16;            \
+        const size_t nblk = cols / (size_t)BK, xblocks = cols / 32, gsize = nblk * pairs_of(BK) * 32;            \
         for (size_t r = 0; r < n; r += 32) {                                                                       \
             for (size_t t0 = 0; t0 < m; t0 += 6) {                                                                 \
                 const kv_q16_block *xt = x + t0 * xblocks;                                                         \
@@ -158,7 +157,7 @@ static int shape_ok(int bk, size_t n, size_t cols) {
     return (bk == 32 || bk == 16) && n % 32 == 0 && cols % 32 == 0;
 }
 
-int kv_gemm_q16(const int32_t *codes, const float *scales, const float *offsets, int bk, const kv_q16_block *x,
+int kv_gemm_q16(const int8_t *codes, const float *scales, const float *offsets, int bk, const kv_q16_block *x,
                 size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate) {
     if (!shape_ok(bk, n, cols) || (bk == 16 && offsets)) return -1;
 #if defined(__x86_64__)
@@ -173,7 +172,7 @@ int kv_gemm_q16(const int32_t *codes, const float *scales, const float *offsets,
     return 0;
 }
 
-int kv_gemm_q16_portable(const int32_t *codes, const float *scales, const float *offsets, int bk,
+int kv_gemm_q16_portable(const int8_t *codes, const float *scales, const float *offsets, int bk,
                          const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate) {
     if (!shape_ok(bk, n, cols) || (bk == 16 && offsets)) return -1;
     gemm_portable(codes, scales, offsets, bk, x, m, y, ldy, n, cols, accumulate);

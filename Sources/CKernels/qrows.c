@@ -402,7 +402,7 @@ int kv_gemm_q16_layout(int type, int *bk, int *offsets) {
     return 1;
 }
 
-int kv_gemm_q16_pack(int type, const void *src, size_t rows, size_t cols, int32_t *codes, float *scales,
+int kv_gemm_q16_pack(int type, const void *src, size_t rows, size_t cols, int8_t *codes, float *scales,
                      float *offsets) {
     size_t elements, bytes;
     int bk, with_offsets;
@@ -430,9 +430,9 @@ int kv_gemm_q16_pack(int type, const void *src, size_t rows, size_t cols, int32_
             for (size_t h = 0; h < 32 / (size_t)bk; h++) {
                 const size_t wb = b * 32 / (size_t)bk + h; /* the weight block */
                 for (size_t p = 0; p < pairs; p++) {
-                    const int32_t lo = c[h * (size_t)bk + 2 * p], hi = c[h * (size_t)bk + 2 * p + 1];
-                    codes[((g * nblk + wb) * pairs + p) * 16 + lane] =
-                        (int32_t)((uint32_t)(uint16_t)(int16_t)lo | ((uint32_t)(uint16_t)(int16_t)hi << 16));
+                    int8_t *at = codes + ((g * nblk + wb) * pairs + p) * 32 + 2 * lane;
+                    at[0] = (int8_t)c[h * (size_t)bk + 2 * p];
+                    at[1] = (int8_t)c[h * (size_t)bk + 2 * p + 1];
                 }
                 scales[(g * nblk + wb) * 16 + lane] = sc[h];
                 if (with_offsets) offsets[(g * nblk + wb) * 16 + lane] = min;

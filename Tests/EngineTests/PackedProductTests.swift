@@ -31,7 +31,7 @@ final class PackedProductTests: XCTestCase {
         XCTAssertEqual(kv_gemm_q16_layout(Int32(type.rawValue), &bk, &hasOffsets), 1, "\(type)")
         XCTAssertEqual(bk, type == .q6_K ? 16 : 32)
         XCTAssertEqual(hasOffsets == 1, [.q4_1, .q5_1, .q4_K, .q5_K].contains(type), "\(type)")
-        var codes = [Int32](repeating: 0, count: rows * cols / 2), scales = [Float](repeating: 0, count: rows * cols / Int(bk))
+        var codes = [Int8](repeating: 0, count: rows * cols), scales = [Float](repeating: 0, count: rows * cols / Int(bk))
         var offsets = [Float](repeating: 0, count: rows * cols / 32)
         let packed = offsets.withUnsafeMutableBufferPointer { o in
             kv_gemm_q16_pack(Int32(type.rawValue), raw, rows, cols, &codes, &scales, hasOffsets == 1 ? o.baseAddress : nil)
@@ -50,7 +50,7 @@ final class PackedProductTests: XCTestCase {
                 for r0 in [0, 32] where r0 < rows {
                     let label = "\(type) \(rows)x\(cols), \(m) rows, from row \(r0), accumulate \(accumulate)"
                     var y = before, portable = before
-                    let n = rows - r0, codeAt = r0 * cols / 2, scaleAt = r0 * cols / Int(bk), offsetAt = r0 * cols / 32
+                    let n = rows - r0, codeAt = r0 * cols, scaleAt = r0 * cols / Int(bk), offsetAt = r0 * cols / 32
                     codes.withUnsafeBufferPointer { c in
                         scales.withUnsafeBufferPointer { s in
                             offsets.withUnsafeBufferPointer { o in
@@ -94,7 +94,7 @@ final class PackedProductTests: XCTestCase {
     func testOtherTypesAndShapesAreRefused() {
         var bk: Int32 = 0, hasOffsets: Int32 = 0
         let raw = [UInt8](repeating: 0, count: 1 << 16)
-        var codes = [Int32](repeating: 0, count: 1 << 14), scales = [Float](repeating: 0, count: 1 << 12)
+        var codes = [Int8](repeating: 0, count: 1 << 15), scales = [Float](repeating: 0, count: 1 << 12)
         var offsets = scales
         for type in [GGMLType.f32, .f16, .bf16, .q8_K, .q2_K] {
             XCTAssertEqual(kv_gemm_q16_layout(Int32(type.rawValue), &bk, &hasOffsets), 0, "\(type)")

@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
         kv_gemm_q16_layout(type, &bk, &with_offsets);
         unsigned char *w = malloc(rows * cols / cases[i].elements * cases[i].bytes);
         float *dense = malloc(rows * cols * sizeof(float));
-        int32_t *codes = malloc(rows * cols / 2 * sizeof(int32_t));
+        int8_t *codes = malloc(rows * cols);
         float *scales = malloc(rows * cols / (size_t)bk * sizeof(float));
         float *offsets = with_offsets ? malloc(rows * cols / 32 * sizeof(float)) : NULL;
         fill(w, type, rows * cols / cases[i].elements, cases[i].bytes);

@@ -10,23 +10,24 @@
    kv_gemm_q16_layout: 1 when `type` packs (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K),
    with *bk the weights per scale (32, Q6_K 16) and *offsets 1 when blocks carry an offset.
    kv_gemm_q16_pack: a `rows` x `cols` tensor of `type` (rows a multiple of 16, cols of the
-   type's block) into rows * cols / 2 int32 codes and rows * cols / bk scales (and offsets,
-   NULL for types without). Returns bk, or -1 for another type or shape.
+   type's block) into rows * cols int8 codes (every type's codes fit: Q6_K's scales stay out
+   of them) and rows * cols / bk scales (and offsets, NULL for types without). Returns bk, or
+   -1 for another type or shape.
 
    kv_gemm_q16: y[t][r] = W[r] . x[t] (+ y[t][r] when accumulate) for t < m input rows, each
    cols / 32 kv_q16_block (kv_quantize_q16) after the other, y rows ldy apart, r < n weight
    rows (a multiple of 32; codes, scales and offsets may start at any multiple of 32 rows of
-   a packed tensor: row r0 starts at codes + r0 * cols / 2 and scales + r0 * cols / bk).
+   a packed tensor: row r0 starts at codes + r0 * cols and scales + r0 * cols / bk).
    Exactly the dequantized weights against the dequantized input codes up to float rounding.
    The AVX-512 VNNI path is taken where kv_gemm_q16_available(); _portable is the plain C
    path, callable on any CPU, equal bit for bit. Returns 0, or -1 for a bad shape. */
 int kv_gemm_q16_layout(int type, int *bk, int *offsets);
-int kv_gemm_q16_pack(int type, const void *src, size_t rows, size_t cols, int32_t *codes, float *scales,
+int kv_gemm_q16_pack(int type, const void *src, size_t rows, size_t cols, int8_t *codes, float *scales,
                      float *offsets);
 int kv_gemm_q16_available(void);
-int kv_gemm_q16(const int32_t *codes, const float *scales, const float *offsets, int bk, const kv_q16_block *x,
+int kv_gemm_q16(const int8_t *codes, const float *scales, const float *offsets, int bk, const kv_q16_block *x,
                 size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate);
-int kv_gemm_q16_portable(const int32_t *codes, const float *scales, const float *offsets, int bk,
+int kv_gemm_q16_portable(const int8_t *codes, const float *scales, const float *offsets, int bk,
                          const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate);
 
 #endif

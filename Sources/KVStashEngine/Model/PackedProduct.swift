@@ -3,9 +3,9 @@ import Foundation
 
 /// One GGUF weight tensor as integer codes with a float scale (and offset) per block, in the
 /// layout of the integer prefill product `kv_gemm_q16` (AVX-512 VNNI), packed once at load.
-/// Two bytes per weight, half the f32 copy BLAS multiplies.
+/// One byte of code per weight, a quarter of the f32 copy BLAS multiplies.
 struct PackedMatrix: Sendable {
-    let codes: [Int32]
+    let codes: [Int8]
     let scales: [Float]
     /// Per-block offsets, for the types whose blocks have a minimum (Q4_1, Q5_1, Q4_K, Q5_K).
     let offsets: [Float]?
@@ -20,7 +20,7 @@ struct PackedMatrix: Sendable {
         var bk: Int32 = 0, hasOffsets: Int32 = 0
         guard kv_gemm_q16_layout(Int32(info.type.rawValue), &bk, &hasOffsets) == 1, rows % 32 == 0,
               cols % (info.type.blockLayout?.elements ?? 32) == 0, cols % 32 == 0 else { return nil }
-        var codes = [Int32](repeating: 0, count: rows * cols / 2)
+        var codes = [Int8](repeating: 0, count: rows * cols)
         var scales = [Float](repeating: 0, count: rows * cols / Int(bk))
         var offsets = hasOffsets == 1 ? [Float](repeating: 0, count: rows * cols / 32) : nil
         let status = gguf.withRawBytes(info) { raw in
@@ -47,7 +47,7 @@ struct PackedMatrix: Sendable {
                  y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool) {
         let status = codes.withUnsafeBufferPointer { c in
             scales.withUnsafeBufferPointer { s in
-                let at = (codes: c.baseAddress! + r0 * cols / 2, scales: s.baseAddress! + r0 * cols / block)
+                let at = (codes: c.baseAddress! + r0 * cols, scales: s.baseAddress! + r0 * cols / block)
                 guard let offsets else {
                     return kv_gemm_q16(at.codes, at.scales, nil, Int32(block), x16, m, y, ldy, n, cols, accumulate ? 1 : 0)
                 }
