@@ -77,11 +77,7 @@ extension LlamaModel {
                                 act: Activations, cache: inout KVCache) {
         let c = config, w = weights.layers[l]
         let qkvDim = c.qDim + 2 * c.kvDim
-        inRowSlices(n) { r in
-            w.attnNorm.withUnsafeBufferPointer {
-                kv_rmsnorm(act.xn + r.lowerBound * c.dim, act.x + r.lowerBound * c.dim, $0.baseAddress!, r.count, c.dim, c.rmsEps)
-            }
-        }
+        normalize(n: n, act: act, weight: w.attnNorm)
         w.wqkv.apply(act.xn, lda: c.dim, rows: n, into: act.qkv, ldc: qkvDim)
         if let bias = w.bqkv {
             bias.withUnsafeBufferPointer { b in
@@ -122,11 +118,7 @@ extension LlamaModel {
     /// the output RMS-normed when the architecture has post-norms.
     private func mlpBlock(layer l: Int, n: Int, act: Activations) {
         let c = config, w = weights.layers[l], f = c.ffnDim
-        inRowSlices(n) { r in
-            w.ffnNorm.withUnsafeBufferPointer {
-                kv_rmsnorm(act.xn + r.lowerBound * c.dim, act.x + r.lowerBound * c.dim, $0.baseAddress!, r.count, c.dim, c.rmsEps)
-            }
-        }
+        normalize(n: n, act: act, weight: w.ffnNorm)
         w.wGateUp.apply(act.xn, lda: c.dim, rows: n, into: act.gateUp, ldc: 2 * f)
         inRowSlices(n) { r in
             let gate = act.gateUp + r.lowerBound * 2 * f
@@ -137,6 +129,15 @@ extension LlamaModel {
         }
         residual(w.postFfnNorm, n: n, act: act) { out, add in
             w.wDown.apply(act.gateUp, lda: 2 * f, rows: n, into: out, ldc: c.dim, accumulate: add)
+        }
+    }
+
+    /// xn = RMSNorm(x) · `weight`, row by row.
+    private func normalize(n: Int, act: Activations, weight: [Float]) {
+        let d = config.dim, eps = config.rmsEps
+        inRowSlices(n) { r in
+            let at = r.lowerBound * d
+            weight.withUnsafeBufferPointer { kv_rmsnorm(act.xn + at, act.x + at, $0.baseAddress!, r.count, d, eps) }
         }
     }
 

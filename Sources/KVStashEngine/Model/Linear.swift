@@ -125,15 +125,10 @@ struct Linear: Sendable {
         gguf.withRawBytes(parts.map(\.info)) { raws in
             let p = ProductPointers(parts: raws, x: operands.x, x8: operands.x8, x16: operands.x16, y: operands.y)
             WorkerTeam.run(tasks: workers) { w in
-                let lo = w * step, hi = min(outDim, lo + step)
-                var first = 0  // the part's first output column
-                for (part, raw) in zip(parts, p.parts) {
-                    defer { first += part.rows }
-                    let r0 = max(lo, first) - first, r1 = min(hi, first + part.rows) - first
-                    guard r0 < r1 else { continue }
-                    let status = Self.product(part, raw: raw, p, rows: r0..<r1, m: m, inDim: inDim, lda: lda,
-                                              y: p.y + first + r0, ldc: ldc, accumulate: accumulate)
-                    precondition(status == 0, "no kernel for GGUF type \(part.info.type.rawValue)")
+                forEachPart(in: min(outDim, w * step)..<min(outDim, (w + 1) * step), rows: parts.lazy.map(\.rows)) { i, rows, first in
+                    let status = Self.product(parts[i], raw: p.parts[i], p, rows: rows, m: m, inDim: inDim, lda: lda,
+                                              y: p.y + first + rows.lowerBound, ldc: ldc, accumulate: accumulate)
+                    precondition(status == 0, "no kernel for GGUF type \(parts[i].info.type.rawValue)")
                 }
             }
         }
@@ -167,6 +162,17 @@ struct Linear: Sendable {
             }
         }
         return kv_matmul_rows(type, raw + r0 * rowBytes, p.x, lda, y, ldc, m, n, inDim, add)
+    }
+}
+
+/// Calls `body` for each part (row counts `rows`, stacked in order) that the stacked output rows
+/// `slice` overlap, with the part's index, its own rows within the slice and its first stacked row.
+func forEachPart(in slice: Range<Int>, rows: some Sequence<Int>, _ body: (Int, Range<Int>, Int) -> Void) {
+    var first = 0
+    for (i, count) in rows.enumerated() {
+        defer { first += count }
+        let r0 = max(slice.lowerBound, first) - first, r1 = min(slice.upperBound, first + count) - first
+        if r0 < r1 { body(i, r0..<r1, first) }
     }
 }
 

@@ -72,7 +72,8 @@ struct PackedProduct: Sendable {
 
     /// Which product prefill takes: `.auto` the packed integer codes where the CPU has AVX-512
     /// VNNI and every part packs, `.f32` always BLAS `sgemm` on the dequantized weights.
-    /// `KVSTASH_PREFILL_PRODUCT=f32` measures the second on one build (bench/prefill_fidelity).
+    /// `KVSTASH_PREFILL_PRODUCT=f32` measures the second on one build
+    /// (`bench/decode_fidelity.py --score-by prefill`).
     enum Mode: String { case auto, f32 }
     static let mode = ProcessInfo.processInfo.environment["KVSTASH_PREFILL_PRODUCT"].flatMap(Mode.init(rawValue:)) ?? .auto
 
@@ -96,20 +97,15 @@ struct PackedProduct: Sendable {
         defer { x16.deallocate() }
         let tiles = outDim / 32, workers = min(blasThreads(), 8, tiles)
         let p = PackedOperands(a: a, x16: x16, c: c)
-        let parts = parts, inDim = inDim
+        let parts = parts, inDim = inDim, outDim = outDim
         WorkerTeam.run(tasks: workers) { w in  // each worker quantizes its share of the rows
             for t in stride(from: w, to: m, by: workers) { kv_quantize_q16(p.a + t * lda, p.x16 + t * blocks, inDim) }
         }
         let step = (tiles + workers - 1) / workers * 32
         WorkerTeam.run(tasks: workers) { w in
-            let lo = w * step, hi = min(outDim, lo + step)
-            var first = 0  // the part's first output row
-            for part in parts {
-                defer { first += part.rows }
-                let r0 = max(lo, first) - first, r1 = min(hi, first + part.rows) - first
-                guard r0 < r1 else { continue }
-                part.product(rows: r0, count: r1 - r0, cols: inDim, x16: p.x16, m: m, y: p.c + first + r0, ldy: ldc,
-                             accumulate: accumulate)
+            forEachPart(in: min(outDim, w * step)..<min(outDim, (w + 1) * step), rows: parts.lazy.map(\.rows)) { i, rows, first in
+                parts[i].product(rows: rows.lowerBound, count: rows.count, cols: inDim, x16: p.x16, m: m,
+                                 y: p.c + first + rows.lowerBound, ldy: ldc, accumulate: accumulate)
             }
         }
     }
