@@ -12,13 +12,17 @@ turn (streaming chat completions, TTFT measured client side to the first content
   cold        a new process: kvstash reads the precomputed chunks from its store; llama-server
               restores the slot saved after the document was first evaluated, then answers
               (restore time + TTFT). Server start and model load are not counted for either.
+              Both were primed the same way: after the document, one question was asked
+              (PRIME), and what it left is restored before every cold row (llama-server: the
+              slot file saved after it; kvstash: a copy of the store taken after it, which
+              holds the question's prompt tail).
   cold-evict  as cold, with the store's files / the slot file dropped from the page cache first
               (posix_fadvise DONTNEED; resident bytes checked with fincore)
   cold-other  as cold, with llama-server's slot saved after a question that shares no words with
               the measured ones (OTHER_PRIME): its restored slot then holds the document and the
               chat template's next turn, but not the measured questions' common stem ("In one
               sentence: what does the document say about topic"), which the slot of `cold` holds
-              and reuses. kvstash's store holds the document alone in both rows.
+              and reuses. kvstash's store is primed with OTHER_PRIME likewise.
   hot         the same process, a new question over the same document
   repeat      the same question again
   decode      tokens per second of a 64-token answer after the document (first to last token)
@@ -216,10 +220,30 @@ class KVStashSetup:
         server.stop()
         if status["status"] != "succeeded":
             raise RuntimeError(f"precompute failed: {status['error']}")
-        # Value bytes as the store counts them (its files may still be a write-ahead log).
+        # Value bytes of the document as the store counts them (its files may still be a write-ahead log).
         stats = subprocess.run([self.args.kvstash, "stats", "--store", self.dir, "--json"], check=True,
                                capture_output=True, text=True).stdout
+        # Primed as llama-server's slots are: one question after the document, in a copy each.
+        precomputed = self.dir + ".precomputed"
+        shutil.copytree(self.dir, precomputed)
+        self.primed = {}
+        for slot, prime in (("doc.bin", question(f"{tag}-prime")), ("doc-other.bin", OTHER_PRIME)):
+            self.reset_to(precomputed)
+            server = self.start()
+            chat(server.base, document, prime)
+            server.stop()
+            self.primed[slot] = f"{self.dir}.{slot}"
+            shutil.copytree(self.dir, self.primed[slot])
+        shutil.rmtree(precomputed)
         return {"storeBytes": json.loads(stats)["bytes"], "storedTokens": status["tokens_done"]}
+
+    def reset_to(self, snapshot):
+        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.copytree(snapshot, self.dir)
+
+    def restore(self, slot):
+        """The store as the prime left it (before the server starts)."""
+        self.reset_to(self.primed[slot])
 
     def cold(self, server, document, q, slot="doc.bin"):
         return chat(server.base, document, q)
@@ -229,6 +253,10 @@ class KVStashSetup:
 
     def files(self):
         return files_under(self.dir)
+
+    def cleanup(self):
+        for path in [self.dir, *getattr(self, "primed", {}).values()]:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class LlamaSetup:
@@ -249,6 +277,12 @@ class LlamaSetup:
         post(server.base, "/slots/0?action=save", {"filename": "doc-other.bin"})
         server.stop()
         return {"slotFileBytes": self.files()[0].stat().st_size, "storedTokens": saved.get("n_saved")}
+
+    def restore(self, slot):
+        """Nothing before the server starts: the slot is restored through it, timed."""
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def cold(self, server, document, q, slot="doc.bin"):
         restore = server.restore(slot)
@@ -273,6 +307,7 @@ def measure(setup, args, document, tag):
         info = setup.prepare(document, tag)
         resident = []
         for r in range(args.reps):
+            setup.restore("doc.bin")
             server = setup.start()
             runs["cold"].append(setup.cold(server, document, question(f"{tag}-cold-{r}")))
             runs["hot"].append(chat(server.base, document, question(f"{tag}-hot-{r}")))
@@ -281,16 +316,18 @@ def measure(setup, args, document, tag):
             if r < args.miss_reps:
                 runs["miss"].append(setup.miss(server, document, question(f"{tag}-miss-{r}"), r))
             server.stop()
+            setup.restore("doc.bin")
             resident.append(evict(setup.files()))
             server = setup.start()
             runs["cold_evict"].append(setup.cold(server, document, question(f"{tag}-evict-{r}")))
             server.stop()
+            setup.restore("doc-other.bin")
             server = setup.start()
             runs["cold_other"].append(setup.cold(server, document, question(f"{tag}-other-{r}"), slot="doc-other.bin"))
             server.stop()
         return runs, {**info, "residentAfterEvict": resident}
     finally:
-        shutil.rmtree(setup.dir, ignore_errors=True)
+        setup.cleanup()
 
 
 def summary(runs):

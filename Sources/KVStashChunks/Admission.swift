@@ -6,6 +6,9 @@ public enum AdmissionOrigin: Sendable {
     case precompute
     /// A chunk computed while answering a query.
     case query
+    /// A query prompt's partial last chunk, kept among the few most recent after its parent
+    /// chunk (`PrefixCacheOptions.promptTails`): that limit is its guard against flooding.
+    case promptTail
 }
 
 /// Decides which chunks are worth writing to the cold tier.
@@ -15,12 +18,13 @@ public protocol AdmissionPolicy: Sendable {
 }
 
 /// Default policy: precompute always; query chunks from their second sighting on, so
-/// one-off prompts do not flood the store.
+/// one-off prompts do not flood the store; prompt tails always (their count per parent
+/// chunk is bounded where they are recorded).
 public struct SecondSightingPolicy: AdmissionPolicy {
     public var minimumSightings: Int
     public init(minimumSightings: Int = 2) { self.minimumSightings = minimumSightings }
     public func shouldAdmit(key: ChunkKey, meta: ChunkMeta, origin: AdmissionOrigin, seenCount: Int) -> Bool {
-        origin == .precompute || seenCount >= minimumSightings
+        origin != .query || seenCount >= minimumSightings
     }
 }
 

@@ -38,6 +38,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Byte budget of the RAM tier (radix tree) in MiB.")
     var ramBudgetMB = 1024
 
+    @Option(name: .long, help: "Prompt tails kept per stored chunk: a prompt's partial last chunk, reused by later prompts that share part of it (0: none).")
+    var promptTails = 4
+
     @Option(name: .long, help: "Largest request body in bytes.")
     var maxBody = 4 << 20
 
@@ -89,6 +92,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard (0...3600).contains(publishDrainSeconds) else { throw ValidationError("--publish-drain-seconds must be in [0, 3600]") }
         guard (prewarmTokens ?? 0) >= 0 else { throw ValidationError("--prewarm-tokens must be >= 0") }
+        guard (0...256).contains(promptTails) else { throw ValidationError("--prompt-tails must be in [0, 256]") }
         guard precomputeRetention >= 0 else { throw ValidationError("--precompute-retention must be >= 0") }
         guard (0...(Int.max >> 20)).contains(ramBudgetMB) else { throw ValidationError("--ram-budget-mb is out of range") }
         guard idleTimeout > 0, readTimeout > 0, idleTimeout <= 86_400, readTimeout <= 86_400 else {
@@ -100,7 +104,8 @@ struct ServeCommand: AsyncParsableCommand {
         let modelPath = try RequestCLI.modelPath(model, settings: StoreSettings.load(storePath: store))
         let chunkStore = try ChunkStore(path: store, options: try budget.apply(to: StoreOptions()))
         defer { try? chunkStore.close() }
-        let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec), ramBudgetBytes: ramBudgetMB << 20)
+        let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec), ramBudgetBytes: ramBudgetMB << 20,
+                                         promptTails: promptTails)
         let backend = try PrefixCacheBackend(modelPath: modelPath, store: chunkStore, shared: try await sharedTier.openAsync(),
                                              options: options, defaultSystem: !noDefaultSystem)
         prewarm(backend.model.config)

@@ -44,6 +44,7 @@ extension PrefixCache {
         }
         state.tokens += out.tokens
         let stored = writeBack(state, promptCount: promptCount, origin: .query).chunks
+            + storePromptTail(state, promptCount: promptCount).chunks
         cached += insertIntoTree(state)
         let first = out.firstTokenAt ?? out.endedAt
         let reason: FinishReason = switch out.end {

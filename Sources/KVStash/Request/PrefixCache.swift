@@ -17,6 +17,11 @@ public struct PrefixCacheOptions: Sendable {
     /// Write chunks computed by queries back to the store (subject to the store's
     /// admission policy; precompute always writes).
     public var writeBackQueries: Bool
+    /// Prompt tails kept per stored chunk: a query's partial last chunk is stored after its
+    /// last full chunk, and a later prompt that shares part of it (a new question after the
+    /// same document and chat template) splices the shared rows from the store. The most
+    /// recent `promptTails` after each chunk are kept; 0 stores none. Needs `writeBackQueries`.
+    public var promptTails: Int
     /// Where the request path logs what it recovers from (a stored chunk it could not read
     /// and recomputes, a write-back that failed), with the cause.
     public var logger: Logger
@@ -26,12 +31,13 @@ public struct PrefixCacheOptions: Sendable {
 
     public init(codec: KVCodec = .int8, groupSize: Int = KVBlockEncoder.defaultGroupSize,
                 ramBudgetBytes: Int = 1 << 30, tenantSalt: [UInt8] = [], writeBackQueries: Bool = true,
-                logger: Logger = Logger(label: "kvstash.request")) {
+                promptTails: Int = 4, logger: Logger = Logger(label: "kvstash.request")) {
         self.codec = codec
         self.groupSize = groupSize
         self.ramBudgetBytes = ramBudgetBytes
         self.tenantSalt = tenantSalt
         self.writeBackQueries = writeBackQueries
+        self.promptTails = max(0, promptTails)
         self.logger = logger
     }
 }

@@ -169,9 +169,12 @@ extension PrefixCache {
             let end = found[index...].firstIndex(of: nil) ?? keys.count
             var entries = (index..<end).map(entry)
             if !found[end...].contains(where: { $0 != nil }) {
-                let tails = timed(&seconds) { storedTails(state.tokens, start: end * size, reusable: reusable, fetcher: fetcher) }
-                probed = TailProbe(start: end * size, untried: Array(tails.dropFirst()))
-                if let tail = tails.first { entries.append(tail) }
+                var probe = timed(&seconds) { probeTails(state.tokens, start: end * size, reusable: reusable, fetcher: fetcher) }
+                if probe.prompt == nil, let tail = probe.untried.first {  // a stored tail the whole prompt continues
+                    entries.append(tail)
+                    probe.untried.removeFirst()
+                }
+                probed = probe
             }
             let runEnd = entries.reduce(start) { $0 + $1.tokens }
             let run = timed(&seconds) { fetcher.fetchRun(onlyNeeded(entries, start: start, end: runEnd), into: &state.cache) }
@@ -209,10 +212,12 @@ extension PrefixCache {
         return entry
     }
 
-    /// The stored tails found at `start` that were not fetched yet (longest first).
+    /// What is stored past the chunk boundary `start`: the tails not fetched yet that the
+    /// prompt continues (longest first), and a prompt tail it shares more rows with.
     struct TailProbe {
         let start: Int
-        let untried: [ChunkFetcher.Entry]
+        var untried: [ChunkFetcher.Entry]
+        var prompt: PromptTailMatch?
     }
 
     /// Counts a fetched chunk in the sources.
@@ -238,9 +243,8 @@ extension PrefixCache {
     /// under `key(parent, tail tokens)`) starting at `start`, a chunk boundary: the keys of
     /// every possible tail length are hashed and probed in one multi-get per tier. Returns
     /// the stored ones, longest first.
-    private func storedTails(_ tokens: [Int], start: Int, reusable: Int, fetcher: ChunkFetcher) -> [ChunkFetcher.Entry] {
-        guard start % chunkSize == 0, start < reusable else { return [] }
-        let parent = keyer.chain(Array(tokens[..<start])).last ?? .root
+    private func storedTails(_ tokens: [Int], start: Int, parent: ChunkKey, reusable: Int,
+                             fetcher: ChunkFetcher) -> [ChunkFetcher.Entry] {
         let lengths = Array((1...min(chunkSize - 1, reusable - start)).reversed())
         let keys = lengths.map { keyer.key(parent: parent, tokens: tokens[start..<(start + $0)]) }
         return zip(fetcher.probe(keys), zip(keys, lengths)).compactMap { level, candidate in
@@ -249,18 +253,31 @@ extension PrefixCache {
         }
     }
 
+    /// The tails stored at chunk boundary `start`: those the prompt continues, and the
+    /// prompt tail sharing the most rows with it when that is more than the longest of them.
+    private func probeTails(_ tokens: [Int], start: Int, reusable: Int, fetcher: ChunkFetcher) -> TailProbe {
+        guard start % chunkSize == 0, start < reusable else { return TailProbe(start: start, untried: []) }
+        let parent = keyer.chain(Array(tokens[..<start])).last ?? .root
+        let exact = storedTails(tokens, start: start, parent: parent, reusable: reusable, fetcher: fetcher)
+        let prompt = promptTailMatch(tokens, start: start, parent: parent, reusable: reusable, fetcher: fetcher)
+        return TailProbe(start: start, untried: exact,
+                         prompt: prompt.flatMap { $0.rows > (exact.first?.tokens ?? 0) ? $0 : nil })
+    }
+
     /// Step 5b: the stored tail past a chain that `spliceFromDisk` did not fetch it with
-    /// (the chain ended in RAM, or holes came after its last run, or its tail was lost):
-    /// the longest one that splices. Where `probed` was taken at the cache's end, its
-    /// untried tails are used instead of probing again.
+    /// (the chain ended in RAM, or holes came after its last run, or its tail was lost, or
+    /// a prompt tail shares more of the prompt): the prompt tail's shared rows, else the
+    /// longest tail that splices. Where `probed` was taken at the cache's end, it is used
+    /// instead of probing again.
     private func spliceTail(_ state: inout SequenceState, reusable: Int, probed: TailProbe?) {
         guard !tiers.levels.isEmpty else { return }
         var seconds = 0.0
         defer { state.timings.disk += seconds }
         let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
-        let tails = probed.flatMap { $0.start == state.cache.count ? $0.untried : nil }
-            ?? timed(&seconds) { storedTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
-        for tail in tails {
+        let probe = probed.flatMap { $0.start == state.cache.count ? $0 : nil }
+            ?? timed(&seconds) { probeTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
+        if let prompt = probe.prompt, timed(&seconds, { splicePromptTail(&state, prompt, fetcher: fetcher) }) { return }
+        for tail in probe.untried {
             let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache).outcomes[0] }
             recordTail(outcome, tokens: tail.tokens, level: tail.level, in: &state)
             if outcome == .spliced { return }

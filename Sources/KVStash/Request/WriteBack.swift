@@ -99,7 +99,8 @@ extension PrefixCache {
             _ = try KVBlockDecoder().validate(value)
             try store.put(key, value: value, meta: meta)
             report.bytes += value.count
-            tiers.publish(key, value: value, meta: meta, wait: origin == .precompute)
+            // A prompt tail is found through this store's record of tails (not shared).
+            if origin != .promptTail { tiers.publish(key, value: value, meta: meta, wait: origin == .precompute) }
             return 1
         } catch let error as StoreError where error.isDiskFull || error.isOverBudget {
             report.failures += 1
