@@ -8,6 +8,9 @@ struct FragmentEncoder {
     private var offsets: [Int] = []
     private var ends: [Int] = []
     private var cache: [[UInt8]: [Int32]] = [:]
+    /// SentencePiece: the escaped fragment, and the merge buffers.
+    private var escaped: [UInt8] = []
+    private var spmScratch = SPMScratch()
 
     init(vocab: Vocabulary) { self.vocab = vocab }
 
@@ -17,13 +20,13 @@ struct FragmentEncoder {
                          into out: inout [Int32]) {
         switch vocab.model {
         case let .sentencePiece(spm, addSpacePrefix):
-            var text: [UInt8] = []
-            text.reserveCapacity(range.count + 3)
-            if addSpacePrefix && afterSpecial { text += [0xE2, 0x96, 0x81] }
+            escaped.removeAll(keepingCapacity: true)
+            escaped.reserveCapacity(range.count + 3)
+            if addSpacePrefix && afterSpecial { Self.appendSpaceMark(&escaped) }
             for b in bytes[range] {
-                if b == 0x20 { text += [0xE2, 0x96, 0x81] } else { text.append(b) }  // " " -> "▁"
+                if b == 0x20 { Self.appendSpaceMark(&escaped) } else { escaped.append(b) }
             }
-            spm.encode(text, into: &out)
+            spm.encode(escaped, scratch: &spmScratch, into: &out)
         case let .byteLevel(bpe):
             decodeScalars(bytes, range)
             ends.removeAll(keepingCapacity: true)
@@ -35,6 +38,12 @@ struct FragmentEncoder {
                 start = end
             }
         }
+    }
+
+    /// `▁` (U+2581), SentencePiece's spelling of a space.
+    @inline(__always)
+    private static func appendSpaceMark(_ text: inout [UInt8]) {
+        text.append(0xE2); text.append(0x96); text.append(0x81)
     }
 
     private mutating func encodeWord(_ word: UnsafeBufferPointer<UInt8>, _ bpe: ByteLevelBPE, into out: inout [Int32]) {
