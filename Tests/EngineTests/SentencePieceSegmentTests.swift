@@ -87,7 +87,7 @@ final class SentencePieceSegmentTests: XCTestCase {
             XCTAssertEqual(table.id(b, b.indices), dict[b], "piece '\(t)'")
         }
         let text = Self.escaped(Self.mixedText(bytes: 20_000, seed: 3))
-        var rng = SplitMix(11)
+        var rng = SplitMix64(seed: 11)
         var hits = 0
         for _ in 0..<200_000 {
             let lo = Int(rng.next() % UInt64(text.count)), n = 1 + Int(rng.next() % 12)
@@ -102,7 +102,7 @@ final class SentencePieceSegmentTests: XCTestCase {
 
     /// Prose, code, whitespace runs, digits, newlines, repeated words and non-Latin scripts.
     static func mixedText(bytes: Int, seed: UInt64) -> String {
-        var rng = SplitMix(seed)
+        var rng = SplitMix64(seed: seed)
         let parts = [
             "the", "The", "cache", "prefix", "tokenizer", "tokenizer", "tokenizer", "isn't", "co-operate",
             "func encode(_ text: [UInt8]) -> [Int32] {", "    return ids.map { $0 * 2 }", "}", "if (a[i] != b[j]) {",
@@ -164,9 +164,9 @@ final class SentencePieceSegmentTests: XCTestCase {
     /// Random vocabularies over a small alphabet (pieces spanning `▁`, multi-byte characters,
     /// tied scores) and random texts over it: cut encode == whole encode, with cuts happening.
     func testRandomVocabulariesCutEncodeEqualsWholeEncode() {
-        var rng = SplitMix(2026)
+        var rng = SplitMix64(seed: 2026)
         let alphabet = ["a", "b", "c", Self.mark, "é", "日", "\n", "🦀"]
-        let pick = { (rng: inout SplitMix) in alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+        let pick = { (rng: inout SplitMix64) in alphabet[Int(rng.next() % UInt64(alphabet.count))] }
         var totalRuns = 0, totalTexts = 0, cutTexts = 0
         for v in 0..<40 {
             var pieces = ["a", "b", "c", Self.mark, "\n"]
@@ -188,18 +188,5 @@ final class SentencePieceSegmentTests: XCTestCase {
         }
         XCTAssertGreaterThan(cutTexts, totalTexts / 2, "most texts are cut")
         XCTAssertGreaterThan(totalRuns, 3 * totalTexts)
-    }
-}
-
-/// SplitMix64: a small deterministic generator for test data.
-private struct SplitMix {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
