@@ -24,8 +24,9 @@ extension PrefixCache {
     /// front. The tail is the prompt past its stored chain of full chunks (`parent` is the
     /// last of them), where a later prompt's hit on that chain stops: usually the partial
     /// last chunk, and a full chunk before it too while the admission policy has not let
-    /// that chunk in yet. Longer tails (a long prompt nothing stored) are not kept. Not
-    /// shared with other tiers.
+    /// that chunk in yet. A prompt that continues no stored chunk keeps no tail, so tails
+    /// number at most `promptTails` per stored chunk however many prompts, salts or tenants
+    /// a client sends; nor does a tail of two chunks or more. Not shared with other tiers.
     func storePromptTail(_ state: SequenceState, promptCount: Int) -> WriteBackReport {
         var report = WriteBackReport()
         guard let store, options.promptTails > 0, options.writeBackQueries, state.cache.count >= promptCount
@@ -33,8 +34,9 @@ extension PrefixCache {
         let keys = keyer.chain(Array(state.tokens[..<promptCount]))
         let stored = storedChunks(keys).prefix { $0 }.count
         let start = stored * chunkSize
-        guard promptCount > start, promptCount - start < Self.promptTailChunks * chunkSize else { return report }
-        let parent = stored == 0 ? ChunkKey.root : keys[stored - 1]
+        guard stored > 0, promptCount > start, promptCount - start < Self.promptTailChunks * chunkSize
+        else { return report }
+        let parent = keys[stored - 1]
         let tokens = Array(state.tokens[start..<promptCount])
         let key = keyer.key(parent: parent, tokens: tokens[...])
         if !storedChunks([key])[0] {
@@ -43,8 +45,7 @@ extension PrefixCache {
             guard report.chunks > 0 else { return report }
         }
         do {
-            try store.recordPromptTail(PromptTail(key: key, tokens: tokens), after: promptTailRecord(parent),
-                                       limit: options.promptTails)
+            try store.recordPromptTail(PromptTail(key: key, tokens: tokens), after: parent, limit: options.promptTails)
         } catch {
             options.logger.warning("could not record a prompt tail; it is stored but not found by later prompts",
                                    metadata: ["chunk": "\(key)", "error": "\(error)"])
@@ -52,22 +53,16 @@ extension PrefixCache {
         return report
     }
 
-    /// The key the store records the tails after `parent` under: the parent chunk's key,
-    /// which commits to the tenant salt and the model, and for the root (tails of prompts
-    /// with no stored chunk) the key of no tokens after it, which does too.
-    func promptTailRecord(_ parent: ChunkKey) -> ChunkKey {
-        parent == .root ? keyer.key(parent: .root, tokens: [Int]()[...]) : parent
-    }
-
     /// The stored prompt tail after chunk `parent` (starting at `start`, a chunk boundary)
     /// that shares the most tokens with `tokens[start..<reusable]`, if one is in the store.
     func promptTailMatch(_ tokens: [Int], start: Int, parent: ChunkKey, reusable: Int,
                          fetcher: ChunkFetcher) -> PromptTailMatch? {
-        guard let store, options.promptTails > 0, start < reusable else { return nil }
+        guard let store, options.promptTails > 0, start > 0, start < reusable else { return nil }
         let tails: [PromptTail]
         do {
-            // Only tails whose key this request's keyer gives their tokens: its tenant's and model's.
-            tails = try store.promptTails(after: promptTailRecord(parent))
+            // Only tails whose key this request's keyer gives their tokens: its tenant's and
+            // model's (the parent key commits to both already; this holds whatever a record says).
+            tails = try store.promptTails(after: parent)
                 .filter { keyer.key(parent: parent, tokens: $0.tokens[...]) == $0.key }
         } catch {
             options.logger.warning("could not read the prompt tails; prefilling instead",
