@@ -43,7 +43,9 @@ extension ChunkStore {
         try gate.enter(); defer { gate.leave() }
         guard !readOnly, limit > 0, tail.tokens.count < Self.promptTailMaxTokens else { return [] }
         let dropped: [PromptTail] = try withStripe(parent) {
-            var tails = try readPromptTails(parent).filter { $0.key != tail.key }
+            let listed = try readPromptTails(parent)
+            if listed.first == tail, listed.count <= limit { return [] }  // already the most recent: no write
+            var tails = listed.filter { $0.key != tail.key }
             tails.insert(tail, at: 0)
             let dropped = Array(tails.dropFirst(limit))
             let batch = db.makeBatch()

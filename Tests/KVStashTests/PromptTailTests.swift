@@ -94,6 +94,13 @@ final class PromptTailTests: XCTestCase {
         let oldest = pc.keyer.key(parent: parent, tokens: prompts[0][(docChunks * chunk)...])
         XCTAssertEqual(store.probe([oldest] + tails.map(\.key)), [false, true, true])
 
+        // Asking the most recent prompt again keeps the record as it is; an older one moves
+        // to the front.
+        _ = try pc.generate(tokens: prompts[2], options: GenerationOptions(maxTokens: 1))
+        XCTAssertEqual(try store.promptTails(after: parent), tails)
+        _ = try pc.generate(tokens: prompts[1], options: GenerationOptions(maxTokens: 1))
+        XCTAssertEqual(try store.promptTails(after: parent), tails.reversed())
+
         let (off, offStore) = try setUp(m, doc, promptTails: 0)
         defer { try? offStore.close() }
         _ = try off.generate(tokens: prompts[0], options: GenerationOptions(maxTokens: 1))
