@@ -27,6 +27,9 @@ extension ChunkStore {
     static let promptTailsVersion: UInt8 = 1
     /// Tokens of one tail at most (a tail is shorter than a chunk; the bound guards decoding).
     static let promptTailMaxTokens = 1 << 16
+    /// Tails kept after one chunk at most, whatever limit a caller asks for (the record
+    /// counts its tails in 16 bits and is rewritten whole on every new tail).
+    public static let promptTailsPerChunkLimit = 256
 
     /// The tails recorded after `parent`, most recent first. A record that does not decode
     /// is logged and read as none.
@@ -36,11 +39,13 @@ extension ChunkStore {
     }
 
     /// Records `tail` (already stored under `tail.key`) as the most recent after `parent`,
-    /// keeping the `limit` most recent; the tails dropped past it are removed from the
+    /// keeping the `limit` most recent (at most `promptTailsPerChunkLimit`); the tails
+    /// dropped past it are removed from the
     /// store, unless pinned or part of a document. Returns the keys removed.
     @discardableResult
     public func recordPromptTail(_ tail: PromptTail, after parent: ChunkKey, limit: Int) throws -> [ChunkKey] {
         try gate.enter(); defer { gate.leave() }
+        let limit = min(limit, Self.promptTailsPerChunkLimit)
         guard !readOnly, limit > 0, tail.tokens.count < Self.promptTailMaxTokens else { return [] }
         let dropped: [PromptTail] = try withStripe(parent) {
             let listed = try readPromptTails(parent)

@@ -92,7 +92,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard (0...3600).contains(publishDrainSeconds) else { throw ValidationError("--publish-drain-seconds must be in [0, 3600]") }
         guard (prewarmTokens ?? 0) >= 0 else { throw ValidationError("--prewarm-tokens must be >= 0") }
-        guard (0...256).contains(promptTails) else { throw ValidationError("--prompt-tails must be in [0, 256]") }
+        let tailLimit = ChunkStore.promptTailsPerChunkLimit
+        guard (0...tailLimit).contains(promptTails) else { throw ValidationError("--prompt-tails must be in [0, \(tailLimit)]") }
         guard precomputeRetention >= 0 else { throw ValidationError("--precompute-retention must be >= 0") }
         guard (0...(Int.max >> 20)).contains(ramBudgetMB) else { throw ValidationError("--ram-budget-mb is out of range") }
         guard idleTimeout > 0, readTimeout > 0, idleTimeout <= 86_400, readTimeout <= 86_400 else {

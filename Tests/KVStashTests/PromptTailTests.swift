@@ -170,6 +170,24 @@ final class PromptTailTests: XCTestCase {
         XCTAssertEqual(store.probe([key]), [false], "reported to the store, which removed it")
     }
 
+    /// However large a limit a caller asks for, a chunk keeps at most
+    /// `promptTailsPerChunkLimit` tails, and its record stays readable (its count is 16 bits).
+    func testTailsPerChunkStayBoundedWhateverTheLimit() throws {
+        let store = try ChunkStore(path: temporaryDirectory(), options: StoreOptions(chunkSize: chunk))
+        defer { try? store.close() }
+        let parent = ChunkKey(bytes: [UInt8](repeating: 7, count: 32))!
+        let limit = ChunkStore.promptTailsPerChunkLimit
+        for i in 0..<(limit + 10) {
+            var bytes = [UInt8](repeating: 0, count: 32)
+            bytes[0] = UInt8(i & 0xFF); bytes[1] = UInt8(i >> 8); bytes[31] = 1
+            try store.recordPromptTail(PromptTail(key: ChunkKey(bytes: bytes)!, tokens: [i]), after: parent, limit: Int.max)
+        }
+        let tails = try store.promptTails(after: parent)
+        XCTAssertEqual(tails.count, limit)
+        XCTAssertEqual(tails.first?.tokens, [limit + 9], "the most recent first")
+        XCTAssertEqual(PrefixCacheOptions(promptTails: Int.max).promptTails, limit)
+    }
+
     /// The record of tails round-trips, and a malformed one reads as none.
     func testPromptTailRecordRoundTripsAndRejectsMalformedBytes() throws {
         let keys = (1...3).map { i in ChunkKey(bytes: [UInt8](repeating: UInt8(i), count: 32))! }

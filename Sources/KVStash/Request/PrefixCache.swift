@@ -20,7 +20,8 @@ public struct PrefixCacheOptions: Sendable {
     /// Prompt tails kept per stored chunk: a query's partial last chunk is stored after its
     /// last full chunk, and a later prompt that shares part of it (a new question after the
     /// same document and chat template) splices the shared rows from the store. The most
-    /// recent `promptTails` after each chunk are kept; 0 stores none. Needs `writeBackQueries`.
+    /// recent `promptTails` after each chunk are kept (at most
+    /// `ChunkStore.promptTailsPerChunkLimit`); 0 stores none. Needs `writeBackQueries`.
     public var promptTails: Int
     /// Where the request path logs what it recovers from (a stored chunk it could not read
     /// and recomputes, a write-back that failed), with the cause.
@@ -37,7 +38,7 @@ public struct PrefixCacheOptions: Sendable {
         self.ramBudgetBytes = ramBudgetBytes
         self.tenantSalt = tenantSalt
         self.writeBackQueries = writeBackQueries
-        self.promptTails = max(0, promptTails)
+        self.promptTails = min(max(0, promptTails), ChunkStore.promptTailsPerChunkLimit)
         self.logger = logger
     }
 }
