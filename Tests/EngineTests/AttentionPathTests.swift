@@ -13,10 +13,34 @@ final class AttentionPathTests: XCTestCase {
         // (heads, kvHeads, headDim, window, new rows, cached positions): a group of 3 (80 rows
         // per block, so 100 rows leave a partial block), a group of 4 with a window that cuts
         // into every block, one query head per KV head, and head dimension 256.
-        let cases: [(Int, Int, Int, Int?, Int, Int)] = [
-            (9, 3, 64, nil, 100, 0), (9, 3, 64, nil, 70, 150), (4, 1, 64, 40, 130, 20), (2, 2, 32, 7, 33, 0),
-            (4, 1, 256, nil, 61, 5),
-        ]
+        check([(9, 3, 64, nil, 100, 0), (9, 3, 64, nil, 70, 150), (4, 1, 64, 40, 130, 20), (2, 2, 32, 7, 33, 0),
+               (4, 1, 256, nil, 61, 5)])
+    }
+
+    /// A few rows after a long cache (a hit's question, a decode step): key ranges on parallel
+    /// tasks, merged. Gemma 3's shape: a question of 9 rows against a 512-key window and
+    /// against 1,500 keys, a decode row against both; SmolLM2's groups of 3.
+    func testSmallRowPathEqualsNaiveAttention() {
+        check([(4, 1, 256, 512, 9, 900), (4, 1, 256, nil, 9, 1500), (4, 1, 256, 512, 1, 900),
+               (4, 1, 256, nil, 1, 1500), (9, 3, 64, nil, 9, 1200), (9, 3, 64, 100, 3, 700)])
+    }
+
+    /// Ranges spread work over every core once there is enough of it, in whole rounds.
+    func testKeyRangesFollowTheWork() {
+        // A decode row of Gemma 3 against its 512-key window: one task.
+        XCTAssertEqual(CausalAttention.keyRanges(keys: 513, stackedRows: 16, kvHeads: 1, cores: 2), 1)
+        // A question of 9 rows (36 stacked, 48 lanes) against the window: both cores, 2 tasks each.
+        XCTAssertEqual(CausalAttention.keyRanges(keys: 520, stackedRows: 48, kvHeads: 1, cores: 2), 4)
+        // Three KV heads: two ranges each make six tasks, three per core.
+        XCTAssertEqual(CausalAttention.keyRanges(keys: 3539, stackedRows: 32, kvHeads: 3, cores: 2), 2)
+        // Little work on many cores: as many ranges as it fills, rounded to whole rounds.
+        XCTAssertEqual(CausalAttention.keyRanges(keys: 1600, stackedRows: 16, kvHeads: 1, cores: 4), 4)
+        XCTAssertEqual(CausalAttention.keyRanges(keys: 100, stackedRows: 16, kvHeads: 1, cores: 8), 1)
+    }
+
+    /// Runs each case through BLAS and through the BLAS-free kernel and compares both with a
+    /// naive double-precision attention.
+    private func check(_ cases: [(Int, Int, Int, Int?, Int, Int)]) {
         for (heads, kvHeads, hd, window, n, start) in cases {
             let ldq = heads * hd, kvDim = kvHeads * hd, positions = start + n
             let q = (0..<(n * ldq)).map { _ in rng.uniform(1) }
@@ -54,7 +78,7 @@ final class AttentionPathTests: XCTestCase {
                         let expected = zip(first...position, weights).reduce(0.0) {
                             $0 + $1.1 * Double(v[$1.0 * kvDim + g * hd + c])
                         } / total
-                        for (path, out) in zip(["BLAS", "blocked"], outs) {
+                        for (path, out) in zip(["prefillWithoutBLAS false", "prefillWithoutBLAS true"], outs) {
                             XCTAssertEqual(Double(out[r * ldq + h * hd + c]), expected, accuracy: 1e-5,
                                            "\(path): heads \(heads)/\(kvHeads) d \(hd) window \(String(describing: window)) row \(r) head \(h) col \(c)")
                         }

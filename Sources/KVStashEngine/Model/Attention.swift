@@ -36,8 +36,10 @@ struct CausalAttention {
     var stackedRows = 256
     /// Up to this many query rows take the parallel, BLAS-free path.
     static let smallRows = 32
-    /// Keys per task on that path, at least (fewer keys stay in one range).
-    static let keysPerRange = 512
+    /// Work per task on that path, at least, in keys times stacked rows: 512 keys of one
+    /// 16-row vector (a decode step's group), fewer keys for more rows (a hit's question
+    /// against a sliding window's 512 keys still spreads over every core).
+    static let keyRowsPerRange = 512 * 16
     /// Stacked rows per block on the BLAS-free prefill path: five passes of the wide score tile (48).
     static let stackedTile = 240
     /// Whether more than `smallRows` rows take the BLAS-free path by default: where
@@ -125,8 +127,8 @@ struct CausalAttention {
                                    out: UnsafeMutablePointer<Float>, ldo: Int) {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
         let m = group * n, mp = (m + 15) / 16 * 16, visible = start + n, lo = firstVisible(start)
-        let cores = ProcessInfo.processInfo.activeProcessorCount
-        let ranges = max(1, min((visible - lo) / Self.keysPerRange, (2 * cores + kvHeads - 1) / kvHeads))
+        let ranges = Self.keyRanges(keys: visible - lo, stackedRows: mp, kvHeads: kvHeads,
+                                    cores: ProcessInfo.processInfo.activeProcessorCount)
         let rangeLength = (visible - lo + ranges - 1) / ranges
         let tasks = kvHeads * ranges, block = Int(KV_ATTEND_BLOCK)
         let buffer = SmallAttentionBuffers(kvHeads: kvHeads, tasks: tasks, m: m, mp: mp, headDim: hd)
@@ -148,6 +150,17 @@ struct CausalAttention {
                             buffer.partialSum + first * mp, buffer.merged)
             unstack(buffer.merged, n: n, head: g, into: out, ldo: ldo)
         }
+    }
+
+    /// Ranges each KV head's `keys` are split into on the few-row path: as many as carry
+    /// `keyRowsPerRange` of work, at most two tasks per core, and when split, tasks in a
+    /// multiple of the cores (three equal tasks on two cores take as long as four).
+    static func keyRanges(keys: Int, stackedRows: Int, kvHeads: Int, cores: Int) -> Int {
+        let byWork = keys * stackedRows / keyRowsPerRange
+        let most = max(1, (2 * cores + kvHeads - 1) / kvHeads)
+        var ranges = max(1, min(byWork, most))
+        while ranges > 1, ranges < most, (kvHeads * ranges) % cores != 0 { ranges += 1 }
+        return ranges
     }
 
     /// The BLAS-free path for many rows: blocks of `stackedTile / group` rows, one task per KV
