@@ -11,7 +11,8 @@ turn (streaming chat completions, TTFT measured client side to the first content
               of the document (so no prefix of the prompt matches anything it holds)
   cold        a new process: kvstash reads the precomputed chunks from its store; llama-server
               restores the slot saved after the document was first evaluated, then answers
-              (restore time + TTFT). Server start and model load are not counted for either.
+              (restore time + TTFT). Server start and model load are not counted for either;
+              both run their default warm-up pass at start.
               Both were primed the same way: after the document, one question was asked
               (PRIME), and what it left is restored before every cold row (llama-server: the
               slot file saved after it; kvstash: a copy of the store taken after it, which
@@ -178,7 +179,7 @@ class LlamaServer(Process):
         libdir = str(pathlib.Path(binary).parent)
         super().__init__([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-np", "1",
                           "-t", str(threads), "-fa", "on" if flash else "off", "--slot-save-path", slots_dir,
-                          "--no-warmup", "--log-disable", *extra],
+                          "--log-disable", *extra],
                          env={"LD_LIBRARY_PATH": libdir})
         self.drain = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.DEVNULL)
         deadline = time.time() + 120

@@ -80,6 +80,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "KV positions whose cache memory is faulted in at start (default: the model's context, at most 512 MiB; 0: none).")
     var prewarmTokens: Int?
 
+    @Flag(name: .long, help: "Skip the warm-up forward pass at start (the first request then starts the worker threads and binds the kernels).")
+    var noWarmup = false
+
     @Option(name: .long, help: "On stop, seconds to wait for chunks still queued for the shared tier (0: none).")
     var publishDrainSeconds = 30
 
@@ -110,6 +113,7 @@ struct ServeCommand: AsyncParsableCommand {
         let backend = try PrefixCacheBackend(modelPath: modelPath, store: chunkStore, shared: try await sharedTier.openAsync(),
                                              options: options, defaultSystem: !noDefaultSystem)
         prewarm(backend.model.config)
+        if !noWarmup { try backend.model.warmUp() }
         let token = adminToken ?? ProcessInfo.processInfo.environment["KVSTASH_ADMIN_TOKEN"]
         let config = ServerConfiguration(
             host: host, port: port, adminToken: token, maxBodyBytes: maxBody, tenantFromAPIKey: tenantFromApiKey,

@@ -30,6 +30,26 @@ final class TinyModelTests: XCTestCase {
         }
     }
 
+    /// The warm-up pass a server runs at start leaves no trace: a model warmed up answers
+    /// bit for bit as one that was not.
+    func testWarmUpChangesNoAnswer() throws {
+        for spec in [TinyModelSpec.llama, .gemma3] {
+            let path = try TestSupport.tinyModelPath(spec)
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            let tokens = TestSupport.tokens(12, vocab: spec.vocabSize, seed: 7)
+            var answers: [[Float]] = []
+            for warm in [false, true] {
+                let model = try LlamaModel(path: path)
+                if warm { try model.warmUp() }
+                var cache = model.newCache()
+                var logits = try model.prefill(tokens, cache: &cache, allLogits: true)
+                logits += try model.decode(tokens[0], cache: &cache)
+                answers.append(logits)
+            }
+            XCTAssertEqual(answers[0], answers[1], "\(spec.architecture)")
+        }
+    }
+
     func testLlamaLogitsMatchReference() throws {
         try checkAgainstReference(.llama, tokens: 40, seed: 1)
     }

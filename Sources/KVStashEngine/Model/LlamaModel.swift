@@ -65,6 +65,16 @@ public final class LlamaModel: Sendable {
         return allLogits ? all : last
     }
 
+    /// Runs two tokens and a decode step on a throwaway cache, so that a server's first
+    /// request finds the worker team started, the kernels' symbols bound and the runtime's
+    /// type metadata built (as serving engines warm up at start). Changes no state of the model.
+    public func warmUp() throws {
+        let last = config.vocabSize - 1
+        var cache = newCache(capacity: 3)
+        _ = try prefill([0, min(1, last)], cache: &cache)
+        _ = try decode(min(2, last), cache: &cache)
+    }
+
     /// Runs one decode step: appends `token` and returns the next-token logits.
     public func decode(_ token: Int, cache: inout KVCache) throws -> [Float] {
         try prefill([token], cache: &cache)
