@@ -62,8 +62,7 @@ KV_CLONES void kv_rmsnorm(float *out, const float *x, const float *w, size_t row
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * n;
         float *o = out + r * n;
-        double ss = 0;
-        for (size_t i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+        const double ss = sum_squares_f64(xr, n);
         const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
         for (size_t i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
     }

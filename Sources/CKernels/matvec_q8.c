@@ -52,18 +52,14 @@ KV_CLONES void kv_quantize_q8(const float *x, kv_q8_block *out, size_t cols) {
     const v16f magic = (v16f){} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     for (size_t b = 0; b < cols / 32; b++) {
         const v16f lo = load16(x + 32 * b), hi = load16(x + 32 * b + 16);
-        const v16f a = __builtin_elementwise_max(__builtin_elementwise_abs(lo), __builtin_elementwise_abs(hi));
-        const float amax = __builtin_reduce_max(a);
+        const float amax = vmax16(__builtin_elementwise_max(__builtin_elementwise_abs(lo), __builtin_elementwise_abs(hi)));
         const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
         const v16i qlo = __builtin_convertvector((lo * id + magic) - magic, v16i);
         const v16i qhi = __builtin_convertvector((hi * id + magic) - magic, v16i);
-        int32_t sum = __builtin_reduce_add(qlo + qhi);
-        for (int j = 0; j < 16; j++) {
-            out[b].q[j] = (int8_t)qlo[j];
-            out[b].q[j + 16] = (int8_t)qhi[j];
-        }
+        store16b(out[b].q, qlo);
+        store16b(out[b].q + 16, qhi);
         out[b].d = d;
-        out[b].s = d * (float)sum;
+        out[b].s = d * (float)vsum16i(qlo + qhi);
     }
 }
 
@@ -71,17 +67,14 @@ KV_CLONES void kv_quantize_q16(const float *x, kv_q16_block *out, size_t cols) {
     const v16f magic = (v16f){} + 12582912.0f;
     for (size_t b = 0; b < cols / 32; b++) {
         const v16f lo = load16(x + 32 * b), hi = load16(x + 32 * b + 16);
-        const v16f a = __builtin_elementwise_max(__builtin_elementwise_abs(lo), __builtin_elementwise_abs(hi));
-        const float amax = __builtin_reduce_max(a);
+        const float amax = vmax16(__builtin_elementwise_max(__builtin_elementwise_abs(lo), __builtin_elementwise_abs(hi)));
         const float id = amax > 0 ? 32767.0f / amax : 0.0f;
         const v16i qlo = __builtin_convertvector((lo * id + magic) - magic, v16i);
         const v16i qhi = __builtin_convertvector((hi * id + magic) - magic, v16i);
-        for (int j = 0; j < 16; j++) {
-            out[b].q[j] = (int16_t)qlo[j];
-            out[b].q[j + 16] = (int16_t)qhi[j];
-        }
+        store16s(out[b].q, qlo);
+        store16s(out[b].q + 16, qhi);
         out[b].d = amax / 32767.0f;
-        out[b].s = out[b].d * (float)__builtin_reduce_add(qlo + qhi);
+        out[b].s = out[b].d * (float)vsum16i(qlo + qhi);
     }
 }
 

@@ -70,6 +70,52 @@ typedef float v4f __attribute__((vector_size(16)));
     (q_[0] + q_[2]) + (q_[1] + q_[3]);                                                    \
 })
 
+/* Largest of the 16 lanes, by halving (for finite lanes the same value in any order). */
+#define vmax16(v) ({                                                                    \
+    const v16f m_ = (v);                                                                  \
+    const v8f h_ = __builtin_elementwise_max(__builtin_shufflevector(m_, m_, 0, 1, 2, 3, 4, 5, 6, 7),  \
+                                             __builtin_shufflevector(m_, m_, 8, 9, 10, 11, 12, 13, 14, 15)); \
+    const v4f q_ = __builtin_elementwise_max(__builtin_shufflevector(h_, h_, 0, 1, 2, 3),  \
+                                             __builtin_shufflevector(h_, h_, 4, 5, 6, 7)); \
+    const float a_ = q_[0] > q_[2] ? q_[0] : q_[2], b_ = q_[1] > q_[3] ? q_[1] : q_[3];   \
+    a_ > b_ ? a_ : b_;                                                                    \
+})
+
+/* Sum of 16 int32 lanes (exact in any order while it fits). */
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+#define vsum16i(v) ({                                                                   \
+    const v16i s_ = (v);                                                                  \
+    const v8i h_ = __builtin_shufflevector(s_, s_, 0, 1, 2, 3, 4, 5, 6, 7) +              \
+                   __builtin_shufflevector(s_, s_, 8, 9, 10, 11, 12, 13, 14, 15);         \
+    const v4i q_ = __builtin_shufflevector(h_, h_, 0, 1, 2, 3) + __builtin_shufflevector(h_, h_, 4, 5, 6, 7); \
+    (q_[0] + q_[2]) + (q_[1] + q_[3]);                                                    \
+})
+
+/* 16 int32 lanes narrowed to int16 / int8 (values already in range) and stored at `dst`. */
+typedef int16_t v16s __attribute__((vector_size(32), aligned(1)));
+#define store16s(dst, expr) do { const v16s n_ = __builtin_convertvector((expr), v16s); memcpy((dst), &n_, sizeof n_); } while (0)
+#define store16b(dst, expr) do { const v16i8 n_ = __builtin_convertvector((expr), v16i8); memcpy((dst), &n_, sizeof n_); } while (0)
+
+/* Sum of squares of n floats in double: 16 lanes of double accumulators, joined in a fixed
+   order at the end (the same on every target; far below float rounding either way). */
+typedef double v8d __attribute__((vector_size(64), aligned(8)));
+static inline __attribute__((always_inline)) double sum_squares_f64(const float *x, size_t n) {
+    v8d lo = (v8d){}, hi = (v8d){};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const v16f v = load16(x + i);
+        const v8d a = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+        const v8d b = __builtin_convertvector(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+        lo += a * a;
+        hi += b * b;
+    }
+    const v8d s = lo + hi;
+    double total = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+    for (; i < n; i++) total += (double)x[i] * x[i];
+    return total;
+}
+
 /* Two dequantized weight rows against T input rows at once: 2T accumulators stay in
    registers and every x vector loaded feeds two FMAs. out0[t] = w0 . x[t], out1[t] = w1 . x[t]. */
 static inline __attribute__((always_inline)) void tile2(const float *w0, const float *w1, const float *x, size_t ldx,

@@ -1,0 +1,85 @@
+import CKernels
+import Foundation
+import XCTest
+@testable import KVStashEngine
+
+/// The kernels every product's input passes through: the 8- and 16-bit input codes
+/// (`kv_quantize_q8`, `kv_quantize_q16`) and RMSNorm (`kv_rmsnorm`), against their
+/// definitions computed here in double precision.
+final class InputQuantizationTests: XCTestCase {
+    var rng = SplitMix64(seed: 2026)
+
+    /// Rows of 4 blocks of 32: random values with outliers, an all-zero block, a block with a
+    /// single non-zero value, one of equal magnitudes with both signs, one of tiny values.
+    private func rows() -> [[Float]] {
+        var out: [[Float]] = []
+        for _ in 0..<20 { out.append((0..<128).map { k in rng.uniform(1) * (k % 11 == 0 ? 40 : 1) }) }
+        var special = [Float](repeating: 0, count: 128)
+        special[40] = -3.5
+        for k in 64..<96 { special[k] = k % 2 == 0 ? 2 : -2 }
+        for k in 96..<128 { special[k] = rng.uniform(1e-30) }
+        out.append(special)
+        return out
+    }
+
+    /// Per block of 32: d = max|x| / top, q = x / d rounded to nearest (ties to even), s = d * sum(q).
+    private func checkCodes(_ x: [Float], top: Double, d: (Int) -> Float, s: (Int) -> Float, q: (Int) -> Int) {
+        for b in 0..<(x.count / 32) {
+            let block = x[(32 * b)..<(32 * b + 32)]
+            let amax = block.map { abs(Double($0)) }.max()!
+            XCTAssertEqual(Double(d(b)), Double(Float(Float(amax) / Float(top))), "block \(b): scale")
+            var sum = 0
+            for k in (32 * b)..<(32 * b + 32) {
+                let expected = amax > 0 ? Int((Double(x[k]) * (Double(Float(top) / Float(amax)))).rounded(.toNearestOrEven)) : 0
+                XCTAssertLessThanOrEqual(abs(q(k) - expected), 1, "block \(b) element \(k): code")
+                XCTAssertLessThanOrEqual(abs(q(k)), Int(top), "block \(b) element \(k): code range")
+                if amax > 0 {
+                    XCTAssertLessThanOrEqual(abs(Double(x[k]) - Double(d(b)) * Double(q(k))), Double(d(b)) * 0.51,
+                                             "block \(b) element \(k): rounding error")
+                }
+                sum += q(k)
+            }
+            XCTAssertEqual(s(b), d(b) * Float(sum), "block \(b): code sum")
+        }
+    }
+
+    func testSixteenBitCodes() {
+        for x in rows() {
+            var blocks = [kv_q16_block](repeating: kv_q16_block(), count: x.count / 32)
+            kv_quantize_q16(x, &blocks, x.count)
+            checkCodes(x, top: 32767, d: { blocks[$0].d }, s: { blocks[$0].s }, q: { k in
+                Int(withUnsafeBytes(of: blocks[k / 32].q) { $0.load(fromByteOffset: 2 * (k % 32), as: Int16.self) })
+            })
+        }
+    }
+
+    func testEightBitCodes() {
+        for x in rows() {
+            var blocks = [kv_q8_block](repeating: kv_q8_block(), count: x.count / 32)
+            kv_quantize_q8(x, &blocks, x.count)
+            checkCodes(x, top: 127, d: { blocks[$0].d }, s: { blocks[$0].s }, q: { k in
+                Int(withUnsafeBytes(of: blocks[k / 32].q) { $0.load(fromByteOffset: k % 32, as: Int8.self) })
+            })
+        }
+    }
+
+    /// RMSNorm of rows whose length is not a multiple of 16 (the scalar tail), of 640 (Gemma 3)
+    /// and of 256 (its per-head QK-norm), within float rounding of the double-precision value.
+    func testRMSNormMatchesDoublePrecision() {
+        for n in [7, 37, 256, 640] {
+            let rows = 3
+            let x = (0..<(rows * n)).map { k in rng.uniform(4) * (k % 13 == 0 ? 25 : 1) }
+            let w = (0..<n).map { _ in 1 + rng.uniform(0.5) }
+            var out = [Float](repeating: .nan, count: rows * n)
+            kv_rmsnorm(&out, x, w, rows, n, 1e-6)
+            for r in 0..<rows {
+                let row = x[(r * n)..<((r + 1) * n)].map(Double.init)
+                let scale = 1 / (row.reduce(0) { $0 + $1 * $1 } / Double(n) + 1e-6).squareRoot()
+                for i in 0..<n {
+                    let expected = row[i] * scale * Double(w[i])
+                    XCTAssertEqual(Double(out[r * n + i]), expected, accuracy: 1e-6 * max(1, abs(expected)), "n \(n) row \(r) element \(i)")
+                }
+            }
+        }
+    }
+}
