@@ -134,6 +134,10 @@ func suffixRow(threads t: Int, past: Int) throws -> Row {
 }
 
 var rows: [Row] = []
+// The KV cache's memory faulted in before the timed runs, as `kvstash serve` does at start
+// and llama-bench when it creates its context (it clears the KV buffer).
+KVCache.prewarm(shape: model.config.kvShape,
+                capacity: max(opts.lengths.max() ?? 0, (opts.decodeAfter.max() ?? 0) + opts.decodeSteps))
 for t in opts.threads {
     setThreads(t)
     var warm = model.newCache()
