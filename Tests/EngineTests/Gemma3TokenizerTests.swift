@@ -28,6 +28,12 @@ final class Gemma3TokenizerTests: XCTestCase {
             XCTAssertEqual(ids, expected, "'\(name)'")
             XCTAssertEqual(tokenizer.decode(Array(ids.dropFirst())), text, "round trip of '\(name)'")
         }
+        // Generation ends at `<eos>` and `<end_of_turn>` (found in the file's token list here),
+        // and at no other id, as llama.cpp's end-of-generation set for this vocabulary.
+        let gguf = try GGUFFile(path: TestSupport.gemma3ModelPath())
+        let pieces = try XCTUnwrap(gguf["tokenizer.ggml.tokens"]?.array?.compactMap(\.string))
+        let endOfTurn = try XCTUnwrap(pieces.firstIndex(of: "<end_of_turn>"))
+        XCTAssertEqual((0..<tokenizer.vocabSize).filter(tokenizer.isEndOfGeneration), [1, endOfTurn].sorted())
         for (name, expected) in golden.ids_parse_special {
             XCTAssertEqual(tokenizer.encode(try XCTUnwrap(golden.strings[name])), expected, "'\(name)', special tokens parsed")
         }

@@ -46,6 +46,18 @@ final class TokenizerSentencePieceTests: XCTestCase {
         return try Tokenizer(gguf: GGUFFile(path: path))
     }
 
+    /// A piece's text bytes: every `▁` a space, every other character as it is, against
+    /// Foundation's string replacement on random strings of `▁`, its UTF-8 neighbours (which
+    /// share its first two bytes) and other text.
+    func testLowLinesBecomeSpaces() {
+        let parts = ["\u{2581}", "\u{2580}", "\u{2582}", "\u{2500}", "\u{E2}", "a", " ", "é", "▁▁", "日本", "\u{1F600}"]
+        var rng = SplitMix64(seed: 2581)
+        for _ in 0..<2000 {
+            let text = (0..<Int(rng.next() % 9)).map { _ in parts[Int(rng.next() % UInt64(parts.count))] }.joined()
+            XCTAssertEqual(Vocabulary.spaces(for: text), Array(text.replacingOccurrences(of: "\u{2581}", with: " ").utf8), text)
+        }
+    }
+
     func testIdsMatchSentencePiece() throws {
         let tok = try makeTokenizer(addBOS: false)
         XCTAssertEqual(tok.preTokenizer, "spm")
