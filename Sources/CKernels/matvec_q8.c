@@ -59,7 +59,7 @@ KV_CLONES void kv_quantize_q8(const float *x, kv_q8_block *out, size_t cols) {
         store16b(out[b].q, qlo);
         store16b(out[b].q + 16, qhi);
         out[b].d = d;
-        out[b].s = d * (float)vsum16i(qlo + qhi);
+        out[b].s = d * (float)vsum16(qlo + qhi);
     }
 }
 
@@ -74,7 +74,7 @@ KV_CLONES void kv_quantize_q16(const float *x, kv_q16_block *out, size_t cols) {
         store16s(out[b].q, qlo);
         store16s(out[b].q + 16, qhi);
         out[b].d = amax / 32767.0f;
-        out[b].s = out[b].d * (float)vsum16i(qlo + qhi);
+        out[b].s = out[b].d * (float)vsum16(qlo + qhi);
     }
 }
 

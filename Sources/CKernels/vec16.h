@@ -59,37 +59,29 @@ typedef int32_t v16i __attribute__((vector_size(64), aligned(4)));
     p_ * as_f((__builtin_convertvector(k_, v16i) + 127) << 23);                                  \
 })
 
-/* Sum of the 16 lanes by halving (no trip through memory, so accumulators stay in registers). */
+/* Halves and quarters of a 16-float vector. */
 typedef float v8f __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
+
+/* Sum of the 16 lanes of a float or int32 vector by halving (no trip through memory, so
+   accumulators stay in registers; an int32 sum is exact in any order while it fits). */
 #define vsum16(v) ({                                                                    \
-    const v16f s_ = (v);                                                                  \
-    const v8f h_ = __builtin_shufflevector(s_, s_, 0, 1, 2, 3, 4, 5, 6, 7) +              \
-                   __builtin_shufflevector(s_, s_, 8, 9, 10, 11, 12, 13, 14, 15);         \
-    const v4f q_ = __builtin_shufflevector(h_, h_, 0, 1, 2, 3) + __builtin_shufflevector(h_, h_, 4, 5, 6, 7); \
+    const __typeof__(v) s_ = (v);                                                         \
+    const __auto_type h_ = __builtin_shufflevector(s_, s_, 0, 1, 2, 3, 4, 5, 6, 7) +      \
+                           __builtin_shufflevector(s_, s_, 8, 9, 10, 11, 12, 13, 14, 15); \
+    const __auto_type q_ = __builtin_shufflevector(h_, h_, 0, 1, 2, 3) + __builtin_shufflevector(h_, h_, 4, 5, 6, 7); \
     (q_[0] + q_[2]) + (q_[1] + q_[3]);                                                    \
 })
 
 /* Largest of the 16 lanes, by halving (for finite lanes the same value in any order). */
 #define vmax16(v) ({                                                                    \
     const v16f m_ = (v);                                                                  \
-    const v8f h_ = __builtin_elementwise_max(__builtin_shufflevector(m_, m_, 0, 1, 2, 3, 4, 5, 6, 7),  \
-                                             __builtin_shufflevector(m_, m_, 8, 9, 10, 11, 12, 13, 14, 15)); \
-    const v4f q_ = __builtin_elementwise_max(__builtin_shufflevector(h_, h_, 0, 1, 2, 3),  \
-                                             __builtin_shufflevector(h_, h_, 4, 5, 6, 7)); \
+    const __auto_type h_ = __builtin_elementwise_max(__builtin_shufflevector(m_, m_, 0, 1, 2, 3, 4, 5, 6, 7), \
+                                                     __builtin_shufflevector(m_, m_, 8, 9, 10, 11, 12, 13, 14, 15)); \
+    const __auto_type q_ = __builtin_elementwise_max(__builtin_shufflevector(h_, h_, 0, 1, 2, 3),  \
+                                                     __builtin_shufflevector(h_, h_, 4, 5, 6, 7)); \
     const float a_ = q_[0] > q_[2] ? q_[0] : q_[2], b_ = q_[1] > q_[3] ? q_[1] : q_[3];   \
     a_ > b_ ? a_ : b_;                                                                    \
-})
-
-/* Sum of 16 int32 lanes (exact in any order while it fits). */
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-#define vsum16i(v) ({                                                                   \
-    const v16i s_ = (v);                                                                  \
-    const v8i h_ = __builtin_shufflevector(s_, s_, 0, 1, 2, 3, 4, 5, 6, 7) +              \
-                   __builtin_shufflevector(s_, s_, 8, 9, 10, 11, 12, 13, 14, 15);         \
-    const v4i q_ = __builtin_shufflevector(h_, h_, 0, 1, 2, 3) + __builtin_shufflevector(h_, h_, 4, 5, 6, 7); \
-    (q_[0] + q_[2]) + (q_[1] + q_[3]);                                                    \
 })
 
 /* 16 int32 lanes narrowed to int16 / int8 (values already in range) and stored at `dst`. */
