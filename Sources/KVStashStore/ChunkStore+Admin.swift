@@ -7,12 +7,13 @@ extension ChunkStore {
         var out: [ChunkEntry] = []
         let limit = filter.limit ?? Int.max
         let documents = try linkedDocuments()
+        let tails = try promptTailKeys()
         try rocks {
             try db.scan(.meta) { k, v in
                 guard let key = ChunkKey(bytes: k), var m = try? MetaCodec.decode(v) else { return true }
                 m.docIDs = documents[key] ?? []
                 let meta = tracker.overlay(key, m)
-                if filter.matches(meta) { out.append(ChunkEntry(key: key, meta: meta)) }
+                if filter.matches(meta) { out.append(ChunkEntry(key: key, meta: meta, promptTail: tails.contains(key) ? true : nil)) }
                 return out.count < limit
             }
         }
@@ -23,12 +24,17 @@ extension ChunkStore {
     public func stats() throws -> StoreStats {
         try gate.enter(); defer { gate.leave() }
         var s = StoreStats()
+        let tails = try promptTailKeys()
         for e in try scanMeta({ _, _ in true }) {
             let m = e.meta
             s.entries += 1
             s.bytes += m.byteSize
             s.hits += m.hits
             if m.pinned { s.pinnedEntries += 1 }
+            if tails.contains(e.key) {
+                s.promptTailEntries += 1
+                s.promptTailBytes += m.byteSize
+            }
             s.bytesByCodec[m.codec, default: 0] += m.byteSize
             let model = Hex.encode(m.modelFingerprint)
             s.bytesByModel[model, default: 0] += m.byteSize

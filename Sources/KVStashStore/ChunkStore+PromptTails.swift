@@ -65,6 +65,22 @@ extension ChunkStore {
         return removed
     }
 
+    /// The keys of every recorded prompt tail (and of their sliding-layer blocks), from one
+    /// scan of the records; a record that does not decode adds none.
+    func promptTailKeys() throws -> Set<ChunkKey> {
+        var keys: Set<ChunkKey> = []
+        try rocks {
+            try db.scan(.manifest, prefix: Array(Self.promptTailsPrefix.utf8)) { _, raw in
+                for tail in Self.decodePromptTails(raw) ?? [] {
+                    keys.insert(tail.key)
+                    keys.insert(tail.key.slidingLayersKey)
+                }
+                return true
+            }
+        }
+        return keys
+    }
+
     private func readPromptTails(_ parent: ChunkKey) throws -> [PromptTail] {
         guard let raw = try rocks({ try db.get(.manifest, Self.promptTailsKey(parent)) }) else { return [] }
         guard let tails = Self.decodePromptTails(raw) else {

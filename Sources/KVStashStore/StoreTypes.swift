@@ -140,6 +140,9 @@ public struct StoreStats: Sendable, Codable, Equatable {
     /// Sum of value sizes.
     public var bytes = 0
     public var pinnedEntries = 0
+    /// Entries that are queries' prompt tails (and their bytes).
+    public var promptTailEntries = 0
+    public var promptTailBytes = 0
     public var bytesByCodec: [String: Int] = [:]
     /// Keyed by hex model fingerprint.
     public var bytesByModel: [String: Int] = [:]
@@ -247,6 +250,15 @@ public struct ChunkFilter: Sendable {
 public struct ChunkEntry: Sendable, Codable, Hashable {
     public var key: ChunkKey
     public var meta: ChunkMeta
+    /// A query's prompt tail (listed in a prompt-tail record; no document links it):
+    /// true in `list`'s entries, absent otherwise.
+    public var promptTail: Bool?
+
+    public init(key: ChunkKey, meta: ChunkMeta, promptTail: Bool? = nil) {
+        self.key = key
+        self.meta = meta
+        self.promptTail = promptTail
+    }
 }
 
 /// A precomputed document (column family `docs`, in the namespace of its tenant salt):

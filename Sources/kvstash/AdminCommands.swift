@@ -32,7 +32,7 @@ struct AdminList: ParsableCommand {
             let m = e.meta
             return [e.key.hex, "\(m.chainIndex)", "\(m.tokenCount)", formatBytes(m.byteSize), m.codec,
                     short(Hex.encode(m.modelFingerprint)), "\(m.hits)", formatAge(m.lastAccess),
-                    m.pinned ? "yes" : "", m.docIDs.joined(separator: ",")]
+                    m.pinned ? "yes" : "", e.promptTail == true ? "(prompt tail)" : m.docIDs.joined(separator: ",")]
         })
         print("\(entries.count) entries, \(formatBytes(entries.reduce(0) { $0 + $1.meta.byteSize }))")
     }
@@ -64,6 +64,7 @@ struct AdminStats: ParsableCommand {
             ["store", store.path + (store.readOnly ? " (read-only snapshot)" : "")],
             ["store version", "\(s.storeVersion)"], ["chunk size", "\(s.chunkSize) tokens"],
             ["entries", "\(s.entries) (\(s.pinnedEntries) pinned)"], ["value bytes", formatBytes(s.bytes)],
+            ["prompt tails", "\(s.promptTailEntries) entries, \(formatBytes(s.promptTailBytes))"],
             ["disk bytes", formatBytes(s.diskBytes)], ["documents", "\(s.documents)"], ["hits", "\(s.hits)"],
             ["corrupt found", "\(s.corruptFound)"], ["evictions", "\(s.evictions)"],
         ]

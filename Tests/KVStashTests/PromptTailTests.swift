@@ -93,6 +93,15 @@ final class PromptTailTests: XCTestCase {
         XCTAssertEqual(tails.map(\.tokens), prompts[1...].reversed().map { Array($0[(docChunks * chunk)...]) })
         let oldest = pc.keyer.key(parent: parent, tokens: prompts[0][(docChunks * chunk)...])
         XCTAssertEqual(store.probe([oldest] + tails.map(\.key)), [false, true, true])
+        // The admin listing marks the two tails, and only them; stats count them.
+        let entries = try store.list()
+        let marked = entries.filter { $0.promptTail == true }
+        XCTAssertEqual(Set(marked.map(\.key)), Set(tails.map(\.key)))
+        XCTAssertGreaterThanOrEqual(entries.filter { !$0.meta.docIDs.isEmpty }.count, docChunks, "the document's entries")
+        XCTAssertTrue(marked.allSatisfy { $0.meta.docIDs.isEmpty }, "no document entry is marked")
+        let stats = try store.stats()
+        XCTAssertEqual(stats.promptTailEntries, 2)
+        XCTAssertEqual(stats.promptTailBytes, marked.reduce(0) { $0 + $1.meta.byteSize })
 
         // Asking the most recent prompt again keeps the record as it is; an older one moves
         // to the front.
