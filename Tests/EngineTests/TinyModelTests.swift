@@ -48,6 +48,14 @@ final class TinyModelTests: XCTestCase {
             }
             XCTAssertEqual(answers[0], answers[1], "\(spec.architecture)")
         }
+        // A context too short for the whole pass warms up with what fits.
+        for context in [1, 2] {
+            var spec = TinyModelSpec.llama
+            spec.contextLength = context
+            let path = try TestSupport.tinyModelPath(spec)
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            XCTAssertNoThrow(try LlamaModel(path: path).warmUp(), "context \(context)")
+        }
     }
 
     func testLlamaLogitsMatchReference() throws {
