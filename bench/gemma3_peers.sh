@@ -4,13 +4,15 @@
 # kvstash-enginebench's prefill rows at 512/4096 and decode rows after the same contexts, on
 # the same GGUF and $THREADS threads (default 2), back to back. llama-bench comes from
 # bench/llamacpp_baseline.sh (built once into the cache directory).
-# Writes bench/results/gemma3-peers.json and prints a markdown table. Never run by CI.
+# Writes bench/results/gemma3-peers.json (or $RESULT_JSON) and prints a markdown table. Never run by CI.
 # usage: bench/gemma3_peers.sh [--reps N]   (N: llama-bench repetitions and engine runs, default 1)
+# Another GGUF: BENCH_MODEL=PATH RESULT_JSON=bench/results/NAME.json bench/gemma3_peers.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=1
 [ "${1:-}" = --reps ] && REPS="$2"
-MODEL="${KVSTASH_GEMMA3_MODEL:-$(scripts/setup.sh gemma3 | tail -n 1)}"
+MODEL="${BENCH_MODEL:-${KVSTASH_GEMMA3_MODEL:-$(scripts/setup.sh gemma3 | tail -n 1)}}"
+OUT_JSON="${RESULT_JSON:-bench/results/gemma3-peers.json}"
 BIN=$(BUILD_ONLY=1 bench/llamacpp_baseline.sh | sed -n 's/^built //p')
 [ -x "$BIN" ] || { echo "llama-bench not built" >&2; exit 1; }
 swift build -c release -Xswiftc -enable-testing --product kvstash-enginebench >&2
@@ -24,9 +26,9 @@ for i in $(seq "$REPS"); do
     --threads "${THREADS:-2}" --decode 64 --decode-after 512,4096 --out "$OUT/engine-$i.json" >&2
 done
 mkdir -p bench/results
-python3 - "$OUT" "${THREADS:-2}" "$MODEL" <<'PY'
+python3 - "$OUT" "${THREADS:-2}" "$MODEL" "$OUT_JSON" <<'PY'
 import glob, json, statistics, subprocess, sys
-out, threads, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+out, threads, model, out_json = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 llama = json.load(open(f"{out}/llama-pp.json")) + json.load(open(f"{out}/llama-tg.json"))
 engine = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/engine-*.json"))]
 rows = []
@@ -44,7 +46,7 @@ machine = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.star
 report = {"model": model.rsplit("/", 1)[-1], "machine": machine, "threads": threads, "blasCore": engine[0]["blasCore"],
           "kernelISA": engine[0]["kernelISA"], "llamacpp": "llama-bench from the llama-cpp-python 0.3.36 sdist, -fa 0",
           "rows": rows}
-json.dump(report, open("bench/results/gemma3-peers.json", "w"), indent=1)
+json.dump(report, open(out_json, "w"), indent=1)
 print(f"{machine}, {threads} threads, BLAS core {report['blasCore']}")
 print("| test | kvstash tok/s | llama.cpp tok/s | ratio |\n|---|---|---|---|")
 for r in rows:
