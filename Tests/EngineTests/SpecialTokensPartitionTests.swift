@@ -44,11 +44,8 @@ final class SpecialTokensPartitionTests: XCTestCase {
         let specials = SpecialTokens(tokens: vocab.tokens, types: vocab.types)
         let candidates = vocab.tokens.indices.filter { [2, 3, 4].contains(vocab.types[$0]) }.map { vocab.tokens[$0] }
         let table = Self.byFirstByte(tokens: vocab.tokens, types: vocab.types)
-        var state: UInt64 = 2026
-        let next = { () -> Int in
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Int(state >> 33)
-        }
+        var rng = SplitMix64(seed: 2026)
+        let next = { () -> Int in Int(rng.next() >> 33) }
         let parts = ["the", " ", "  ", "\n", "\n\n", "\t", "<", "<b", "</", "<u", "<unused", "<start_of", "x", "é", "🦀"]
         var specialHits = 0
         for round in 0..<400 {
