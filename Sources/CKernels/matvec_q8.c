@@ -64,18 +64,7 @@ KV_CLONES void kv_quantize_q8(const float *x, kv_q8_block *out, size_t cols) {
 }
 
 KV_CLONES void kv_quantize_q16(const float *x, kv_q16_block *out, size_t cols) {
-    const v16f magic = (v16f){} + 12582912.0f;
-    for (size_t b = 0; b < cols / 32; b++) {
-        const v16f lo = load16(x + 32 * b), hi = load16(x + 32 * b + 16);
-        const float amax = vmax16(__builtin_elementwise_max(__builtin_elementwise_abs(lo), __builtin_elementwise_abs(hi)));
-        const float id = amax > 0 ? 32767.0f / amax : 0.0f;
-        const v16i qlo = __builtin_convertvector((lo * id + magic) - magic, v16i);
-        const v16i qhi = __builtin_convertvector((hi * id + magic) - magic, v16i);
-        store16s(out[b].q, qlo);
-        store16s(out[b].q + 16, qhi);
-        out[b].d = amax / 32767.0f;
-        out[b].s = out[b].d * (float)vsum16(qlo + qhi);
-    }
+    for (size_t b = 0; b < cols / 32; b++) quantize_q16_block(out + b, load16(x + 32 * b), load16(x + 32 * b + 16));
 }
 
 static inline float h2f(const uint8_t *p) { return kv_h2f_inline((uint16_t)(p[0] | (p[1] << 8))); }

@@ -5,7 +5,9 @@ import XCTest
 
 /// The kernels every product's input passes through: the 8- and 16-bit input codes
 /// (`kv_quantize_q8`, `kv_quantize_q16`) and RMSNorm (`kv_rmsnorm`), against their
-/// definitions computed here in double precision.
+/// definitions computed here in double precision; and the producers that write a packed
+/// product's input as codes directly (`kv_rmsnorm_q16`, `kv_silu_mul_q16`, `kv_gelu_mul_q16`),
+/// bit for bit the codes of those kernels' f32 output.
 final class InputQuantizationTests: XCTestCase {
     var rng = SplitMix64(seed: 2026)
 
@@ -79,6 +81,59 @@ final class InputQuantizationTests: XCTestCase {
                     let expected = row[i] * scale * Double(w[i])
                     XCTAssertEqual(Double(out[r * n + i]), expected, accuracy: 1e-6 * max(1, abs(expected)), "n \(n) row \(r) element \(i)")
                 }
+            }
+        }
+    }
+
+    /// Every field of every block equal, bit for bit.
+    private func assertSameCodes(_ a: [kv_q16_block], _ b: [kv_q16_block], _ label: String) {
+        XCTAssertEqual(a.count, b.count, label)
+        for k in 0..<min(a.count, b.count) {
+            let qa = withUnsafeBytes(of: a[k].q) { Array($0) }, qb = withUnsafeBytes(of: b[k].q) { Array($0) }
+            XCTAssertEqual(a[k].d.bitPattern, b[k].d.bitPattern, "\(label) block \(k): scale")
+            XCTAssertEqual(a[k].s.bitPattern, b[k].s.bitPattern, "\(label) block \(k): code sum")
+            XCTAssertEqual(qa, qb, "\(label) block \(k): codes")
+        }
+    }
+
+    /// `kv_quantize_q16` of each row of `x` (rows of `n`, `ld` apart).
+    private func codes(of x: [Float], rows: Int, n: Int, ld: Int) -> [kv_q16_block] {
+        var out = [kv_q16_block](repeating: kv_q16_block(), count: rows * n / 32)
+        x.withUnsafeBufferPointer { xb in
+            for r in 0..<rows { kv_quantize_q16(xb.baseAddress! + r * ld, &out[r * n / 32], n) }
+        }
+        return out
+    }
+
+    func testNormWritesTheCodesOfItsOutput() {
+        for n in [64, 640, 2048] {
+            let rows = 5
+            let x = (0..<(rows * n)).map { k in rng.uniform(4) * (k % 13 == 0 ? 25 : 1) }
+            let w = (0..<n).map { _ in 1 + rng.uniform(0.5) }
+            var normed = [Float](repeating: .nan, count: rows * n)
+            kv_rmsnorm(&normed, x, w, rows, n, 1e-6)
+            var fused = [kv_q16_block](repeating: kv_q16_block(), count: rows * n / 32)
+            kv_rmsnorm_q16(x, w, &fused, rows, n, 1e-6)
+            assertSameCodes(fused, codes(of: normed, rows: rows, n: n, ld: n), "rmsnorm n \(n)")
+        }
+    }
+
+    /// Gate and up halves of one buffer, as the gate-up product leaves them (row stride 2n),
+    /// with values beyond the activations' interesting range and exact zeros.
+    func testGatedActivationsWriteTheCodesOfTheirOutput() {
+        let kernels: [(String, (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int, Int, Int) -> Void,
+                       (UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, Int, UnsafeMutablePointer<kv_q16_block>) -> Void)] = [
+            ("silu", { kv_silu_mul($0, $1, $2, $3, $4) }, { kv_silu_mul_q16($0, $1, $2, $3, $4, $5) }),
+            ("gelu", { kv_gelu_mul($0, $1, $2, $3, $4) }, { kv_gelu_mul_q16($0, $1, $2, $3, $4, $5) }),
+        ]
+        for (name, f32, fused) in kernels {
+            for n in [32, 1536, 2048] {
+                let rows = 4, ld = 2 * n
+                var gateUp = (0..<(rows * ld)).map { k in k % 97 == 0 ? 0 : rng.uniform(6) * (k % 17 == 0 ? 4 : 1) }
+                var out = [kv_q16_block](repeating: kv_q16_block(), count: rows * n / 32)
+                gateUp.withUnsafeBufferPointer { g in fused(g.baseAddress!, g.baseAddress! + n, rows, n, ld, &out) }
+                gateUp.withUnsafeMutableBufferPointer { g in f32(g.baseAddress!, g.baseAddress! + n, rows, n, ld) }
+                assertSameCodes(out, codes(of: gateUp, rows: rows, n: n, ld: ld), "\(name) n \(n)")
             }
         }
     }

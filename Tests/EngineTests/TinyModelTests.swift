@@ -58,6 +58,39 @@ final class TinyModelTests: XCTestCase {
         }
     }
 
+    /// Forward chunks reuse one set of activation buffers: an answer after a longer prefill
+    /// (a larger set kept, stale rows in it) is bit for bit the answer of a fresh model, and
+    /// the set goes to the next forward only once returned.
+    func testKeptActivationsChangeNoAnswer() throws {
+        for spec in [TinyModelSpec.llama, .gemma3] {
+            let path = try TestSupport.tinyModelPath(spec)
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            let long = TestSupport.tokens(40, vocab: spec.vocabSize, seed: 3)
+            let short = TestSupport.tokens(5, vocab: spec.vocabSize, seed: 4)
+            let used = try LlamaModel(path: path), fresh = try LlamaModel(path: path)
+            var first = used.newCache()
+            _ = try used.prefill(long, cache: &first)
+            var a = used.newCache(), b = fresh.newCache()
+            XCTAssertEqual(try used.prefill(short, cache: &a, allLogits: true),
+                           try fresh.prefill(short, cache: &b, allLogits: true), "\(spec.architecture)")
+            XCTAssertEqual(try used.decode(short[0], cache: &a), try fresh.decode(short[0], cache: &b), "\(spec.architecture)")
+        }
+        let config = try LlamaModel(path: TestSupport.tinyModelPath()).config
+        let scratch = ActivationScratch(config: config)
+        let big = scratch.take(rows: 8)
+        let other = scratch.take(rows: 4)  // while the first is out: its own buffers
+        XCTAssertNotEqual(big.x, other.x)
+        scratch.give(big)
+        scratch.give(other)  // smaller: freed, the larger set stays
+        let again = scratch.take(rows: 6)
+        XCTAssertEqual(again.x, big.x)
+        XCTAssertEqual(again.rows, 8)
+        let more = scratch.take(rows: 2)  // nothing kept now
+        XCTAssertNotEqual(more.x, big.x)
+        scratch.give(again)
+        scratch.give(more)
+    }
+
     func testLlamaLogitsMatchReference() throws {
         try checkAgainstReference(.llama, tokens: 40, seed: 1)
     }

@@ -140,8 +140,10 @@ KVCache.prewarm(shape: model.config.kvShape,
                 capacity: max(opts.lengths.max() ?? 0, (opts.decodeAfter.max() ?? 0) + opts.decodeSteps))
 for t in opts.threads {
     setThreads(t)
+    // One chunk's worth first, as llama-bench runs each test once before timing it: the
+    // worker team started, the kernels bound and a full chunk's scratch in place.
     var warm = model.newCache()
-    _ = try model.prefill(Array(prompt.prefix(64)), cache: &warm)
+    _ = try model.prefill(Array(prompt.prefix(min(opts.lengths.max() ?? 64, LlamaModel.chunkSize))), cache: &warm)
     for n in opts.lengths {
         var cache = model.newCache(capacity: n)
         let t0 = Date()

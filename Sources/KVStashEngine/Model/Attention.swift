@@ -164,7 +164,8 @@ struct CausalAttention {
     }
 
     /// The BLAS-free path for many rows: blocks of `stackedTile / group` rows, one task per KV
-    /// head and block, each over every key its rows see (the last block's diagonal masked in
+    /// head and block, handed out last block first (without a window the longest; the cores
+    /// then finish together), each over every key its rows see (the last block's diagonal masked in
     /// the kernel), its result finished in place (`kv_attend_merge` of one part).
     private func blockedAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
                                   keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
@@ -172,8 +173,8 @@ struct CausalAttention {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim, kvHeads = kvHeads
         let rows = Self.stackedTile / group, blocks = (n + rows - 1) / rows, windowed = window != nil
         let p = BlockedOperands(q: q, keys: keys, values: values, out: out)
-        WorkerTeam.run(tasks: kvHeads * blocks) { task in
-            let g = task % kvHeads, r0 = task / kvHeads * rows, count = min(rows, n - r0)
+        WorkerTeam.run(tasks: kvHeads * blocks) { task in  // the last blocks see the most keys: they go first
+            let g = task % kvHeads, r0 = (blocks - 1 - task / kvHeads) * rows, count = min(rows, n - r0)
             let m = group * count, mp = (m + 15) / 16 * 16
             let buffer = SmallAttentionBuffers(kvHeads: 1, tasks: 1, m: m, mp: mp, headDim: hd)
             defer { buffer.deallocate() }

@@ -2,28 +2,6 @@ import CKernels
 import Foundation
 import KVStashCore
 
-/// Scratch activations of one forward chunk, `n` rows each.
-private struct Activations: @unchecked Sendable {
-    // @unchecked: buffers of one forward pass on the calling thread; inside a synchronous
-    // parallel loop (`inRowSlices`, the products' worker team) workers write disjoint rows.
-    let x: UnsafeMutablePointer<Float>     // residual stream [n][dim]
-    let xn: UnsafeMutablePointer<Float>    // normalized input [n][dim]
-    let qkv: UnsafeMutablePointer<Float>   // [n][qDim + 2 kvDim]
-    let attn: UnsafeMutablePointer<Float>  // attention output [n][qDim]
-    let gateUp: UnsafeMutablePointer<Float> // [n][2 ffnDim]
-
-    init(n: Int, c: ModelConfig) {
-        x = .allocate(capacity: n * c.dim)
-        xn = .allocate(capacity: n * c.dim)
-        qkv = .allocate(capacity: n * (c.qDim + 2 * c.kvDim))
-        attn = .allocate(capacity: n * c.qDim)
-        gateUp = .allocate(capacity: n * 2 * c.ffnDim)
-    }
-
-    func deallocate() { [x, xn, qkv, attn, gateUp].forEach { $0.deallocate() } }
-}
-
-
 extension LlamaModel {
     /// Runs `tokens` at positions `cache.count...` through the model, appends their
     /// K (after RoPE) and V to `cache`, and returns the logits of the last row, or of
@@ -32,8 +10,8 @@ extension LlamaModel {
         let c = config, n = tokens.count, start = cache.count
         cache.extend(by: n)
         let rope = rotary.covering(start..<(start + n))
-        let act = Activations(n: n, c: c)
-        defer { act.deallocate() }
+        let act = scratch.take(rows: n)
+        defer { scratch.give(act) }
         embed(tokens, into: act.x)
         for layer in 0..<c.layers {
             attentionBlock(layer: layer, n: n, start: start, rope: rope[layer], act: act, cache: &cache)
@@ -77,8 +55,7 @@ extension LlamaModel {
                                 act: Activations, cache: inout KVCache) {
         let c = config, w = weights.layers[l]
         let qkvDim = c.qDim + 2 * c.kvDim
-        normalize(n: n, act: act, weight: w.attnNorm)
-        w.wqkv.apply(act.xn, lda: c.dim, rows: n, into: act.qkv, ldc: qkvDim)
+        normalizedProduct(w.wqkv, norm: w.attnNorm, n: n, act: act, into: act.qkv, ldc: qkvDim)
         if let bias = w.bqkv {
             bias.withUnsafeBufferPointer { b in
                 for r in 0..<n { kv_add(act.qkv + r * qkvDim, act.qkv + r * qkvDim, b.baseAddress!, qkvDim) }
@@ -118,26 +95,45 @@ extension LlamaModel {
     /// the output RMS-normed when the architecture has post-norms.
     private func mlpBlock(layer l: Int, n: Int, act: Activations) {
         let c = config, w = weights.layers[l], f = c.ffnDim
-        normalize(n: n, act: act, weight: w.ffnNorm)
-        w.wGateUp.apply(act.xn, lda: c.dim, rows: n, into: act.gateUp, ldc: 2 * f)
+        normalizedProduct(w.wGateUp, norm: w.ffnNorm, n: n, act: act, into: act.gateUp, ldc: 2 * f)
+        let codes = w.wDown.takesCodes(rows: n), activation = c.block.activation
         inRowSlices(n) { r in
-            let gate = act.gateUp + r.lowerBound * 2 * f
-            switch c.block.activation {
-            case .silu: kv_silu_mul(gate, gate + f, r.count, f, 2 * f)
-            case .geluTanh: kv_gelu_mul(gate, gate + f, r.count, f, 2 * f)
+            let gate = act.gateUp + r.lowerBound * 2 * f, out = act.codes + r.lowerBound * f / 32
+            switch (activation, codes) {
+            case (.silu, false): kv_silu_mul(gate, gate + f, r.count, f, 2 * f)
+            case (.geluTanh, false): kv_gelu_mul(gate, gate + f, r.count, f, 2 * f)
+            case (.silu, true): kv_silu_mul_q16(gate, gate + f, r.count, f, 2 * f, out)
+            case (.geluTanh, true): kv_gelu_mul_q16(gate, gate + f, r.count, f, 2 * f, out)
             }
         }
         residual(w.postFfnNorm, n: n, act: act) { out, add in
-            w.wDown.apply(act.gateUp, lda: 2 * f, rows: n, into: out, ldc: c.dim, accumulate: add)
+            if codes {
+                w.wDown.apply(codes: act.codes, rows: n, into: out, ldc: c.dim, accumulate: add)
+            } else {
+                w.wDown.apply(act.gateUp, lda: 2 * f, rows: n, into: out, ldc: c.dim, accumulate: add)
+            }
         }
     }
 
-    /// xn = RMSNorm(x) · `weight`, row by row.
-    private func normalize(n: Int, act: Activations, weight: [Float]) {
-        let d = config.dim, eps = config.rmsEps
+    /// `out = linear(RMSNorm(x) · norm)`, row by row. Where the product takes 16-bit codes, the
+    /// norm writes them (`kv_rmsnorm_q16`) instead of an f32 row the product would quantize.
+    private func normalizedProduct(_ linear: Linear, norm: [Float], n: Int, act: Activations,
+                                   into out: UnsafeMutablePointer<Float>, ldc: Int) {
+        let d = config.dim, eps = config.rmsEps, codes = linear.takesCodes(rows: n)
         inRowSlices(n) { r in
             let at = r.lowerBound * d
-            weight.withUnsafeBufferPointer { kv_rmsnorm(act.xn + at, act.x + at, $0.baseAddress!, r.count, d, eps) }
+            norm.withUnsafeBufferPointer { w in
+                if codes {
+                    kv_rmsnorm_q16(act.x + at, w.baseAddress!, act.codes + at / 32, r.count, d, eps)
+                } else {
+                    kv_rmsnorm(act.xn + at, act.x + at, w.baseAddress!, r.count, d, eps)
+                }
+            }
+        }
+        if codes {
+            linear.apply(codes: act.codes, rows: n, into: out, ldc: ldc)
+        } else {
+            linear.apply(act.xn, lda: d, rows: n, into: out, ldc: ldc)
         }
     }
 

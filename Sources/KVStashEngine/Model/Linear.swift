@@ -83,6 +83,18 @@ struct Linear: Sendable {
         }
     }
 
+    /// Whether `m` input rows enter as 16-bit codes (`apply(codes:)`): the packed integer
+    /// product, which takes every product of more than one row where it exists.
+    func takesCodes(rows m: Int) -> Bool { m > 1 && packed != nil }
+
+    /// `c[m][out] = x[m][in] · W^T (+ c when accumulate)` for rows already quantized
+    /// (`kv_quantize_q16`'s codes); only where `takesCodes(rows: m)`.
+    func apply(codes x16: UnsafePointer<kv_q16_block>, rows m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+               accumulate: Bool = false) {
+        guard takesCodes(rows: m), let packed else { preconditionFailure("\(m) rows of codes for an unpacked product") }
+        packed.apply(codes: x16, rows: m, into: c, ldc: ldc, accumulate: accumulate)
+    }
+
     /// How one input row (decode) enters the products: `.auto` quantizes it to 16 bits per
     /// block of 32 (`kv_matvec_q16dot` on interleaved copies, `kv_matvec_q16rows` on the
     /// row-major K-quant and other block tensors), within about 1e-5 of the f32 products, so

@@ -14,6 +14,8 @@ public final class LlamaModel: Sendable {
     let weights: ModelWeights
     /// RoPE of every layer for every position of the context (up to `rotaryTablePositions`), built once.
     public let rotary: RotaryTables
+    /// Forward chunks' activations, kept between calls.
+    let scratch: ActivationScratch
 
     /// Positions covered by the prebuilt RoPE table; longer contexts get per-call tables.
     static let rotaryTablePositions = 32768
@@ -36,6 +38,7 @@ public final class LlamaModel: Sendable {
         config = try ModelConfig(gguf: gguf)
         weights = try ModelWeights(gguf: gguf, config: config)
         rotary = config.rotaryTables(positions: 0..<min(config.contextLength, Self.rotaryTablePositions))
+        scratch = ActivationScratch(config: config)
     }
 
     /// An empty cache of this model's KV shape, rotating K spliced into it by each layer's RoPE.

@@ -89,19 +89,28 @@ struct PackedProduct: Sendable {
         (self.parts, self.outDim, self.inDim) = (parts, outDim, inDim)
     }
 
-    /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`.
+    /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`: the rows quantized to 16-bit codes,
+    /// then `apply(codes:)`.
     func apply(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                accumulate: Bool) {
-        let blocks = inDim / 32
+        let blocks = inDim / 32, workers = self.workers
         let x16 = UnsafeMutablePointer<kv_q16_block>.allocate(capacity: m * blocks)
         defer { x16.deallocate() }
-        let tiles = outDim / 32, workers = min(blasThreads(), 8, tiles)
-        let p = PackedOperands(a: a, x16: x16, c: c)
-        let parts = parts, inDim = inDim, outDim = outDim
+        let p = QuantizeOperands(a: a, x16: x16), inDim = inDim
         WorkerTeam.run(tasks: workers) { w in  // each worker quantizes its share of the rows
             for t in stride(from: w, to: m, by: workers) { kv_quantize_q16(p.a + t * lda, p.x16 + t * blocks, inDim) }
         }
-        let step = (tiles + workers - 1) / workers * 32
+        apply(codes: x16, rows: m, into: c, ldc: ldc, accumulate: accumulate)
+    }
+
+    /// `c[m][out] = x[m][in] · W^T (+ c when accumulate)` for rows already quantized (`kv_quantize_q16`'s
+    /// codes, `inDim / 32` blocks per row), e.g. by the kernels that write their output as codes
+    /// (`kv_rmsnorm_q16`, `kv_gelu_mul_q16`).
+    func apply(codes x16: UnsafePointer<kv_q16_block>, rows m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+               accumulate: Bool) {
+        let workers = self.workers, step = (outDim / 32 + workers - 1) / workers * 32
+        let p = ProductOperands(x16: x16, c: c)
+        let parts = parts, inDim = inDim, outDim = outDim
         WorkerTeam.run(tasks: workers) { w in
             forEachPart(in: min(outDim, w * step)..<min(outDim, (w + 1) * step), rows: parts.lazy.map(\.rows)) { i, rows, first in
                 parts[i].product(rows: rows.lowerBound, count: rows.count, cols: inDim, x16: p.x16, m: m,
@@ -109,13 +118,23 @@ struct PackedProduct: Sendable {
             }
         }
     }
+
+    /// Tasks of one product: the BLAS thread count, at most one per tile of 32 output rows.
+    private var workers: Int { min(blasThreads(), 8, outDim / 32) }
+}
+
+/// The operands of one quantization of a packed product's input, shared by its workers.
+private struct QuantizeOperands: @unchecked Sendable {
+    // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`) while the caller
+    // keeps both buffers alive; workers read `a` and write disjoint rows of `x16`.
+    let a: UnsafePointer<Float>
+    let x16: UnsafeMutablePointer<kv_q16_block>
 }
 
 /// The operands of one packed product shared by its workers.
-private struct PackedOperands: @unchecked Sendable {
-    // @unchecked: used only inside synchronous parallel loops (`WorkerTeam.run`) while the caller
-    // keeps every buffer alive; workers write disjoint rows of `x16`, then disjoint columns of `c`.
-    let a: UnsafePointer<Float>
-    let x16: UnsafeMutablePointer<kv_q16_block>
+private struct ProductOperands: @unchecked Sendable {
+    // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`) while the caller
+    // keeps both buffers alive; workers read `x16` and write disjoint columns of `c`.
+    let x16: UnsafePointer<kv_q16_block>
     let c: UnsafeMutablePointer<Float>
 }
