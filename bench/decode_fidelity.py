@@ -11,8 +11,9 @@ codes on the interleaved Q4_1/Q8_0/Q5_0 copies, f32 input elsewhere) and f32.
 
 With --score-by prefill the scored tokens go through one prefill after the context instead
 (more than 32 rows: the prefill products), and the modes are those of KVSTASH_PREFILL_PRODUCT:
-auto (16-bit input codes against packed integer weight codes where the CPU has AVX-512 VNNI)
-and f32 (BLAS sgemm on the dequantized weights).
+auto (16-bit input codes against packed integer weight codes where the CPU has AVX-512 VNNI),
+int8 (8-bit input codes against the same weight codes, llama.cpp's input precision) and f32
+(BLAS sgemm on the dequantized weights).
 
 Usage: bench/decode_fidelity.py --model GGUF --engine PATH/kvstash-enginebench
        [--windows 3] [--context 512] [--scored 128] [--score-by decode|prefill] [--out JSON]
@@ -78,7 +79,7 @@ def main():
     ap.add_argument("--out")
     a = ap.parse_args()
     a.out = a.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{a.score_by}-fidelity.json")
-    modes = ("auto", "f32") if a.score_by == "prefill" else ("auto", "int8", "f32")
+    modes = ("auto", "int8", "f32")
     started = time.time()
     model = Model(a.model)
     ids = corpus_ids(model, a.model, corpus())

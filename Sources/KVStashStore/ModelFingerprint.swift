@@ -36,6 +36,21 @@ public enum ModelFingerprint {
         return fingerprint
     }
 
+    /// Tag hashed before a fingerprint and a numerics name (`variant`).
+    static let variantDomain = Array("kvstash.model-numerics.v1\0".utf8)
+
+    /// The fingerprint that keys the chunks of the model `fingerprint` run with numerics other
+    /// than the default (`LlamaModel.numericsTag`, e.g. 8-bit prefill inputs): SHA-256 of
+    /// "kvstash.model-numerics.v1\0", the 32 fingerprint bytes and the name's UTF-8. KV computed
+    /// that way is never spliced into a default run, nor the other way round.
+    public static func variant(_ fingerprint: [UInt8], numerics name: String) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(data: variantDomain)
+        hasher.update(data: fingerprint)
+        hasher.update(data: Array(name.utf8))
+        return Array(hasher.finalize())
+    }
+
     /// Streams the file through SHA-256 in 8 MiB reads.
     static func hashFile(_ url: URL) throws -> [UInt8] {
         let handle = try FileHandle(forReadingFrom: url)

@@ -21,6 +21,7 @@ struct Generate: ParsableCommand {
     var n = 128
 
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var engine: PrefillInputOptions
 
     @Argument(help: "The prompt.")
     var prompt: String
@@ -44,7 +45,7 @@ struct Generate: ParsableCommand {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("model file not found: \(path) (run scripts/setup.sh, or pass --model PATH)")
         }
-        let llm = try LlamaModel(path: path)
+        let llm = try LlamaModel(path: path, prefillInputs: engine.prefillInputs)
         let tokenizer = try Tokenizer(gguf: llm.gguf)
         var text = prompt
         if chat {

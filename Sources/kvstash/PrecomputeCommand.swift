@@ -21,6 +21,7 @@ struct PrecomputeCommand: ParsableCommand {
     @Option(help: "KV codec of the stored chunks: \(KVCodec.nameList).") var codec = "int8"
     @Option(name: .customLong("chunk-size"), help: "Tokens per chunk (a new store only).") var chunkSize = 256
     @OptionGroup var budget: StoreBudgetOptions
+    @OptionGroup var engine: PrefillInputOptions
     @OptionGroup var sharedTier: SharedTierOptions
     @Option(help: "Prompt template: chat-system, chat-user, raw.") var template = "chat-system"
     @Option(help: "Glob on file names inside directories (repeatable), e.g. '*.md'.") var include: [String] = []
@@ -39,11 +40,12 @@ struct PrecomputeCommand: ParsableCommand {
         let tiers: ChunkTiers
         do {
             tiers = ChunkTiers(local: chunkStore, shared: try sharedTier.open())
-            let m = try LlamaModel(path: modelPath)
+            let m = try LlamaModel(path: modelPath, prefillInputs: engine.prefillInputs)
             cache = PrefixCache(model: m, tokenizer: try Tokenizer(gguf: m.gguf), store: chunkStore,
                                 modelFingerprint: try ModelFingerprint.compute(path: modelPath, cacheDir: store),
                                 options: PrefixCacheOptions(codec: codec, ramBudgetBytes: 0), tiers: tiers)
-            try chunkStore.registerModel(fingerprint: cache.modelFingerprint, name: (modelPath as NSString).lastPathComponent)
+            let name = (modelPath as NSString).lastPathComponent + (m.numericsTag.map { " [\($0)]" } ?? "")
+            try chunkStore.registerModel(fingerprint: cache.modelFingerprint, name: name)
             try StoreSettings(modelPath: modelPath, codec: codec.name, template: template).save(storePath: store)
         } catch {
             try? chunkStore.close()

@@ -24,6 +24,7 @@ struct QueryCommand: ParsableCommand {
     @Option(help: "GGUF model (default: the store's, $KVSTASH_MODEL, or the default model).") var model: String?
     @Option(help: "Codec of chunks written back (default: the store's): \(KVCodec.nameList).") var codec: String?
     @OptionGroup var budget: StoreBudgetOptions
+    @OptionGroup var engine: PrefillInputOptions
     @OptionGroup var sharedTier: SharedTierOptions
     @Option(help: "Prompt template (default: the store's): chat-system, chat-user, raw.") var template: String?
     @Option(name: [.customShort("n"), .customLong("max-tokens")], help: "Maximum new tokens.") var maxTokens = 128
@@ -46,7 +47,7 @@ struct QueryCommand: ParsableCommand {
         let tiers = ChunkTiers(local: chunkStore, shared: try sharedTier.open())
         let (document, tmpl) = try documentAndTemplate(settings, tiers: tiers)
         sampling.applyThreads()
-        let m = try LlamaModel(path: modelPath)
+        let m = try LlamaModel(path: modelPath, prefillInputs: engine.prefillInputs)
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec ?? settings?.codec ?? "int8"),
                                          writeBackQueries: !noWriteBack && !chunkStore.readOnly)
         let cache = PrefixCache(model: m, tokenizer: try Tokenizer(gguf: m.gguf), store: chunkStore,

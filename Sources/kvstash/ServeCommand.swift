@@ -32,6 +32,7 @@ struct ServeCommand: AsyncParsableCommand {
     var codec = "int8"
 
     @OptionGroup var budget: StoreBudgetOptions
+    @OptionGroup var engine: PrefillInputOptions
 
     @OptionGroup var sharedTier: SharedTierOptions
 
@@ -111,7 +112,8 @@ struct ServeCommand: AsyncParsableCommand {
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec), ramBudgetBytes: ramBudgetMB << 20,
                                          promptTails: promptTails)
         let backend = try PrefixCacheBackend(modelPath: modelPath, store: chunkStore, shared: try await sharedTier.openAsync(),
-                                             options: options, defaultSystem: !noDefaultSystem)
+                                             options: options, defaultSystem: !noDefaultSystem,
+                                             prefillInputs: engine.prefillInputs)
         prewarm(backend.model.config)
         if !noWarmup { try backend.model.warmUp() }
         let token = adminToken ?? ProcessInfo.processInfo.environment["KVSTASH_ADMIN_TOKEN"]

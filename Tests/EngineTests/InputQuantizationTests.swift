@@ -4,7 +4,7 @@ import XCTest
 @testable import KVStashEngine
 
 /// The kernels every product's input passes through: the 8- and 16-bit input codes
-/// (`kv_quantize_q8`, `kv_quantize_q16`) and RMSNorm (`kv_rmsnorm`), against their
+/// (`kv_quantize_q8`, `kv_quantize_u8`, `kv_quantize_q16`) and RMSNorm (`kv_rmsnorm`), against their
 /// definitions computed here in double precision; and the producers that write a packed
 /// product's input as codes directly (`kv_rmsnorm_q16`, `kv_silu_mul_q16`, `kv_gelu_mul_q16`),
 /// bit for bit the codes of those kernels' f32 output.
@@ -51,6 +51,17 @@ final class InputQuantizationTests: XCTestCase {
             kv_quantize_q16(x, &blocks, x.count)
             checkCodes(x, top: 32767, d: { blocks[$0].d }, s: { blocks[$0].s }, q: { k in
                 Int(withUnsafeBytes(of: blocks[k / 32].q) { $0.load(fromByteOffset: 2 * (k % 32), as: Int16.self) })
+            })
+        }
+    }
+
+    /// The 8-bit codes of the packed products on 8-bit inputs: the signed codes plus 128.
+    func testUnsignedEightBitCodes() {
+        for x in rows() {
+            var blocks = [kv_u8_block](repeating: kv_u8_block(), count: x.count / 32)
+            kv_quantize_u8(x, &blocks, x.count)
+            checkCodes(x, top: 127, d: { blocks[$0].d }, s: { blocks[$0].s }, q: { k in
+                Int(withUnsafeBytes(of: blocks[k / 32].q) { $0[k % 32] }) - 128
             })
         }
     }

@@ -3,8 +3,9 @@ import Foundation
 import XCTest
 @testable import KVStashEngine
 
-/// The integer prefill product (`kv_gemm_q16_pack` + `kv_gemm_q16`, AVX-512 VNNI where the
-/// CPU has it, and its plain C path) against weights dequantized by the PyPI `gguf` package
+/// The integer prefill products (`kv_gemm_q16_pack` + `kv_gemm_q16` on 16-bit inputs, with
+/// `kv_gemm_q8_relayout` + `kv_gemm_q8` on 8-bit inputs; AVX-512 VNNI where the CPU has it, and
+/// their plain C paths) against weights dequantized by the PyPI `gguf` package
 /// (Tests/reference/quant_reference.py) and a naive double-precision product.
 final class PackedProductTests: XCTestCase {
     static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K]
@@ -17,7 +18,72 @@ final class PackedProductTests: XCTestCase {
 
     func testPackedProductsEqualNaiveProductOnGGUFPackageWeights() throws {
         for t in try PackageWeights.make(types: Self.types, shapes: Self.shapes, seed: 27) {
-            try check(t.type, raw: t.raw, weights: t.weights, rows: t.rows, cols: t.cols)
+            try check(t.type, raw: t.raw, weights: t.weights, rows: t.rows, cols: t.cols, inputBits: 16)
+        }
+    }
+
+    /// The same tensors relaid for 8-bit inputs (`kv_gemm_q8_relayout`, `kv_gemm_q8`): equal to
+    /// the naive product of the package's weights and the 8-bit input codes up to float rounding,
+    /// and to the f32 product within the codes' step (2e-2 of the terms' magnitude).
+    func testEightBitInputProductsEqualNaiveProductOnGGUFPackageWeights() throws {
+        for t in try PackageWeights.make(types: Self.types, shapes: Self.shapes, seed: 28) {
+            try check(t.type, raw: t.raw, weights: t.weights, rows: t.rows, cols: t.cols, inputBits: 8)
+        }
+    }
+
+    /// One packed product under test: its input codes dequantized, and a call of the dispatched
+    /// or the plain C path (`portable`) for `m` input rows from weight row `r0` into `y`.
+    private struct Product {
+        let dequantized: [Double]
+        let run: (_ portable: Bool, _ r0: Int, _ n: Int, _ y: UnsafeMutablePointer<Float>, _ accumulate: Int32) -> Int32
+    }
+
+    /// kv_gemm_q16 on 16-bit codes of `x`, or kv_gemm_q8 on 8-bit codes and relaid `codes`.
+    private func product(inputBits: Int, x: [Float], m: Int, cols: Int, rows: Int, bk: Int32, codes: [Int8],
+                         scales: [Float], offsets: [Float]?) -> Product {
+        let blocks = cols / 32
+        func offsetPointer(_ r0: Int, _ body: (UnsafePointer<Float>?) -> Int32) -> Int32 {
+            guard let offsets else { return body(nil) }
+            return offsets.withUnsafeBufferPointer { body($0.baseAddress! + r0 * cols / 32) }
+        }
+        if inputBits == 16 {
+            var q = [kv_q16_block](repeating: kv_q16_block(), count: m * blocks)
+            for t in 0..<m { x.withUnsafeBufferPointer { kv_quantize_q16($0.baseAddress! + t * cols, &q[t * blocks], cols) } }
+            let xq = (0..<(m * cols)).map { k in
+                Double(q[k / 32].d) * Double(withUnsafeBytes(of: q[k / 32].q) { $0.load(fromByteOffset: 2 * (k % 32), as: Int16.self) })
+            }
+            return Product(dequantized: xq) { portable, r0, n, y, add in
+                offsetPointer(r0) { o in
+                    codes.withUnsafeBufferPointer { cb in
+                        scales.withUnsafeBufferPointer { sb in
+                            let c = cb.baseAddress! + r0 * cols, s = sb.baseAddress! + r0 * cols / Int(bk)
+                            return portable ? kv_gemm_q16_portable(c, s, o, bk, q, m, y, rows, n, cols, add)
+                                : kv_gemm_q16(c, s, o, bk, q, m, y, rows, n, cols, add)
+                        }
+                    }
+                }
+            }
+        }
+        var relaid = codes, bias = [Int32](repeating: 0, count: rows * cols / Int(bk))
+        XCTAssertEqual(kv_gemm_q8_relayout(&relaid, &bias, bk, rows, cols), 0)
+        var q = [kv_u8_block](repeating: kv_u8_block(), count: m * blocks)
+        for t in 0..<m { x.withUnsafeBufferPointer { kv_quantize_u8($0.baseAddress! + t * cols, &q[t * blocks], cols) } }
+        let xq = (0..<(m * cols)).map { k in
+            Double(q[k / 32].d) * Double(Int(withUnsafeBytes(of: q[k / 32].q) { $0[k % 32] }) - 128)
+        }
+        return Product(dequantized: xq) { [relaid, bias] portable, r0, n, y, add in
+            offsetPointer(r0) { o in
+                relaid.withUnsafeBufferPointer { cb in
+                    bias.withUnsafeBufferPointer { bb in
+                        scales.withUnsafeBufferPointer { sb in
+                            let at = r0 * cols / Int(bk)
+                            let c = cb.baseAddress! + r0 * cols, b = bb.baseAddress! + at, s = sb.baseAddress! + at
+                            return portable ? kv_gemm_q8_portable(c, b, s, o, bk, q, m, y, rows, n, cols, add)
+                                : kv_gemm_q8(c, b, s, o, bk, q, m, y, rows, n, cols, add)
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -25,8 +91,8 @@ final class PackedProductTests: XCTestCase {
     /// tile of 32 rows on, with and without accumulation. The dispatched path (VNNI here when
     /// the CPU has it) and the plain C path agree bit for bit, and both equal the naive product
     /// of the package's weights and the dequantized input codes up to float rounding, and the
-    /// f32 product within 1e-4.
-    private func check(_ type: GGMLType, raw: [UInt8], weights: [Float], rows: Int, cols: Int) throws {
+    /// f32 product within 1e-4 (16-bit codes) or 2e-2 (8-bit) of the terms' magnitude.
+    private func check(_ type: GGMLType, raw: [UInt8], weights: [Float], rows: Int, cols: Int, inputBits: Int) throws {
         var bk: Int32 = 0, hasOffsets: Int32 = 0
         XCTAssertEqual(kv_gemm_q16_layout(Int32(type.rawValue), &bk, &hasOffsets), 1, "\(type)")
         XCTAssertEqual(bk, type == .q6_K ? 16 : 32)
@@ -37,35 +103,19 @@ final class PackedProductTests: XCTestCase {
             kv_gemm_q16_pack(Int32(type.rawValue), raw, rows, cols, &codes, &scales, hasOffsets == 1 ? o.baseAddress : nil)
         }
         XCTAssertEqual(packed, bk, "\(type) packs")
+        let toF32 = inputBits == 16 ? 1e-4 : 2e-2
         for m in Self.inputRows {
             let x = (0..<(m * cols)).map { k in rng.uniform(1) * (k % 7 == 0 ? 30 : 1) }
-            var q = [kv_q16_block](repeating: kv_q16_block(), count: m * cols / 32)
-            for t in 0..<m { x.withUnsafeBufferPointer { kv_quantize_q16($0.baseAddress! + t * cols, &q[t * cols / 32], cols) } }
-            let xq = (0..<(m * cols)).map { k in
-                let b = q[k / 32]
-                return Double(b.d) * Double(withUnsafeBytes(of: b.q) { $0.load(fromByteOffset: 2 * (k % 32), as: Int16.self) })
-            }
+            let p = product(inputBits: inputBits, x: x, m: m, cols: cols, rows: rows, bk: bk, codes: codes, scales: scales,
+                            offsets: hasOffsets == 1 ? offsets : nil)
             let before = (0..<(m * rows)).map { _ in rng.uniform(2) }
             for accumulate: Int32 in [0, 1] {
                 for r0 in [0, 32] where r0 < rows {
-                    let label = "\(type) \(rows)x\(cols), \(m) rows, from row \(r0), accumulate \(accumulate)"
+                    let label = "\(type) \(rows)x\(cols), \(inputBits)-bit inputs, \(m) rows, from row \(r0), accumulate \(accumulate)"
                     var y = before, portable = before
-                    let n = rows - r0, codeAt = r0 * cols, scaleAt = r0 * cols / Int(bk), offsetAt = r0 * cols / 32
-                    codes.withUnsafeBufferPointer { c in
-                        scales.withUnsafeBufferPointer { s in
-                            offsets.withUnsafeBufferPointer { o in
-                                let off = hasOffsets == 1 ? o.baseAddress! + offsetAt : nil
-                                y.withUnsafeMutableBufferPointer { yb in
-                                    XCTAssertEqual(kv_gemm_q16(c.baseAddress! + codeAt, s.baseAddress! + scaleAt, off, bk, q, m,
-                                                               yb.baseAddress! + r0, rows, n, cols, accumulate), 0, label)
-                                }
-                                portable.withUnsafeMutableBufferPointer { yb in
-                                    XCTAssertEqual(kv_gemm_q16_portable(c.baseAddress! + codeAt, s.baseAddress! + scaleAt, off, bk,
-                                                                        q, m, yb.baseAddress! + r0, rows, n, cols, accumulate), 0, label)
-                                }
-                            }
-                        }
-                    }
+                    XCTAssertEqual(y.withUnsafeMutableBufferPointer { p.run(false, r0, rows - r0, $0.baseAddress! + r0, accumulate) }, 0, label)
+                    XCTAssertEqual(portable.withUnsafeMutableBufferPointer { p.run(true, r0, rows - r0, $0.baseAddress! + r0, accumulate) },
+                                   0, label)
                     XCTAssertEqual(y, portable, "\(label): the dispatched and plain C paths differ")
                     for t in 0..<m {
                         for o in 0..<rows {
@@ -77,12 +127,12 @@ final class PackedProductTests: XCTestCase {
                             var onCodes = accumulate == 1 ? Double(before[at]) : 0, exact = onCodes, magnitude = abs(onCodes)
                             for k in 0..<cols {
                                 let wk = Double(weights[o * cols + k])
-                                onCodes += wk * xq[t * cols + k]
+                                onCodes += wk * p.dequantized[t * cols + k]
                                 exact += wk * Double(x[t * cols + k])
-                                magnitude += abs(wk * xq[t * cols + k])
+                                magnitude += abs(wk * p.dequantized[t * cols + k])
                             }
                             XCTAssertEqual(Double(y[at]), onCodes, accuracy: 1e-6 * max(1, magnitude), "\(label) (\(t), \(o))")
-                            XCTAssertEqual(Double(y[at]), exact, accuracy: 1e-4 * max(1, magnitude), "\(label) (\(t), \(o))")
+                            XCTAssertEqual(Double(y[at]), exact, accuracy: toF32 * max(1, magnitude), "\(label) (\(t), \(o))")
                         }
                     }
                 }

@@ -91,6 +91,28 @@ final class TinyModelTests: XCTestCase {
         scratch.give(more)
     }
 
+    /// 8-bit prefill inputs (llama.cpp's input precision) on the packed products: the logits
+    /// of a prefill within 5e-2 of the reference's (every input rounded to 1/127 of its block's
+    /// largest magnitude), decode unchanged (16-bit inputs).
+    func testEightBitPrefillInputsStayNearTheReference() throws {
+        try XCTSkipUnless(kv_gemm_q16_available() == 1, "8-bit prefill inputs need AVX-512 VNNI")
+        for spec in [TinyModelSpec.llama, .gemma3] {
+            let path = try TestSupport.tinyModelPath(spec)
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            let model = try LlamaModel(path: path, prefillInputs: .eight)
+            let tokens = TestSupport.tokens(20, vocab: spec.vocabSize, seed: 9)
+            var cache = model.newCache()
+            let logits = try model.prefill(tokens, cache: &cache, allLogits: true)
+            let reference = try TestSupport.referenceLogits(model: path, tokens: tokens)
+            var worst: Float = 0
+            for (i, row) in reference.enumerated() {
+                worst = max(worst, TestSupport.relativeError(logits[(i * spec.vocabSize)..<((i + 1) * spec.vocabSize)], row[...]))
+            }
+            XCTAssertLessThan(worst, 5e-2, "\(spec.architecture)")
+            XCTAssertGreaterThan(worst, Self.tolerance, "\(spec.architecture): the 8-bit inputs are in use")
+        }
+    }
+
     func testLlamaLogitsMatchReference() throws {
         try checkAgainstReference(.llama, tokens: 40, seed: 1)
     }

@@ -69,3 +69,15 @@ def test_bad_sampling_option_is_a_clean_error(store, bad):
     p = query(store, *bad)
     assert p.returncode != 0
     assert "Error" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_prefill_inputs_8_keys_its_chunks_apart(store):
+    """`--prefill-inputs 8` misses the 16-bit store and answers; an unknown width is a clean error."""
+    p = query(store, "--prefill-inputs", "8", "--json", "--no-write-back")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["text"].strip()
+    vnni = "avx512_vnni" in open("/proc/cpuinfo").read()
+    assert (out["fromDisk"] == 0) == vnni, "8-bit prefill keys apart exactly where it is in use (AVX-512 VNNI)"
+    bad = query(store, "--prefill-inputs", "12")
+    assert bad.returncode != 0 and "prefill-inputs" in bad.stderr and "Trace" not in bad.stderr

@@ -31,3 +31,4 @@ void kv_stream_floats(float *dst, const float *src, size_t n);
 #include "kvcodec.h"
 #include "qrows.h"
 #include "gemm_q16.h"
+#include "gemm_q8.h"

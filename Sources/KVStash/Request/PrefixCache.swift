@@ -60,7 +60,8 @@ public final class PrefixCache: Sendable {
     /// The hot tier.
     public let tree: RadixTree
     public let options: PrefixCacheOptions
-    /// Fingerprint of the model, part of every chunk key.
+    /// Fingerprint of the model, part of every chunk key: the file's, or for a model run with
+    /// other numerics (`LlamaModel.numericsTag`) its `ModelFingerprint.variant`.
     public let modelFingerprint: [UInt8]
     /// Chain keys of full chunks (chunk size of the store).
     public let keyer: ChunkKeyer
@@ -70,7 +71,8 @@ public final class PrefixCache: Sendable {
     let layerSplit: LayerSplit?
 
     /// Wires the parts together. `modelFingerprint` must come from
-    /// `ModelFingerprint.compute` for the model's file. `tree` shares one RAM tier (and its
+    /// `ModelFingerprint.compute` for the model's file (the cache keys by its variant when the
+    /// model's numerics are not the default). `tree` shares one RAM tier (and its
     /// byte budget) between caches of several tenant salts; nil gives this cache its own,
     /// of `options.ramBudgetBytes`. `tiers` shares the chunk tiers (and their counters)
     /// between views; nil gives this cache tiers of its own over `store` alone.
@@ -83,6 +85,8 @@ public final class PrefixCache: Sendable {
         self.store = store
         self.tiers = tiers ?? ChunkTiers(local: store, logger: options.logger)
         self.options = options
+        let modelFingerprint = model.numericsTag.map { ModelFingerprint.variant(modelFingerprint, numerics: $0) }
+            ?? modelFingerprint
         self.modelFingerprint = modelFingerprint
         self.tree = tree ?? RadixTree(budgetBytes: options.ramBudgetBytes)
         self.keyer = ChunkKeyer(modelFingerprint: modelFingerprint, tenantSalt: options.tenantSalt,
@@ -95,8 +99,8 @@ public final class PrefixCache: Sendable {
     /// Opens the model at `modelPath` and, if given, the store at `storePath`; the model's
     /// fingerprint is cached beside the store.
     public convenience init(modelPath: String, storePath: String?, storeOptions: StoreOptions = StoreOptions(),
-                            options: PrefixCacheOptions = PrefixCacheOptions()) throws {
-        let model = try LlamaModel(path: modelPath)
+                            options: PrefixCacheOptions = PrefixCacheOptions(), prefillInputs: PrefillInputs = .sixteen) throws {
+        let model = try LlamaModel(path: modelPath, prefillInputs: prefillInputs)
         let tokenizer = try Tokenizer(gguf: model.gguf)
         let store = try storePath.map { try ChunkStore(path: $0, options: storeOptions) }
         let fingerprint = try ModelFingerprint.compute(path: modelPath, cacheDir: storePath)

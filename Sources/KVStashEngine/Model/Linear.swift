@@ -84,8 +84,8 @@ struct Linear: Sendable {
     }
 
     /// Whether `m` input rows enter as 16-bit codes (`apply(codes:)`): the packed integer
-    /// product, which takes every product of more than one row where it exists.
-    func takesCodes(rows m: Int) -> Bool { m > 1 && packed != nil }
+    /// product on 16-bit inputs, which takes every product of more than one row where it exists.
+    func takesCodes(rows m: Int) -> Bool { m > 1 && packed?.inputs == .sixteenBit }
 
     /// `c[m][out] = x[m][in] · W^T (+ c when accumulate)` for rows already quantized
     /// (`kv_quantize_q16`'s codes); only where `takesCodes(rows: m)`.

@@ -28,15 +28,15 @@ public final class LlamaModel: Sendable {
     static let rowSliceMinimum = 32
 
     /// Opens and loads the GGUF model at `path`.
-    public convenience init(path: String) throws {
-        try self.init(gguf: GGUFFile(path: path))
+    public convenience init(path: String, prefillInputs: PrefillInputs = .sixteen) throws {
+        try self.init(gguf: GGUFFile(path: path), prefillInputs: prefillInputs)
     }
 
     /// Loads the model in `gguf`, checking its architecture, tensor names and shapes.
-    public init(gguf: GGUFFile) throws {
+    public init(gguf: GGUFFile, prefillInputs: PrefillInputs = .sixteen) throws {
         self.gguf = gguf
         config = try ModelConfig(gguf: gguf)
-        weights = try ModelWeights(gguf: gguf, config: config)
+        weights = try ModelWeights(gguf: gguf, config: config, products: prefillInputs.productMode)
         rotary = config.rotaryTables(positions: 0..<min(config.contextLength, Self.rotaryTablePositions))
         scratch = ActivationScratch(config: config)
     }
@@ -77,6 +77,14 @@ public final class LlamaModel: Sendable {
         var cache = newCache(capacity: min(3, room))
         _ = try prefill(Array([0, min(1, last)].prefix(max(1, room - 1))), cache: &cache)
         if cache.count < room { _ = try decode(min(2, last), cache: &cache) }
+    }
+
+    /// A name for numerics that differ from the default by more than rounding, which chunk
+    /// keys fold in so that such KV never meets the default's (nil for the default):
+    /// "prefill-inputs-8" when products of more than one row take 8-bit input codes.
+    public var numericsTag: String? {
+        let linears = weights.layers.flatMap { [$0.wqkv, $0.wo, $0.wGateUp, $0.wDown] } + [weights.output]
+        return linears.contains { $0.packed?.inputs == .eightBit } ? "prefill-inputs-8" : nil
     }
 
     /// Runs one decode step: appends `token` and returns the next-token logits.

@@ -2,20 +2,23 @@ import CKernels
 import Foundation
 
 /// One GGUF weight tensor as integer codes with a float scale (and offset) per block, in the
-/// layout of the integer prefill product `kv_gemm_q16` (AVX-512 VNNI), packed once at load.
-/// One byte of code per weight, a quarter of the f32 copy BLAS multiplies.
+/// layout of the integer prefill products (AVX-512 VNNI), packed once at load: two codes of a
+/// row per 16-bit lane for `kv_gemm_q16`, or four per 32-bit lane and a per-block bias for
+/// `kv_gemm_q8`. One byte of code per weight, a quarter of the f32 copy BLAS multiplies.
 struct PackedMatrix: Sendable {
     let codes: [Int8]
     let scales: [Float]
     /// Per-block offsets, for the types whose blocks have a minimum (Q4_1, Q5_1, Q4_K, Q5_K).
     let offsets: [Float]?
+    /// For 8-bit inputs: per block and row, -128 times the sum of its codes (`kv_gemm_q8_relayout`).
+    let bias: [Int32]?
     /// Weights per scale: 32, or 16 for Q6_K.
     let block: Int
     let rows: Int
 
-    /// `info` of `gguf` packed, or nil when its type has no integer codes or its shape does
-    /// not tile (rows a multiple of 32, columns of 32 and of the type's block).
-    init?(info: GGUFTensorInfo, gguf: GGUFFile) {
+    /// `info` of `gguf` packed for `inputs`, or nil when its type has no integer codes or its
+    /// shape does not tile (rows a multiple of 32, columns of 32 and of the type's block).
+    init?(info: GGUFTensorInfo, gguf: GGUFFile, inputs: PackedProduct.Inputs) {
         let rows = info.dims.count > 1 ? info.dims[1] : 1, cols = info.dims[0]
         var bk: Int32 = 0, hasOffsets: Int32 = 0
         guard kv_gemm_q16_layout(Int32(info.type.rawValue), &bk, &hasOffsets) == 1, rows % 32 == 0,
@@ -38,82 +41,128 @@ struct PackedMatrix: Sendable {
             }
         }
         guard status == bk else { return nil }
-        (self.codes, self.scales, self.offsets, self.block, self.rows) = (codes, scales, offsets, Int(bk), rows)
+        var bias: [Int32]? = nil
+        if inputs == .eightBit {
+            var b = [Int32](repeating: 0, count: rows * cols / Int(bk))
+            guard kv_gemm_q8_relayout(&codes, &b, bk, rows, cols) == 0 else { return nil }
+            bias = b
+        }
+        (self.codes, self.scales, self.offsets, self.bias, self.block, self.rows) = (codes, scales, offsets, bias, Int(bk), rows)
     }
 
-    /// Output rows `r0 ..< r0 + n` (multiples of 32) of this tensor for `m` input rows of
-    /// `x16` (each `cols / 32` blocks), into `y` (rows `ldy` apart).
-    func product(rows r0: Int, count n: Int, cols: Int, x16: UnsafePointer<kv_q16_block>, m: Int,
+    /// Output rows `r0 ..< r0 + n` (multiples of 32) of this tensor for `m` input rows of `x`
+    /// (each `cols / 32` blocks), into `y` (rows `ldy` apart).
+    func product(rows r0: Int, count n: Int, cols: Int, x: PackedProduct.InputCodes, m: Int,
                  y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool) {
+        let add: Int32 = accumulate ? 1 : 0, first = r0 * cols / block
         let status = codes.withUnsafeBufferPointer { c in
             scales.withUnsafeBufferPointer { s in
-                let at = (codes: c.baseAddress! + r0 * cols, scales: s.baseAddress! + r0 * cols / block)
-                guard let offsets else {
-                    return kv_gemm_q16(at.codes, at.scales, nil, Int32(block), x16, m, y, ldy, n, cols, accumulate ? 1 : 0)
-                }
-                return offsets.withUnsafeBufferPointer { o in
-                    kv_gemm_q16(at.codes, at.scales, o.baseAddress! + r0 * cols / 32, Int32(block), x16, m, y, ldy, n,
-                                cols, accumulate ? 1 : 0)
+                withOptionalPointer(offsets, at: r0 * cols / 32) { o in
+                    switch x {
+                    case .sixteen(let x16):
+                        return kv_gemm_q16(c.baseAddress! + r0 * cols, s.baseAddress! + first, o, Int32(block), x16, m, y,
+                                           ldy, n, cols, add)
+                    case .eight(let x8):
+                        guard let bias else { return -1 }
+                        return bias.withUnsafeBufferPointer { b in
+                            kv_gemm_q8(c.baseAddress! + r0 * cols, b.baseAddress! + first, s.baseAddress! + first, o,
+                                       Int32(block), x8, m, y, ldy, n, cols, add)
+                        }
+                    }
                 }
             }
         }
-        precondition(status == 0, "kv_gemm_q16 refused \(n) rows of \(cols)")
+        precondition(status == 0, "the packed product refused \(n) rows of \(cols)")
     }
 }
 
+/// `body` with the address of `array[offset]`, or nil without an array.
+private func withOptionalPointer<R>(_ array: [Float]?, at offset: Int, _ body: (UnsafePointer<Float>?) -> R) -> R {
+    guard let array else { return body(nil) }
+    return array.withUnsafeBufferPointer { body($0.baseAddress! + offset) }
+}
+
 /// The products of more than one input row on packed integer codes: every input row is
-/// quantized to 16-bit codes per block of 32 (`kv_quantize_q16`, within about 1e-5 of the f32
-/// products, as decode's input), and the output rows of all parts together are split over
-/// the BLAS thread count in tiles of 32 rows.
+/// quantized per block of 32 (to 16-bit codes by default: `kv_quantize_q16`, within about 1e-5
+/// of the f32 products, as decode's input), and the output rows of all parts together are
+/// split over the BLAS thread count in tiles of 32 rows.
 struct PackedProduct: Sendable {
     let parts: [PackedMatrix]
     let outDim: Int
     let inDim: Int
+    let inputs: Inputs
 
-    /// Which product prefill takes: `.auto` the packed integer codes where the CPU has AVX-512
-    /// VNNI and every part packs, `.f32` always BLAS `sgemm` on the dequantized weights.
-    /// `KVSTASH_PREFILL_PRODUCT=f32` measures the second on one build
-    /// (`bench/decode_fidelity.py --score-by prefill`).
-    enum Mode: String { case auto, f32 }
+    /// Which product prefill takes: `.auto` the packed integer codes on 16-bit inputs where the
+    /// CPU has AVX-512 VNNI and every part packs, `.int8` the same on 8-bit inputs (llama.cpp's
+    /// input precision; `kv_gemm_q8`), `.f32` always BLAS `sgemm` on the dequantized weights.
+    /// `KVSTASH_PREFILL_PRODUCT=f32` or `=int8` measures the others on one build
+    /// (`bench/decode_fidelity.py --score-by prefill`, `bench/gemma3_peers.sh`).
+    enum Mode: String { case auto, int8, f32 }
     static let mode = ProcessInfo.processInfo.environment["KVSTASH_PREFILL_PRODUCT"].flatMap(Mode.init(rawValue:)) ?? .auto
+
+    /// Bits of an input code.
+    enum Inputs: Sendable { case sixteenBit, eightBit }
+
+    /// A product's input rows, quantized.
+    enum InputCodes {
+        case sixteen(UnsafePointer<kv_q16_block>)
+        case eight(UnsafePointer<kv_u8_block>)
+    }
 
     /// The packed tensors `infos` (stacked by rows) of `gguf`, or nil where the product is
     /// not available: another CPU, `KVSTASH_PREFILL_PRODUCT=f32`, or a part that does not pack.
-    init?(_ infos: [GGUFTensorInfo], gguf: GGUFFile, outDim: Int, inDim: Int) {
-        guard Self.mode == .auto, kv_gemm_q16_available() == 1, inDim % 32 == 0 else { return nil }
+    init?(_ infos: [GGUFTensorInfo], gguf: GGUFFile, outDim: Int, inDim: Int, mode: Mode = Self.mode) {
+        guard mode != .f32, kv_gemm_q16_available() == 1, inDim % 32 == 0 else { return nil }
+        let inputs: Inputs = mode == .int8 ? .eightBit : .sixteenBit
         var parts: [PackedMatrix] = []
         for info in infos {
-            guard let part = PackedMatrix(info: info, gguf: gguf) else { return nil }
+            guard let part = PackedMatrix(info: info, gguf: gguf, inputs: inputs) else { return nil }
             parts.append(part)
         }
-        (self.parts, self.outDim, self.inDim) = (parts, outDim, inDim)
+        (self.parts, self.outDim, self.inDim, self.inputs) = (parts, outDim, inDim, inputs)
     }
 
-    /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`: the rows quantized to 16-bit codes,
-    /// then `apply(codes:)`.
+    /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`: the rows quantized, then multiplied.
     func apply(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                accumulate: Bool) {
-        let blocks = inDim / 32, workers = self.workers
-        let x16 = UnsafeMutablePointer<kv_q16_block>.allocate(capacity: m * blocks)
-        defer { x16.deallocate() }
-        let p = QuantizeOperands(a: a, x16: x16), inDim = inDim
-        WorkerTeam.run(tasks: workers) { w in  // each worker quantizes its share of the rows
-            for t in stride(from: w, to: m, by: workers) { kv_quantize_q16(p.a + t * lda, p.x16 + t * blocks, inDim) }
+        let blocks = inDim / 32, workers = self.workers, inDim = inDim
+        switch inputs {
+        case .sixteenBit:
+            let x16 = UnsafeMutablePointer<kv_q16_block>.allocate(capacity: m * blocks)
+            defer { x16.deallocate() }
+            let p = QuantizeOperands(a: a, x: x16)
+            WorkerTeam.run(tasks: workers) { w in  // each worker quantizes its share of the rows
+                for t in stride(from: w, to: m, by: workers) { kv_quantize_q16(p.a + t * lda, p.x + t * blocks, inDim) }
+            }
+            multiply(.sixteen(x16), rows: m, into: c, ldc: ldc, accumulate: accumulate)
+        case .eightBit:
+            let x8 = UnsafeMutablePointer<kv_u8_block>.allocate(capacity: m * blocks)
+            defer { x8.deallocate() }
+            let p = QuantizeOperands(a: a, x: x8)
+            WorkerTeam.run(tasks: workers) { w in
+                for t in stride(from: w, to: m, by: workers) { kv_quantize_u8(p.a + t * lda, p.x + t * blocks, inDim) }
+            }
+            multiply(.eight(x8), rows: m, into: c, ldc: ldc, accumulate: accumulate)
         }
-        apply(codes: x16, rows: m, into: c, ldc: ldc, accumulate: accumulate)
     }
 
-    /// `c[m][out] = x[m][in] · W^T (+ c when accumulate)` for rows already quantized (`kv_quantize_q16`'s
-    /// codes, `inDim / 32` blocks per row), e.g. by the kernels that write their output as codes
-    /// (`kv_rmsnorm_q16`, `kv_gelu_mul_q16`).
+    /// `c[m][out] = x[m][in] · W^T (+ c when accumulate)` for rows already quantized to 16-bit
+    /// codes (`kv_quantize_q16`'s, `inDim / 32` blocks per row), e.g. by the kernels that write
+    /// their output as codes (`kv_rmsnorm_q16`, `kv_gelu_mul_q16`). Only on 16-bit inputs.
     func apply(codes x16: UnsafePointer<kv_q16_block>, rows m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                accumulate: Bool) {
+        precondition(inputs == .sixteenBit, "16-bit codes for a product on 8-bit inputs")
+        multiply(.sixteen(x16), rows: m, into: c, ldc: ldc, accumulate: accumulate)
+    }
+
+    /// The parts' products, their output rows split over the workers.
+    private func multiply(_ x: InputCodes, rows m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         let workers = self.workers, step = (outDim / 32 + workers - 1) / workers * 32
-        let p = ProductOperands(x16: x16, c: c)
+        let p = ProductOperands(x: x, c: c)
         let parts = parts, inDim = inDim, outDim = outDim
         WorkerTeam.run(tasks: workers) { w in
             forEachPart(in: min(outDim, w * step)..<min(outDim, (w + 1) * step), rows: parts.lazy.map(\.rows)) { i, rows, first in
-                parts[i].product(rows: rows.lowerBound, count: rows.count, cols: inDim, x16: p.x16, m: m,
+                parts[i].product(rows: rows.lowerBound, count: rows.count, cols: inDim, x: p.x, m: m,
                                  y: p.c + first + rows.lowerBound, ldy: ldc, accumulate: accumulate)
             }
         }
@@ -124,17 +173,17 @@ struct PackedProduct: Sendable {
 }
 
 /// The operands of one quantization of a packed product's input, shared by its workers.
-private struct QuantizeOperands: @unchecked Sendable {
+private struct QuantizeOperands<Block>: @unchecked Sendable {
     // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`) while the caller
-    // keeps both buffers alive; workers read `a` and write disjoint rows of `x16`.
+    // keeps both buffers alive; workers read `a` and write disjoint rows of `x`.
     let a: UnsafePointer<Float>
-    let x16: UnsafeMutablePointer<kv_q16_block>
+    let x: UnsafeMutablePointer<Block>
 }
 
 /// The operands of one packed product shared by its workers.
 private struct ProductOperands: @unchecked Sendable {
     // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`) while the caller
-    // keeps both buffers alive; workers read `x16` and write disjoint columns of `c`.
-    let x16: UnsafePointer<kv_q16_block>
+    // keeps both buffers alive; workers read `x` and write disjoint columns of `c`.
+    let x: PackedProduct.InputCodes
     let c: UnsafeMutablePointer<Float>
 }

@@ -30,9 +30,10 @@ struct ModelWeights: Sendable {
     /// The output head `[vocab][dim]` (the token embedding when tied).
     let output: Linear
 
-    /// Loads and dequantizes every tensor of `gguf`, checking names and shapes against `c`.
-    init(gguf: GGUFFile, config c: ModelConfig) throws {
-        let loader = WeightLoader(gguf: gguf)
+    /// Loads and dequantizes (or packs, `products`) every tensor of `gguf`, checking names
+    /// and shapes against `c`.
+    init(gguf: GGUFFile, config c: ModelConfig, products: PackedProduct.Mode = PackedProduct.mode) throws {
+        let loader = WeightLoader(gguf: gguf, products: products)
         tokenEmbedding = try loader.load(["token_embd.weight"], rows: [c.vocabSize], cols: c.dim)
         outputNorm = try loader.load(["output_norm.weight"], rows: [1], cols: c.dim)
         output = c.tiedEmbeddings
@@ -65,6 +66,8 @@ struct ModelWeights: Sendable {
 /// Dequantizes tensors, stacking several into one buffer, with shape checks.
 struct WeightLoader {
     let gguf: GGUFFile
+    /// How products of more than one row are packed (`PackedProduct.Mode`).
+    var products: PackedProduct.Mode = PackedProduct.mode
 
     /// A linear layer of the stacked tensors `names` (each `rows[i] x cols`): packed integer
     /// codes for its prefill products where the CPU and the types allow, else a dequantized
@@ -72,7 +75,7 @@ struct WeightLoader {
     func linear(_ names: [String], rows: [Int], cols: Int) throws -> Linear {
         let infos = try checked(names, rows: rows, colsEach: Array(repeating: cols, count: names.count))
         let out = rows.reduce(0, +)
-        if let packed = PackedProduct(infos, gguf: gguf, outDim: out, inDim: cols) {
+        if let packed = PackedProduct(infos, gguf: gguf, outDim: out, inDim: cols, mode: products) {
             return Linear(dense: [], packed: packed, parts: infos.map { EncodedMatrix(info: $0, gguf: gguf) },
                           outDim: out, inDim: cols, gguf: gguf)
         }

@@ -20,8 +20,9 @@ public final class EngineBackend: TemplatedBackend {
     public var contextLength: Int { model.config.contextLength }
 
     /// Loads the GGUF model at `path`. The model id is the file name without `.gguf`.
-    public convenience init(modelPath: String, turn: FairTurn = FairTurn(), defaultSystem: Bool = true) throws {
-        let model = try LlamaModel(path: modelPath)
+    public convenience init(modelPath: String, turn: FairTurn = FairTurn(), defaultSystem: Bool = true,
+                            prefillInputs: PrefillInputs = .sixteen) throws {
+        let model = try LlamaModel(path: modelPath, prefillInputs: prefillInputs)
         try self.init(model: model, modelID: Self.modelID(path: modelPath), turn: turn, defaultSystem: defaultSystem)
     }
 

@@ -33,8 +33,9 @@ public final class PrefixCacheBackend: TemplatedBackend {
     /// Loads the model at `modelPath` and wires the request path over `store`.
     public convenience init(modelPath: String, store: ChunkStore?, shared: (any SharedChunkTier)? = nil,
                             options: PrefixCacheOptions = PrefixCacheOptions(),
-                            turn: FairTurn = FairTurn(), defaultSystem: Bool = true) throws {
-        try self.init(model: LlamaModel(path: modelPath), modelPath: modelPath, store: store, shared: shared,
+                            turn: FairTurn = FairTurn(), defaultSystem: Bool = true,
+                            prefillInputs: PrefillInputs = .sixteen) throws {
+        try self.init(model: LlamaModel(path: modelPath, prefillInputs: prefillInputs), modelPath: modelPath, store: store, shared: shared,
                       options: options, turn: turn, defaultSystem: defaultSystem)
     }
 
