@@ -5,7 +5,9 @@
 # the same GGUF and $THREADS threads (default 2), back to back. llama-bench comes from
 # bench/llamacpp_baseline.sh (built once into the cache directory).
 # Each row's ratio is against llama.cpp's better flash-attention setting for that row (the
-# ratio against its default, off, is kept beside it).
+# ratio against its default, off, is kept beside it). The prefill rows are measured twice:
+# with the default 16-bit input codes and with 8-bit ones (`--prefill-inputs 8`, llama.cpp's
+# input precision; KVSTASH_PREFILL_PRODUCT=int8).
 # Writes bench/results/gemma3-peers.json (or $RESULT_JSON) and prints a markdown table. Never run by CI.
 # usage: bench/gemma3_peers.sh [--reps N]   (N: llama-bench repetitions and engine runs, default 1)
 # Another GGUF: BENCH_MODEL=PATH RESULT_JSON=bench/results/NAME.json bench/gemma3_peers.sh
@@ -26,6 +28,8 @@ trap 'rm -rf "$OUT"' EXIT
 for i in $(seq "$REPS"); do
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$ENGINE" --model "$MODEL" --lengths 512,4096 --contexts '' \
     --threads "${THREADS:-2}" --decode 64 --decode-after 512,4096 --out "$OUT/engine-$i.json" >&2
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE KVSTASH_PREFILL_PRODUCT=int8 "$ENGINE" --model "$MODEL" \
+    --lengths 512,4096 --contexts '' --threads "${THREADS:-2}" --decode 0 --decode-after '' --out "$OUT/int8-$i.json" >&2
 done
 mkdir -p bench/results
 python3 - "$OUT" "${THREADS:-2}" "$MODEL" "$OUT_JSON" <<'PY'
@@ -33,6 +37,7 @@ import glob, json, statistics, subprocess, sys
 out, threads, model, out_json = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 llama = json.load(open(f"{out}/llama-pp.json")) + json.load(open(f"{out}/llama-tg.json"))
 engine = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/engine-*.json"))]
+int8 = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/int8-*.json"))]
 rows = []
 for kind, n in (("prefill", 512), ("prefill", 4096), ("decode", 512), ("decode", 4096)):
     if kind == "prefill":
@@ -42,9 +47,14 @@ for kind, n in (("prefill", 512), ("prefill", 4096), ("decode", 512), ("decode",
         ours = [x["tokensPerSecond"] for e in engine for x in e["results"] if x["kind"] == kind and x["context"] == n]
         theirs = {bool(r["flash_attn"]): r["avg_ts"] for r in llama if r["n_gen"] == 64 and r.get("n_depth") == n}
     mine, best = statistics.median(ours), max(theirs.values())
-    rows.append({"kind": kind, "tokens" if kind == "prefill" else "context": n, "kvstash": mine,
-                 "kvstashRuns": ours, "llamacppFlashAttnOff": theirs[False], "llamacppFlashAttnOn": theirs[True],
-                 "ratio": mine / best, "ratioFlashAttnOff": mine / theirs[False]})
+    row = {"kind": kind, "tokens" if kind == "prefill" else "context": n, "kvstash": mine,
+           "kvstashRuns": ours, "llamacppFlashAttnOff": theirs[False], "llamacppFlashAttnOn": theirs[True],
+           "ratio": mine / best, "ratioFlashAttnOff": mine / theirs[False]}
+    if kind == "prefill":
+        runs = [x["tokensPerSecond"] for e in int8 for x in e["results"] if x["kind"] == kind and x["tokens"] == n]
+        row.update({"kvstashPrefillInputs8": statistics.median(runs), "kvstashPrefillInputs8Runs": runs,
+                    "ratioPrefillInputs8": statistics.median(runs) / best})
+    rows.append(row)
 lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
 machine = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "unknown")
 report = {"model": model.rsplit("/", 1)[-1], "machine": machine, "threads": threads, "blasCore": engine[0]["blasCore"],
@@ -52,9 +62,12 @@ report = {"model": model.rsplit("/", 1)[-1], "machine": machine, "threads": thre
           "rows": rows}
 json.dump(report, open(out_json, "w"), indent=1)
 print(f"{machine}, {threads} threads, BLAS core {report['blasCore']}")
-print("| test | kvstash tok/s | llama.cpp tok/s, fa off / on | kvstash / better llama.cpp | / fa off |\n|---|---|---|---|---|")
+print("| test | kvstash tok/s | llama.cpp tok/s, fa off / on | kvstash / better llama.cpp | / fa off |"
+      " 8-bit prefill inputs tok/s | / better llama.cpp |\n|---|---|---|---|---|---|---|")
 for r in rows:
     name = f"pp{r['tokens']}" if r["kind"] == "prefill" else f"tg64 after {r['context']}"
+    eight = (f"{r['kvstashPrefillInputs8']:.1f} | {r['ratioPrefillInputs8']:.2f}" if "kvstashPrefillInputs8" in r
+             else "– | –")
     print(f"| {name} | {r['kvstash']:.1f} | {r['llamacppFlashAttnOff']:.1f} / {r['llamacppFlashAttnOn']:.1f} | "
-          f"{r['ratio']:.2f} | {r['ratioFlashAttnOff']:.2f} |")
+          f"{r['ratio']:.2f} | {r['ratioFlashAttnOff']:.2f} | {eight} |")
 PY

@@ -14,10 +14,11 @@ python3 - bench/results/prefill-products.json <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"Machine: {r['machine']}; {r['date']}; one thread, AVX-512 VNNI: {bool(r['vnni'])}\n")
-print("| type | tensor | rows x cols | input rows | sgemm GFLOP/s | kv_matmul_rows | kv_gemm_q16 | q16 / sgemm | C path equal |")
-print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+print("| type | tensor | rows x cols | input rows | sgemm GFLOP/s | kv_matmul_rows | kv_gemm_q16 | kv_gemm_q8 | q16 / sgemm | q8 / q16 | C path equal |")
+print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 for c in r["cases"]:
     print(f"| {c['type']} | {c['tensor']} | {c['rows']} x {c['cols']} | {c['m']} | {c['sgemm_gflops']:.1f} | "
-          f"{c['matmul_rows_gflops']:.1f} | {c['gemm_q16_gflops']:.1f} | {c['gemm_q16_gflops'] / c['sgemm_gflops']:.2f} | "
+          f"{c['matmul_rows_gflops']:.1f} | {c['gemm_q16_gflops']:.1f} | {c['gemm_q8_gflops']:.1f} | "
+          f"{c['gemm_q16_gflops'] / c['sgemm_gflops']:.2f} | {c['gemm_q8_gflops'] / c['gemm_q16_gflops']:.2f} | "
           f"{c['portable_equal']} |")
 PY

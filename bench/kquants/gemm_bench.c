@@ -2,7 +2,8 @@
    sgemm on the dequantized f32 weights (what the miss path ran before kv_gemm_q16), the
    encoded small-row product (kv_matmul_rows), and 16-bit input codes against the packed
    integer codes (kv_quantize_q16 per row + kv_gemm_q16, VNNI where the CPU has it, and its
-   plain C path once for the agreement check). Weights are random codes with small positive
+   plain C path once for the agreement check), and 8-bit input codes against the same codes
+   relaid (kv_quantize_u8 + kv_gemm_q8, likewise checked against its plain C path). Weights are random codes with small positive
    scales; best of 5 runs of `reps` products. Prints JSON. Built and run by
    bench/prefill_products.sh. */
 #include <cblas.h>
@@ -12,6 +13,7 @@
 #include "engine.h"
 #include "kquants.h"
 #include "gemm_q16.h"
+#include "gemm_q8.h"
 #include "kvkernels.h"
 #include "bench_blocks.h"
 
@@ -48,51 +50,65 @@ int main(int argc, char **argv) {
         fill(w, type, rows * cols / cases[i].elements, cases[i].bytes);
         dequant(type, w, dense, rows * cols);
         if (kv_gemm_q16_pack(type, w, rows, cols, codes, scales, offsets) != bk) return 1;
+        int8_t *relaid = malloc(rows * cols);
+        int32_t *bias = malloc(rows * cols / (size_t)bk * sizeof(int32_t));
+        memcpy(relaid, codes, rows * cols);
+        if (kv_gemm_q8_relayout(relaid, bias, bk, rows, cols) != 0) return 1;
         for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
             const size_t m = ms[mi];
             float *x = malloc(m * cols * sizeof(float)), *y = malloc(m * rows * sizeof(float));
             float *yp = malloc(m * rows * sizeof(float)), *yf = malloc(m * rows * sizeof(float));
             kv_q16_block *q = malloc(m * cols / 32 * sizeof *q);
+            kv_u8_block *q8 = malloc(m * cols / 32 * sizeof *q8);
+            float *y8 = malloc(m * rows * sizeof(float)), *y8p = malloc(m * rows * sizeof(float));
             for (size_t k = 0; k < m * cols; k++) x[k] = (float)(rnd() % 2001) / 1000.0f - 1.0f;
-            double best[3] = {1e30, 1e30, 1e30};
+            double best[4] = {1e30, 1e30, 1e30, 1e30};
             for (int run = 0; run < 5; run++)
-                for (int how = 0; how < 3; how++) {
+                for (int how = 0; how < 4; how++) {
                     const double t0 = now();
                     for (int r = 0; r < reps; r++) {
                         if (how == 0)
                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)rows, (int)cols, 1, x,
                                         (int)cols, dense, (int)cols, 0, yf, (int)rows);
                         else if (how == 1) kv_matmul_rows(type, w, x, cols, yf, rows, m, rows, cols, 0);
-                        else {
+                        else if (how == 2) {
                             for (size_t t = 0; t < m; t++) kv_quantize_q16(x + t * cols, q + t * cols / 32, cols);
                             kv_gemm_q16(codes, scales, offsets, bk, q, m, y, rows, rows, cols, 0);
+                        } else {
+                            for (size_t t = 0; t < m; t++) kv_quantize_u8(x + t * cols, q8 + t * cols / 32, cols);
+                            kv_gemm_q8(relaid, bias, scales, offsets, bk, q8, m, y8, rows, rows, cols, 0);
                         }
                     }
                     const double t = (now() - t0) / reps;
                     if (t < best[how]) best[how] = t;
                 }
             kv_gemm_q16_portable(codes, scales, offsets, bk, q, m, yp, rows, rows, cols, 0);
+            kv_gemm_q8_portable(relaid, bias, scales, offsets, bk, q8, m, y8p, rows, rows, cols, 0);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)rows, (int)cols, 1, x, (int)cols,
                         dense, (int)cols, 0, yf, (int)rows);
             /* the largest difference to sgemm's f32 product, relative to the outputs' RMS */
-            double worst = 0, square = 0;
+            double worst = 0, worst8 = 0, square = 0;
             int same = 1;
             for (size_t k = 0; k < m * rows; k++) {
-                same &= y[k] == yp[k];
+                same &= y[k] == yp[k] && y8[k] == y8p[k];
                 square += (double)yf[k] * yf[k];
                 if (fabs((double)y[k] - yf[k]) > worst) worst = fabs((double)y[k] - yf[k]);
+                if (fabs((double)y8[k] - yf[k]) > worst8) worst8 = fabs((double)y8[k] - yf[k]);
             }
             worst /= sqrt(square / (double)(m * rows));
+            worst8 /= sqrt(square / (double)(m * rows));
             const double flop = 2.0 * m * rows * cols;
             printf("%s{\"type\": \"%s\", \"tensor\": \"%s\", \"rows\": %zu, \"cols\": %zu, \"m\": %zu, "
                    "\"sgemm_gflops\": %.1f, \"matmul_rows_gflops\": %.1f, \"gemm_q16_gflops\": %.1f, "
-                   "\"portable_equal\": %s, \"max_diff_vs_sgemm_over_rms\": %.2e}",
+                   "\"gemm_q8_gflops\": %.1f, \"portable_equal\": %s, \"max_diff_vs_sgemm_over_rms\": %.2e, "
+                   "\"q8_max_diff_vs_sgemm_over_rms\": %.2e}",
                    first ? "" : ",\n", cases[i].name, cases[i].tensor, rows, cols, m, flop / best[0] / 1e9,
-                   flop / best[1] / 1e9, flop / best[2] / 1e9, same ? "true" : "false", worst);
+                   flop / best[1] / 1e9, flop / best[2] / 1e9, flop / best[3] / 1e9, same ? "true" : "false", worst,
+                   worst8);
             first = 0;
-            free(x); free(y); free(yp); free(yf); free(q);
+            free(x); free(y); free(yp); free(yf); free(q); free(q8); free(y8); free(y8p);
         }
-        free(w); free(dense); free(codes); free(scales); free(offsets);
+        free(w); free(dense); free(codes); free(scales); free(offsets); free(relaid); free(bias);
     }
     printf("\n]}\n");
     return 0;
