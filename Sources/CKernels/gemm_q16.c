@@ -1,6 +1,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "gemm_q16.h"
+#include "gemm_tile.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -59,7 +60,6 @@ static void gemm_portable(const int8_t *codes, const float *scales, const float 
 }
 
 #if defined(__x86_64__)
-#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
 /* T input rows (T <= 6) against the 32 weight rows of groups g and g + 1 (two vectors of 16
    outputs): 2T int32 accumulators per block, 2T float accumulators across blocks. BK and
@@ -87,52 +87,23 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
                 s[t][1] = _mm512_dpwssd_epi32(s[t][1], w1, a);
             }
         }
-        const __m512 sc0 = _mm512_loadu_ps(scales + b * 16), sc1 = _mm512_loadu_ps(scales + sstride + b * 16);
-        for (int t = 0; t < T; t++) {
-            const kv_q16_block *xt = x + t * xblocks + xb;
-            const __m512 dx = _mm512_set1_ps(xt->d);
-            f[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][0]), _mm512_mul_ps(sc0, dx), f[t][0]);
-            f[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][1]), _mm512_mul_ps(sc1, dx), f[t][1]);
-            if (OFFSETS) {
-                const __m512 sx = _mm512_set1_ps(xt->s);
-                f[t][0] = _mm512_fmadd_ps(_mm512_loadu_ps(offsets + b * 16), sx, f[t][0]);
-                f[t][1] = _mm512_fmadd_ps(_mm512_loadu_ps(offsets + sstride + b * 16), sx, f[t][1]);
-            }
-        }
+        float d[6], sx[6];
+        for (int t = 0; t < T; t++) { d[t] = x[t * xblocks + xb].d; sx[t] = x[t * xblocks + xb].s; }
+        tile_block_update(f, s, T, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, sstride, OFFSETS, d, sx);
     }
-    for (int t = 0; t < T; t++) {
-        float *yt = y + t * ldy;
-        if (accumulate) {
-            f[t][0] = _mm512_add_ps(_mm512_loadu_ps(yt), f[t][0]);
-            f[t][1] = _mm512_add_ps(_mm512_loadu_ps(yt + 16), f[t][1]);
-        }
-        _mm512_storeu_ps(yt, f[t][0]);
-        _mm512_storeu_ps(yt + 16, f[t][1]);
-    }
+    tile_store(f, T, y, ldy, accumulate);
 }
 
 #define TILE_CASE(T_) case T_: tile_vnni(codes, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate); break;
 
-/* Every tile of 32 weight rows against all m input rows, six at a time: the tile's codes
-   (32 x cols x 2 bytes) stay in L2 while the input rows stream past. */
 #define GEMM_VNNI(name, BK_, OFFSETS_)                                                                             \
     VNNI_TARGET static void name(const int8_t *codes, const float *scales, const float *offsets,                   \
                                  const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols,     \
                                  int accumulate) {                                                                 \
         const int BK = BK_, OFFSETS = OFFSETS_;                                                                    \
         const size_t nblk = cols / (size_t)BK, xblocks = cols / 32, gsize = nblk * pairs_of(BK) * 32;            \
-        for (size_t r = 0; r < n; r += 32) {                                                                       \
-            for (size_t t0 = 0; t0 < m; t0 += 6) {                                                                 \
-                const kv_q16_block *xt = x + t0 * xblocks;                                                         \
-                float *yt = y + t0 * ldy + r;                                                                      \
-                switch (m - t0 >= 6 ? 6 : (int)(m - t0)) {                                                         \
-                TILE_CASE(6) TILE_CASE(5) TILE_CASE(4) TILE_CASE(3) TILE_CASE(2) TILE_CASE(1)                      \
-                }                                                                                                  \
-            }                                                                                                      \
-            codes += 2 * gsize;                                                                                    \
-            scales += 2 * nblk * 16;                                                                               \
-            if (offsets) offsets += 2 * nblk * 16;                                                                 \
-        }                                                                                                          \
+        GEMM_TILES(m, n, x, xblocks, y, ldy, TILE_CASE,                                                            \
+                   (codes += 2 * gsize, scales += 2 * nblk * 16, offsets = offsets ? offsets + 2 * nblk * 16 : NULL)) \
     }
 GEMM_VNNI(gemm_vnni_32, 32, 0)
 GEMM_VNNI(gemm_vnni_32_offsets, 32, 1)

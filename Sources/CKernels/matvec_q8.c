@@ -49,18 +49,7 @@ void kv_qdot_interleave(int type, const void *src, void *dst, size_t rows, size_
 }
 
 KV_CLONES void kv_quantize_q8(const float *x, kv_q8_block *out, size_t cols) {
-    const v16f magic = (v16f){} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    for (size_t b = 0; b < cols / 32; b++) {
-        const v16f lo = load16(x + 32 * b), hi = load16(x + 32 * b + 16);
-        const float amax = vmax16(__builtin_elementwise_max(__builtin_elementwise_abs(lo), __builtin_elementwise_abs(hi)));
-        const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
-        const v16i qlo = __builtin_convertvector((lo * id + magic) - magic, v16i);
-        const v16i qhi = __builtin_convertvector((hi * id + magic) - magic, v16i);
-        store16b(out[b].q, qlo);
-        store16b(out[b].q + 16, qhi);
-        out[b].d = d;
-        out[b].s = d * (float)vsum16(qlo + qhi);
-    }
+    for (size_t b = 0; b < cols / 32; b++) quantize_q8_block(out + b, load16(x + 32 * b), load16(x + 32 * b + 16), 0);
 }
 
 KV_CLONES void kv_quantize_q16(const float *x, kv_q16_block *out, size_t cols) {

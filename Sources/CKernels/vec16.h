@@ -106,6 +106,22 @@ typedef int16_t v16s __attribute__((vector_size(32), aligned(1)));
     (out_)->s = (out_)->d * (float)vsum16(qlo_ + qhi_);                                                  \
 } while (0)
 
+/* The same with 8-bit codes into a block of kv_q8_block's or kv_u8_block's layout: d = max|x| / 127,
+   q = round(x / d) stored as q + zero (0 for signed bytes, 128 for kv_quantize_u8's unsigned
+   ones), s = d * sum(q). */
+#define quantize_q8_block(out_, lo_, hi_, zero_) do {                                                    \
+    const v16f qlo_f_ = (lo_), qhi_f_ = (hi_), magic_ = (v16f){} + 12582912.0f; /* 1.5 * 2^23 */        \
+    const float amax_ = vmax16(__builtin_elementwise_max(__builtin_elementwise_abs(qlo_f_),             \
+                                                         __builtin_elementwise_abs(qhi_f_)));           \
+    const float d_ = amax_ / 127.0f, id_ = amax_ > 0 ? 127.0f / amax_ : 0.0f;                           \
+    const v16i qlo_ = __builtin_convertvector((qlo_f_ * id_ + magic_) - magic_, v16i);                   \
+    const v16i qhi_ = __builtin_convertvector((qhi_f_ * id_ + magic_) - magic_, v16i);                   \
+    store16b((out_)->q, qlo_ + (zero_));                                                                 \
+    store16b((out_)->q + 16, qhi_ + (zero_));                                                            \
+    (out_)->d = d_;                                                                                      \
+    (out_)->s = d_ * (float)vsum16(qlo_ + qhi_);                                                         \
+} while (0)
+
 /* Sum of squares of n floats in double: 16 lanes of double accumulators, joined in a fixed
    order at the end (the same on every target; far below float rounding either way). */
 typedef double v8d __attribute__((vector_size(64), aligned(8)));
