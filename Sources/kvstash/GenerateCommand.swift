@@ -45,7 +45,7 @@ struct Generate: ParsableCommand {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("model file not found: \(path) (run scripts/setup.sh, or pass --model PATH)")
         }
-        let llm = try LlamaModel(path: path, prefillInputs: engine.prefillInputs)
+        let llm = try LlamaModel(path: path, prefillInputs: engine.resolved(nil))
         let tokenizer = try Tokenizer(gguf: llm.gguf)
         var text = prompt
         if chat {

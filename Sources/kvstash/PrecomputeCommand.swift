@@ -33,20 +33,23 @@ struct PrecomputeCommand: ParsableCommand {
     func run() throws {
         let codec = try RequestCLI.codec(codec)
         let template = try RequestCLI.template(template)
-        let modelPath = try RequestCLI.modelPath(model, settings: StoreSettings.load(storePath: store))
+        let settings = StoreSettings.load(storePath: store)
+        let modelPath = try RequestCLI.modelPath(model, settings: settings)
+        let inputs = engine.resolved(settings)
         let docs = try CorpusReader.documents(paths, include: include)
         let chunkStore = try ChunkStore(path: store, options: try budget.apply(to: StoreOptions(chunkSize: chunkSize)))
         let cache: PrefixCache
         let tiers: ChunkTiers
         do {
             tiers = ChunkTiers(local: chunkStore, shared: try sharedTier.open())
-            let m = try LlamaModel(path: modelPath, prefillInputs: engine.prefillInputs)
+            let m = try LlamaModel(path: modelPath, prefillInputs: inputs)
             cache = PrefixCache(model: m, tokenizer: try Tokenizer(gguf: m.gguf), store: chunkStore,
                                 modelFingerprint: try ModelFingerprint.compute(path: modelPath, cacheDir: store),
                                 options: PrefixCacheOptions(codec: codec, ramBudgetBytes: 0), tiers: tiers)
             let name = (modelPath as NSString).lastPathComponent + (m.numericsTag.map { " [\($0)]" } ?? "")
             try chunkStore.registerModel(fingerprint: cache.modelFingerprint, name: name)
-            try StoreSettings(modelPath: modelPath, codec: codec.name, template: template).save(storePath: store)
+            try StoreSettings(modelPath: modelPath, codec: codec.name, template: template, prefillInputs: inputs.rawValue)
+                .save(storePath: store)
         } catch {
             try? chunkStore.close()
             throw error

@@ -47,7 +47,7 @@ struct QueryCommand: ParsableCommand {
         let tiers = ChunkTiers(local: chunkStore, shared: try sharedTier.open())
         let (document, tmpl) = try documentAndTemplate(settings, tiers: tiers)
         sampling.applyThreads()
-        let m = try LlamaModel(path: modelPath, prefillInputs: engine.prefillInputs)
+        let m = try LlamaModel(path: modelPath, prefillInputs: engine.resolved(settings))
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec ?? settings?.codec ?? "int8"),
                                          writeBackQueries: !noWriteBack && !chunkStore.readOnly)
         let cache = PrefixCache(model: m, tokenizer: try Tokenizer(gguf: m.gguf), store: chunkStore,

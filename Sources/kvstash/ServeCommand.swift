@@ -106,14 +106,15 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let modelPath = try RequestCLI.modelPath(model, settings: StoreSettings.load(storePath: store))
+        let settings = StoreSettings.load(storePath: store)
+        let modelPath = try RequestCLI.modelPath(model, settings: settings)
         let chunkStore = try ChunkStore(path: store, options: try budget.apply(to: StoreOptions()))
         defer { try? chunkStore.close() }
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec), ramBudgetBytes: ramBudgetMB << 20,
                                          promptTails: promptTails)
         let backend = try PrefixCacheBackend(modelPath: modelPath, store: chunkStore, shared: try await sharedTier.openAsync(),
                                              options: options, defaultSystem: !noDefaultSystem,
-                                             prefillInputs: engine.prefillInputs)
+                                             prefillInputs: engine.resolved(settings))
         prewarm(backend.model.config)
         if !noWarmup { try backend.model.warmUp() }
         let token = adminToken ?? ProcessInfo.processInfo.environment["KVSTASH_ADMIN_TOKEN"]

@@ -81,3 +81,23 @@ def test_prefill_inputs_8_keys_its_chunks_apart(store):
     assert (out["fromDisk"] == 0) == vnni, "8-bit prefill keys apart exactly where it is in use (AVX-512 VNNI)"
     bad = query(store, "--prefill-inputs", "12")
     assert bad.returncode != 0 and "prefill-inputs" in bad.stderr and "Trace" not in bad.stderr
+
+
+def test_query_defaults_to_the_prefill_inputs_of_precompute(tmp_path):
+    """A store precomputed with `--prefill-inputs 8` is queried at 8 bits unless told otherwise."""
+    doc = tmp_path / "kili.txt"
+    doc.write_text(DOC)
+    path = str(tmp_path / "store")
+    p = run("precompute", "--store", path, "--model", MODEL, "--codec", "f32", "--no-progress",
+            "--prefill-inputs", "8", str(doc))
+    assert p.returncode == 0, p.stderr
+    settings = json.load(open(os.path.join(path, "kvstash-settings.json")))
+    assert settings["prefillInputs"] == "8"
+    hit = run("query", "--store", path, "--doc", str(doc), "-n", "4", "--json", "--no-write-back", QUESTION)
+    assert hit.returncode == 0, hit.stderr
+    assert json.loads(hit.stdout)["fromDisk"] > 0
+    vnni = "avx512_vnni" in open("/proc/cpuinfo").read()
+    other = run("query", "--store", path, "--doc", str(doc), "-n", "4", "--json", "--no-write-back",
+                "--prefill-inputs", "16", QUESTION)
+    assert other.returncode == 0, other.stderr
+    assert (json.loads(other.stdout)["fromDisk"] == 0) == vnni

@@ -59,11 +59,15 @@ public struct StoreSettings: Sendable, Codable, Equatable {
     public var modelPath: String
     public var codec: String
     public var template: PromptTemplate
+    /// Bits of the prefill input codes the documents were computed with (`PrefillInputs`
+    /// raw value; nil in stores written before the option, which were 16).
+    public var prefillInputs: String?
 
-    public init(modelPath: String, codec: String, template: PromptTemplate) {
+    public init(modelPath: String, codec: String, template: PromptTemplate, prefillInputs: String? = nil) {
         self.modelPath = modelPath
         self.codec = codec
         self.template = template
+        self.prefillInputs = prefillInputs
     }
 
     static func file(_ storePath: String) -> String {
