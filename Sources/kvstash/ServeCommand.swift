@@ -81,7 +81,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "KV positions whose cache memory is faulted in at start (default: the model's context, at most 512 MiB; 0: none).")
     var prewarmTokens: Int?
 
-    @Flag(name: .long, help: "Skip the warm-up forward pass at start (the first request then starts the worker threads and binds the kernels).")
+    @Flag(name: .long, help: "Skip the warm-up at start: a forward pass and the tokenizer's frequent words (the first request then starts the worker threads, binds the kernels and fills the tokenizer's merge caches).")
     var noWarmup = false
 
     @Option(name: .long, help: "On stop, seconds to wait for chunks still queued for the shared tier (0: none).")
@@ -116,7 +116,10 @@ struct ServeCommand: AsyncParsableCommand {
                                              options: options, defaultSystem: !noDefaultSystem,
                                              prefillInputs: engine.resolved(settings))
         prewarm(backend.model.config)
-        if !noWarmup { try backend.model.warmUp() }
+        if !noWarmup {
+            try backend.model.warmUp()
+            backend.tokenizer.warmUp()
+        }
         let token = adminToken ?? ProcessInfo.processInfo.environment["KVSTASH_ADMIN_TOKEN"]
         let config = ServerConfiguration(
             host: host, port: port, adminToken: token, maxBodyBytes: maxBody, tenantFromAPIKey: tenantFromApiKey,

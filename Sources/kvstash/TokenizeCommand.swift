@@ -29,6 +29,9 @@ struct TokenizeCommand: ParsableCommand {
     @Option(help: "With --bench: encode this file once before the timed runs (warm caches, another text).")
     var prime: String?
 
+    @Flag(name: .customLong("warm-up"), help: "With --bench: run the tokenizer's warm-up first (its frequent words, as serve does at start).")
+    var warmUp = false
+
     @Argument(help: "The text.")
     var text: String?
 
@@ -66,6 +69,7 @@ struct TokenizeCommand: ParsableCommand {
 
     private func runBench(_ tok: Tokenizer, _ input: String, _ n: Int, _ loadSeconds: Double) throws {
         let bytes = input.utf8.count
+        if warmUp { tok.warmUp() }
         if let prime { _ = tok.encode(try String(contentsOfFile: prime, encoding: .utf8), parseSpecial: !noSpecial) }
         var tokens = 0
         var times: [Double] = []

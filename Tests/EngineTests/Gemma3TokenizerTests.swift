@@ -38,4 +38,16 @@ final class Gemma3TokenizerTests: XCTestCase {
             XCTAssertEqual(tokenizer.encode(try XCTUnwrap(golden.strings[name])), expected, "'\(name)', special tokens parsed")
         }
     }
+
+    /// After the warm-up a server runs at start (the vocabulary's frequent words encoded once),
+    /// every id is still the reference's.
+    func testWarmedUpTokenizerMatchesSentencePiece() throws {
+        let tokenizer = try Tokenizer(gguf: GGUFFile(path: TestSupport.gemma3ModelPath()))
+        tokenizer.warmUp()
+        let url = TestSupport.repoRoot.appendingPathComponent("Tests/EngineTests/Resources/gemma3_tokenizer_golden.json")
+        let golden = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: url))
+        for (name, expected) in golden.ids {
+            XCTAssertEqual(tokenizer.encode(try XCTUnwrap(golden.strings[name]), parseSpecial: false), expected, "'\(name)'")
+        }
+    }
 }

@@ -93,6 +93,15 @@ final class TokenizerTests: XCTestCase {
         try assertIds(tok, golden, pre: "smollm")
     }
 
+    /// After the warm-up a server runs at start (the vocabulary's frequent words encoded once),
+    /// every id is still the reference's.
+    func testWarmedUpTokenizerMatchesReference() throws {
+        let (gguf, golden) = try fixture()
+        let tok = try Tokenizer(gguf: gguf)
+        tok.warmUp()
+        try assertIds(tok, golden, pre: "smollm")
+    }
+
     func testIdsMatchReferenceForOtherPreTokenizers() throws {
         let (gguf, golden) = try fixture()
         for pre in ["gpt2", "llama-bpe", "qwen2"] {
