@@ -10,9 +10,17 @@ final class ChunkKeyTests: XCTestCase {
     let chunk1 = "160d07048da0211131799bf5286662683e857364f977437302e9070b47031260"
     let salted0 = "2d215617f56e963f80a4cb1a72c11f08fd574acd13b52aacf5d2e4a97b8227ca"
     let big0 = "e646d9308037b8d69ecc9964e4aecc73d0e78171bd057edfc649ee080da68b82"
+    let variant8 = "3747923d08bd89fa704aaf00f764a28b17302bc31e7c3f037e84bf4daed0314a"
 
     func testFingerprintInputMatchesReference() {
         XCTAssertEqual(Hex.encode(Array(SHA256.hash(data: Array("example model".utf8)))), fingerprintHex)
+    }
+
+    /// `ModelFingerprint.variant` (the keys of a model run with other numerics) as docs/formats.md
+    /// defines it, against the Python reference.
+    func testNumericsVariantMatchesPythonReference() throws {
+        let fp = try XCTUnwrap(Hex.decode(fingerprintHex))
+        XCTAssertEqual(Hex.encode(ModelFingerprint.variant(fp, numerics: "prefill-inputs-8")), variant8)
     }
 
     func testWorkedExampleMatchesPythonReference() throws {

@@ -33,6 +33,9 @@ def main():
     print("chunk1", k1.hex())
     print("chunk0_salt_tenant-a", s0.hex())
     print("chunk0_256_desc_from_49151", big.hex())
+    # The fingerprint of the same model run with 8-bit prefill inputs (ModelFingerprint.variant).
+    variant = hashlib.sha256(b"kvstash.model-numerics.v1\0" + fingerprint + b"prefill-inputs-8").digest()
+    print("fingerprint_prefill-inputs-8", variant.hex())
 
 
 if __name__ == "__main__":
