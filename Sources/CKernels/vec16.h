@@ -89,38 +89,29 @@ typedef int16_t v16s __attribute__((vector_size(32), aligned(1)));
 #define store16s(dst, expr) do { const v16s n_ = __builtin_convertvector((expr), v16s); memcpy((dst), &n_, sizeof n_); } while (0)
 #define store16b(dst, expr) do { const v16i8 n_ = __builtin_convertvector((expr), v16i8); memcpy((dst), &n_, sizeof n_); } while (0)
 
-/* Quantizes the 32 floats of vectors `lo`, `hi` into the 16-bit block `out` (a kv_q16_block):
-   d = max|x| / 32767, q = round(x / d), s = d * sum(q). kv_quantize_q16 and the kernels that
-   produce their output as codes (kv_rmsnorm_q16, kv_gelu_mul_q16) share it, so their codes
-   are the same bits. */
-#define quantize_q16_block(out_, lo_, hi_) do {                                                          \
+/* Quantizes the 32 floats of vectors `lo`, `hi` into the block `out` (its fields d, s, q):
+   d = max|x| / top, q = round(x / d) in [-top, top] stored as q + zero by `store` (store16s
+   or store16b), s = d * sum(q). */
+#define quantize_block(out_, lo_, hi_, top_, store_, zero_) do {                                        \
     const v16f qlo_f_ = (lo_), qhi_f_ = (hi_), magic_ = (v16f){} + 12582912.0f; /* 1.5 * 2^23 */        \
     const float amax_ = vmax16(__builtin_elementwise_max(__builtin_elementwise_abs(qlo_f_),             \
                                                          __builtin_elementwise_abs(qhi_f_)));           \
-    const float id_ = amax_ > 0 ? 32767.0f / amax_ : 0.0f;                                              \
+    const float d_ = amax_ / (top_), id_ = amax_ > 0 ? (top_) / amax_ : 0.0f;                           \
     const v16i qlo_ = __builtin_convertvector((qlo_f_ * id_ + magic_) - magic_, v16i);                   \
     const v16i qhi_ = __builtin_convertvector((qhi_f_ * id_ + magic_) - magic_, v16i);                   \
-    store16s((out_)->q, qlo_);                                                                           \
-    store16s((out_)->q + 16, qhi_);                                                                      \
-    (out_)->d = amax_ / 32767.0f;                                                                        \
-    (out_)->s = (out_)->d * (float)vsum16(qlo_ + qhi_);                                                  \
-} while (0)
-
-/* The same with 8-bit codes into a block of kv_q8_block's or kv_u8_block's layout: d = max|x| / 127,
-   q = round(x / d) stored as q + zero (0 for signed bytes, 128 for kv_quantize_u8's unsigned
-   ones), s = d * sum(q). */
-#define quantize_q8_block(out_, lo_, hi_, zero_) do {                                                    \
-    const v16f qlo_f_ = (lo_), qhi_f_ = (hi_), magic_ = (v16f){} + 12582912.0f; /* 1.5 * 2^23 */        \
-    const float amax_ = vmax16(__builtin_elementwise_max(__builtin_elementwise_abs(qlo_f_),             \
-                                                         __builtin_elementwise_abs(qhi_f_)));           \
-    const float d_ = amax_ / 127.0f, id_ = amax_ > 0 ? 127.0f / amax_ : 0.0f;                           \
-    const v16i qlo_ = __builtin_convertvector((qlo_f_ * id_ + magic_) - magic_, v16i);                   \
-    const v16i qhi_ = __builtin_convertvector((qhi_f_ * id_ + magic_) - magic_, v16i);                   \
-    store16b((out_)->q, qlo_ + (zero_));                                                                 \
-    store16b((out_)->q + 16, qhi_ + (zero_));                                                            \
+    store_((out_)->q, qlo_ + (zero_));                                                                   \
+    store_((out_)->q + 16, qhi_ + (zero_));                                                              \
     (out_)->d = d_;                                                                                      \
     (out_)->s = d_ * (float)vsum16(qlo_ + qhi_);                                                         \
 } while (0)
+
+/* 16-bit codes into a kv_q16_block. kv_quantize_q16 and the kernels that produce their output
+   as codes (kv_rmsnorm_q16, kv_gelu_mul_q16) share it, so their codes are the same bits. */
+#define quantize_q16_block(out_, lo_, hi_) quantize_block(out_, lo_, hi_, 32767.0f, store16s, 0)
+
+/* 8-bit codes into a kv_q8_block (zero 0: signed bytes) or a kv_u8_block (zero 128:
+   kv_quantize_u8's unsigned bytes). */
+#define quantize_q8_block(out_, lo_, hi_, zero_) quantize_block(out_, lo_, hi_, 127.0f, store16b, zero_)
 
 /* Sum of squares of n floats in double: 16 lanes of double accumulators, joined in a fixed
    order at the end (the same on every target; far below float rounding either way). */
