@@ -16,6 +16,10 @@ public final class LlamaModel: Sendable {
     public let rotary: RotaryTables
     /// Forward chunks' activations, kept between calls.
     let scratch: ActivationScratch
+    /// A name for numerics that differ from the default by more than rounding, which chunk
+    /// keys fold in so that such KV never meets the default's (nil for the default):
+    /// "prefill-inputs-8" when products of more than one row take 8-bit input codes.
+    public let numericsTag: String?
 
     /// Positions covered by the prebuilt RoPE table; longer contexts get per-call tables.
     static let rotaryTablePositions = 32768
@@ -39,6 +43,8 @@ public final class LlamaModel: Sendable {
         weights = try ModelWeights(gguf: gguf, config: config, products: prefillInputs.productMode)
         rotary = config.rotaryTables(positions: 0..<min(config.contextLength, Self.rotaryTablePositions))
         scratch = ActivationScratch(config: config)
+        let linears = weights.layers.flatMap { [$0.wqkv, $0.wo, $0.wGateUp, $0.wDown] } + [weights.output]
+        numericsTag = linears.contains { $0.packed?.inputs == .eightBit } ? "prefill-inputs-8" : nil
     }
 
     /// An empty cache of this model's KV shape, rotating K spliced into it by each layer's RoPE.
@@ -77,14 +83,6 @@ public final class LlamaModel: Sendable {
         var cache = newCache(capacity: min(3, room))
         _ = try prefill(Array([0, min(1, last)].prefix(max(1, room - 1))), cache: &cache)
         if cache.count < room { _ = try decode(min(2, last), cache: &cache) }
-    }
-
-    /// A name for numerics that differ from the default by more than rounding, which chunk
-    /// keys fold in so that such KV never meets the default's (nil for the default):
-    /// "prefill-inputs-8" when products of more than one row take 8-bit input codes.
-    public var numericsTag: String? {
-        let linears = weights.layers.flatMap { [$0.wqkv, $0.wo, $0.wGateUp, $0.wDown] } + [weights.output]
-        return linears.contains { $0.packed?.inputs == .eightBit } ? "prefill-inputs-8" : nil
     }
 
     /// Runs one decode step: appends `token` and returns the next-token logits.

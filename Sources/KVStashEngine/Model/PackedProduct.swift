@@ -125,25 +125,27 @@ struct PackedProduct: Sendable {
     /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`: the rows quantized, then multiplied.
     func apply(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
                accumulate: Bool) {
-        let blocks = inDim / 32, workers = self.workers, inDim = inDim
         switch inputs {
         case .sixteenBit:
-            let x16 = UnsafeMutablePointer<kv_q16_block>.allocate(capacity: m * blocks)
-            defer { x16.deallocate() }
-            let p = QuantizeOperands(a: a, x: x16)
-            WorkerTeam.run(tasks: workers) { w in  // each worker quantizes its share of the rows
-                for t in stride(from: w, to: m, by: workers) { kv_quantize_q16(p.a + t * lda, p.x + t * blocks, inDim) }
-            }
-            multiply(.sixteen(x16), rows: m, into: c, ldc: ldc, accumulate: accumulate)
+            quantized(a, lda: lda, rows: m, by: kv_quantize_q16) { multiply(.sixteen($0), rows: m, into: c, ldc: ldc, accumulate: accumulate) }
         case .eightBit:
-            let x8 = UnsafeMutablePointer<kv_u8_block>.allocate(capacity: m * blocks)
-            defer { x8.deallocate() }
-            let p = QuantizeOperands(a: a, x: x8)
-            WorkerTeam.run(tasks: workers) { w in
-                for t in stride(from: w, to: m, by: workers) { kv_quantize_u8(p.a + t * lda, p.x + t * blocks, inDim) }
-            }
-            multiply(.eight(x8), rows: m, into: c, ldc: ldc, accumulate: accumulate)
+            quantized(a, lda: lda, rows: m, by: kv_quantize_u8) { multiply(.eight($0), rows: m, into: c, ldc: ldc, accumulate: accumulate) }
         }
+    }
+
+    /// `body` with the `m` rows of `a` quantized by `quantize` (`inDim / 32` blocks per row),
+    /// each worker quantizing its share of the rows.
+    private func quantized<Block>(_ a: UnsafePointer<Float>, lda: Int, rows m: Int,
+                                  by quantize: @Sendable (UnsafePointer<Float>, UnsafeMutablePointer<Block>, Int) -> Void,
+                                  _ body: (UnsafePointer<Block>) -> Void) {
+        let blocks = inDim / 32, workers = self.workers, inDim = inDim
+        let x = UnsafeMutablePointer<Block>.allocate(capacity: m * blocks)
+        defer { x.deallocate() }
+        let p = QuantizeOperands(a: a, x: x)
+        WorkerTeam.run(tasks: workers) { w in
+            for t in stride(from: w, to: m, by: workers) { quantize(p.a + t * lda, p.x + t * blocks, inDim) }
+        }
+        body(x)
     }
 
     /// `c[m][out] = x[m][in] · W^T (+ c when accumulate)` for rows already quantized to 16-bit

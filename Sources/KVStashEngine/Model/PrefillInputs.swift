@@ -13,7 +13,7 @@ public enum PrefillInputs: String, Sendable, CaseIterable {
     /// default for measurements on one build.
     var productMode: PackedProduct.Mode {
         switch (self, PackedProduct.mode) {
-        case (.eight, .f32), (.sixteen, .f32): return .f32
+        case (_, .f32): return .f32
         case (.eight, _), (_, .int8): return .int8
         case (.sixteen, _): return .auto
         }
