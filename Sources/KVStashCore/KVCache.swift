@@ -92,6 +92,13 @@ public struct KVCache: Sendable {
         set { makeUnique(); storage.keepsRaw = newValue }
     }
 
+    /// Drops the f32 K before RoPE kept so far: the rows' `KVRowSource` view turns their
+    /// f16 K back instead, as for rows spliced from pages.
+    public mutating func dropRawKeys() {
+        makeUnique()
+        storage.dropRaw()
+    }
+
     private mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
     }
@@ -282,6 +289,12 @@ final class KVStorage: @unchecked Sendable {
     func rawRow(layer: Int, position: Int) -> UnsafeMutablePointer<Float> {
         if raw == nil { raw = KVArena(tensors: 1, elementsEach: capacity * rawRowElements) }
         return raw!.tensor(0) + (position * shape.layers + layer) * shape.kvDim
+    }
+
+    /// Releases the raw K tensor; no row holds raw K afterwards.
+    func dropRaw() {
+        raw = nil
+        rawKept = Array(repeating: false, count: rawKept.count)
     }
 
     /// Floats of raw K per position (every layer's row).

@@ -70,13 +70,20 @@ final class RequestPathTests: XCTestCase {
                 XCTAssertEqual(cold.sources.ram, 0)
                 XCTAssertEqual(cold.sources.disk, m.documentTokens(doc).count, "full chunks and the tail")
                 XCTAssertEqual(cold.sources.ram + cold.sources.disk + cold.sources.prefilled, tokens.count)
-                let hot = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: maxTokens))
-                XCTAssertEqual(hot.tokens, reference, "hot from RAM: \(q)")
-                // An exact repeat: RAM holds every token, the last page's partial rows
-                // included, so only the last token is prefilled (for its logits).
-                XCTAssertEqual(hot.sources.ram, tokens.count - 1)
-                XCTAssertEqual(hot.sources.prefilled, 1)
-                XCTAssertEqual(hot.sources.ram + hot.sources.disk + hot.sources.prefilled, tokens.count)
+                // Hot twice: in the cache the last request left (`RadixTree.resident`), then
+                // from the tree's pages with that cache dropped.
+                for resident in [true, false] {
+                    let takes = pc.tree.stats().residentTakes
+                    if !resident { pc.tree.resident.clear() }
+                    let hot = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: maxTokens))
+                    XCTAssertEqual(hot.tokens, reference, "hot from RAM (resident: \(resident)): \(q)")
+                    XCTAssertEqual(pc.tree.stats().residentTakes, takes + (resident ? 1 : 0))
+                    // An exact repeat: RAM holds every token, the last page's partial rows
+                    // included, so only the last token is prefilled (for its logits).
+                    XCTAssertEqual(hot.sources.ram, tokens.count - 1)
+                    XCTAssertEqual(hot.sources.prefilled, 1)
+                    XCTAssertEqual(hot.sources.ram + hot.sources.disk + hot.sources.prefilled, tokens.count)
+                }
             }
         }
     }
@@ -91,6 +98,35 @@ final class RequestPathTests: XCTestCase {
         let m = try LoadedModel(path: try realModelPath())
         let docs = (0..<2).map { syntheticDocument(seed: 100 + UInt64($0), words: 420) }
         try checkColdAndHot(m, docs: docs, questions: Array(questions.prefix(2)), chunkSize: 128, maxTokens: 16)
+    }
+
+    /// A new question over the same document takes the last request's cache over (cut to
+    /// the positions the tree matches) and answers as from scratch; another tenant's request
+    /// over the same tree never does.
+    func testNewQuestionTakesTheLastRequestsCache() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let doc = syntheticDocument(seed: 7, words: 300)
+        let pc = m.prefixCache(store: nil)
+        var options = pc.options
+        options.tenantSalt = Array("other".utf8)
+        let other = PrefixCache(model: m.model, tokenizer: m.tokenizer, store: nil, modelFingerprint: m.fingerprint,
+                                options: options, tree: pc.tree)
+        let first = m.queryTokens(doc, questions[0])
+        let answer = try pc.generate(tokens: first, options: GenerationOptions(maxTokens: 8)).tokens
+        XCTAssertEqual(pc.tree.stats().residentTokens, first.count + answer.count - 1,
+                       "the prompt and the answer but its last token")
+        for (i, q) in questions.dropFirst().enumerated() {
+            let tokens = m.queryTokens(doc, q)
+            let shared = zip(tokens, first).prefix { $0 == $1 }.count
+            let reference = try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 12)
+            let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 12))
+            XCTAssertEqual(r.tokens, reference, q)
+            XCTAssertEqual(r.sources.ram, shared, "the document and the template's start")
+            XCTAssertEqual(pc.tree.stats().residentTakes, i + 1)
+        }
+        let r = try other.generate(tokens: first, options: GenerationOptions(maxTokens: 4))
+        XCTAssertEqual(r.sources.ram, 0, "another tenant's namespace")
+        XCTAssertEqual(pc.tree.stats().residentTakes, questions.count - 1)
     }
 
     func testHoleInTheChainIsRecomputedAndProbingGoesOn() throws {

@@ -33,9 +33,16 @@ final class SlidingWindowRequestTests: XCTestCase {
             let cold = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: maxTokens))
             XCTAssertEqual(cold.tokens, reference, "cold, cut \(cut)")
             XCTAssertEqual(cold.sources.disk, cut == sequence.count ? cut : cut / chunk * chunk, "cut \(cut)")
-            let hot = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: maxTokens))
-            XCTAssertEqual(hot.tokens, reference, "hot, cut \(cut)")
-            XCTAssertEqual(hot.sources.ram, tokens.count - 1, "cut \(cut)")
+            // Hot in the cold request's own cache (`RadixTree.resident`, with the rows it left
+            // out), then from the tree's pages.
+            for resident in [true, false] {
+                if !resident { pc.tree.resident.clear() }
+                let takes = pc.tree.stats().residentTakes
+                let hot = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: maxTokens))
+                XCTAssertEqual(hot.tokens, reference, "hot, cut \(cut), resident \(resident)")
+                XCTAssertEqual(hot.sources.ram, tokens.count - 1, "cut \(cut)")
+                XCTAssertEqual(pc.tree.stats().residentTakes, takes + (resident ? 1 : 0))
+            }
         }
         let keys = pc.keyer.chain(sequence)
         try store.evict(.keys([keys[1]]))

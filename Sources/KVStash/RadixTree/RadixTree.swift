@@ -25,6 +25,10 @@ public struct RadixStats: Sendable, Equatable, Codable {
     public var evictedTokens = 0
     /// Pages replaced by an insert that held rows of layers they lacked (see `insert`).
     public var completedPages = 0
+    /// Rows of the last request's cache kept whole beside the tree (`RadixTree.resident`).
+    public var residentTokens = 0
+    /// Matches served from that cache instead of a copy of their pages.
+    public var residentTakes = 0
 }
 
 /// A hold on a matched path: its nodes are not evicted until the lease is released.
@@ -62,6 +66,8 @@ public final class RadixTree: Sendable {
     let core: Mutex<RadixCore>
     /// Prompts on their way into the tree (being prefilled).
     public let inflight = InflightPrompts()
+    /// The last finished request's cache, taken over by a request whose match it covers.
+    public let resident = ResidentSequence()
 
     /// Creates an empty tree that holds at most `budgetBytes` of KV in unlocked nodes.
     public init(budgetBytes: Int) {
@@ -187,16 +193,25 @@ public final class RadixTree: Sendable {
         return copies
     }
 
+    /// Keeps a finished request's cache (its rows the KV of `tokens`) as `resident`, unless
+    /// its buffers exceed the tree's byte budget.
+    public func keepResident(_ tokens: [Int], cache: consuming KVCache, skipped: SkippedRows, namespace: RadixNamespace) {
+        let budget = core.withLock { $0.budget }
+        resident.keep(tokens, cache: consume cache, skipped: skipped, namespace: namespace, budgetBytes: budget)
+    }
+
     /// Changes the byte budget, evicting at once if needed.
     public func setBudget(_ bytes: Int) {
+        resident.clear()
         core.withLock { core in
             core.budget = bytes
             core.evict(toFit: bytes)
         }
     }
 
-    /// Drops every node no request holds (the RAM tier becomes empty).
+    /// Drops every node no request holds and the resident cache (the RAM tier becomes empty).
     public func evictAll() {
+        resident.clear()
         core.withLock { $0.evictAll() }
     }
 
@@ -208,6 +223,8 @@ public final class RadixTree: Sendable {
         core.withLock { core in
             var s = core.stats
             s.budget = core.budget
+            s.residentTokens = resident.tokenCount
+            s.residentTakes = resident.takes
             return s
         }
     }

@@ -46,6 +46,7 @@ extension PrefixCache {
         let stored = writeBack(state, promptCount: promptCount, origin: .query).chunks
             + storePromptTail(state, promptCount: promptCount).chunks
         cached += insertIntoTree(state)
+        keepResident(&state)
         let first = out.firstTokenAt ?? out.endedAt
         let reason: FinishReason = switch out.end {
         case .endOfGeneration: .stop

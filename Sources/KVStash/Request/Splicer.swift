@@ -73,7 +73,10 @@ extension PrefixCache {
         // Waiting for another request's prompt pays only where it lands in the tree.
         let sharesPrefills = passTurn != nil && options.ramBudgetBytes > 0
         if sharesPrefills, let passTurn { try awaitSharedPrefill(Array(tokens[..<reusable]), passTurn: passTurn) }
-        var state = SequenceState(tokens: tokens, cache: model.newCache(capacity: min(capacity, limit)))
+        // Room rounded up to a chunk, so that the next request over the same prefix (a question
+        // a few tokens longer) can take this cache over from `tree.resident` without growing it.
+        let room = min(limit, (capacity + chunkSize - 1) / chunkSize * chunkSize)
+        var state = SequenceState(tokens: tokens, cache: model.newCache(capacity: room))
         state.passTurn = passTurn ?? { true }
         state.skipped.layers = layerSplit?.sliding ?? []
         state.sources.prompt = tokens.count
@@ -124,8 +127,17 @@ extension PrefixCache {
         guard options.ramBudgetBytes > 0, reusable > 0 else { return }
         let match = tree.match(Array(state.tokens[..<reusable]), namespace: namespace, lock: true)
         state.lease = match.lease
-        state.cache.splice(match.pages, rows: match.tokenCount)
         state.sources.ram = match.tokenCount
+        guard match.tokenCount > 0 else { return }
+        // The last request's cache, when it holds the matched positions, instead of a copy of the pages.
+        let capacity = state.cache.capacity, keepsRaw = state.cache.keepsRawKeys
+        if tree.resident.take(state.tokens[..<match.tokenCount], namespace: namespace, into: &state.cache,
+                              skipped: &state.skipped) {
+            state.cache.reserve(capacity)
+            state.cache.keepsRawKeys = keepsRaw
+            return
+        }
+        state.cache.splice(match.pages, rows: match.tokenCount)
         for (i, page) in match.pages.enumerated() where !page.skippedLayers.isEmpty {
             state.skipped.add((i * KVPage.size)..<min(match.tokenCount, i * KVPage.size + page.rows))
         }

@@ -119,6 +119,15 @@ extension PrefixCache {
         insertIntoTree(state.tokens, from: state.cache, skipped: state.skipped)
     }
 
+    /// Hands the finished sequence's cache to the tree as its resident cache (see
+    /// `ResidentSequence`); `state` is left with an empty one.
+    func keepResident(_ state: inout SequenceState) {
+        guard options.ramBudgetBytes > 0 else { return }
+        var cache = KVCache(shape: state.cache.shape, rotation: state.cache.rotation)
+        swap(&cache, &state.cache)
+        tree.keepResident(state.tokens, cache: consume cache, skipped: state.skipped, namespace: namespace)
+    }
+
     /// Inserts the whole pages of `tokens` whose KV `cache` holds (without the rows
     /// `skipped` left out); returns the tokens added.
     func insertIntoTree(_ tokens: [Int], from cache: KVCache, skipped: SkippedRows = SkippedRows()) -> Int {
