@@ -53,6 +53,8 @@ public struct KVStashServer: Sendable {
     public let metrics: ServerMetrics
     /// The chunk tiers whose counters `/metrics` reports (nil: none).
     public let tiers: ChunkTiers?
+    /// The RAM tier whose gauges and counters `/metrics` reports (nil: none).
+    public let ramTier: RadixTree?
     let jobs: PrecomputeJobs
     /// Open connections (the guard of `configuration.connections.maxConnections`).
     let connectionCount = ConnectionCounter()
@@ -64,9 +66,12 @@ public struct KVStashServer: Sendable {
     ///   - backend: what runs the model.
     ///   - admin: the store behind `/admin/*` and the store gauges of `/metrics`; nil disables them.
     ///   - tiers: the chunk tiers whose counters `/metrics` reports per tier.
+    ///   - ramTier: the radix tree whose size and counters `/metrics` reports.
     public init(configuration: ServerConfiguration, backend: any CompletionBackend,
-                admin: (any StoreAdmin)? = nil, metrics: ServerMetrics = ServerMetrics(), tiers: ChunkTiers? = nil) {
+                admin: (any StoreAdmin)? = nil, metrics: ServerMetrics = ServerMetrics(), tiers: ChunkTiers? = nil,
+                ramTier: RadixTree? = nil) {
         self.tiers = tiers
+        self.ramTier = ramTier
         self.configuration = configuration
         self.backend = backend
         self.admin = admin
@@ -113,6 +118,7 @@ public struct KVStashServer: Sendable {
     private func metricsResponse() async -> Response {
         if let admin { await refreshStoreMetrics(admin) }
         if let tiers { metrics.recordTiers(tiers) }
+        if let ramTier { metrics.recordRAMTier(ramTier.stats()) }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         return Response(status: .ok, headers: headers,

@@ -130,7 +130,7 @@ struct ServeCommand: AsyncParsableCommand {
                                           readTimeoutSeconds: readTimeout),
             maxActiveTokens: maxActiveTokens)
         let server = KVStashServer(configuration: config, backend: backend, admin: ChunkStoreAdmin(store: chunkStore),
-                                   tiers: backend.tiers)
+                                   tiers: backend.tiers, ramTier: backend.tree)
         let (host, modelID) = (self.host, backend.modelID)
         try await server.run { port in
             // One parseable line, so scripts (and the tests) can learn the port.

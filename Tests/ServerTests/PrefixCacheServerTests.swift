@@ -19,7 +19,8 @@ final class PrefixCacheServerTests: XCTestCase {
         store = try ChunkStore(path: dir.path)
         backend = try PrefixCacheBackend(model: model, modelPath: TestModel.path, store: store)
         running = try await RunningServer.start(KVStashServer(
-            configuration: ServerConfiguration(port: 0), backend: backend, admin: ChunkStoreAdmin(store: store)))
+            configuration: ServerConfiguration(port: 0), backend: backend, admin: ChunkStoreAdmin(store: store),
+            ramTier: backend.tree))
     }
 
     override func tearDown() async throws {
@@ -181,6 +182,25 @@ final class PrefixCacheServerTests: XCTestCase {
             firstTokens.names.withLock { $0.append(name) }
             return true
         }
+    }
+
+    /// `/metrics` reports the radix tree's size and budget, and the second question over a
+    /// document continuing in the first one's cache (`RadixTree.resident`).
+    func testRAMTierMetricsFollowTheTreeAndTheResidentCache() async throws {
+        _ = try await ask("apple", salt: "m")
+        let second = try await ask("river", salt: "m")
+        XCTAssertGreaterThan(second.cached, 0)
+        let (_, data) = try await running.send("GET", "/metrics")
+        let metrics = try Exposition(String(decoding: data, as: UTF8.self))
+        let tree = backend.tree.stats()
+        XCTAssertGreaterThan(tree.tokens, second.cached)
+        XCTAssertEqual(metrics.value("kvstash_ram_tier_tokens"), Double(tree.tokens))
+        XCTAssertEqual(metrics.value("kvstash_ram_tier_bytes"), Double(tree.bytes))
+        XCTAssertEqual(metrics.value("kvstash_ram_tier_budget_bytes"), Double(PrefixCacheOptions().ramBudgetBytes))
+        XCTAssertEqual(metrics.value("kvstash_ram_tier_resident_takes_total"), 1, "the second continued in the first's cache")
+        XCTAssertEqual(metrics.value("kvstash_ram_tier_resident_tokens"), Double(tree.residentTokens))
+        XCTAssertGreaterThan(tree.residentTokens, second.cached)
+        XCTAssertEqual(metrics.value("kvstash_ram_tier_evicted_tokens_total"), 0)
     }
 
     func testSaltsDoNotShareCachedTokens() async throws {

@@ -230,8 +230,10 @@ def test_metrics_exposition_parses(client, server):
     client.completions.create(model=server["model"], prompt="Hello", max_tokens=2, temperature=0)
     families = _metrics(server["base"])
     for name in ["kvstash_requests", "kvstash_prompt_tokens", "kvstash_cached_tokens", "kvstash_prefix_hit_ratio",
-                 "kvstash_time_to_first_token_seconds", "kvstash_inter_token_latency_seconds"]:
+                 "kvstash_time_to_first_token_seconds", "kvstash_inter_token_latency_seconds",
+                 "kvstash_ram_tier_bytes", "kvstash_ram_tier_tokens", "kvstash_ram_tier_resident_tokens"]:
         assert name in families, name
+    assert _sample(families, "kvstash_ram_tier_resident_tokens") > 0, "the last request's cache stays resident"
     assert families["kvstash_time_to_first_token_seconds"].type == "histogram"
     assert _sample(families, "kvstash_requests", endpoint="completions", outcome="ok") >= 1
     assert _sample(families, "kvstash_prompt_tokens") > 0

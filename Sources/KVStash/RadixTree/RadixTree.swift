@@ -29,6 +29,8 @@ public struct RadixStats: Sendable, Equatable, Codable {
     public var residentTokens = 0
     /// Matches served from that cache instead of a copy of their pages.
     public var residentTakes = 0
+
+    public init() {}
 }
 
 /// A hold on a matched path: its nodes are not evicted until the lease is released.

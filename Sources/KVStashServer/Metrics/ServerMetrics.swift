@@ -24,6 +24,8 @@ public final class ServerMetrics: Sendable {
     let storeCounters = Mutex<(evictions: Int, corrupt: Int)>((0, 0))
     /// Tier counters seen at the previous scrape, by tier name.
     let tierCounters = Mutex<[String: TierCounters]>([:])
+    /// RAM tier counters seen at the previous scrape.
+    let ramTierCounters = Mutex(RadixStats())
     /// Whether the store was healthy at the previous check.
     let storeHealthy = Mutex(true)
 

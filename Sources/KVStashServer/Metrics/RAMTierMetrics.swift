@@ -1,0 +1,30 @@
+import KVStash
+import Prometheus
+
+extension ServerMetrics {
+    /// Sets the RAM tier's gauges (radix tree and the resident cache of the last request)
+    /// and advances its counters by what happened since the previous scrape.
+    func recordRAMTier(_ s: RadixStats) {
+        let gauges: [(String, String, String, Int)] = [
+            ("ram_tier", "bytes", "Bytes of KV pages in the radix tree", s.bytes),
+            ("ram_tier_budget", "bytes", "Byte budget of the radix tree", s.budget),
+            ("ram_tier_tokens", "", "Positions held by the radix tree", s.tokens),
+            ("ram_tier_resident_tokens", "", "Positions of the last request's cache kept beside the tree", s.residentTokens),
+        ]
+        for (name, unit, help, value) in gauges {
+            registry.makeGauge(descriptor: Self.d(name, unit, help)).set(Double(value))
+        }
+        let before = ramTierCounters.withLock { last -> RadixStats in
+            defer { last = s }
+            return last
+        }
+        let counts: [(String, String, Int, Int)] = [
+            ("ram_tier_evicted_tokens", "Positions evicted from the radix tree", s.evictedTokens, before.evictedTokens),
+            ("ram_tier_resident_takes", "Requests that continued in the last request's cache instead of copying pages",
+             s.residentTakes, before.residentTakes),
+        ]
+        for (name, help, value, last) in counts {
+            registry.makeCounter(descriptor: Self.d(name, "total", help)).increment(by: Int64(max(0, value - last)))
+        }
+    }
+}
