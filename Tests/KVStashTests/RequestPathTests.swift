@@ -129,6 +129,24 @@ final class RequestPathTests: XCTestCase {
         XCTAssertEqual(pc.tree.stats().residentTakes, questions.count - 1)
     }
 
+    /// Two users in turn, each over a document of their own: each new question continues in
+    /// the cache of that user's last request and answers as from scratch.
+    func testTwoDocumentsInTurnEachContinueInTheirOwnCache() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let docs = [syntheticDocument(seed: 8, words: 250), syntheticDocument(seed: 9, words: 280)]
+        let pc = m.prefixCache(store: nil)
+        for doc in docs { _ = try pc.generate(tokens: m.queryTokens(doc, questions[0]), options: GenerationOptions(maxTokens: 4)) }
+        for (turn, q) in questions.dropFirst().enumerated() {
+            for (i, doc) in docs.enumerated() {
+                let tokens = m.queryTokens(doc, q)
+                let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: 8))
+                XCTAssertEqual(r.tokens, try referenceGreedy(m.model, m.tokenizer, tokens, maxTokens: 8), "doc \(i): \(q)")
+                XCTAssertEqual(pc.tree.stats().residentTakes, 2 * turn + i + 1, "doc \(i) continued in its own cache")
+            }
+        }
+        XCTAssertEqual(pc.tree.resident.count, 2)
+    }
+
     func testHoleInTheChainIsRecomputedAndProbingGoesOn() throws {
         for path in [try tinyModelPath(), try realModelPath()] {
             let m = try LoadedModel(path: path)

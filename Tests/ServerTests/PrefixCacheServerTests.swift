@@ -200,6 +200,8 @@ final class PrefixCacheServerTests: XCTestCase {
         XCTAssertEqual(metrics.value("kvstash_ram_tier_resident_takes_total"), 1, "the second continued in the first's cache")
         XCTAssertEqual(metrics.value("kvstash_ram_tier_resident_tokens"), Double(tree.residentTokens))
         XCTAssertGreaterThan(tree.residentTokens, second.cached)
+        XCTAssertEqual(metrics.value("kvstash_ram_tier_resident_bytes"), Double(tree.residentBytes))
+        XCTAssertGreaterThan(tree.residentBytes, 0)
         XCTAssertEqual(metrics.value("kvstash_ram_tier_evicted_tokens_total"), 0)
     }
 

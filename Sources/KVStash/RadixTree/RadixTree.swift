@@ -25,8 +25,10 @@ public struct RadixStats: Sendable, Equatable, Codable {
     public var evictedTokens = 0
     /// Pages replaced by an insert that held rows of layers they lacked (see `insert`).
     public var completedPages = 0
-    /// Rows of the last request's cache kept whole beside the tree (`RadixTree.resident`).
+    /// Rows of the last requests' caches kept whole beside the tree (`RadixTree.resident`).
     public var residentTokens = 0
+    /// Bytes of those caches' buffers (outside `bytes` and the budget).
+    public var residentBytes = 0
     /// Matches served from that cache instead of a copy of their pages.
     public var residentTakes = 0
 
@@ -68,8 +70,8 @@ public final class RadixTree: Sendable {
     let core: Mutex<RadixCore>
     /// Prompts on their way into the tree (being prefilled).
     public let inflight = InflightPrompts()
-    /// The last finished request's cache, taken over by a request whose match it covers.
-    public let resident = ResidentSequence()
+    /// The last finished requests' caches, each taken over by a request whose match it covers.
+    public let resident = ResidentSequences()
 
     /// Creates an empty tree that holds at most `budgetBytes` of KV in unlocked nodes.
     public init(budgetBytes: Int) {
@@ -195,11 +197,11 @@ public final class RadixTree: Sendable {
         return copies
     }
 
-    /// Keeps a finished request's cache (its rows the KV of `tokens`) as `resident`, unless
-    /// its buffers exceed the tree's byte budget.
+    /// Keeps a finished request's cache (its rows the KV of `tokens`) in `resident`, whose
+    /// caches' buffers stay within half the tree's byte budget.
     public func keepResident(_ tokens: [Int], cache: consuming KVCache, skipped: SkippedRows, namespace: RadixNamespace) {
         let budget = core.withLock { $0.budget }
-        resident.keep(tokens, cache: consume cache, skipped: skipped, namespace: namespace, budgetBytes: budget)
+        resident.keep(tokens, cache: consume cache, skipped: skipped, namespace: namespace, limitBytes: budget / 2)
     }
 
     /// Changes the byte budget, evicting at once if needed.
@@ -211,7 +213,7 @@ public final class RadixTree: Sendable {
         }
     }
 
-    /// Drops every node no request holds and the resident cache (the RAM tier becomes empty).
+    /// Drops every node no request holds and the resident caches (the RAM tier becomes empty).
     public func evictAll() {
         resident.clear()
         core.withLock { $0.evictAll() }
@@ -226,6 +228,7 @@ public final class RadixTree: Sendable {
             var s = core.stats
             s.budget = core.budget
             s.residentTokens = resident.tokenCount
+            s.residentBytes = resident.byteCount
             s.residentTakes = resident.takes
             return s
         }

@@ -129,7 +129,7 @@ extension PrefixCache {
         state.lease = match.lease
         state.sources.ram = match.tokenCount
         guard match.tokenCount > 0 else { return }
-        // The last request's cache, when it holds the matched positions, instead of a copy of the pages.
+        // A recent request's cache, when it holds the matched positions, instead of a copy of the pages.
         let capacity = state.cache.capacity, keepsRaw = state.cache.keepsRawKeys
         if tree.resident.take(state.tokens[..<match.tokenCount], namespace: namespace, into: &state.cache,
                               skipped: &state.skipped) {

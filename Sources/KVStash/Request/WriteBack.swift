@@ -119,8 +119,8 @@ extension PrefixCache {
         insertIntoTree(state.tokens, from: state.cache, skipped: state.skipped)
     }
 
-    /// Hands the finished sequence's cache to the tree as its resident cache (see
-    /// `ResidentSequence`); `state` is left with an empty one.
+    /// Hands the finished sequence's cache to the tree's resident caches (see
+    /// `ResidentSequences`); `state` is left with an empty one.
     func keepResident(_ state: inout SequenceState) {
         guard options.ramBudgetBytes > 0 else { return }
         var cache = KVCache(shape: state.cache.shape, rotation: state.cache.rotation)
