@@ -198,10 +198,11 @@ public final class RadixTree: Sendable {
     }
 
     /// Keeps a finished request's cache (its rows the KV of `tokens`) in `resident`, whose
-    /// caches' buffers stay within half the tree's byte budget.
+    /// caches' buffers stay within a quarter of the tree's byte budget (a server prewarms KV memory
+    /// for new requests, 512 MB by default, which resident caches must not take whole).
     public func keepResident(_ tokens: [Int], cache: consuming KVCache, skipped: SkippedRows, namespace: RadixNamespace) {
         let budget = core.withLock { $0.budget }
-        resident.keep(tokens, cache: consume cache, skipped: skipped, namespace: namespace, limitBytes: budget / 2)
+        resident.keep(tokens, cache: consume cache, skipped: skipped, namespace: namespace, limitBytes: budget / 4)
     }
 
     /// Changes the byte budget, evicting at once if needed.
