@@ -10,8 +10,9 @@ import Synchronization
 /// They only stand in for pages the tree holds: `PrefixCache` matches in the tree first and
 /// takes a resident cache for exactly the matched positions, so what a request reuses, the
 /// tree's counters and leases, and eviction are the same with or without them. The rows are
-/// the ones the tree's pages were copied from, or an equal computation of the same tokens at
-/// the same positions, so answers do not depend on which one served them.
+/// the ones the tree's pages were copied from or into, or, where concurrent requests computed
+/// the same positions (the tree keeps the first page inserted), another computation of the
+/// same tokens at the same positions: as interchangeable as the KV of any two hits.
 ///
 /// Each cache is tagged with its namespace (model and tenant): a request of another tenant
 /// never takes it. Taking one removes it, so two requests never share a cache. At most
