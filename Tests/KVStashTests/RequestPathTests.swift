@@ -147,6 +147,30 @@ final class RequestPathTests: XCTestCase {
         XCTAssertEqual(pc.tree.resident.count, 2)
     }
 
+    /// The worst a client can ask for, an answer of `Int.max` tokens, sizes each cache to the
+    /// whole context; the caches kept stay within a quarter of the RAM budget (none when one
+    /// does not fit) and the requests still answer.
+    func testResidentCachesStayWithinTheBudgetForTheLongestAnswers() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let full = m.model.config.contextLength * m.model.config.kvShape.cacheBytesPerPosition
+        for budget in [3 * full, 9 * full] {
+            let pc = m.prefixCache(store: nil, ram: budget)
+            for seed in 0..<5 {
+                let tokens = m.queryTokens(syntheticDocument(seed: 20 + UInt64(seed), words: 60), questions[0])
+                var seen = 0
+                let r = try pc.generate(tokens: tokens, options: GenerationOptions(maxTokens: Int.max), onToken: { _ in
+                    seen += 1
+                    return seen < 2
+                })
+                XCTAssertFalse(r.tokens.isEmpty)
+                let s = pc.tree.stats()
+                XCTAssertLessThanOrEqual(s.residentBytes, budget / 4, "budget \(budget), request \(seed)")
+                XCTAssertEqual(s.residentBytes > 0, budget / 4 >= full, "a whole-context cache kept only where it fits")
+            }
+            XCTAssertLessThanOrEqual(pc.tree.resident.count, 2)
+        }
+    }
+
     func testHoleInTheChainIsRecomputedAndProbingGoesOn() throws {
         for path in [try tinyModelPath(), try realModelPath()] {
             let m = try LoadedModel(path: path)
