@@ -36,10 +36,17 @@ static inline __attribute__((always_inline)) void prefetch_tile(const kv_f16 *k,
    for 16 rows: a key's scores come from broadcasting its elements straight from the cache
    (no transpose of K), the softmax runs across rows in lanes, and the weighted sum of V
    broadcasts each row's weight. Keys go in blocks with a running max (flash attention),
-   so the scratch stays KV_ATTEND_BLOCK x mp floats for any context length, and a key
-   range is a partial state that kv_attend_merge combines with the others. K and V are
-   IEEE f16 (the KV cache's layout) and widen to f32 as they are loaded (load16h: one
-   vcvtph2ps per 16 elements on F16C/AVX-512, a software conversion on baseline x86-64). */
+   so the scratch stays about KV_ATTEND_BLOCK x mp floats for any context length. K and V
+   are IEEE f16 (the KV cache's layout) and widen to f32 as they are loaded (load16h: one
+   vcvtph2ps per 16 elements on F16C/AVX-512, a software conversion on baseline x86-64).
+
+   A row's result does not depend on the other rows, on how many rows are stacked or on the
+   range a call covers: each lane's scores are sums over the head dimension in order, masked
+   keys add exact zeros, key blocks start at multiples of KV_ATTEND_BLOCK and segments at
+   multiples of KV_ATTEND_SEGMENT counted from key 0, each segment's running state starts
+   empty, and segments fold in order (attend_fold). So a prompt's rows come out the same bits
+   whether a prefill computes them all at once, a cache hit computes only the last few, or
+   decode computes them one by one: the exactness of cached answers rests on this. */
 
 /* Scores of KB keys (rows ld apart) for RV vectors of 16 stacked rows: st[i][16j + lane]
    = k[i] . qt[.][16j + lane]. The keys are widened to f32 once (kf, KB rows of d), then
@@ -68,10 +75,10 @@ static inline __attribute__((always_inline)) void scores_tile(const float *qt, s
 
 #define SCORES_CASE(KB_, RV_) case (KB_) * 4 + (RV_): scores_tile(qtj, mp, d, ki, ld, KB_, RV_, sti); break;
 
-/* Register tiles of scores_block, scores_rows and weighted_block. The wide ones keep up to
+/* Register tiles of scores_block and weighted_block. The wide ones keep up to
    24 16-lane accumulators, one zmm each on AVX-512. On AVX2 a 16-lane vector takes two ymm
    registers of 16, so the wide tiles spill; the narrow ones keep 6 (8 keys x 48 rows becomes
-   6 keys x 16 rows, 6 rows x 64 columns becomes 6 x 16, 4 decode keys become 2), which
+   6 keys x 16 rows, 6 rows x 64 columns becomes 6 x 16), which
    measured 1.7x faster for 69 stacked rows over 3.5K keys on a Zen 1 core. Both orders of
    summation are the same, so the two give the same bits. */
 static int attend_tiles = -1; /* -1: by CPU; 0: narrow; 1: wide (kv_attend_set_tiles) */
@@ -105,46 +112,71 @@ static inline __attribute__((always_inline)) void scores_block(const float *qt, 
     }
 }
 
-/* Scores for at most four stacked rows (decode): a vector holds 16 dims of one key, so
-   each key costs d/16 loads and M*d/16 FMAs plus M horizontal sums, where the lanes-as-rows
-   tile would use M of 16 lanes. KB keys at once keep KB*M accumulator chains in flight.
-   Padding lanes of st get zeros. */
-static inline __attribute__((always_inline)) void rows_tile(const float *qrows, size_t d, const kv_f16 *k, size_t ld,
-                                                          int M, int KB, float *st, size_t mp) {
-    v16f acc[4][4];
-    for (int i = 0; i < KB; i++)
-        for (int t = 0; t < M; t++) acc[i][t] = (v16f){};
-    for (size_t c = 0; c < d; c += 16) {
-        v16f q[4];
-        for (int t = 0; t < M; t++) q[t] = load16(qrows + t * d + c);
-        for (int i = 0; i < KB; i++) {
-            const v16f kv = load16h(k + i * ld + c);
-            for (int t = 0; t < M; t++) acc[i][t] += q[t] * kv;
-        }
+/* The 16 x 16 floats r[i][j] transposed in registers: col[j][i] = r[i][j] (interleaves of 32
+   and 64 bits within 128-bit lanes, then two exchanges of 128-bit lanes). */
+#define EVEN_LANES 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27
+#define ODD_LANES 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31
+static inline __attribute__((always_inline)) void transpose16(const v16f r[16], v16f col[16]) {
+    v16f a[16], b[16];
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+        a[2 * i + 1] =
+            __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
     }
-    for (int i = 0; i < KB; i++) {
-        store16(st + i * mp, (v16f){});
-        for (int t = 0; t < M; t++) st[i * mp + t] = vsum16(acc[i][t]);
+    /* b[4g + k], 128-bit lane l: rows 4g ... 4g + 3 of column 4l + k. */
+    for (int g = 0; g < 4; g++) {
+        const v16f *x = a + 4 * g;
+        b[4 * g] = __builtin_shufflevector(x[0], x[2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        b[4 * g + 1] = __builtin_shufflevector(x[0], x[2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+        b[4 * g + 2] = __builtin_shufflevector(x[1], x[3], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        b[4 * g + 3] = __builtin_shufflevector(x[1], x[3], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+    for (int k = 0; k < 4; k++) {
+        const v16f p0 = __builtin_shufflevector(b[k], b[4 + k], EVEN_LANES);
+        const v16f p1 = __builtin_shufflevector(b[k], b[4 + k], ODD_LANES);
+        const v16f p2 = __builtin_shufflevector(b[8 + k], b[12 + k], EVEN_LANES);
+        const v16f p3 = __builtin_shufflevector(b[8 + k], b[12 + k], ODD_LANES);
+        col[k] = __builtin_shufflevector(p0, p2, EVEN_LANES);
+        col[4 + k] = __builtin_shufflevector(p1, p3, EVEN_LANES);
+        col[8 + k] = __builtin_shufflevector(p0, p2, ODD_LANES);
+        col[12 + k] = __builtin_shufflevector(p1, p3, ODD_LANES);
     }
 }
 
-#define ROWS_CASE(M_, KB_) case (M_) * 8 + (KB_): rows_tile(qrows, d, ki, ld, M_, KB_, sti, mp); break;
+/* Scores of up to 16 keys (n of them, rows ld apart) for M <= 4 rows (decode), keys in the
+   lanes: each 16 x 16 piece of K is transposed so a vector holds one element of 16 keys,
+   and a row's score for a key adds q[c] k[c] for c in order, one multiply-add at a time:
+   the very sums scores_tile takes with rows in the lanes, at a quarter of its lanes' work for
+   a decode step's 3 or 4 rows. st[i][t] gets key i's score of row t; lanes t >= M get 0. */
+static inline __attribute__((always_inline)) void scores_keys_tile(const float *qrows, int M, size_t d, const kv_f16 *k,
+                                                                 size_t ld, size_t n, float *st, size_t mp) {
+    v16f acc[4];
+    for (int t = 0; t < M; t++) acc[t] = (v16f){};
+    for (size_t c0 = 0; c0 < d; c0 += 16) {
+        v16f r[16], col[16];
+        for (size_t i = 0; i < 16; i++) r[i] = i < n ? load16h(k + i * ld + c0) : (v16f){};
+        transpose16(r, col);
+        for (int j = 0; j < 16; j++)
+            for (int t = 0; t < M; t++) acc[t] += qrows[t * d + c0 + (size_t)j] * col[j];
+    }
+    float out[4][16];
+    for (int t = 0; t < M; t++) store16(out[t], acc[t]);
+    for (size_t i = 0; i < n; i++) {
+        v16f row = (v16f){};
+        for (int t = 0; t < M; t++) row[t] = out[t][i];
+        for (size_t j = 0; j < mp; j += 16) store16(st + i * mp + j, j == 0 ? row : (v16f){});
+    }
+}
 
-static inline __attribute__((always_inline)) void scores_rows(const float *qrows, int m, size_t d, const kv_f16 *k,
+#define KEYS_CASE(M_) case M_: scores_keys_tile(qrows, M_, d, k + i * ld, ld, n, st + i * mp, mp); break;
+
+static inline __attribute__((always_inline)) void scores_keys(const float *qrows, int m, size_t d, const kv_f16 *k,
                                                             const kv_f16 *v, size_t ld, size_t nb, size_t avail,
-                                                            float *st, size_t mp, int wide) {
-    const int full = wide ? 4 : 2;
-    for (size_t i = 0; i < nb; ) {
-        const int KB = nb - i >= (size_t)full ? full : 1;
-        prefetch_tile(k, v, ld, d, i, (size_t)KB, avail);
-        const kv_f16 *ki = k + i * ld;
-        float *sti = st + i * mp;
-        switch (m * 8 + KB) {
-        ROWS_CASE(4, 4) ROWS_CASE(3, 4) ROWS_CASE(2, 4) ROWS_CASE(1, 4)
-        ROWS_CASE(4, 2) ROWS_CASE(3, 2) ROWS_CASE(2, 2) ROWS_CASE(1, 2)
-        ROWS_CASE(4, 1) ROWS_CASE(3, 1) ROWS_CASE(2, 1) ROWS_CASE(1, 1)
-        }
-        i += (size_t)KB;
+                                                            float *st, size_t mp) {
+    for (size_t i = 0; i < nb; i += 16) {
+        const size_t n = nb - i < 16 ? nb - i : 16;
+        prefetch_tile(k, v, ld, d, i, n, avail);
+        switch (m) { KEYS_CASE(1) KEYS_CASE(2) KEYS_CASE(3) KEYS_CASE(4) }
     }
 }
 
@@ -242,49 +274,82 @@ static inline __attribute__((always_inline)) void softmax_block(float *st, size_
     }
 }
 
+/* Folds a partial state (po, pmx, psum: keys of one segment) into an accumulated one (ao, amx,
+   asum: the segments before it), lane by lane: both move to the larger max and add. One
+   function, compiled once for every CPU and with no contraction into fused multiply-adds,
+   takes every fold, so a row's result depends only on the keys it sees and the fixed
+   segments they fall in, never on which call or task computed a segment. */
+static __attribute__((noinline)) void attend_fold(size_t m, size_t d, float *ao, float *amx, float *asum, const float *po,
+                                                  const float *pmx, const float *psum) {
+#pragma clang fp contract(off)
+    for (size_t t = 0; t < m; t++) {
+        const float pm = pmx[t], am = amx[t];
+        if (pm == -INFINITY) continue;
+        if (am == -INFINITY) {
+            amx[t] = pm;
+            asum[t] = psum[t];
+            memcpy(ao + t * d, po + t * d, d * sizeof(float));
+            continue;
+        }
+        const float top = am > pm ? am : pm, wa = expf(am - top), wp = expf(pm - top);
+        asum[t] = asum[t] * wa + psum[t] * wp;
+        float *a = ao + t * d;
+        const float *p = po + t * d;
+        for (size_t c = 0; c < d; c++) a[c] = a[c] * wa + p[c] * wp;
+        amx[t] = top;
+    }
+}
+
+static void empty_state(size_t m, size_t mp, size_t d, float *o, float *mx, float *sum) {
+    for (size_t t = 0; t < m * d; t++) o[t] = 0;
+    for (size_t t = 0; t < mp; t++) { mx[t] = -INFINITY; sum[t] = 0; }
+}
+
 KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uint16_t *k16,
                                  const uint16_t *v16, size_t ld, size_t p0, size_t p1, const int32_t *last,
                                  const int32_t *first, float *scratch, float *o, float *mx, float *sum) {
     const kv_f16 *k = (const kv_f16 *)k16, *v = (const kv_f16 *)v16;
     float rescale[KV_ATTEND_MAX_ROWS];
-    /* Decode-sized groups take the key-in-lanes scores, with the rows untransposed. */
+    const int wide = wide_tiles(), few = m <= 4;
+    /* Decode-sized groups take the keys-in-lanes scores, with the rows untransposed. */
     float qrows[4 * KV_ATTEND_MAX_DIM];
-    const int few = m <= 4, wide = wide_tiles();
     if (few)
         for (size_t t = 0; t < m; t++)
             for (size_t c = 0; c < d; c++) qrows[t * d + c] = qt[c * mp + t];
-    for (size_t t = 0; t < m * d; t++) o[t] = 0;
-    for (size_t t = 0; t < mp; t++) { mx[t] = -INFINITY; sum[t] = 0; }
-    for (size_t b = p0; b < p1; b += KV_ATTEND_BLOCK) {
-        const size_t nb = p1 - b < KV_ATTEND_BLOCK ? p1 - b : KV_ATTEND_BLOCK;
+    /* The running state of the current segment, folded into (o, mx, sum) where it ends. */
+    float *so = scratch + KV_ATTEND_BLOCK * mp, *smx = so + mp * d, *ssum = smx + mp;
+    empty_state(m, mp, d, o, mx, sum);
+    empty_state(m, mp, d, so, smx, ssum);
+    for (size_t b = p0; b < p1;) {
+        /* Blocks and segments start at multiples of their sizes, counted from key 0. */
+        const size_t block_end = (b / KV_ATTEND_BLOCK + 1) * KV_ATTEND_BLOCK;
+        const size_t nb = (p1 < block_end ? p1 : block_end) - b;
+        const int opens_segment = b == p0 || b % KV_ATTEND_SEGMENT == 0;
+        if (b > p0 && opens_segment) {
+            attend_fold(m, d, o, mx, sum, so, smx, ssum);
+            empty_state(m, mp, d, so, smx, ssum);
+        }
         if (b == p0) prefetch_rows(k, ld, d, b, b + (nb < KV_PREFETCH_AHEAD ? nb : KV_PREFETCH_AHEAD));
-        if (few) scores_rows(qrows, (int)m, d, k + b * ld, v + b * ld, ld, nb, p1 - b, scratch, mp, wide);
+        if (few) scores_keys(qrows, (int)m, d, k + b * ld, v + b * ld, ld, nb, p1 - b, scratch, mp);
         else scores_block(qt, mp, d, k + b * ld, v + b * ld, ld, nb, p1 - b, scratch, wide);
-        softmax_block(scratch, mp, nb, b, last, first, mx, sum, rescale);
-        if (b > p0)
+        softmax_block(scratch, mp, nb, b, last, first, smx, ssum, rescale);
+        if (!opens_segment)
             for (size_t t = 0; t < m; t++)
-                for (size_t c = 0; c < d; c++) o[t * d + c] *= rescale[t];
-        weighted_block(scratch, mp, m, v + b * ld, ld, nb, o, d, wide);
+                for (size_t c = 0; c < d; c++) so[t * d + c] *= rescale[t];
+        weighted_block(scratch, mp, m, v + b * ld, ld, nb, so, d, wide);
+        b += nb;
     }
+    attend_fold(m, d, o, mx, sum, so, smx, ssum);
 }
 
 void kv_attend_merge(size_t parts, size_t m, size_t mp, size_t d, const float *o, const float *mx, const float *sum,
                      float *out) {
+    float top[KV_ATTEND_MAX_ROWS], total[KV_ATTEND_MAX_ROWS];
+    empty_state(m, m, d, out, top, total);
+    for (size_t i = 0; i < parts; i++) attend_fold(m, d, out, top, total, o + i * m * d, mx + i * mp, sum + i * mp);
     for (size_t t = 0; t < m; t++) {
-        float top = -INFINITY;
-        for (size_t i = 0; i < parts; i++) top = mx[i * mp + t] > top ? mx[i * mp + t] : top;
-        float *row = out + t * d;
-        for (size_t c = 0; c < d; c++) row[c] = 0;
-        if (top == -INFINITY) continue;
-        float total = 0;
-        for (size_t i = 0; i < parts; i++) {
-            if (mx[i * mp + t] == -INFINITY) continue;
-            const float w = expf(mx[i * mp + t] - top);
-            total += w * sum[i * mp + t];
-            const float *part = o + i * m * d + t * d;
-            for (size_t c = 0; c < d; c++) row[c] += w * part[c];
-        }
-        const float inv = 1.0f / total;
-        for (size_t c = 0; c < d; c++) row[c] *= inv;
+        if (top[t] == -INFINITY) continue;
+        const float inv = 1.0f / total[t];
+        for (size_t c = 0; c < d; c++) out[t * d + c] *= inv;
     }
 }

@@ -25,19 +25,6 @@ final class AttentionPathTests: XCTestCase {
                (4, 1, 256, nil, 1, 1500), (9, 3, 64, nil, 9, 1200), (9, 3, 64, 100, 3, 700)])
     }
 
-    /// Ranges spread work over every core once there is enough of it, in whole rounds.
-    func testKeyRangesFollowTheWork() {
-        // A decode row of Gemma 3 against its 512-key window: one task.
-        XCTAssertEqual(CausalAttention.keyRanges(keys: 513, stackedRows: 16, kvHeads: 1, cores: 2), 1)
-        // A question of 9 rows (36 stacked, 48 lanes) against the window: both cores, 2 tasks each.
-        XCTAssertEqual(CausalAttention.keyRanges(keys: 520, stackedRows: 48, kvHeads: 1, cores: 2), 4)
-        // Three KV heads: two ranges each make six tasks, three per core.
-        XCTAssertEqual(CausalAttention.keyRanges(keys: 3539, stackedRows: 32, kvHeads: 3, cores: 2), 2)
-        // Little work on many cores: as many ranges as it fills, rounded to whole rounds.
-        XCTAssertEqual(CausalAttention.keyRanges(keys: 1600, stackedRows: 16, kvHeads: 1, cores: 4), 4)
-        XCTAssertEqual(CausalAttention.keyRanges(keys: 100, stackedRows: 16, kvHeads: 1, cores: 8), 1)
-    }
-
     /// Runs each case through BLAS and through the BLAS-free kernel and compares both with a
     /// naive double-precision attention.
     private func check(_ cases: [(Int, Int, Int, Int?, Int, Int)]) {
@@ -87,4 +74,49 @@ final class AttentionPathTests: XCTestCase {
             }
         }
     }
+
+    /// A row's output is the same bits whichever rows share its call: all rows at once (the
+    /// prefill's blocks), a few after the others (a hit's question), or one at a time
+    /// (decode), with narrow and wide register tiles; keys cross the 256-key blocks and
+    /// 512-key segments, and a window cuts into them.
+    func testRowsDoNotDependOnTheirBatch() {
+        for (heads, kvHeads, hd, window, positions) in [(9, 3, 64, nil, 1300), (4, 1, 256, 512, 1300), (4, 1, 64, 100, 700)] as [(Int, Int, Int, Int?, Int)] {
+            let ldq = heads * hd, kvDim = kvHeads * hd
+            let q = (0..<(positions * ldq)).map { _ in rng.uniform(1) }
+            let k = (0..<(positions * kvDim)).map { _ in Float16(rng.uniform(1)).bitPattern }
+            let v = (0..<(positions * kvDim)).map { _ in Float16(rng.uniform(1)).bitPattern }
+            var attention = CausalAttention(heads: heads, kvHeads: kvHeads, headDim: hd, scale: 1 / Float(hd).squareRoot(),
+                                            window: window)
+            attention.prefillWithoutBLAS = true  // the BLAS path sums in other orders
+            /// Rows `rows` in one call: queries and outputs at their own positions.
+            func run(_ rows: Range<Int>, into out: inout [Float]) {
+                q.withUnsafeBufferPointer { qp in
+                    k.withUnsafeBufferPointer { kp in
+                        v.withUnsafeBufferPointer { vp in
+                            out.withUnsafeMutableBufferPointer { op in
+                                attention(q: qp.baseAddress! + rows.lowerBound * ldq, ldq: ldq, n: rows.count, start: rows.lowerBound,
+                                          keys: kp.baseAddress!, values: vp.baseAddress!,
+                                          out: op.baseAddress! + rows.lowerBound * ldq, ldo: ldq)
+                            }
+                        }
+                    }
+                }
+            }
+            for wide in [1, 0] {
+                kv_attend_set_tiles(Int32(wide))
+                defer { kv_attend_set_tiles(-1) }
+                var whole = [Float](repeating: .nan, count: positions * ldq)
+                run(0..<positions, into: &whole)
+                // Splits: a long prefix then the rest in calls of 1, 7, 32 and 33 rows.
+                for (cut, step) in [(positions - 5, 1), (positions - 40, 7), (511, 32), (700, 33), (257, 600)] {
+                    var split = [Float](repeating: .nan, count: positions * ldq)
+                    run(0..<cut, into: &split)
+                    for r0 in stride(from: cut, to: positions, by: step) { run(r0..<min(positions, r0 + step), into: &split) }
+                    XCTAssertTrue(split.map(\.bitPattern) == whole.map(\.bitPattern),
+                                  "heads \(heads)/\(kvHeads) d \(hd) window \(String(describing: window)) wide \(wide): cut \(cut) step \(step)")
+                }
+            }
+        }
+    }
 }
+

@@ -147,6 +147,25 @@ final class RequestPathTests: XCTestCase {
         XCTAssertEqual(pc.tree.resident.count, 2)
     }
 
+    /// A chat's next turn: the prompt repeats the first turn and its answer, so the hit covers
+    /// rows decode computed one by one. Where rows are batch-invariant (`LlamaModel.batchInvariant`),
+    /// its answer equals the uncached one, which computes the same rows in one prefill.
+    func testNextTurnContinuesIntoTheDecodedAnswer() throws {
+        for path in [try realModelPath(), try gemma3ModelPath()] {
+            let m = try LoadedModel(path: path)
+            try XCTSkipUnless(m.model.batchInvariant, "rows are not batch-invariant on this CPU")
+            let pc = m.prefixCache(store: nil)
+            let first = m.queryTokens(syntheticDocument(seed: 31, words: 400), questions[0])
+            let answer = try pc.generate(tokens: first, options: GenerationOptions(maxTokens: 24)).tokens
+            // (Gemma's tokenizer puts BOS first, the first prompt's first token: not mid-prompt.)
+            let turn = m.tokenizer.encode("\n" + questions[1], parseSpecial: true).drop { $0 == first[0] }
+            let next = first + answer + turn
+            let r = try pc.generate(tokens: next, options: GenerationOptions(maxTokens: 16))
+            XCTAssertGreaterThanOrEqual(r.sources.ram, first.count + answer.count - 1, "the answer's rows reused")
+            XCTAssertEqual(r.tokens, try referenceGreedy(m.model, m.tokenizer, next, maxTokens: 16), path)
+        }
+    }
+
     /// The worst a client can ask for, an answer of `Int.max` tokens, sizes each cache to the
     /// whole context; the caches kept stay within a quarter of the RAM budget (none when one
     /// does not fit) and the requests still answer.

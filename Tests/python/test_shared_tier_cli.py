@@ -1,7 +1,7 @@
 """Black-box tests of `--shared` on the real model: a document precomputed on frontend A is
 queried on frontend B (another store) by its id, its prefix from the Redis Cluster of
 scripts/redis-test-servers.sh, and with the f32 codec B's answer equals the one from a local
-store holding the same document."""
+store holding the same document, and the uncached one."""
 import json
 import os
 import subprocess
@@ -45,11 +45,7 @@ def test_query_on_a_second_frontend_takes_the_prefix_from_the_shared_tier(tmp_pa
     assert got["fromShared"] >= 512 and got["fromDisk"] == 0, got
     assert "tier shared:" in cold.stderr, cold.stderr
     # The same document precomputed into a local store, without the shared tier: its f32 KV
-    # is bit for bit what frontend B spliced from the cluster, and the question's rows take
-    # the same path over it, so the answers are equal every time. (Against a miss, whose
-    # question rows go through the blocked prefill instead of the few-row attention, greedy
-    # answers agree except at near-ties, and this document is new every run: RequestPathTests
-    # check that on fixed documents.)
+    # is bit for bit what frontend B spliced from the cluster.
     p = run("precompute", "--store", c, "--model", MODEL, "--codec", "f32", "--no-progress", str(doc))
     assert p.returncode == 0, p.stderr
     local = run("query", "--store", c, "--model", MODEL, "--doc", str(doc), "--json", "-n", "16", QUESTION)
@@ -57,6 +53,24 @@ def test_query_on_a_second_frontend_takes_the_prefix_from_the_shared_tier(tmp_pa
     want = json.loads(local.stdout)
     assert want["fromShared"] == 0 and want["fromDisk"] == got["fromShared"], (want, got)
     assert got["text"] == want["text"]
+    # And the miss: where the engine computes rows batch-invariantly (AVX-512 VNNI), the
+    # cached answer is the uncached one, token for token.
+    if batch_invariant_cpu():
+        miss = run("query", "--store", str(tmp_path / "d"), "--model", MODEL, "--context-file", str(doc),
+                   "--no-write-back", "--json", "-n", "16", QUESTION)
+        assert miss.returncode == 0, miss.stderr
+        uncached = json.loads(miss.stdout)
+        assert uncached["fromShared"] == 0 and uncached["fromDisk"] == 0, uncached
+        assert got["text"] == uncached["text"]
+
+
+def batch_invariant_cpu():
+    """Whether this CPU has what `LlamaModel.batchInvariant` needs (AVX-512 VNNI)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx512_vnni" in flags and " avx512f" in flags
 
 
 def test_wrong_credentials_name_the_tier(tmp_path):

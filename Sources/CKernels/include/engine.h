@@ -128,21 +128,27 @@ int kv_matvec_q16dot_portable(int type, const void *w, const kv_q16_block *x, fl
 int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float *y, size_t rows, size_t cols,
                             int accumulate);
 
-/* Attention of a few query rows without BLAS (decode, or the question after a cache hit).
+/* Attention of stacked query rows without BLAS (decode, the question after a cache hit, and
+   the prefill's blocks of rows where the CPU has AVX-512).
    The m query rows that share one KV head are stacked and transposed into qt ([d][mp],
    mp = m rounded up to 16, scaled by the attention scale, padding lanes zero); last[t] is the last
    key stacked row t may see (t < mp), and first[t], unless `first` is NULL, the first one
    (a sliding window). kv_attend_partial runs keys [p0, p1) of that head
-   (k, v: IEEE f16 rows, ld elements apart) in blocks of KV_ATTEND_BLOCK with a running max, leaving a partial
+   (k, v: IEEE f16 rows, ld elements apart) in blocks at multiples of KV_ATTEND_BLOCK with a
+   running max, folding the state at each multiple of KV_ATTEND_SEGMENT, and leaves a partial
    state: mx[t] the largest visible score (-inf if none), sum[t] = sum_p exp(s[t][p] - mx[t])
    and o[t][c] = sum_p exp(s[t][p] - mx[t]) v[p][c] ([m][d]). scratch holds
-   KV_ATTEND_BLOCK * mp floats; mp <= KV_ATTEND_MAX_ROWS, d a multiple of 16 and at most
+   KV_ATTEND_SCRATCH(mp, d) floats; mp <= KV_ATTEND_MAX_ROWS, d a multiple of 16 and at most
    KV_ATTEND_MAX_DIM.
-   kv_attend_merge combines `parts` such states (part i at o + i*m*d, mx/sum + i*mp) into
-   the attention output out[t][c] ([m][d]); a row that sees no key gets zeros. */
+   kv_attend_merge folds `parts` such states (part i at o + i*m*d, mx/sum + i*mp), in order,
+   into the attention output out[t][c] ([m][d]); a row that sees no key gets zeros.
+   A row's output is the same bits for any stacking, p0 at or before its first visible key,
+   and split of the keys into calls at multiples of KV_ATTEND_SEGMENT merged in order. */
 #define KV_ATTEND_BLOCK 256
+#define KV_ATTEND_SEGMENT 512
 #define KV_ATTEND_MAX_ROWS 256
 #define KV_ATTEND_MAX_DIM 256
+#define KV_ATTEND_SCRATCH(mp, d) ((KV_ATTEND_BLOCK + (d) + 2) * (mp))
 void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uint16_t *k, const uint16_t *v,
                        size_t ld, size_t p0, size_t p1, const int32_t *last, const int32_t *first, float *scratch, float *o,
                        float *mx, float *sum);

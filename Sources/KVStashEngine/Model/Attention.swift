@@ -36,10 +36,6 @@ struct CausalAttention {
     var stackedRows = 256
     /// Up to this many query rows take the parallel, BLAS-free path.
     static let smallRows = 32
-    /// Work per task on that path, at least, in keys times stacked rows: 512 keys of one
-    /// 16-row vector (a decode step's group), fewer keys for more rows (a hit's question
-    /// against a sliding window's 512 keys still spreads over every core).
-    static let keyRowsPerRange = 512 * 16
     /// Stacked rows per block on the BLAS-free prefill path: five passes of the wide score tile (48).
     static let stackedTile = 240
     /// Whether more than `smallRows` rows take the BLAS-free path by default: where
@@ -121,16 +117,17 @@ struct CausalAttention {
     }
 
     /// The BLAS-free path: for each KV head, its query rows stacked and transposed, the
-    /// visible keys cut into ranges run as parallel tasks, then the ranges merged.
+    /// visible keys cut at multiples of `KV_ATTEND_SEGMENT` into segments run as parallel
+    /// tasks, then the segments folded in order: the same bits for each row as the blocked
+    /// prefill, which folds the same segments inside one call.
     private func smallRowAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
                                    keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
                                    out: UnsafeMutablePointer<Float>, ldo: Int) {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
         let m = group * n, mp = (m + 15) / 16 * 16, visible = start + n, lo = firstVisible(start)
-        let ranges = Self.keyRanges(keys: visible - lo, stackedRows: mp, kvHeads: kvHeads,
-                                    cores: ProcessInfo.processInfo.activeProcessorCount)
-        let rangeLength = (visible - lo + ranges - 1) / ranges
-        let tasks = kvHeads * ranges, block = Int(KV_ATTEND_BLOCK)
+        let segment = Int(KV_ATTEND_SEGMENT), firstSegment = lo / segment
+        let segments = (visible - 1) / segment - firstSegment + 1
+        let tasks = kvHeads * segments, scratch = Self.scratchFloats(mp: mp, headDim: hd)
         let buffer = SmallAttentionBuffers(kvHeads: kvHeads, tasks: tasks, m: m, mp: mp, headDim: hd)
         defer { buffer.deallocate() }
         for g in 0..<kvHeads { stack(q, ldq: ldq, n: n, head: g, into: buffer.qt + g * hd * mp, mp: mp) }
@@ -138,30 +135,23 @@ struct CausalAttention {
         let windowed = window != nil
         let p = AttentionPointers(keys: keys, values: values, buffers: buffer)
         WorkerTeam.run(tasks: tasks) { task in
-            let g = task / ranges, p0 = lo + (task % ranges) * rangeLength, p1 = min(visible, p0 + rangeLength)
+            let g = task / segments, s = firstSegment + task % segments
+            let p0 = max(lo, s * segment), p1 = min(visible, (s + 1) * segment)
             let b = p.buffers
             kv_attend_partial(b.qt + g * hd * mp, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
-                              p0, max(p0, p1), b.last, windowed ? b.first : nil, b.scratch + task * block * mp,
+                              p0, p1, b.last, windowed ? b.first : nil, b.scratch + task * scratch,
                               b.partialOut + task * m * hd, b.partialMax + task * mp, b.partialSum + task * mp)
         }
         for g in 0..<kvHeads {
-            let first = g * ranges
-            kv_attend_merge(ranges, m, mp, hd, buffer.partialOut + first * m * hd, buffer.partialMax + first * mp,
+            let first = g * segments
+            kv_attend_merge(segments, m, mp, hd, buffer.partialOut + first * m * hd, buffer.partialMax + first * mp,
                             buffer.partialSum + first * mp, buffer.merged)
             unstack(buffer.merged, n: n, head: g, into: out, ldo: ldo)
         }
     }
 
-    /// Ranges each KV head's `keys` are split into on the few-row path: as many as carry
-    /// `keyRowsPerRange` of work, at most two tasks per core, and when split, tasks in a
-    /// multiple of the cores (three equal tasks on two cores take as long as four).
-    static func keyRanges(keys: Int, stackedRows: Int, kvHeads: Int, cores: Int) -> Int {
-        let byWork = keys * stackedRows / keyRowsPerRange
-        let most = max(1, (2 * cores + kvHeads - 1) / kvHeads)
-        var ranges = max(1, min(byWork, most))
-        while ranges > 1, ranges < most, (kvHeads * ranges) % cores != 0 { ranges += 1 }
-        return ranges
-    }
+    /// Floats of `kv_attend_partial`'s scratch (`KV_ATTEND_SCRATCH`) for `mp` stacked lanes.
+    static func scratchFloats(mp: Int, headDim: Int) -> Int { (Int(KV_ATTEND_BLOCK) + headDim + 2) * mp }
 
     /// The BLAS-free path for many rows: blocks of `stackedTile / group` rows, one task per KV
     /// head and block, handed out last block first (without a window the longest; the cores
@@ -251,7 +241,7 @@ private struct SmallAttentionBuffers {
         qt.initialize(repeating: 0, count: kvHeads * headDim * mp)
         last = .allocate(capacity: mp)
         first = .allocate(capacity: mp)
-        scratch = .allocate(capacity: tasks * Int(KV_ATTEND_BLOCK) * mp)
+        scratch = .allocate(capacity: tasks * CausalAttention.scratchFloats(mp: mp, headDim: headDim))
         partialOut = .allocate(capacity: tasks * m * headDim)
         partialMax = .allocate(capacity: tasks * mp)
         partialSum = .allocate(capacity: tasks * mp)

@@ -1,3 +1,4 @@
+import CKernels
 import KVStashCore
 
 /// A decoder-only transformer of one of the `Architecture.registry` families (llama, qwen2,
@@ -20,6 +21,14 @@ public final class LlamaModel: Sendable {
     /// keys fold in so that such KV never meets the default's (nil for the default):
     /// "prefill-inputs-8" when products of more than one row take 8-bit input codes.
     public let numericsTag: String?
+    /// Whether a position's KV and logits are the same bits however the positions around it
+    /// are batched: a prefill of any length, a prefill continuing a cached prefix, or decode
+    /// one token at a time. True where every matrix of the blocks takes the packed product on
+    /// 16-bit inputs for any number of rows (AVX-512 VNNI, quantized types that pack) and
+    /// attention the BLAS-free kernel (AVX-512); then an answer from cached KV (a lossless
+    /// codec, or the RAM tier) equals the answer without it, token for token. Elsewhere the
+    /// two differ by float rounding (BLAS and the encoded kernels sum in other orders).
+    public let batchInvariant: Bool
 
     /// Positions covered by the prebuilt RoPE table; longer contexts get per-call tables.
     static let rotaryTablePositions = 32768
@@ -45,6 +54,12 @@ public final class LlamaModel: Sendable {
         scratch = ActivationScratch(config: config)
         let linears = weights.layers.flatMap { [$0.wqkv, $0.wo, $0.wGateUp, $0.wDown] } + [weights.output]
         numericsTag = linears.contains { $0.packed?.inputs == .eightBit } ? "prefill-inputs-8" : nil
+        let c = config, group = c.heads / c.kvHeads
+        let attentionAlike = CausalAttention.blockedPrefill && c.headDim % 16 == 0
+            && c.headDim <= Int(KV_ATTEND_MAX_DIM) && group <= CausalAttention.stackedTile
+        batchInvariant = attentionAlike && Linear.decodeActivations == .auto && linears.dropLast().allSatisfy {
+            $0.packed?.inputs == .sixteenBit && ($0.singleRowTakesPacked || $0.parts.allSatisfy { $0.interleaved != nil })
+        }
     }
 
     /// An empty cache of this model's KV shape, rotating K spliced into it by each layer's RoPE.
