@@ -65,7 +65,6 @@ struct Linear: Sendable {
     /// `sgemm` on `dense`. Measured with `kvstash-enginebench --suffix`: the encoded path
     /// is faster up to about this size on AVX-512.
     static let encodedRowsLimit = 32
-    static let probeOld = ProcessInfo.processInfo.environment["KVSTASH_PROBE_ROWS"] == "old"
 
     /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`.
     func apply(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
@@ -92,7 +91,6 @@ struct Linear: Sendable {
     /// block), so the KV of a decoded answer serves a later prompt as its prefill would.
     var singleRowTakesPacked: Bool {
         packed?.inputs == .sixteenBit && Self.decodeActivations == .auto
-            && !Self.probeOld
             && parts.contains { $0.interleaved == nil }
     }
 
