@@ -306,7 +306,7 @@ typedef struct {
 typedef struct {
     float qt[HEAD_DIM * KV_ATTEND_MAX_ROWS];
     int32_t last[KV_ATTEND_MAX_ROWS];
-    float scratch[KV_ATTEND_BLOCK * KV_ATTEND_MAX_ROWS];
+    float scratch[KV_ATTEND_SCRATCH(KV_ATTEND_MAX_ROWS, HEAD_DIM)];
     float o[KV_ATTEND_MAX_ROWS * HEAD_DIM], mx[KV_ATTEND_MAX_ROWS], sum[KV_ATTEND_MAX_ROWS];
     float out[KV_ATTEND_MAX_ROWS * HEAD_DIM];
 } buffers;

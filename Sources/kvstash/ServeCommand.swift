@@ -120,6 +120,10 @@ struct ServeCommand: AsyncParsableCommand {
             try backend.model.warmUp()
             backend.tokenizer.warmUp()
         }
+        FileHandle.standardError.write(Data((backend.model.batchInvariant
+            ? "rows are batch-invariant here: cached answers (f32 codec, RAM tier) equal uncached ones token for token\n"
+            : "rows are not batch-invariant on this CPU or model (needs AVX-512 VNNI and packed matrices): "
+              + "cached and uncached answers may differ at near-ties\n").utf8))
         let token = adminToken ?? ProcessInfo.processInfo.environment["KVSTASH_ADMIN_TOKEN"]
         let config = ServerConfiguration(
             host: host, port: port, adminToken: token, maxBodyBytes: maxBody, tenantFromAPIKey: tenantFromApiKey,

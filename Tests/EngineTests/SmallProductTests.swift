@@ -392,7 +392,7 @@ final class SmallProductTests: XCTestCase {
         let mp = (m + 15) / 16 * 16, n = keys.upperBound, length = (keys.count + ranges - 1) / ranges
         var o = [Float](repeating: .nan, count: ranges * m * d)
         var mx = [Float](repeating: .nan, count: ranges * mp), sum = mx
-        var scratch = [Float](repeating: .nan, count: Int(KV_ATTEND_BLOCK) * mp)
+        var scratch = [Float](repeating: .nan, count: (Int(KV_ATTEND_BLOCK) + d + 2) * mp)  // KV_ATTEND_SCRATCH
         for part in 0..<ranges {
             let p0 = min(n, keys.lowerBound + part * length), p1 = min(n, p0 + length)
             o.withUnsafeMutableBufferPointer { ob in
