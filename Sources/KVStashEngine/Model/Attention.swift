@@ -18,12 +18,13 @@ import Foundation
 /// sees) that every block reads.
 ///
 /// A few query rows (decode, or the question after a cache hit) skip BLAS: each KV head's
-/// keys are split into ranges that run as parallel tasks on `kv_attend_partial`, which
+/// keys are cut into 512-key segments, each a parallel task on `kv_attend_partial`, which
 /// reads K and V in place (BLAS would pack them) with a running max, and
-/// `kv_attend_merge` combines the ranges. Where that kernel has its wide AVX-512 tiles, many
+/// `kv_attend_merge` folds the segments in order. Where that kernel has its wide AVX-512 tiles, many
 /// rows (prefill) skip BLAS too: blocks of rows whose stacked group fills one tile pass run
-/// as parallel tasks over every key they see, so the softmax runs on every core and no BLAS
-/// worker spins between products.
+/// as parallel tasks over every key they see (folding the same segments), so the softmax runs
+/// on every core and no BLAS worker spins between products. Both give a row the same bits
+/// whatever rows share its call (decision 099).
 struct CausalAttention {
     let heads: Int
     let kvHeads: Int
