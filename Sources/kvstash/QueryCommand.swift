@@ -60,7 +60,7 @@ struct QueryCommand: ParsableCommand {
                 if !json { FileHandle.standardOutput.write(Data(piece.text.utf8)) }
                 return true
             }
-            try report(result)
+            try report(result, batchInvariant: m.batchInvariant)
         }
         tiers.flush()
         tiers.report()
@@ -78,7 +78,7 @@ struct QueryCommand: ParsableCommand {
         return (text, try template.map(RequestCLI.template) ?? settings?.template ?? .chatSystem)
     }
 
-    private func report(_ r: RequestResult) throws {
+    private func report(_ r: RequestResult, batchInvariant: Bool) throws {
         guard json else {
             FileHandle.standardOutput.write(Data("\n".utf8))
             FileHandle.standardError.write(Data((r.summary + "\n").utf8))
@@ -90,7 +90,8 @@ struct QueryCommand: ParsableCommand {
                             corruptChunks: r.sources.corruptChunks, ttftMs: r.timeToFirstToken * 1000,
                             decodeTokensPerSecond: r.decodeTokensPerSecond, generatedTokens: r.tokens.count,
                             chunksStored: r.chunksStored, ramMs: r.timings.ram * 1000,
-                            diskMs: r.timings.disk * 1000, prefillMs: r.timings.prefill * 1000)
+                            diskMs: r.timings.disk * 1000, prefillMs: r.timings.prefill * 1000,
+                            batchInvariant: batchInvariant)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         print(String(decoding: try enc.encode(out), as: UTF8.self))
@@ -107,4 +108,7 @@ struct QueryJSON: Codable {
     var generatedTokens: Int
     var chunksStored: Int
     var ramMs, diskMs, prefillMs: Double
+    /// `LlamaModel.batchInvariant`: whether this answer from cached KV (f32 codec, RAM) is, token
+    /// for token, the answer without the cache.
+    var batchInvariant: Bool
 }

@@ -53,9 +53,11 @@ def test_query_on_a_second_frontend_takes_the_prefix_from_the_shared_tier(tmp_pa
     want = json.loads(local.stdout)
     assert want["fromShared"] == 0 and want["fromDisk"] == got["fromShared"], (want, got)
     assert got["text"] == want["text"]
-    # And the miss: where the engine computes rows batch-invariantly (AVX-512 VNNI), the
-    # cached answer is the uncached one, token for token.
-    if batch_invariant_cpu():
+    # And the miss: where the engine computes rows batch-invariantly (AVX-512 VNNI; the
+    # engine says so, and so does this CPU's flags), the cached answer is the uncached one,
+    # token for token.
+    assert got["batchInvariant"] == batch_invariant_cpu(), got
+    if got["batchInvariant"]:
         miss = run("query", "--store", str(tmp_path / "d"), "--model", MODEL, "--context-file", str(doc),
                    "--no-write-back", "--json", "-n", "16", QUESTION)
         assert miss.returncode == 0, miss.stderr
@@ -65,12 +67,13 @@ def test_query_on_a_second_frontend_takes_the_prefix_from_the_shared_tier(tmp_pa
 
 
 def batch_invariant_cpu():
-    """Whether this CPU has what `LlamaModel.batchInvariant` needs (AVX-512 VNNI)."""
+    """Whether this CPU has what `LlamaModel.batchInvariant` needs (AVX-512 F, BW and VNNI),
+    read from /proc/cpuinfo, independently of the engine."""
     try:
         flags = open("/proc/cpuinfo").read()
     except OSError:
         return False
-    return " avx512_vnni" in flags and " avx512f" in flags
+    return all(f" {flag}" in flags for flag in ("avx512f", "avx512bw", "avx512_vnni"))
 
 
 def test_wrong_credentials_name_the_tier(tmp_path):
