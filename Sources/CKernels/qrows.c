@@ -356,15 +356,84 @@ AVX2_TARGET static inline __attribute__((always_inline)) void rowsk_avx2(int typ
     for (int t = 0; t < R; t++) out[t] = acc[t];
 }
 
+/* Eight rows of K-quant super-blocks (rows row_bytes apart) into out[0 ..< 8], the rows in
+   the vector lanes: per block, the eight rows' integer sums in one horizontal-add tree, then
+   one multiply-add per block (and one for the minimum) on all eight chains at once. Each
+   lane takes exactly its row's steps (the same products of scales, the same fused
+   multiply-adds in block order), so it equals rowsk_avx2 and kv_gemm_q16 bit for bit. */
+AVX2_TARGET static inline __attribute__((always_inline)) void rowsk8_avx2(int type, const uint8_t *w, size_t row_bytes,
+                                                                          const kv_q16_block *x, const float *dx,
+                                                                          const float *sx, size_t nb, float *out) {
+    size_t elements, bytes;
+    layout(type, &elements, &bytes);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < nb / 8; sb++) {
+        const uint8_t *blk[8];
+        for (int t = 0; t < 8; t++) blk[t] = w + (size_t)t * row_bytes + sb * bytes;
+        const kv_q16_block *xs = x + 8 * sb;
+        float is[8];
+        __m256i v[8];
+        if (type == KV_GGML_Q6_K) {
+            float dv[8];
+            for (int t = 0; t < 8; t++) dv[t] = _cvtsh_ss(*(const uint16_t *)(blk[t] + 208));
+            const __m256 d = _mm256_loadu_ps(dv);
+            for (int j = 0; j < 8; j++) {
+                const __m256 dxj = _mm256_set1_ps(dx[8 * sb + (size_t)j]);
+                __m256i hi[8];
+                for (int t = 0; t < 8; t++) {
+                    __m256i clo, chi;
+                    codes_avx2(type, blk[t], j, &clo, &chi);
+                    v[t] = dot16(clo, xs[j].q);
+                    hi[t] = dot16(chi, xs[j].q + 16);
+                }
+                for (int h = 0; h < 2; h++) {
+                    float s6[8];
+                    for (int t = 0; t < 8; t++) s6[t] = (float)(int8_t)blk[t][192 + 2 * j + h];
+                    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_loadu_ps(s6)), dxj);
+                    hsum8x8(h == 0 ? v : hi, is);
+                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(is), f, acc);
+                }
+            }
+            continue;
+        }
+        int32_t sc[8][8], mn[8][8];
+        float dv[8], dminv[8];
+        for (int t = 0; t < 8; t++) {
+            dv[t] = _cvtsh_ss(*(const uint16_t *)blk[t]);
+            dminv[t] = _cvtsh_ss(*(const uint16_t *)(blk[t] + 2));
+            for (int j = 0; j < 8; j++) scale_min(j, blk[t] + 4, &sc[j][t], &mn[j][t]);
+        }
+        const __m256 d = _mm256_loadu_ps(dv), dmin = _mm256_loadu_ps(dminv);
+        for (int j = 0; j < 8; j++) {
+            for (int t = 0; t < 8; t++) {
+                __m256i lo, hi;
+                codes_avx2(type, blk[t], j, &lo, &hi);
+                v[t] = _mm256_add_epi32(dot16(lo, xs[j].q), dot16(hi, xs[j].q + 16));
+            }
+            hsum8x8(v, is);
+            const __m256 f = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc[j]))),
+                                           _mm256_set1_ps(dx[8 * sb + (size_t)j]));
+            const __m256 m = _mm256_xor_ps(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn[j]))),
+                                           _mm256_set1_ps(-0.0f));
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(is), f, acc);
+            acc = _mm256_fmadd_ps(m, _mm256_set1_ps(sx[8 * sb + (size_t)j]), acc);
+        }
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
 /* The rows of one type, the type a constant in each instance. */
 #define ROWS_AVX2(name, type_, elements_)                                                                       \
     AVX2_TARGET static void name(const uint8_t *w, size_t row_bytes, const kv_q16_block *x, const float *dx,     \
                                  const float *sx, float *y, size_t rows, size_t nb, int accumulate) {            \
         for (size_t r = 0; r < rows;) {                                                                         \
-            float v[4];                                                                                         \
+            float v[8];                                                                                         \
             int R = 1;                                                                                          \
             if (elements_ == 32) {                                                                              \
                 v[0] = row32_avx2(type_, w + r * row_bytes, x, nb);                                              \
+            } else if (rows - r >= 8) {                                                                         \
+                R = 8;                                                                                          \
+                rowsk8_avx2(type_, w + r * row_bytes, row_bytes, x, dx, sx, nb, v);                             \
             } else if (rows - r >= 4) {                                                                         \
                 R = 4;                                                                                          \
                 rowsk_avx2(type_, w + r * row_bytes, row_bytes, 4, x, dx, sx, nb, v);                           \
