@@ -12,25 +12,24 @@
 
 /* ---- One input row on 16-bit codes against row-major GGUF blocks (decode) -------------
 
-   Every type is read as blocks of bk weights (32; Q6_K 16) that share one float scale and,
-   for the types with a minimum, one float offset: w[k] = scale * c[k] + min, with integer
-   codes c. Per weight block of the input (kv_q16_block: x[k] = d_x * q[k], s_x = d_x * sum(q)):
+   Every type is read as blocks of 32 weights that share one float scale and one float
+   offset: w[k] = scale * c[k] + min, with integer codes c. Per block b of the input
+   (kv_q16_block: x[k] = d_x * q[k], s_x = d_x * sum(q)):
        sum_k w[k] x[k] = (scale * d_x) * sum_k c[k] q[k] + min * s_x.
-   The integer sum is exact (in any order); the row's one float accumulator takes, block by
-   block in order,
-       acc = fma((float) isum, scale * d_x, acc);  acc = fma(min, s_x, acc)  (minimum only),
-   exactly kv_gemm_q16's steps on the same codes, scales and offsets (kv_gemm_q16_pack reads
-   them with the same helpers), so a decode row equals the same row of a prefill bit for bit
-   (decision 099). The AVX2 path sums the integers with `pmaddwd` and a horizontal add; the
-   plain C path takes the same float steps, so the two agree bit for bit.
+   The integer sum is taken in 8 int32 lanes, lane l holding k = 2l, 2l+1, 16+2l, 17+2l
+   (what `pmaddwd` on codes 0-15 plus `pmaddwd` on codes 16-31 gives), and the row keeps
+   8 float lanes acc[l] += (scale * d_x) * lane[l] (one fused multiply-add), a float
+   min_acc += min * s_x, and ends with
+       ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)) + min_acc.
+   The plain C path follows the same order, so the two paths agree bit for bit.
 
    Codes per type (layouts as kquants.c describes them):
      Q4_0  c = q - 8,  scale d                Q4_1  c = q, scale d, min m
      Q5_0  c = q - 16, scale d                Q5_1  c = q, scale d, min m
      Q8_0  c = q,      scale d
      Q4_K, Q5_K  sub-block j of a super-block: c = q, scale d * sc_j, min -(dmin * mn_j)
-     Q6_K  each 16 codes: c = q - 32, scale d * sc (its int8 scale).
-   Largest integer sum: 32 codes of |c| <= 128 times |q| <= 32767: 1.3e8 < 2^31. */
+     Q6_K  c = sc * (q - 32) with the int8 scale of each 16 codes, scale d.
+   Largest lane: |c| <= 32 * 128 (Q6_K) times |q| <= 32767, four terms: 5.4e8 < 2^31. */
 
 static inline __attribute__((always_inline)) float h2f(const uint8_t *p) {
     return kv_h2f_inline((uint16_t)(p[0] | (p[1] << 8)));
@@ -132,10 +131,17 @@ static inline __attribute__((always_inline)) void codes_c(int type, const uint8_
             c[k] = ((qs[k] >> (4 * (j & 1))) & 15) | (five ? ((hb[k] >> j) & 1) << 4 : 0);
         break;
     }
-    default: /* Q6_K: q - 32, its two scales (one per 16 codes) left to the caller */
-        q6_codes(blk, j, c);
+    default: { /* Q6_K */
+        const int8_t *sc = q6_codes(blk, j, c);
+        for (int k = 0; k < 32; k++) c[k] *= sc[k / 16];
         break;
     }
+    }
+}
+
+/* The fixed final sum of the 8 lanes (the AVX2 path's order). */
+static inline __attribute__((always_inline)) float lanes_sum(const float a[8]) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
 /* Types whose blocks have a minimum (an offset besides the codes). */
@@ -143,15 +149,8 @@ static inline __attribute__((always_inline)) int has_min(int type) {
     return type == KV_GGML_Q4_1 || type == KV_GGML_Q5_1 || type == KV_GGML_Q4_K || type == KV_GGML_Q5_K;
 }
 
-/* The float scale of each 16 codes of block j of a Q6_K super-block (d times its int8 scale). */
-static inline __attribute__((always_inline)) void q6_scales(const uint8_t *blk, int j, float scale, float sc[2]) {
-    const int8_t *s6 = (const int8_t *)(blk + 192 + 2 * j);
-    sc[0] = scale * (float)s6[0];
-    sc[1] = scale * (float)s6[1];
-}
-
 static float row_c(int type, const uint8_t *row, const kv_q16_block *x, size_t nb) {
-    float acc = 0;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, macc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (size_t b = 0; b < nb; b++) {
         int j;
         float scale, min;
@@ -159,22 +158,15 @@ static float row_c(int type, const uint8_t *row, const kv_q16_block *x, size_t n
         int32_t c[32];
         codes_c(type, blk, j, c);
         const int16_t *q = x[b].q;
-        if (type == KV_GGML_Q6_K) {
-            float sc[2];
-            q6_scales(blk, j, scale, sc);
-            for (int h = 0; h < 2; h++) {
-                int32_t isum = 0;
-                for (int k = 16 * h; k < 16 * h + 16; k++) isum += c[k] * q[k];
-                acc = __builtin_fmaf((float)isum, sc[h] * x[b].d, acc);
-            }
-            continue;
+        const float f = scale * x[b].d;
+        for (int l = 0; l < 8; l++) {
+            const int32_t lane = c[2 * l] * q[2 * l] + c[2 * l + 1] * q[2 * l + 1] + c[16 + 2 * l] * q[16 + 2 * l] +
+                                 c[17 + 2 * l] * q[17 + 2 * l];
+            acc[l] = __builtin_fmaf(f, (float)lane, acc[l]);
         }
-        int32_t isum = 0;
-        for (int k = 0; k < 32; k++) isum += c[k] * q[k];
-        acc = __builtin_fmaf((float)isum, scale * x[b].d, acc);
-        if (has_min(type)) acc = __builtin_fmaf(min, x[b].s, acc);
+        if (has_min(type)) macc[b % 8] = __builtin_fmaf(min, x[b].s, macc[b % 8]);
     }
-    return acc;
+    return has_min(type) ? lanes_sum(acc) + lanes_sum(macc) : lanes_sum(acc);
 }
 
 #if defined(__x86_64__)
@@ -236,211 +228,89 @@ AVX2_TARGET static inline __attribute__((always_inline)) void codes_avx2(int typ
         const __m256i low = _mm256_and_si256(_mm256_srl_epi16(l, _mm_cvtsi32_si128(4 * (k4 >> 1))), _mm256_set1_epi8(0x0F));
         const __m256i high = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * k4)), _mm256_set1_epi8(3));
         const __m256i q = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), _mm256_set1_epi8(32));
-        *lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q));
-        *hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1));
+        const int8_t *sc = (const int8_t *)(blk + 192 + 8 * half + 2 * k4);
+        *lo = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)), _mm256_set1_epi16(sc[0]));
+        *hi = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)), _mm256_set1_epi16(sc[1]));
         break;
     }
     }
 }
 
-/* The exact sum of 8 int32 lanes. */
-AVX2_TARGET static inline __attribute__((always_inline)) int32_t hsum8i(__m256i a) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    return _mm_cvtsi128_si32(s);
+/* The final sums of the 8 float lanes, in lanes_sum's order. */
+AVX2_TARGET static inline __attribute__((always_inline)) float hsum8(__m256 a) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)); /* a_i + a_{i+4} */
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));                                  /* s0 + s2, s1 + s3 */
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-/* The exact sums of eight vectors of 8 int32 lanes, as floats: out[i] = sum of v[i]'s lanes
-   (exact in int32; each at most 1.3e8, so exact as a float too up to its rounding, the same
-   conversion the packed product takes). Three rounds of horizontal adds instead of eight
-   horizontal sums. */
-AVX2_TARGET static inline __attribute__((always_inline)) void hsum8x8(const __m256i v[8], float out[8]) {
-    const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-    /* a's low half: the low four lanes of v[0..3] summed, its high half the high four */
-    const __m128i sa = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-    const __m128i sb = _mm_add_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-    _mm256_storeu_ps(out, _mm256_cvtepi32_ps(_mm256_setr_m128i(sa, sb)));
-}
-
-/* sum_k c[k] q[k] over the 16 codes of `codes` and the input codes at q (exact). */
-AVX2_TARGET static inline __attribute__((always_inline)) __m256i dot16(__m256i codes, const int16_t *q) {
-    return _mm256_madd_epi16(codes, _mm256_loadu_si256((const __m256i *)q));
+AVX2_TARGET static inline __attribute__((always_inline)) __m256i lane_sums(__m256i lo, __m256i hi, const kv_q16_block *xb) {
+    const __m256i xl = _mm256_loadu_si256((const __m256i *)xb->q);
+    const __m256i xh = _mm256_loadu_si256((const __m256i *)(xb->q + 16));
+    return _mm256_add_epi32(_mm256_madd_epi16(lo, xl), _mm256_madd_epi16(hi, xh));
 }
 
 /* A row of blocks of 32 (Q4_0 ... Q8_0). */
 AVX2_TARGET static inline __attribute__((always_inline)) float row32_avx2(int type, const uint8_t *row,
                                                                           const kv_q16_block *x, size_t nb) {
-    float acc = 0;
+    __m256 acc = _mm256_setzero_ps();
+    float macc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (size_t b = 0; b < nb; b++) {
         int j;
         float scale, min;
         const uint8_t *blk = locate(type, row, b, &j, &scale, &min);
         __m256i lo, hi;
         codes_avx2(type, blk, j, &lo, &hi);
-        const int32_t isum = hsum8i(_mm256_add_epi32(dot16(lo, x[b].q), dot16(hi, x[b].q + 16)));
-        acc = __builtin_fmaf((float)isum, scale * x[b].d, acc);
-        if (has_min(type)) acc = __builtin_fmaf(min, x[b].s, acc);
+        const __m256i lane = lane_sums(lo, hi, x + b);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(scale * x[b].d), _mm256_cvtepi32_ps(lane), acc);
+        if (has_min(type)) macc[b % 8] = __builtin_fmaf(min, x[b].s, macc[b % 8]);
     }
-    return acc;
+    return has_min(type) ? hsum8(acc) + lanes_sum(macc) : hsum8(acc);
 }
 
-/* The terms of one K-quant super-block `blk` of a row against its 8 input blocks xs (their d
-   and s in dx, sx): is[i] the integer sums as floats and fs[i] their scales times d_x, i in
-   block order (Q6_K: 16 of them, one per 16 codes, scale d * sc; Q4_K, Q5_K: 8, scale
-   d * sc_j) and, but for Q6_K, ms[j] = -(dmin * mn_j), the minimum's factor of s_x. Returns
-   the number of terms. The scales are taken eight lanes at once. */
-AVX2_TARGET static inline __attribute__((always_inline)) int kterms(int type, const uint8_t *blk, const kv_q16_block *xs,
-                                                                   const float *dx, float is[16], float fs[16],
-                                                                   float ms[8]) {
-    if (type == KV_GGML_Q6_K) {
-        /* scale of 16 codes (2j + h): (d * sc) * d_x of their input block j */
-        const __m256 d = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)(blk + 208)));
-        const __m128i s6 = _mm_loadu_si128((const __m128i *)(blk + 192));
-        const __m256 lo = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(s6)));
-        const __m256 hi = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(s6, 8))));
-        const __m256 dlo = _mm256_setr_ps(dx[0], dx[0], dx[1], dx[1], dx[2], dx[2], dx[3], dx[3]);
-        const __m256 dhi = _mm256_setr_ps(dx[4], dx[4], dx[5], dx[5], dx[6], dx[6], dx[7], dx[7]);
-        _mm256_storeu_ps(fs, _mm256_mul_ps(lo, dlo));
-        _mm256_storeu_ps(fs + 8, _mm256_mul_ps(hi, dhi));
-        __m256i v[16];
-        for (int j = 0; j < 8; j++) {
-            __m256i clo, chi;
-            codes_avx2(type, blk, j, &clo, &chi);
-            v[2 * j] = dot16(clo, xs[j].q);
-            v[2 * j + 1] = dot16(chi, xs[j].q + 16);
-        }
-        hsum8x8(v, is);
-        hsum8x8(v + 8, is + 8);
-        return 16;
-    }
-    int32_t sc[8], mn[8];
-    for (int j = 0; j < 8; j++) scale_min(j, blk + 4, &sc[j], &mn[j]);
-    const __m256 d = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)blk));
-    const __m256 dmin = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)(blk + 2)));
-    const __m256 scf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc));
-    const __m256 mnf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn));
-    _mm256_storeu_ps(fs, _mm256_mul_ps(_mm256_mul_ps(d, scf), _mm256_loadu_ps(dx)));
-    _mm256_storeu_ps(ms, _mm256_xor_ps(_mm256_mul_ps(dmin, mnf), _mm256_set1_ps(-0.0f)));
-    __m256i v[8];
-    for (int j = 0; j < 8; j++) {
-        __m256i lo, hi;
-        codes_avx2(type, blk, j, &lo, &hi);
-        v[j] = _mm256_add_epi32(dot16(lo, xs[j].q), dot16(hi, xs[j].q + 16));
-    }
-    hsum8x8(v, is);
-    return 8;
-}
-
-/* R rows of K-quant super-blocks (rows row_bytes apart) into out[0 ..< R]: each row's one
-   float chain in block order; the R chains interleave, so the multiply-add latency of one
-   row's chain hides behind the others'. */
-AVX2_TARGET static inline __attribute__((always_inline)) void rowsk_avx2(int type, const uint8_t *w, size_t row_bytes,
-                                                                         int R, const kv_q16_block *x, const float *dx,
-                                                                         const float *sx, size_t nb, float *out) {
+/* A row of K-quant super-blocks. dx and sx hold every input block's d and s. The eight
+   sub-blocks' scales d * sc_j (Q6_K: d) times d_x, and the minimum terms, are taken eight
+   lanes at once per super-block. */
+AVX2_TARGET static inline __attribute__((always_inline)) float rowk_avx2(int type, const uint8_t *row,
+                                                                         const kv_q16_block *x, const float *dx,
+                                                                         const float *sx, size_t nb) {
     size_t elements, bytes;
     layout(type, &elements, &bytes);
-    float acc[4] = {0, 0, 0, 0};
+    __m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
     for (size_t sb = 0; sb < nb / 8; sb++) {
-        float is[4][16], fs[4][16], ms[4][8];
-        int n = 0;
-        for (int t = 0; t < R; t++)
-            n = kterms(type, w + t * row_bytes + sb * bytes, x + 8 * sb, dx + 8 * sb, is[t], fs[t], ms[t]);
-        for (int i = 0; i < n; i++)
-            for (int t = 0; t < R; t++) {
-                acc[t] = __builtin_fmaf(is[t][i], fs[t][i], acc[t]);
-                if (type != KV_GGML_Q6_K) acc[t] = __builtin_fmaf(ms[t][i], sx[8 * sb + (size_t)i], acc[t]);
-            }
-    }
-    for (int t = 0; t < R; t++) out[t] = acc[t];
-}
-
-/* Eight rows of K-quant super-blocks (rows row_bytes apart) into out[0 ..< 8], the rows in
-   the vector lanes: per block, the eight rows' integer sums in one horizontal-add tree, then
-   one multiply-add per block (and one for the minimum) on all eight chains at once. Each
-   lane takes exactly its row's steps (the same products of scales, the same fused
-   multiply-adds in block order), so it equals rowsk_avx2 and kv_gemm_q16 bit for bit. */
-AVX2_TARGET static inline __attribute__((always_inline)) void rowsk8_avx2(int type, const uint8_t *w, size_t row_bytes,
-                                                                          const kv_q16_block *x, const float *dx,
-                                                                          const float *sx, size_t nb, float *out) {
-    size_t elements, bytes;
-    layout(type, &elements, &bytes);
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t sb = 0; sb < nb / 8; sb++) {
-        const uint8_t *blk[8];
-        for (int t = 0; t < 8; t++) blk[t] = w + (size_t)t * row_bytes + sb * bytes;
-        const kv_q16_block *xs = x + 8 * sb;
-        float is[8];
-        __m256i v[8];
+        const uint8_t *blk = row + sb * bytes;
+        __m256 f;
         if (type == KV_GGML_Q6_K) {
-            float dv[8];
-            for (int t = 0; t < 8; t++) dv[t] = _cvtsh_ss(*(const uint16_t *)(blk[t] + 208));
-            const __m256 d = _mm256_loadu_ps(dv);
-            for (int j = 0; j < 8; j++) {
-                const __m256 dxj = _mm256_set1_ps(dx[8 * sb + (size_t)j]);
-                __m256i hi[8];
-                for (int t = 0; t < 8; t++) {
-                    __m256i clo, chi;
-                    codes_avx2(type, blk[t], j, &clo, &chi);
-                    v[t] = dot16(clo, xs[j].q);
-                    hi[t] = dot16(chi, xs[j].q + 16);
-                }
-                for (int h = 0; h < 2; h++) {
-                    float s6[8];
-                    for (int t = 0; t < 8; t++) s6[t] = (float)(int8_t)blk[t][192 + 2 * j + h];
-                    const __m256 f = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_loadu_ps(s6)), dxj);
-                    hsum8x8(h == 0 ? v : hi, is);
-                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(is), f, acc);
-                }
-            }
-            continue;
+            f = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)(blk + 208))), _mm256_loadu_ps(dx + 8 * sb));
+        } else {
+            int32_t sc[8], mn[8];
+            for (int j = 0; j < 8; j++) scale_min(j, blk + 4, &sc[j], &mn[j]);
+            const __m256 d = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)blk));
+            const __m256 dmin = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)(blk + 2)));
+            const __m256 scf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc));
+            const __m256 mnf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn));
+            f = _mm256_mul_ps(_mm256_mul_ps(d, scf), _mm256_loadu_ps(dx + 8 * sb));
+            macc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, mnf), _mm256_loadu_ps(sx + 8 * sb), macc);
         }
-        int32_t sc[8][8], mn[8][8];
-        float dv[8], dminv[8];
-        for (int t = 0; t < 8; t++) {
-            dv[t] = _cvtsh_ss(*(const uint16_t *)blk[t]);
-            dminv[t] = _cvtsh_ss(*(const uint16_t *)(blk[t] + 2));
-            for (int j = 0; j < 8; j++) scale_min(j, blk[t] + 4, &sc[j][t], &mn[j][t]);
-        }
-        const __m256 d = _mm256_loadu_ps(dv), dmin = _mm256_loadu_ps(dminv);
+        float fs[8];
+        _mm256_storeu_ps(fs, f);
         for (int j = 0; j < 8; j++) {
-            for (int t = 0; t < 8; t++) {
-                __m256i lo, hi;
-                codes_avx2(type, blk[t], j, &lo, &hi);
-                v[t] = _mm256_add_epi32(dot16(lo, xs[j].q), dot16(hi, xs[j].q + 16));
-            }
-            hsum8x8(v, is);
-            const __m256 f = _mm256_mul_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc[j]))),
-                                           _mm256_set1_ps(dx[8 * sb + (size_t)j]));
-            const __m256 m = _mm256_xor_ps(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn[j]))),
-                                           _mm256_set1_ps(-0.0f));
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(is), f, acc);
-            acc = _mm256_fmadd_ps(m, _mm256_set1_ps(sx[8 * sb + (size_t)j]), acc);
+            __m256i lo, hi;
+            codes_avx2(type, blk, j, &lo, &hi);
+            const __m256i lane = lane_sums(lo, hi, x + 8 * sb + (size_t)j);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(fs[j]), _mm256_cvtepi32_ps(lane), acc);
         }
     }
-    _mm256_storeu_ps(out, acc);
+    return type == KV_GGML_Q6_K ? hsum8(acc) : hsum8(acc) + hsum8(macc);
 }
 
 /* The rows of one type, the type a constant in each instance. */
 #define ROWS_AVX2(name, type_, elements_)                                                                       \
     AVX2_TARGET static void name(const uint8_t *w, size_t row_bytes, const kv_q16_block *x, const float *dx,     \
                                  const float *sx, float *y, size_t rows, size_t nb, int accumulate) {            \
-        for (size_t r = 0; r < rows;) {                                                                         \
-            float v[8];                                                                                         \
-            int R = 1;                                                                                          \
-            if (elements_ == 32) {                                                                              \
-                v[0] = row32_avx2(type_, w + r * row_bytes, x, nb);                                              \
-            } else if (rows - r >= 8) {                                                                         \
-                R = 8;                                                                                          \
-                rowsk8_avx2(type_, w + r * row_bytes, row_bytes, x, dx, sx, nb, v);                             \
-            } else if (rows - r >= 4) {                                                                         \
-                R = 4;                                                                                          \
-                rowsk_avx2(type_, w + r * row_bytes, row_bytes, 4, x, dx, sx, nb, v);                           \
-            } else {                                                                                            \
-                rowsk_avx2(type_, w + r * row_bytes, row_bytes, 1, x, dx, sx, nb, v);                           \
-            }                                                                                                   \
-            for (int t = 0; t < R; t++, r++) y[r] = accumulate ? y[r] + v[t] : v[t];                            \
+        for (size_t r = 0; r < rows; r++) {                                                                     \
+            const float v = elements_ == 32 ? row32_avx2(type_, w + r * row_bytes, x, nb)                      \
+                                            : rowk_avx2(type_, w + r * row_bytes, x, dx, sx, nb);              \
+            y[r] = accumulate ? y[r] + v : v;                                                                   \
         }                                                                                                       \
     }
 ROWS_AVX2(rows_q4_0, KV_GGML_Q4_0, 32)

@@ -22,43 +22,6 @@ final class SixteenBitRowProductTests: XCTestCase {
         }
     }
 
-    /// One row through the row-major kernels (AVX2 and plain C) equals, bit for bit, the same
-    /// row through the packed prefill product (`kv_gemm_q16`, AVX-512 VNNI where the CPU has
-    /// it, and its plain C path) on every type: a decoded row is a prefill's row.
-    func testRowProductsEqualThePackedProductBitForBit() throws {
-        for t in try PackageWeights.make(types: Self.types, shapes: [(rows: 64, cols: 768), (rows: 32, cols: 2048)], seed: 18) {
-            var bk: Int32 = 0, hasOffsets: Int32 = 0
-            XCTAssertEqual(kv_gemm_q16_layout(Int32(t.type.rawValue), &bk, &hasOffsets), 1)
-            var codes = [Int8](repeating: 0, count: t.rows * t.cols)
-            var scales = [Float](repeating: 0, count: t.rows * t.cols / Int(bk))
-            var offsets = [Float](repeating: 0, count: t.rows * t.cols / 32)
-            XCTAssertEqual(kv_gemm_q16_pack(Int32(t.type.rawValue), t.raw, t.rows, t.cols, &codes, &scales, &offsets), bk)
-            let x = (0..<t.cols).map { k in rng.uniform(1) * (k % 5 == 0 ? 20 : 1) }
-            var q = [kv_q16_block](repeating: kv_q16_block(), count: t.cols / 32)
-            kv_quantize_q16(x, &q, t.cols)
-            let before = (0..<t.rows).map { _ in rng.uniform(2) }
-            for accumulate: Int32 in [0, 1] {
-                var rows = before, rowsPortable = before, packed = before, packedPortable = before
-                let id = Int32(t.type.rawValue), label = "\(t.type) \(t.rows)x\(t.cols) accumulate \(accumulate)"
-                XCTAssertEqual(kv_matvec_q16rows(id, t.raw, q, &rows, t.rows, t.cols, accumulate), 0)
-                XCTAssertEqual(kv_matvec_q16rows_portable(id, t.raw, q, &rowsPortable, t.rows, t.cols, accumulate), 0)
-                offsets.withUnsafeBufferPointer { o in
-                    let off = hasOffsets == 1 ? o.baseAddress : nil
-                    if kv_gemm_q16_available() == 1 {
-                        XCTAssertEqual(kv_gemm_q16(codes, scales, off, bk, q, 1, &packed, t.rows, t.rows, t.cols, accumulate), 0)
-                    } else {
-                        packed = packedPortable  // no VNNI path to compare
-                    }
-                    XCTAssertEqual(kv_gemm_q16_portable(codes, scales, off, bk, q, 1, &packedPortable, t.rows, t.rows, t.cols,
-                                                        accumulate), 0)
-                }
-                XCTAssertEqual(rows.map(\.bitPattern), packedPortable.map(\.bitPattern), label)
-                XCTAssertEqual(rowsPortable.map(\.bitPattern), packedPortable.map(\.bitPattern), label)
-                XCTAssertEqual(packed.map(\.bitPattern), packedPortable.map(\.bitPattern), label)
-            }
-        }
-    }
-
     /// `kv_matvec_q16rows` (AVX2 where the CPU has it) and its plain C path on one tensor:
     /// bit for bit equal, equal to the naive product of the package's weights and the
     /// dequantized input codes up to float rounding, within 1e-4 of the f32 product; with

@@ -69,7 +69,7 @@ struct Linear: Sendable {
     /// `c[m][out] = a[m][in] · W^T (+ c when accumulate)`.
     func apply(_ a: UnsafePointer<Float>, lda: Int, rows m: Int, into c: UnsafeMutablePointer<Float>,
                ldc: Int, accumulate: Bool = false) {
-        if m > 1, let packed {
+        if let packed, m > 1 || singleRowTakesPacked {
             packed.apply(a, lda: lda, rows: m, into: c, ldc: ldc, accumulate: accumulate)
             return
         }
@@ -83,9 +83,20 @@ struct Linear: Sendable {
         }
     }
 
+    /// Whether one input row (decode) takes the packed product too: where a part has no
+    /// interleaved copy (the K-quants, read row-major by `kv_matvec_q16rows`, whose float
+    /// order differs from the packed product's) and the packed product runs on 16-bit inputs.
+    /// Then a row decode computes equals, bit for bit, the same row in a prefill of any size,
+    /// as the interleaved kernels' rows already do (same integer sums, same multiply-add per
+    /// block), so the KV of a decoded answer serves a later prompt as its prefill would.
+    var singleRowTakesPacked: Bool {
+        packed?.inputs == .sixteenBit && Self.decodeActivations == .auto
+            && parts.contains { $0.interleaved == nil }
+    }
+
     /// Whether `m` input rows enter as 16-bit codes (`apply(codes:)`): the packed integer
     /// product on 16-bit inputs, which takes every product of more than one row where it exists.
-    func takesCodes(rows m: Int) -> Bool { m > 1 && packed?.inputs == .sixteenBit }
+    func takesCodes(rows m: Int) -> Bool { (m > 1 || singleRowTakesPacked) && packed?.inputs == .sixteenBit }
 
     /// `c[m][out] = x[m][in] · W^T (+ c when accumulate)` for rows already quantized
     /// (`kv_quantize_q16`'s codes); only where `takesCodes(rows: m)`.

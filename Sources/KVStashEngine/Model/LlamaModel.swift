@@ -57,10 +57,8 @@ public final class LlamaModel: Sendable {
         let c = config, group = c.heads / c.kvHeads
         let attentionAlike = CausalAttention.blockedPrefill && c.headDim % 16 == 0
             && c.headDim <= Int(KV_ATTEND_MAX_DIM) && group <= CausalAttention.stackedTile
-        // One row takes the interleaved or row-major kernels on 16-bit codes, whose float steps are
-        // the packed product's (`kv_matvec_q16dot`, `kv_matvec_q16rows`).
         batchInvariant = attentionAlike && Linear.decodeActivations == .auto && linears.dropLast().allSatisfy {
-            $0.packed?.inputs == .sixteenBit && $0.parts.allSatisfy(\.takesSixteenBitInput)
+            $0.packed?.inputs == .sixteenBit && ($0.singleRowTakesPacked || $0.parts.allSatisfy { $0.interleaved != nil })
         }
     }
 
