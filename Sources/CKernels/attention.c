@@ -161,10 +161,10 @@ static inline __attribute__((always_inline)) void scores_keys_tile(const float *
     }
     float out[4][16];
     for (int t = 0; t < M; t++) store16(out[t], acc[t]);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) { /* mp is 16 for M <= 4 rows */
         v16f row = (v16f){};
         for (int t = 0; t < M; t++) row[t] = out[t][i];
-        for (size_t j = 0; j < mp; j += 16) store16(st + i * mp + j, j == 0 ? row : (v16f){});
+        store16(st + i * mp, row);
     }
 }
 

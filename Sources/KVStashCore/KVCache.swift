@@ -84,6 +84,8 @@ public struct KVCache: Sendable {
     public var capacity: Int { storage.capacity }
     /// Bytes of f16 K and V held for the valid positions.
     public var byteCount: Int { count * shape.cacheBytesPerPosition }
+    /// Bytes of the f16 K and V buffers, all `capacity` positions.
+    public var capacityBytes: Int { capacity * shape.cacheBytesPerPosition }
 
     /// Whether rows the engine writes from now on keep their f32 K before RoPE (for
     /// encoding them into the store). Rows kept stay kept until truncated.

@@ -26,7 +26,7 @@ public final class ResidentSequences: Sendable {
         var cache: KVCache
         var skipped: SkippedRows
         /// Bytes of the cache's buffers.
-        var bytes: Int { cache.capacity * cache.shape.cacheBytesPerPosition }
+        var bytes: Int { cache.capacityBytes }
     }
 
     /// Caches kept at most.
@@ -47,7 +47,7 @@ public final class ResidentSequences: Sendable {
     public func keep(_ tokens: [Int], cache: consuming KVCache, skipped: SkippedRows, namespace: RadixNamespace,
                      limitBytes: Int) {
         let rows = min(tokens.count, cache.count)
-        guard rows > 0, maxCaches > 0, cache.capacity * cache.shape.cacheBytesPerPosition <= limitBytes else { return }
+        guard rows > 0, maxCaches > 0, cache.capacityBytes <= limitBytes else { return }
         cache.dropRawKeys()
         cache.truncate(to: rows)
         var skipped = skipped

@@ -57,9 +57,10 @@ public final class LlamaModel: Sendable {
         let c = config, group = c.heads / c.kvHeads
         let attentionAlike = CausalAttention.blockedPrefill && c.headDim % 16 == 0
             && c.headDim <= Int(KV_ATTEND_MAX_DIM) && group <= CausalAttention.stackedTile
-        batchInvariant = attentionAlike && Linear.decodeActivations == .auto && linears.dropLast().allSatisfy {
-            $0.packed?.inputs == .sixteenBit && ($0.singleRowTakesPacked || $0.parts.allSatisfy { $0.interleaved != nil })
-        }
+        // With 16-bit packed products and the default decode input, one row takes the packed
+        // product or an interleaved kernel, which takes its steps (`Linear.singleRowTakesPacked`).
+        batchInvariant = attentionAlike && Linear.decodeActivations == .auto
+            && linears.dropLast().allSatisfy { $0.packed?.inputs == .sixteenBit }
     }
 
     /// An empty cache of this model's KV shape, rotating K spliced into it by each layer's RoPE.

@@ -24,8 +24,6 @@ extension ServerMetrics {
             ("ram_tier_resident_takes", "Requests that continued in a recent request's cache instead of copying pages",
              s.residentTakes, before.residentTakes),
         ]
-        for (name, help, value, last) in counts {
-            registry.makeCounter(descriptor: Self.d(name, "total", help)).increment(by: Int64(max(0, value - last)))
-        }
+        advanceCounters(counts)
     }
 }
