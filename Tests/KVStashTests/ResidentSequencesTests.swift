@@ -118,4 +118,28 @@ final class ResidentSequencesTests: XCTestCase {
         none.keepResident(tokens, cache: syntheticCache(tokens, shape: shape), skipped: SkippedRows(), namespace: ns)
         XCTAssertEqual(none.stats().residentTokens, 0, "no RAM tier, nothing kept")
     }
+    func testTheTreeMakesRoomForThemInItsBudgetLeastRecentlyUsedFirst() {
+        let budget = 4 * cacheBytes
+        let tree = RadixTree(budgetBytes: budget)
+        // Four 48-token documents of pages (192 rows in a budget of 200); the first is used least recently.
+        let docs = (1...4).map { d in Array(0..<48).map { 100 * d + $0 } }
+        for doc in docs { tree.insert(doc, from: syntheticCache(doc, shape: shape), namespace: ns) }
+        let pages = tree.stats().bytes
+        XCTAssertGreaterThan(pages, budget - cacheBytes, "the pages alone leave no room for a resident cache")
+        XCTAssertLessThanOrEqual(pages, budget)
+        tree.keepResident(tokens, cache: syntheticCache(tokens, shape: shape), skipped: SkippedRows(), namespace: ns)
+        let s = tree.stats()
+        XCTAssertEqual(s.residentBytes, cacheBytes)
+        XCTAssertLessThanOrEqual(s.bytes + s.residentBytes, budget, "pages and resident caches share one budget")
+        XCTAssertLessThan(tree.heldTokens(docs[0], namespace: ns), 48, "the least recently used pages went")
+        XCTAssertEqual(tree.heldTokens(docs[3], namespace: ns), 48, "the most recent document stays")
+        // A taken cache gives its room back to the pages.
+        var cache = KVCache(shape: shape)
+        var skipped = SkippedRows()
+        XCTAssertTrue(tree.resident.take(tokens[...], namespace: ns, into: &cache, skipped: &skipped))
+        XCTAssertEqual(tree.stats().residentBytes, 0)
+        tree.insert(docs[0], from: syntheticCache(docs[0], shape: shape), namespace: ns)
+        XCTAssertEqual(tree.heldTokens(docs[0], namespace: ns), 48)
+        XCTAssertLessThanOrEqual(tree.stats().bytes, budget)
+    }
 }

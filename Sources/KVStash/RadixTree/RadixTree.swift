@@ -27,7 +27,7 @@ public struct RadixStats: Sendable, Equatable, Codable {
     public var completedPages = 0
     /// Rows of the last requests' caches kept whole beside the tree (`RadixTree.resident`).
     public var residentTokens = 0
-    /// Bytes of those caches' buffers (outside `bytes` and the budget).
+    /// Bytes of those caches' buffers (counted in the budget, outside `bytes`).
     public var residentBytes = 0
     /// Matches served from that cache instead of a copy of their pages.
     public var residentTakes = 0
@@ -73,7 +73,8 @@ public final class RadixTree: Sendable {
     /// The last finished requests' caches, each taken over by a request whose match it covers.
     public let resident = ResidentSequences()
 
-    /// Creates an empty tree that holds at most `budgetBytes` of KV in unlocked nodes.
+    /// Creates an empty tree that holds at most `budgetBytes` of KV in unlocked nodes and
+    /// resident caches together.
     public init(budgetBytes: Int) {
         core = Mutex(RadixCore(budget: budgetBytes))
     }
@@ -117,7 +118,7 @@ public final class RadixTree: Sendable {
         core.withLock { core in
             guard let node = core.nodes[id] else { preconditionFailure("leased radix node vanished") }
             core.unlock(node)
-            core.evict(toFit: core.budget)
+            core.evict(toFit: treeShare(of: core.budget))
         }
     }
 
@@ -148,7 +149,7 @@ public final class RadixTree: Sendable {
             guard matched == whole else { return 0 }  // evicted meanwhile
             let n = core.attachPartial(Array(tokens[whole..<usable]), page: page, after: node)
             core.stats.insertedTokens += n
-            core.evict(toFit: core.budget)
+            core.evict(toFit: treeShare(of: core.budget))
             return n
         }
     }
@@ -170,7 +171,7 @@ public final class RadixTree: Sendable {
                 let time = core.tick()
                 core.complete(namespace, query, with: completed)
                 guard known < query.count else {
-                    core.evict(toFit: core.budget)
+                    core.evict(toFit: treeShare(of: core.budget))
                     return 0
                 }
                 let (node, matched, _, _) = core.walk(namespace, query, split: true, time: time)
@@ -178,7 +179,7 @@ public final class RadixTree: Sendable {
                 let skip = (matched - known) / KVPage.size
                 let added = core.attach(query, pages: Array(pages[skip...]), under: node, matched: matched, time: time)
                 core.stats.insertedTokens += added
-                core.evict(toFit: core.budget)
+                core.evict(toFit: treeShare(of: core.budget))
                 return added
             }
             if let added { return added }
@@ -198,12 +199,17 @@ public final class RadixTree: Sendable {
     }
 
     /// Keeps a finished request's cache (its rows the KV of `tokens`) in `resident`, whose
-    /// caches' buffers stay within a quarter of the tree's byte budget (a server prewarms KV memory
-    /// for new requests, 512 MB by default, which resident caches must not take whole).
+    /// caches' buffers count in the byte budget and take at most a quarter of it: the tree
+    /// evicts pages to make room for them (its least recently used ones; the rows of the cache
+    /// just kept were used last).
     public func keepResident(_ tokens: [Int], cache: consuming KVCache, skipped: SkippedRows, namespace: RadixNamespace) {
         let budget = core.withLock { $0.budget }
         resident.keep(tokens, cache: consume cache, skipped: skipped, namespace: namespace, limitBytes: budget / 4)
+        core.withLock { core in core.evict(toFit: treeShare(of: core.budget)) }
     }
+
+    /// Bytes the tree's pages may take of `budget`: what the resident caches leave.
+    private func treeShare(of budget: Int) -> Int { max(0, budget - resident.byteCount) }
 
     /// Changes the byte budget, evicting at once if needed.
     public func setBudget(_ bytes: Int) {
