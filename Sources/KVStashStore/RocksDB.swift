@@ -48,74 +48,84 @@ final class RocksDB: @unchecked Sendable {
     init(path: String, settings: RocksSettings) throws {
         self.path = path
         minFreeBytes = settings.minFreeBytes
-        dbOptions = Self.makeDBOptions()
-        rocksdb_options_set_create_if_missing(dbOptions, settings.createIfMissing ? 1 : 0)
-        // An existing store may lack a column family: RocksDB's repairer recreates only those
-        // that still have table files (an empty `docs` is dropped), so a writer restores them.
-        rocksdb_options_set_create_missing_column_families(dbOptions, settings.readOnly ? 0 : 1)
-        rocksdb_options_set_paranoid_checks(dbOptions, 1)
-        rocksdb_options_set_wal_recovery_mode(dbOptions, 2) // point-in-time recovery
-        rocksdb_options_increase_parallelism(dbOptions, 2)
-        rocksdb_options_set_keep_log_file_num(dbOptions, 3)
-        // A read-only instance opens every table file at open, so a live writer that
-        // deletes compacted files afterwards cannot pull them away (unlinked files stay readable).
-        if settings.readOnly {
-            rocksdb_options_set_max_open_files(dbOptions, -1)
-            // Its info log goes elsewhere: opening a LOG in the store directory would rotate
-            // the live writer's LOG (and write to a store whose disk may be full).
-            rocksdb_options_set_db_log_dir(dbOptions, Self.readOnlyLogDirectory)
-        }
-        var fopts: [OpaquePointer] = []
-        var topts: [OpaquePointer] = []
-        for family in Family.allCases {
-            let (o, t) = Self.familyOptions(family, settings: settings)
-            fopts.append(o)
-            topts.append(t)
-        }
-        familyOptions = fopts
-        tableOptions = topts
-        readVerified = rocksdb_readoptions_create()
-        rocksdb_readoptions_set_verify_checksums(readVerified, 1)
-        readBulk = rocksdb_readoptions_create()
-        rocksdb_readoptions_set_verify_checksums(readBulk, 1)
-        rocksdb_readoptions_set_fill_cache(readBulk, 0)
-        readSelfChecked = rocksdb_readoptions_create()
-        rocksdb_readoptions_set_verify_checksums(readSelfChecked, 0)
-        rocksdb_readoptions_set_fill_cache(readSelfChecked, 0)
-        writeOptions = rocksdb_writeoptions_create()
-        syncWriteOptions = rocksdb_writeoptions_create()
-        rocksdb_writeoptions_set_sync(syncWriteOptions, 1)
-        rocksdb_writeoptions_set_sync(writeOptions, settings.syncWrites ? 1 : 0)
+        dbOptions = Self.makeDBOptions(settings: settings)
+        let families = Family.allCases.map { Self.familyOptions($0, settings: settings) }
+        familyOptions = families.map(\.0)
+        tableOptions = families.map(\.1)
+        readVerified = Self.makeReadOptions(verifyChecksums: true, fillCache: true)
+        readBulk = Self.makeReadOptions(verifyChecksums: true, fillCache: false)
+        readSelfChecked = Self.makeReadOptions(verifyChecksums: false, fillCache: false)
+        writeOptions = Self.makeWriteOptions(sync: settings.syncWrites)
+        syncWriteOptions = Self.makeWriteOptions(sync: true)
         readOnly = settings.readOnly
+        do {
+            (db, self.families) = try Self.open(path, options: dbOptions, familyOptions: familyOptions,
+                                                readOnly: settings.readOnly)
+        } catch {
+            Self.destroyOptions(dbOptions, familyOptions, tableOptions,
+                                (reads: [readVerified, readBulk, readSelfChecked], writes: [writeOptions, syncWriteOptions]))
+            throw error
+        }
+    }
 
+    /// Opens the database at `path` with one handle per `Family`, in their order.
+    private static func open(_ path: String, options: OpaquePointer, familyOptions: [OpaquePointer],
+                             readOnly: Bool) throws -> (OpaquePointer, [OpaquePointer]) {
         var handles = [OpaquePointer?](repeating: nil, count: Family.allCases.count)
         let names = Family.allCases.map { strdup($0.name) }
         defer { names.forEach { free($0) } }
         var err: UnsafeMutablePointer<CChar>? = nil
         let cNames: [UnsafePointer<CChar>?] = names.map { UnsafePointer($0) }
-        let cOpts: [OpaquePointer?] = fopts
-        let dbo = dbOptions
+        let cOpts: [OpaquePointer?] = familyOptions
         let opened: OpaquePointer? = cNames.withUnsafeBufferPointer { np in
             cOpts.withUnsafeBufferPointer { op in
                 handles.withUnsafeMutableBufferPointer { hp in
-                    if settings.readOnly {
+                    if readOnly {
                         return rocksdb_open_for_read_only_column_families(
-                            dbo, path, Int32(np.count), np.baseAddress, op.baseAddress,
-                            hp.baseAddress, 0, &err)
+                            options, path, Int32(np.count), np.baseAddress, op.baseAddress, hp.baseAddress, 0, &err)
                     }
                     return rocksdb_open_column_families(
-                        dbo, path, Int32(np.count), np.baseAddress, op.baseAddress,
-                        hp.baseAddress, &err)
+                        options, path, Int32(np.count), np.baseAddress, op.baseAddress, hp.baseAddress, &err)
                 }
             }
         }
-        if let message = Self.take(err) {
-            Self.destroyOptions(dbOptions, fopts, topts,
-                                (reads: [readVerified, readBulk, readSelfChecked], writes: [writeOptions, syncWriteOptions]))
-            throw RocksError(message: message)
+        if let message = take(err) { throw RocksError(message: message) }
+        return (opened!, handles.map { $0! })
+    }
+
+    /// The database options of an open with `settings`.
+    private static func makeDBOptions(settings: RocksSettings) -> OpaquePointer {
+        let options = makeDBOptions()
+        rocksdb_options_set_create_if_missing(options, settings.createIfMissing ? 1 : 0)
+        // An existing store may lack a column family: RocksDB's repairer recreates only those
+        // that still have table files (an empty `docs` is dropped), so a writer restores them.
+        rocksdb_options_set_create_missing_column_families(options, settings.readOnly ? 0 : 1)
+        rocksdb_options_set_paranoid_checks(options, 1)
+        rocksdb_options_set_wal_recovery_mode(options, 2) // point-in-time recovery
+        rocksdb_options_increase_parallelism(options, 2)
+        rocksdb_options_set_keep_log_file_num(options, 3)
+        // A read-only instance opens every table file at open, so a live writer that
+        // deletes compacted files afterwards cannot pull them away (unlinked files stay readable).
+        if settings.readOnly {
+            rocksdb_options_set_max_open_files(options, -1)
+            // Its info log goes elsewhere: opening a LOG in the store directory would rotate
+            // the live writer's LOG (and write to a store whose disk may be full).
+            rocksdb_options_set_db_log_dir(options, readOnlyLogDirectory)
         }
-        db = opened!
-        families = handles.map { $0! }
+        return options
+    }
+
+    private static func makeReadOptions(verifyChecksums: Bool, fillCache: Bool) -> OpaquePointer {
+        let options = rocksdb_readoptions_create()!
+        rocksdb_readoptions_set_verify_checksums(options, verifyChecksums ? 1 : 0)
+        rocksdb_readoptions_set_fill_cache(options, fillCache ? 1 : 0)
+        return options
+    }
+
+    private static func makeWriteOptions(sync: Bool) -> OpaquePointer {
+        let options = rocksdb_writeoptions_create()!
+        rocksdb_writeoptions_set_sync(options, sync ? 1 : 0)
+        return options
     }
 
     /// Database options every open starts from. `avoid_flush_during_recovery`: replaying the

@@ -145,7 +145,6 @@ public final class GGUFFile: Sendable {
     public init(path: String) throws {
         self.path = path
         mapping = try FileMapping(path: path)
-        let fileSize = mapping.count
         var r = ByteReader(base: mapping.base, count: mapping.count)
         guard mapping.count >= 4, try r.u32("magic") == 0x4655_4747 else { throw GGUFError.notGGUF(path: path) }
         version = try r.u32("version")
@@ -153,20 +152,40 @@ public final class GGUFFile: Sendable {
         let tensorCount = try r.u64("tensor count")
         let kvCount = try r.u64("metadata count")
         guard tensorCount < 1_000_000, kvCount < 1_000_000 else { throw GGUFError.truncated("header counts") }
-        var meta: [(String, GGUFValue)] = []
-        meta.reserveCapacity(Int(kvCount))
-        for _ in 0..<kvCount {
-            let key = try r.string("metadata key")
-            let type = try r.u32("type of \(key)")
-            meta.append((key, try r.value(type: type, key: key)))
-        }
+        let meta = try Self.readMetadata(&r, count: Int(kvCount))
         metadata = meta.map { (key: $0.0, value: $0.1) }
         metaIndex = Dictionary(meta.enumerated().map { ($0.element.0, $0.offset) }, uniquingKeysWith: { a, _ in a })
         let align = meta.first { $0.0 == "general.alignment" }?.1.int ?? 32
         guard align <= 1 << 20 else { throw GGUFError.truncated("general.alignment \(align)") }
         alignment = align > 0 ? align : 32
-        var raw: [(String, [Int], UInt32, Int)] = []
-        for _ in 0..<tensorCount {
+        let records = try Self.readTensorRecords(&r, count: Int(tensorCount), fileSize: mapping.count)
+        let start = (r.offset + alignment - 1) / alignment * alignment, fileSize = mapping.count
+        dataOffset = start
+        let infos = try records.map { try Self.locate($0, dataOffset: start, fileSize: fileSize) }
+        tensors = infos
+        index = Dictionary(infos.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// A tensor's header record: name, dimensions, type id and offset in the data section.
+    private typealias TensorRecord = (name: String, dims: [Int], type: UInt32, offset: Int)
+
+    /// The `count` metadata key-value pairs at the reader's position.
+    private static func readMetadata(_ r: inout ByteReader, count: Int) throws -> [(String, GGUFValue)] {
+        var meta: [(String, GGUFValue)] = []
+        meta.reserveCapacity(count)
+        for _ in 0..<count {
+            let key = try r.string("metadata key")
+            let type = try r.u32("type of \(key)")
+            meta.append((key, try r.value(type: type, key: key)))
+        }
+        return meta
+    }
+
+    /// The `count` tensor records at the reader's position, each dimension and offset checked
+    /// against the file's size.
+    private static func readTensorRecords(_ r: inout ByteReader, count: Int, fileSize: Int) throws -> [TensorRecord] {
+        var records: [TensorRecord] = []
+        for _ in 0..<count {
             let name = try r.string("tensor name")
             let nDims = try r.u32("dims of \(name)")
             guard nDims <= 4 else { throw GGUFError.badTensorShape(tensor: name, reason: "\(nDims) dimensions") }
@@ -181,31 +200,31 @@ public final class GGUFFile: Sendable {
             let type = try r.u32("type of \(name)")
             let off = try r.u64("offset of \(name)")
             guard off <= UInt64(fileSize) else { throw GGUFError.truncated("data of tensor '\(name)'") }
-            raw.append((name, dims, type, Int(off)))
+            records.append((name, dims, type, Int(off)))
         }
-        dataOffset = (r.offset + alignment - 1) / alignment * alignment
-        var infos: [GGUFTensorInfo] = []
-        for (name, dims, typeID, off) in raw {
-            guard let type = GGMLType(rawValue: typeID), let layout = type.blockLayout else {
-                throw GGUFError.unsupportedTensorType(tensor: name, type: typeID)
-            }
-            let product = dims.reduce((1, false)) { acc, d in
-                let m = acc.0.multipliedReportingOverflow(by: d)
-                return (m.partialValue, acc.1 || m.overflow || m.partialValue > fileSize * 8)
-            }
-            guard !product.1 else { throw GGUFError.badTensorShape(tensor: name, reason: "more elements than the file holds") }
-            let n = product.0
-            guard (dims.first ?? 1) % layout.elements == 0 else {
-                throw GGUFError.badTensorShape(
-                    tensor: name, reason: "row length \(dims.first ?? 1) is not a multiple of the \(type) block (\(layout.elements))")
-            }
-            let bytes = n / layout.elements * layout.bytes
-            let start = dataOffset + off
-            guard start + bytes <= mapping.count else { throw GGUFError.truncated("data of tensor '\(name)'") }
-            infos.append(GGUFTensorInfo(name: name, dims: dims, type: type, fileOffset: start, byteCount: bytes))
+        return records
+    }
+
+    /// Where `record`'s data lies in the file: its type known, its element count within what
+    /// the file can hold, its rows whole blocks, and its bytes inside the file.
+    private static func locate(_ record: TensorRecord, dataOffset: Int, fileSize: Int) throws -> GGUFTensorInfo {
+        let (name, dims) = (record.name, record.dims)
+        guard let type = GGMLType(rawValue: record.type), let layout = type.blockLayout else {
+            throw GGUFError.unsupportedTensorType(tensor: name, type: record.type)
         }
-        tensors = infos
-        index = Dictionary(infos.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        let product = dims.reduce((1, false)) { acc, d in
+            let m = acc.0.multipliedReportingOverflow(by: d)
+            return (m.partialValue, acc.1 || m.overflow || m.partialValue > fileSize * 8)
+        }
+        guard !product.1 else { throw GGUFError.badTensorShape(tensor: name, reason: "more elements than the file holds") }
+        guard (dims.first ?? 1) % layout.elements == 0 else {
+            throw GGUFError.badTensorShape(
+                tensor: name, reason: "row length \(dims.first ?? 1) is not a multiple of the \(type) block (\(layout.elements))")
+        }
+        let bytes = product.0 / layout.elements * layout.bytes
+        let start = dataOffset + record.offset
+        guard start + bytes <= fileSize else { throw GGUFError.truncated("data of tensor '\(name)'") }
+        return GGUFTensorInfo(name: name, dims: dims, type: type, fileOffset: start, byteCount: bytes)
     }
 
     /// The metadata value under `key`, if present.
