@@ -16,6 +16,8 @@ c_harness_run() {
 import datetime, json, subprocess, sys
 r = json.load(open(sys.argv[1]))
 r["machine"] = subprocess.run("lscpu | grep 'Model name' | cut -d: -f2", shell=True, capture_output=True, text=True).stdout.strip()
+import os
+r["blasCore"] = os.environ.get("OPENBLAS_CORETYPE", "")
 r["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 json.dump(r, open(sys.argv[2], "w"), indent=1)
 PY

@@ -87,7 +87,7 @@ void kv_attend_set_tiles(int wide) { __atomic_store_n(&attend_tiles, wide < 0 ? 
 
 static inline int wide_tiles(void) {
     const int forced = __atomic_load_n(&attend_tiles, __ATOMIC_RELAXED);
-    return forced >= 0 ? forced : __builtin_cpu_supports("avx512f");
+    return forced >= 0 ? forced : kv_cpu_has_avx512();
 }
 
 static inline __attribute__((always_inline)) void scores_block(const float *qt, size_t mp, size_t d, const kv_f16 *k,

@@ -2,6 +2,7 @@
 #include <string.h>
 #include "gemm_q16.h"
 #include "gemm_tile.h"
+#include "clones.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -18,8 +19,8 @@
    per output, the floats take, block by block in order,
        acc = fma((float) isum, scale * d_x, acc);  acc = fma(offset, s_x, acc)  (offset only).
    The AVX-512 VNNI path (`vpdpwssd`: 32 products of int16 pairs per instruction, twice the
-   multiply-adds of an f32 FMA) and the plain C path take exactly these steps, so they agree
-   bit for bit.
+   multiply-adds of an f32 FMA), the AVX2 path (`vpmaddwd` + `vpaddd`) and the plain C path
+   take exactly these steps, so they agree bit for bit.
 
    Layout, group g of 16 weight rows, block b (nblk = cols / bk blocks per row), pair p of
    codes (bk / 2 pairs per block):
@@ -108,14 +109,101 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
 GEMM_VNNI(gemm_vnni_32, 32, 0)
 GEMM_VNNI(gemm_vnni_32_offsets, 32, 1)
 GEMM_VNNI(gemm_vnni_16, 16, 0)
+
+/* The AVX2 path: `vpmaddwd` (16 products of int16 pairs into 8 int32 lanes) and `vpaddd`
+   take the integer sums VNNI's `vpdpwssd` fuses, so they are the same exact sums; the float
+   steps per block are the same instructions on 8 lanes. T input rows (T <= 6) against the 16
+   weight rows of one group: 2T int32 accumulators in ymm registers per block, 2T float ones
+   across blocks (spilled where they do not fit; they change once per block). Six rows measured
+   faster than four (Q6_K most), one thread on an AMD Zen 4 core. */
+#define AVX2_GEMM_TARGET __attribute__((target("avx2,fma")))
+
+AVX2_GEMM_TARGET static inline __attribute__((always_inline)) void tile_avx2(
+    const int8_t *codes, const float *scales, const float *offsets, const int BK, const int OFFSETS,
+    const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate) {
+    const size_t pairs = (size_t)BK / 2;
+    __m256 f[6][2];
+    for (int t = 0; t < T; t++) f[t][0] = f[t][1] = _mm256_setzero_ps();
+    for (size_t b = 0; b < nblk; b++) {
+        const size_t xb = BK == 32 ? b : b / 2;
+        const int qoff = BK == 32 ? 0 : 16 * (int)(b & 1);
+        const int8_t *c = codes + b * pairs * 32;
+        __m256i s[6][2];
+        for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm256_setzero_si256();
+        for (size_t p = 0; p < pairs; p++) {
+            const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(c + p * 32)));
+            const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(c + p * 32 + 16)));
+            for (int t = 0; t < T; t++) {
+                int32_t pair;
+                memcpy(&pair, x[t * xblocks + xb].q + qoff + 2 * p, 4);
+                const __m256i a = _mm256_set1_epi32(pair);
+                s[t][0] = _mm256_add_epi32(s[t][0], _mm256_madd_epi16(w0, a));
+                s[t][1] = _mm256_add_epi32(s[t][1], _mm256_madd_epi16(w1, a));
+            }
+        }
+        const float *sc = scales + b * 16, *of = OFFSETS ? offsets + b * 16 : NULL;
+        const __m256 sc0 = _mm256_loadu_ps(sc), sc1 = _mm256_loadu_ps(sc + 8);
+        for (int t = 0; t < T; t++) {
+            const kv_q16_block *xt = x + t * xblocks + xb;
+            const __m256 dx = _mm256_set1_ps(xt->d);
+            f[t][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t][0]), _mm256_mul_ps(sc0, dx), f[t][0]);
+            f[t][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[t][1]), _mm256_mul_ps(sc1, dx), f[t][1]);
+            if (OFFSETS) {
+                const __m256 sx = _mm256_set1_ps(xt->s);
+                f[t][0] = _mm256_fmadd_ps(_mm256_loadu_ps(of), sx, f[t][0]);
+                f[t][1] = _mm256_fmadd_ps(_mm256_loadu_ps(of + 8), sx, f[t][1]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        float *yt = y + t * ldy;
+        if (accumulate) {
+            f[t][0] = _mm256_add_ps(_mm256_loadu_ps(yt), f[t][0]);
+            f[t][1] = _mm256_add_ps(_mm256_loadu_ps(yt + 8), f[t][1]);
+        }
+        _mm256_storeu_ps(yt, f[t][0]);
+        _mm256_storeu_ps(yt + 8, f[t][1]);
+    }
+}
+
+#define AVX2_TILE_CASE(T_) \
+    case T_: tile_avx2(codes, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate); break;
+
+/* Every group of 16 weight rows against all m input rows, six at a time (a group's codes stay
+   in L1 while the input rows stream past). */
+#define GEMM_AVX2(name, BK_, OFFSETS_)                                                                             \
+    AVX2_GEMM_TARGET static void name(const int8_t *codes, const float *scales, const float *offsets,              \
+                                      const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n,             \
+                                      size_t cols, int accumulate) {                                               \
+        const int BK = BK_, OFFSETS = OFFSETS_;                                                                    \
+        const size_t nblk = cols / (size_t)BK, xblocks = cols / 32, gsize = nblk * pairs_of(BK) * 32;            \
+        for (size_t r = 0; r < n; r += 16) {                                                                       \
+            for (size_t t0 = 0; t0 < m; t0 += 6) {                                                                 \
+                const kv_q16_block *xt = x + t0 * xblocks;                                                         \
+                float *yt = y + t0 * ldy + r;                                                                      \
+                switch (m - t0 >= 6 ? 6 : (int)(m - t0)) { AVX2_TILE_CASE(6) AVX2_TILE_CASE(5) AVX2_TILE_CASE(4) AVX2_TILE_CASE(3) AVX2_TILE_CASE(2)  \
+                                                           AVX2_TILE_CASE(1) }                                     \
+            }                                                                                                      \
+            codes += gsize, scales += nblk * 16, offsets = offsets ? offsets + nblk * 16 : NULL;                  \
+        }                                                                                                          \
+    }
+GEMM_AVX2(gemm_avx2_32, 32, 0)
+GEMM_AVX2(gemm_avx2_32_offsets, 32, 1)
+GEMM_AVX2(gemm_avx2_16, 16, 0)
 #endif
 
-int kv_gemm_q16_available(void) {
+/* The path kv_gemm_q16 takes: forced by kv_gemm_q16_set_path (tests and benchmarks), else
+   the best the CPU runs. */
+static int forced_path = -1;
+
+void kv_gemm_q16_set_path(int path) { __atomic_store_n(&forced_path, path, __ATOMIC_RELAXED); }
+
+int kv_gemm_q8_available(void) {
 #if defined(__x86_64__)
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        cached = kv_cpu_has_avx512() && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vnni");
     }
     return cached;
@@ -123,6 +211,24 @@ int kv_gemm_q16_available(void) {
     return 0;
 #endif
 }
+
+static int best_path(void) {
+    if (kv_gemm_q8_available()) return KV_GEMM_Q16_VNNI;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return KV_GEMM_Q16_AVX2;
+#endif
+    return KV_GEMM_Q16_PORTABLE;
+}
+
+int kv_gemm_q16_path(void) {
+    static int best = -1;
+    if (best < 0) best = best_path();
+    const int forced = __atomic_load_n(&forced_path, __ATOMIC_RELAXED);
+    return forced >= 0 && forced <= best ? forced : best;
+}
+
+int kv_gemm_q16_available(void) { return kv_gemm_q16_path() != KV_GEMM_Q16_PORTABLE; }
 
 static int shape_ok(int bk, size_t n, size_t cols) {
     return (bk == 32 || bk == 16) && n % 32 == 0 && cols % 32 == 0;
@@ -132,10 +238,16 @@ int kv_gemm_q16(const int8_t *codes, const float *scales, const float *offsets, 
                 size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate) {
     if (!shape_ok(bk, n, cols) || (bk == 16 && offsets)) return -1;
 #if defined(__x86_64__)
-    if (kv_gemm_q16_available()) {
+    switch (kv_gemm_q16_path()) {
+    case KV_GEMM_Q16_VNNI:
         if (bk == 16) gemm_vnni_16(codes, scales, NULL, x, m, y, ldy, n, cols, accumulate);
         else if (offsets) gemm_vnni_32_offsets(codes, scales, offsets, x, m, y, ldy, n, cols, accumulate);
         else gemm_vnni_32(codes, scales, NULL, x, m, y, ldy, n, cols, accumulate);
+        return 0;
+    case KV_GEMM_Q16_AVX2:
+        if (bk == 16) gemm_avx2_16(codes, scales, NULL, x, m, y, ldy, n, cols, accumulate);
+        else if (offsets) gemm_avx2_32_offsets(codes, scales, offsets, x, m, y, ldy, n, cols, accumulate);
+        else gemm_avx2_32(codes, scales, NULL, x, m, y, ldy, n, cols, accumulate);
         return 0;
     }
 #endif

@@ -139,7 +139,7 @@ int kv_gemm_q8(const int8_t *codes, const int32_t *bias, const float *scales, co
                const kv_u8_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate) {
     if (!shape_ok(bk, offsets, n, cols)) return -1;
 #if defined(__x86_64__)
-    if (kv_gemm_q16_available()) {
+    if (kv_gemm_q8_available()) {
         if (bk == 16) gemm_vnni_16(codes, bias, scales, NULL, x, m, y, ldy, n, cols, accumulate);
         else if (offsets) gemm_vnni_32_offsets(codes, bias, scales, offsets, x, m, y, ldy, n, cols, accumulate);
         else gemm_vnni_32(codes, bias, scales, NULL, x, m, y, ldy, n, cols, accumulate);

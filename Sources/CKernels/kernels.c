@@ -2,10 +2,19 @@
 
 #include "clones.h"
 
+int kv_cpu_has_avx512(void) {
+#if defined(__x86_64__) && !defined(KVSTASH_MAX_ISA_AVX2)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
 const char *kv_kernels_isa(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return "avx512f";
+    if (kv_cpu_has_avx512()) return "avx512f";
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2+fma";
 #endif
     return "default";

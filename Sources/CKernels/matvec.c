@@ -269,7 +269,7 @@ void kv_matmul_set_tiles(int wide) { __atomic_store_n(&lanes_tiles, wide < 0 ? -
 
 static inline int lanes_wide(void) {
     const int forced = __atomic_load_n(&lanes_tiles, __ATOMIC_RELAXED);
-    return forced >= 0 ? forced : __builtin_cpu_supports("avx512f");
+    return forced >= 0 ? forced : kv_cpu_has_avx512();
 }
 
 /* kv_matmul_rows for 9...32 input rows: the inputs transposed once, then groups of R

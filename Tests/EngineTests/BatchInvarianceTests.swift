@@ -28,7 +28,7 @@ final class BatchInvarianceTests: XCTestCase {
     /// and the suffix apart (suffixes of up to 3 tokens decoded one by one): every K and V
     /// row of every layer and the last logits must be equal bit for bit.
     private func check(_ model: LlamaModel, promptLength: Int, suffixes: [Int]) throws {
-        try XCTSkipUnless(model.batchInvariant, "this CPU does not compute rows batch-invariantly (no AVX-512 VNNI)")
+        try XCTSkipUnless(model.batchInvariant, "this CPU does not compute this model's rows batch-invariantly (LlamaModel.batchInvariant)")
         let prompt = TestSupport.tokens(promptLength, vocab: min(model.config.vocabSize, 30_000), seed: 21).map { max($0, 3) }
         var whole = model.newCache()
         let expected = try model.prefill(prompt, cache: &whole)

@@ -4,8 +4,8 @@ import XCTest
 @testable import KVStashEngine
 
 /// The integer prefill products (`kv_gemm_q16_pack` + `kv_gemm_q16` on 16-bit inputs, with
-/// `kv_gemm_q8_relayout` + `kv_gemm_q8` on 8-bit inputs; AVX-512 VNNI where the CPU has it, and
-/// their plain C paths) against weights dequantized by the PyPI `gguf` package
+/// `kv_gemm_q8_relayout` + `kv_gemm_q8` on 8-bit inputs; AVX-512 VNNI where the CPU has it, the
+/// 16-bit product's AVX2 path too, and their plain C paths) against weights dequantized by the PyPI `gguf` package
 /// (Tests/reference/quant_reference.py) and a naive double-precision product.
 final class PackedProductTests: XCTestCase {
     static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K]
@@ -15,6 +15,18 @@ final class PackedProductTests: XCTestCase {
     static let inputRows = [1, 7, 17]
 
     var rng = SplitMix64(seed: 26)
+
+    /// The vector paths of `kv_gemm_q16` this CPU runs (`KV_GEMM_Q16_AVX2`, `KV_GEMM_Q16_VNNI`).
+    static let vectorPaths: [Int32] = {
+        kv_gemm_q16_set_path(-1)
+        return [KV_GEMM_Q16_AVX2, KV_GEMM_Q16_VNNI].filter { $0 <= kv_gemm_q16_path() }
+    }()
+
+    func testThisCPURunsAVectorPath() throws {
+        try XCTSkipUnless(kernelISA() != "default", "a CPU without AVX2 runs the plain C path")
+        XCTAssertFalse(Self.vectorPaths.isEmpty)
+        XCTAssertEqual(kv_gemm_q16_available(), 1)
+    }
 
     func testPackedProductsEqualNaiveProductOnGGUFPackageWeights() throws {
         for t in try PackageWeights.make(types: Self.types, shapes: Self.shapes, seed: 27) {
@@ -88,8 +100,8 @@ final class PackedProductTests: XCTestCase {
     }
 
     /// One tensor: packed; the product of every input-row count, whole and from its second
-    /// tile of 32 rows on, with and without accumulation. The dispatched path (VNNI here when
-    /// the CPU has it) and the plain C path agree bit for bit, and both equal the naive product
+    /// tile of 32 rows on, with and without accumulation. Every vector path the CPU runs (AVX2,
+    /// and VNNI where it has it) and the plain C path agree bit for bit, and both equal the naive product
     /// of the package's weights and the dequantized input codes up to float rounding, and the
     /// f32 product within 1e-4 (16-bit codes) or 2e-2 (8-bit) of the terms' magnitude.
     private func check(_ type: GGMLType, raw: [UInt8], weights: [Float], rows: Int, cols: Int, inputBits: Int) throws {
@@ -113,10 +125,17 @@ final class PackedProductTests: XCTestCase {
                 for r0 in [0, 32] where r0 < rows {
                     let label = "\(type) \(rows)x\(cols), \(inputBits)-bit inputs, \(m) rows, from row \(r0), accumulate \(accumulate)"
                     var y = before, portable = before
-                    XCTAssertEqual(y.withUnsafeMutableBufferPointer { p.run(false, r0, rows - r0, $0.baseAddress! + r0, accumulate) }, 0, label)
                     XCTAssertEqual(portable.withUnsafeMutableBufferPointer { p.run(true, r0, rows - r0, $0.baseAddress! + r0, accumulate) },
                                    0, label)
-                    XCTAssertEqual(y, portable, "\(label): the dispatched and plain C paths differ")
+                    // Every vector path this CPU runs (16-bit inputs: AVX2 and AVX-512 VNNI).
+                    for path in inputBits == 16 ? Self.vectorPaths : [-1] {
+                        kv_gemm_q16_set_path(path)
+                        defer { kv_gemm_q16_set_path(-1) }
+                        y = before
+                        XCTAssertEqual(y.withUnsafeMutableBufferPointer { p.run(false, r0, rows - r0, $0.baseAddress! + r0, accumulate) },
+                                       0, label)
+                        XCTAssertEqual(y, portable, "\(label): path \(path) and the plain C path differ")
+                    }
                     for t in 0..<m {
                         for o in 0..<rows {
                             let at = t * rows + o

@@ -95,7 +95,7 @@ final class TinyModelTests: XCTestCase {
     /// of a prefill within 5e-2 of the reference's (every input rounded to 1/127 of its block's
     /// largest magnitude), decode unchanged (16-bit inputs).
     func testEightBitPrefillInputsStayNearTheReference() throws {
-        try XCTSkipUnless(kv_gemm_q16_available() == 1, "8-bit prefill inputs need AVX-512 VNNI")
+        try XCTSkipUnless(kv_gemm_q8_available() == 1, "8-bit prefill inputs need AVX-512 VNNI")
         for spec in [TinyModelSpec.llama, .gemma3] {
             let path = try TestSupport.tinyModelPath(spec)
             defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }

@@ -3,7 +3,8 @@
    encoded small-row product (kv_matmul_rows), and 16-bit input codes against the packed
    integer codes (kv_quantize_q16 per row + kv_gemm_q16, VNNI where the CPU has it, and its
    plain C path once for the agreement check), and 8-bit input codes against the same codes
-   relaid (kv_quantize_u8 + kv_gemm_q8, likewise checked against its plain C path). Weights are random codes with small positive
+   relaid (kv_quantize_u8 + kv_gemm_q8, likewise checked against its plain C path), and the
+   16-bit product's AVX2 path forced (kv_gemm_q16_set_path; equal bit for bit too). Weights are random codes with small positive
    scales; best of 5 runs of `reps` products. Prints JSON. Built and run by
    bench/prefill_products.sh. */
 #include <cblas.h>
@@ -62,9 +63,10 @@ int main(int argc, char **argv) {
             kv_u8_block *q8 = malloc(m * cols / 32 * sizeof *q8);
             float *y8 = malloc(m * rows * sizeof(float)), *y8p = malloc(m * rows * sizeof(float));
             for (size_t k = 0; k < m * cols; k++) x[k] = (float)(rnd() % 2001) / 1000.0f - 1.0f;
-            double best[4] = {1e30, 1e30, 1e30, 1e30};
+            double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
+            float *ya = malloc(m * rows * sizeof(float));
             for (int run = 0; run < 5; run++)
-                for (int how = 0; how < 4; how++) {
+                for (int how = 0; how < 5; how++) {
                     const double t0 = now();
                     for (int r = 0; r < reps; r++) {
                         if (how == 0)
@@ -74,9 +76,14 @@ int main(int argc, char **argv) {
                         else if (how == 2) {
                             for (size_t t = 0; t < m; t++) kv_quantize_q16(x + t * cols, q + t * cols / 32, cols);
                             kv_gemm_q16(codes, scales, offsets, bk, q, m, y, rows, rows, cols, 0);
-                        } else {
+                        } else if (how == 3) {
                             for (size_t t = 0; t < m; t++) kv_quantize_u8(x + t * cols, q8 + t * cols / 32, cols);
                             kv_gemm_q8(relaid, bias, scales, offsets, bk, q8, m, y8, rows, rows, cols, 0);
+                        } else {
+                            kv_gemm_q16_set_path(KV_GEMM_Q16_AVX2);
+                            for (size_t t = 0; t < m; t++) kv_quantize_q16(x + t * cols, q + t * cols / 32, cols);
+                            kv_gemm_q16(codes, scales, offsets, bk, q, m, ya, rows, rows, cols, 0);
+                            kv_gemm_q16_set_path(-1);
                         }
                     }
                     const double t = (now() - t0) / reps;
@@ -90,7 +97,7 @@ int main(int argc, char **argv) {
             double worst = 0, worst8 = 0, square = 0;
             int same = 1;
             for (size_t k = 0; k < m * rows; k++) {
-                same &= y[k] == yp[k] && y8[k] == y8p[k];
+                same &= y[k] == yp[k] && ya[k] == yp[k] && y8[k] == y8p[k];
                 square += (double)yf[k] * yf[k];
                 if (fabs((double)y[k] - yf[k]) > worst) worst = fabs((double)y[k] - yf[k]);
                 if (fabs((double)y8[k] - yf[k]) > worst8) worst8 = fabs((double)y8[k] - yf[k]);
@@ -100,13 +107,13 @@ int main(int argc, char **argv) {
             const double flop = 2.0 * m * rows * cols;
             printf("%s{\"type\": \"%s\", \"tensor\": \"%s\", \"rows\": %zu, \"cols\": %zu, \"m\": %zu, "
                    "\"sgemm_gflops\": %.1f, \"matmul_rows_gflops\": %.1f, \"gemm_q16_gflops\": %.1f, "
-                   "\"gemm_q8_gflops\": %.1f, \"portable_equal\": %s, \"max_diff_vs_sgemm_over_rms\": %.2e, "
+                   "\"gemm_q8_gflops\": %.1f, \"gemm_q16_avx2_gflops\": %.1f, \"portable_equal\": %s, \"max_diff_vs_sgemm_over_rms\": %.2e, "
                    "\"q8_max_diff_vs_sgemm_over_rms\": %.2e}",
                    first ? "" : ",\n", cases[i].name, cases[i].tensor, rows, cols, m, flop / best[0] / 1e9,
-                   flop / best[1] / 1e9, flop / best[2] / 1e9, flop / best[3] / 1e9, same ? "true" : "false", worst,
+                   flop / best[1] / 1e9, flop / best[2] / 1e9, flop / best[3] / 1e9, flop / best[4] / 1e9, same ? "true" : "false", worst,
                    worst8);
             first = 0;
-            free(x); free(y); free(yp); free(yf); free(q); free(q8); free(y8); free(y8p);
+            free(x); free(y); free(ya); free(yp); free(yf); free(q); free(q8); free(y8); free(y8p);
         }
         free(w); free(dense); free(codes); free(scales); free(offsets); free(relaid); free(bias);
     }

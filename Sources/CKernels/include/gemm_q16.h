@@ -19,12 +19,22 @@
    rows (a multiple of 32; codes, scales and offsets may start at any multiple of 32 rows of
    a packed tensor: row r0 starts at codes + r0 * cols and scales + r0 * cols / bk).
    Exactly the dequantized weights against the dequantized input codes up to float rounding.
-   The AVX-512 VNNI path is taken where kv_gemm_q16_available(); _portable is the plain C
-   path, callable on any CPU, equal bit for bit. Returns 0, or -1 for a bad shape. */
+   It takes kv_gemm_q16_path(): AVX-512 VNNI, else AVX2 with FMA, else plain C (all three
+   equal bit for bit); kv_gemm_q16_available() says whether that is one of the vector paths.
+   kv_gemm_q16_set_path forces a path the CPU runs (tests, benchmarks; -1: the best again).
+   _portable is the plain C path, callable on any CPU. Returns 0, or -1 for a bad shape.
+
+   kv_gemm_q8_available(): whether the 8-bit-input product (gemm_q8.h) runs, AVX-512 VNNI. */
+#define KV_GEMM_Q16_PORTABLE 0
+#define KV_GEMM_Q16_AVX2 1
+#define KV_GEMM_Q16_VNNI 2
 int kv_gemm_q16_layout(int type, int *bk, int *offsets);
 int kv_gemm_q16_pack(int type, const void *src, size_t rows, size_t cols, int8_t *codes, float *scales,
                      float *offsets);
 int kv_gemm_q16_available(void);
+int kv_gemm_q16_path(void);
+void kv_gemm_q16_set_path(int path);
+int kv_gemm_q8_available(void);
 int kv_gemm_q16(const int8_t *codes, const float *scales, const float *offsets, int bk, const kv_q16_block *x,
                 size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate);
 int kv_gemm_q16_portable(const int8_t *codes, const float *scales, const float *offsets, int bk,

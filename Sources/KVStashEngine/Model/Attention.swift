@@ -20,8 +20,8 @@ import Foundation
 /// A few query rows (decode, or the question after a cache hit) skip BLAS: each KV head's
 /// keys are cut into 512-key segments, each a parallel task on `kv_attend_partial`, which
 /// reads K and V in place (BLAS would pack them) with a running max, and
-/// `kv_attend_merge` folds the segments in order. Where that kernel has its wide AVX-512 tiles, many
-/// rows (prefill) skip BLAS too: blocks of rows whose stacked group fills one tile pass run
+/// `kv_attend_merge` folds the segments in order. Where that kernel has its AVX-512 or AVX2 tiles,
+/// many rows (prefill) skip BLAS too: blocks of rows whose stacked group fills one tile pass run
 /// as parallel tasks over every key they see (folding the same segments), so the softmax runs
 /// on every core and no BLAS worker spins between products. Both give a row the same bits
 /// whatever rows share its call (decision 099).
@@ -40,9 +40,16 @@ struct CausalAttention {
     /// Stacked rows per block on the BLAS-free prefill path: five passes of the wide score tile (48).
     static let stackedTile = 240
     /// Whether more than `smallRows` rows take the BLAS-free path by default: where
-    /// `kv_attend_partial` runs its wide tiles (AVX-512), unless `KVSTASH_PREFILL_ATTENTION=blas`.
-    static let blockedPrefill = String(cString: kv_kernels_isa()) == "avx512f"
-        && ProcessInfo.processInfo.environment["KVSTASH_PREFILL_ATTENTION"] != "blas"
+    /// `kv_attend_partial` runs its AVX-512 or AVX2 tiles (decision 100: on an AVX2 build it
+    /// prefilled Gemma 3 faster than BLAS); `KVSTASH_PREFILL_ATTENTION=blas` or `=kernel`
+    /// chooses for measurements.
+    static let blockedPrefill: Bool = {
+        switch ProcessInfo.processInfo.environment["KVSTASH_PREFILL_ATTENTION"] {
+        case "blas": return false
+        case "kernel": return true
+        default: return ["avx512f", "avx2+fma"].contains(String(cString: kv_kernels_isa()))
+        }
+    }()
     /// Whether this attention takes that path (tests compare both on any CPU).
     var prefillWithoutBLAS = Self.blockedPrefill
 

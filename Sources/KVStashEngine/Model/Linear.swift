@@ -45,10 +45,10 @@ struct EncodedMatrix: Sendable {
 
 /// A linear layer `y = W x` whose weight is one or more GGUF tensors stacked by rows.
 ///
-/// Prefill multiplies many rows at once: on a CPU with AVX-512 VNNI, 16-bit input codes
-/// against integer weight codes packed once at load (`packed`, twice the multiply-adds of
-/// f32 per instruction); elsewhere BLAS `sgemm` on the f32 copy (`dense`, dequantized once at
-/// load). One row (decode) is memory-bound, so it reads the encoded tensors from the memory
+/// Prefill multiplies many rows at once: on a CPU with AVX-512 VNNI or AVX2, 16-bit input
+/// codes against integer weight codes packed once at load (`packed`, twice the multiply-adds
+/// of f32 per instruction on VNNI); elsewhere BLAS `sgemm` on the f32 copy (`dense`,
+/// dequantized once at load). One row (decode) is memory-bound, so it reads the encoded tensors from the memory
 /// map instead: 4-5x fewer bytes for Q4/Q8. Without `packed`, up to `encodedRowsLimit` rows
 /// (the question after a cache hit) read them too, with no packing of the whole weight by BLAS.
 struct Linear: Sendable {
@@ -91,9 +91,20 @@ struct Linear: Sendable {
     /// block), so the KV of a decoded answer serves a later prompt as its prefill would. It
     /// also decoded faster here than the row-major blocks, whatever their float order, although
     /// its codes take more bytes (decision 099).
+    /// On AVX2 without VNNI one row of the packed product is slower than the row-major kernel
+    /// (Q4_K 640 x 2048, one thread, out of cache: 98 against 55 µs), so there a K-quant
+    /// matrix decodes with `kv_matvec_q16rows` and its rows are not batch-invariant.
     var singleRowTakesPacked: Bool {
-        packed?.inputs == .sixteenBit && Self.decodeActivations == .auto
+        packed?.inputs == .sixteenBit && Self.decodeActivations == .auto && PackedProduct.path == KV_GEMM_Q16_VNNI
             && parts.contains { $0.interleaved == nil }
+    }
+
+    /// Whether a row of this product is the same bits for any number of input rows: every
+    /// product of more than one row is packed on 16-bit inputs, and one row takes the packed
+    /// product too or an interleaved kernel, which takes its steps (every part interleaved).
+    var batchInvariant: Bool {
+        packed?.inputs == .sixteenBit && Self.decodeActivations == .auto
+            && (singleRowTakesPacked || parts.allSatisfy { $0.interleaved != nil })
     }
 
     /// Whether `m` input rows enter as 16-bit codes (`apply(codes:)`): the packed integer

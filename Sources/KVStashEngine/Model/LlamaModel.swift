@@ -6,8 +6,8 @@ import KVStashCore
 ///
 /// The model is immutable and shareable across threads; all sequence state lives in
 /// the explicit `KVCache` the caller passes in. Products of more than one row take integer
-/// codes packed at load where the CPU has AVX-512 VNNI (`PackedProduct`), else f32 copies
-/// for BLAS above 32 rows; decode (and, without VNNI, up to 32 rows) multiplies the
+/// codes packed at load where the CPU has AVX-512 VNNI or AVX2 (`PackedProduct`), else f32
+/// copies for BLAS above 32 rows; decode (and, without them, up to 32 rows) multiplies the
 /// GGUF-encoded weights with `CKernels/matvec.c`.
 public final class LlamaModel: Sendable {
     public let config: ModelConfig
@@ -24,8 +24,9 @@ public final class LlamaModel: Sendable {
     /// Whether a position's KV and logits are the same bits however the positions around it
     /// are batched: a prefill of any length, a prefill continuing a cached prefix, or decode
     /// one token at a time. True where every matrix of the blocks takes the packed product on
-    /// 16-bit inputs for any number of rows (AVX-512 VNNI, quantized types that pack) and
-    /// attention the BLAS-free kernel (AVX-512); then an answer from cached KV (a lossless
+    /// 16-bit inputs for more than one row and its steps for one (AVX-512 VNNI; on AVX2 the
+    /// matrices with interleaved copies only, Q4_1, Q8_0 and Q5_0) and attention the BLAS-free
+    /// kernel (AVX-512 or AVX2); then an answer from cached KV (a lossless
     /// codec, or the RAM tier) equals the answer without it, token for token. Elsewhere the
     /// two differ by float rounding (BLAS and the encoded kernels sum in other orders).
     public let batchInvariant: Bool
@@ -58,9 +59,8 @@ public final class LlamaModel: Sendable {
         let attentionAlike = CausalAttention.blockedPrefill && c.headDim % 16 == 0
             && c.headDim <= Int(KV_ATTEND_MAX_DIM) && group <= CausalAttention.stackedTile
         // With 16-bit packed products and the default decode input, one row takes the packed
-        // product or an interleaved kernel, which takes its steps (`Linear.singleRowTakesPacked`).
-        batchInvariant = attentionAlike && Linear.decodeActivations == .auto
-            && linears.dropLast().allSatisfy { $0.packed?.inputs == .sixteenBit }
+        // product or an interleaved kernel, which takes its steps (`Linear.batchInvariant`).
+        batchInvariant = attentionAlike && linears.dropLast().allSatisfy(\.batchInvariant)
     }
 
     /// An empty cache of this model's KV shape, rotating K spliced into it by each layer's RoPE.

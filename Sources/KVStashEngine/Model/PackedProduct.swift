@@ -2,7 +2,7 @@ import CKernels
 import Foundation
 
 /// One GGUF weight tensor as integer codes with a float scale (and offset) per block, in the
-/// layout of the integer prefill products (AVX-512 VNNI), packed once at load: two codes of a
+/// layout of the integer prefill products (AVX-512 VNNI or AVX2), packed once at load: two codes of a
 /// row per 16-bit lane for `kv_gemm_q16`, or four per 32-bit lane and a per-block bias for
 /// `kv_gemm_q8`. One byte of code per weight, a quarter of the f32 copy BLAS multiplies.
 struct PackedMatrix: Sendable {
@@ -93,12 +93,24 @@ struct PackedProduct: Sendable {
     let inputs: Inputs
 
     /// Which product prefill takes: `.auto` the packed integer codes on 16-bit inputs where the
-    /// CPU has AVX-512 VNNI and every part packs, `.int8` the same on 8-bit inputs (llama.cpp's
-    /// input precision; `kv_gemm_q8`), `.f32` always BLAS `sgemm` on the dequantized weights.
-    /// `KVSTASH_PREFILL_PRODUCT=f32` or `=int8` measures the others on one build
-    /// (`bench/decode_fidelity.py --score-by prefill`, `bench/gemma3_peers.sh`).
+    /// CPU has AVX-512 VNNI or AVX2 with FMA and every part packs, `.int8` the same on 8-bit
+    /// inputs (llama.cpp's input precision; `kv_gemm_q8`, AVX-512 VNNI only: elsewhere 16-bit),
+    /// `.f32` always BLAS `sgemm` on the dequantized weights. `KVSTASH_PREFILL_PRODUCT=f32` or
+    /// `=int8` measures the others on one build (`bench/decode_fidelity.py --score-by prefill`,
+    /// `bench/gemma3_peers.sh`).
     enum Mode: String { case auto, int8, f32 }
     static let mode = ProcessInfo.processInfo.environment["KVSTASH_PREFILL_PRODUCT"].flatMap(Mode.init(rawValue:)) ?? .auto
+
+    /// The kernel path of the 16-bit products (`kv_gemm_q16_path`: 2 AVX-512 VNNI, 1 AVX2,
+    /// 0 plain C). `KVSTASH_PACKED_PATH=avx2` (or `portable`) takes a lower one the CPU also
+    /// runs, so one machine measures what an AVX2 machine runs; every path gives the same bits.
+    static let path: Int32 = {
+        let forced: [String: Int32] = ["portable": KV_GEMM_Q16_PORTABLE, "avx2": KV_GEMM_Q16_AVX2, "vnni": KV_GEMM_Q16_VNNI]
+        if let name = ProcessInfo.processInfo.environment["KVSTASH_PACKED_PATH"], let level = forced[name] {
+            kv_gemm_q16_set_path(level)
+        }
+        return kv_gemm_q16_path()
+    }()
 
     /// Bits of an input code.
     enum Inputs: Sendable { case sixteenBit, eightBit }
@@ -112,8 +124,8 @@ struct PackedProduct: Sendable {
     /// The packed tensors `infos` (stacked by rows) of `gguf`, or nil where the product is
     /// not available: another CPU, `KVSTASH_PREFILL_PRODUCT=f32`, or a part that does not pack.
     init?(_ infos: [GGUFTensorInfo], gguf: GGUFFile, outDim: Int, inDim: Int, mode: Mode = Self.mode) {
-        guard mode != .f32, kv_gemm_q16_available() == 1, inDim % 32 == 0 else { return nil }
-        let inputs: Inputs = mode == .int8 ? .eightBit : .sixteenBit
+        guard mode != .f32, Self.path != KV_GEMM_Q16_PORTABLE, inDim % 32 == 0 else { return nil }
+        let inputs: Inputs = mode == .int8 && kv_gemm_q8_available() == 1 ? .eightBit : .sixteenBit
         var parts: [PackedMatrix] = []
         for info in infos {
             guard let part = PackedMatrix(info: info, gguf: gguf, inputs: inputs) else { return nil }

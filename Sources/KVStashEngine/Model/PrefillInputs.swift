@@ -1,5 +1,6 @@
 /// Bits of the input codes that products of more than one row (a prompt's prefill, a cache
-/// hit's question) multiply against the packed weight codes, on CPUs with AVX-512 VNNI.
+/// hit's question) multiply against the packed weight codes: 8 on CPUs with AVX-512 VNNI
+/// only, 16 there and on AVX2.
 ///
 /// `.sixteen` (the default) keeps those products within about 1e-6 mean KL of the f32 ones,
 /// so greedy answers equal the float64 reference's. `.eight` is llama.cpp's input precision
