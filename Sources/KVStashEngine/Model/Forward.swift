@@ -23,12 +23,10 @@ extension LlamaModel {
     /// The embedding rows of `tokens`, times the architecture's embedding scale.
     private func embed(_ tokens: ArraySlice<Int>, into x: UnsafeMutablePointer<Float>) {
         let d = config.dim, scale = config.embeddingScale
-        weights.tokenEmbedding.withUnsafeBufferPointer { e in
-            for (r, t) in tokens.enumerated() {
-                let row = x + r * d
-                row.update(from: e.baseAddress! + t * d, count: d)
-                if scale != 1 { for i in 0..<d { row[i] *= scale } }
-            }
+        for (r, t) in tokens.enumerated() {
+            let row = x + r * d
+            weights.tokenEmbedding.copyRow(t, into: row)
+            if scale != 1 { for i in 0..<d { row[i] *= scale } }
         }
     }
 

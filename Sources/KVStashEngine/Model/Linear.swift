@@ -52,7 +52,8 @@ struct EncodedMatrix: Sendable {
 /// map instead: 4-5x fewer bytes for Q4/Q8. Without `packed`, up to `encodedRowsLimit` rows
 /// (the question after a cache hit) read them too, with no packing of the whole weight by BLAS.
 struct Linear: Sendable {
-    /// `[out][in]` f32, row-major; empty when `packed` takes every product of more than one row.
+    /// `[out][in]` f32, row-major; empty when `packed` takes every product of more than one
+    /// row, or when the encoded parts take them all (a tied output head).
     let dense: [Float]
     let packed: PackedProduct?
     /// The same rows, encoded, in stacking order.
@@ -73,8 +74,12 @@ struct Linear: Sendable {
             packed.apply(a, lda: lda, rows: m, into: c, ldc: ldc, accumulate: accumulate)
             return
         }
-        if m <= Self.encodedRowsLimit && inDim % 32 == 0 {
-            encodedProduct(a, lda: lda, rows: m, into: c, ldc: ldc, accumulate: accumulate)
+        if (m <= Self.encodedRowsLimit || dense.isEmpty) && inDim % 32 == 0 {
+            // Without an f32 copy (a tied output head), many rows go 32 at a time.
+            for r0 in stride(from: 0, to: m, by: Self.encodedRowsLimit) {
+                encodedProduct(a + r0 * lda, lda: lda, rows: min(Self.encodedRowsLimit, m - r0), into: c + r0 * ldc,
+                               ldc: ldc, accumulate: accumulate)
+            }
             return
         }
         dense.withUnsafeBufferPointer { w in

@@ -23,8 +23,8 @@ struct LayerWeights: Sendable {
 
 /// All weights of the model.
 struct ModelWeights: Sendable {
-    /// `[vocab][dim]`.
-    let tokenEmbedding: [Float]
+    /// `[vocab][dim]`, rows dequantized from the file as they are looked up.
+    let tokenEmbedding: EmbeddingRows
     let layers: [LayerWeights]
     let outputNorm: [Float]
     /// The output head `[vocab][dim]` (the token embedding when tied).
@@ -34,10 +34,14 @@ struct ModelWeights: Sendable {
     /// and shapes against `c`.
     init(gguf: GGUFFile, config c: ModelConfig, products: PackedProduct.Mode = PackedProduct.mode) throws {
         let loader = WeightLoader(gguf: gguf, products: products)
-        tokenEmbedding = try loader.load(["token_embd.weight"], rows: [c.vocabSize], cols: c.dim)
+        tokenEmbedding = try loader.embedding("token_embd.weight", rows: c.vocabSize, cols: c.dim)
         outputNorm = try loader.load(["output_norm.weight"], rows: [1], cols: c.dim)
+        // A tied head multiplies the encoded table (decode's last row, and every row of a
+        // scoring prefill in tiles of 32, `Linear.apply`); an f32 copy only where rows do not
+        // tile by 32.
         output = c.tiedEmbeddings
-            ? loader.linear(dense: tokenEmbedding, ["token_embd.weight"], out: c.vocabSize, in: c.dim)
+            ? loader.linear(dense: c.dim % 32 == 0 ? [] : try loader.load(["token_embd.weight"], rows: [c.vocabSize], cols: c.dim),
+                            ["token_embd.weight"], out: c.vocabSize, in: c.dim)
             : try loader.linear(["output.weight"], rows: [c.vocabSize], cols: c.dim)
         let a = c.block
         layers = try (0..<c.layers).map { i in
@@ -86,6 +90,12 @@ struct WeightLoader {
     func linear(dense: [Float], _ names: [String], out: Int, in k: Int) -> Linear {
         Linear(dense: dense, packed: nil, parts: names.map { EncodedMatrix(info: gguf.tensorInfo($0)!, gguf: gguf) },
                outDim: out, inDim: k, gguf: gguf)
+    }
+
+    /// The embedding table `name` (`rows x cols`), read row by row from the file.
+    func embedding(_ name: String, rows: Int, cols: Int) throws -> EmbeddingRows {
+        let info = try checked([name], rows: [rows], colsEach: [cols])[0]
+        return try EmbeddingRows(info: info, gguf: gguf, rows: rows, cols: cols)
     }
 
     /// Stacks `names` (each `rows[i] x cols`) into one row-major buffer.
