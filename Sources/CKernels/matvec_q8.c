@@ -48,6 +48,22 @@ void kv_qdot_interleave(int type, const void *src, void *dst, size_t rows, size_
         }
 }
 
+void kv_qdot_interleaved_row(int type, const void *src, void *dst, size_t row, size_t cols) {
+    const int q41 = type == KV_GGML_Q4_1;
+    const size_t nb = cols / 32, block = q41 ? 20 : 34, group_bytes = q41 ? Q41_BYTES : Q80_BYTES;
+    const size_t head = q41 ? 4 : 2, code_bytes = q41 ? 16 : 32, g = row / GROUP, i = row % GROUP;
+    const uint8_t *s = (const uint8_t *)src;
+    uint8_t *d = (uint8_t *)dst;
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *o = s + (g * nb + b) * group_bytes;
+        uint8_t *blk = d + b * block;
+        memcpy(blk, o + 2 * i, 2);
+        if (q41) memcpy(blk + 2, o + 64 + 2 * i, 2);
+        for (size_t c = 0; c < code_bytes / 4; c++)
+            memcpy(blk + head + 4 * c, o + 2 * head * GROUP / 2 + (c * 4 + i / 8) * 32 + (i % 8) * 4, 4);
+    }
+}
+
 KV_CLONES void kv_quantize_q8(const float *x, kv_q8_block *out, size_t cols) {
     for (size_t b = 0; b < cols / 32; b++) quantize_q8_block(out + b, load16(x + 32 * b), load16(x + 32 * b + 16), 0);
 }

@@ -107,6 +107,9 @@ int kv_matmul_interleaved(int type, const void *w, const float *x, size_t ldx, f
 typedef struct { float d, s; int8_t q[32]; } kv_q8_block;
 void kv_quantize_q8(const float *x, kv_q8_block *out, size_t cols);
 void kv_qdot_interleave(int type, const void *src, void *dst, size_t rows, size_t cols);
+/* The inverse for one row: row `row` of a tensor kv_qdot_interleave rewrote, back as its
+   cols / 32 row-major GGUF blocks in dst (20 or 34 bytes each). */
+void kv_qdot_interleaved_row(int type, const void *src, void *dst, size_t row, size_t cols);
 int kv_matvec_qdot(int type, const void *w, const kv_q8_block *x, float *y, size_t rows, size_t cols, int accumulate);
 /* The same on 16-bit input codes (kv_quantize_q16: d = max|x| / 32767, q in [-32767, 32767],
    s = d * sum(q)): 256 times finer input steps than 8 bits, so the products stay within

@@ -1,23 +1,26 @@
-/// The token embedding `[vocab][dim]`, looked up row by row from the GGUF's encoded tensor in
-/// the memory map and dequantized per lookup, instead of an f32 copy of the whole table (671 MB
-/// for Gemma 3's 262,144 × 640, more than all its other weights). A forward reads one row per
-/// token: a prefill chunk of 512 rows dequantizes 512 × dim values.
-struct EmbeddingRows: Sendable {
-    let info: GGUFTensorInfo
-    let gguf: GGUFFile
-    let rows: Int
-    let cols: Int
-    /// Bytes of one encoded row (`cols` is a whole number of the type's blocks).
-    let rowBytes: Int
+import CKernels
 
-    /// The tensor `info` of `gguf` (`rows` × `cols`, checked by the loader); throws for a type
-    /// the engine cannot dequantize, so a lookup never meets one.
-    init(info: GGUFTensorInfo, gguf: GGUFFile, rows: Int, cols: Int) throws {
-        (self.info, self.gguf, self.rows, self.cols) = (info, gguf, rows, cols)
-        rowBytes = info.byteCount / rows
-        var probe = [Float](repeating: 0, count: cols)
+/// The token embedding `[vocab][dim]`, looked up row by row and dequantized per lookup from
+/// the encoded tensor, instead of an f32 copy of the whole table (671 MB for Gemma 3's
+/// 262,144 × 640, more than all its other weights). Where the tensor has an interleaved copy
+/// (Q8_0, Q4_1, Q5_0: the one the tied output head's decode reads) a row comes from that
+/// anonymous memory, so a lookup never faults on file pages an idle host dropped; other
+/// types read the memory map. A forward reads one row per token.
+struct EmbeddingRows: Sendable {
+    let table: EncodedMatrix
+    let gguf: GGUFFile
+    /// Bytes of one row-major row of the interleaved copy's type, or of the file's.
+    private let rowBytes: Int
+
+    /// `table` of `gguf`; throws for a type the engine cannot dequantize, so a lookup never meets one.
+    init(_ table: EncodedMatrix, gguf: GGUFFile) throws {
+        (self.table, self.gguf) = (table, gguf)
+        rowBytes = table.interleaved != nil ? table.interleavedRowBytes : table.info.byteCount / table.rows
+        var probe = [Float](repeating: 0, count: table.cols)
         try probe.withUnsafeMutableBufferPointer { try decode(row: 0, into: $0.baseAddress!) }
     }
+
+    var rows: Int { table.rows }
 
     /// Writes row `t` (`0 ..< rows`, validated by the caller) as `cols` floats into `out`.
     func copyRow(_ t: Int, into out: UnsafeMutablePointer<Float>) {
@@ -30,9 +33,18 @@ struct EmbeddingRows: Sendable {
     }
 
     private func decode(row t: Int, into out: UnsafeMutablePointer<Float>) throws {
-        try gguf.withRawBytes(info) { raw in
-            let bytes = UnsafeRawBufferPointer(rebasing: raw[(t * rowBytes)..<((t + 1) * rowBytes)])
-            try GGUFFile.dequantize(bytes, type: info.type, count: cols, into: out, name: info.name)
+        let info = table.info, cols = table.cols
+        guard let grouped = table.interleaved else {
+            try gguf.withRawBytes(info) { raw in
+                let bytes = UnsafeRawBufferPointer(rebasing: raw[(t * rowBytes)..<((t + 1) * rowBytes)])
+                try GGUFFile.dequantize(bytes, type: info.type, count: cols, into: out, name: info.name)
+            }
+            return
+        }
+        let type = table.interleavedType
+        try withUnsafeTemporaryAllocation(byteCount: rowBytes, alignment: 16) { row in
+            grouped.withUnsafeBytes { kv_qdot_interleaved_row(Int32(type.rawValue), $0.baseAddress!, row.baseAddress!, t, cols) }
+            try GGUFFile.dequantize(UnsafeRawBufferPointer(row), type: type, count: cols, into: out, name: info.name)
         }
     }
 }

@@ -34,14 +34,16 @@ struct ModelWeights: Sendable {
     /// and shapes against `c`.
     init(gguf: GGUFFile, config c: ModelConfig, products: PackedProduct.Mode = PackedProduct.mode) throws {
         let loader = WeightLoader(gguf: gguf, products: products)
-        tokenEmbedding = try loader.embedding("token_embd.weight", rows: c.vocabSize, cols: c.dim)
         outputNorm = try loader.load(["output_norm.weight"], rows: [1], cols: c.dim)
         // A tied head multiplies the encoded table (decode's last row, and every row of a
-        // scoring prefill in tiles of 32, `Linear.apply`); an f32 copy only where rows do not
-        // tile by 32.
+        // scoring prefill in tiles of 32, `Linear.apply`), and the lookups share its
+        // interleaved copy; an f32 copy only where rows do not tile by 32.
+        let embedding = try loader.checked(["token_embd.weight"], rows: [c.vocabSize], colsEach: [c.dim])
+        let table = EncodedMatrix(info: embedding[0], gguf: gguf)
+        tokenEmbedding = try EmbeddingRows(table, gguf: gguf)
         output = c.tiedEmbeddings
-            ? loader.linear(dense: c.dim % 32 == 0 ? [] : try loader.load(["token_embd.weight"], rows: [c.vocabSize], cols: c.dim),
-                            ["token_embd.weight"], out: c.vocabSize, in: c.dim)
+            ? Linear(dense: c.dim % 32 == 0 ? [] : try loader.load(["token_embd.weight"], rows: [c.vocabSize], cols: c.dim),
+                     packed: nil, parts: [table], outDim: c.vocabSize, inDim: c.dim, gguf: gguf)
             : try loader.linear(["output.weight"], rows: [c.vocabSize], cols: c.dim)
         let a = c.block
         layers = try (0..<c.layers).map { i in
@@ -92,12 +94,6 @@ struct WeightLoader {
                outDim: out, inDim: k, gguf: gguf)
     }
 
-    /// The embedding table `name` (`rows x cols`), read row by row from the file.
-    func embedding(_ name: String, rows: Int, cols: Int) throws -> EmbeddingRows {
-        let info = try checked([name], rows: [rows], colsEach: [cols])[0]
-        return try EmbeddingRows(info: info, gguf: gguf, rows: rows, cols: cols)
-    }
-
     /// Stacks `names` (each `rows[i] x cols`) into one row-major buffer.
     func load(_ names: [String], rows: [Int], cols: Int) throws -> [Float] {
         try load(names, rows: rows, colsEach: Array(repeating: cols, count: names.count))
@@ -121,7 +117,7 @@ struct WeightLoader {
     }
 
     /// The tensors `names`, each checked to be `rows[i] x colsEach[i]`.
-    private func checked(_ names: [String], rows: [Int], colsEach: [Int]) throws -> [GGUFTensorInfo] {
+    func checked(_ names: [String], rows: [Int], colsEach: [Int]) throws -> [GGUFTensorInfo] {
         var infos: [GGUFTensorInfo] = []
         for (i, name) in names.enumerated() {
             guard let info = gguf.tensorInfo(name) else { throw GGUFError.missingTensor(name) }
