@@ -23,7 +23,7 @@ struct LayerWeights: Sendable {
 
 /// All weights of the model.
 struct ModelWeights: Sendable {
-    /// `[vocab][dim]`, rows dequantized from the file as they are looked up.
+    /// `[vocab][dim]`, rows dequantized from the encoded table as they are looked up.
     let tokenEmbedding: EmbeddingRows
     let layers: [LayerWeights]
     let outputNorm: [Float]
