@@ -33,7 +33,19 @@ void kv_zeroed_free(void *base, size_t mapped) {
     if (!base) return;
     if (mapped) munmap(base, mapped); else free(base);
 }
+
+void kv_advise_huge(void *p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+    const uintptr_t lo = ((uintptr_t)p + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1);
+    const uintptr_t hi = ((uintptr_t)p + bytes) & ~(uintptr_t)(KV_HUGE - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 #else
+    (void)p; (void)bytes;
+#endif
+}
+#else
+void kv_advise_huge(void *p, size_t bytes) { (void)p; (void)bytes; }
+
 void *kv_zeroed_alloc(size_t bytes, void **base, size_t *mapped) {
     *base = calloc(1, bytes ? bytes : 1);
     *mapped = 0;

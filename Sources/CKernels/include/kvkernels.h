@@ -14,6 +14,9 @@ const char *kv_kernels_isa(void);
    kernel (2 MiB aligned, transparent huge pages requested). Free with
    kv_zeroed_free(*base, *mapped). Returns NULL when out of memory. */
 void *kv_zeroed_alloc(size_t bytes, void **base, size_t *mapped);
+/* Marks the whole 2 MiB pages inside [p, p + bytes) for transparent huge pages (before they
+   are first written): for large weight copies the kernels stream every token. */
+void kv_advise_huge(void *p, size_t bytes);
 void kv_zeroed_free(void *base, size_t mapped);
 
 /* y[i] += a * x[i] */

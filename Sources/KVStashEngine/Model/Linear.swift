@@ -31,6 +31,7 @@ struct EncodedMatrix: Sendable {
         let bytes = rows * cols / 32 * (info.type == .q4_1 ? 20 : 34)
         interleaved = gguf.withRawBytes(info) { raw in
             [UInt8](unsafeUninitializedCapacity: bytes) { buf, n in
+                kv_advise_huge(buf.baseAddress!, bytes)  // streamed every token: huge pages (decision 101)
                 if info.type == .q5_0 {
                     let status = kv_qdot_interleave_q5_0(raw.baseAddress!, buf.baseAddress!, rows, cols)
                     precondition(status == 0, "out of memory interleaving \(info.name)")

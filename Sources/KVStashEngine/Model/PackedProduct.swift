@@ -23,7 +23,11 @@ struct PackedMatrix: Sendable {
         var bk: Int32 = 0, hasOffsets: Int32 = 0
         guard kv_gemm_q16_layout(Int32(info.type.rawValue), &bk, &hasOffsets) == 1, rows % 32 == 0,
               cols % (info.type.blockLayout?.elements ?? 32) == 0, cols % 32 == 0 else { return nil }
-        var codes = [Int8](repeating: 0, count: rows * cols)
+        var codes = [Int8](unsafeUninitializedCapacity: rows * cols) { buffer, count in
+            kv_advise_huge(buffer.baseAddress!, rows * cols)  // streamed by decode's packed rows (decision 101)
+            buffer.initialize(repeating: 0)
+            count = rows * cols
+        }
         var scales = [Float](repeating: 0, count: rows * cols / Int(bk))
         var offsets = hasOffsets == 1 ? [Float](repeating: 0, count: rows * cols / 32) : nil
         let status = gguf.withRawBytes(info) { raw in
