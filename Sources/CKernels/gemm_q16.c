@@ -215,8 +215,7 @@ int kv_gemm_q8_available(void) {
 static int best_path(void) {
     if (kv_gemm_q8_available()) return KV_GEMM_Q16_VNNI;
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return KV_GEMM_Q16_AVX2;
+    if (kv_has_avx2_fma_f16c()) return KV_GEMM_Q16_AVX2;
 #endif
     return KV_GEMM_Q16_PORTABLE;
 }

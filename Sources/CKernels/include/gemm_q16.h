@@ -19,7 +19,7 @@
    rows (a multiple of 32; codes, scales and offsets may start at any multiple of 32 rows of
    a packed tensor: row r0 starts at codes + r0 * cols and scales + r0 * cols / bk).
    Exactly the dequantized weights against the dequantized input codes up to float rounding.
-   It takes kv_gemm_q16_path(): AVX-512 VNNI, else AVX2 with FMA, else plain C (all three
+   It takes kv_gemm_q16_path(): AVX-512 VNNI, else AVX2 with FMA and F16C, else plain C (all three
    equal bit for bit); kv_gemm_q16_available() says whether that is one of the vector paths.
    kv_gemm_q16_set_path forces a path the CPU runs (tests, benchmarks; -1: the best again).
    _portable is the plain C path, callable on any CPU. Returns 0, or -1 for a bad shape.

@@ -208,7 +208,8 @@ public final class RadixTree: Sendable {
         core.withLock { core in core.evict(toFit: treeShare(of: core.budget)) }
     }
 
-    /// Bytes the tree's pages may take of `budget`: what the resident caches leave.
+    /// Bytes the tree's pages may take of `budget`: what the resident caches leave (called
+    /// under the tree's lock; `resident` takes only its own, never the tree's).
     private func treeShare(of budget: Int) -> Int { max(0, budget - resident.byteCount) }
 
     /// Changes the byte budget, evicting at once if needed.

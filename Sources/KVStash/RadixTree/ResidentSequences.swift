@@ -34,8 +34,6 @@ public final class ResidentSequences: Sendable {
     /// Most recent first.
     private let entries = Mutex<[Entry]>([])
     private let taken = Atomic<Int>(0)
-    /// Bytes of the kept caches' buffers, updated under `entries`' lock and read without it.
-    private let heldBytes = Atomic<Int>(0)
 
     public init(maxCaches: Int = 4) {
         self.maxCaches = max(0, maxCaches)
@@ -61,7 +59,6 @@ public final class ResidentSequences: Sendable {
             while list.count > maxCaches || list.reduce(0, { $0 + $1.bytes }) > limitBytes {
                 dropped.append(list.removeLast())
             }
-            recount(list)
             return dropped  // released outside the lock
         }
     }
@@ -79,7 +76,6 @@ public final class ResidentSequences: Sendable {
                     && $0.tokens[..<tokens.count].elementsEqual(tokens)
             }) else { return false }
             var kept = list.remove(at: i)  // `kept` now holds the only reference: cutting it copies nothing
-            recount(list)
             kept.cache.truncate(to: tokens.count)
             kept.skipped.clip(to: tokens.count)
             swap(&cache, &kept.cache)  // a move: `cache` becomes the only reference
@@ -92,14 +88,9 @@ public final class ResidentSequences: Sendable {
     /// Drops every kept cache.
     public func clear() {
         _ = entries.withLock { list in
-            defer { list = []; recount(list) }
+            defer { list = [] }
             return list
         }
-    }
-
-    /// Sets `heldBytes` to the bytes of `list` (under `entries`' lock).
-    private func recount(_ list: [Entry]) {
-        heldBytes.store(list.reduce(0) { $0 + $1.bytes }, ordering: .relaxed)
     }
 
     /// Requests that took a kept cache over.
@@ -112,5 +103,5 @@ public final class ResidentSequences: Sendable {
     public var tokenCount: Int { entries.withLock { $0.reduce(0) { $0 + $1.tokens.count } } }
 
     /// Bytes of the kept caches' buffers in all.
-    public var byteCount: Int { heldBytes.load(ordering: .relaxed) }
+    public var byteCount: Int { entries.withLock { $0.reduce(0) { $0 + $1.bytes } } }
 }
