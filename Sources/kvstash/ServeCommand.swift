@@ -122,7 +122,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         FileHandle.standardError.write(Data((backend.model.batchInvariant
             ? "rows are batch-invariant here: cached answers (f32 codec, RAM tier) equal uncached ones token for token\n"
-            : "rows are not batch-invariant on this CPU or model (needs AVX-512 VNNI, or AVX2 without K-quant matrices): "
+            : "rows are not batch-invariant on this CPU or model (needs AVX-512 VNNI or AVX2, and quantized weights at default precision): "
               + "cached and uncached answers may differ at near-ties\n").utf8))
         let token = adminToken ?? ProcessInfo.processInfo.environment["KVSTASH_ADMIN_TOKEN"]
         let config = ServerConfiguration(

@@ -22,6 +22,52 @@ final class SixteenBitRowProductTests: XCTestCase {
         }
     }
 
+    /// One row through the ordered row-major kernel (`kv_matvec_q16rows_ordered`: AVX2 where the
+    /// CPU has it, and its plain C path) equals, bit for bit, the same row through the packed
+    /// prefill product (`kv_gemm_q16` on every path this CPU runs, and its plain C path) on every
+    /// type: a decoded row is a prefill's row. Row counts that end with the kernel's four-row and
+    /// one-row tails (13 = 8 + 4 + 1) as well as whole groups of eight.
+    func testOrderedRowsEqualThePackedProductBitForBit() throws {
+        for t in try PackageWeights.make(types: Self.types, shapes: [(rows: 64, cols: 768), (rows: 32, cols: 2048)], seed: 18) {
+            let id = Int32(t.type.rawValue)
+            var bk: Int32 = 0, hasOffsets: Int32 = 0
+            XCTAssertEqual(kv_gemm_q16_layout(id, &bk, &hasOffsets), 1)
+            var codes = [Int8](repeating: 0, count: t.rows * t.cols)
+            var scales = [Float](repeating: 0, count: t.rows * t.cols / Int(bk))
+            var offsets = [Float](repeating: 0, count: t.rows * t.cols / 32)
+            XCTAssertEqual(kv_gemm_q16_pack(id, t.raw, t.rows, t.cols, &codes, &scales, &offsets), bk)
+            let x = (0..<t.cols).map { k in rng.uniform(1) * (k % 5 == 0 ? 20 : 1) }
+            var q = [kv_q16_block](repeating: kv_q16_block(), count: t.cols / 32)
+            kv_quantize_q16(x, &q, t.cols)
+            let before = (0..<t.rows).map { _ in rng.uniform(2) }
+            for accumulate: Int32 in [0, 1] {
+                let label = "\(t.type) \(t.rows)x\(t.cols) accumulate \(accumulate)"
+                var reference = before
+                offsets.withUnsafeBufferPointer { o in
+                    let off = hasOffsets == 1 ? o.baseAddress : nil
+                    XCTAssertEqual(kv_gemm_q16_portable(codes, scales, off, bk, q, 1, &reference, t.rows, t.rows, t.cols,
+                                                        accumulate), 0)
+                    for path in [KV_GEMM_Q16_AVX2, KV_GEMM_Q16_VNNI] where path <= kv_gemm_q16_path() {
+                        kv_gemm_q16_set_path(path)
+                        defer { kv_gemm_q16_set_path(-1) }
+                        var packed = before
+                        XCTAssertEqual(kv_gemm_q16(codes, scales, off, bk, q, 1, &packed, t.rows, t.rows, t.cols, accumulate), 0)
+                        XCTAssertEqual(packed.map(\.bitPattern), reference.map(\.bitPattern), "\(label) packed path \(path)")
+                    }
+                }
+                for rows in [t.rows, 13] {
+                    var vector = before, portable = before
+                    XCTAssertEqual(kv_matvec_q16rows_ordered(id, t.raw, q, &vector, rows, t.cols, accumulate), 0)
+                    XCTAssertEqual(kv_matvec_q16rows_ordered_portable(id, t.raw, q, &portable, rows, t.cols, accumulate), 0)
+                    XCTAssertEqual(vector[..<rows].map(\.bitPattern), reference[..<rows].map(\.bitPattern), "\(label) \(rows) rows")
+                    XCTAssertEqual(portable[..<rows].map(\.bitPattern), reference[..<rows].map(\.bitPattern),
+                                   "\(label) \(rows) rows, plain C")
+                    XCTAssertEqual(vector[rows...], before[rows...], "\(label): rows past \(rows) untouched")
+                }
+            }
+        }
+    }
+
     /// `kv_matvec_q16rows` (AVX2 where the CPU has it) and its plain C path on one tensor:
     /// bit for bit equal, equal to the naive product of the package's weights and the
     /// dequantized input codes up to float rounding, within 1e-4 of the f32 product; with
@@ -74,10 +120,12 @@ final class SixteenBitRowProductTests: XCTestCase {
             XCTAssertEqual(kv_q16rows_supports(Int32(type.rawValue)), 0, "\(type)")
             XCTAssertEqual(kv_matvec_q16rows(Int32(type.rawValue), raw, q, &y, 1, 256, 0), -1, "\(type)")
             XCTAssertEqual(kv_matvec_q16rows_portable(Int32(type.rawValue), raw, q, &y, 1, 256, 0), -1, "\(type)")
+            XCTAssertEqual(kv_matvec_q16rows_ordered(Int32(type.rawValue), raw, q, &y, 1, 256, 0), -1, "\(type)")
         }
         for type in Self.types { XCTAssertEqual(kv_q16rows_supports(Int32(type.rawValue)), 1, "\(type)") }
         XCTAssertEqual(kv_matvec_q16rows(Int32(GGMLType.q4_K.rawValue), raw, q, &y, 1, 128, 0), -1, "K-quant rows of 128")
         XCTAssertEqual(kv_matvec_q16rows(Int32(GGMLType.q5_0.rawValue), raw, q, &y, 1, 48, 0), -1, "rows of 48")
+        XCTAssertEqual(kv_matvec_q16rows_ordered(Int32(GGMLType.q6_K.rawValue), raw, q, &y, 1, 128, 0), -1, "ordered rows of 128")
         var copy = [UInt8](repeating: 0, count: 4096)
         XCTAssertEqual(kv_qdot_interleave_q5_0(raw, &copy, 40, 32), -1, "40 rows")
         XCTAssertEqual(kv_qdot_interleave_q5_0(raw, &copy, 32, 48), -1, "48 columns")

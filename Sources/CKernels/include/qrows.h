@@ -17,6 +17,16 @@ int kv_matvec_q16rows(int type, const void *w, const kv_q16_block *x, float *y, 
 int kv_matvec_q16rows_portable(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols,
                                int accumulate);
 
+/* The same products with each output in kv_gemm_q16's float steps (one multiply-add per
+   weight block, in block order, with its scale and minimum computed as kv_gemm_q16_pack
+   computes them): equal bit for bit to the same row of kv_gemm_q16 on the tensor packed by
+   kv_gemm_q16_pack, so a decoded row equals a prefill's (decision 099). Slower than the
+   lanes order of kv_matvec_q16rows. Same types, shapes, paths and returns. */
+int kv_matvec_q16rows_ordered(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols,
+                              int accumulate);
+int kv_matvec_q16rows_ordered_portable(int type, const void *w, const kv_q16_block *x, float *y, size_t rows,
+                                       size_t cols, int accumulate);
+
 /* A Q5_0 tensor of `rows` x `cols` (both multiples of 32) rewritten as Q8_0 (same f16 scales,
    codes q - 16: the same weights) in kv_qdot_interleave's layout, for kv_matvec_q16dot and
    kv_matvec_qdot with type Q8_0. dst holds rows * cols / 32 * 34 bytes. Returns 0, -1 for a

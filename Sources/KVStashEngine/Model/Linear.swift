@@ -90,27 +90,41 @@ struct Linear: Sendable {
     }
 
     /// Whether one input row (decode) takes the packed product too: where a part has no
-    /// interleaved copy (the K-quants, read row-major by `kv_matvec_q16rows`, whose float
-    /// order differs from the packed product's) and the packed product runs on 16-bit inputs.
-    /// Then a row decode computes equals, bit for bit, the same row in a prefill of any size,
-    /// as the interleaved kernels' rows already do (same integer sums, same multiply-add per
-    /// block), so the KV of a decoded answer serves a later prompt as its prefill would. It
-    /// also decoded faster here than the row-major blocks, whatever their float order, although
-    /// its codes take more bytes (decision 099).
-    /// On AVX2 without VNNI one row of the packed product is slower than the row-major kernel
-    /// (Q4_K 640 x 2048, one thread, out of cache: 98 against 55 µs), so there a K-quant
-    /// matrix decodes with `kv_matvec_q16rows` and its rows are not batch-invariant.
+    /// interleaved copy (the K-quants, Q4_0, Q5_1, read row-major by `kv_matvec_q16rows`, whose
+    /// float order differs from the packed product's) and the packed product runs on 16-bit
+    /// inputs with AVX-512 VNNI. Then a row decode computes equals, bit for bit, the same row in
+    /// a prefill of any size, as the interleaved kernels' rows already do (same integer sums,
+    /// same multiply-add per block), so the KV of a decoded answer serves a later prompt as its
+    /// prefill would. There it also decoded faster than the row-major blocks, whatever their
+    /// float order, although its codes take more bytes (decision 099).
     var singleRowTakesPacked: Bool {
-        packed?.inputs == .sixteenBit && Self.decodeActivations == .auto && PackedProduct.path == KV_GEMM_Q16_VNNI
-            && parts.contains { $0.interleaved == nil }
+        singleRowNeedsPackedSteps && PackedProduct.path == KV_GEMM_Q16_VNNI
+    }
+
+    /// Whether one input row reads those parts' row-major blocks in the packed product's float
+    /// order (`kv_matvec_q16rows_ordered`): on AVX2 without VNNI, where one row of the packed
+    /// product reads its 1.25 bytes per weight without VNNI's arithmetic to show for it, so
+    /// the rows stay batch-invariant at a few percent of decode (decision 102).
+    /// `KVSTASH_ROW_ORDER=lanes` keeps the faster lanes order there, for measurements.
+    var singleRowTakesOrderedRows: Bool {
+        singleRowNeedsPackedSteps && PackedProduct.path == KV_GEMM_Q16_AVX2 && !Self.lanesOrderForced
+    }
+
+    static let lanesOrderForced = ProcessInfo.processInfo.environment["KVSTASH_ROW_ORDER"] == "lanes"
+
+    /// A part has no interleaved copy, so one row must take the packed product's float steps
+    /// some other way than the interleaved kernels.
+    private var singleRowNeedsPackedSteps: Bool {
+        packed?.inputs == .sixteenBit && Self.decodeActivations == .auto && parts.contains { $0.interleaved == nil }
     }
 
     /// Whether a row of this product is the same bits for any number of input rows: every
     /// product of more than one row is packed on 16-bit inputs, and one row takes the packed
-    /// product too or an interleaved kernel, which takes its steps (every part interleaved).
+    /// product, the row-major blocks in its order, or an interleaved kernel, which takes its
+    /// steps (every part interleaved).
     var batchInvariant: Bool {
         packed?.inputs == .sixteenBit && Self.decodeActivations == .auto
-            && (singleRowTakesPacked || parts.allSatisfy { $0.interleaved != nil })
+            && (singleRowTakesPacked || singleRowTakesOrderedRows || parts.allSatisfy { $0.interleaved != nil })
     }
 
     /// Whether `m` input rows enter as 16-bit codes (`apply(codes:)`): the packed integer
@@ -153,7 +167,8 @@ struct Linear: Sendable {
                 if narrow { kv_quantize_q8(a, x8.baseAddress!, inDim) }
                 if wide { kv_quantize_q16(a, x16.baseAddress!, inDim) }
                 let p = ProductPointers(parts: [], x: a, x8: narrow ? UnsafePointer(x8.baseAddress) : nil,
-                                        x16: wide ? UnsafePointer(x16.baseAddress) : nil, y: c)
+                                        x16: wide ? UnsafePointer(x16.baseAddress) : nil, y: c,
+                                        ordered: m == 1 && singleRowTakesOrderedRows)
                 run(p, rows: m, lda: lda, ldc: ldc, accumulate: accumulate)
             }
         }
@@ -165,7 +180,8 @@ struct Linear: Sendable {
         let step = ((outDim + workers - 1) / workers + 31) / 32 * 32
         let inDim = inDim, outDim = outDim, parts = parts
         gguf.withRawBytes(parts.map(\.info)) { raws in
-            let p = ProductPointers(parts: raws, x: operands.x, x8: operands.x8, x16: operands.x16, y: operands.y)
+            let p = ProductPointers(parts: raws, x: operands.x, x8: operands.x8, x16: operands.x16, y: operands.y,
+                                    ordered: operands.ordered)
             WorkerTeam.run(tasks: workers) { w in
                 forEachPart(in: min(outDim, w * step)..<min(outDim, (w + 1) * step), rows: parts.lazy.map(\.rows)) { i, rows, first in
                     let status = Self.product(parts[i], raw: p.parts[i], p, rows: rows, m: m, inDim: inDim, lda: lda,
@@ -194,7 +210,8 @@ struct Linear: Sendable {
             }
         }
         if m == 1, let x16 = p.x16, kv_q16rows_supports(type) == 1 {
-            return kv_matvec_q16rows(type, raw + r0 * rowBytes, x16, y, n, inDim, add)
+            let kernel = p.ordered ? kv_matvec_q16rows_ordered : kv_matvec_q16rows
+            return kernel(type, raw + r0 * rowBytes, x16, y, n, inDim, add)
         }
         if m == 1 { return kv_matvec(type, raw + r0 * rowBytes, p.x, y, n, inDim, add) }
         if whole, let grouped = part.interleaved {
@@ -229,4 +246,6 @@ private struct ProductPointers: @unchecked Sendable {
     let x8: UnsafePointer<kv_q8_block>?
     let x16: UnsafePointer<kv_q16_block>?
     let y: UnsafeMutablePointer<Float>
+    /// One row on row-major blocks takes the packed product's float order (`Linear.singleRowTakesOrderedRows`).
+    let ordered: Bool
 }
