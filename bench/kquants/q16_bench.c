@@ -1,6 +1,7 @@
 /* Decode products of Gemma 3 270M's tensor shapes and types, one thread, three ways in one
    run: the f32 input on the row-major blocks (kv_matvec), 16-bit input codes on the row-major
-   blocks (kv_quantize_q16 + kv_matvec_q16rows), and, for Q8_0, Q4_1 and Q5_0, 16-bit codes on
+   blocks (kv_quantize_q16 + kv_matvec_q16rows; and kv_matvec_q16rows_ordered, the packed
+   product's float order), and, for Q8_0, Q4_1 and Q5_0, 16-bit codes on
    the interleaved copy (kv_qdot_interleave / kv_qdot_interleave_q5_0 + kv_matvec_q16dot).
    Weights are random codes with small positive scales; best of 5 runs of `reps` products
    (a fifth for the output head). Prints JSON. Built and run by bench/kquants_q16.sh. */
@@ -13,7 +14,7 @@
 #include "kvkernels.h"
 #include "bench_blocks.h"
 
-enum { F32, ROWS, LAID };
+enum { F32, ROWS, ORDERED, LAID };
 
 static double run(int how, int type, const void *w, const void *laid, const float *x, kv_q16_block *q, float *y,
                   size_t rows, size_t cols, int reps) {
@@ -25,6 +26,7 @@ static double run(int how, int type, const void *w, const void *laid, const floa
             else {
                 kv_quantize_q16(x, q, cols);
                 if (how == ROWS) kv_matvec_q16rows(type, w, q, y, rows, cols, 0);
+                else if (how == ORDERED) kv_matvec_q16rows_ordered(type, w, q, y, rows, cols, 0);
                 else kv_matvec_q16dot(type == KV_GGML_Q5_0 ? KV_GGML_Q8_0 : type, laid, q, y, rows, cols, 0);
             }
         }
@@ -63,15 +65,16 @@ int main(int argc, char **argv) {
         const int r = rows > 100000 ? reps / 40 + 1 : reps;
         const double f = run(F32, type, w, laid, x, q, y, rows, cols, r);
         const double ro = run(ROWS, type, w, laid, x, q, y, rows, cols, r);
+        const double od = run(ORDERED, type, w, laid, x, q, y, rows, cols, r);
         const double la = laidable ? run(LAID, type, w, laid, x, q, y, rows, cols, r) : 0;
         char laid_ms[32] = "null";
         if (laidable) snprintf(laid_ms, sizeof laid_ms, "%.4f", la * 1e3);
         printf(" {\"type\": \"%s\", \"tensor\": \"%s\", \"rows\": %zu, \"cols\": %zu, \"bytes\": %zu, \"f32_ms\": %.4f, "
-               "\"q16rows_ms\": %.4f, \"interleaved_ms\": %s, \"interleaved_bytes\": %zu}%s\n",
-               cases[i].name, cases[i].tensor, rows, cols, bytes, f * 1e3, ro * 1e3,
+               "\"q16rows_ms\": %.4f, \"q16rows_ordered_ms\": %.4f, \"interleaved_ms\": %s, \"interleaved_bytes\": %zu}%s\n",
+               cases[i].name, cases[i].tensor, rows, cols, bytes, f * 1e3, ro * 1e3, od * 1e3,
                laid_ms, laid_bytes, i + 1 < n ? "," : "");
-        fprintf(stderr, "%s %s: f32 %.3f ms, q16rows %.3f ms, interleaved %.3f ms\n", cases[i].name, cases[i].tensor,
-                f * 1e3, ro * 1e3, la * 1e3);
+        fprintf(stderr, "%s %s: f32 %.3f ms, q16rows %.3f ms, ordered %.3f ms, interleaved %.3f ms\n", cases[i].name,
+                cases[i].tensor, f * 1e3, ro * 1e3, od * 1e3, la * 1e3);
         free(w); free(laid); free(x); free(y); free(q);
     }
     printf("]}\n");
