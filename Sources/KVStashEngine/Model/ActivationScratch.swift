@@ -27,6 +27,21 @@ struct Activations: @unchecked Sendable {
         codes = .allocate(capacity: n * ((max(c.dim, c.ffnDim) + 31) / 32))
     }
 
+    private init(x: UnsafeMutablePointer<Float>, xn: UnsafeMutablePointer<Float>, qkv: UnsafeMutablePointer<Float>,
+                 attn: UnsafeMutablePointer<Float>, gateUp: UnsafeMutablePointer<Float>,
+                 codes: UnsafeMutablePointer<kv_q16_block>, rows: Int) {
+        (self.x, self.xn, self.qkv, self.attn, self.gateUp, self.codes, self.rows) = (x, xn, qkv, attn, gateUp, codes, rows)
+    }
+
+    /// A view of rows `first...`: the rows carried from one step to the next (the residual
+    /// stream x, the QKV rows attention reads) start at row `first`; the other buffers are
+    /// scratch a step fills from its start. Shares the buffers: never deallocated itself.
+    func rows(from first: Int, config c: ModelConfig) -> Activations {
+        guard first > 0 else { return self }
+        return Activations(x: x + first * c.dim, xn: xn, qkv: qkv + first * (c.qDim + 2 * c.kvDim), attn: attn,
+                           gateUp: gateUp, codes: codes, rows: rows - first)
+    }
+
     func deallocate() {
         [x, xn, qkv, attn, gateUp].forEach { $0.deallocate() }
         codes.deallocate()

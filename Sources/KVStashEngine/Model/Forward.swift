@@ -2,22 +2,40 @@ import CKernels
 import Foundation
 import KVStashCore
 
+/// The rows of a forward pass whose logits are wanted.
+enum ForwardOutputs {
+    /// None: a prefill chunk before the last, which only extends the cache.
+    case none
+    /// The last row's (a prefill's last chunk, decode).
+    case last
+    /// Every row's (teacher forcing, scoring).
+    case all
+}
+
 extension LlamaModel {
     /// Runs `tokens` at positions `cache.count...` through the model, appends their
-    /// K (after RoPE) and V to `cache`, and returns the logits of the last row, or of
-    /// every row (`[n][vocab]`) when `allLogits`. Inputs are already validated.
-    func forward(_ tokens: ArraySlice<Int>, cache: inout KVCache, allLogits: Bool) -> [Float] {
+    /// K (after RoPE) and V to `cache`, and returns the logits `outputs` asks for: the last
+    /// row's, every row's (`[n][vocab]`), or none (empty). Inputs are already validated.
+    ///
+    /// The last layer's K and V are kept for every row, but the rest of that layer feeds only
+    /// the logits, so it runs for the rows whose logits are wanted (as llama.cpp does). A row's
+    /// arithmetic does not depend on the rows computed with it (decision 099), so the last
+    /// row's logits are the same bits either way where rows are batch-invariant.
+    func forward(_ tokens: ArraySlice<Int>, cache: inout KVCache, outputs: ForwardOutputs) -> [Float] {
         let c = config, n = tokens.count, start = cache.count
         cache.extend(by: n)
         let rope = rotary.covering(start..<(start + n))
         let act = scratch.take(rows: n)
         defer { scratch.give(act) }
         embed(tokens, into: act.x)
+        let outputFrom: Int? = switch outputs { case .none: nil; case .last: n - 1; case .all: 0 }
         for layer in 0..<c.layers {
-            attentionBlock(layer: layer, n: n, start: start, rope: rope[layer], act: act, cache: &cache)
-            mlpBlock(layer: layer, n: n, act: act)
+            let from = layer == c.layers - 1 ? outputFrom : 0
+            attentionBlock(layer: layer, n: n, start: start, outputFrom: from, rope: rope[layer], act: act, cache: &cache)
+            if let from { mlpBlock(layer: layer, n: n - from, act: act.rows(from: from, config: c)) }
         }
-        return logits(act: act, n: n, allRows: allLogits)
+        guard let outputFrom else { return [] }
+        return logits(act: act.rows(from: outputFrom, config: c), n: n - outputFrom)
     }
 
     /// The embedding rows of `tokens`, times the architecture's embedding scale.
@@ -48,8 +66,9 @@ extension LlamaModel {
 
     /// x += Wo · attention(RoPE(Wq xn), RoPE(Wk xn), Wv xn), with xn = RMSNorm(x), Q and K
     /// heads RMS-normed before RoPE (QK-norm) and the output RMS-normed (post-norm) when the
-    /// architecture has them.
-    private func attentionBlock(layer l: Int, n: Int, start: Int, rope: RotaryTable,
+    /// architecture has them. K and V go to the cache for all `n` rows; the rest runs for rows
+    /// `outputFrom..<n` only, or for none when it is nil.
+    private func attentionBlock(layer l: Int, n: Int, start: Int, outputFrom: Int?, rope: RotaryTable,
                                 act: Activations, cache: inout KVCache) {
         let c = config, w = weights.layers[l]
         let qkvDim = c.qDim + 2 * c.kvDim
@@ -75,17 +94,19 @@ extension LlamaModel {
                    heads: c.heads + c.kvHeads, headDim: c.headDim)
         cache.store(layer: l, .key, rows, from: keys, stride: qkvDim)
         cache.store(layer: l, .value, rows, from: keys + c.kvDim, stride: qkvDim)
+        guard let from = outputFrom else { return }
+        let out = act.rows(from: from, config: c), m = n - from
         let setting = c.layerAttention[l]
         let attention = CausalAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
                                         scale: setting.scale, window: setting.window)
         cache.withHalfRows(layer: l, .key, 0..<(start + n)) { keys in
             cache.withHalfRows(layer: l, .value, 0..<(start + n)) { values in
-                attention(q: act.qkv, ldq: qkvDim, n: n, start: start, keys: keys.baseAddress!,
-                          values: values.baseAddress!, out: act.attn, ldo: c.qDim)
+                attention(q: out.qkv, ldq: qkvDim, n: m, start: start + from, keys: keys.baseAddress!,
+                          values: values.baseAddress!, out: out.attn, ldo: c.qDim)
             }
         }
-        residual(w.postAttnNorm, n: n, act: act) { out, add in
-            w.wo.apply(act.attn, lda: c.qDim, rows: n, into: out, ldc: c.dim, accumulate: add)
+        residual(w.postAttnNorm, n: m, act: out) { y, add in
+            w.wo.apply(out.attn, lda: c.qDim, rows: m, into: y, ldc: c.dim, accumulate: add)
         }
     }
 
@@ -147,12 +168,11 @@ extension LlamaModel {
         }
     }
 
-    /// Final RMSNorm and output head over the last row, or all rows.
-    private func logits(act: Activations, n: Int, allRows: Bool) -> [Float] {
+    /// Final RMSNorm and output head over the `rows` rows of `act`.
+    private func logits(act: Activations, n rows: Int) -> [Float] {
         let c = config
-        let first = allRows ? 0 : n - 1, rows = n - first
         weights.outputNorm.withUnsafeBufferPointer {
-            kv_rmsnorm(act.xn, act.x + first * c.dim, $0.baseAddress!, rows, c.dim, c.rmsEps)
+            kv_rmsnorm(act.xn, act.x, $0.baseAddress!, rows, c.dim, c.rmsEps)
         }
         var out = [Float](unsafeUninitializedCapacity: rows * c.vocabSize) { out, initialized in
             weights.output.apply(act.xn, lda: c.dim, rows: rows, into: out.baseAddress!, ldc: c.vocabSize)

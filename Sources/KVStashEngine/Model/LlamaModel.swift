@@ -82,7 +82,8 @@ public final class LlamaModel: Sendable {
             var start = 0
             while start < tokens.count {
                 let end = min(start + Self.chunkSize, tokens.count)
-                last = forward(tokens[start..<end], cache: &cache, allLogits: allLogits)
+                let outputs: ForwardOutputs = allLogits ? .all : end == tokens.count ? .last : .none
+                last = forward(tokens[start..<end], cache: &cache, outputs: outputs)
                 if allLogits { all += last }
                 start = end
             }
