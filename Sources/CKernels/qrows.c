@@ -79,11 +79,9 @@ AVX2_TARGET static inline __attribute__((always_inline)) float row32_avx2(int ty
     __m256 acc = _mm256_setzero_ps();
     float macc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (size_t b = 0; b < nb; b++) {
-        int j;
         float scale, min;
-        const uint8_t *blk = locate(type, row, b, &j, &scale, &min);
         __m256i lo, hi;
-        codes_avx2(type, blk, j, 1, &lo, &hi);
+        block_avx2(type, row, b, 1, &lo, &hi, &scale, &min);
         const __m256i lane = lane_sums(lo, hi, x + b);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(scale * x[b].d), _mm256_cvtepi32_ps(lane), acc);
         if (has_min(type)) macc[b % 8] = __builtin_fmaf(min, x[b].s, macc[b % 8]);
@@ -106,14 +104,10 @@ AVX2_TARGET static inline __attribute__((always_inline)) float rowk_avx2(int typ
         if (type == KV_GGML_Q6_K) {
             f = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)(blk + 208))), _mm256_loadu_ps(dx + 8 * sb));
         } else {
-            int32_t sc[8], mn[8];
-            for (int j = 0; j < 8; j++) scale_min(j, blk + 4, &sc[j], &mn[j]);
-            const __m256 d = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)blk));
-            const __m256 dmin = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)(blk + 2)));
-            const __m256 scf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc));
-            const __m256 mnf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn));
-            f = _mm256_mul_ps(_mm256_mul_ps(d, scf), _mm256_loadu_ps(dx + 8 * sb));
-            macc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, mnf), _mm256_loadu_ps(sx + 8 * sb), macc);
+            __m256 scale, minimum;
+            kscales_avx2(blk, &scale, &minimum);
+            f = _mm256_mul_ps(scale, _mm256_loadu_ps(dx + 8 * sb));
+            macc = _mm256_fnmadd_ps(minimum, _mm256_loadu_ps(sx + 8 * sb), macc);
         }
         float fs[8];
         _mm256_storeu_ps(fs, f);

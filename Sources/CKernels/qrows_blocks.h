@@ -192,6 +192,28 @@ AVX2_TARGET static inline __attribute__((always_inline)) void codes_avx2(int typ
     }
 }
 
+/* The codes of block b (of 32 weights) of `row`, as codes_avx2 gives them, and its float scale
+   and minimum (locate). */
+AVX2_TARGET static inline __attribute__((always_inline)) void block_avx2(int type, const uint8_t *row, size_t b,
+                                                                         int q6_scaled, __m256i *lo, __m256i *hi,
+                                                                         float *scale, float *min) {
+    int j;
+    const uint8_t *blk = locate(type, row, b, &j, scale, min);
+    codes_avx2(type, blk, j, q6_scaled, lo, hi);
+}
+
+/* The eight sub-blocks' scales d * sc_j and minimum factors dmin * mn_j of a Q4_K or Q5_K
+   super-block, in lane j. */
+AVX2_TARGET static inline __attribute__((always_inline)) void kscales_avx2(const uint8_t *blk, __m256 *scale,
+                                                                           __m256 *minimum) {
+    int32_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++) scale_min(j, blk + 4, &sc[j], &mn[j]);
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)blk));
+    const __m256 dmin = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)(blk + 2)));
+    *scale = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc)));
+    *minimum = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn)));
+}
+
 #endif
 
 #if defined(__x86_64__)

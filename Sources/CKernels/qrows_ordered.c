@@ -84,11 +84,9 @@ AVX2_TARGET static inline __attribute__((always_inline)) float row32_avx2(int ty
                                                                           const kv_q16_block *x, size_t nb) {
     float acc = 0;
     for (size_t b = 0; b < nb; b++) {
-        int j;
         float scale, min;
-        const uint8_t *blk = locate(type, row, b, &j, &scale, &min);
         __m256i lo, hi;
-        codes_avx2(type, blk, j, 0, &lo, &hi);
+        block_avx2(type, row, b, 0, &lo, &hi, &scale, &min);
         const int32_t isum = hsum8i(_mm256_add_epi32(dot16(lo, x[b].q), dot16(hi, x[b].q + 16)));
         acc = __builtin_fmaf((float)isum, scale * x[b].d, acc);
         if (has_min(type)) acc = __builtin_fmaf(min, x[b].s, acc);
@@ -125,14 +123,10 @@ AVX2_TARGET static inline __attribute__((always_inline)) int kterms(int type, co
         hsum8x8(v + 8, is + 8);
         return 16;
     }
-    int32_t sc[8], mn[8];
-    for (int j = 0; j < 8; j++) scale_min(j, blk + 4, &sc[j], &mn[j]);
-    const __m256 d = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)blk));
-    const __m256 dmin = _mm256_set1_ps(_cvtsh_ss(*(const uint16_t *)(blk + 2)));
-    const __m256 scf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc));
-    const __m256 mnf = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)mn));
-    _mm256_storeu_ps(fs, _mm256_mul_ps(_mm256_mul_ps(d, scf), _mm256_loadu_ps(dx)));
-    _mm256_storeu_ps(ms, _mm256_xor_ps(_mm256_mul_ps(dmin, mnf), _mm256_set1_ps(-0.0f)));
+    __m256 scale, minimum;
+    kscales_avx2(blk, &scale, &minimum);
+    _mm256_storeu_ps(fs, _mm256_mul_ps(scale, _mm256_loadu_ps(dx)));
+    _mm256_storeu_ps(ms, _mm256_xor_ps(minimum, _mm256_set1_ps(-0.0f)));
     __m256i v[8];
     for (int j = 0; j < 8; j++) {
         __m256i lo, hi;
