@@ -234,9 +234,7 @@ int kv_gemm_q16_pack(int type, const void *src, size_t rows, size_t cols, int8_t
             int32_t c[32];
             float sc[2] = {scale, scale};
             if (type == KV_GGML_Q6_K) {
-                const int8_t *s6 = q6_codes(blk, j, c);
-                sc[0] = scale * (float)s6[0];
-                sc[1] = scale * (float)s6[1];
+                q6_block(blk, j, scale, c, sc);
             } else {
                 codes_c(type, blk, j, c);
             }

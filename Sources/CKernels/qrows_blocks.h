@@ -77,6 +77,16 @@ static inline __attribute__((always_inline)) const int8_t *q6_codes(const uint8_
     return (const int8_t *)(blk + 192 + 8 * half + 2 * k4);
 }
 
+/* The codes q - 32 of block j (of 32) of a Q6_K super-block `blk` in c, and the float scale of
+   each 16 of them in sc: `scale` (the super-block's d, from locate) times its int8 scale. The
+   packed product's scales are these (kv_gemm_q16_pack), so the ordered rows take them too. */
+static inline __attribute__((always_inline)) void q6_block(const uint8_t *blk, int j, float scale, int32_t c[32],
+                                                           float sc[2]) {
+    const int8_t *s6 = q6_codes(blk, j, c);
+    sc[0] = scale * (float)s6[0];
+    sc[1] = scale * (float)s6[1];
+}
+
 /* The 32 integer codes of block j of `blk` (see the table above), plain C. */
 static inline __attribute__((always_inline)) void codes_c(int type, const uint8_t *blk, int j, int32_t c[32]) {
     uint32_t qh = 0;

@@ -16,13 +16,6 @@
    rows in the vector lanes (their eight integer sums per block in one horizontal-add tree)
    or four rows' chains interleaved. The plain C path takes the same steps. */
 
-/* The float scale of each 16 codes of block j of a Q6_K super-block (d times its int8 scale). */
-static inline __attribute__((always_inline)) void q6_scales(const uint8_t *blk, int j, float scale, float sc[2]) {
-    const int8_t *s6 = (const int8_t *)(blk + 192 + 2 * j);
-    sc[0] = scale * (float)s6[0];
-    sc[1] = scale * (float)s6[1];
-}
-
 float kv_row_ordered_c(int type, const uint8_t *row, const kv_q16_block *x, size_t nb) {
     float acc = 0;
     for (size_t b = 0; b < nb; b++) {
@@ -32,9 +25,8 @@ float kv_row_ordered_c(int type, const uint8_t *row, const kv_q16_block *x, size
         int32_t c[32];
         const int16_t *q = x[b].q;
         if (type == KV_GGML_Q6_K) {
-            q6_codes(blk, j, c);
             float sc[2];
-            q6_scales(blk, j, scale, sc);
+            q6_block(blk, j, scale, c, sc);
             for (int h = 0; h < 2; h++) {
                 int32_t isum = 0;
                 for (int k = 16 * h; k < 16 * h + 16; k++) isum += c[k] * q[k];
