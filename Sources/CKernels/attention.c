@@ -90,22 +90,47 @@ static inline int wide_tiles(void) {
     return forced >= 0 ? forced : kv_cpu_has_avx512();
 }
 
+/* The keys [*lo, *hi) of a block (its first key at b, nb keys) that any of the lanes
+   [t0, t1) sees: the rest have zero weight in every one of these lanes. */
+static inline __attribute__((always_inline)) void lanes_keys(const int32_t *last, const int32_t *first, size_t t0,
+                                                           size_t t1, size_t b, size_t nb, size_t *lo, size_t *hi) {
+    int64_t top = -1, bottom = INT64_MAX;
+    for (size_t t = t0; t < t1; t++) {
+        if (last[t] > top) top = last[t];
+        if (first && first[t] < bottom) bottom = first[t];
+    }
+    const int64_t h = top - (int64_t)b + 1, l = first ? bottom - (int64_t)b : 0;
+    *hi = h <= 0 ? 0 : (size_t)h < nb ? (size_t)h : nb;
+    *lo = l <= 0 ? 0 : (size_t)l < *hi ? (size_t)l : *hi;
+}
+
+/* Scores of the block's keys for every lane vector group, each over the keys some lane of the
+   group sees (lanes_keys); the scores of other keys are left unwritten, and softmax_block masks
+   them. The first group's pass walks every key some lane sees, to prefetch them. */
 static inline __attribute__((always_inline)) void scores_block(const float *qt, size_t mp, size_t d, const kv_f16 *k,
-                                                             const kv_f16 *v, size_t ld, size_t nb, size_t avail, float *st,
-                                                             int wide) {
+                                                             const kv_f16 *v, size_t ld, size_t nb, size_t b,
+                                                             size_t avail, const int32_t *last, const int32_t *first,
+                                                             float *st, int wide) {
     const size_t step = wide ? 48 : 16;
     const int full = wide ? 8 : 6;
+    size_t seen_lo, seen_hi;
+    lanes_keys(last, first, 0, mp, b, nb, &seen_lo, &seen_hi);
     for (size_t j = 0; j < mp; j += step) {
         const int RV = wide ? (mp - j >= 48 ? 3 : (int)(mp - j) / 16) : 1;
-        for (size_t i = 0; i < nb; ) {
-            const int KB = nb - i >= (size_t)full ? full : 1;
+        size_t lo, hi;
+        lanes_keys(last, first, j, j + 16 * (size_t)RV, b, nb, &lo, &hi);
+        const size_t from = j == 0 ? seen_lo : lo, to = j == 0 ? seen_hi : hi;
+        for (size_t i = from; i < to; ) {
+            const int KB = to - i >= (size_t)full ? full : 1;
             if (j == 0) prefetch_tile(k, v, ld, d, i, (size_t)KB, avail);
-            const kv_f16 *ki = k + i * ld;
-            float *sti = st + i * mp + j;
-            const float *qtj = qt + j;
-            switch (KB * 4 + RV) {
-            SCORES_CASE(8, 3) SCORES_CASE(8, 2) SCORES_CASE(8, 1) SCORES_CASE(6, 1)
-            SCORES_CASE(1, 3) SCORES_CASE(1, 2) SCORES_CASE(1, 1)
+            if (i + (size_t)KB > lo && i < hi) {
+                const kv_f16 *ki = k + i * ld;
+                float *sti = st + i * mp + j;
+                const float *qtj = qt + j;
+                switch (KB * 4 + RV) {
+                SCORES_CASE(8, 3) SCORES_CASE(8, 2) SCORES_CASE(8, 1) SCORES_CASE(6, 1)
+                SCORES_CASE(1, 3) SCORES_CASE(1, 2) SCORES_CASE(1, 1)
+                }
             }
             i += (size_t)KB;
         }
@@ -199,19 +224,25 @@ static inline __attribute__((always_inline)) void weighted_tile(const float *st,
         for (int j = 0; j < NV; j++) store16(o + t * d + 16 * j, acc[t][j]);
 }
 
-#define WEIGHTED_CASE(T_, NV_) case (T_) * 8 + (NV_): weighted_tile(stt, mp, vc, ld, nb, T_, NV_, ot, d); break;
+#define WEIGHTED_CASE(T_, NV_) case (T_) * 8 + (NV_): weighted_tile(stt, mp, vc, ld, hi - lo, T_, NV_, ot, d); break;
 #define WEIGHTED_ROWS(NV_) WEIGHTED_CASE(6, NV_) WEIGHTED_CASE(5, NV_) WEIGHTED_CASE(4, NV_) \
                            WEIGHTED_CASE(3, NV_) WEIGHTED_CASE(2, NV_) WEIGHTED_CASE(1, NV_)
 
+/* o += weights . V over the block's keys, each tile of rows over the keys one of its rows sees
+   (the others weigh exactly zero in every row of the tile). */
 static inline __attribute__((always_inline)) void weighted_block(const float *st, size_t mp, size_t m, const kv_f16 *v, size_t ld,
-                                                               size_t nb, float *o, size_t d, int wide) {
+                                                               size_t nb, size_t b, const int32_t *last,
+                                                               const int32_t *first, float *o, size_t d, int wide) {
     const size_t cols = wide ? 64 : 16;
     for (size_t c = 0; c < d; c += cols) {
         const int NV = wide ? (d - c >= 64 ? 4 : (int)(d - c) / 16) : 1;
         for (size_t t = 0; t < m; t += 6) {
             const int T = m - t >= 6 ? 6 : (int)(m - t);
-            const float *stt = st + t;
-            const kv_f16 *vc = v + c;
+            size_t lo, hi;
+            lanes_keys(last, first, t, t + (size_t)T, b, nb, &lo, &hi);
+            if (lo == hi) continue;
+            const float *stt = st + lo * mp + t;
+            const kv_f16 *vc = v + lo * ld + c;
             float *ot = o + t * d + c;
             switch (T * 8 + NV) {
             WEIGHTED_ROWS(4) WEIGHTED_ROWS(3) WEIGHTED_ROWS(2) WEIGHTED_ROWS(1)
@@ -331,12 +362,12 @@ KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d,
         }
         if (b == p0) prefetch_rows(k, ld, d, b, b + (nb < KV_PREFETCH_AHEAD ? nb : KV_PREFETCH_AHEAD));
         if (few) scores_keys(qrows, (int)m, d, k + b * ld, v + b * ld, ld, nb, p1 - b, scratch, mp);
-        else scores_block(qt, mp, d, k + b * ld, v + b * ld, ld, nb, p1 - b, scratch, wide);
+        else scores_block(qt, mp, d, k + b * ld, v + b * ld, ld, nb, b, p1 - b, last, first, scratch, wide);
         softmax_block(scratch, mp, nb, b, last, first, smx, ssum, rescale);
         if (!opens_segment)
             for (size_t t = 0; t < m; t++)
                 for (size_t c = 0; c < d; c++) so[t * d + c] *= rescale[t];
-        weighted_block(scratch, mp, m, v + b * ld, ld, nb, so, d, wide);
+        weighted_block(scratch, mp, m, v + b * ld, ld, nb, b, last, first, so, d, wide);
         b += nb;
     }
     attend_fold(m, d, o, mx, sum, so, smx, ssum);

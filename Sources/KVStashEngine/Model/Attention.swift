@@ -187,14 +187,16 @@ struct CausalAttention {
     }
 
     /// The `n` query rows of KV head g's query heads, scaled, stacked and transposed into
-    /// `qt` (`[headDim][mp]`): lane j*n + r holds query head g*group + j at row r.
+    /// `qt` (`[headDim][mp]`): lane r*group + j holds query head g*group + j at row r, so
+    /// neighbouring lanes see nearly the same keys and the kernel skips the keys none of a
+    /// tile's lanes sees.
     private func stack(_ q: UnsafePointer<Float>, ldq: Int, n: Int, head g: Int, into qt: UnsafeMutablePointer<Float>,
                        mp: Int) {
         let group = heads / kvHeads, hd = headDim
-        for j in 0..<group {
-            for r in 0..<n {
-                let row = q + r * ldq + (g * group + j) * hd
-                for c in 0..<hd { qt[c * mp + j * n + r] = row[c] * scale }
+        for r in 0..<n {
+            for j in 0..<group {
+                let row = q + r * ldq + (g * group + j) * hd, lane = r * group + j
+                for c in 0..<hd { qt[c * mp + lane] = row[c] * scale }
             }
         }
     }
@@ -203,21 +205,20 @@ struct CausalAttention {
     /// (padding lanes repeat the last row).
     private func visibleKeys(n: Int, start: Int, mp: Int, last: UnsafeMutablePointer<Int32>,
                              first: UnsafeMutablePointer<Int32>) {
-        let m = heads / kvHeads * n
+        let group = heads / kvHeads
         for t in 0..<mp {
-            last[t] = Int32(start + (t < m ? t % n : n - 1))
+            last[t] = Int32(start + min(t / group, n - 1))
             first[t] = Int32(firstVisible(Int(last[t])))
         }
     }
 
-    /// Rows of `merged` (lane order of `stack`) back to their heads' columns of `out`.
+    /// Rows of `merged` (lane order of `stack`) back to their heads' columns of `out`: lane
+    /// r*group + j is head g*group + j of row r, so a row's group heads are adjacent in both.
     private func unstack(_ merged: UnsafePointer<Float>, n: Int, head g: Int, into out: UnsafeMutablePointer<Float>,
                          ldo: Int) {
         let group = heads / kvHeads, hd = headDim
-        for j in 0..<group {
-            for r in 0..<n {
-                (out + r * ldo + (g * group + j) * hd).update(from: merged + (j * n + r) * hd, count: hd)
-            }
+        for r in 0..<n {
+            (out + r * ldo + g * group * hd).update(from: merged + r * group * hd, count: group * hd)
         }
     }
 }
