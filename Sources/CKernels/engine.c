@@ -68,6 +68,20 @@ KV_CLONES void kv_rmsnorm(float *out, const float *x, const float *w, size_t row
     }
 }
 
+KV_CLONES void kv_add_rmsnorm(float *x, const float *y, const float *w, size_t rows, size_t n, float eps) {
+#pragma clang fp contract(off)
+    for (size_t r = 0; r < rows; r++) {
+        const float *yr = y + r * n;
+        float *xr = x + r * n;
+        const double ss = sum_squares_f64(yr, n);
+        const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+        for (size_t i = 0; i < n; i++) {
+            const float normed = yr[i] * scale * w[i];
+            xr[i] = xr[i] + normed;
+        }
+    }
+}
+
 KV_CLONES void kv_rmsnorm_q16(const float *x, const float *w, kv_q16_block *out, size_t rows, size_t n, float eps) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * n;

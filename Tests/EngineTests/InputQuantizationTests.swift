@@ -129,6 +129,23 @@ final class InputQuantizationTests: XCTestCase {
         }
     }
 
+    /// The post-norm fused with the residual add equals the norm into a buffer then the add,
+    /// bit for bit (n not a multiple of the vector width included).
+    func testPostNormAndResidualAddInOnePass() {
+        for n in [40, 640, 1152] {
+            let rows = 5
+            let y = (0..<(rows * n)).map { k in rng.uniform(4) * (k % 13 == 0 ? 25 : 1) }
+            let x = (0..<(rows * n)).map { _ in rng.uniform(30) }
+            let w = (0..<n).map { _ in rng.uniform(2) }
+            var normed = [Float](repeating: .nan, count: rows * n), separate = x, fused = x
+            kv_rmsnorm(&normed, y, w, rows, n, 1e-6)
+            kv_add(&separate, separate, normed, rows * n)
+            kv_add_rmsnorm(&fused, y, w, rows, n, 1e-6)
+            XCTAssertEqual(fused.map(\.bitPattern), separate.map(\.bitPattern), "n \(n)")
+            XCTAssertNotEqual(fused, x)
+        }
+    }
+
     /// Gate and up halves of one buffer, as the gate-up product leaves them (row stride 2n),
     /// with values beyond the activations' interesting range and exact zeros.
     func testGatedActivationsWriteTheCodesOfTheirOutput() {

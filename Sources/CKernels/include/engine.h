@@ -39,6 +39,10 @@ static inline float kv_h2f_inline(uint16_t h) {
 /* out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * w[i] for `rows` rows of `n`. */
 void kv_rmsnorm(float *out, const float *x, const float *w, size_t rows, size_t n, float eps);
 
+/* x[r][i] += y[r][i] / sqrt(mean(y[r]^2) + eps) * w[i] for `rows` rows of `n`: a post-norm and
+   the residual add in one pass, the same bits as kv_rmsnorm into a buffer then kv_add. */
+void kv_add_rmsnorm(float *x, const float *y, const float *w, size_t rows, size_t n, float eps);
+
 /* gate[r][i] = silu(gate[r][i]) * up[r][i], rows of `n`, each row of both at stride `ld`. */
 void kv_silu_mul(float *gate, const float *up, size_t rows, size_t n, size_t ld);
 

@@ -59,8 +59,7 @@ extension LlamaModel {
         let eps = config.rmsEps
         inRowSlices(n) { r in
             let at = r.lowerBound * d
-            post.withUnsafeBufferPointer { kv_rmsnorm(act.xn + at, act.xn + at, $0.baseAddress!, r.count, d, eps) }
-            kv_add(act.x + at, act.x + at, act.xn + at, r.count * d)
+            post.withUnsafeBufferPointer { kv_add_rmsnorm(act.x + at, act.xn + at, $0.baseAddress!, r.count, d, eps) }
         }
     }
 
@@ -90,8 +89,11 @@ extension LlamaModel {
         let rows = start..<(start + n), keys = act.qkv + c.qDim
         cache.keepRawKeys(layer: l, rows, from: keys, stride: qkvDim)  // for the store, when asked
         // Q and K heads are adjacent in a row: one pass rotates both.
-        rope.apply(act.qkv, stride: qkvDim, into: act.qkv, stride: qkvDim, rows: n, firstPosition: start,
-                   heads: c.heads + c.kvHeads, headDim: c.headDim)
+        inRowSlices(n) { r in
+            let at = act.qkv + r.lowerBound * qkvDim
+            rope.apply(at, stride: qkvDim, into: at, stride: qkvDim, rows: r.count, firstPosition: start + r.lowerBound,
+                       heads: c.heads + c.kvHeads, headDim: c.headDim)
+        }
         cache.store(layer: l, .key, rows, from: keys, stride: qkvDim)
         cache.store(layer: l, .value, rows, from: keys + c.kvDim, stride: qkvDim)
         guard let from = outputFrom else { return }
