@@ -154,25 +154,28 @@ KV_CLONES void kv_gelu_mul(float *gate, const float *up, size_t rows, size_t n, 
 }
 
 /* The gated rows as 16-bit codes: act(gate) * up of row r, block by block, into the n / 32
-   blocks of out row r (n a multiple of 32; gate and up are not written). */
+   blocks from out + r * ldo (n a multiple of 32; gate and up are not written). */
 static inline __attribute__((always_inline)) void gated_mul_q16(const float *gate, const float *up, size_t rows,
-                                                              size_t n, size_t ld, kv_q16_block *out, int gelu) {
+                                                              size_t n, size_t ld, kv_q16_block *out, size_t ldo,
+                                                              int gelu) {
     for (size_t r = 0; r < rows; r++)
         for (size_t b = 0; b < n / 32; b++) {
             const float *g = gate + r * ld + 32 * b, *u = up + r * ld + 32 * b;
             const v16f x0 = load16(g), x1 = load16(g + 16);
             const v16f lo = (gelu ? gelu16(x0) : silu16(x0)) * load16(u);
             const v16f hi = (gelu ? gelu16(x1) : silu16(x1)) * load16(u + 16);
-            quantize_q16_block(out + r * (n / 32) + b, lo, hi);
+            quantize_q16_block(out + r * ldo + b, lo, hi);
         }
 }
 
-KV_CLONES void kv_silu_mul_q16(const float *gate, const float *up, size_t rows, size_t n, size_t ld, kv_q16_block *out) {
-    gated_mul_q16(gate, up, rows, n, ld, out, 0);
+KV_CLONES void kv_silu_mul_q16(const float *gate, const float *up, size_t rows, size_t n, size_t ld, kv_q16_block *out,
+                               size_t ldo) {
+    gated_mul_q16(gate, up, rows, n, ld, out, ldo, 0);
 }
 
-KV_CLONES void kv_gelu_mul_q16(const float *gate, const float *up, size_t rows, size_t n, size_t ld, kv_q16_block *out) {
-    gated_mul_q16(gate, up, rows, n, ld, out, 1);
+KV_CLONES void kv_gelu_mul_q16(const float *gate, const float *up, size_t rows, size_t n, size_t ld, kv_q16_block *out,
+                               size_t ldo) {
+    gated_mul_q16(gate, up, rows, n, ld, out, ldo, 1);
 }
 
 /* One head of RoPE, 16 lanes at a time. Adjacent pairs (x[2i], x[2i+1]): eight angles

@@ -151,8 +151,8 @@ final class InputQuantizationTests: XCTestCase {
     func testGatedActivationsWriteTheCodesOfTheirOutput() {
         let kernels: [(String, (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int, Int, Int) -> Void,
                        (UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, Int, UnsafeMutablePointer<kv_q16_block>) -> Void)] = [
-            ("silu", { kv_silu_mul($0, $1, $2, $3, $4) }, { kv_silu_mul_q16($0, $1, $2, $3, $4, $5) }),
-            ("gelu", { kv_gelu_mul($0, $1, $2, $3, $4) }, { kv_gelu_mul_q16($0, $1, $2, $3, $4, $5) }),
+            ("silu", { kv_silu_mul($0, $1, $2, $3, $4) }, { kv_silu_mul_q16($0, $1, $2, $3, $4, $5, $3 / 32) }),
+            ("gelu", { kv_gelu_mul($0, $1, $2, $3, $4) }, { kv_gelu_mul_q16($0, $1, $2, $3, $4, $5, $3 / 32) }),
         ]
         for (name, f32, fused) in kernels {
             for n in [32, 1536, 2048] {

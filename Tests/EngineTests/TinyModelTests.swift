@@ -30,6 +30,49 @@ final class TinyModelTests: XCTestCase {
         }
     }
 
+    /// The gated FFN product (gate and up 32 features at a time into the down projection's
+    /// codes) writes the same codes, bit for bit, as the stacked product into a buffer then the
+    /// activation's codes of it, for every layer of models with SiLU and GELU and mixed types,
+    /// for 7 and 40 input rows (layers whose gate and up have no packed product are passed by).
+    func testGatedProductWritesTheCodesOfTheProductThenTheActivation() throws {
+        try XCTSkipUnless(kv_gemm_q16_available() == 1, "no packed products on this CPU")
+        var rng = SplitMix64(seed: 31)
+        var checked: Set<String> = []
+        var gemma3KQuants = TinyModelSpec.gemma3  // GELU on packed gate and up
+        (gemma3KQuants.kQuantTypes, gemma3KQuants.dim, gemma3KQuants.ffnDim) = (true, 256, 512)
+        for spec in [TinyModelSpec.llama, .gemma3, .kQuants, gemma3KQuants] {
+            let path = try TestSupport.tinyModelPath(spec)
+            defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+            let model = try LlamaModel(path: path), c = model.config, f = c.ffnDim
+            for (l, layer) in model.weights.layers.enumerated() {
+                for m in [7, 40] {
+                    let gateUp = layer.wGateUp
+                    guard gateUp.takesCodes(rows: m) else { continue }
+                    checked.insert(spec.architecture + (spec.kQuantTypes ? " K-quants" : ""))
+                    let x = (0..<(m * c.dim)).map { _ in Float(Int(rng.next() % 2001) - 1000) / 250 }
+                    var codes = [kv_q16_block](repeating: kv_q16_block(), count: m * c.dim / 32)
+                    x.withUnsafeBufferPointer { xb in
+                        for r in 0..<m { kv_quantize_q16(xb.baseAddress! + r * c.dim, &codes[r * c.dim / 32], c.dim) }
+                    }
+                    var product = [Float](repeating: .nan, count: m * 2 * f)
+                    var separate = [kv_q16_block](repeating: kv_q16_block(), count: m * f / 32), gated = separate
+                    gateUp.apply(codes: codes, rows: m, into: &product, ldc: 2 * f)
+                    product.withUnsafeBufferPointer { g in
+                        switch c.block.activation {
+                        case .silu: kv_silu_mul_q16(g.baseAddress!, g.baseAddress! + f, m, f, 2 * f, &separate, f / 32)
+                        case .geluTanh: kv_gelu_mul_q16(g.baseAddress!, g.baseAddress! + f, m, f, 2 * f, &separate, f / 32)
+                        }
+                    }
+                    gateUp.gatedCodes(codes, rows: m, activation: c.block.activation, into: &gated)
+                    let bytes = { (blocks: [kv_q16_block]) in blocks.withUnsafeBytes { Array($0) } }
+                    XCTAssertEqual(bytes(gated), bytes(separate), "\(spec.architecture) layer \(l), \(m) rows")
+                    XCTAssertTrue(separate.contains { $0.d > 0 })
+                }
+            }
+        }
+        XCTAssertEqual(checked, ["llama K-quants", "gemma3 K-quants"], "SiLU and GELU")
+    }
+
     /// The warm-up pass a server runs at start leaves no trace: a model warmed up answers
     /// bit for bit as one that was not.
     func testWarmUpChangesNoAnswer() throws {

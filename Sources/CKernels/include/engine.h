@@ -123,10 +123,14 @@ typedef struct { float d, s; int16_t q[32]; } kv_q16_block;
 void kv_quantize_q16(const float *x, kv_q16_block *out, size_t cols);
 /* Producers whose output only enters packed products, writing it as those 16-bit codes
    directly (no f32 row in between), bit for bit kv_quantize_q16 of kv_rmsnorm's, kv_silu_mul's
-   and kv_gelu_mul's results; `out` holds n / 32 blocks per row, n a multiple of 32. */
+   and kv_gelu_mul's results; n a multiple of 32. kv_rmsnorm_q16's `out` holds n / 32 blocks per
+   row; the gated ones' output rows start `ldo` blocks apart (ldo >= n / 32: a column of blocks
+   of a wider row, as the gated product writes 32 features of every row at a time). */
 void kv_rmsnorm_q16(const float *x, const float *w, kv_q16_block *out, size_t rows, size_t n, float eps);
-void kv_silu_mul_q16(const float *gate, const float *up, size_t rows, size_t n, size_t ld, kv_q16_block *out);
-void kv_gelu_mul_q16(const float *gate, const float *up, size_t rows, size_t n, size_t ld, kv_q16_block *out);
+void kv_silu_mul_q16(const float *gate, const float *up, size_t rows, size_t n, size_t ld, kv_q16_block *out,
+                     size_t ldo);
+void kv_gelu_mul_q16(const float *gate, const float *up, size_t rows, size_t n, size_t ld, kv_q16_block *out,
+                     size_t ldo);
 int kv_matvec_q16dot(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols, int accumulate);
 int kv_matvec_q16dot_portable(int type, const void *w, const kv_q16_block *x, float *y, size_t rows, size_t cols,
                               int accumulate);

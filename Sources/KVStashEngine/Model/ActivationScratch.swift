@@ -13,6 +13,9 @@ struct Activations: @unchecked Sendable {
     /// A product's input rows as 16-bit codes, written by the kernels that produce them
     /// (`kv_rmsnorm_q16`, `kv_gelu_mul_q16`) where the product takes codes: [n][in / 32].
     let codes: UnsafeMutablePointer<kv_q16_block>
+    /// The gated FFN activation as the down projection's 16-bit codes, where the gated product
+    /// writes them while `codes` holds its input: [n][ffnDim / 32].
+    let gatedCodes: UnsafeMutablePointer<kv_q16_block>
 
     /// Rows each buffer holds.
     let rows: Int
@@ -25,12 +28,14 @@ struct Activations: @unchecked Sendable {
         attn = .allocate(capacity: n * c.qDim)
         gateUp = .allocate(capacity: n * 2 * c.ffnDim)
         codes = .allocate(capacity: n * ((max(c.dim, c.ffnDim) + 31) / 32))
+        gatedCodes = .allocate(capacity: n * ((c.ffnDim + 31) / 32))
     }
 
     private init(x: UnsafeMutablePointer<Float>, xn: UnsafeMutablePointer<Float>, qkv: UnsafeMutablePointer<Float>,
                  attn: UnsafeMutablePointer<Float>, gateUp: UnsafeMutablePointer<Float>,
-                 codes: UnsafeMutablePointer<kv_q16_block>, rows: Int) {
-        (self.x, self.xn, self.qkv, self.attn, self.gateUp, self.codes, self.rows) = (x, xn, qkv, attn, gateUp, codes, rows)
+                 codes: UnsafeMutablePointer<kv_q16_block>, gatedCodes: UnsafeMutablePointer<kv_q16_block>, rows: Int) {
+        (self.x, self.xn, self.qkv, self.attn, self.gateUp) = (x, xn, qkv, attn, gateUp)
+        (self.codes, self.gatedCodes, self.rows) = (codes, gatedCodes, rows)
     }
 
     /// A view of rows `first...`: the rows carried from one step to the next (the residual
@@ -39,12 +44,12 @@ struct Activations: @unchecked Sendable {
     func rows(from first: Int, config c: ModelConfig) -> Activations {
         guard first > 0 else { return self }
         return Activations(x: x + first * c.dim, xn: xn, qkv: qkv + first * (c.qDim + 2 * c.kvDim), attn: attn,
-                           gateUp: gateUp, codes: codes, rows: rows - first)
+                           gateUp: gateUp, codes: codes, gatedCodes: gatedCodes, rows: rows - first)
     }
 
     func deallocate() {
         [x, xn, qkv, attn, gateUp].forEach { $0.deallocate() }
-        codes.deallocate()
+        [codes, gatedCodes].forEach { $0.deallocate() }
     }
 }
 

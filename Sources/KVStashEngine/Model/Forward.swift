@@ -116,15 +116,25 @@ extension LlamaModel {
     /// the output RMS-normed when the architecture has post-norms.
     private func mlpBlock(layer l: Int, n: Int, act: Activations) {
         let c = config, w = weights.layers[l], f = c.ffnDim
-        normalizedProduct(w.wGateUp, norm: w.ffnNorm, n: n, act: act, into: act.gateUp, ldc: 2 * f)
         let codes = w.wDown.takesCodes(rows: n), activation = c.block.activation
+        if codes && n >= Self.rowSliceMinimum && w.wGateUp.takesCodes(rows: n) {
+            // Gate and up 32 features at a time, straight into the down projection's codes
+            // (for a few rows the product's output stays in cache anyway).
+            normalize(norm: w.ffnNorm, n: n, act: act, codes: true)
+            w.wGateUp.gatedCodes(act.codes, rows: n, activation: activation, into: act.gatedCodes)
+            residual(w.postFfnNorm, n: n, act: act) { out, add in
+                w.wDown.apply(codes: act.gatedCodes, rows: n, into: out, ldc: c.dim, accumulate: add)
+            }
+            return
+        }
+        normalizedProduct(w.wGateUp, norm: w.ffnNorm, n: n, act: act, into: act.gateUp, ldc: 2 * f)
         inRowSlices(n) { r in
             let gate = act.gateUp + r.lowerBound * 2 * f, out = act.codes + r.lowerBound * f / 32
             switch (activation, codes) {
             case (.silu, false): kv_silu_mul(gate, gate + f, r.count, f, 2 * f)
             case (.geluTanh, false): kv_gelu_mul(gate, gate + f, r.count, f, 2 * f)
-            case (.silu, true): kv_silu_mul_q16(gate, gate + f, r.count, f, 2 * f, out)
-            case (.geluTanh, true): kv_gelu_mul_q16(gate, gate + f, r.count, f, 2 * f, out)
+            case (.silu, true): kv_silu_mul_q16(gate, gate + f, r.count, f, 2 * f, out, f / 32)
+            case (.geluTanh, true): kv_gelu_mul_q16(gate, gate + f, r.count, f, 2 * f, out, f / 32)
             }
         }
         residual(w.postFfnNorm, n: n, act: act) { out, add in
@@ -140,7 +150,19 @@ extension LlamaModel {
     /// norm writes them (`kv_rmsnorm_q16`) instead of an f32 row the product would quantize.
     private func normalizedProduct(_ linear: Linear, norm: [Float], n: Int, act: Activations,
                                    into out: UnsafeMutablePointer<Float>, ldc: Int) {
-        let d = config.dim, eps = config.rmsEps, codes = linear.takesCodes(rows: n)
+        let codes = linear.takesCodes(rows: n)
+        normalize(norm: norm, n: n, act: act, codes: codes)
+        if codes {
+            linear.apply(codes: act.codes, rows: n, into: out, ldc: ldc)
+        } else {
+            linear.apply(act.xn, lda: config.dim, rows: n, into: out, ldc: ldc)
+        }
+    }
+
+    /// `RMSNorm(x) · norm` of every row: into `act.codes` as 16-bit codes (`kv_rmsnorm_q16`) when
+    /// `codes`, else into `act.xn`.
+    private func normalize(norm: [Float], n: Int, act: Activations, codes: Bool) {
+        let d = config.dim, eps = config.rmsEps
         inRowSlices(n) { r in
             let at = r.lowerBound * d
             norm.withUnsafeBufferPointer { w in
@@ -150,11 +172,6 @@ extension LlamaModel {
                     kv_rmsnorm(act.xn + at, act.x + at, w.baseAddress!, r.count, d, eps)
                 }
             }
-        }
-        if codes {
-            linear.apply(codes: act.codes, rows: n, into: out, ldc: ldc)
-        } else {
-            linear.apply(act.xn, lda: d, rows: n, into: out, ldc: ldc)
         }
     }
 

@@ -131,6 +131,14 @@ struct Linear: Sendable {
     /// product on 16-bit inputs, which takes every product of more than one row where it exists.
     func takesCodes(rows m: Int) -> Bool { (m > 1 || singleRowTakesPacked) && packed?.inputs == .sixteenBit }
 
+    /// `act(gate) ⊙ up` as 16-bit codes (`[m][outDim / 64]`) for a stacked gate and up
+    /// projection (`PackedProduct.gatedCodes`); only where `takesCodes(rows: m)`.
+    func gatedCodes(_ x16: UnsafePointer<kv_q16_block>, rows m: Int, activation: Activation,
+                    into out: UnsafeMutablePointer<kv_q16_block>) {
+        guard takesCodes(rows: m), let packed else { preconditionFailure("\(m) rows of codes for an unpacked product") }
+        packed.gatedCodes(x16, rows: m, activation: activation, into: out)
+    }
+
     /// `c[m][out] = x[m][in] · W^T (+ c when accumulate)` for rows already quantized
     /// (`kv_quantize_q16`'s codes); only where `takesCodes(rows: m)`.
     func apply(codes x16: UnsafePointer<kv_q16_block>, rows m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,

@@ -186,6 +186,39 @@ struct PackedProduct: Sendable {
         }
     }
 
+    /// `act(gate) ⊙ up` of `m` input rows (16-bit codes, `inDim / 32` blocks each) as 16-bit
+    /// codes (`[m][outDim / 64]` blocks), for a product whose output rows stack the gate
+    /// (`0 ..< outDim / 2`) and the up projection after it. Each task takes groups of 32
+    /// features: the gate's and the up projection's 32 rows multiplied into a scratch of
+    /// `m x 64` floats that stays in the core's cache, then that block of every row's codes
+    /// written (`kv_gelu_mul_q16` / `kv_silu_mul_q16`), so the `m x outDim` floats of the
+    /// product never go out to memory and back. The same bits as the product, then the
+    /// activation's codes of its output.
+    func gatedCodes(_ x16: UnsafePointer<kv_q16_block>, rows m: Int, activation: Activation,
+                    into out: UnsafeMutablePointer<kv_q16_block>) {
+        precondition(inputs == .sixteenBit && outDim % 64 == 0, "a gated product on 16-bit codes of 2 x 32k rows")
+        let half = outDim / 2, groups = half / 32, workers = self.workers
+        let step = (groups + workers - 1) / workers
+        let p = GatedOperands(x: x16, out: out)
+        let parts = parts, inDim = inDim
+        WorkerTeam.run(tasks: (groups + step - 1) / step) { w in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: m * 64)
+            defer { scratch.deallocate() }
+            for g in (w * step)..<min(groups, (w + 1) * step) {
+                for (column, from) in [(0, 32 * g), (32, half + 32 * g)] {  // the gate's 32 rows, then up's
+                    forEachPart(in: from..<(from + 32), rows: parts.lazy.map(\.rows)) { i, rows, first in
+                        parts[i].product(rows: rows.lowerBound, count: rows.count, cols: inDim, x: .sixteen(p.x), m: m,
+                                         y: scratch + column + first + rows.lowerBound - from, ldy: 64, accumulate: false)
+                    }
+                }
+                switch activation {
+                case .silu: kv_silu_mul_q16(scratch, scratch + 32, m, 32, 64, p.out + g, groups)
+                case .geluTanh: kv_gelu_mul_q16(scratch, scratch + 32, m, 32, 64, p.out + g, groups)
+                }
+            }
+        }
+    }
+
     /// Tasks of one product: the BLAS thread count, at most one per tile of 32 output rows.
     private var workers: Int { min(blasThreads(), 8, outDim / 32) }
 }
@@ -196,6 +229,14 @@ private struct QuantizeOperands<Block>: @unchecked Sendable {
     // keeps both buffers alive; workers read `a` and write disjoint rows of `x`.
     let a: UnsafePointer<Float>
     let x: UnsafeMutablePointer<Block>
+}
+
+/// The operands of one gated product shared by its workers.
+private struct GatedOperands: @unchecked Sendable {
+    // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`) while the caller
+    // keeps both buffers alive; workers read `x` and write disjoint columns of blocks of `out`.
+    let x: UnsafePointer<kv_q16_block>
+    let out: UnsafeMutablePointer<kv_q16_block>
 }
 
 /// The operands of one packed product shared by its workers.
