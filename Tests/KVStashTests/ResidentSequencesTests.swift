@@ -4,7 +4,7 @@ import KVStashCore
 
 /// The last requests' caches kept beside the radix tree: one is taken only by a request of
 /// the same namespace whose tokens it holds, cut to them, once; at most `maxCaches` and a
-/// byte limit, the oldest dropped first; gone with the tree's contents.
+/// byte limit, the oldest of the namespace keeping the most dropped first; gone with the tree's contents.
 final class ResidentSequencesTests: XCTestCase {
     let shape = RadixTreeTests.shape
     let ns = RadixNamespace(modelFingerprint: [1, 2, 3])
@@ -99,6 +99,25 @@ final class ResidentSequencesTests: XCTestCase {
         XCTAssertNil(taken(one, tokens[..<31]))
         let (cache, _) = try XCTUnwrap(taken(one, tokens[..<30]))
         assertSameKV(cache, syntheticCache(tokens, shape: shape), 0..<30)
+    }
+
+    /// A burst of one tenant's requests replaces that tenant's own caches first: another
+    /// tenant's single cache stays, though it is the oldest, under the count and the byte limit.
+    func testABurstOfOneNamespaceDropsItsOwnCachesFirst() throws {
+        let other = RadixNamespace(modelFingerprint: [1, 2, 3], tenantSalt: Array("other".utf8))
+        let seqs = (0..<5).map { i in tokens.map { $0 + 100 * i } }
+        for limit in [1 << 30, 3 * cacheBytes] {
+            let resident = ResidentSequences(maxCaches: 3)
+            resident.keep(seqs[0], cache: syntheticCache(seqs[0], shape: shape), skipped: SkippedRows(), namespace: other,
+                          limitBytes: limit)
+            seqs[1...].forEach { keep(resident, $0, limit: limit) }
+            XCTAssertEqual(resident.count, 3, "limit \(limit)")
+            XCTAssertNotNil(taken(resident, seqs[0][..<10], ns: other), "the other tenant's cache stays, limit \(limit)")
+            XCTAssertNil(taken(resident, seqs[1][..<10]), "the bursting tenant's oldest went, limit \(limit)")
+            XCTAssertNil(taken(resident, seqs[2][..<10]), "limit \(limit)")
+            XCTAssertNotNil(taken(resident, seqs[3][..<10]), "limit \(limit)")
+            XCTAssertNotNil(taken(resident, seqs[4][..<10]), "limit \(limit)")
+        }
     }
 
     func testTheTreeKeepsThemWithinAQuarterOfItsBudgetAndDropsThemWithItsContents() {

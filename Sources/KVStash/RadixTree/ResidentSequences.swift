@@ -17,7 +17,8 @@ import Synchronization
 /// Each cache is tagged with its namespace (model and tenant): a request of another tenant
 /// never takes it. Taking one removes it, so two requests never share a cache. At most
 /// `maxCaches` are kept, the most recent first, their buffers within the byte limit `keep`
-/// is given (the oldest go first).
+/// is given. Past a limit the oldest cache of the namespace keeping the most goes first, so a
+/// burst of one tenant's requests replaces that tenant's own caches before another's.
 public final class ResidentSequences: Sendable {
     private struct Entry: Sendable {
         let namespace: RadixNamespace
@@ -40,7 +41,7 @@ public final class ResidentSequences: Sendable {
     }
 
     /// Keeps `cache` (whose rows are the KV of `tokens`, as many as it holds) for a later
-    /// `take`, as the most recent, dropping the oldest ones past `maxCaches` or past
+    /// `take`, as the most recent, dropping others (`dropOrder`) past `maxCaches` or past
     /// `limitBytes` of buffers in all; nothing when it alone exceeds the limit. The cache's
     /// f32 keys before RoPE are dropped first (write-back turns f16 keys back, as it does for
     /// the tree's pages).
@@ -57,10 +58,19 @@ public final class ResidentSequences: Sendable {
             list.insert(kept, at: 0)
             var dropped: [Entry] = []
             while list.count > maxCaches || list.reduce(0, { $0 + $1.bytes }) > limitBytes {
-                dropped.append(list.removeLast())
+                dropped.append(list.remove(at: Self.next(toDrop: list)))
             }
             return dropped  // released outside the lock
         }
+    }
+
+    /// The cache to drop first: the oldest of the namespace keeping the most, the oldest of
+    /// those namespaces' oldest ones when several keep as many (with one namespace, the oldest).
+    private static func next(toDrop list: [Entry]) -> Int {
+        var kept: [RadixNamespace: Int] = [:]
+        for entry in list { kept[entry.namespace, default: 0] += 1 }
+        let most = kept.values.max() ?? 0
+        return list.lastIndex { kept[$0.namespace] == most } ?? list.count - 1
     }
 
     /// When a kept cache's first `tokens.count` rows are the KV of `tokens` in `namespace`
