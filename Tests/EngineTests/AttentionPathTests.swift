@@ -25,6 +25,33 @@ final class AttentionPathTests: XCTestCase {
                (4, 1, 256, nil, 1, 1500), (9, 3, 64, nil, 9, 1200), (9, 3, 64, 100, 3, 700)])
     }
 
+    /// With one KV head the blocked path can write its output rows as the 16-bit codes of the
+    /// product that reads them: the codes of the f32 rows it writes otherwise, bit for bit
+    /// (several blocks of rows, a window). Several KV heads, or a few rows, write f32 rows.
+    func testOneKVHeadWritesTheCodesOfItsOutputRows() {
+        for (heads, kvHeads, hd, window, n) in [(4, 1, 256, 512, 130), (4, 1, 64, 40, 70), (9, 3, 64, nil, 70),
+                                               (4, 1, 256, nil, 9)] as [(Int, Int, Int, Int?, Int)] {
+            let ldq = heads * hd, kvDim = kvHeads * hd
+            let q = (0..<(n * ldq)).map { _ in rng.uniform(1) }
+            let k = (0..<(n * kvDim)).map { _ in Float16(rng.uniform(1)).bitPattern }
+            let v = (0..<(n * kvDim)).map { _ in Float16(rng.uniform(1)).bitPattern }
+            var attention = CausalAttention(heads: heads, kvHeads: kvHeads, headDim: hd, scale: 0.1, window: window)
+            attention.prefillWithoutBLAS = true
+            var rows = [Float](repeating: .nan, count: n * ldq), unused = rows
+            var codes = [kv_q16_block](repeating: kv_q16_block(), count: n * ldq / 32)
+            let plain = attention(q: q, ldq: ldq, n: n, start: 0, keys: k, values: v, out: &rows, ldo: ldq)
+            let wrote = attention(q: q, ldq: ldq, n: n, start: 0, keys: k, values: v, out: &unused, ldo: ldq, codes: &codes)
+            XCTAssertFalse(plain)
+            XCTAssertEqual(wrote, kvHeads == 1 && n > CausalAttention.smallRows, "heads \(heads)/\(kvHeads), \(n) rows")
+            guard wrote else { continue }
+            var expected = [kv_q16_block](repeating: kv_q16_block(), count: n * ldq / 32)
+            for r in 0..<n { kv_quantize_q16(Array(rows[(r * ldq)..<((r + 1) * ldq)]), &expected[r * ldq / 32], ldq) }
+            let bytes = { (blocks: [kv_q16_block]) in blocks.withUnsafeBytes { Array($0) } }
+            XCTAssertEqual(bytes(codes), bytes(expected), "heads \(heads)/\(kvHeads) d \(hd), \(n) rows")
+            XCTAssertTrue(unused.allSatisfy(\.isNaN), "the f32 rows are left alone")
+        }
+    }
+
     /// Runs each case through BLAS and through the BLAS-free kernel and compares both with a
     /// naive double-precision attention.
     private func check(_ cases: [(Int, Int, Int, Int?, Int, Int)]) {

@@ -11,7 +11,8 @@ struct Activations: @unchecked Sendable {
     let attn: UnsafeMutablePointer<Float>  // attention output [n][qDim]
     let gateUp: UnsafeMutablePointer<Float> // [n][2 ffnDim]
     /// A product's input rows as 16-bit codes, written by the kernels that produce them
-    /// (`kv_rmsnorm_q16`, `kv_gelu_mul_q16`) where the product takes codes: [n][in / 32].
+    /// (`kv_rmsnorm_q16`, `kv_gelu_mul_q16`, the attention of one KV head) where the product
+    /// takes codes: [n][in / 32].
     let codes: UnsafeMutablePointer<kv_q16_block>
     /// The gated FFN activation as the down projection's 16-bit codes, where the gated product
     /// writes them while `codes` holds its input: [n][ffnDim / 32].
@@ -27,7 +28,7 @@ struct Activations: @unchecked Sendable {
         qkv = .allocate(capacity: n * (c.qDim + 2 * c.kvDim))
         attn = .allocate(capacity: n * c.qDim)
         gateUp = .allocate(capacity: n * 2 * c.ffnDim)
-        codes = .allocate(capacity: n * ((max(c.dim, c.ffnDim) + 31) / 32))
+        codes = .allocate(capacity: n * ((max(c.dim, c.ffnDim, c.qDim) + 31) / 32))
         gatedCodes = .allocate(capacity: n * ((c.ffnDim + 31) / 32))
     }
 

@@ -59,17 +59,26 @@ struct CausalAttention {
     ///   - keys: post-RoPE keys `[start+n][kvHeads*headDim]`, f16.
     ///   - values: values, same layout.
     ///   - out: output, row r of head h at `out + r*ldo + h*headDim`.
+    ///   - codes: where given and the rows take the blocked prefill path with one KV head (all
+    ///     of a row's heads in one task), each output row goes there as the 16-bit codes of the
+    ///     product that reads it (`kv_quantize_q16`, `heads*headDim/32` blocks a row) instead of
+    ///     into `out`, while the row is still in the task's cache.
+    /// - Returns: whether the rows went to `codes`.
+    @discardableResult
     func callAsFunction(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
                         keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
-                        out: UnsafeMutablePointer<Float>, ldo: Int) {
+                        out: UnsafeMutablePointer<Float>, ldo: Int,
+                        codes: UnsafeMutablePointer<kv_q16_block>? = nil) -> Bool {
         let kernelFits = headDim % 16 == 0 && headDim <= Int(KV_ATTEND_MAX_DIM)
         if kernelFits && n <= Self.smallRows && (heads / kvHeads) * n <= Int(KV_ATTEND_MAX_ROWS) {
             smallRowAttention(q: q, ldq: ldq, n: n, start: start, keys: keys, values: values, out: out, ldo: ldo)
-            return
+            return false
         }
         if kernelFits && prefillWithoutBLAS && heads / kvHeads <= Self.stackedTile {
-            blockedAttention(q: q, ldq: ldq, n: n, start: start, keys: keys, values: values, out: out, ldo: ldo)
-            return
+            let rowCodes = kvHeads == 1 && heads * headDim % 32 == 0 ? codes : nil
+            blockedAttention(q: q, ldq: ldq, n: n, start: start, keys: keys, values: values, out: out, ldo: ldo,
+                             codes: rowCodes)
+            return rowCodes != nil
         }
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
         let rowsPerBlock = min(n, max(1, stackedRows / group))
@@ -117,6 +126,7 @@ struct CausalAttention {
                 r0 += rows
             }
         }
+        return false
     }
 
     /// The first key the query at `position` sees.
@@ -167,10 +177,10 @@ struct CausalAttention {
     /// the kernel), its result finished in place (`kv_attend_merge` of one part).
     private func blockedAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
                                   keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
-                                  out: UnsafeMutablePointer<Float>, ldo: Int) {
+                                  out: UnsafeMutablePointer<Float>, ldo: Int, codes: UnsafeMutablePointer<kv_q16_block>?) {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim, kvHeads = kvHeads
         let rows = Self.stackedTile / group, blocks = (n + rows - 1) / rows, windowed = window != nil
-        let p = BlockedOperands(q: q, keys: keys, values: values, out: out)
+        let p = BlockedOperands(q: q, keys: keys, values: values, out: out, codes: codes)
         WorkerTeam.run(tasks: kvHeads * blocks) { task in  // the last blocks see the most keys: they go first
             let g = task % kvHeads, r0 = (blocks - 1 - task / kvHeads) * rows, count = min(rows, n - r0)
             let m = group * count, mp = (m + 15) / 16 * 16
@@ -182,7 +192,12 @@ struct CausalAttention {
                               firstVisible(start + r0), start + r0 + count, buffer.last, windowed ? buffer.first : nil,
                               buffer.scratch, buffer.partialOut, buffer.partialMax, buffer.partialSum)
             kv_attend_merge(1, m, mp, hd, buffer.partialOut, buffer.partialMax, buffer.partialSum, buffer.merged)
-            unstack(buffer.merged, n: count, head: g, into: p.out + r0 * ldo, ldo: ldo)
+            if let codes = p.codes {  // one KV head: row r is merged's `m / count` heads from r * m / count * hd
+                let width = m / count * hd
+                for r in 0..<count { kv_quantize_q16(buffer.merged + r * width, codes + (r0 + r) * width / 32, width) }
+            } else {
+                unstack(buffer.merged, n: count, head: g, into: p.out + r0 * ldo, ldo: ldo)
+            }
         }
     }
 
@@ -231,6 +246,8 @@ private struct BlockedOperands: @unchecked Sendable {
     let keys: UnsafePointer<UInt16>
     let values: UnsafePointer<UInt16>
     let out: UnsafeMutablePointer<Float>
+    /// Output rows as 16-bit codes instead of `out` (one KV head only).
+    let codes: UnsafeMutablePointer<kv_q16_block>?
 }
 
 /// Scratch of one BLAS-free attention call: transposed queries per KV head, each lane's

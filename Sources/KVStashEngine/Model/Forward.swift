@@ -101,14 +101,20 @@ extension LlamaModel {
         let setting = c.layerAttention[l]
         let attention = CausalAttention(heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
                                         scale: setting.scale, window: setting.window)
-        cache.withHalfRows(layer: l, .key, 0..<(start + n)) { keys in
+        // Where the output projection takes 16-bit codes, attention may write them itself.
+        let codes = w.wo.takesCodes(rows: m) ? out.codes : nil
+        let wroteCodes = cache.withHalfRows(layer: l, .key, 0..<(start + n)) { keys in
             cache.withHalfRows(layer: l, .value, 0..<(start + n)) { values in
                 attention(q: out.qkv, ldq: qkvDim, n: m, start: start + from, keys: keys.baseAddress!,
-                          values: values.baseAddress!, out: out.attn, ldo: c.qDim)
+                          values: values.baseAddress!, out: out.attn, ldo: c.qDim, codes: codes)
             }
         }
         residual(w.postAttnNorm, n: m, act: out) { y, add in
-            w.wo.apply(out.attn, lda: c.qDim, rows: m, into: y, ldc: c.dim, accumulate: add)
+            if wroteCodes {
+                w.wo.apply(codes: out.codes, rows: m, into: y, ldc: c.dim, accumulate: add)
+            } else {
+                w.wo.apply(out.attn, lda: c.qDim, rows: m, into: y, ldc: c.dim, accumulate: add)
+            }
         }
     }
 
