@@ -58,12 +58,27 @@ KV_CLONES void kv_dequant_q4_1(const void *src, float *dst, size_t n) {
     }
 }
 
+/* RMSNorm's factor 1 / sqrt(mean(x^2) + eps) of `count` (at most 8) vectors of n floats, vector k
+   at x + k * stride, their sums of squares taken side by side (sum_squares_f64_many). */
+static inline __attribute__((always_inline)) void rms_scales(const float *x, size_t stride, size_t count, size_t n,
+                                                           float eps, float *scale) {
+    double ss[8];
+    sum_squares_f64_many(x, stride, count, n, ss);
+    for (size_t k = 0; k < count; k++) scale[k] = (float)(1.0 / sqrt(ss[k] / (double)n + (double)eps));
+}
+
+/* The factor of one vector. */
+static inline __attribute__((always_inline)) float rms_scale(const float *x, size_t n, float eps) {
+    float scale;
+    rms_scales(x, 0, 1, n, eps, &scale);
+    return scale;
+}
+
 KV_CLONES void kv_rmsnorm(float *out, const float *x, const float *w, size_t rows, size_t n, float eps) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * n;
         float *o = out + r * n;
-        const double ss = sum_squares_f64(xr, n);
-        const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+        const float scale = rms_scale(xr, n, eps);
         for (size_t i = 0; i < n; i++) o[i] = xr[i] * scale * w[i];
     }
 }
@@ -73,8 +88,7 @@ KV_CLONES void kv_add_rmsnorm(float *x, const float *y, const float *w, size_t r
     for (size_t r = 0; r < rows; r++) {
         const float *yr = y + r * n;
         float *xr = x + r * n;
-        const double ss = sum_squares_f64(yr, n);
-        const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+        const float scale = rms_scale(yr, n, eps);
         for (size_t i = 0; i < n; i++) {
             const float normed = yr[i] * scale * w[i];
             xr[i] = xr[i] + normed;
@@ -85,8 +99,7 @@ KV_CLONES void kv_add_rmsnorm(float *x, const float *y, const float *w, size_t r
 KV_CLONES void kv_rmsnorm_q16(const float *x, const float *w, kv_q16_block *out, size_t rows, size_t n, float eps) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * n;
-        const double ss = sum_squares_f64(xr, n);
-        const float scale = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+        const float scale = rms_scale(xr, n, eps);
         for (size_t b = 0; b < n / 32; b++) {
             const float *xb = xr + 32 * b, *wb = w + 32 * b;
             const v16f lo = load16(xb) * scale * load16(wb);
@@ -98,7 +111,14 @@ KV_CLONES void kv_rmsnorm_q16(const float *x, const float *w, kv_q16_block *out,
 
 KV_CLONES void kv_rmsnorm_heads(float *x, size_t ld, size_t rows, size_t heads, size_t head_dim, const float *w,
                                 float eps) {
-    for (size_t r = 0; r < rows; r++) kv_rmsnorm(x + r * ld, x + r * ld, w, heads, head_dim, eps);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t h0 = 0; h0 < heads; h0 += 8) {  /* a row's heads side by side */
+            const size_t count = heads - h0 < 8 ? heads - h0 : 8;
+            float *xh = x + r * ld + h0 * head_dim, scales[8];
+            rms_scales(xh, head_dim, count, head_dim, eps, scales);
+            for (size_t k = 0; k < count; k++)
+                for (size_t i = 0; i < head_dim; i++) xh[k * head_dim + i] = xh[k * head_dim + i] * scales[k] * w[i];
+        }
 }
 
 /* sigmoid(x), 16 lanes, from e = exp(-|x|) <= 1 (exp16_nonpos), so no argument can

@@ -113,23 +113,32 @@ typedef int16_t v16s __attribute__((vector_size(32), aligned(1)));
    kv_quantize_u8's unsigned bytes). */
 #define quantize_q8_block(out_, lo_, hi_, zero_) quantize_block(out_, lo_, hi_, 127.0f, store16b, zero_)
 
-/* Sum of squares of n floats in double: 16 lanes of double accumulators, joined in a fixed
-   order at the end (the same on every target; far below float rounding either way). */
 typedef double v8d __attribute__((vector_size(64), aligned(8)));
-static inline __attribute__((always_inline)) double sum_squares_f64(const float *x, size_t n) {
-    v8d lo = (v8d){}, hi = (v8d){};
+
+/* Sums of squares in double of `count` (at most 8) vectors of n floats, vector k at
+   x + k * stride, into out[k]. Each vector's sum takes 16 lanes of double accumulators joined in
+   a fixed order at the end (the same on every target; far below float rounding either way),
+   whatever `count`: the vectors are only taken side by side, so that their chains of
+   additions overlap. */
+static inline __attribute__((always_inline)) void sum_squares_f64_many(const float *x, size_t stride, size_t count,
+                                                                     size_t n, double *out) {
+    v8d lo[8], hi[8];
+    for (size_t k = 0; k < count; k++) lo[k] = hi[k] = (v8d){};
     size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const v16f v = load16(x + i);
-        const v8d a = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
-        const v8d b = __builtin_convertvector(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
-        lo += a * a;
-        hi += b * b;
+    for (; i + 16 <= n; i += 16)
+        for (size_t k = 0; k < count; k++) {
+            const v16f v = load16(x + k * stride + i);
+            const v8d a = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), v8d);
+            const v8d b = __builtin_convertvector(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), v8d);
+            lo[k] += a * a;
+            hi[k] += b * b;
+        }
+    for (size_t k = 0; k < count; k++) {
+        const v8d s = lo[k] + hi[k];
+        double total = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+        for (size_t j = i; j < n; j++) total += (double)x[k * stride + j] * x[k * stride + j];
+        out[k] = total;
     }
-    const v8d s = lo + hi;
-    double total = ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
-    for (; i < n; i++) total += (double)x[i] * x[i];
-    return total;
 }
 
 /* Two dequantized weight rows against T input rows at once: 2T accumulators stay in

@@ -129,6 +129,25 @@ final class InputQuantizationTests: XCTestCase {
         }
     }
 
+    /// QK-norm (a row's heads normed side by side) gives each head the bits of kv_rmsnorm on
+    /// that head alone, for 1 to 10 heads (past one group of 8) and rows with a stride.
+    func testHeadNormEqualsTheNormOfEachHead() {
+        for heads in [1, 4, 5, 10] {
+            let rows = 3, hd = 256, ld = heads * hd + 64
+            let x = (0..<(rows * ld)).map { k in rng.uniform(3) * (k % 29 == 0 ? 20 : 1) }
+            let w = (0..<hd).map { _ in 1 + rng.uniform(0.5) }
+            var normed = x
+            kv_rmsnorm_heads(&normed, ld, rows, heads, hd, w, 1e-6)
+            for r in 0..<rows {
+                var alone = [Float](repeating: .nan, count: heads * hd)
+                kv_rmsnorm(&alone, Array(x[(r * ld)..<(r * ld + heads * hd)]), w, heads, hd, 1e-6)
+                XCTAssertEqual(normed[(r * ld)..<(r * ld + heads * hd)].map(\.bitPattern), alone.map(\.bitPattern),
+                               "\(heads) heads, row \(r)")
+                XCTAssertEqual(normed[(r * ld + heads * hd)..<((r + 1) * ld)], x[(r * ld + heads * hd)..<((r + 1) * ld)])
+            }
+        }
+    }
+
     /// The post-norm fused with the residual add equals the norm into a buffer then the add,
     /// bit for bit (n not a multiple of the vector width included).
     func testPostNormAndResidualAddInOnePass() {
