@@ -373,6 +373,23 @@ KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d,
     attend_fold(m, d, o, mx, sum, so, smx, ssum);
 }
 
+/* 16 lanes x 16 channels at a time: each lane's 16 channels loaded and scaled, transposed in
+   registers (transpose16), stored as 16 channels' rows of 16 lanes. */
+KV_CLONES void kv_attend_stack(const float *q, size_t ldq, size_t n, size_t group, size_t d, float scale, float *qt,
+                               size_t mp) {
+    const size_t m = n * group;
+    for (size_t t0 = 0; t0 < mp; t0 += 16)
+        for (size_t c0 = 0; c0 < d; c0 += 16) {
+            v16f lanes[16], channels[16];
+            for (size_t i = 0; i < 16; i++) {
+                const size_t t = t0 + i;
+                lanes[i] = t < m ? load16(q + (t / group) * ldq + (t % group) * d + c0) * scale : (v16f){};
+            }
+            transpose16(lanes, channels);
+            for (size_t c = 0; c < 16; c++) store16(qt + (c0 + c) * mp + t0, channels[c]);
+        }
+}
+
 void kv_attend_merge(size_t parts, size_t m, size_t mp, size_t d, const float *o, const float *mx, const float *sum,
                      float *out) {
     float top[KV_ATTEND_MAX_ROWS], total[KV_ATTEND_MAX_ROWS];

@@ -166,6 +166,10 @@ void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uin
 /* Chooses kv_attend_partial's register tiles: 1 wide (AVX-512), 0 narrow (AVX2), -1 by the
    CPU (the default). For tests, which check both on any CPU. */
 void kv_attend_set_tiles(int wide);
+/* Stacks n rows' `group` query heads (row r's head j at q + r*ldq + j*d) into qt as
+   kv_attend_partial takes them: lane r*group + j, times `scale` (one float multiply per
+   element), lanes m = n*group ..< mp zero. */
+void kv_attend_stack(const float *q, size_t ldq, size_t n, size_t group, size_t d, float scale, float *qt, size_t mp);
 void kv_attend_merge(size_t parts, size_t m, size_t mp, size_t d, const float *o, const float *mx, const float *sum,
                      float *out);
 

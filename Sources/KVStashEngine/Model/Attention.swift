@@ -207,13 +207,8 @@ struct CausalAttention {
     /// tile's lanes sees.
     private func stack(_ q: UnsafePointer<Float>, ldq: Int, n: Int, head g: Int, into qt: UnsafeMutablePointer<Float>,
                        mp: Int) {
-        let group = heads / kvHeads, hd = headDim
-        for r in 0..<n {
-            for j in 0..<group {
-                let row = q + r * ldq + (g * group + j) * hd, lane = r * group + j
-                for c in 0..<hd { qt[c * mp + lane] = row[c] * scale }
-            }
-        }
+        let group = heads / kvHeads
+        kv_attend_stack(q + g * group * headDim, ldq, n, group, headDim, scale, qt, mp)
     }
 
     /// Each stacked lane's last and first visible key, for rows at positions `start ..< start + n`
@@ -263,8 +258,7 @@ private struct SmallAttentionBuffers {
     let merged: UnsafeMutablePointer<Float>
 
     init(kvHeads: Int, tasks: Int, m: Int, mp: Int, headDim: Int) {
-        qt = .allocate(capacity: kvHeads * headDim * mp)
-        qt.initialize(repeating: 0, count: kvHeads * headDim * mp)
+        qt = .allocate(capacity: kvHeads * headDim * mp)  // every lane written by `stack` (padding zero)
         last = .allocate(capacity: mp)
         first = .allocate(capacity: mp)
         scratch = .allocate(capacity: tasks * CausalAttention.scratchFloats(mp: mp, headDim: headDim))
