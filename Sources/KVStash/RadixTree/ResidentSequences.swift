@@ -41,7 +41,7 @@ public final class ResidentSequences: Sendable {
     }
 
     /// Keeps `cache` (whose rows are the KV of `tokens`, as many as it holds) for a later
-    /// `take`, as the most recent, dropping others (`dropOrder`) past `maxCaches` or past
+    /// `take`, as the most recent, dropping others (`next(toDrop:)`) past `maxCaches` or past
     /// `limitBytes` of buffers in all; nothing when it alone exceeds the limit. The cache's
     /// f32 keys before RoPE are dropped first (write-back turns f16 keys back, as it does for
     /// the tree's pages).

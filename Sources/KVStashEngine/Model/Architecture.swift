@@ -1,3 +1,5 @@
+import CKernels
+
 /// How rotary embedding pairs dimensions within a head.
 public enum RopeStyle: String, Sendable, Codable {
     /// llama.cpp "normal": pairs (2i, 2i+1). GGUF llama Q/K weights are permuted for it.
@@ -12,6 +14,18 @@ public enum Activation: String, Sendable, Codable {
     case silu
     /// GELU, tanh approximation as ggml computes it (GeGLU): gemma3.
     case geluTanh
+}
+
+extension Activation {
+    /// `act(gate) ⊙ up` of `rows` rows of `n` (gate and up rows `ld` floats apart) as 16-bit codes,
+    /// output rows `ldo` blocks apart (`kv_silu_mul_q16`, `kv_gelu_mul_q16`).
+    func gatedCodes(gate: UnsafePointer<Float>, up: UnsafePointer<Float>, rows: Int, n: Int, ld: Int,
+                    into out: UnsafeMutablePointer<kv_q16_block>, ldo: Int) {
+        switch self {
+        case .silu: kv_silu_mul_q16(gate, up, rows, n, ld, out, ldo)
+        case .geluTanh: kv_gelu_mul_q16(gate, up, rows, n, ld, out, ldo)
+        }
+    }
 }
 
 /// What one transformer family does differently, in one place: the metadata keys it reads

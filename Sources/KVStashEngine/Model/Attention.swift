@@ -192,8 +192,8 @@ struct CausalAttention {
                               firstVisible(start + r0), start + r0 + count, buffer.last, windowed ? buffer.first : nil,
                               buffer.scratch, buffer.partialOut, buffer.partialMax, buffer.partialSum)
             kv_attend_merge(1, m, mp, hd, buffer.partialOut, buffer.partialMax, buffer.partialSum, buffer.merged)
-            if let codes = p.codes {  // one KV head: row r is merged's `m / count` heads from r * m / count * hd
-                let width = m / count * hd
+            if let codes = p.codes {  // one KV head: row r's heads are adjacent in merged, from r * width
+                let width = group * hd
                 for r in 0..<count { kv_quantize_q16(buffer.merged + r * width, codes + (r0 + r) * width / 32, width) }
             } else {
                 unstack(buffer.merged, n: count, head: g, into: p.out + r0 * ldo, ldo: ldo)

@@ -139,8 +139,8 @@ extension LlamaModel {
             switch (activation, codes) {
             case (.silu, false): kv_silu_mul(gate, gate + f, r.count, f, 2 * f)
             case (.geluTanh, false): kv_gelu_mul(gate, gate + f, r.count, f, 2 * f)
-            case (.silu, true): kv_silu_mul_q16(gate, gate + f, r.count, f, 2 * f, out, f / 32)
-            case (.geluTanh, true): kv_gelu_mul_q16(gate, gate + f, r.count, f, 2 * f, out, f / 32)
+            case (_, true): activation.gatedCodes(gate: gate, up: gate + f, rows: r.count, n: f, ld: 2 * f,
+                                                  into: out, ldo: f / 32)
             }
         }
         residual(w.postFfnNorm, n: n, act: act) { out, add in

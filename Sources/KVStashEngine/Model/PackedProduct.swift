@@ -211,10 +211,8 @@ struct PackedProduct: Sendable {
                                          y: scratch + column + first + rows.lowerBound - from, ldy: 64, accumulate: false)
                     }
                 }
-                switch activation {
-                case .silu: kv_silu_mul_q16(scratch, scratch + 32, m, 32, 64, p.out + g, groups)
-                case .geluTanh: kv_gelu_mul_q16(scratch, scratch + 32, m, 32, 64, p.out + g, groups)
-                }
+                activation.gatedCodes(gate: scratch, up: scratch + 32, rows: m, n: 32, ld: 64, into: p.out + g,
+                                      ldo: groups)
             }
         }
     }
