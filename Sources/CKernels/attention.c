@@ -331,6 +331,8 @@ static __attribute__((noinline)) void attend_fold(size_t m, size_t d, float *ao,
     }
 }
 
+_Static_assert(KV_ATTEND_SEGMENT % KV_ATTEND_BLOCK == 0, "segments are whole blocks");
+
 static void empty_state(size_t m, size_t mp, size_t d, float *o, float *mx, float *sum) {
     for (size_t t = 0; t < m * d; t++) o[t] = 0;
     for (size_t t = 0; t < mp; t++) { mx[t] = -INFINITY; sum[t] = 0; }

@@ -156,7 +156,9 @@ int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float
    A row's output is the same bits for any stacking, p0 at or before its first visible key,
    and split of the keys into calls at multiples of KV_ATTEND_SEGMENT merged in order. */
 #define KV_ATTEND_BLOCK 256
-#define KV_ATTEND_SEGMENT 512
+/* One block per segment: a few rows' tasks stay even across a window and the prefill's
+   blocks rescale nothing within a segment (decision 105). A multiple of KV_ATTEND_BLOCK. */
+#define KV_ATTEND_SEGMENT 256
 #define KV_ATTEND_MAX_ROWS 256
 #define KV_ATTEND_MAX_DIM 256
 #define KV_ATTEND_SCRATCH(mp, d) ((KV_ATTEND_BLOCK + (d) + 2) * (mp))

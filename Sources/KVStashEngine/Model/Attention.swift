@@ -18,7 +18,7 @@ import Foundation
 /// sees) that every block reads.
 ///
 /// A few query rows (decode, or the question after a cache hit) skip BLAS: each KV head's
-/// keys are cut into 512-key segments, each a parallel task on `kv_attend_partial`, which
+/// keys are cut into 256-key segments, each a parallel task on `kv_attend_partial`, which
 /// reads K and V in place (BLAS would pack them) with a running max, and
 /// `kv_attend_merge` folds the segments in order. Where that kernel has its AVX-512 or AVX2 tiles,
 /// many rows (prefill) skip BLAS too: blocks of rows whose stacked group fills one tile pass run
