@@ -19,6 +19,11 @@ struct RocksSettings: Sendable {
     var minFreeBytes = DiskSpace.defaultMinFreeBytes
 }
 
+/// What `body` returned for a value found in a memtable (`RocksDB.withMemtableValue`).
+private struct MemtableHit<R> {
+    let result: R
+}
+
 /// A thin, safe wrapper over one RocksDB instance opened with the store's column families.
 ///
 /// `@unchecked Sendable`: `rocksdb_t`, column-family handles and the read/write option
@@ -36,6 +41,7 @@ final class RocksDB: @unchecked Sendable {
     private let readVerified: OpaquePointer   // verify checksums, fill cache
     private let readBulk: OpaquePointer       // verify checksums, do not fill cache
     private let readSelfChecked: OpaquePointer // no block checksums (the caller checks the value), no cache fill
+    private let readMemtable: OpaquePointer    // memtable-only iterators: values read where they lie
     private let writeOptions: OpaquePointer
     private let syncWriteOptions: OpaquePointer
     let readOnly: Bool
@@ -55,6 +61,8 @@ final class RocksDB: @unchecked Sendable {
         readVerified = Self.makeReadOptions(verifyChecksums: true, fillCache: true)
         readBulk = Self.makeReadOptions(verifyChecksums: true, fillCache: false)
         readSelfChecked = Self.makeReadOptions(verifyChecksums: false, fillCache: false)
+        readMemtable = Self.makeReadOptions(verifyChecksums: false, fillCache: false)
+        rocksdb_readoptions_set_read_tier(readMemtable, 3)  // kMemtableTier
         writeOptions = Self.makeWriteOptions(sync: settings.syncWrites)
         syncWriteOptions = Self.makeWriteOptions(sync: true)
         readOnly = settings.readOnly
@@ -63,7 +71,7 @@ final class RocksDB: @unchecked Sendable {
                                                 readOnly: settings.readOnly)
         } catch {
             Self.destroyOptions(dbOptions, familyOptions, tableOptions,
-                                (reads: [readVerified, readBulk, readSelfChecked], writes: [writeOptions, syncWriteOptions]))
+                                (reads: [readVerified, readBulk, readSelfChecked, readMemtable], writes: [writeOptions, syncWriteOptions]))
             throw error
         }
     }
@@ -191,7 +199,7 @@ final class RocksDB: @unchecked Sendable {
         families.forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
         Self.destroyOptions(dbOptions, familyOptions, tableOptions,
-                            (reads: [readVerified, readBulk, readSelfChecked], writes: [writeOptions, syncWriteOptions]))
+                            (reads: [readVerified, readBulk, readSelfChecked, readMemtable], writes: [writeOptions, syncWriteOptions]))
     }
 
     deinit { close() }
@@ -209,6 +217,7 @@ final class RocksDB: @unchecked Sendable {
     /// nil when the key is absent. The buffer is valid only inside `body`.
     func withValue<R>(_ family: Family, _ key: [UInt8], fillCache: Bool = true, selfChecked: Bool = false,
                       _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
+        if selfChecked, let inMemtable = try withMemtableValue(family, key, body) { return inMemtable.result }
         var err: UnsafeMutablePointer<CChar>? = nil
         let ro = selfChecked ? readSelfChecked : fillCache ? readVerified : readBulk
         let slice = key.withUnsafeBufferPointer { kp in
@@ -222,6 +231,28 @@ final class RocksDB: @unchecked Sendable {
         var len = 0
         guard let ptr = rocksdb_pinnableslice_value(slice, &len) else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         return try body(UnsafeRawBufferPointer(start: ptr, count: len))
+    }
+
+    /// Calls `body` with the value under `key` in place where a memtable holds it; nil when
+    /// none does (absent, deleted or flushed: the tables have the answer). A point lookup
+    /// copies a memtable value into a new buffer, and a store freshly opened from its
+    /// write-ahead log holds every recent chunk there: a cold hit's megabytes were copied,
+    /// and a new process faulted in every page of the copies (decision 106). An iterator
+    /// reads the memtable's own bytes.
+    private func withMemtableValue<R>(_ family: Family, _ key: [UInt8],
+                                      _ body: (UnsafeRawBufferPointer) throws -> R) throws -> MemtableHit<R>? {
+        let it = rocksdb_create_iterator_cf(db, readMemtable, families[family.rawValue])!
+        defer { rocksdb_iter_destroy(it) }
+        key.withUnsafeBytes { rocksdb_iter_seek(it, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        var err: UnsafeMutablePointer<CChar>? = nil
+        rocksdb_iter_get_error(it, &err)
+        if let message = Self.take(err) { throw RocksError(message: message) }
+        guard rocksdb_iter_valid(it) != 0 else { return nil }
+        var kl = 0, vl = 0
+        let k = rocksdb_iter_key(it, &kl)!
+        let found = kl == key.count && key.withUnsafeBytes { memcmp($0.baseAddress!, k, kl) == 0 }
+        guard found, let v = rocksdb_iter_value(it, &vl) else { return nil }
+        return MemtableHit(result: try body(UnsafeRawBufferPointer(start: v, count: vl)))
     }
 
     /// Values (or `nil` for absent keys) of many keys in one call; per-key errors are thrown.
