@@ -338,8 +338,8 @@ static void run(int variant, const buffers *B, buffers *W, const attention_case 
     const float *ks = L->ks + h, *vs = L->vs + h;
     switch (variant) {
     case F16:
-        kv_attend_partial(B->qt, c->m, mp, HEAD_DIM, k16, v16, KV_DIM, 0, c->n, B->last, NULL, W->scratch, W->o, W->mx,
-                          W->sum);
+        kv_attend_partial(B->qt, c->m, mp, HEAD_DIM, k16, v16, KV_DIM, 0, c->n, 512, B->last, NULL, W->scratch, W->o,
+                          W->mx, W->sum);
         break;
     case F16_COPY:
         attend_f16_copy(B->qt, c->m, mp, HEAD_DIM, k16, ks, v16, vs, KV_DIM, KV_HEADS, 0, c->n, B->last, W->scratch,

@@ -43,7 +43,7 @@ static inline __attribute__((always_inline)) void prefetch_tile(const kv_f16 *k,
    A row's result does not depend on the other rows, on how many rows are stacked or on the
    range a call covers: each lane's scores are sums over the head dimension in order, masked
    keys add exact zeros, key blocks start at multiples of KV_ATTEND_BLOCK and segments at
-   multiples of KV_ATTEND_SEGMENT counted from key 0, each segment's running state starts
+   multiples of the caller's segment size counted from key 0, each segment's running state starts
    empty, and segments fold in order (attend_fold). So a prompt's rows come out the same bits
    whether a prefill computes them all at once, a cache hit computes only the last few, or
    decode computes them one by one: the exactness of cached answers rests on this. */
@@ -331,15 +331,13 @@ static __attribute__((noinline)) void attend_fold(size_t m, size_t d, float *ao,
     }
 }
 
-_Static_assert(KV_ATTEND_SEGMENT % KV_ATTEND_BLOCK == 0, "segments are whole blocks");
-
 static void empty_state(size_t m, size_t mp, size_t d, float *o, float *mx, float *sum) {
     for (size_t t = 0; t < m * d; t++) o[t] = 0;
     for (size_t t = 0; t < mp; t++) { mx[t] = -INFINITY; sum[t] = 0; }
 }
 
 KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uint16_t *k16,
-                                 const uint16_t *v16, size_t ld, size_t p0, size_t p1, const int32_t *last,
+                                 const uint16_t *v16, size_t ld, size_t p0, size_t p1, size_t segment, const int32_t *last,
                                  const int32_t *first, float *scratch, float *o, float *mx, float *sum) {
     const kv_f16 *k = (const kv_f16 *)k16, *v = (const kv_f16 *)v16;
     float rescale[KV_ATTEND_MAX_ROWS];
@@ -357,7 +355,7 @@ KV_CLONES void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d,
         /* Blocks and segments start at multiples of their sizes, counted from key 0. */
         const size_t block_end = (b / KV_ATTEND_BLOCK + 1) * KV_ATTEND_BLOCK;
         const size_t nb = (p1 < block_end ? p1 : block_end) - b;
-        const int opens_segment = b == p0 || b % KV_ATTEND_SEGMENT == 0;
+        const int opens_segment = b == p0 || b % segment == 0;
         if (b > p0 && opens_segment) {
             attend_fold(m, d, o, mx, sum, so, smx, ssum);
             empty_state(m, mp, d, so, smx, ssum);

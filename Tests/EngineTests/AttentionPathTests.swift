@@ -104,8 +104,8 @@ final class AttentionPathTests: XCTestCase {
 
     /// A row's output is the same bits whichever rows share its call: all rows at once (the
     /// prefill's blocks), a few after the others (a hit's question), or one at a time
-    /// (decode), with narrow and wide register tiles; keys cross the 256-key blocks (each a
-    /// segment), and a window cuts into them.
+    /// (decode), with narrow and wide register tiles; keys cross the 256-key blocks and the
+    /// segments (256 or 512 keys by head dimension), and a window cuts into them.
     func testRowsDoNotDependOnTheirBatch() {
         for (heads, kvHeads, hd, window, positions) in [(9, 3, 64, nil, 1300), (4, 1, 256, 512, 1300), (4, 1, 64, 100, 700)] as [(Int, Int, Int, Int?, Int)] {
             let ldq = heads * hd, kvDim = kvHeads * hd

@@ -8,7 +8,7 @@ import KVStashCore
 /// and the rest, the rest as one prefill or decoded token by token), compared bit for bit.
 /// This is what makes a cache hit's answer the miss's answer, token for token. The splits
 /// put the second part's first row on both sides of the attention's key blocks and segments
-/// (256 keys each), of the few-row path's limit (32 rows), and of Gemma 3's window (512).
+/// (256 keys at Gemma 3's head dimension, 512 at SmolLM2's), of the few-row path's limit (32 rows), and of Gemma 3's window (512).
 final class BatchInvarianceTests: XCTestCase {
     func testTinyKQuantModel() throws {
         let model = try LlamaModel(path: try TestSupport.tinyModelPath(.kQuants))

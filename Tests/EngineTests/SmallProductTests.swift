@@ -1,6 +1,6 @@
 import CKernels
 import Foundation
-import KVStashEngine
+@testable import KVStashEngine
 import XCTest
 
 /// The BLAS-free kernels of small prefills and decode (`kv_matvec`, `kv_matmul_rows`,
@@ -398,7 +398,8 @@ final class SmallProductTests: XCTestCase {
             o.withUnsafeMutableBufferPointer { ob in
                 mx.withUnsafeMutableBufferPointer { mb in
                     sum.withUnsafeMutableBufferPointer { sb in
-                        kv_attend_partial(qt, m, mp, d, k, v, ld, p0, p1, last, first, &scratch,
+                        kv_attend_partial(qt, m, mp, d, k, v, ld, p0, p1, CausalAttention.segmentKeys(headDim: d), last,
+                                          first, &scratch,
                                           ob.baseAddress! + part * m * d, mb.baseAddress! + part * mp,
                                           sb.baseAddress! + part * mp)
                     }

@@ -146,7 +146,8 @@ int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float
    key stacked row t may see (t < mp), and first[t], unless `first` is NULL, the first one
    (a sliding window). kv_attend_partial runs keys [p0, p1) of that head
    (k, v: IEEE f16 rows, ld elements apart) in blocks at multiples of KV_ATTEND_BLOCK with a
-   running max, folding the state at each multiple of KV_ATTEND_SEGMENT, and leaves a partial
+   running max, folding the state at each multiple of `segment` keys (a multiple of
+   KV_ATTEND_BLOCK; every call for one model takes the same), and leaves a partial
    state: mx[t] the largest visible score (-inf if none), sum[t] = sum_p exp(s[t][p] - mx[t])
    and o[t][c] = sum_p exp(s[t][p] - mx[t]) v[p][c] ([m][d]). scratch holds
    KV_ATTEND_SCRATCH(mp, d) floats; mp <= KV_ATTEND_MAX_ROWS, d a multiple of 16 and at most
@@ -154,17 +155,14 @@ int kv_matvec_qdot_portable(int type, const void *w, const kv_q8_block *x, float
    kv_attend_merge folds `parts` such states (part i at o + i*m*d, mx/sum + i*mp), in order,
    into the attention output out[t][c] ([m][d]); a row that sees no key gets zeros.
    A row's output is the same bits for any stacking, p0 at or before its first visible key,
-   and split of the keys into calls at multiples of KV_ATTEND_SEGMENT merged in order. */
+   and split of the keys into calls at multiples of `segment` merged in order. */
 #define KV_ATTEND_BLOCK 256
-/* One block per segment: a few rows' tasks stay even across a window and the prefill's
-   blocks rescale nothing within a segment (decision 105). A multiple of KV_ATTEND_BLOCK. */
-#define KV_ATTEND_SEGMENT 256
 #define KV_ATTEND_MAX_ROWS 256
 #define KV_ATTEND_MAX_DIM 256
 #define KV_ATTEND_SCRATCH(mp, d) ((KV_ATTEND_BLOCK + (d) + 2) * (mp))
 void kv_attend_partial(const float *qt, size_t m, size_t mp, size_t d, const uint16_t *k, const uint16_t *v,
-                       size_t ld, size_t p0, size_t p1, const int32_t *last, const int32_t *first, float *scratch, float *o,
-                       float *mx, float *sum);
+                       size_t ld, size_t p0, size_t p1, size_t segment, const int32_t *last, const int32_t *first,
+                       float *scratch, float *o, float *mx, float *sum);
 /* Chooses kv_attend_partial's register tiles: 1 wide (AVX-512), 0 narrow (AVX2), -1 by the
    CPU (the default). For tests, which check both on any CPU. */
 void kv_attend_set_tiles(int wide);

@@ -18,7 +18,7 @@ import Foundation
 /// sees) that every block reads.
 ///
 /// A few query rows (decode, or the question after a cache hit) skip BLAS: each KV head's
-/// keys are cut into 256-key segments, each a parallel task on `kv_attend_partial`, which
+/// keys are cut into fixed segments (`segment` keys), each a parallel task on `kv_attend_partial`, which
 /// reads K and V in place (BLAS would pack them) with a running max, and
 /// `kv_attend_merge` folds the segments in order. Where that kernel has its AVX-512 or AVX2 tiles,
 /// many rows (prefill) skip BLAS too: blocks of rows whose stacked group fills one tile pass run
@@ -35,6 +35,17 @@ struct CausalAttention {
     let window: Int?
     /// Stacked query rows (group heads x positions) per block.
     var stackedRows = 256
+    /// Keys per segment, from key 0: the unit every path folds in order and a few rows' task.
+    var segment: Int { Self.segmentKeys(headDim: headDim) }
+
+    /// About 32K key elements a segment, at least one 256-key block (`KV_ATTEND_BLOCK`):
+    /// 256 keys for Gemma 3's head dimension of 256, 512 for SmolLM2's 64. Short segments
+    /// give the cores even shares of a window, long ones keep a task's work above its fixed
+    /// cost (decision 105).
+    static func segmentKeys(headDim: Int) -> Int {
+        let block = Int(KV_ATTEND_BLOCK)
+        return max(block, 32768 / max(headDim, 1) / block * block)
+    }
     /// Up to this many query rows take the parallel, BLAS-free path.
     static let smallRows = 32
     /// Stacked rows per block on the BLAS-free prefill path: five passes of the wide score tile (48).
@@ -135,7 +146,7 @@ struct CausalAttention {
     }
 
     /// The BLAS-free path: for each KV head, its query rows stacked and transposed, the
-    /// visible keys cut at multiples of `KV_ATTEND_SEGMENT` into segments run as parallel
+    /// visible keys cut at multiples of `segment` into segments run as parallel
     /// tasks, then the segments folded in order: the same bits for each row as the blocked
     /// prefill, which folds the same segments inside one call.
     private func smallRowAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
@@ -143,7 +154,7 @@ struct CausalAttention {
                                    out: UnsafeMutablePointer<Float>, ldo: Int) {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
         let m = group * n, mp = (m + 15) / 16 * 16, visible = start + n, lo = firstVisible(start)
-        let segment = Int(KV_ATTEND_SEGMENT), firstSegment = lo / segment
+        let segment = segment, firstSegment = lo / segment
         let segments = (visible - 1) / segment - firstSegment + 1
         let tasks = kvHeads * segments, scratch = Self.scratchFloats(mp: mp, headDim: hd)
         let buffer = SmallAttentionBuffers(kvHeads: kvHeads, tasks: tasks, m: m, mp: mp, headDim: hd)
@@ -157,7 +168,7 @@ struct CausalAttention {
             let p0 = max(lo, s * segment), p1 = min(visible, (s + 1) * segment)
             let b = p.buffers
             kv_attend_partial(b.qt + g * hd * mp, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
-                              p0, p1, b.last, windowed ? b.first : nil, b.scratch + task * scratch,
+                              p0, p1, segment, b.last, windowed ? b.first : nil, b.scratch + task * scratch,
                               b.partialOut + task * m * hd, b.partialMax + task * mp, b.partialSum + task * mp)
         }
         for g in 0..<kvHeads {
@@ -179,7 +190,7 @@ struct CausalAttention {
                                   keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
                                   out: UnsafeMutablePointer<Float>, ldo: Int, codes: UnsafeMutablePointer<kv_q16_block>?) {
         let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim, kvHeads = kvHeads
-        let rows = Self.stackedTile / group, blocks = (n + rows - 1) / rows, windowed = window != nil
+        let rows = Self.stackedTile / group, blocks = (n + rows - 1) / rows, windowed = window != nil, segment = segment
         let p = BlockedOperands(q: q, keys: keys, values: values, out: out, codes: codes)
         WorkerTeam.run(tasks: kvHeads * blocks) { task in  // the last blocks see the most keys: they go first
             let g = task % kvHeads, r0 = (blocks - 1 - task / kvHeads) * rows, count = min(rows, n - r0)
@@ -189,7 +200,7 @@ struct CausalAttention {
             stack(p.q + r0 * ldq, ldq: ldq, n: count, head: g, into: buffer.qt, mp: mp)
             visibleKeys(n: count, start: start + r0, mp: mp, last: buffer.last, first: buffer.first)
             kv_attend_partial(buffer.qt, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
-                              firstVisible(start + r0), start + r0 + count, buffer.last, windowed ? buffer.first : nil,
+                              firstVisible(start + r0), start + r0 + count, segment, buffer.last, windowed ? buffer.first : nil,
                               buffer.scratch, buffer.partialOut, buffer.partialMax, buffer.partialSum)
             kv_attend_merge(1, m, mp, hd, buffer.partialOut, buffer.partialMax, buffer.partialSum, buffer.merged)
             if let codes = p.codes {  // one KV head: row r's heads are adjacent in merged, from r * width
