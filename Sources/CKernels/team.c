@@ -16,8 +16,13 @@
    unclaimed task in its low 32 bits. A worker claims a task with a compare-and-swap that
    also checks the run number, so a worker that wakes late for a finished run can never
    claim a task of the next one under the old number; the run's fn, ctx and tasks are
-   written before its number is published and stay fixed until every task of it is done. */
+   written before its number is published and stay fixed until every task of it is done.
+   A new run first closes `state` (its own number, no task claimable) and only then writes
+   `tasks`: a worker that read the finished run's state and then the new, larger task count
+   would otherwise claim a task that does not exist with a compare-and-swap that still
+   matches the old state, run some task of the new run twice and count it done. */
 enum { MAX_WORKERS = 15 };
+static const uint64_t CLOSED = 0xFFFFFFFFu; /* a task index no run reaches (tasks < 2^32) */
 
 static struct {
     pthread_once_t once;
@@ -69,7 +74,7 @@ static void futex_wake_all(_Atomic uint32_t *word) {
 static void work(uint32_t run) {
     uint64_t s = atomic_load_explicit(&team.state, memory_order_acquire);
     for (;;) {
-        if ((uint32_t)(s >> 32) != run || (s & 0xFFFFFFFFu) >= atomic_load_explicit(&team.tasks, memory_order_relaxed)) return;
+        if ((uint32_t)(s >> 32) != run || (s & 0xFFFFFFFFu) >= atomic_load_explicit(&team.tasks, memory_order_acquire)) return;
         if (!atomic_compare_exchange_weak_explicit(&team.state, &s, s + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
@@ -129,7 +134,7 @@ int kv_team_workers(void) {
 
 int kv_team_run(kv_team_fn fn, void *ctx, size_t tasks) {
     if (tasks == 0) return 0;
-    if (tasks > 0xFFFFFFFFu) return -1;
+    if (tasks >= CLOSED) return -1;
     pthread_once(&team.once, start_workers);
     if (atomic_flag_test_and_set_explicit(&team.busy, memory_order_acquire)) return -1;
     if (tasks == 1 || team.workers == 0) {
@@ -138,9 +143,10 @@ int kv_team_run(kv_team_fn fn, void *ctx, size_t tasks) {
         return 0;
     }
     const uint32_t run = atomic_load_explicit(&team.run, memory_order_relaxed) + 1;
+    atomic_store_explicit(&team.state, (uint64_t)run << 32 | CLOSED, memory_order_relaxed);
     team.fn = fn;
     team.ctx = ctx;
-    atomic_store_explicit(&team.tasks, tasks, memory_order_relaxed);
+    atomic_store_explicit(&team.tasks, tasks, memory_order_release);
     atomic_store_explicit(&team.done, 0, memory_order_relaxed);
     atomic_store_explicit(&team.state, (uint64_t)run << 32, memory_order_release);
     atomic_store_explicit(&team.run, run, memory_order_seq_cst);
