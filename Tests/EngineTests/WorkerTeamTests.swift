@@ -12,7 +12,7 @@ import XCTest
 final class WorkerTeamTests: XCTestCase {
     /// Calls per index of a batch of loops (each loop its own slots), plus calls outside a
     /// loop's range. Loops are checked after the batch, so each loop starts right after the
-    /// one before returned, as a decode step's do.
+    /// one before returned, as a decode step's loops do.
     private final class Tally: Sendable {
         static let loopsPerBatch = 1024
         static let slotsPerLoop = 64

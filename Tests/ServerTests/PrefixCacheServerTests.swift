@@ -201,6 +201,8 @@ final class PrefixCacheServerTests: XCTestCase {
         XCTAssertEqual(metrics.value("kvstash_ram_tier_resident_tokens"), Double(tree.residentTokens))
         XCTAssertGreaterThan(tree.residentTokens, second.cached)
         XCTAssertEqual(metrics.value("kvstash_ram_tier_resident_bytes"), Double(tree.residentBytes))
+        XCTAssertEqual(metrics.value("kvstash_ram_tier_page_slabs_bytes"), Double(tree.pageSlabBytes))
+        XCTAssertGreaterThan(tree.pageSlabBytes, 0, "SmolLM2's 30-layer pages (368,640 B) live in slabs")
         XCTAssertGreaterThan(tree.residentBytes, 0)
         XCTAssertEqual(metrics.value("kvstash_ram_tier_evicted_tokens_total"), 0)
     }

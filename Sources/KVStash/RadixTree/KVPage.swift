@@ -22,7 +22,7 @@ public struct KVPage: Sendable {
     /// Layers held, ascending.
     private let heldLayers: [Int]
     /// Layout `[held layer][kind: K, V][row][kvDim]`, IEEE f16.
-    private let data: [UInt16]
+    private let data: PageBuffer
 
     /// Copies positions `start ..< start + rows` of `cache` (`rows` in `1...KVPage.size`),
     /// of every layer but `skipping`.
@@ -36,17 +36,15 @@ public struct KVPage: Sendable {
         self.rows = rows
         self.skippedLayers = skipping.sorted()
         self.heldLayers = held
-        self.data = [UInt16](unsafeUninitializedCapacity: held.count * 2 * block) { buf, n in
+        self.data = PageBuffer(count: held.count * 2 * block) { buf in
             for (index, layer) in held.enumerated() {
                 for kind in [KVKind.key, .value] {
                     cache.withHalfRows(layer: layer, kind, start..<(start + rows)) { src in
                         let offset = Self.offset(index, kind, block: block)
-                        _ = UnsafeMutableBufferPointer(rebasing: buf[offset..<(offset + block)])
-                            .initialize(fromContentsOf: src)
+                        (buf.baseAddress! + offset).initialize(from: src.baseAddress!, count: block)
                     }
                 }
             }
-            n = held.count * 2 * block
         }
     }
 

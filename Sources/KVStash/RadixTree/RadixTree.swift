@@ -31,6 +31,9 @@ public struct RadixStats: Sendable, Equatable, Codable {
     public var residentBytes = 0
     /// Matches served from that cache instead of a copy of their pages.
     public var residentTakes = 0
+    /// Bytes of the 2 MiB slabs the process's larger pages live in (`PageBuffer`): their
+    /// live pages plus free slots, beside `bytes`.
+    public var pageSlabBytes = 0
 
     public init() {}
 }
@@ -238,6 +241,7 @@ public final class RadixTree: Sendable {
             s.residentTokens = resident.tokenCount
             s.residentBytes = resident.byteCount
             s.residentTakes = resident.takes
+            s.pageSlabBytes = PageBuffer.slabBytesHeld
             return s
         }
     }

@@ -11,6 +11,7 @@ extension ServerMetrics {
             ("ram_tier_tokens", "", "Positions held by the radix tree", s.tokens),
             ("ram_tier_resident_tokens", "", "Positions of the last requests' caches kept beside the tree", s.residentTokens),
             ("ram_tier_resident", "bytes", "Bytes of the last requests' caches kept beside the tree", s.residentBytes),
+            ("ram_tier_page_slabs", "bytes", "Bytes of the 2 MiB slabs holding the larger pages (live and free slots)", s.pageSlabBytes),
         ]
         for (name, unit, help, value) in gauges {
             registry.makeGauge(descriptor: Self.d(name, unit, help)).set(Double(value))
