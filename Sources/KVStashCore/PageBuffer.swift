@@ -19,7 +19,7 @@ public final class PageBuffer: Sendable {
     }
 
     /// Bytes of the slabs that page buffers of this process live in (live and free slots).
-    public static var slabBytesHeld: Int { PageSlabs.shared.usage.slabs * PageSlabs.slabBytes }
+    public static var slabBytesHeld: Int { PageSlabs.shared.heldBytes }
 
     deinit {
         let memory = UnsafeMutableRawPointer(bitPattern: address)!

@@ -8,10 +8,12 @@ import Synchronization
 /// miss's first token, a stall before the second. A slot of a resident block takes none.
 ///
 /// One size per slab; a freed slot goes back on its size's free list and a slab whose
-/// slots are all free goes back to the pool. Sizes below `minSlotBytes` (a page of a few
-/// layers, a partial last page) or above half a slab take heap memory: small slots would
-/// let a few live pages pin many slabs; at most `slabBytes / minSlotBytes` (16) slots share
-/// a slab, so a slab's memory is at most 16 times what its live slots hold.
+/// slots are all free goes back to the pool. A new slab is taken only when every slot of
+/// its size is live, so the slabs held never exceed what the most slots of each size live
+/// at once needed. After evictions a slab may stay for one live slot: sizes below
+/// `minSlotBytes` (a page of a few layers, a partial last page) or above half a slab take
+/// heap memory, so at most `slabBytes / minSlotBytes` (16) slots share a slab and a slab
+/// holds at most 16 times what its live slots hold, until new pages fill its free slots.
 final class PageSlabs: Sendable {
     static let shared = PageSlabs(pool: .shared)
     static let slabBytes = KVArenaPool.granule
@@ -21,7 +23,15 @@ final class PageSlabs: Sendable {
         let block: KVArenaPool.Block
         let slotBytes: Int
         var live: Int
+
+        /// Its slots' addresses, in order.
+        var slots: [UInt] {
+            (0..<(PageSlabs.slabBytes / slotBytes)).map { block.address + UInt($0 * slotBytes) }
+        }
     }
+
+    /// The start of the (2 MiB aligned) slab holding the slot at `address`.
+    fileprivate static func slab(of address: UInt) -> UInt { address & ~UInt(slabBytes - 1) }
 
     fileprivate struct State {
         /// Free slot addresses by slot size.
@@ -57,34 +67,32 @@ final class PageSlabs: Sendable {
     /// Returns a slot `take(slotBytes:)` gave; a slab left with no live slot goes back to the pool.
     func give(_ slot: UnsafeMutableRawPointer) {
         let address = UInt(bitPattern: slot)
-        if let emptied = state.withLock({ $0.give(address, slab: address & ~UInt(Self.slabBytes - 1)) }) {
+        if let emptied = state.withLock({ $0.give(address) }) {
             pool.give(emptied)
         }
     }
 
-    /// Slabs held and their live slots (for tests and metrics).
+    /// Slabs held and their live slots (for tests).
     var usage: (slabs: Int, liveSlots: Int) {
         state.withLock { s in (s.slabs.count, s.slabs.values.reduce(0) { $0 + $1.live }) }
     }
 
-    fileprivate static func slots(of slab: Slab) -> [UInt] {
-        let count = PageSlabs.slabBytes / slab.slotBytes
-        return (0..<count).map { slab.block.address + UInt($0 * slab.slotBytes) }
-    }
+    /// Bytes of the slabs held (for metrics).
+    var heldBytes: Int { state.withLock { $0.slabs.count } * Self.slabBytes }
 }
 
 extension PageSlabs.State {
     /// A free slot of `size`, counted live; nil when none is free.
     mutating func takeFree(_ size: Int) -> UInt? {
         guard let address = free[size]?.popLast() else { return nil }
-        slabs[address & ~UInt(PageSlabs.slabBytes - 1)]!.live += 1
+        slabs[PageSlabs.slab(of: address)]!.live += 1
         return address
     }
 
     /// Adds `slab`, its slots free but the first, which is returned live.
     mutating func add(_ slab: PageSlabs.Slab) -> UInt {
         var slab = slab
-        var slots = PageSlabs.slots(of: slab)
+        var slots = slab.slots
         let first = slots.removeFirst()
         slab.live = 1
         slabs[slab.block.address] = slab
@@ -92,9 +100,10 @@ extension PageSlabs.State {
         return first
     }
 
-    /// Frees the slot at `address` of the slab at `start`; returns that slab's block when
-    /// no slot of it is live any more (its slots leave the free list).
-    mutating func give(_ address: UInt, slab start: UInt) -> KVArenaPool.Block? {
+    /// Frees the slot at `address`; returns its slab's block when no slot of it is live any
+    /// more (its slots leave the free list).
+    mutating func give(_ address: UInt) -> KVArenaPool.Block? {
+        let start = PageSlabs.slab(of: address)
         guard var slab = slabs[start] else { preconditionFailure("a page slot of no slab") }
         slab.live -= 1
         guard slab.live == 0 else {

@@ -62,7 +62,7 @@ final class PageSlabsTests: XCTestCase {
 
     /// Page buffers made and dropped on several threads keep their own contents.
     func testPageBuffersOnManyThreadsKeepTheirContents() {
-        let sizes = [24_576, 147_456, 294_912, 368_640]  // halves: heap, and slots of three sizes
+        let sizes = [24_576, 147_456, 294_912, 368_640]  // bytes: heap, and slots of three sizes
         let failures = DispatchQueue.concurrentPerform(iterations: 4) { worker -> Int in
             var held: [(PageBuffer, UInt16)] = []
             var bad = 0

@@ -235,14 +235,15 @@ public final class RadixTree: Sendable {
 
     /// Current counters.
     public func stats() -> RadixStats {
-        core.withLock { core in
+        var stats = core.withLock { core in
             var s = core.stats
             s.budget = core.budget
             s.residentTokens = resident.tokenCount
             s.residentBytes = resident.byteCount
             s.residentTakes = resident.takes
-            s.pageSlabBytes = PageBuffer.slabBytesHeld
             return s
         }
+        stats.pageSlabBytes = PageBuffer.slabBytesHeld  // the slabs' own lock, not the tree's
+        return stats
     }
 }
