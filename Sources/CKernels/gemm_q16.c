@@ -77,6 +77,9 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
         const int8_t *c0 = codes + b * pairs * 32, *c1 = c0 + gstride;
         __m512i s[6][2];
         for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
+        /* Not unrolled: clang -O3 unrolls the 8 pairs of a 16-code block fully, then spills
+           the tile's accumulators (Q6_K's product ran at 60 % of Q4_K's). */
+#pragma clang loop unroll(disable)
         for (size_t p = 0; p < pairs; p++) {
             const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c0 + p * 32)));
             const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c1 + p * 32)));
