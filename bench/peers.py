@@ -28,6 +28,11 @@ turn (streaming chat completions, TTFT measured client side to the first content
   repeat      the same question again
   decode      tokens per second of a 64-token answer after the document (first to last token)
 
+Requests to one process go out THINK seconds after the previous answer ended, as from a client
+that reads each answer: kvstash keeps a request's prompt (write-back, prompt tail, RAM tier)
+after its answer, so a request sent the instant the previous answer ends would wait for that
+and time it as its own (llama-server does nothing after an answer; the pause costs it nothing).
+
 llama-server runs with flash attention off and on, one slot, the model's context, the same
 thread count. Writes bench/results/peers.json and prints a markdown table; bench/plot.py draws
 docs/img/peers.png from it. Never run by CI.
@@ -299,6 +304,10 @@ class LlamaSetup:
         return [pathlib.Path(self.dir, "doc.bin")]
 
 
+# Seconds between an answer's end and the next request to the same process (see the docstring).
+THINK = 0.25
+
+
 def measure(setup, args, document, tag):
     """Per repetition: a new process for cold, hot, repeat, decode and (the first miss_reps
     times) a miss; then the files evicted and a new process for the evicted cold hit; then a
@@ -311,10 +320,14 @@ def measure(setup, args, document, tag):
             setup.restore("doc.bin")
             server = setup.start()
             runs["cold"].append(setup.cold(server, document, question(f"{tag}-cold-{r}")))
+            time.sleep(THINK)
             runs["hot"].append(chat(server.base, document, question(f"{tag}-hot-{r}")))
+            time.sleep(THINK)
             runs["repeat"].append(chat(server.base, document, question(f"{tag}-hot-{r}")))
+            time.sleep(THINK)
             runs["decode"].append(chat(server.base, document, ANSWER_LONG, max_tokens=64))
             if r < args.miss_reps:
+                time.sleep(THINK)
                 runs["miss"].append(setup.miss(server, document, question(f"{tag}-miss-{r}"), r))
             server.stop()
             setup.restore("doc.bin")

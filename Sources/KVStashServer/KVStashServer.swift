@@ -88,7 +88,8 @@ public struct KVStashServer: Sendable {
         router.get("/metrics") { _, _ in await metricsResponse() }
         addOpenAIRoutes(to: router)
         addPrecomputeRoutes(to: router)
-        addAdminRoutes(to: router.group("/admin").add(middleware: AdminAuthMiddleware(token: configuration.adminToken)))
+        addAdminRoutes(to: router.group("/admin").add(middleware: AdminAuthMiddleware(token: configuration.adminToken))
+            .add(middleware: SettledMiddleware(backend: backend)))
         return router
     }
 
@@ -109,13 +110,21 @@ public struct KVStashServer: Sendable {
             logger: log)
     }
 
-    /// Runs until cancelled (or SIGINT/SIGTERM when `handleSignals`).
+    /// Runs until cancelled (or SIGINT/SIGTERM when `handleSignals`); returns once the
+    /// requests answered have kept their prompts, so the caller may close the store.
     public func run(handleSignals: Bool = true, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = makeApplication(onRunning: onRunning)
-        if handleSignals { try await app.runService() } else { try await app.run() }
+        do {
+            if handleSignals { try await app.runService() } else { try await app.run() }
+        } catch {
+            await backend.settled()
+            throw error
+        }
+        await backend.settled()
     }
 
     private func metricsResponse() async -> Response {
+        await backend.settled()
         if let admin { await refreshStoreMetrics(admin) }
         if let tiers { metrics.recordTiers(tiers) }
         if let ramTier { metrics.recordRAMTier(ramTier.stats()) }

@@ -92,6 +92,7 @@ final class TenancyTests: XCTestCase {
         let prepared = try await backend.prepare(CompletionJob(prompt: .chat(turns), maxTokens: 2, temperature: 0,
                                                                salt: salt))
         _ = try await backend.generate(prepared) { _ in true }
+        await backend.settled()  // the prompt's pages are inserted after the answer
         return backend.tree.stats().bytes
     }
 }

@@ -20,8 +20,13 @@ extension PrefixCache {
     /// token, that prompt is in the radix tree, and the waiting request splices it instead of
     /// computing it again. `passTurn` returns false once the request's consumer wants no more:
     /// the request then stops at the next prefill chunk (`CancellationError`) or token.
+    /// `onAnswer` receives the result once the last token is out, before the prompt and
+    /// answer are kept for later requests (write-back, prompt tail, radix tree, resident
+    /// cache), so a server can answer first; its `chunksStored` is 0 and its `tokensCached`
+    /// counts only the prompt inserted after the first token. The returned result is final.
     public func generate(tokens: [Int], options: GenerationOptions = GenerationOptions(),
                          startedAt start: ContinuousClock.Instant = .now, passTurn: (@Sendable () -> Bool)? = nil,
+                         onAnswer: (RequestResult) -> Void = { _ in },
                          onToken: (TokenPiece) -> Bool = { _ in true }) throws -> RequestResult {
         let promptCount = tokens.count
         // Bounded by the context before any arithmetic: `maxTokens` may be as large as Int.max.
@@ -43,20 +48,22 @@ extension PrefixCache {
             return passTurn?() ?? true
         }
         state.tokens += out.tokens
-        let stored = writeBack(state, promptCount: promptCount, origin: .query).chunks
-            + storePromptTail(state, promptCount: promptCount).chunks
-        cached += insertIntoTree(state)
-        keepResident(&state)
         let first = out.firstTokenAt ?? out.endedAt
         let reason: FinishReason = switch out.end {
         case .endOfGeneration: .stop
         case .length: .length
         case .cancelled: .cancelled
         }
-        return RequestResult(
+        var result = RequestResult(
             sources: state.sources, tokens: out.tokens, text: out.text, finishReason: reason,
             timeToFirstToken: (first - start).seconds, prefillSeconds: (prefillEnd - start).seconds, timings: state.timings,
             decodeTokensPerSecond: out.decodeSteps > 0 ? Double(out.decodeSteps) / (out.endedAt - first).seconds : 0,
-            chunksStored: stored, tokensCached: cached)
+            chunksStored: 0, tokensCached: cached)
+        onAnswer(result)
+        result.chunksStored = writeBack(state, promptCount: promptCount, origin: .query).chunks
+            + storePromptTail(state, promptCount: promptCount).chunks
+        result.tokensCached += insertIntoTree(state)
+        keepResident(&state)
+        return result
     }
 }

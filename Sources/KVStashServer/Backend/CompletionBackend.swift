@@ -159,7 +159,9 @@ public struct PrecomputeDocument: Sendable, Hashable {
 /// commits to a 200 or a stream; `generate` runs prefill and decode, calling `onToken`
 /// with each new piece of text, outside any lock that other requests wait on. Returning
 /// `false` from `onToken` stops the generation (its usage then says `.cancelled`).
-/// Task cancellation also stops it between steps.
+/// Task cancellation also stops it between steps. `generate` may return before the
+/// backend has finished keeping the request's prompt for later ones (later requests see
+/// it); `settled` returns once that is done for every request answered before the call.
 public protocol CompletionBackend: Sendable {
     /// The model id clients pass as `model`.
     var modelID: String { get }
@@ -173,4 +175,11 @@ public protocol CompletionBackend: Sendable {
     /// Computes and stores the KV of documents under `salt`, reporting progress.
     func precompute(_ documents: [PrecomputeDocument], salt: String,
                     onProgress: @Sendable (PrecomputeProgress) async -> Void) async throws -> PrecomputeProgress
+    /// Returns once every request answered so far has kept what it keeps (store, RAM tier).
+    func settled() async
+}
+
+extension CompletionBackend {
+    /// A backend that keeps nothing after its answers is always settled.
+    public func settled() async {}
 }

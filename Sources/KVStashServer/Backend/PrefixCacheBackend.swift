@@ -27,6 +27,8 @@ public final class PrefixCacheBackend: TemplatedBackend {
     public let tree: RadixTree
     /// The chunk tiers below the tree (the store, then the shared tier), shared by every salt.
     public let tiers: ChunkTiers
+    /// Requests answered whose prompt is still being kept.
+    public let keeps = KeepLedger()
 
     public var contextLength: Int { model.config.contextLength }
 
@@ -73,9 +75,17 @@ public final class PrefixCacheBackend: TemplatedBackend {
         let options = GenerationOptions(
             maxTokens: prepared.maxTokens,
             sampling: samplingParams(job))
-        let tokens = prepared.tokens
-        let result = try await TurnRunner.run(turn: turn, onPiece: onToken) { emit in
-            try cache.generate(tokens: tokens, options: options, passTurn: emit.pass) { piece in
+        let (tokens, keeps) = (prepared.tokens, self.keeps)
+        // The answer goes out once its last token is; the prompt is kept after it, on the
+        // request's thread, still holding the turn.
+        let result = try await TurnRunner.run(turn: turn, onPiece: onToken) { emit, answer in
+            var answered = false
+            defer { if answered { keeps.kept() } }
+            return try cache.generate(tokens: tokens, options: options, passTurn: emit.pass, onAnswer: { result in
+                answered = true
+                keeps.answered()
+                answer(.success(result))
+            }) { piece in
                 emit.send(piece.text.isEmpty ? nil : piece.text)
             }
         }
@@ -84,6 +94,10 @@ public final class PrefixCacheBackend: TemplatedBackend {
                                     timeToFirstToken: .seconds(result.timeToFirstToken), finishReason: result.finishReason)
         usage.cachedTokensShared = result.sources.shared
         return usage
+    }
+
+    public func settled() async {
+        await keeps.settled()
     }
 
     public func precompute(_ documents: [PrecomputeDocument], salt: String,

@@ -61,15 +61,47 @@ enum TurnRunner {
         onPiece: @Sendable (Piece) async -> Bool,
         work: @escaping @Sendable (_ emit: Emitter<Piece>) throws -> R
     ) async throws -> R {
+        try await run(turn: turn, onPiece: onPiece) { emit, _ in try work(emit) }
+    }
+
+    /// Hands the work's result to the caller before the work ends. The first call wins; the
+    /// piece stream ends with it.
+    final class Answer<R: Sendable>: Sendable {
+        private let waiting: Mutex<CheckedContinuation<R, any Error>?>
+        private let pieces: @Sendable () -> Void
+
+        fileprivate init(_ waiting: CheckedContinuation<R, any Error>, endPieces: @escaping @Sendable () -> Void) {
+            self.waiting = Mutex(waiting)
+            self.pieces = endPieces
+        }
+
+        /// Ends the piece stream (after the pieces handed over so far) and resumes the caller
+        /// with `outcome`; does nothing after the first call.
+        func callAsFunction(_ outcome: Result<R, any Error>) {
+            guard let caller = waiting.withLock({ w in defer { w = nil }; return w }) else { return }
+            pieces()
+            caller.resume(with: outcome)
+        }
+    }
+
+    /// The form whose work may answer early: `answer(result)` returns `result` from `run`
+    /// while the work goes on, holding the turn, with what it does after the answer (a
+    /// request keeping its prompt for later ones). A work that returns or throws without
+    /// answering answers with that. Whatever the work throws after answering is its own to
+    /// report: `run` has returned.
+    static func run<Piece: Sendable, R: Sendable>(
+        turn: FairTurn,
+        onPiece: @Sendable (Piece) async -> Bool,
+        work: @escaping @Sendable (_ emit: Emitter<Piece>, _ answer: Answer<R>) throws -> R
+    ) async throws -> R {
         let stop = StopFlag()
         let (pieces, continuation) = AsyncStream.makeStream(of: Piece.self)
         let emit = Emitter(continuation: continuation, turn: turn, stop: stop)
         return try await withTaskCancellationHandler {
             async let result: R = withCheckedThrowingContinuation { (c: CheckedContinuation<R, any Error>) in
+                let answer = Answer(c, endPieces: { continuation.finish() })
                 let thread = Thread {
-                    let outcome = Result { try turn.withTurn { try work(emit) } }
-                    continuation.finish()
-                    c.resume(with: outcome)
+                    answer(Result { try turn.withTurn { try work(emit, answer) } })
                 }
                 thread.stackSize = stackSize
                 thread.start()

@@ -24,6 +24,18 @@ struct OpenAIErrorMiddleware: RouterMiddleware {
 
 /// Guards `/admin/*`: `Authorization: Bearer <token>` must match the configured token.
 /// With no token configured the admin API is closed (every call answers 401).
+/// Lets `/admin/*` see what every request answered before it keeps (see `KeepLedger`).
+struct SettledMiddleware: RouterMiddleware {
+    typealias Context = ServerContext
+    let backend: any CompletionBackend
+
+    func handle(_ request: Request, context: ServerContext,
+                next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        await backend.settled()
+        return try await next(request, context)
+    }
+}
+
 struct AdminAuthMiddleware: RouterMiddleware {
     typealias Context = ServerContext
     let token: String?
