@@ -40,8 +40,9 @@ extension PrefixCache {
         let skipped = state.skipped, inflight = state.inflight
         let out = try loop.run(logits: state.logits, cache: &state.cache) { token, cache in
             guard onToken(TokenPiece(id: token.id, text: token.text, index: token.index)) else { return false }
-            // The prompt, once its first token is out (the copy is not on the time to first token).
-            if token.index == 0 {
+            // The prompt, once its first token is out (the copy is not on the time to first
+            // token). A one-token answer ends there: its prompt goes in after the answer.
+            if token.index == 0, budget > 1 {
                 cached += insertIntoTree(tokens, from: cache, skipped: skipped)
                 if let inflight { tree.inflight.remove(inflight) }
             }
