@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 
 /// Runs the blocking model work of one request on a thread of its own, holding the shared
@@ -17,6 +18,8 @@ enum TurnRunner {
 
     /// Stack of the worker threads (the forward pass keeps its buffers on the heap).
     static let stackSize = 8 << 20
+
+    private static let logger = Logger(label: "kvstash.server")
 
     static func run<R: Sendable>(
         turn: FairTurn,
@@ -76,19 +79,21 @@ enum TurnRunner {
         }
 
         /// Ends the piece stream (after the pieces handed over so far) and resumes the caller
-        /// with `outcome`; does nothing after the first call.
-        func callAsFunction(_ outcome: Result<R, any Error>) {
-            guard let caller = waiting.withLock({ w in defer { w = nil }; return w }) else { return }
+        /// with `outcome`; does nothing after the first call. Returns whether it answered.
+        @discardableResult
+        func callAsFunction(_ outcome: Result<R, any Error>) -> Bool {
+            guard let caller = waiting.withLock({ w in defer { w = nil }; return w }) else { return false }
             pieces()
             caller.resume(with: outcome)
+            return true
         }
     }
 
     /// The form whose work may answer early: `answer(result)` returns `result` from `run`
     /// while the work goes on, holding the turn, with what it does after the answer (a
     /// request keeping its prompt for later ones). A work that returns or throws without
-    /// answering answers with that. Whatever the work throws after answering is its own to
-    /// report: `run` has returned.
+    /// answering answers with that; an error it throws after answering is logged (`run` has
+    /// returned).
     static func run<Piece: Sendable, R: Sendable>(
         turn: FairTurn,
         onPiece: @Sendable (Piece) async -> Bool,
@@ -101,7 +106,10 @@ enum TurnRunner {
             async let result: R = withCheckedThrowingContinuation { (c: CheckedContinuation<R, any Error>) in
                 let answer = Answer(c, endPieces: { continuation.finish() })
                 let thread = Thread {
-                    answer(Result { try turn.withTurn { try work(emit, answer) } })
+                    let outcome = Result { try turn.withTurn { try work(emit, answer) } }
+                    if !answer(outcome), case .failure(let error) = outcome {
+                        logger.error("request work failed after its answer", metadata: ["error": "\(error)"])
+                    }
                 }
                 thread.stackSize = stackSize
                 thread.start()
