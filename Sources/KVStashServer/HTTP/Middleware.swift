@@ -22,8 +22,6 @@ struct OpenAIErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// Guards `/admin/*`: `Authorization: Bearer <token>` must match the configured token.
-/// With no token configured the admin API is closed (every call answers 401).
 /// Lets `/admin/*` see what every request answered before it keeps (see `KeepLedger`).
 struct SettledMiddleware: RouterMiddleware {
     typealias Context = ServerContext
@@ -36,6 +34,8 @@ struct SettledMiddleware: RouterMiddleware {
     }
 }
 
+/// Guards `/admin/*`: `Authorization: Bearer <token>` must match the configured token.
+/// With no token configured the admin API is closed (every call answers 401).
 struct AdminAuthMiddleware: RouterMiddleware {
     typealias Context = ServerContext
     let token: String?
