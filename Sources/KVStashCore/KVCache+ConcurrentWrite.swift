@@ -79,15 +79,21 @@ extension KVCache {
     /// result. K written in f32 is rotated by its layer's `rotation` as row r sat at position
     /// `r + positionOffset` (a scratch cache holding rows of a later part of a sequence).
     ///
+    /// Workers take the ranges in the order of `order` (indices into `ranges`; nil: as
+    /// given): the costliest first, and the last ones to finish are short.
+    ///
     /// - Precondition: ranges are sorted, disjoint, non-empty, and the first starts at or
     ///   before `count`.
     public mutating func writeConcurrently<R: Sendable>(_ ranges: [Range<Int>], positionOffset: Int = 0,
+                                                        order: [Int]? = nil,
                                                         _ body: @Sendable (Int, KVRowWriter) -> R) -> [R] {
         guard let first = ranges.first, let last = ranges.last else { return [] }
         precondition(first.lowerBound >= 0 && first.lowerBound <= count, "rows out of range")
         precondition(ranges.allSatisfy { !$0.isEmpty }, "empty range")
         precondition(zip(ranges, ranges.dropFirst()).allSatisfy { $0.0.upperBound <= $0.1.lowerBound },
                      "ranges must be sorted and disjoint")
+        let order = order ?? Array(ranges.indices)
+        precondition(order.sorted() == Array(ranges.indices), "the order must name every range once")
         if last.upperBound > count { extend(by: last.upperBound - count) }
         let positions = (first.lowerBound + positionOffset)..<(last.upperBound + positionOffset)
         let rotation = self.rotation?.covering(positions)
@@ -96,7 +102,8 @@ extension KVCache {
         let results = ResultSlots<R>(count: ranges.count)
         defer { results.deallocate() }
         let kvDim = shape.kvDim
-        DispatchQueue.concurrentPerform(iterations: ranges.count) { i in
+        DispatchQueue.concurrentPerform(iterations: ranges.count) { turn in
+            let i = order[turn]
             let scratch = UnsafeMutableRawPointer.allocate(byteCount: ranges[i].count * kvDim * MemoryLayout<Float>.size,
                                                            alignment: 64).bindMemory(to: Float.self, capacity: ranges[i].count * kvDim)
             defer { scratch.deallocate() }

@@ -81,6 +81,16 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         XCTAssertEqual(results, [true, true, true])
         XCTAssertEqual(cache.count, 20)
         assertFilledAndRotated(cache, 0..<20)
+
+        // Handed out in another order (the costliest first): every range still gets its own
+        // rows, and the results stay in the ranges' order.
+        var ordered = KVCache(shape: shape, rotation: table)
+        let indices = ordered.writeConcurrently(ranges, order: [2, 0, 1]) { i, writer in
+            filler.fill(writer)
+            return writer.rows == ranges[i] ? i : -1
+        }
+        XCTAssertEqual(indices, [0, 1, 2])
+        assertFilledAndRotated(ordered, 0..<20)
     }
 
     /// Rows `positions` hold the filler's V and its K rotated for position `p + offset`

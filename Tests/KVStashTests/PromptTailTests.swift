@@ -175,8 +175,33 @@ final class PromptTailTests: XCTestCase {
         let r = try pc.generate(tokens: b, options: GenerationOptions(maxTokens: 8))
         XCTAssertEqual(r.tokens, try referenceGreedy(m.model, m.tokenizer, b, maxTokens: 8))
         XCTAssertEqual(r.sources.corruptChunks, 1)
-        XCTAssertLessThanOrEqual(r.sources.disk, m.documentTokens(doc).count)
+        // The document's own tail, shorter than the rows the prompt tail shared and not looked
+        // for while that one was to splice, serves instead.
+        XCTAssertEqual(r.sources.disk, m.documentTokens(doc).count)
         XCTAssertEqual(store.probe([key]), [false], "reported to the store, which removed it")
+    }
+
+    /// A stored prompt tail longer than a new prompt's cache (a long question, then a short
+    /// one sharing its opening) is decoded beside the cache and its shared rows appended.
+    func testLongStoredPromptTailSplicesBesideAShortPrompt() throws {
+        let m = try LoadedModel(path: try tinyModelPath())
+        let doc = document(m, seed: 66)
+        let (pc, store) = try setUp(m, doc)
+        defer { try? store.close() }
+        let long = m.queryTokens(doc, questions[0] + " And what about the market, the bridge, the mill, the old chapel, "
+                                     + "the orchard by the road, the ferry and the lighthouse on the point? Answer for each "
+                                     + "of them in turn, naming the street, the year and the people the document gives.")
+        let start = m.documentTokens(doc).count / chunk * chunk
+        XCTAssertGreaterThan(long.count - start, chunk, "the long question's tail is over a chunk")
+        _ = try pc.generate(tokens: long, options: GenerationOptions(maxTokens: 1))
+        let b = m.queryTokens(doc, "In one sentence: what")
+        let shared = common(long, b)
+        XCTAssertGreaterThan(shared, m.documentTokens(doc).count)
+        let r = try pc.generate(tokens: b, options: GenerationOptions(maxTokens: 4))
+        XCTAssertGreaterThan(long.count, (b.count + 4 + chunk - 1) / chunk * chunk,
+                             "the short prompt's cache (rounded up to a chunk) has no room for the whole stored tail")
+        XCTAssertEqual(r.tokens, try referenceGreedy(m.model, m.tokenizer, b, maxTokens: 4))
+        XCTAssertEqual(r.sources.disk, shared)
     }
 
     /// However large a limit a caller asks for, a chunk keeps at most

@@ -107,13 +107,17 @@ struct ChunkFetcher: Sendable {
     }
 
     /// Reads `entries` into rows `ranges` of `cache` (sorted, disjoint, the first starting at
-    /// or before `cache.count`), each on its own worker; rows of an entry that fails are
-    /// left unspecified. Reads from the shared tier share one deadline.
+    /// or before `cache.count`), each on its own worker, the entries with the most rows and
+    /// layers to decode first; rows of an entry that fails are left unspecified. Reads from
+    /// the shared tier share one deadline.
     func fetch(_ entries: [Entry], at ranges: [Range<Int>], into cache: inout KVCache,
                positionOffset: Int = 0) -> [Fetched] {
         let remoteTokens = entries.filter { tiers.levels[$0.level].isShared }.reduce(0) { $0 + $1.tokens }
         let deadline = remoteTokens > 0 ? tiers.fetchDeadline(tokens: remoteTokens) : nil
-        return cache.writeConcurrently(ranges, positionOffset: positionOffset) { i, writer in
+        let layers = cache.shape.layers
+        let work = entries.map { $0.tokens * (($0.layers?.count ?? layers) + ($0.second?.layers.count ?? 0)) }
+        let order = entries.indices.sorted { work[$0] != work[$1] ? work[$0] > work[$1] : $0 < $1 }
+        return cache.writeConcurrently(ranges, positionOffset: positionOffset, order: order) { i, writer in
             fetch(entries[i], deadline: deadline, into: writer)
         }
     }

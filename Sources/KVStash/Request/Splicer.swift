@@ -180,16 +180,29 @@ extension PrefixCache {
             }
             let end = found[index...].firstIndex(of: nil) ?? keys.count
             var entries = (index..<end).map(entry)
+            // A prompt tail the run decodes with its chunks (in place: its rows past the shared
+            // ones are dropped after), so its rows need not wait for a pass of their own.
+            var promptTail: PromptTailMatch?
             if !found[end...].contains(where: { $0 != nil }) {
-                var probe = timed(&seconds) { probeTails(state.tokens, start: end * size, reusable: reusable, fetcher: fetcher) }
-                if probe.prompt == nil, let tail = probe.untried.first {  // a stored tail the whole prompt continues
+                var probe = timed(&seconds) {
+                    probeTails(state.tokens, start: end * size, parent: end > 0 ? keys[end - 1] : .root,
+                               reusable: reusable, fetcher: fetcher)
+                }
+                if let prompt = probe.prompt {
+                    if end * size + prompt.entry.tokens <= state.cache.capacity {
+                        entries.append(prompt.entry)
+                        promptTail = prompt
+                        probe.prompt = nil
+                    }
+                } else if let tail = probe.untried.first {  // a stored tail the whole prompt continues
                     entries.append(tail)
                     probe.untried.removeFirst()
                 }
                 probed = probe
             }
             let runEnd = entries.reduce(start) { $0 + $1.tokens }
-            let run = timed(&seconds) { fetcher.fetchRun(onlyNeeded(entries, start: start, end: runEnd), into: &state.cache) }
+            let reuseEnd = promptTail.map { runEnd - $0.entry.tokens + $0.rows } ?? runEnd
+            let run = timed(&seconds) { fetcher.fetchRun(onlyNeeded(entries, start: start, end: reuseEnd), into: &state.cache) }
             for (offset, outcome) in run.outcomes.enumerated() {
                 // Past an entry that was not spliced: recompute up to this one, then put back
                 // its rows (each chunk is read once; the chain keeps later ones valid).
@@ -197,9 +210,15 @@ extension PrefixCache {
                     try prefill(&state, upTo: run.ranges[offset].lowerBound)
                     timed(&seconds) { run.appendHeld(offset, to: &state.cache) }
                 }
-                if outcome == .spliced { noteSkipped(run.fetched[offset], rows: run.ranges[offset], in: &state) }
-                guard offset < end - index else {  // the tail
-                    recordTail(outcome, tokens: entries[offset].tokens, level: entries[offset].level, in: &state)
+                let range = run.ranges[offset], tail = offset == end - index
+                let rows = tail && promptTail != nil ? range.lowerBound..<reuseEnd : range
+                if outcome == .spliced { noteSkipped(run.fetched[offset], rows: rows, in: &state) }
+                guard !tail else {
+                    if outcome == .spliced && promptTail != nil {
+                        state.cache.truncate(to: reuseEnd)
+                        probed = TailProbe(start: reuseEnd, untried: [])  // nothing more to splice
+                    }
+                    recordTail(outcome, tokens: rows.count, level: entries[offset].level, in: &state)
                     break
                 }
                 record(outcome, chunk: index + offset, tokens: size, level: entries[offset].level, in: &state)
@@ -230,6 +249,9 @@ extension PrefixCache {
         let start: Int
         var untried: [ChunkFetcher.Entry]
         var prompt: PromptTailMatch?
+        /// Stored tails of at most this many tokens were not looked for (the prompt tail shares
+        /// more rows): `spliceTail` looks for them if that prompt tail does not splice.
+        var unprobedUpTo = 0
     }
 
     /// Counts a fetched chunk in the sources.
@@ -253,11 +275,13 @@ extension PrefixCache {
 
     /// A precomputed document's partial last chunk (its "tail", stored by `precompute`
     /// under `key(parent, tail tokens)`) starting at `start`, a chunk boundary: the keys of
-    /// every possible tail length are hashed and probed in one multi-get per tier. Returns
-    /// the stored ones, longest first.
-    private func storedTails(_ tokens: [Int], start: Int, parent: ChunkKey, reusable: Int,
+    /// every possible tail length longer than `longerThan` are hashed and probed in one
+    /// multi-get per tier. Returns the stored ones, longest first.
+    private func storedTails(_ tokens: [Int], start: Int, parent: ChunkKey, reusable: Int, longerThan: Int = 0,
                              fetcher: ChunkFetcher) -> [ChunkFetcher.Entry] {
-        let lengths = Array((1...min(chunkSize - 1, reusable - start)).reversed())
+        let longest = min(chunkSize - 1, reusable - start)
+        guard longest > longerThan else { return [] }
+        let lengths = Array(((longerThan + 1)...longest).reversed())
         let keys = lengths.map { keyer.key(parent: parent, tokens: tokens[start..<(start + $0)]) }
         return zip(fetcher.probe(keys), zip(keys, lengths)).compactMap { level, candidate in
             level.map { fetchEntry(candidate.0, level: $0, parent: parent, chainIndex: start / chunkSize,
@@ -265,15 +289,20 @@ extension PrefixCache {
         }
     }
 
-    /// The tails stored at chunk boundary `start`: those the prompt continues, and the
-    /// prompt tail sharing the most rows with it when that is more than the longest of them.
-    private func probeTails(_ tokens: [Int], start: Int, reusable: Int, fetcher: ChunkFetcher) -> TailProbe {
+    /// The tails stored at chunk boundary `start` (after chunk `parent`, if known): those the
+    /// prompt continues, and the prompt tail sharing the most rows with it when that is more
+    /// than the longest of them. Tails shorter than that prompt tail's shared rows are looked
+    /// for only when it does not splice (`unprobedUpTo`).
+    private func probeTails(_ tokens: [Int], start: Int, parent: ChunkKey? = nil, reusable: Int,
+                            fetcher: ChunkFetcher) -> TailProbe {
         guard start % chunkSize == 0, start < reusable else { return TailProbe(start: start, untried: []) }
-        let parent = keyer.chain(Array(tokens[..<start])).last ?? .root
-        let exact = storedTails(tokens, start: start, parent: parent, reusable: reusable, fetcher: fetcher)
+        let parent = parent ?? keyer.chain(Array(tokens[..<start])).last ?? .root
         let prompt = promptTailMatch(tokens, start: start, parent: parent, reusable: reusable, fetcher: fetcher)
-        return TailProbe(start: start, untried: exact,
-                         prompt: prompt.flatMap { $0.rows > (exact.first?.tokens ?? 0) ? $0 : nil })
+        // A stored tail as long as the prompt tail's shared rows still wins (a document's own
+        // tail), so lengths from those rows on are looked for.
+        let shorter = max(0, (prompt?.rows ?? 0) - 1)
+        let exact = storedTails(tokens, start: start, parent: parent, reusable: reusable, longerThan: shorter, fetcher: fetcher)
+        return TailProbe(start: start, untried: exact, prompt: exact.isEmpty ? prompt : nil, unprobedUpTo: shorter)
     }
 
     /// Step 5b: the stored tail past a chain that `spliceFromDisk` did not fetch it with
@@ -289,11 +318,22 @@ extension PrefixCache {
         let probe = probed.flatMap { $0.start == state.cache.count ? $0 : nil }
             ?? timed(&seconds) { probeTails(state.tokens, start: state.cache.count, reusable: reusable, fetcher: fetcher) }
         if let prompt = probe.prompt, timed(&seconds, { splicePromptTail(&state, prompt, fetcher: fetcher) }) { return }
-        for tail in probe.untried {
-            let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache).outcomes[0] }
-            recordTail(outcome, tokens: tail.tokens, level: tail.level, in: &state)
-            if outcome == .spliced { return }
+        let spliceFirst = { (tails: [ChunkFetcher.Entry], state: inout SequenceState) -> Bool in
+            for tail in tails {
+                let outcome = timed(&seconds) { fetcher.fetchRun([tail], into: &state.cache).outcomes[0] }
+                self.recordTail(outcome, tokens: tail.tokens, level: tail.level, in: &state)
+                if outcome == .spliced { return true }
+            }
+            return false
         }
+        if spliceFirst(probe.untried, &state) || probe.unprobedUpTo == 0 { return }
+        // The longer tails did not splice: the shorter ones, not looked for yet.
+        let start = probe.start
+        let shorter = timed(&seconds) {
+            storedTails(state.tokens, start: start, parent: keyer.chain(Array(state.tokens[..<start])).last ?? .root,
+                        reusable: min(reusable, start + probe.unprobedUpTo), fetcher: fetcher)
+        }
+        _ = spliceFirst(shorter, &state)
     }
 
     /// Step 6: prefill `tokens[cache.count ..< end]`, one engine chunk (`LlamaModel.chunkSize`
