@@ -134,8 +134,10 @@ final class AttentionPathTests: XCTestCase {
                 defer { kv_attend_set_tiles(-1) }
                 var whole = [Float](repeating: .nan, count: positions * ldq)
                 run(0..<positions, into: &whole)
-                // Splits: a long prefix then the rest in calls of 1, 7, 32 and 33 rows.
-                for (cut, step) in [(positions - 5, 1), (positions - 40, 7), (511, 32), (700, 33), (257, 600)] {
+                // Splits: a long prefix then the rest in calls of 1, 7, 9 (a hit's question), 32
+                // and 33 rows.
+                for (cut, step) in [(positions - 5, 1), (positions - 40, 7), (positions - 18, 9), (511, 32), (700, 33),
+                                    (257, 600)] {
                     var split = [Float](repeating: .nan, count: positions * ldq)
                     run(0..<cut, into: &split)
                     for r0 in stride(from: cut, to: positions, by: step) { run(r0..<min(positions, r0 + step), into: &split) }
