@@ -146,9 +146,10 @@ extension PrefixCache {
     /// Steps 3-5: probe every full chunk past the RAM match, then fetch and splice each
     /// run of consecutive stored chunks (decoded in parallel, K rotated and narrowed to f16 as it lands),
     /// prefilling the gaps (holes) between runs and the chunks a run could not splice
-    /// (rejected, gone, late) while keeping the ones after them. The last run takes the document's tail
-    /// stored after it (see `storedTails`) along, so all of it decodes in one parallel step.
-    /// Returns that last probe for tails, so `spliceTail` need not hash and probe again.
+    /// (rejected, gone, late) while keeping the ones after them. The last run takes the stored
+    /// tail past it along (a document's, or a prompt tail's shared rows: `tailForRun`), so all
+    /// of it decodes in one parallel step. Returns that last probe for tails, so `spliceTail`
+    /// need not hash and probe again.
     private func spliceFromDisk(_ state: inout SequenceState, reusable: Int) throws -> TailProbe? {
         guard !tiers.levels.isEmpty else { return nil }
         let fetcher = ChunkFetcher(tiers: tiers, fingerprint: modelFingerprint, logger: options.logger)
@@ -180,53 +181,71 @@ extension PrefixCache {
             }
             let end = found[index...].firstIndex(of: nil) ?? keys.count
             var entries = (index..<end).map(entry)
-            // A prompt tail the run decodes with its chunks (in place: its rows past the shared
-            // ones are dropped after), so its rows need not wait for a pass of their own.
-            var promptTail: PromptTailMatch?
+            var tailRows = 0  // of a stored tail the run ends with, the rows the prompt uses
             if !found[end...].contains(where: { $0 != nil }) {
                 var probe = timed(&seconds) {
                     probeTails(state.tokens, start: end * size, parent: end > 0 ? keys[end - 1] : .root,
                                reusable: reusable, fetcher: fetcher)
                 }
-                if let prompt = probe.prompt {
-                    if end * size + prompt.entry.tokens <= state.cache.capacity {
-                        entries.append(prompt.entry)
-                        promptTail = prompt
-                        probe.prompt = nil
-                    }
-                } else if let tail = probe.untried.first {  // a stored tail the whole prompt continues
-                    entries.append(tail)
-                    probe.untried.removeFirst()
+                if let tail = tailForRun(&probe, capacity: state.cache.capacity) {
+                    entries.append(tail.entry)
+                    tailRows = tail.rows
                 }
                 probed = probe
             }
-            let runEnd = entries.reduce(start) { $0 + $1.tokens }
-            let reuseEnd = promptTail.map { runEnd - $0.entry.tokens + $0.rows } ?? runEnd
-            let run = timed(&seconds) { fetcher.fetchRun(onlyNeeded(entries, start: start, end: reuseEnd), into: &state.cache) }
-            for (offset, outcome) in run.outcomes.enumerated() {
-                // Past an entry that was not spliced: recompute up to this one, then put back
-                // its rows (each chunk is read once; the chain keeps later ones valid).
-                if outcome == .spliced && state.cache.count < run.ranges[offset].upperBound {
-                    try prefill(&state, upTo: run.ranges[offset].lowerBound)
-                    timed(&seconds) { run.appendHeld(offset, to: &state.cache) }
-                }
-                let range = run.ranges[offset], tail = offset == end - index
-                let rows = tail && promptTail != nil ? range.lowerBound..<reuseEnd : range
-                if outcome == .spliced { noteSkipped(run.fetched[offset], rows: rows, in: &state) }
-                guard !tail else {
-                    if outcome == .spliced && promptTail != nil {
-                        state.cache.truncate(to: reuseEnd)
-                        probed = TailProbe(start: reuseEnd, untried: [])  // nothing more to splice
-                    }
-                    recordTail(outcome, tokens: rows.count, level: entries[offset].level, in: &state)
-                    break
-                }
-                record(outcome, chunk: index + offset, tokens: size, level: entries[offset].level, in: &state)
-                if outcome != .spliced { found[index + offset] = nil }  // recomputed
-            }
+            let spliced = try spliceRun(entries, chunks: index..<end, tailRows: tailRows, fetcher: fetcher,
+                                        into: &state, seconds: &seconds)
+            for i in spliced.recomputed { found[i] = nil }
+            if spliced.tailSpliced { probed = TailProbe(start: state.cache.count, untried: []) }  // nothing more to splice
             index = state.cache.count / size
         }
         return probed
+    }
+
+    /// The stored tail a run of chunks ending at `probe.start` takes along, out of `probe`: the
+    /// prompt tail when its rows fit the cache (in place: its rows past the shared ones are
+    /// dropped after the run), else the longest document tail the prompt continues. Nil when
+    /// there is none, or the prompt tail is decoded beside the cache later (`spliceTail`).
+    private func tailForRun(_ probe: inout TailProbe, capacity: Int) -> (entry: ChunkFetcher.Entry, rows: Int)? {
+        if let prompt = probe.prompt {
+            guard probe.start + prompt.entry.tokens <= capacity else { return nil }
+            probe.prompt = nil
+            return (prompt.entry, prompt.rows)
+        }
+        guard let tail = probe.untried.first else { return nil }
+        probe.untried.removeFirst()
+        return (tail, tail.tokens)
+    }
+
+    /// Fetches one run: the full chunks `chunks` (their entries first in `entries`, starting at
+    /// the cache's end), then the stored tail if `entries` has one more, of which `tailRows` rows
+    /// are kept. Past an entry that was not spliced, its rows are recomputed and the later ones
+    /// put back (each chunk is read once; the chain keeps later ones valid). Returns the chunks
+    /// recomputed and whether the tail was spliced.
+    private func spliceRun(_ entries: [ChunkFetcher.Entry], chunks: Range<Int>, tailRows: Int, fetcher: ChunkFetcher,
+                           into state: inout SequenceState, seconds: inout Double) throws
+        -> (recomputed: [Int], tailSpliced: Bool) {
+        let start = state.cache.count
+        let reuseEnd = entries.reduce(start) { $0 + $1.tokens } - (entries.count > chunks.count ? entries.last!.tokens - tailRows : 0)
+        let run = timed(&seconds) { fetcher.fetchRun(onlyNeeded(entries, start: start, end: reuseEnd), into: &state.cache) }
+        var recomputed: [Int] = []
+        for (offset, outcome) in run.outcomes.enumerated() {
+            if outcome == .spliced && state.cache.count < run.ranges[offset].upperBound {
+                try prefill(&state, upTo: run.ranges[offset].lowerBound)
+                timed(&seconds) { run.appendHeld(offset, to: &state.cache) }
+            }
+            let isTail = offset == chunks.count, range = run.ranges[offset]
+            let rows = isTail ? range.lowerBound..<reuseEnd : range
+            if outcome == .spliced { noteSkipped(run.fetched[offset], rows: rows, in: &state) }
+            guard !isTail else {
+                if outcome == .spliced { state.cache.truncate(to: reuseEnd) }
+                recordTail(outcome, tokens: rows.count, level: entries[offset].level, in: &state)
+                return (recomputed, outcome == .spliced)
+            }
+            record(outcome, chunk: chunks.lowerBound + offset, tokens: chunkSize, level: entries[offset].level, in: &state)
+            if outcome != .spliced { recomputed.append(chunks.lowerBound + offset) }
+        }
+        return (recomputed, false)
     }
 
     /// The fetch of `key` from tier `level`; a shared entry carries the meta of its local copy.
