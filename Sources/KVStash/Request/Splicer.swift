@@ -268,9 +268,9 @@ extension PrefixCache {
         let start: Int
         var untried: [ChunkFetcher.Entry]
         var prompt: PromptTailMatch?
-        /// Stored tails of at most this many tokens were not looked for (the prompt tail shares
-        /// more rows): `spliceTail` looks for them if that prompt tail does not splice.
-        var unprobedUpTo = 0
+        /// Stored tails after `parent` of at most `upTo` tokens were not looked for (the prompt
+        /// tail shares more rows): `spliceTail` looks for them if that prompt tail does not splice.
+        var unprobed: (parent: ChunkKey, upTo: Int)?
     }
 
     /// Counts a fetched chunk in the sources.
@@ -311,7 +311,7 @@ extension PrefixCache {
     /// The tails stored at chunk boundary `start` (after chunk `parent`, if known): those the
     /// prompt continues, and the prompt tail sharing the most rows with it when that is more
     /// than the longest of them. Tails shorter than that prompt tail's shared rows are looked
-    /// for only when it does not splice (`unprobedUpTo`).
+    /// for only when it does not splice (`unprobed`).
     private func probeTails(_ tokens: [Int], start: Int, parent: ChunkKey? = nil, reusable: Int,
                             fetcher: ChunkFetcher) -> TailProbe {
         guard start % chunkSize == 0, start < reusable else { return TailProbe(start: start, untried: []) }
@@ -321,7 +321,8 @@ extension PrefixCache {
         // tail), so lengths from those rows on are looked for.
         let shorter = max(0, (prompt?.rows ?? 0) - 1)
         let exact = storedTails(tokens, start: start, parent: parent, reusable: reusable, longerThan: shorter, fetcher: fetcher)
-        return TailProbe(start: start, untried: exact, prompt: exact.isEmpty ? prompt : nil, unprobedUpTo: shorter)
+        return TailProbe(start: start, untried: exact, prompt: exact.isEmpty ? prompt : nil,
+                         unprobed: shorter > 0 ? (parent, shorter) : nil)
     }
 
     /// Step 5b: the stored tail past a chain that `spliceFromDisk` did not fetch it with
@@ -345,12 +346,12 @@ extension PrefixCache {
             }
             return false
         }
-        if spliceFirst(probe.untried, &state) || probe.unprobedUpTo == 0 { return }
+        guard !spliceFirst(probe.untried, &state), let unprobed = probe.unprobed else { return }
         // The longer tails did not splice: the shorter ones, not looked for yet.
         let start = probe.start
         let shorter = timed(&seconds) {
-            storedTails(state.tokens, start: start, parent: keyer.chain(Array(state.tokens[..<start])).last ?? .root,
-                        reusable: min(reusable, start + probe.unprobedUpTo), fetcher: fetcher)
+            storedTails(state.tokens, start: start, parent: unprobed.parent, reusable: min(reusable, start + unprobed.upTo),
+                        fetcher: fetcher)
         }
         _ = spliceFirst(shorter, &state)
     }
