@@ -198,17 +198,31 @@ KV_CLONES void kv_gelu_mul_q16(const float *gate, const float *up, size_t rows, 
     gated_mul_q16(gate, up, rows, n, ld, out, ldo, 1);
 }
 
-/* One head of RoPE, 16 lanes at a time. Adjacent pairs (x[2i], x[2i+1]): eight angles
-   per vector, each cos/sin duplicated over its pair and the pair swapped for the sin term.
-   Halves (x[i], x[i+half]): sixteen angles per vector. Every vector is loaded before its
-   store, so y may be x. */
-static inline __attribute__((always_inline)) void rope_head(float *y, const float *x, const float *c, const float *s,
-                                                          size_t half, int neox) {
+/* Puts one rotated vector: 16 floats at y + i, or (yh non-null) narrowed to halves at yh + i,
+   with a non-temporal store when `nt` (yh + i then 32-byte aligned). */
+typedef _Float16 v16h_a32 __attribute__((vector_size(32), aligned(32)));
+static inline __attribute__((always_inline)) void put16(float *y, uint16_t *yh, int nt, size_t i, v16f v) {
+    if (!yh) {
+        store16(y + i, v);
+    } else if (nt) {
+        __builtin_nontemporal_store(__builtin_convertvector(v, v16h_a32), (v16h_a32 *)(yh + i));
+    } else {
+        store16h(yh + i, v);
+    }
+}
+
+/* One head of RoPE, 16 lanes at a time, into f32 `y` or f16 `yh` (put16). Adjacent pairs
+   (x[2i], x[2i+1]): eight angles per vector, each cos/sin duplicated over its pair and the
+   pair swapped for the sin term. Halves (x[i], x[i+half]): sixteen angles per vector. Every
+   vector is loaded before its store, so y may be x. Both outputs take the same expressions,
+   so an f16 row equals the f32 row narrowed. */
+static inline __attribute__((always_inline)) void rope_head(float *y, uint16_t *yh, int nt, const float *x,
+                                                          const float *c, const float *s, size_t half, int neox) {
     if (neox) {
         for (size_t i = 0; i < half; i += 16) {
             const v16f a = load16(x + i), b = load16(x + i + half), cv = load16(c + i), sv = load16(s + i);
-            store16(y + i, a * cv - b * sv);
-            store16(y + i + half, a * sv + b * cv);
+            put16(y, yh, nt, i, a * cv - b * sv);
+            put16(y, yh, nt, i + half, a * sv + b * cv);
         }
         return;
     }
@@ -221,38 +235,64 @@ static inline __attribute__((always_inline)) void rope_head(float *y, const floa
                         (v16f){-1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1};
         const v16f v = load16(x + 2 * i);
         const v16f swapped = __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
-        store16(y + 2 * i, v * cd + swapped * sd);
+        put16(y, yh, nt, 2 * i, v * cd + swapped * sd);
     }
+}
+
+/* One head of RoPE in plain C (n_rot/2 not a multiple of the vector's angles), into f32 `y`
+   or f16 `yh`: the same expressions either way. */
+static inline __attribute__((always_inline)) void rope_head_scalar(float *y, uint16_t *yh, const float *x,
+                                                                 const float *c, const float *s, size_t half, int neox) {
+    kv_f16 *h = (kv_f16 *)yh;
+    for (size_t i = 0; i < half; i++) {
+        const size_t i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        const float a = x[i0], b = x[i1];
+        const float r0 = a * c[i] - b * s[i], r1 = a * s[i] + b * c[i];
+        if (yh) { h[i0] = (kv_f16)r0; h[i1] = (kv_f16)r1; } else { y[i0] = r0; y[i1] = r1; }
+    }
+}
+
+/* kv_rope into f32 rows (dst) or, with dst_h, f16 rows: the rows of a splice narrowed as
+   they are rotated. */
+static inline __attribute__((always_inline)) void rope_rows(float *dst, uint16_t *dst_h, size_t ld_dst, const float *src,
+                                                          size_t ld_src, size_t rows, size_t heads, size_t head_dim,
+                                                          size_t n_rot, const float *cos_t, const float *sin_t, int neox) {
+    const size_t half = n_rot / 2;
+    const int vector = neox ? half % 16 == 0 : half % 8 == 0;
+    const int nt = dst_h && ((uintptr_t)dst_h & 31) == 0 && ld_dst % 16 == 0 && head_dim % 16 == 0;
+    for (size_t r = 0; r < rows; r++) {
+        const float *c = cos_t + r * half, *s = sin_t + r * half;
+        for (size_t h = 0; h < heads; h++) {
+            const float *x = src + r * ld_src + h * head_dim;
+            float *y = dst_h ? NULL : dst + r * ld_dst + h * head_dim;
+            uint16_t *yh = dst_h ? dst_h + r * ld_dst + h * head_dim : NULL;
+            if (vector) {
+                rope_head(y, yh, nt, x, c, s, half, neox);
+            } else {
+                rope_head_scalar(y, yh, x, c, s, half, neox);
+            }
+            if (yh) {
+                for (size_t i = n_rot; i < head_dim; i++) ((kv_f16 *)yh)[i] = (kv_f16)x[i];
+            } else if (y != x) {
+                for (size_t i = n_rot; i < head_dim; i++) y[i] = x[i];
+            }
+        }
+    }
+#if defined(__x86_64__)
+    if (nt) __builtin_ia32_sfence();
+#endif
 }
 
 KV_CLONES void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
                        size_t heads, size_t head_dim, size_t n_rot,
                        const float *cos_t, const float *sin_t, int neox) {
-    const size_t half = n_rot / 2;
-    const int vector = neox ? half % 16 == 0 : half % 8 == 0;
-    for (size_t r = 0; r < rows; r++) {
-        const float *c = cos_t + r * half, *s = sin_t + r * half;
-        for (size_t h = 0; h < heads; h++) {
-            const float *x = src + r * ld_src + h * head_dim;
-            float *y = dst + r * ld_dst + h * head_dim;
-            if (vector) {
-                rope_head(y, x, c, s, half, neox);
-            } else if (neox) {
-                for (size_t i = 0; i < half; i++) {
-                    const float a = x[i], b = x[i + half];
-                    y[i] = a * c[i] - b * s[i];
-                    y[i + half] = a * s[i] + b * c[i];
-                }
-            } else {
-                for (size_t i = 0; i < half; i++) {
-                    const float a = x[2 * i], b = x[2 * i + 1];
-                    y[2 * i] = a * c[i] - b * s[i];
-                    y[2 * i + 1] = a * s[i] + b * c[i];
-                }
-            }
-            if (y != x) for (size_t i = n_rot; i < head_dim; i++) y[i] = x[i];
-        }
-    }
+    rope_rows(dst, NULL, ld_dst, src, ld_src, rows, heads, head_dim, n_rot, cos_t, sin_t, neox);
+}
+
+KV_CLONES void kv_rope_f16_stream(uint16_t *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
+                                  size_t heads, size_t head_dim, size_t n_rot,
+                                  const float *cos_t, const float *sin_t, int neox) {
+    rope_rows(NULL, dst, ld_dst, src, ld_src, rows, heads, head_dim, n_rot, cos_t, sin_t, neox);
 }
 
 /* Softmax of row[lo, hi) with 16 independent lanes (exp16_nonpos); the partial last vector

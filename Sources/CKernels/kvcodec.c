@@ -196,3 +196,42 @@ KV_CLONES void kv_dequant_rows(float *restrict dst, const uint8_t *restrict code
         }
     }
 }
+
+typedef uint8_t v16u8_codes __attribute__((vector_size(16), aligned(1)));
+typedef float v16f_any __attribute__((vector_size(64), aligned(4)));
+typedef _Float16 v16h_a32 __attribute__((vector_size(32), aligned(32)));
+typedef _Float16 v16h_any __attribute__((vector_size(32), aligned(1)));
+
+KV_CLONES int kv_dequant_rows_f16_stream(uint16_t *restrict dst, const uint8_t *restrict codes, size_t rows, size_t d,
+                                         size_t g, unsigned bits, const void *restrict scale,
+                                         const void *restrict zero) {
+    if (bits != 8) return 0;
+    const kv_half_unaligned *sh = (const kv_half_unaligned *)scale, *zh = (const kv_half_unaligned *)zero;
+    const size_t ng = (d + g - 1) / g;
+    const int nt = ((uintptr_t)dst & 31) == 0 && d % 16 == 0 && g % 16 == 0;
+    kv_half *out = (kv_half *)dst;
+    for (size_t r = 0; r < rows; r++) {
+        kv_half *o = out + r * d;
+        const uint8_t *c = codes + r * d;
+        for (size_t j = 0; j < ng; j++) {
+            size_t c0 = j * g, c1 = c0 + g < d ? c0 + g : d, i = c0;
+            const float s = (float)sh[r * ng + j], z = (float)zh[r * ng + j];
+            for (; i + 16 <= c1; i += 16) {
+                v16u8_codes q;
+                memcpy(&q, c + i, sizeof q);
+                const v16f_any v = __builtin_convertvector(q, v16f_any) * s + z;
+                if (nt) {
+                    __builtin_nontemporal_store(__builtin_convertvector(v, v16h_a32), (v16h_a32 *)(o + i));
+                } else {
+                    const v16h_any h = __builtin_convertvector(v, v16h_any);
+                    memcpy(o + i, &h, sizeof h);
+                }
+            }
+            for (; i < c1; i++) o[i] = (kv_half)((float)c[i] * s + z);
+        }
+    }
+#if defined(__x86_64__)
+    if (nt) __builtin_ia32_sfence();
+#endif
+    return 1;
+}

@@ -79,7 +79,7 @@ public struct KVBlockDecoder: Sendable {
         let rows = position..<(position + layout.tokens)
         if rows.upperBound > oldCount { cache.extend(by: rows.upperBound - oldCount) }
         do {
-            try stream(reader, layout, header.layerList) { layer, kind, decode in
+            try stream(reader, layout, header.layerList) { layer, kind, decode, _ in
                 cache.withMutableRows(layer: layer, kind, rows) { decode(0..<layout.tokens, $0) }
             }
         } catch {
@@ -116,8 +116,8 @@ public struct KVBlockDecoder: Sendable {
             throw KVBlockError.invalidHeader("\(layout.tokens) tokens for \(writer.rows.count) rows")
         }
         try stream(openFrame(raw, header, size, verifyContent: verifiesFrameContent), layout,
-                   header.layerList) { layer, kind, decode in
-            writer.withMutableTiles(layer: layer, kind, decode)
+                   header.layerList) { layer, kind, decode, halves in
+            writer.withMutableTiles(layer: layer, kind, halves: halves, decode)
         }
         return header
     }
@@ -153,10 +153,13 @@ public struct KVBlockDecoder: Sendable {
     }
 
     /// Streams every section out of the frame (in place where the frame allows) and has
-    /// `rows(layer, kind, decode)` place it (`layer` of the cache: the block's carried
-    /// `layers` in order): `decode(tokens, dst)` decodes the section's rows `tokens` into f32 `dst`.
+    /// `rows(layer, kind, decode, halves)` place it (`layer` of the cache: the block's carried
+    /// `layers` in order): `decode(tokens, dst)` decodes the section's rows `tokens` into f32
+    /// `dst`; `halves(tokens, dst)` decodes them straight into f16 `dst` where the codec can
+    /// (returning whether it did).
     private func stream(_ reader: FrameReader, _ layout: KVBlockLayout, _ layers: [Int],
-                        into rows: (Int, KVKind, (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) -> Void)
+                        into rows: (Int, KVKind, (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void,
+                                    (Range<Int>, UnsafeMutablePointer<UInt16>) -> Bool) -> Void)
         throws(KVBlockError) {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: layout.largestSection, alignment: 64)
         let work = UnsafeMutablePointer<Float>.allocate(capacity: 3 * layout.kvDim)
@@ -166,7 +169,8 @@ public struct KVBlockDecoder: Sendable {
             for kind in [KVKind.key, .value] {
                 let section = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<layout.section(kind).byteCount])
                 let bytes = try reader.view(section.count, scratch: section)
-                rows(layer, kind) { tokens, dst in codec.decode(bytes, kind, rows: tokens, into: dst) }
+                rows(layer, kind, { tokens, dst in codec.decode(bytes, kind, rows: tokens, into: dst) },
+                     { tokens, dst in codec.decodeHalves(bytes, kind, rows: tokens, into: dst) })
             }
         }
         try reader.finish()

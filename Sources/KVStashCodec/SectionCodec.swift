@@ -65,6 +65,28 @@ struct SectionCodec {
         }
     }
 
+    /// `decode` straight into f16 rows `dst` (`rows.count * kvDim` halves, the cache's own
+    /// memory), where the codec's rows need no other step: f16 copied, 8-bit codes grouped by
+    /// token dequantized and narrowed in one pass. The same bits as `decode` then narrowing.
+    /// Returns false, writing nothing, for the others (f32, per-channel groups, 4-bit codes).
+    func decodeHalves(_ src: UnsafeRawBufferPointer, _ kind: KVKind, rows: Range<Int>,
+                      into dst: UnsafeMutablePointer<UInt16>) -> Bool {
+        let base = src.baseAddress!, n = rows.count * d
+        switch layout.codec {
+        case .f32:
+            return false
+        case .f16:
+            UnsafeMutableRawPointer(dst).copyMemory(from: base + 2 * rows.lowerBound * d, byteCount: 2 * n)
+            return true
+        case .int8, .int4:
+            guard !layout.perChannel(kind) else { return false }
+            let (scales, zeros, codes) = parts(of: UnsafeMutableRawPointer(mutating: base), kind)
+            let g = layout.groupSize, groups = (d + g - 1) / g, r0 = rows.lowerBound
+            return kv_dequant_rows_f16_stream(dst, codes.assumingMemoryBound(to: UInt8.self) + r0 * layout.rowBytes,
+                                              rows.count, d, g, bits, scales + 2 * r0 * groups, zeros + 2 * r0 * groups) != 0
+        }
+    }
+
     private func dequantize(_ y: UnsafeMutablePointer<Float>, _ kind: KVKind, _ rows: Range<Int>, scales: UnsafeRawPointer,
                             zeros: UnsafeRawPointer, codes: UnsafePointer<UInt8>) {
         let g = layout.groupSize

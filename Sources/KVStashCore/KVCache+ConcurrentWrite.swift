@@ -41,23 +41,30 @@ public struct KVRowWriter: @unchecked Sendable {
     }
 
     /// Writes this writer's rows of `kind` in `layer` a tile of `tileRows` rows at a time,
-    /// in one pass over the cache's memory: `body(tile, buffer)` fills rows `tile` (counted
-    /// from `rows.lowerBound`) into `buffer` (`tile.count * kvDim` floats that stay in L1)
-    /// with K before RoPE or V; K is rotated there for its positions, and the tile is
-    /// narrowed to f16 into the cache with non-temporal stores (a splice writes far more
-    /// than the caches hold, and plain stores would first read every line they write).
+    /// in one pass over the cache's memory. For each tile, `halves(tile, dst)` may write the
+    /// rows `tile` (counted from `rows.lowerBound`) as f16 straight into the cache (`dst`,
+    /// `tile.count * kvDim` halves) and return true; it is asked only where nothing is left
+    /// to do to them (V, or K without a rotation). Otherwise `body(tile, buffer)` fills
+    /// `buffer` (`tile.count * kvDim` floats that stay in L1) with K before RoPE or V, and the
+    /// tile is rotated (K) and narrowed to f16 into the cache in one pass. Both write with
+    /// non-temporal stores where the cache's alignment allows (a splice writes far more than
+    /// the caches hold, and plain stores would first read every line they write).
     public func withMutableTiles(layer: Int, _ kind: KVKind,
+                                 halves: (Range<Int>, UnsafeMutablePointer<UInt16>) throws -> Bool = { _, _ in false },
                                  _ body: (Range<Int>, UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
         precondition(layer >= 0 && layer < shape.layers)
         let d = shape.kvDim, out = storage.pointer(layer: layer, kind) + rows.lowerBound * d
+        let rotation = kind == .key ? rotation?[layer] : nil
         for t0 in stride(from: 0, to: rows.count, by: Self.tileRows) {
             let tile = t0..<min(rows.count, t0 + Self.tileRows), n = tile.count * d
+            if rotation == nil, try halves(tile, out + t0 * d) { continue }
             try body(tile, UnsafeMutableBufferPointer(start: scratch, count: n))
-            if kind == .key, let rotation {
-                rotation[layer].apply(scratch, stride: d, into: scratch, stride: d, rows: tile.count,
+            if let rotation {
+                rotation.apply(scratch, stride: d, intoHalves: out + t0 * d, stride: d, rows: tile.count,
                                firstPosition: firstPosition + t0, heads: shape.kvHeads, headDim: shape.headDim)
+            } else {
+                kv_f32_to_f16_stream(out + t0 * d, scratch, n)
             }
-            kv_f32_to_f16_stream(out + t0 * d, scratch, n)
         }
     }
 

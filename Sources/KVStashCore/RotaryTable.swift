@@ -83,14 +83,32 @@ public struct RotaryTable: Sendable {
     ///   their strides, and `heads * headDim` fits in a stride.
     public func apply(_ src: UnsafePointer<Float>, stride ldSrc: Int, into dst: UnsafeMutablePointer<Float>,
                       stride ldDst: Int, rows: Int, firstPosition: Int, heads: Int, headDim: Int) {
+        withTables(rows: rows, firstPosition: firstPosition, heads: heads, headDim: headDim, strides: ldSrc, ldDst) { c, s, neox in
+            kv_rope(dst, ldDst, src, ldSrc, rows, heads, headDim, ropeDims, c, s, neox)
+        }
+    }
+
+    /// `apply` with the rotated rows narrowed to f16 into `dst` in the same pass (round to
+    /// nearest even; the same bits as `apply` then narrowing), with non-temporal stores where
+    /// `dst` is aligned for them: K of a splice, written once into the cache.
+    public func apply(_ src: UnsafePointer<Float>, stride ldSrc: Int, intoHalves dst: UnsafeMutablePointer<UInt16>,
+                      stride ldDst: Int, rows: Int, firstPosition: Int, heads: Int, headDim: Int) {
+        withTables(rows: rows, firstPosition: firstPosition, heads: heads, headDim: headDim, strides: ldSrc, ldDst) { c, s, neox in
+            kv_rope_f16_stream(dst, ldDst, src, ldSrc, rows, heads, headDim, ropeDims, c, s, neox)
+        }
+    }
+
+    /// Checks the layout and calls `body` with the cosines and sines of `rows` positions from
+    /// `firstPosition` and the kernel's style flag.
+    private func withTables(rows: Int, firstPosition: Int, heads: Int, headDim: Int, strides ld0: Int, _ ld1: Int,
+                            _ body: (UnsafePointer<Float>, UnsafePointer<Float>, Int32) -> Void) {
         guard rows > 0 else { return }
         precondition(covers(firstPosition..<(firstPosition + rows)), "RoPE table does not cover the positions")
-        precondition(ropeDims <= headDim && heads * headDim <= min(ldSrc, ldDst), "RoPE layout")
+        precondition(ropeDims <= headDim && heads * headDim <= min(ld0, ld1), "RoPE layout")
         let offset = (firstPosition - positions.lowerBound) * half
         cos.withUnsafeBufferPointer { c in
             sin.withUnsafeBufferPointer { s in
-                kv_rope(dst, ldDst, src, ldSrc, rows, heads, headDim, ropeDims,
-                        c.baseAddress! + offset, s.baseAddress! + offset, style == .halves ? 1 : 0)
+                body(c.baseAddress! + offset, s.baseAddress! + offset, style == .halves ? 1 : 0)
             }
         }
     }

@@ -3,12 +3,13 @@ import KVStashCore
 import XCTest
 
 /// The splice's one-pass tiles (`KVRowWriter.withMutableTiles`, which the decoder uses):
-/// a block decoded tile by tile into a cache gives the same f16 rows, bit for bit, as its
-/// whole decoded f32 rows rotated and narrowed at once, for every codec and grouping,
-/// including groups that tiles cut across.
+/// a block decoded tile by tile into a cache (values and f16 sections straight into f16, keys
+/// rotated and narrowed in one pass) gives the same f16 rows, bit for bit, as its whole
+/// decoded f32 rows rotated and narrowed at once, for every codec and grouping, including
+/// groups that tiles cut across, both RoPE layouts and a partial rotation.
 final class SpliceTileTests: XCTestCase {
-    let shape = KVShape(layers: 2, kvHeads: 2, headDim: 16)
-    let table = RotaryTable(positions: 0..<128, ropeDims: 16, base: 10000, style: .adjacent)
+    var shape = KVShape(layers: 2, kvHeads: 2, headDim: 16)
+    var table = RotaryTable(positions: 0..<128, ropeDims: 16, base: 10000, style: .adjacent)
     let key = [UInt8](repeating: 3, count: 32), fingerprint = [UInt8](repeating: 4, count: 32)
 
     func source(tokens: Int) -> KVRows {
@@ -29,11 +30,27 @@ final class SpliceTileTests: XCTestCase {
     }
 
     func testTiledDecodeEqualsWholeRowsRotatedAndNarrowed() throws {
+        try checkTiledDecode()
+    }
+
+    /// Gemma 3's layout (one KV head of 256, halves), SmolLM2's (3 heads of 64, adjacent pairs),
+    /// and a rotation of part of each head whose pairs fit no vector (12 of 20 channels).
+    func testTiledDecodeOnModelLayouts() throws {
+        for (heads, dim, rope, style) in [(1, 256, 256, RotaryTable.Style.halves), (3, 64, 64, .adjacent),
+                                          (2, 20, 12, .halves), (2, 20, 12, .adjacent)] {
+            shape = KVShape(layers: 2, kvHeads: heads, headDim: dim)
+            table = RotaryTable(positions: 0..<128, ropeDims: rope, base: 1e6, style: style)
+            try checkTiledDecode()
+        }
+    }
+
+    private func checkTiledDecode() throws {
         let tokens = 45, offset = 7
         let src = source(tokens: tokens)
         let configs: [(KVCodec, Int, KVKeyGrouping)] = [(.f32, 0, .perChannel), (.f16, 0, .perChannel),
                                                         (.int8, 32, .perChannel), (.int8, 20, .perChannel),
-                                                        (.int4, 20, .perChannel), (.int4, 12, .perToken)]
+                                                        (.int8, 16, .perToken), (.int4, 20, .perChannel),
+                                                        (.int4, 12, .perToken)]
         for (codec, group, grouping) in configs {
             let encoder = KVBlockEncoder(codec: codec, groupSize: max(group, 1), keyGrouping: grouping)
             let block = try encoder.encode(src, range: 0..<tokens, chunkKey: key, modelFingerprint: fingerprint)
@@ -61,7 +78,7 @@ final class SpliceTileTests: XCTestCase {
                 for kind in [KVKind.key, .value] {
                     XCTAssertEqual(tiled.withHalfRows(layer: layer, kind, 0..<tokens) { Array($0) },
                                    whole.withHalfRows(layer: layer, kind, 0..<tokens) { Array($0) },
-                                   "\(codec.name) G=\(group) \(grouping) layer \(layer) \(kind)")
+                                   "\(shape) \(codec.name) G=\(group) \(grouping) layer \(layer) \(kind)")
                 }
             }
         }

@@ -60,6 +60,13 @@ void kv_rmsnorm_heads(float *x, size_t ld, size_t rows, size_t heads, size_t hea
 void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
              size_t heads, size_t head_dim, size_t n_rot,
              const float *cos_t, const float *sin_t, int neox);
+/* kv_rope with the rotated rows narrowed to f16 (round to nearest even) into dst, in the
+   same pass: equal to kv_rope then kv_f32_to_f16, bit for bit. Non-temporal stores when dst
+   is 32-byte aligned and ld_dst and head_dim are multiples of 16 (a spliced KV cache), then
+   a store fence. */
+void kv_rope_f16_stream(uint16_t *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
+                        size_t heads, size_t head_dim, size_t n_rot,
+                        const float *cos_t, const float *sin_t, int neox);
 
 /* Causal softmax of a block of attention scores: row r of `s` (stride ld) holds
    scores against keys 0..<ld; keys 0..<valid0 + r are visible (exclusive bound

@@ -45,5 +45,11 @@ int kv_quant_rows(const float *src, size_t rows, size_t d, size_t g, unsigned bi
                   uint16_t *scale, uint16_t *zero, uint8_t *codes, float *work /* d */);
 void kv_dequant_rows(float *dst, const uint8_t *codes, size_t rows, size_t d, size_t g,
                      unsigned bits, const void *scale /* fp16, any alignment */, const void *zero);
+/* kv_dequant_rows narrowed to f16 in the same pass (equal to kv_dequant_rows then
+   kv_f32_to_f16, bit for bit), for 8-bit codes: a spliced value row written once.
+   Non-temporal stores when dst is 32-byte aligned and d and g are multiples of 16, then a
+   store fence. Returns 0, writing nothing, for other bit widths. */
+int kv_dequant_rows_f16_stream(uint16_t *dst, const uint8_t *codes, size_t rows, size_t d, size_t g,
+                               unsigned bits, const void *scale, const void *zero);
 
 #endif
