@@ -81,7 +81,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "KV positions whose cache memory is faulted in at start (default: the model's context, at most 512 MiB; 0: none).")
     var prewarmTokens: Int?
 
-    @Flag(name: .long, help: "Skip the warm-up at start: a forward pass and the tokenizer's frequent words (the first request then starts the worker threads, binds the kernels and fills the tokenizer's merge caches).")
+    @Flag(name: .long, help: "Skip the warm-up at start: a forward pass, the tokenizer's frequent words and the request codecs (the first request then starts the worker threads, binds the kernels, fills the tokenizer's merge caches and resolves the request types).")
     var noWarmup = false
 
     @Option(name: .long, help: "On stop, seconds to wait for chunks still queued for the shared tier (0: none).")
@@ -135,6 +135,7 @@ struct ServeCommand: AsyncParsableCommand {
             maxActiveTokens: maxActiveTokens)
         let server = KVStashServer(configuration: config, backend: backend, admin: ChunkStoreAdmin(store: chunkStore),
                                    tiers: backend.tiers, ramTier: backend.tree)
+        if !noWarmup { server.warmUpCodecs() }
         let (host, modelID) = (self.host, backend.modelID)
         try await server.run { port in
             // One parseable line, so scripts (and the tests) can learn the port.
