@@ -9,18 +9,26 @@ restored slot, hot with a new question, exact repeat, decode), with llama-server
 attention off. Without `--swa-full` llama-server keeps only the sliding layers' window, so it
 re-evaluates the whole prompt on reuse; the JSON records how many prompt tokens each server
 evaluated on the hot hit (llama-server's `timings.prompt_n`, kvstash's prefilled tokens are
-the prompt minus what it spliced). Writes bench/results/swa-peers.json and prints a markdown
+the prompt minus what it spliced). kvstash's miss over its cold hit is also given pair by pair:
+repetition r's cold hit and miss run in the same process seconds apart, so a host that changes
+speed between repetitions moves both. Writes bench/results/swa-peers.json and prints a markdown
 table. Never run by CI; hold the CPU lock (`flock /tmp/cpu.lock`) while it runs.
 """
 import argparse
 import atexit
 import pathlib
+import statistics
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import peers  # noqa: E402
 
 CONFIGS = (("llamaServer", ()), ("llamaServerSwaFull", ("--swa-full",)))
+
+
+def paired_ratios(runs):
+    """Miss over cold hit of each repetition that ran both (same process, seconds apart)."""
+    return [m["ttft"] / c["ttft"] for m, c in zip(runs["miss"], runs["cold"])]
 
 
 def main():
@@ -35,8 +43,11 @@ def main():
     for tokens in args.tokens:
         document, tag = peers.corpus(tokens, args.chars_per_token), f"s{tokens}"
         runs, info = peers.measure(peers.KVStashSetup(args), args, document, tag)
+        ratios = paired_ratios(runs)
         size = {"targetTokens": tokens, "promptTokens": peers.prompt_tokens(runs),
-                "kvstash": {**peers.summary(runs), **info, "runs": runs}}
+                "kvstash": {**peers.summary(runs), **info, "missOverColdPaired": ratios,
+                            "missOverColdPairedMedian": statistics.median(ratios) if ratios else None,
+                            "runs": runs}}
         for name, extra in CONFIGS:
             runs, info = peers.measure(peers.LlamaSetup(args, False, extra), args, document, tag)
             size[name] = {**peers.summary(runs), **info, "promptTokens": peers.prompt_tokens(runs),
@@ -56,6 +67,9 @@ def main():
             print(f"| {s['promptTokens']} | {label} (ms) | {a[key]:.0f} | {b[key]:.0f} | {k[key]:.0f} |")
         print(f"| {s['promptTokens']} | hot hit: prompt tokens evaluated | {a['hotPromptEvaluated']} | "
               f"{b['hotPromptEvaluated']} | |")
+        print(f"\nkvstash miss / cold hit: {k['missMs'] / k['coldMs']:.1f}x by the medians; pair by pair "
+              f"{', '.join(f'{x:.1f}x' for x in k['missOverColdPaired'])} "
+              f"(median {k['missOverColdPairedMedian'] or 0:.1f}x)")
 
 
 if __name__ == "__main__":
