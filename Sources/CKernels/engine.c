@@ -198,16 +198,13 @@ KV_CLONES void kv_gelu_mul_q16(const float *gate, const float *up, size_t rows, 
     gated_mul_q16(gate, up, rows, n, ld, out, ldo, 1);
 }
 
-/* Puts one rotated vector: 16 floats at y + i, or (yh non-null) narrowed to halves at yh + i,
-   with a non-temporal store when `nt` (yh + i then 32-byte aligned). */
-typedef _Float16 v16h_a32 __attribute__((vector_size(32), aligned(32)));
+/* Puts one rotated vector: 16 floats at y + i, or (yh non-null) narrowed to halves at yh + i
+   (store16h_nt). */
 static inline __attribute__((always_inline)) void put16(float *y, uint16_t *yh, int nt, size_t i, v16f v) {
-    if (!yh) {
-        store16(y + i, v);
-    } else if (nt) {
-        __builtin_nontemporal_store(__builtin_convertvector(v, v16h_a32), (v16h_a32 *)(yh + i));
+    if (yh) {
+        store16h_nt(yh + i, v, nt);
     } else {
-        store16h(yh + i, v);
+        store16(y + i, v);
     }
 }
 

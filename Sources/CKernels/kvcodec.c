@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "clones.h"
+#include "vec16.h"
 
 typedef _Float16 kv_half __attribute__((may_alias));
 /* The same at any address (inputs read in place from a stored block). */
@@ -197,10 +198,6 @@ KV_CLONES void kv_dequant_rows(float *restrict dst, const uint8_t *restrict code
     }
 }
 
-typedef uint8_t v16u8_codes __attribute__((vector_size(16), aligned(1)));
-typedef float v16f_any __attribute__((vector_size(64), aligned(4)));
-typedef _Float16 v16h_a32 __attribute__((vector_size(32), aligned(32)));
-typedef _Float16 v16h_any __attribute__((vector_size(32), aligned(1)));
 
 KV_CLONES int kv_dequant_rows_f16_stream(uint16_t *restrict dst, const uint8_t *restrict codes, size_t rows, size_t d,
                                          size_t g, unsigned bits, const void *restrict scale,
@@ -217,15 +214,10 @@ KV_CLONES int kv_dequant_rows_f16_stream(uint16_t *restrict dst, const uint8_t *
             size_t c0 = j * g, c1 = c0 + g < d ? c0 + g : d, i = c0;
             const float s = (float)sh[r * ng + j], z = (float)zh[r * ng + j];
             for (; i + 16 <= c1; i += 16) {
-                v16u8_codes q;
+                v16u8 q;
                 memcpy(&q, c + i, sizeof q);
-                const v16f_any v = __builtin_convertvector(q, v16f_any) * s + z;
-                if (nt) {
-                    __builtin_nontemporal_store(__builtin_convertvector(v, v16h_a32), (v16h_a32 *)(o + i));
-                } else {
-                    const v16h_any h = __builtin_convertvector(v, v16h_any);
-                    memcpy(o + i, &h, sizeof h);
-                }
+                const v16f v = __builtin_convertvector(q, v16f) * s + z;
+                store16h_nt(o + i, v, nt);
             }
             for (; i < c1; i++) o[i] = (kv_half)((float)c[i] * s + z);
         }

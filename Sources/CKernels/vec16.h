@@ -29,6 +29,19 @@ typedef _Float16 v16h __attribute__((vector_size(32), aligned(1)));
 /* Narrows a 16-float vector expression to halves (round to nearest even) at `dst`. */
 #define store16h(dst, expr) do { const v16h h_ = __builtin_convertvector((expr), v16h); memcpy((dst), &h_, sizeof h_); } while (0)
 
+/* Narrows a 16-float vector expression to halves at `dst`; with a non-temporal store when
+   `nt` (dst then 32-byte aligned), for memory written once and not read soon (a spliced KV
+   cache). A macro, like store16h. */
+typedef _Float16 v16h_a32 __attribute__((vector_size(32), aligned(32)));
+#define store16h_nt(dst, expr, nt)                                                              \
+    do {                                                                                        \
+        if (nt) {                                                                               \
+            __builtin_nontemporal_store(__builtin_convertvector((expr), v16h_a32), (v16h_a32 *)(dst)); \
+        } else {                                                                                \
+            store16h((dst), (expr));                                                            \
+        }                                                                                       \
+    } while (0)
+
 /* 16 bytes, for the codes of a quantized block (nibbles or int8). */
 typedef uint8_t v16u8 __attribute__((vector_size(16), aligned(1)));
 typedef int8_t v16i8 __attribute__((vector_size(16), aligned(1)));

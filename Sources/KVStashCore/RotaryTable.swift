@@ -63,15 +63,10 @@ public struct RotaryTable: Sendable {
     /// inverse of `apply` for the same positions (the rotation by minus each angle).
     public func applyInverse(_ x: UnsafeMutablePointer<Float>, stride: Int, rows: Int, firstPosition: Int,
                              heads: Int, headDim: Int) {
-        guard rows > 0 else { return }
-        precondition(covers(firstPosition..<(firstPosition + rows)), "RoPE table does not cover the positions")
-        precondition(ropeDims <= headDim && heads * headDim <= stride, "RoPE layout")
-        let offset = (firstPosition - positions.lowerBound) * half
-        let negatedSin = sin[offset..<(offset + rows * half)].map { -$0 }
-        cos.withUnsafeBufferPointer { c in
-            negatedSin.withUnsafeBufferPointer { s in
-                kv_rope(x, stride, x, stride, rows, heads, headDim, ropeDims, c.baseAddress! + offset, s.baseAddress!,
-                        style == .halves ? 1 : 0)
+        withTables(rows: rows, firstPosition: firstPosition, heads: heads, headDim: headDim, strides: stride, stride) { c, s, neox in
+            let negatedSin = (0..<(rows * half)).map { -s[$0] }
+            negatedSin.withUnsafeBufferPointer {
+                kv_rope(x, stride, x, stride, rows, heads, headDim, ropeDims, c, $0.baseAddress!, neox)
             }
         }
     }
