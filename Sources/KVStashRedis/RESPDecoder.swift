@@ -23,10 +23,12 @@ public enum RESPProtocolError: Error, Equatable, CustomStringConvertible {
 
 /// Parses RESP2 replies out of a buffer. `parse` returns nil when the buffer holds only part
 /// of a reply and leaves the buffer's reader index where it was.
-struct RESPParser {
-    let limits: RESPLimits
+public struct RESPParser: Sendable {
+    public let limits: RESPLimits
 
-    func parse(_ buffer: inout ByteBuffer) throws -> RESPValue? {
+    public init(limits: RESPLimits) { self.limits = limits }
+
+    public func parse(_ buffer: inout ByteBuffer) throws -> RESPValue? {
         var copy = buffer
         guard let value = try parseValue(&copy, depth: 0) else { return nil }
         buffer.moveReaderIndex(to: copy.readerIndex)
@@ -81,9 +83,10 @@ struct RESPParser {
     /// The bytes up to the next CRLF (consumed with it), or nil when no CRLF has arrived yet.
     private func readLine(_ buffer: inout ByteBuffer) throws -> ByteBufferView? {
         let view = buffer.readableBytesView
-        let searched = view.prefix(limits.maxLineLength + 2)
+        // A line of at most maxLineLength bytes has its CR within the first maxLineLength + 1.
+        let searched = view.prefix(limits.maxLineLength + 1)
         guard let cr = searched.firstIndex(of: UInt8(ascii: "\r")) else {
-            if view.count > limits.maxLineLength + 1 { throw RESPProtocolError.lineTooLong(limit: limits.maxLineLength) }
+            if view.count > limits.maxLineLength { throw RESPProtocolError.lineTooLong(limit: limits.maxLineLength) }
             return nil
         }
         guard cr + 1 < view.endIndex else { return nil }

@@ -81,5 +81,5 @@ public struct RESPLimits: Sendable, Equatable {
 
     /// Bytes the decoder may buffer for one unfinished reply: one maximal bulk plus room for
     /// the small elements around it.
-    var maxBufferedBytes: Int { maxBulkLength + 4 * maxLineLength + (1 << 20) }
+    public var maxBufferedBytes: Int { maxBulkLength + 4 * maxLineLength + (1 << 20) }
 }

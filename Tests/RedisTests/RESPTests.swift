@@ -44,6 +44,11 @@ final class RESPTests: XCTestCase {
         XCTAssertEqual(error("*11\r\n"), .arrayTooLong(count: 11, limit: 10))
         XCTAssertEqual(error("*1\r\n*1\r\n*1\r\n:1\r\n"), .tooDeep(limit: 2))
         XCTAssertEqual(error("+" + String(repeating: "a", count: 40)), .lineTooLong(limit: 32))
+        // The limit is the line's length: 32 bytes pass, 33 do not, whether the CR has arrived or not.
+        XCTAssertNil(error("+" + String(repeating: "a", count: 32) + "\r\n"))
+        XCTAssertNil(error("+" + String(repeating: "a", count: 32)))
+        XCTAssertEqual(error("+" + String(repeating: "a", count: 33) + "\r\n"), .lineTooLong(limit: 32))
+        XCTAssertEqual(error("+" + String(repeating: "a", count: 33)), .lineTooLong(limit: 32))
         XCTAssertEqual(error("$99999999999999999999\r\n"), .malformed("integer"))
         XCTAssertEqual(error(":12a\r\n"), .malformed("integer"))
         XCTAssertEqual(error("$-2\r\n"), .malformed("bulk length -2"))
