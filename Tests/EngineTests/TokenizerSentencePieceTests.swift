@@ -46,6 +46,30 @@ final class TokenizerSentencePieceTests: XCTestCase {
         return try Tokenizer(gguf: GGUFFile(path: path))
     }
 
+    /// A special id outside the vocabulary (found by `scripts/fuzz.sh gguf`: BOS 167772161 of
+    /// 267 tokens, which `encode` then emitted) is a load error naming the key.
+    func testSpecialIDsOutsideTheVocabularyAreRefused() throws {
+        let v = Self.golden.vocab
+        for key in ["bos", "eos", "eot", "eom"] {
+            for id in [v.tokens.count, 167_772_161] {
+                var w = GGUFWriter()
+                w.set("tokenizer.ggml.model", .string("llama"))
+                w.set("tokenizer.ggml.tokens", .array(v.tokens.map { .string($0) }))
+                w.set("tokenizer.ggml.scores", .array(v.scores.map { .float32($0) }))
+                w.set("tokenizer.ggml.\(key)_token_id", .uint32(UInt32(id)))
+                if key != "eos" { w.set("tokenizer.ggml.eos_token_id", .uint32(UInt32(v.eos))) }
+                let path = FileManager.default.temporaryDirectory.appendingPathComponent("spm-\(UUID()).gguf").path
+                try w.write(to: path)
+                defer { try? FileManager.default.removeItem(atPath: path) }
+                XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(path: path))) {
+                    XCTAssertEqual($0 as? TokenizerError, .badVocabulary(
+                        "tokenizer.ggml.\(key)_token_id \(id) is outside the vocabulary of \(v.tokens.count) tokens"))
+                }
+            }
+        }
+        XCTAssertNoThrow(try makeTokenizer(addBOS: true))
+    }
+
     /// A piece's text bytes: every `▁` a space, every other character as it is, against
     /// Foundation's string replacement on random strings of `▁`, its UTF-8 neighbours (which
     /// share its first two bytes) and other text.

@@ -65,6 +65,12 @@ final class Vocabulary: Sendable {
             defaultAddBOS = true
         }
         specials = SpecialTokens(tokens: toks, types: typeList)
+        // An id a tokenizer would emit or stop at must name a token of the vocabulary.
+        for key in ["bos", "eos", "eot", "eom"].map({ "tokenizer.ggml.\($0)_token_id" }) {
+            if let id = gguf[key]?.int, !toks.indices.contains(id) {
+                throw TokenizerError.badVocabulary("\(key) \(id) is outside the vocabulary of \(toks.count) tokens")
+            }
+        }
         bos = gguf["tokenizer.ggml.bos_token_id"]?.int
         guard let eosID = gguf["tokenizer.ggml.eos_token_id"]?.int ?? textToID["<|endoftext|>"] else {
             throw GGUFError.missingKey("tokenizer.ggml.eos_token_id")
