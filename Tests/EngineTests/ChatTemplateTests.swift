@@ -86,6 +86,26 @@ final class ChatTemplateTests: XCTestCase {
         }
     }
 
+    /// The templates' trim keeps exactly what Foundation's `whitespacesAndNewlines` trim kept
+    /// (stored prefixes were rendered with it): every scalar of the BMP at either end, and
+    /// strings drawn from whitespace, letters and marks.
+    func testTrimMatchesFoundation() {
+        for v in UInt32(0)...0xFFFF {
+            guard let c = Unicode.Scalar(v) else { continue }
+            for text in ["\(c)a\(c)", "\(c)", "a\(c)\(c)b", "\(c)\u{301}x"] {
+                XCTAssertEqual(trimmedWhitespace(text), text.trimmingCharacters(in: .whitespacesAndNewlines),
+                               "U+\(String(v, radix: 16))")
+            }
+        }
+        var rng = SystemRandomNumberGenerator()
+        let alphabet: [Character] = [" ", "\t", "\n", "\r", "\u{85}", "\u{A0}", "\u{2028}", "\u{3000}", "\u{200B}",
+                                     "\u{FEFF}", "a", "é", "\u{301}", "日", "🙂", "\r\n"]
+        for _ in 0..<2000 {
+            let text = String((0..<Int.random(in: 0...8, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! })
+            XCTAssertEqual(trimmedWhitespace(text), text.trimmingCharacters(in: .whitespacesAndNewlines), "\(Array(text.unicodeScalars))")
+        }
+    }
+
     /// Gemma 3's form, as its template (google/gemma-3 tokenizer_config.json, without the
     /// leading bos_token that `encode` adds) renders: no system role, so the system text and a
     /// blank line open the first user turn; contents trimmed; `model` for the assistant.

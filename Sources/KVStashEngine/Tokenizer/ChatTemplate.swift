@@ -167,7 +167,7 @@ public struct ChatTemplate: Sendable {
         }
         for (i, m) in turns.enumerated() {
             out.markup("<start_of_turn>" + (m.role == "assistant" ? "model" : m.role) + "\n")
-            out.content((i == 0 ? firstPrefix : "") + m.content.trimmingCharacters(in: .whitespacesAndNewlines))
+            out.content((i == 0 ? firstPrefix : "") + trimmedWhitespace(m.content))
             out.markup("<end_of_turn>\n")
         }
         if addGenerationPrompt { out.markup("<start_of_turn>model\n") }
@@ -185,7 +185,7 @@ public struct ChatTemplate: Sendable {
     private func renderLlama3(_ messages: [ChatMessage], _ addGenerationPrompt: Bool, into out: inout RenderedChat) {
         for m in messages {
             out.markup("<|start_header_id|>" + m.role + "<|end_header_id|>\n\n")
-            out.content(m.content.trimmingCharacters(in: .whitespacesAndNewlines))
+            out.content(trimmedWhitespace(m.content))
             out.markup("<|eot_id|>")
         }
         if addGenerationPrompt { out.markup("<|start_header_id|>assistant<|end_header_id|>\n\n") }
@@ -221,4 +221,17 @@ public struct ChatTemplate: Sendable {
         }
         return nil
     }
+}
+
+/// `text` without leading and trailing whitespace as Foundation's `whitespacesAndNewlines`
+/// trim (which rendered the prefixes already stored) defines it: Unicode White_Space (tab to
+/// carriage return, space, U+0085, the Zs, Zl and Zp characters) and U+200B. Works on the
+/// string's own scalars, with no copy when nothing is trimmed and no bridging to `NSString`.
+func trimmedWhitespace(_ text: String) -> String {
+    func trimmed(_ c: Unicode.Scalar) -> Bool { c.properties.isWhitespace || c == "\u{200B}" }
+    let scalars = text.unicodeScalars
+    guard let first = scalars.firstIndex(where: { !trimmed($0) }) else { return "" }
+    let last = scalars.lastIndex(where: { !trimmed($0) })!
+    if first == scalars.startIndex && scalars.index(after: last) == scalars.endIndex { return text }
+    return String(scalars[first...last])
 }
