@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "kvstash", targets: ["kvstash"]),
         .library(name: "KVStash", targets: ["KVStash"]),
+        .executable(name: "kvstash-fuzz", targets: ["kvstash-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -103,6 +104,15 @@ let package = Package(
         .executableTarget(name: "kvstash-redisbench", dependencies: [
             "KVStashRedis", .product(name: "NIOCore", package: "swift-nio"),
         ], path: "bench/RedisBench"),
+        // One-input harnesses over what KVStash reads from outside (KV blocks, RESP, GGUF);
+        // `kvstash-fuzz` replays a corpus, or with -DKVSTASH_LIBFUZZER is a libFuzzer
+        // target (scripts/fuzz.sh).
+        .target(name: "KVStashFuzzing", dependencies: [
+            "KVStashCodec", "KVStashCore", "KVStashEngine", "KVStashRedis", "CKernels",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .executableTarget(name: "kvstash-fuzz", dependencies: ["KVStashFuzzing"], path: "fuzz/Driver"),
+        .testTarget(name: "FuzzingTests", dependencies: ["KVStashFuzzing"]),
         // Needs the Redis servers of scripts/redis-test-servers.sh (skipped without them).
         .testTarget(name: "RedisTests", dependencies: [
             "KVStashRedis", .product(name: "NIOEmbedded", package: "swift-nio"),
