@@ -28,11 +28,15 @@ enum GGUFHarness {
 
     private static func useTokenizer(_ tokenizer: Tokenizer, _ gguf: GGUFFile) -> String? {
         let ids = tokenizer.encode(sample)
-        guard ids.allSatisfy({ (0..<tokenizer.vocabSize).contains($0) }) else { return "encode gave an id out of the vocabulary" }
+        guard tokenizer.inVocabulary(ids) else { return "encode gave an id out of the vocabulary" }
         _ = tokenizer.decode(ids)
         _ = tokenizer.decode([-1, tokenizer.vocabSize, Int.max])
         if let template = try? ChatTemplate(gguf: gguf) {
-            _ = template.form
+            let chat = template.renderMarked([ChatMessage(role: "system", content: sample), ChatMessage(role: "user", content: "Why?")],
+                                             addGenerationPrompt: true, defaultSystem: true)
+            guard tokenizer.inVocabulary(tokenizer.encode(chat)) else {
+                return "a rendered chat encoded to an id out of the vocabulary"
+            }
         }
         return nil
     }

@@ -32,7 +32,7 @@ enum TokenizerHarness {
         // A JSON string reaches the tokenizer as valid Unicode.
         let text = String(decoding: input, as: UTF8.self)
         let withSpecial = tokenizer.encode(text)
-        guard withSpecial.allSatisfy({ (0..<tokenizer.vocabSize).contains($0) }) else {
+        guard tokenizer.inVocabulary(withSpecial) else {
             return "an id outside the vocabulary"
         }
         var plain = tokenizer.encode(text, parseSpecial: false)
@@ -54,4 +54,9 @@ enum TokenizerHarness {
          "<|im_start|>user\nhi<|im_end|>", "<start_of_turn>user\n<bos>x<end_of_turn>", "func f() { return 0x1F; }",
          "3.14159 1000000 0000", "\u{2581}piece\u{2581}", "\u{0}\u{7F}\u{FEFF}\u{200B}"].map { Array($0.utf8) }
     }
+}
+
+extension Tokenizer {
+    /// Whether every id names a token of this vocabulary.
+    func inVocabulary(_ ids: [Int]) -> Bool { ids.allSatisfy { (0..<vocabSize).contains($0) } }
 }
