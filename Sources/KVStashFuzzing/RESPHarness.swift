@@ -1,17 +1,20 @@
 import KVStashRedis
 import NIOCore
 
-/// Bytes from a Redis server. They are parsed as one buffer and again as the same bytes
-/// arriving in pieces (as a socket delivers them): both must give the same replies and the
-/// same error, and every reply must come back unchanged from its own encoding.
+/// Bytes from a Redis server. They are parsed as one buffer by `RESPParser` and again as the
+/// same bytes arriving in pieces (as a socket delivers them) by the connection's
+/// `RESPStreamParser`: both must give the same replies and the same error, and every reply must
+/// come back unchanged from its own encoding.
 enum RESPHarness {
     /// Small limits, so that inputs of fuzzer size reach every one of them.
     static let limits = RESPLimits(maxBulkLength: 512, maxArrayCount: 16, maxDepth: 4, maxLineLength: 64)
 
     static func run(_ input: [UInt8]) -> String? {
-        let parser = RESPParser(limits: limits)
-        let whole = replies(parser, input, pieces: [input.count])
-        let arriving = replies(parser, input, pieces: pieceSizes(input))
+        let whole = replies(input, pieces: [input.count]) { buffer in
+            try RESPParser(limits: limits).parse(&buffer)
+        }
+        var stream = RESPStreamParser(limits: limits)
+        let arriving = replies(input, pieces: pieceSizes(input)) { buffer in try stream.next(&buffer) }
         guard whole.values == arriving.values else {
             return "in pieces: \(arriving.values.count) replies, in one buffer: \(whole.values.count)"
         }
@@ -35,16 +38,17 @@ enum RESPHarness {
         return nil
     }
 
-    /// Replies parsed while `input` arrives in pieces of the given sizes, up to the first error.
-    private static func replies(_ parser: RESPParser, _ input: [UInt8],
-                                pieces: [Int]) -> (values: [RESPValue], error: RESPProtocolError?) {
+    /// Replies parsed by `next` while `input` arrives in pieces of the given sizes, up to the
+    /// first error.
+    private static func replies(_ input: [UInt8], pieces: [Int],
+                                next: (inout ByteBuffer) throws -> RESPValue?) -> (values: [RESPValue], error: RESPProtocolError?) {
         var buffer = ByteBuffer(), values: [RESPValue] = [], offset = 0
         for size in pieces where offset < input.count {
             let end = min(input.count, offset + size)
             buffer.writeBytes(input[offset..<end])
             offset = end
             do {
-                while let value = try parser.parse(&buffer) { values.append(value) }
+                while let value = try next(&buffer) { values.append(value) }
             } catch let error as RESPProtocolError {
                 return (values, error)
             } catch {

@@ -33,6 +33,37 @@ final class RESPTests: XCTestCase {
         XCTAssertNil(try channel.readInbound(as: RESPValue.self))
     }
 
+    func testStreamParserTakesFinishedElementsOutOfTheBuffer() throws {
+        var stream = RESPStreamParser(limits: RESPLimits())
+        var buffer = ByteBuffer(string: "*3\r\n$3\r\nfoo\r\n")
+        XCTAssertNil(try stream.next(&buffer))
+        XCTAssertEqual(buffer.readableBytes, 0, "the header and the first element are parsed once, then kept")
+        buffer.writeString(":7\r\n$4\r\nab")
+        XCTAssertNil(try stream.next(&buffer))
+        XCTAssertEqual(String(buffer: buffer), "$4\r\nab", "an element that has not all arrived stays in the buffer")
+        buffer.writeString("cd\r\n+PONG\r\n")
+        XCTAssertEqual(try stream.next(&buffer),
+                       .array([.bulkString(ByteBuffer(string: "foo")), .integer(7), .bulkString(ByteBuffer(string: "abcd"))]))
+        XCTAssertEqual(try stream.next(&buffer), .simpleString("PONG"))
+        XCTAssertNil(try stream.next(&buffer))
+    }
+
+    func testStreamParserAgreesWithTheWholeBufferAtEverySplit() throws {
+        let text = "*2\r\n*3\r\n:1\r\n$2\r\nab\r\n*0\r\n*-1\r\n+OK\r\n$-1\r\n*1\r\n*1\r\n:-5\r\n"
+        let whole = try parseAll(text)
+        let bytes = Array(text.utf8)
+        for split in 0...bytes.count {
+            var stream = RESPStreamParser(limits: RESPLimits())
+            var buffer = ByteBuffer(bytes: bytes[..<split])
+            var values: [RESPValue] = []
+            while let value = try stream.next(&buffer) { values.append(value) }
+            buffer.writeBytes(bytes[split...])
+            while let value = try stream.next(&buffer) { values.append(value) }
+            XCTAssertEqual(values, whole, "split at \(split)")
+            XCTAssertEqual(buffer.readableBytes, 0)
+        }
+    }
+
     func testLimitsAreErrorsNotAllocations() {
         let limits = RESPLimits(maxBulkLength: 1000, maxArrayCount: 10, maxDepth: 2, maxLineLength: 32)
         func error(_ text: String) -> RESPProtocolError? {
@@ -59,7 +90,8 @@ final class RESPTests: XCTestCase {
     }
 
     func testDecoderBoundsAnUnfinishedArray() throws {
-        // Many small elements of an array that never ends: the buffered bytes are capped.
+        // Many small elements of an array that never ends: the bytes held for it (the parsed
+        // elements and what waits in the buffer) are capped.
         let limits = RESPLimits(maxBulkLength: 1000, maxArrayCount: 1 << 20, maxDepth: 4, maxLineLength: 16)
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(RESPDecoder(limits: limits)))
         try channel.writeInbound(ByteBuffer(string: "*1000000\r\n"))
