@@ -104,15 +104,16 @@ let package = Package(
         .executableTarget(name: "kvstash-redisbench", dependencies: [
             "KVStashRedis", .product(name: "NIOCore", package: "swift-nio"),
         ], path: "bench/RedisBench"),
-        // One-input harnesses over what KVStash reads from outside (KV blocks, RESP, GGUF);
+        // One-input harnesses over what KVStash reads from outside (KV blocks, RESP, GGUF,
+        // a client's text and request bodies);
         // `kvstash-fuzz` replays a corpus, or with -DKVSTASH_LIBFUZZER is a libFuzzer
         // target (scripts/fuzz.sh).
         .target(name: "KVStashFuzzing", dependencies: [
-            "KVStashCodec", "KVStashCore", "KVStashEngine", "KVStashRedis", "CKernels",
+            "KVStashCodec", "KVStashCore", "KVStashEngine", "KVStashRedis", "KVStashServer", "CKernels",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .executableTarget(name: "kvstash-fuzz", dependencies: ["KVStashFuzzing"], path: "fuzz/Driver"),
-        .testTarget(name: "FuzzingTests", dependencies: ["KVStashFuzzing"]),
+        .testTarget(name: "FuzzingTests", dependencies: ["KVStashFuzzing", "KVStashServer"]),
         // Needs the Redis servers of scripts/redis-test-servers.sh (skipped without them).
         .testTarget(name: "RedisTests", dependencies: [
             "KVStashRedis", .product(name: "NIOEmbedded", package: "swift-nio"),

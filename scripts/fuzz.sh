@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of what KVStash reads from outside its process: KV blocks (the
-# store, the shared tier), RESP replies (Redis), GGUF model files and a client's text through a
-# real tokenizer (Sources/KVStashFuzzing; KVSTASH_FUZZ_MODEL names the GGUF, by default the
-# default model of scripts/setup.sh).
+# store, the shared tier), RESP replies (Redis), GGUF model files, a client's text through a
+# real tokenizer (KVSTASH_FUZZ_MODEL names the GGUF, by default the default model of
+# scripts/setup.sh) and a client's request bodies (Sources/KVStashFuzzing).
 # Builds `kvstash-fuzz` twice: as usual (it writes the seed inputs and replays files) and with
 # libFuzzer and AddressSanitizer on every Swift and C module (.build/fuzz); then fuzzes each
 # target in turn. New inputs accumulate in .build/fuzz-corpus/TARGET across runs; an input
 # that fails is written to .build/fuzz-findings/TARGET/ and the script exits 1.
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 120 s; block resp gguf tokenizer)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 120 s; block resp gguf tokenizer request)
 #
 # Reproduce a finding with `swift run -c release kvstash-fuzz replay TARGET FILE`; once it is
 # fixed, add the file to fuzz/corpus/TARGET/, whose inputs the tests replay.
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-120}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(block resp gguf tokenizer)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(block resp gguf tokenizer request)
 if [[ " ${TARGETS[*]} " == *" tokenizer "* ]] && [ -z "${KVSTASH_FUZZ_MODEL:-}" ]; then
   KVSTASH_FUZZ_MODEL="$(scripts/setup.sh | tail -n 1)"
 fi

@@ -18,6 +18,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// Text from a client, through the tokenizer of the model at `KVSTASH_FUZZ_MODEL` (else
     /// `KVSTASH_MODEL`; without either every input passes).
     case tokenizer
+    /// A client's request body for a completion, chat or precompute route, decoded and checked
+    /// as the server does before its backend sees it.
+    case request
 
     /// Runs one input through the harness.
     public func run(_ input: [UInt8]) -> String? {
@@ -26,6 +29,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .resp: return RESPHarness.run(input)
         case .gguf: return GGUFHarness.run(input)
         case .tokenizer: return TokenizerHarness.run(input)
+        case .request: return RequestHarness.run(input)
         }
     }
 
@@ -36,6 +40,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .resp: return RESPHarness.seeds()
         case .gguf: return try GGUFHarness.seeds()
         case .tokenizer: return TokenizerHarness.seeds()
+        case .request: return RequestHarness.seeds()
         }
     }
 }

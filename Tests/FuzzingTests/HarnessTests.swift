@@ -1,5 +1,6 @@
 import Foundation
 import KVStashCodec
+import KVStashServer
 import XCTest
 @testable import KVStashFuzzing
 
@@ -39,6 +40,23 @@ final class HarnessTests: XCTestCase {
         XCTAssertNil(RESPHarness.run(Array("*2\r\n$3\r\nabcXY:12\r\n".utf8)), "a refused reply is not a finding")
         for seed in RESPHarness.seeds() {
             XCTAssertNil(RESPHarness.run(seed))
+        }
+    }
+
+    func testRequestHarnessChecksBodiesAsTheServerDoes() {
+        let chat = UInt8(KVStashServer.checkedBodyPaths.firstIndex(of: "/v1/chat/completions")!)
+        let precompute = UInt8(KVStashServer.checkedBodyPaths.firstIndex(of: "/v1/precompute")!)
+        let harness = RequestHarness.server
+        XCTAssertNil(harness.checkBody(Array(#"{"messages":[{"role":"user","content":"hi"}]}"#.utf8),
+                                       path: "/v1/chat/completions"))
+        // Refused bodies are answered with a 4xx that names the fault: not findings.
+        for (route, body) in [(chat, #"{"messages":[]}"#), (chat, #"{"messages":[{"role":"x"}]}"#),
+                              (chat, #"{"messages":[1,"#), (precompute, #"{"documents":[{"id":"a"}]}"#),
+                              (precompute, #"{"documents":["a"],"cache_salt":"\#(String(repeating: "s", count: 300))"}"#)] {
+            let bytes = Array(body.utf8)
+            let error = harness.checkBody(bytes, path: KVStashServer.checkedBodyPaths[Int(route)])
+            XCTAssertEqual(error?.status.code, 400, body)
+            XCTAssertNil(RequestHarness.run([route] + bytes), body)
         }
     }
 

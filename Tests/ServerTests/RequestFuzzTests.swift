@@ -138,22 +138,7 @@ final class RequestFuzzTests: XCTestCase {
 
     /// Decodes and validates `bytes` as the server does; nil if accepted, else the error.
     static func outcome(_ bytes: [UInt8], endpoint: Int, server: KVStashServer) -> APIError? {
-        do {
-            switch endpoint {
-            case 0:
-                let body = try decodeJSONBody(ChatRequest.self, from: bytes)
-                let turns = try body.messages.enumerated().map { i, m in try server.turn(m, index: i) }
-                _ = try server.makeCall(.chat, prompt: .chat(turns), body.fields)
-            case 1:
-                let body = try decodeJSONBody(CompletionRequest.self, from: bytes)
-                _ = try server.makeCall(.completions, prompt: .text(body.prompt.text), body.fields)
-            default:
-                _ = try decodeJSONBody(PrecomputeRequest.self, from: bytes)
-            }
-            return nil
-        } catch {
-            return APIError.from(error)
-        }
+        server.checkBody(bytes, path: KVStashServer.checkedBodyPaths[endpoint])
     }
 
     func testMutatedBodiesGetAClearClientError() throws {

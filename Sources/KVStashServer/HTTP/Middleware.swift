@@ -74,17 +74,20 @@ extension APIError {
 }
 
 extension Request {
-    /// Reads the body (at most `limit` bytes) and decodes it as JSON.
-    mutating func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
-        let buffer: ByteBuffer
+    /// Reads the body: at most `limit` bytes, else 413.
+    mutating func bodyBytes(limit: Int) async throws -> [UInt8] {
         do {
-            buffer = try await collectBody(upTo: limit)
+            return Array(try await collectBody(upTo: limit).readableBytesView)
         } catch let e as HTTPError where e.status == .contentTooLarge {
             throw APIError.bodyTooLarge(limit)
         } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit)
         }
-        return try decodeJSONBody(T.self, from: Array(buffer.readableBytesView))
+    }
+
+    /// Reads the body (at most `limit` bytes) and decodes it as JSON.
+    mutating func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
+        try decodeJSONBody(T.self, from: try await bodyBytes(limit: limit))
     }
 }
 

@@ -36,9 +36,8 @@ extension KVStashServer {
             try await counted(.completions) {
                 var request = request
                 let arrival = ContinuousClock.now
-                let body = try await request.decodeJSON(CompletionRequest.self, limit: configuration.maxBodyBytes)
-                let salt = try tenantSalt(request, cacheSalt: body.fields.cache_salt)
-                let call = try makeCall(.completions, prompt: .text(body.prompt.text), body.fields, salt: salt)
+                let body = try await request.bodyBytes(limit: configuration.maxBodyBytes)
+                let call = try completionCall(.completions, body: body) { try tenantSalt(request, cacheSalt: $0.cache_salt) }
                 return try await serve(call, arrival: arrival, context: context)
             }
         }
@@ -46,11 +45,8 @@ extension KVStashServer {
             try await counted(.chat) {
                 var request = request
                 let arrival = ContinuousClock.now
-                let body = try await request.decodeJSON(ChatRequest.self, limit: configuration.maxBodyBytes)
-                let turns = try body.messages.enumerated().map { i, m in try turn(m, index: i) }
-                guard !turns.isEmpty else { throw APIError.badRequest("'messages' must not be empty", param: "messages") }
-                let salt = try tenantSalt(request, cacheSalt: body.fields.cache_salt)
-                let call = try makeCall(.chat, prompt: .chat(turns), body.fields, salt: salt)
+                let body = try await request.bodyBytes(limit: configuration.maxBodyBytes)
+                let call = try completionCall(.chat, body: body) { try tenantSalt(request, cacheSalt: $0.cache_salt) }
                 return try await serve(call, arrival: arrival, context: context)
             }
         }
@@ -76,6 +72,23 @@ extension KVStashServer {
     private func unknownModel(_ id: String) -> APIError {
         .notFound("the model '\(id)' does not exist; this server serves '\(backend.modelID)'",
                   param: "model", code: "model_not_found")
+    }
+
+    /// The call a completion body asks for, decoded and checked; `salt` gives the request's
+    /// namespace from the body's fields.
+    func completionCall(_ endpoint: Endpoint, body: [UInt8],
+                        salt: (SamplingFields) throws -> String?) throws -> CompletionCall {
+        switch endpoint {
+        case .completions:
+            let request = try decodeJSONBody(CompletionRequest.self, from: body)
+            return try makeCall(.completions, prompt: .text(request.prompt.text), request.fields,
+                                salt: salt(request.fields))
+        case .chat:
+            let request = try decodeJSONBody(ChatRequest.self, from: body)
+            let turns = try request.messages.enumerated().map { i, m in try turn(m, index: i) }
+            guard !turns.isEmpty else { throw APIError.badRequest("'messages' must not be empty", param: "messages") }
+            return try makeCall(.chat, prompt: .chat(turns), request.fields, salt: salt(request.fields))
+        }
     }
 
     func turn(_ m: ChatMessageInput, index: Int) throws -> ChatTurn {

@@ -164,9 +164,9 @@ extension KVStashServer {
         router.post("/v1/precompute") { request, _ in
             var request = request
             let tenant = try tenantSalt(request, cacheSalt: nil)
-            let body = try await request.decodeJSON(PrecomputeRequest.self, limit: configuration.maxBodyBytes)
-            let docs = try checkedDocuments(body)
-            let salt = try tenantSalt(request, cacheSalt: body.cache_salt)
+            let body = try await request.bodyBytes(limit: configuration.maxBodyBytes)
+            let (docs, cacheSalt) = try precomputeDocuments(body: body)
+            let salt = try tenantSalt(request, cacheSalt: cacheSalt)
             let backend = self.backend
             let job = try await jobs.submit(documents: docs.count, tenant: tenant) { onProgress in
                 try await backend.precompute(docs, salt: salt, onProgress: onProgress)
@@ -182,8 +182,10 @@ extension KVStashServer {
         }
     }
 
-    /// The documents of a request, within the per-request limits.
-    private func checkedDocuments(_ body: PrecomputeRequest) throws -> [PrecomputeDocument] {
+    /// The documents a precompute body asks for, within the per-request limits, and its
+    /// `cache_salt`.
+    func precomputeDocuments(body bytes: [UInt8]) throws -> (documents: [PrecomputeDocument], cacheSalt: String?) {
+        let body = try decodeJSONBody(PrecomputeRequest.self, from: bytes)
         let limits = jobs.limits
         guard !body.documents.isEmpty else {
             throw APIError.badRequest("'documents' must not be empty", param: "documents")
@@ -197,6 +199,6 @@ extension KVStashServer {
             throw APIError.badRequest("at most \(limits.maxTextBytes) bytes of document text per request (got \(bytes))",
                                       param: "documents", code: "documents_too_large")
         }
-        return body.documents.map { PrecomputeDocument(id: $0.id, text: $0.text) }
+        return (body.documents.map { PrecomputeDocument(id: $0.id, text: $0.text) }, body.cache_salt)
     }
 }

@@ -7,6 +7,14 @@ extension KVStashServer {
     /// Longest `cache_salt`: the salt of every cached namespace is held in RAM.
     static let maxSaltBytes = 256
 
+    /// A body's `cache_salt`, refused when longer than `maxSaltBytes`.
+    func checkedCacheSalt(_ cacheSalt: String?) throws -> String? {
+        if let cacheSalt, cacheSalt.utf8.count > Self.maxSaltBytes {
+            throw APIError.badRequest("cache_salt is longer than \(Self.maxSaltBytes) bytes", param: "cache_salt")
+        }
+        return cacheSalt
+    }
+
     /// The namespace (tenant salt) of a request.
     ///
     /// Shared mode (the default): the client's `cache_salt`, or the one shared namespace
@@ -17,9 +25,7 @@ extension KVStashServer {
     /// (the salt holds a SHA-256 of the key, never the key), `cache_salt` subdivides it,
     /// and a request without a key gets 401.
     func tenantSalt(_ request: Request, cacheSalt: String?) throws -> String {
-        if let cacheSalt, cacheSalt.utf8.count > Self.maxSaltBytes {
-            throw APIError.badRequest("cache_salt is longer than \(Self.maxSaltBytes) bytes", param: "cache_salt")
-        }
+        let cacheSalt = try checkedCacheSalt(cacheSalt)
         guard configuration.tenantFromAPIKey else { return cacheSalt ?? "" }
         let prefix = "Bearer "
         guard let header = request.headers[.authorization], header.hasPrefix(prefix),
