@@ -5,16 +5,25 @@
 # Writes bench/results/llamacpp.json. Never run by CI.
 # GGML_NATIVE=ON built a binary that died with SIGILL on a KVM guest (gcc's -march=native
 # enables instructions the guest does not allow), so the ISA is named explicitly from the
-# host's /proc/cpuinfo flags: AVX-512 with VBMI, VNNI and BF16 where the CPU has all of them
-# (no AMX), else AVX2 + FMA + F16C. Each ISA gets its own build directory.
+# host's /proc/cpuinfo flags: AVX-512 (F, CD, VL, DQ, BW) where the CPU has it, with each of
+# VBMI, VNNI and BF16 the CPU has (no AMX); else AVX2 + FMA + F16C. Each ISA set gets its own
+# build directory, named after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${KVSTASH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvstash}/llamacpp"
 MODEL="${KVSTASH_MODEL:-$(scripts/setup.sh | tail -n 1)}"
 FLAGS=$(grep -m1 '^flags' /proc/cpuinfo)
 has() { [[ " $FLAGS " == *" $1 "* ]]; }
-if has avx512f && has avx512vbmi && has avx512_vnni && has avx512_bf16; then
-  ISA=avx512vnni; ISA_FLAGS="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
+if has avx512f && has avx512cd && has avx512vl && has avx512dq && has avx512bw; then
+  ISA=avx512; ISA_FLAGS="-DGGML_AVX512=ON"
+  for ext in vbmi:avx512vbmi vnni:avx512_vnni bf16:avx512_bf16; do
+    name=${ext%%:*}; flag=${ext#*:}; upper=$(tr a-z A-Z <<< "$name")
+    if has "$flag"; then
+      ISA="$ISA-$name"; ISA_FLAGS="$ISA_FLAGS -DGGML_AVX512_$upper=ON"
+    else
+      ISA_FLAGS="$ISA_FLAGS -DGGML_AVX512_$upper=OFF"
+    fi
+  done
 else
   ISA=avx2; ISA_FLAGS="-DGGML_AVX512=OFF"
 fi
