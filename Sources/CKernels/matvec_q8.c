@@ -1,5 +1,6 @@
 #include <string.h>
 #include "engine.h"
+#include "gemm_q16.h"
 #include "vec16.h"
 
 #include "clones.h"
@@ -208,6 +209,109 @@ AVX2_TARGET static void matvec_avx2(int type, const uint8_t *w, const kv_q8_bloc
     }
 }
 
+/* ---- AVX-512 VNNI on 16-bit input codes: the same integer sums without widening ----------
+
+   The AVX2 kernels widen every weight code to int16 for pmaddwd: shuffle work per byte that
+   bounds them below the memory's rate on CPUs with one shuffle port. Here each input code is
+   split once per product into two bytes, q = 256 (h - 128) + l with l = q & 255 and
+   h = (q >> 8) + 128 both unsigned, and vpdpbusd multiplies them by the weight codes as they
+   lie (signed bytes: Q8_0 codes, Q4_1 nibbles): per row and block
+       q_w . q_x = 256 (q_w . h) - 32768 sum(q_w) + q_w . l,
+   with sum(q_w) from a third vpdpbusd against ones. Every term is exact in int32 (|256 q_w . h|
+   <= 256 * 32 * 128 * 255), so the sum is the AVX2 kernels' integer, and the float steps per
+   block are theirs (one multiply of scale by d_x, one fused multiply-add, + m_w s_x for
+   Q4_1), in block order: the same bits, 16 rows (two 8-row chunks, adjacent in the layout)
+   per vector. */
+
+#define MATVEC_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+/* The input's bytes per block: l for columns 0...31, then h for the same columns. */
+typedef struct { uint8_t l[32], h[32]; } q16_split;
+
+static void split_q16(const kv_q16_block *x, q16_split *out, size_t nb) {
+    for (size_t b = 0; b < nb; b++)
+        for (int k = 0; k < 32; k++) {
+            out[b].l[k] = (uint8_t)(x[b].q[k] & 0xFF);
+            out[b].h[k] = (uint8_t)((x[b].q[k] >> 8) + 128);
+        }
+}
+
+/* The exact int32 sum of one block for 16 rows from the three partial sums. */
+MATVEC_VNNI_TARGET static inline __attribute__((always_inline)) __m512i join_split(__m512i l, __m512i h, __m512i w) {
+    return _mm512_add_epi32(_mm512_sub_epi32(_mm512_slli_epi32(h, 8), _mm512_slli_epi32(w, 15)), l);
+}
+
+MATVEC_VNNI_TARGET static inline __attribute__((always_inline)) __m512i bcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* One Q8_0 group: rows 16 half ... 16 half + 15 of each block into acc[half]. */
+MATVEC_VNNI_TARGET static void q8_0_q16_group_vnni(const uint8_t *o, const kv_q16_block *x, const q16_split *xs,
+                                                   size_t nb, __m512 acc[2]) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (size_t b = 0; b < nb; b++, o += Q80_BYTES) {
+        const __m512 dx = _mm512_set1_ps(x[b].d);
+        for (int half = 0; half < 2; half++) {
+            __m512i l = _mm512_setzero_si512(), h = _mm512_setzero_si512(), w = _mm512_setzero_si512();
+            for (int c = 0; c < 8; c++) {
+                const __m512i codes = _mm512_loadu_si512((const void *)(o + 64 + (c * 4 + 2 * half) * 32));
+                l = _mm512_dpbusd_epi32(l, bcast4(xs[b].l + 4 * c), codes);
+                h = _mm512_dpbusd_epi32(h, bcast4(xs[b].h + 4 * c), codes);
+                w = _mm512_dpbusd_epi32(w, ones, codes);
+            }
+            const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32 * half)));
+            acc[half] = _mm512_fmadd_ps(_mm512_mul_ps(scale, dx), _mm512_cvtepi32_ps(join_split(l, h, w)), acc[half]);
+        }
+    }
+}
+
+/* One Q4_1 group: the low nibbles hold columns 4c...4c+3, the high ones 16+4c...16+4c+3. */
+MATVEC_VNNI_TARGET static void q4_1_q16_group_vnni(const uint8_t *o, const kv_q16_block *x, const q16_split *xs,
+                                                   size_t nb, __m512 acc[2]) {
+    const __m512i ones = _mm512_set1_epi8(1), low = _mm512_set1_epi8(0x0F);
+    for (size_t b = 0; b < nb; b++, o += Q41_BYTES) {
+        const __m512 dx = _mm512_set1_ps(x[b].d), sx = _mm512_set1_ps(x[b].s);
+        for (int half = 0; half < 2; half++) {
+            __m512i l = _mm512_setzero_si512(), h = _mm512_setzero_si512(), w = _mm512_setzero_si512();
+            for (int c = 0; c < 4; c++) {
+                const __m512i codes = _mm512_loadu_si512((const void *)(o + 128 + (c * 4 + 2 * half) * 32));
+                const __m512i lo = _mm512_and_si512(codes, low), hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), low);
+                l = _mm512_dpbusd_epi32(l, bcast4(xs[b].l + 4 * c), lo);
+                l = _mm512_dpbusd_epi32(l, bcast4(xs[b].l + 16 + 4 * c), hi);
+                h = _mm512_dpbusd_epi32(h, bcast4(xs[b].h + 4 * c), lo);
+                h = _mm512_dpbusd_epi32(h, bcast4(xs[b].h + 16 + 4 * c), hi);
+                w = _mm512_dpbusd_epi32(w, ones, _mm512_add_epi8(lo, hi));
+            }
+            const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32 * half)));
+            const __m512 min = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 64 + 32 * half)));
+            acc[half] = _mm512_fmadd_ps(_mm512_mul_ps(scale, dx), _mm512_cvtepi32_ps(join_split(l, h, w)), acc[half]);
+            acc[half] = _mm512_fmadd_ps(min, sx, acc[half]);
+        }
+    }
+}
+
+/* The groups of `rows` rows on 16-bit input codes, split once into `xs`. */
+MATVEC_VNNI_TARGET static void matvec_vnni(int type, const uint8_t *w, const kv_q16_block *x, const q16_split *xs,
+                                           float *y, size_t rows, size_t nb, int accumulate) {
+    const size_t group_bytes = nb * (type == KV_GGML_Q4_1 ? Q41_BYTES : Q80_BYTES);
+    for (size_t g = 0; g < rows / GROUP; g++) {
+        __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (type == KV_GGML_Q4_1) q4_1_q16_group_vnni(w + g * group_bytes, x, xs, nb, acc);
+        else q8_0_q16_group_vnni(w + g * group_bytes, x, xs, nb, acc);
+        float *out = y + g * GROUP;
+        for (int half = 0; half < 2; half++) {
+            const __m512 v = accumulate ? _mm512_add_ps(_mm512_loadu_ps(out + 16 * half), acc[half]) : acc[half];
+            _mm512_storeu_ps(out + 16 * half, v);
+        }
+    }
+}
+
+/* Split inputs of up to this many blocks live on the stack (cols <= 32,768); wider inputs
+   take the AVX2 kernels. */
+enum { SPLIT_MAX_BLOCKS = 1024 };
+
 #endif
 
 /* Any x86-64 (or other CPU): the same sums, row by row, in plain C. Row r of a group is
@@ -245,6 +349,12 @@ static int matvec_codes(int type, const void *w, const kv_q8_block *x8, const kv
                         size_t rows, size_t cols, int accumulate, int portable) {
     if (cols % 32 || rows % GROUP || (type != KV_GGML_Q4_1 && type != KV_GGML_Q8_0)) return -1;
 #if defined(__x86_64__)
+    if (!portable && x16 && cols / 32 <= SPLIT_MAX_BLOCKS && kv_gemm_q16_path() == KV_GEMM_Q16_VNNI) {
+        q16_split xs[cols / 32];
+        split_q16(x16, xs, cols / 32);
+        matvec_vnni(type, (const uint8_t *)w, x16, xs, y, rows, cols / 32, accumulate);
+        return 0;
+    }
     if (!portable && kv_has_avx2_fma_f16c()) {
         matvec_avx2(type, (const uint8_t *)w, x8, x16, y, rows, cols / 32, accumulate);
         return 0;

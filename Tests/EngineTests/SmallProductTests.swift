@@ -238,6 +238,42 @@ final class SmallProductTests: XCTestCase {
         XCTAssertEqual(kv_matvec_qdot_portable(2, [UInt8](repeating: 0, count: 32 * 18), q, &y, 32, 32, 0), -1)
     }
 
+    /// The largest integer sums a block can hold (Q8_0 codes -128 against input codes of
+    /// ±32767, Q4_1 nibbles 15) come out exact on every path: the naive product in doubles.
+    func testSixteenBitInputProductAtTheExtremes() {
+        let rows = 32, cols = 64
+        for type: Int32 in [3, 8] {
+            for sign: Int16 in [1, -1] {
+                var raw: [UInt8] = []
+                for _ in 0..<(rows * cols / 32) {
+                    if type == 8 { raw += f16(1) + [UInt8](repeating: 0x80, count: 32) }
+                    else { raw += f16(1) + f16(0) + [UInt8](repeating: 0xFF, count: 16) }
+                }
+                var laid = [UInt8](repeating: 0, count: raw.count)
+                kv_qdot_interleave(type, raw, &laid, rows, cols)
+                var block = kv_q16_block()
+                block.d = 1
+                withUnsafeMutableBytes(of: &block.q) { q in
+                    for k in 0..<32 { q.storeBytes(of: (k % 3 == 0 ? -sign : sign) * 32767, toByteOffset: 2 * k, as: Int16.self) }
+                }
+                block.s = Float((0..<32).reduce(0) { $0 + Int(($1 % 3 == 0 ? -sign : sign)) * 32767 })
+                let x = [block, block]
+                let weight = type == 8 ? -128.0 : 15.0
+                let expected = Float(2 * weight * Double(block.s))
+                var portable = [Float](repeating: 0, count: rows)
+                XCTAssertEqual(kv_matvec_q16dot_portable(type, laid, x, &portable, rows, cols, 0), 0)
+                XCTAssertEqual(portable, [Float](repeating: expected, count: rows))
+                for path in [KV_GEMM_Q16_VNNI, KV_GEMM_Q16_AVX2] {
+                    kv_gemm_q16_set_path(path)
+                    defer { kv_gemm_q16_set_path(-1) }
+                    var y = [Float](repeating: 0, count: rows)
+                    XCTAssertEqual(kv_matvec_q16dot(type, laid, x, &y, rows, cols, 0), 0)
+                    XCTAssertEqual(y, portable, "type \(type), path \(kv_gemm_q16_path())")
+                }
+            }
+        }
+    }
+
     /// Q4_1 and Q8_0 against 16-bit input codes (`kv_quantize_q16`, `kv_matvec_q16dot` and
     /// its plain C path): codes within half a step of the input, s = d * sum(q), the product
     /// equal to the naive double-precision product on the dequantized codes up to float
@@ -264,9 +300,16 @@ final class SmallProductTests: XCTestCase {
             let before = (0..<rows).map { _ in gaussian() }
             for accumulate: Int32 in [0, 1] {
                 var y = before, portable = before
-                XCTAssertEqual(kv_matvec_q16dot(type, laid, q, &y, rows, cols, accumulate), 0)
                 XCTAssertEqual(kv_matvec_q16dot_portable(type, laid, q, &portable, rows, cols, accumulate), 0)
-                XCTAssertEqual(y, portable, "16-bit input: the AVX2 and plain C paths differ")
+                // Every vector path the CPU runs (VNNI, AVX2; kv_gemm_q16_set_path caps them)
+                // gives the plain C path's bits.
+                for path in [KV_GEMM_Q16_VNNI, KV_GEMM_Q16_AVX2] {
+                    kv_gemm_q16_set_path(path)
+                    defer { kv_gemm_q16_set_path(-1) }
+                    y = before
+                    XCTAssertEqual(kv_matvec_q16dot(type, laid, q, &y, rows, cols, accumulate), 0)
+                    XCTAssertEqual(y, portable, "16-bit input: path \(kv_gemm_q16_path()) and plain C differ")
+                }
                 for o in 0..<rows {
                     var onCodes = accumulate == 1 ? Double(before[o]) : 0, exact = onCodes, magnitude = abs(onCodes)
                     for k in 0..<cols {
