@@ -102,7 +102,7 @@ extension KVBlockHeader {
 
     /// Bytes of `raw` the header may span: 112, or with a version-2 layer mask, as many as
     /// the layer count at offset 12 says (a parse checks them all).
-    static func prefixLength(_ raw: UnsafeRawBufferPointer) -> Int {
+    public static func prefixLength(_ raw: UnsafeRawBufferPointer) -> Int {
         guard raw.count >= byteCount, raw.load(fromByteOffset: 4, as: UInt8.self) == UInt8(layerSubsetVersion),
               raw.load(fromByteOffset: 5, as: UInt8.self) == 0 else { return byteCount }
         let layers = Int(raw.load(fromByteOffset: 12, as: UInt8.self)) | Int(raw.load(fromByteOffset: 13, as: UInt8.self)) << 8
@@ -168,8 +168,8 @@ extension KVBlockHeader {
     }
 }
 
-/// XXH64 with seed 0 of a byte slice.
-func xxh64(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+/// XXH64 with seed 0 of a byte slice (the block's payload and header checksums).
+public func xxh64(_ bytes: ArraySlice<UInt8>) -> UInt64 {
     bytes.withUnsafeBytes { kv_xxh64($0.baseAddress, $0.count, 0) }
 }
 

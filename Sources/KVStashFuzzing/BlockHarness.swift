@@ -1,4 +1,3 @@
-import CKernels
 import KVStashCodec
 import KVStashCore
 
@@ -74,9 +73,8 @@ enum BlockHarness {
     static func resealed(_ input: [UInt8]) -> [UInt8] {
         var m = input
         guard m.count >= KVBlockHeader.byteCount else { return m }
-        let version = Int(m[4]) | Int(m[5]) << 8, layers = Int(m[12]) | Int(m[13]) << 8
-        let mask = version == Int(KVBlockHeader.layerSubsetVersion) ? 8 * ((layers + 63) / 64) : 0
-        let headerLength = KVBlockHeader.byteCount + mask
+        let headerLength = m.withUnsafeBytes { KVBlockHeader.prefixLength($0) }
+        let mask = headerLength - KVBlockHeader.byteCount
         guard m.count >= headerLength else { return m }
         put64(&m, at: 88, UInt64(m.count - headerLength))
         put64(&m, at: 96, xxh64(m[headerLength...]))
@@ -115,10 +113,6 @@ enum BlockHarness {
             }
         }
         return rows
-    }
-
-    private static func xxh64(_ bytes: ArraySlice<UInt8>) -> UInt64 {
-        bytes.withUnsafeBytes { kv_xxh64($0.baseAddress, $0.count, 0) }
     }
 
     private static func put64(_ m: inout [UInt8], at offset: Int, _ v: UInt64) {
