@@ -67,7 +67,8 @@ static void gemm_portable(const int8_t *codes, const float *scales, const float 
    OFFSETS are constants in every instance. */
 VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
     const int8_t *codes, const float *scales, const float *offsets, const int BK, const int OFFSETS,
-    const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate) {
+    const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate,
+    int next) {
     const size_t pairs = (size_t)BK / 2, gstride = nblk * pairs * 32, sstride = nblk * 16;
     __m512 f[6][2];
     for (int t = 0; t < T; t++) f[t][0] = f[t][1] = _mm512_setzero_ps();
@@ -77,6 +78,9 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
         const int8_t *c0 = codes + b * pairs * 32, *c1 = c0 + gstride;
         __m512i s[6][2];
         for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
+        if (next)
+            tile_prefetch_next(c0, pairs * 32, gstride, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, NULL,
+                               sstride);
         /* Not unrolled: clang -O3 unrolls the 8 pairs of a 16-code block fully, then spills
            the tile's accumulators (Q6_K's product ran at 60 % of Q4_K's). */
 #pragma clang loop unroll(disable)
@@ -98,7 +102,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
     tile_store(f, T, y, ldy, accumulate);
 }
 
-#define TILE_CASE(T_) case T_: tile_vnni(codes, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate); break;
+#define TILE_CASE(T_) case T_: tile_vnni(codes, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate, next); break;
 
 #define GEMM_VNNI(name, BK_, OFFSETS_)                                                                             \
     VNNI_TARGET static void name(const int8_t *codes, const float *scales, const float *offsets,                   \

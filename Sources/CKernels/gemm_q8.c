@@ -86,7 +86,7 @@ static void gemm_portable(const int8_t *codes, const int32_t *bias, const float 
 VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
     const int8_t *codes, const int32_t *bias, const float *scales, const float *offsets, const int BK,
     const int OFFSETS, const kv_u8_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy,
-    int accumulate) {
+    int accumulate, int next) {
     const size_t quads = (size_t)BK / 4, gstride = nblk * quads * 64, sstride = nblk * 16;
     __m512 f[6][2];
     for (int t = 0; t < T; t++) f[t][0] = f[t][1] = _mm512_setzero_ps();
@@ -97,6 +97,9 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
         const __m512i b0 = _mm512_loadu_si512(bias + b * 16), b1 = _mm512_loadu_si512(bias + sstride + b * 16);
         __m512i s[6][2];
         for (int t = 0; t < T; t++) { s[t][0] = b0; s[t][1] = b1; }
+        if (next)
+            tile_prefetch_next(c0, quads * 64, gstride, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL,
+                               bias + b * 16, sstride);
         for (size_t p = 0; p < quads; p++) {
             const __m512i w0 = _mm512_loadu_si512(c0 + p * 64), w1 = _mm512_loadu_si512(c1 + p * 64);
             for (int t = 0; t < T; t++) {
@@ -114,7 +117,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
     tile_store(f, T, y, ldy, accumulate);
 }
 
-#define TILE_CASE(T_) case T_: tile_vnni(codes, bias, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate); break;
+#define TILE_CASE(T_) case T_: tile_vnni(codes, bias, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate, next); break;
 
 #define GEMM_VNNI(name, BK_, OFFSETS_)                                                                             \
     VNNI_TARGET static void name(const int8_t *codes, const int32_t *bias, const float *scales,                    \

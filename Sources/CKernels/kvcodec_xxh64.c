@@ -1,6 +1,9 @@
 /* XXH64 (xxHash, Yann Collet, BSD-2) written from the algorithm's specification. Used by
-   the KV block codec for its header and payload checksums. Scalar: the four lanes
-   already run at memory speed, so it is not cloned per ISA. */
+   the KV block codec for its header and payload checksums. Scalar: the four lanes run
+   about as fast as one core reads memory, so it is not cloned per ISA. A block read from the
+   store is not in any cache, and one sequential stream per core stalled on memory (5.6 GB/s
+   on an Intel Xeon core against 11.6 from L2); asking for the bytes XXH_AHEAD further on
+   took it to 8.2 GB/s (decision 114). */
 #include "kvcodec.h"
 #include <string.h>
 
@@ -9,6 +12,8 @@ static const uint64_t P2 = 14029467366897019727ULL;
 static const uint64_t P3 = 1609587929392839161ULL;
 static const uint64_t P4 = 9650029242287828579ULL;
 static const uint64_t P5 = 2870177450012600261ULL;
+
+#define XXH_AHEAD 1024
 
 static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 static inline uint64_t read64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
@@ -33,6 +38,7 @@ uint64_t kv_xxh64(const void *data, size_t len, uint64_t seed) {
         const uint8_t *limit = end - 32;
         uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
         do {
+            __builtin_prefetch((const void *)((uintptr_t)p + XXH_AHEAD));
             v1 = xxh_round(v1, read64(p));
             v2 = xxh_round(v2, read64(p + 8));
             v3 = xxh_round(v3, read64(p + 16));
