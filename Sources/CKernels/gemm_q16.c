@@ -80,7 +80,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
         for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
         if (next)
             tile_prefetch_next(c0, pairs * 32, gstride, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, NULL,
-                               sstride);
+                               sstride, 2);
         /* Not unrolled: clang -O3 unrolls the 8 pairs of a 16-code block fully, then spills
            the tile's accumulators (Q6_K's product ran at 60 % of Q4_K's). */
 #pragma clang loop unroll(disable)
@@ -127,8 +127,9 @@ GEMM_VNNI(gemm_vnni_16, 16, 0)
 
 AVX2_GEMM_TARGET static inline __attribute__((always_inline)) void tile_avx2(
     const int8_t *codes, const float *scales, const float *offsets, const int BK, const int OFFSETS,
-    const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate) {
-    const size_t pairs = (size_t)BK / 2;
+    const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate,
+    int next) {
+    const size_t pairs = (size_t)BK / 2, gstride = nblk * pairs * 32;
     __m256 f[6][2];
     for (int t = 0; t < T; t++) f[t][0] = f[t][1] = _mm256_setzero_ps();
     for (size_t b = 0; b < nblk; b++) {
@@ -137,6 +138,9 @@ AVX2_GEMM_TARGET static inline __attribute__((always_inline)) void tile_avx2(
         const int8_t *c = codes + b * pairs * 32;
         __m256i s[6][2];
         for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm256_setzero_si256();
+        if (next)
+            tile_prefetch_next(c, pairs * 32, gstride, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, NULL,
+                               nblk * 16, 1);
         for (size_t p = 0; p < pairs; p++) {
             const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(c + p * 32)));
             const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(c + p * 32 + 16)));
@@ -174,10 +178,11 @@ AVX2_GEMM_TARGET static inline __attribute__((always_inline)) void tile_avx2(
 }
 
 #define AVX2_TILE_CASE(T_) \
-    case T_: tile_avx2(codes, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate); break;
+    case T_: tile_avx2(codes, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate, next); break;
 
 /* Every group of 16 weight rows against all m input rows, six at a time (a group's codes stay
-   in L1 while the input rows stream past). */
+   in L1 while the input rows stream past; the first pass asks for the next group's,
+   tile_prefetch_next). */
 #define GEMM_AVX2(name, BK_, OFFSETS_)                                                                             \
     AVX2_GEMM_TARGET static void name(const int8_t *codes, const float *scales, const float *offsets,              \
                                       const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n,             \
@@ -188,6 +193,7 @@ AVX2_GEMM_TARGET static inline __attribute__((always_inline)) void tile_avx2(
             for (size_t t0 = 0; t0 < m; t0 += 6) {                                                                 \
                 const kv_q16_block *xt = x + t0 * xblocks;                                                         \
                 float *yt = y + t0 * ldy + r;                                                                      \
+                const int next = t0 == 0 && r + 16 < n;                                                            \
                 switch (m - t0 >= 6 ? 6 : (int)(m - t0)) { AVX2_TILE_CASE(6) AVX2_TILE_CASE(5) AVX2_TILE_CASE(4) AVX2_TILE_CASE(3) AVX2_TILE_CASE(2)  \
                                                            AVX2_TILE_CASE(1) }                                     \
             }                                                                                                      \

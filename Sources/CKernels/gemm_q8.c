@@ -99,7 +99,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
         for (int t = 0; t < T; t++) { s[t][0] = b0; s[t][1] = b1; }
         if (next)
             tile_prefetch_next(c0, quads * 64, gstride, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL,
-                               bias + b * 16, sstride);
+                               bias + b * 16, sstride, 2);
         for (size_t p = 0; p < quads; p++) {
             const __m512i w0 = _mm512_loadu_si512(c0 + p * 64), w1 = _mm512_loadu_si512(c1 + p * 64);
             for (int t = 0; t < T; t++) {

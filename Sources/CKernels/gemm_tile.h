@@ -30,17 +30,17 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_block_update(
     }
 }
 
-/* Brings block b of the next tile's weights (groups g + 2 and g + 3: `gstride` code bytes and
-   `sstride` floats per group further on) into L1 while this tile's block b is multiplied: the
-   16 x BK code bytes of each group, its 16 scales, and the offsets and integer bias where the
-   kernel has them (NULL otherwise). With a few input rows (the question after a cache hit) a
-   tile's products take about as long as its bytes take to arrive from memory, and the
-   hardware prefetcher does not cross into the next tile's two groups; asked for one tile
-   ahead, the bytes arrive while the products run (decision 114). */
-VNNI_TARGET static inline __attribute__((always_inline)) void tile_prefetch_next(
+/* Brings block b of the next tile's weights (the `groups` groups of 16 rows after this tile's:
+   `gstride` code bytes and `sstride` floats per group further on) into L1 while this tile's
+   block b is multiplied: the 16 x BK code bytes of each group, its 16 scales, and the offsets
+   and integer bias where the kernel has them (NULL otherwise). With a few input rows (the
+   question after a cache hit) a tile's products take about as long as its bytes take to
+   arrive from memory, and the hardware prefetcher does not cross into the next tile's groups;
+   asked for one tile ahead, the bytes arrive while the products run (decision 114). */
+static inline __attribute__((always_inline)) void tile_prefetch_next(
     const int8_t *c0, size_t block_bytes, size_t gstride, const float *scales, const float *offsets,
-    const int32_t *bias, size_t sstride) {
-    for (int g = 2; g < 4; g++) {
+    const int32_t *bias, size_t sstride, int groups) {
+    for (int g = groups; g < 2 * groups; g++) {
         const int8_t *c = c0 + (size_t)g * gstride;
         for (size_t at = 0; at < block_bytes; at += 64) __builtin_prefetch(c + at);
         __builtin_prefetch(scales + (size_t)g * sstride);
