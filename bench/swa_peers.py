@@ -8,8 +8,7 @@ The measuring loop, rows and servers are bench/peers.py's (miss, cold from the s
 restored slot, hot with a new question, exact repeat, decode), with llama-server's flash
 attention off. Without `--swa-full` llama-server keeps only the sliding layers' window, so it
 re-evaluates the whole prompt on reuse; the JSON records how many prompt tokens each server
-evaluated on the hot hit (llama-server's `timings.prompt_n`, kvstash's prefilled tokens are
-the prompt minus what it spliced). kvstash's miss over its cold hit is also given pair by pair:
+evaluated on the cold and hot hits (both servers' `timings.prompt_n`). kvstash's miss over its cold hit is also given pair by pair:
 repetition r's cold hit and miss run in the same process seconds apart, so a host that changes
 speed between repetitions moves both. Writes bench/results/swa-peers.json and prints a markdown
 table. Never run by CI; hold the CPU lock (`flock /tmp/cpu.lock`) while it runs.
@@ -24,6 +23,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import peers  # noqa: E402
 
 CONFIGS = (("llamaServer", ()), ("llamaServerSwaFull", ("--swa-full",)))
+
+
+def evaluated(runs, row):
+    """Prompt tokens the server evaluated in each run of `row` (its answers' `timings.prompt_n`)."""
+    return [(r["timings"] or {}).get("prompt_n") for r in runs[row]]
 
 
 def paired_ratios(runs):
@@ -45,14 +49,14 @@ def main():
         runs, info = peers.measure(peers.KVStashSetup(args), args, document, tag)
         ratios = paired_ratios(runs)
         size = {"targetTokens": tokens, "promptTokens": peers.prompt_tokens(runs),
-                "kvstash": {**peers.summary(runs), **info, "missOverColdPaired": ratios,
+                "kvstash": {**peers.summary(runs), **info, "hotPromptEvaluated": evaluated(runs, "hot"),
+                            "coldPromptEvaluated": evaluated(runs, "cold"), "missOverColdPaired": ratios,
                             "missOverColdPairedMedian": statistics.median(ratios) if ratios else None,
                             "runs": runs}}
         for name, extra in CONFIGS:
             runs, info = peers.measure(peers.LlamaSetup(args, False, extra), args, document, tag)
             size[name] = {**peers.summary(runs), **info, "promptTokens": peers.prompt_tokens(runs),
-                          "hotPromptEvaluated": [(r["timings"] or {}).get("prompt_n") for r in runs["hot"]],
-                          "coldPromptEvaluated": [(r["timings"] or {}).get("prompt_n") for r in runs["cold"]],
+                          "hotPromptEvaluated": evaluated(runs, "hot"), "coldPromptEvaluated": evaluated(runs, "cold"),
                           "runs": runs}
         sizes.append(size)
     report = peers.write_report(args, reps=args.reps, missReps=args.miss_reps, sizes=sizes)
@@ -66,7 +70,7 @@ def main():
                            ("hotMs", "hot hit, new question"), ("repeatMs", "exact repeat")):
             print(f"| {s['promptTokens']} | {label} (ms) | {a[key]:.0f} | {b[key]:.0f} | {k[key]:.0f} |")
         print(f"| {s['promptTokens']} | hot hit: prompt tokens evaluated | {a['hotPromptEvaluated']} | "
-              f"{b['hotPromptEvaluated']} | |")
+              f"{b['hotPromptEvaluated']} | {k['hotPromptEvaluated']} |")
         print(f"\nkvstash miss / cold hit: {k['missMs'] / k['coldMs']:.1f}x by the medians; pair by pair "
               f"{', '.join(f'{x:.1f}x' for x in k['missOverColdPaired'])} "
               f"(median {k['missOverColdPairedMedian'] or 0:.1f}x)")

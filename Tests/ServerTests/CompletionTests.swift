@@ -51,6 +51,12 @@ final class CompletionTests: XCTestCase {
         XCTAssertEqual(content, tokenizer.decode(expectedIDs))
         XCTAssertEqual(json["choices", "0", "message", "role"] as? String, "assistant")
         XCTAssertEqual(json["choices", "0", "finish_reason"] as? String, expectedIDs.count == 10 ? "length" : "stop")
+        // Without a cache every prompt token is prefilled; the steps are timed.
+        XCTAssertEqual(json["timings", "cache_n"] as? Int, 0)
+        XCTAssertEqual(json["timings", "prompt_n"] as? Int, json["usage", "prompt_tokens"] as? Int)
+        XCTAssertEqual(json["timings", "predicted_n"] as? Int, expectedIDs.count)
+        XCTAssertGreaterThan(json["timings", "prompt_ms"] as? Double ?? 0, 0, "\(json)")
+        XCTAssertGreaterThan(json["timings", "tokenize_ms"] as? Double ?? 0, 0)
 
         let body = try JSONSerialization.data(withJSONObject: [
             "model": "test-model", "messages": messages, "max_tokens": 10, "temperature": 0, "stream": true,
@@ -64,6 +70,10 @@ final class CompletionTests: XCTestCase {
         let streamed = events.compactMap { $0["choices", "0", "delta", "content"] as? String }.joined()
         XCTAssertEqual(streamed, content)
         XCTAssertEqual(events.last?["usage", "completion_tokens"] as? Int, json["usage", "completion_tokens"] as? Int)
+        // As llama-server does, the chunk that finishes the answer carries its timings.
+        let last = try XCTUnwrap(events.last { $0["choices", "0", "finish_reason"] is String })
+        XCTAssertEqual(last["timings", "predicted_n"] as? Int, expectedIDs.count, "\(last)")
+        XCTAssertEqual(last["timings", "prompt_n"] as? Int, json["usage", "prompt_tokens"] as? Int)
     }
 
     func testStopSequenceCutsTheText() async throws {

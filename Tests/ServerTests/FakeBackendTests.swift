@@ -25,6 +25,7 @@ final class FakeBackendTests: XCTestCase {
             XCTAssertEqual(json["usage", "prompt_tokens"] as? Int, 3)
             XCTAssertEqual(json["usage", "completion_tokens"] as? Int, 3)
             XCTAssertEqual(json["usage", "prompt_tokens_details", "cached_tokens"] as? Int, 0)
+            XCTAssertNil(json["timings"], "a backend that times nothing sends no timings")
 
             let whole = try await client.post("/v1/completions", ["prompt": "hi", "max_tokens": 100])
             XCTAssertEqual(whole.json["choices", "0", "text"] as? String, fake.answer(maxTokens: 100))

@@ -63,6 +63,28 @@ final class PrefixCacheServerTests: XCTestCase {
                 json["usage", "prompt_tokens_details", "cached_tokens"] as? Int ?? -1)
     }
 
+    /// An answer's `timings` split its prompt as its usage does, and time the tier it came from.
+    func testTimingsMatchTheUsage() async throws {
+        var answers: [[String: Any]] = []
+        for word in ["pepper", "rocket"] {
+            let (status, json) = try await running.post("/v1/chat/completions", Self.chat(word, salt: "timings"))
+            XCTAssertEqual(status, 200, "\(json)")
+            answers.append(json)
+        }
+        for json in answers {
+            let prompt = try XCTUnwrap(json["usage", "prompt_tokens"] as? Int)
+            let cached = try XCTUnwrap(json["usage", "prompt_tokens_details", "cached_tokens"] as? Int)
+            XCTAssertEqual(json["timings", "cache_n"] as? Int, cached, "\(json)")
+            XCTAssertEqual(json["timings", "prompt_n"] as? Int, prompt - cached)
+            XCTAssertEqual(json["timings", "predicted_n"] as? Int, json["usage", "completion_tokens"] as? Int)
+            XCTAssertGreaterThan(json["timings", "prompt_ms"] as? Double ?? 0, 0)
+            XCTAssertGreaterThan(json["timings", "tokenize_ms"] as? Double ?? 0, 0)
+        }
+        XCTAssertEqual(answers[0]["timings", "cache_n"] as? Int, 0, "a new salt starts empty")
+        XCTAssertGreaterThan(answers[1]["timings", "cache_n"] as? Int ?? 0, 0, "the second question reuses the document")
+        XCTAssertGreaterThan(answers[1]["timings", "ram_ms"] as? Double ?? 0, 0, "its pages came from the radix tree")
+    }
+
     func testQuestionsDivergeAtTheSameToken() throws {
         // Precondition of the concurrency test: every pair of prompts diverges at the same
         // position, so what a request finds cached does not depend on which others ran first.

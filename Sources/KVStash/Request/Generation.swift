@@ -59,7 +59,7 @@ extension PrefixCache {
             sources: state.sources, tokens: out.tokens, text: out.text, finishReason: reason,
             timeToFirstToken: (first - start).seconds, prefillSeconds: (prefillEnd - start).seconds, timings: state.timings,
             decodeTokensPerSecond: out.decodeSteps > 0 ? Double(out.decodeSteps) / (out.endedAt - first).seconds : 0,
-            chunksStored: 0, tokensCached: cached)
+            decodeSeconds: (out.endedAt - first).seconds, chunksStored: 0, tokensCached: cached)
         onAnswer(result)
         result.chunksStored = writeBack(state, promptCount: promptCount, origin: .query).chunks
             + storePromptTail(state, promptCount: promptCount).chunks

@@ -100,6 +100,8 @@ public struct RequestResult: Sendable {
     public var timings: AssemblyTimings
     /// Decode throughput after the first token (tokens/s; 0 with fewer than two tokens).
     public var decodeTokensPerSecond: Double
+    /// Seconds from the first token to the end of generation.
+    public var decodeSeconds: Double
     /// Chunks written to the store by the write-back.
     public var chunksStored: Int
     /// Tokens added to the radix tree.

@@ -30,6 +30,41 @@ struct MessageBody: Encodable, Sendable {
     var content: String?
 }
 
+/// `timings` of an answer, as llama-server names them (`cache_n`, `prompt_n`, `prompt_ms`,
+/// `predicted_*`), plus KVStash's steps before prefill. Times in milliseconds.
+struct TimingsBody: Encodable, Sendable {
+    /// Prompt tokens whose KV was reused.
+    var cache_n: Int
+    /// Prompt tokens prefilled, and the time it took.
+    var prompt_n: Int
+    var prompt_ms: Double
+    var prompt_per_second: Double
+    /// Tokens generated; time from the first to the last.
+    var predicted_n: Int
+    var predicted_ms: Double
+    var predicted_per_second: Double
+    /// KVStash extension: rendering and tokenizing the prompt, the RAM tier's match and
+    /// splice, the stored chunks' read and splice.
+    var tokenize_ms: Double
+    var ram_ms: Double
+    var store_ms: Double
+
+    init(_ t: CompletionTimings, usage u: CompletionUsage) {
+        func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1e3 + Double(d.components.attoseconds) * 1e-15 }
+        func rate(_ n: Int, _ d: Duration) -> Double { ms(d) > 0 ? Double(n) / ms(d) * 1e3 : 0 }
+        cache_n = u.cachedTokens
+        prompt_n = t.prefilledTokens
+        prompt_ms = ms(t.prefill)
+        prompt_per_second = rate(t.prefilledTokens, t.prefill)
+        predicted_n = u.completionTokens
+        predicted_ms = ms(t.decode)
+        predicted_per_second = rate(max(0, u.completionTokens - 1), t.decode)
+        tokenize_ms = ms(t.tokenize)
+        ram_ms = ms(t.ram)
+        store_ms = ms(t.store)
+    }
+}
+
 /// One choice of any completion object. Fields that OpenAI sends as `null` are encoded as `null`.
 struct ChoiceBody: Encodable, Sendable {
     var index = 0
@@ -60,6 +95,8 @@ struct CompletionBody: Encodable, Sendable {
     var choices: [ChoiceBody]
     var usage: UsageBody?
     var system_fingerprint: String?
+    /// On the whole answer and on a stream's last chunk (where llama-server sends it).
+    var timings: TimingsBody?
 }
 
 /// `GET /v1/models`.

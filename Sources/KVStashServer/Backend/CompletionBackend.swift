@@ -93,6 +93,8 @@ public struct CompletionUsage: Sendable, Hashable {
     public var timeToFirstToken: Duration?
     /// Why the generation ended.
     public var finishReason: FinishReason
+    /// Where the request's time went, step by step (nil where the backend does not tell).
+    public var timings: CompletionTimings?
 
     public init(promptTokens: Int, completionTokens: Int, cachedTokensRAM: Int = 0, cachedTokensDisk: Int = 0,
                 timeToFirstToken: Duration? = nil, finishReason: FinishReason) {
@@ -108,6 +110,25 @@ public struct CompletionUsage: Sendable, Hashable {
     public var cachedTokens: Int { cachedTokensRAM + cachedTokensDisk + cachedTokensShared }
 }
 
+/// Where a completion's time went: the steps before its first token, then decode. The
+/// server reports them as the answer's `timings` (llama-server's names where it has them).
+public struct CompletionTimings: Sendable, Hashable {
+    /// Rendering the chat template and tokenizing the prompt.
+    public var tokenize: Duration = .zero
+    /// Matching the radix tree and splicing its pages (the RAM tier).
+    public var ram: Duration = .zero
+    /// Probing, reading, verifying and splicing stored chunks (the disk and shared tiers).
+    public var store: Duration = .zero
+    /// Prompt tokens prefilled (the prompt minus the cached tokens).
+    public var prefilledTokens = 0
+    /// Prefilling them.
+    public var prefill: Duration = .zero
+    /// From the first token to the end of generation.
+    public var decode: Duration = .zero
+
+    public init() {}
+}
+
 /// A job the backend has tokenized and accepted: it fits the context.
 public struct PreparedCompletion: Sendable {
     /// The job as asked.
@@ -116,11 +137,14 @@ public struct PreparedCompletion: Sendable {
     public var tokens: [Int]
     /// `job.maxTokens`, reduced so that prompt + completion fit the context.
     public var maxTokens: Int
+    /// How long rendering and tokenizing the prompt took.
+    public var tokenizing: Duration
 
-    public init(job: CompletionJob, tokens: [Int], maxTokens: Int) {
+    public init(job: CompletionJob, tokens: [Int], maxTokens: Int, tokenizing: Duration = .zero) {
         self.job = job
         self.tokens = tokens
         self.maxTokens = maxTokens
+        self.tokenizing = tokenizing
     }
 }
 

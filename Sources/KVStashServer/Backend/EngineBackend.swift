@@ -61,8 +61,14 @@ public final class EngineBackend: TemplatedBackend {
             usage.finishReason = .cancelled
             return usage
         }
+        var timings = CompletionTimings()
+        timings.tokenize = prepared.tokenizing
+        timings.prefilledTokens = prepared.tokens.count
+        timings.prefill = ContinuousClock.now - start
         let loop = GenerationLoop(model: model, tokenizer: tokenizer, sampling: params, maxTokens: prepared.maxTokens)
         let out = try loop.run(logits: logits, cache: &cache) { token, _ in emit(token.text) }
+        timings.decode = out.endedAt - (out.firstTokenAt ?? out.endedAt)
+        usage.timings = timings
         usage.completionTokens = out.tokens.count
         usage.timeToFirstToken = out.firstTokenAt.map { $0 - start }
         usage.finishReason = out.end == .endOfGeneration ? .stop : .length

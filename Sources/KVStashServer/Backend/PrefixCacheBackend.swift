@@ -93,7 +93,20 @@ public final class PrefixCacheBackend: TemplatedBackend {
                                     cachedTokensRAM: result.sources.ram, cachedTokensDisk: result.sources.disk,
                                     timeToFirstToken: .seconds(result.timeToFirstToken), finishReason: result.finishReason)
         usage.cachedTokensShared = result.sources.shared
+        usage.timings = Self.timings(result, tokenizing: prepared.tokenizing)
         return usage
+    }
+
+    /// The steps of `result`, after `tokenizing`.
+    static func timings(_ result: RequestResult, tokenizing: Duration) -> CompletionTimings {
+        var t = CompletionTimings()
+        t.tokenize = tokenizing
+        t.ram = .seconds(result.timings.ram)
+        t.store = .seconds(result.timings.disk)
+        t.prefilledTokens = result.sources.prefilled
+        t.prefill = .seconds(result.timings.prefill)
+        t.decode = .seconds(result.decodeSeconds)
+        return t
     }
 
     public func settled() async {

@@ -43,10 +43,12 @@ extension TemplatedBackend {
 
     /// Tokenizes the job and checks it fits the context.
     public func prepare(_ job: CompletionJob) async throws -> PreparedCompletion {
+        let start = ContinuousClock.now
         let tokens = promptTokens(job.prompt)
+        let tokenizing = ContinuousClock.now - start
         guard !tokens.isEmpty else { throw APIError.badRequest("the prompt is empty", param: "prompt") }
         let limit = try job.completionLimit(promptTokens: tokens.count, contextLength: contextLength)
-        return PreparedCompletion(job: job, tokens: tokens, maxTokens: limit)
+        return PreparedCompletion(job: job, tokens: tokens, maxTokens: limit, tokenizing: tokenizing)
     }
 
     /// The job's sampling settings (a random seed when the client gave none).

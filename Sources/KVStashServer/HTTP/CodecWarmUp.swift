@@ -8,8 +8,9 @@ extension KVStashServer {
     /// Gemma 3 cold hit, `perf` inside `serve`). Nothing reaches the backend, the metrics or a
     /// cache; `kvstash serve` calls it at start unless `--no-warmup`.
     public func warmUpCodecs() {
-        let usage = CompletionUsage(promptTokens: 2, completionTokens: 1, cachedTokensRAM: 1, cachedTokensDisk: 1,
+        var usage = CompletionUsage(promptTokens: 2, completionTokens: 1, cachedTokensRAM: 1, cachedTokensDisk: 1,
                                     timeToFirstToken: .milliseconds(1), finishReason: .stop)
+        usage.timings = CompletionTimings()
         do {
             let chat = try decodeJSONBody(ChatRequest.self, from: Array(Self.sampleChatBody.utf8))
             let turns = try chat.messages.enumerated().map { i, m in try turn(m, index: i) }
@@ -20,6 +21,7 @@ extension KVStashServer {
                 let meta = AnswerMeta(call: call, id: call.endpoint.idPrefix + "warm-up", created: startedAt,
                                       model: backend.modelID)
                 _ = try sseEvent(meta.chunk(text: "a"))
+                _ = try sseEvent(meta.finalChunk(usage))
                 _ = try sseEvent(meta.usageChunk(usage))
                 _ = try jsonResponse(meta.answer(text: "a", usage: usage))
             }
