@@ -8,9 +8,9 @@ The measuring loop, rows and servers are bench/peers.py's (miss, cold from the s
 restored slot, hot with a new question, exact repeat, decode), with llama-server's flash
 attention off. Without `--swa-full` llama-server keeps only the sliding layers' window, so it
 re-evaluates the whole prompt on reuse; the JSON records how many prompt tokens each server
-evaluated on the cold and hot hits (both servers' `timings.prompt_n`). kvstash's miss over its cold hit is also given pair by pair:
-repetition r's cold hit and miss run in the same process seconds apart, so a host that changes
-speed between repetitions moves both. Writes bench/results/swa-peers.json and prints a markdown
+evaluated on the cold and hot hits (both servers' `timings.prompt_n`). kvstash's miss over its
+cold hit is also given pair by pair: repetition r's cold hit and miss run in the same process
+seconds apart, so a host that changes speed between repetitions moves both. Writes bench/results/swa-peers.json and prints a markdown
 table. Never run by CI; hold the CPU lock (`flock /tmp/cpu.lock`) while it runs.
 """
 import argparse

@@ -1,4 +1,5 @@
 import Foundation
+import KVStashEngine
 
 /// `usage` of a completion, with OpenAI's `prompt_tokens_details.cached_tokens` and
 /// KVStash's split of cached tokens by tier.
@@ -49,9 +50,11 @@ struct TimingsBody: Encodable, Sendable {
     var ram_ms: Double
     var store_ms: Double
 
-    init(_ t: CompletionTimings, usage u: CompletionUsage) {
-        func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1e3 + Double(d.components.attoseconds) * 1e-15 }
-        func rate(_ n: Int, _ d: Duration) -> Double { ms(d) > 0 ? Double(n) / ms(d) * 1e3 : 0 }
+    /// The timings of `u`, or nil when its backend timed nothing.
+    init?(_ u: CompletionUsage) {
+        guard let t = u.timings else { return nil }
+        func ms(_ d: Duration) -> Double { d.seconds * 1e3 }
+        func rate(_ n: Int, _ d: Duration) -> Double { d > .zero ? Double(n) / d.seconds : 0 }
         cache_n = u.cachedTokens
         prompt_n = t.prefilledTokens
         prompt_ms = ms(t.prefill)

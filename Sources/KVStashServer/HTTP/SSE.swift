@@ -12,11 +12,10 @@ struct AnswerMeta: Sendable {
     var endpoint: Endpoint { call.endpoint }
 
     private func body(_ object: String, _ choice: ChoiceBody?, usage: CompletionUsage?,
-                      timings: CompletionUsage? = nil) -> CompletionBody {
+                      timings: TimingsBody? = nil) -> CompletionBody {
         CompletionBody(id: id, object: object, created: created, model: model,
                        choices: choice.map { [$0] } ?? [], usage: usage.map(UsageBody.init),
-                       system_fingerprint: "kvstash",
-                       timings: timings.flatMap { u in u.timings.map { TimingsBody($0, usage: u) } })
+                       system_fingerprint: "kvstash", timings: timings)
     }
 
     private static func finish(_ usage: CompletionUsage) -> String {
@@ -29,7 +28,7 @@ struct AnswerMeta: Sendable {
         let choice = endpoint == .chat
             ? ChoiceBody(message: MessageBody(role: "assistant", content: text), finish_reason: reason)
             : ChoiceBody(text: text, finish_reason: reason)
-        return body(endpoint.object, choice, usage: usage, timings: usage)
+        return body(endpoint.object, choice, usage: usage, timings: TimingsBody(usage))
     }
 
     /// A streamed piece of text (or, for chat, the opening role delta when `text` is nil).
@@ -45,7 +44,7 @@ struct AnswerMeta: Sendable {
         let choice = endpoint == .chat
             ? ChoiceBody(delta: MessageBody(), finish_reason: Self.finish(usage))
             : ChoiceBody(text: "", finish_reason: Self.finish(usage))
-        return body(endpoint.chunkObject, choice, usage: nil, timings: usage)
+        return body(endpoint.chunkObject, choice, usage: nil, timings: TimingsBody(usage))
     }
 
     /// The chunk with `usage` and no choices (`stream_options.include_usage`).
