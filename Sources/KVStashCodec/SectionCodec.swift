@@ -8,6 +8,13 @@ struct SectionCodec {
     let layout: KVBlockLayout
     /// f32 scratch of `3 * kvDim` floats for the kernels.
     let work: UnsafeMutablePointer<Float>
+    /// Scale (and zero point) count of a K and a V section, worked out once per block, not per tile.
+    private let keyParams: Int, valueParams: Int
+
+    init(layout: KVBlockLayout, work: UnsafeMutablePointer<Float>) {
+        (self.layout, self.work) = (layout, work)
+        (keyParams, valueParams) = (layout.section(.key).paramCount, layout.section(.value).paramCount)
+    }
 
     private var d: Int { layout.kvDim }
     private var bits: UInt32 { UInt32(layout.codec.quantBits ?? 0) }
@@ -107,7 +114,7 @@ struct SectionCodec {
     /// Where a quantized section's fp16 scales, fp16 zero points and code rows start.
     private func parts(of base: UnsafeMutableRawPointer, _ kind: KVKind)
         -> (scales: UnsafeMutableRawPointer, zeros: UnsafeMutableRawPointer, codes: UnsafeMutableRawPointer) {
-        let p = layout.section(kind).paramCount
+        let p = kind == .key ? keyParams : valueParams
         return (base, base + 2 * p, base + 4 * p)
     }
 }

@@ -54,16 +54,20 @@ public struct KVRowWriter: @unchecked Sendable {
                                  _ body: (Range<Int>, UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
         precondition(layer >= 0 && layer < shape.layers)
         let d = shape.kvDim, out = storage.pointer(layer: layer, kind) + rows.lowerBound * d
-        let rotation = kind == .key ? rotation?[layer] : nil
-        for t0 in stride(from: 0, to: rows.count, by: Self.tileRows) {
-            let tile = t0..<min(rows.count, t0 + Self.tileRows), n = tile.count * d
-            if rotation == nil, try halves(tile, out + t0 * d) { continue }
-            try body(tile, UnsafeMutableBufferPointer(start: scratch, count: n))
-            if let rotation {
-                rotation.apply(scratch, stride: d, intoHalves: out + t0 * d, stride: d, rows: tile.count,
-                               firstPosition: firstPosition + t0, heads: shape.kvHeads, headDim: shape.headDim)
-            } else {
-                kv_f32_to_f16_stream(out + t0 * d, scratch, n)
+        let tiles = stride(from: 0, to: rows.count, by: Self.tileRows).lazy.map { $0..<min(self.rows.count, $0 + Self.tileRows) }
+        guard kind == .key, let rotation else {
+            for tile in tiles {
+                if try halves(tile, out + tile.lowerBound * d) { continue }
+                try body(tile, UnsafeMutableBufferPointer(start: scratch, count: tile.count * d))
+                kv_f32_to_f16_stream(out + tile.lowerBound * d, scratch, tile.count * d)
+            }
+            return
+        }
+        try rotation.withHalvesRotation(layer: layer, positions: firstPosition..<(firstPosition + rows.count), stride: d,
+                                        heads: shape.kvHeads, headDim: shape.headDim) { rotate in
+            for tile in tiles {
+                try body(tile, UnsafeMutableBufferPointer(start: scratch, count: tile.count * d))
+                rotate(scratch, out + tile.lowerBound * d, tile.count, firstPosition + tile.lowerBound)
             }
         }
     }

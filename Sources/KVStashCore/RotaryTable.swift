@@ -83,27 +83,40 @@ public struct RotaryTable: Sendable {
         }
     }
 
-    /// `apply` with the rotated rows narrowed to f16 into `dst` in the same pass (round to
-    /// nearest even; the same bits as `apply` then narrowing), with non-temporal stores where
-    /// `dst` is aligned for them: K of a splice, written once into the cache.
-    public func apply(_ src: UnsafePointer<Float>, stride ldSrc: Int, intoHalves dst: UnsafeMutablePointer<UInt16>,
-                      stride ldDst: Int, rows: Int, firstPosition: Int, heads: Int, headDim: Int) {
-        withTables(rows: rows, firstPosition: firstPosition, heads: heads, headDim: headDim, strides: ldSrc, ldDst) { c, s, neox in
-            kv_rope_f16_stream(dst, ldDst, src, ldSrc, rows, heads, headDim, ropeDims, c, s, neox)
-        }
+    /// Rotates and narrows rows to f16, `rotate(src, dst, rows, firstPosition)`: `apply` with
+    /// the rotated rows narrowed into `dst` in the same pass (round to nearest even; the same
+    /// bits as `apply` then narrowing), with non-temporal stores where `dst` is aligned for
+    /// them: K of a splice, written once into the cache. Both buffers have stride `stride`.
+    /// `body` may call `rotate` for any rows within `positions`, which are checked once: a
+    /// splice rotates a chunk tile by tile, and taking the tables per tile made both cores
+    /// retain and release the same arrays for every 16 rows.
+    public func withHalvesRotation<R>(
+        positions range: Range<Int>, stride: Int, heads: Int, headDim: Int,
+        _ body: ((UnsafePointer<Float>, UnsafeMutablePointer<UInt16>, Int, Int) -> Void) throws -> R
+    ) rethrows -> R {
+        guard !range.isEmpty else { return try body { _, _, rows, _ in precondition(rows == 0, "RoPE rows outside the range") } }
+        return try withTables(rows: range.count, firstPosition: range.lowerBound, heads: heads, headDim: headDim,
+                              strides: stride, stride) { c, s, neox in
+            try body { src, dst, rows, first in
+                precondition(first >= range.lowerBound && first + rows <= range.upperBound, "RoPE rows outside the range")
+                let offset = (first - range.lowerBound) * half
+                kv_rope_f16_stream(dst, stride, src, stride, rows, heads, headDim, ropeDims, c + offset, s + offset, neox)
+            }
+        }!  // the range is not empty: the tables were taken
     }
 
     /// Checks the layout and calls `body` with the cosines and sines of `rows` positions from
     /// `firstPosition` and the kernel's style flag.
-    private func withTables(rows: Int, firstPosition: Int, heads: Int, headDim: Int, strides ld0: Int, _ ld1: Int,
-                            _ body: (UnsafePointer<Float>, UnsafePointer<Float>, Int32) -> Void) {
-        guard rows > 0 else { return }
+    @discardableResult
+    private func withTables<R>(rows: Int, firstPosition: Int, heads: Int, headDim: Int, strides ld0: Int, _ ld1: Int,
+                               _ body: (UnsafePointer<Float>, UnsafePointer<Float>, Int32) throws -> R) rethrows -> R? {
+        guard rows > 0 else { return nil }
         precondition(covers(firstPosition..<(firstPosition + rows)), "RoPE table does not cover the positions")
         precondition(ropeDims <= headDim && heads * headDim <= min(ld0, ld1), "RoPE layout")
         let offset = (firstPosition - positions.lowerBound) * half
-        cos.withUnsafeBufferPointer { c in
-            sin.withUnsafeBufferPointer { s in
-                body(c.baseAddress! + offset, s.baseAddress! + offset, style == .halves ? 1 : 0)
+        return try cos.withUnsafeBufferPointer { c in
+            try sin.withUnsafeBufferPointer { s in
+                try body(c.baseAddress! + offset, s.baseAddress! + offset, style == .halves ? 1 : 0)
             }
         }
     }
@@ -131,6 +144,15 @@ public struct RotaryTables: Sendable {
 
     /// The table of `layer`.
     public subscript(layer: Int) -> RotaryTable { tables[tableOfLayer[layer]] }
+
+    /// `RotaryTable.withHalvesRotation` of `layer`'s table.
+    public func withHalvesRotation<R>(
+        layer: Int, positions: Range<Int>, stride: Int, heads: Int, headDim: Int,
+        _ body: ((UnsafePointer<Float>, UnsafeMutablePointer<UInt16>, Int, Int) -> Void) throws -> R
+    ) rethrows -> R {
+        try tables[tableOfLayer[layer]].withHalvesRotation(positions: positions, stride: stride, heads: heads,
+                                                           headDim: headDim, body)
+    }
 
     /// These tables if they cover `range`, else tables of the same RoPE for `range` alone.
     public func covering(_ range: Range<Int>) -> RotaryTables {
