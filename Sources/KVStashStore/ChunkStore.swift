@@ -55,6 +55,7 @@ public final class ChunkStore: Sendable {
         settings.blobFiles = options.blobFiles
         settings.minBlobSize = UInt64(options.minBlobSize)
         settings.syncWrites = options.syncWrites
+        settings.mappedReads = options.mappedReads
         settings.minFreeBytes = options.minFreeBytes
         if !options.readOnly, let free = DiskSpace.freeBytes(path), free < DiskSpace.openReserveBytes {
             throw StoreError.diskFull(path: path, free: free, needed: DiskSpace.openReserveBytes)

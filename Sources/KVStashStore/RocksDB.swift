@@ -15,6 +15,8 @@ struct RocksSettings: Sendable {
     var blobFiles = false
     var minBlobSize: UInt64 = 64 << 10
     var syncWrites = false
+    /// `allow_mmap_reads`, with `advise_random_on_open` off (see `StoreOptions.mappedReads`).
+    var mappedReads = true
     /// Free bytes every write must leave on the store's filesystem (see `DiskSpace`).
     var minFreeBytes = DiskSpace.defaultMinFreeBytes
 }
@@ -112,6 +114,13 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_options_set_wal_recovery_mode(options, 2) // point-in-time recovery
         rocksdb_options_increase_parallelism(options, 2)
         rocksdb_options_set_keep_log_file_num(options, 3)
+        if settings.mappedReads {
+            // Values are read in place from the page cache. RocksDB marks table files
+            // `POSIX_FADV_RANDOM` by default, which would fault a mapped value in page by
+            // page when its file is not cached (decision 021): the kernel's readahead stays on.
+            rocksdb_options_set_allow_mmap_reads(options, 1)
+            rocksdb_options_set_advise_random_on_open(options, 0)
+        }
         // A read-only instance opens every table file at open, so a live writer that
         // deletes compacted files afterwards cannot pull them away (unlinked files stay readable).
         if settings.readOnly {

@@ -33,6 +33,12 @@ public struct StoreOptions: Sendable {
     public var minBlobSize: Int
     /// fsync the WAL on every put (otherwise only `put(..., sync: true)` does).
     public var syncWrites: Bool
+    /// Read table files through memory maps (RocksDB `allow_mmap_reads`, kernel readahead
+    /// left on): a value is decoded straight from the page cache, with no copy into a
+    /// freshly allocated buffer. With false, every read is a `pread` into a buffer, and a
+    /// disk's read error comes back as an error rather than a SIGBUS
+    /// (decision 115).
+    public var mappedReads: Bool
     /// Checks values on `get` and `verify` (plug the codec's checksum check in here).
     public var validator: ValueValidator?
     /// Which chunks `shouldAdmit` lets in.
@@ -46,7 +52,8 @@ public struct StoreOptions: Sendable {
     public init(chunkSize: Int? = nil, createIfMissing: Bool = true, readOnly: Bool = false,
                 byteBudget: Int? = nil, budgetFromFreeSpace: Bool = false,
                 minFreeBytes: Int = DiskSpace.defaultMinFreeBytes, ttl: TimeInterval? = nil, blobFiles: Bool = false,
-                minBlobSize: Int = 64 << 10, syncWrites: Bool = false, validator: ValueValidator? = nil,
+                minBlobSize: Int = 64 << 10, syncWrites: Bool = false, mappedReads: Bool = true,
+                validator: ValueValidator? = nil,
                 admission: any AdmissionPolicy = SecondSightingPolicy(),
                 flushInterval: TimeInterval = 5, flushEvery: Int = 1024) {
         self.chunkSize = chunkSize
@@ -59,6 +66,7 @@ public struct StoreOptions: Sendable {
         self.blobFiles = blobFiles
         self.minBlobSize = minBlobSize
         self.syncWrites = syncWrites
+        self.mappedReads = mappedReads
         self.validator = validator
         self.admission = admission
         self.flushInterval = flushInterval

@@ -39,10 +39,10 @@ enum RequestCLI {
             return try ChunkStore(path: path, options: try budget.apply(to: StoreOptions(chunkSize: chunkSize)))
         } catch StoreError.locked(let p, let holder) {
             note("\(p) is in use by \(holder ?? "another process"); reading it read-only (no write-back)")
-            return try ChunkStore(path: path, options: StoreOptions(createIfMissing: false, readOnly: true))
+            return try ChunkStore(path: path, options: budget.reads(StoreOptions(createIfMissing: false, readOnly: true)))
         } catch let error as StoreError where error.isDiskFull {
             note("\(error); reading it read-only (no write-back)")
-            return try ChunkStore(path: path, options: StoreOptions(createIfMissing: false, readOnly: true))
+            return try ChunkStore(path: path, options: budget.reads(StoreOptions(createIfMissing: false, readOnly: true)))
         }
     }
 

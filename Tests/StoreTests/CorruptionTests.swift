@@ -25,6 +25,14 @@ func damageSST(_ needle: [UInt8], in path: String) throws -> Bool {
 
 extension CorruptionTests {
     func testDamagedValueOnDiskIsDetectedCountedAndRemoved() throws {
+        try damagedValueIsDetectedCountedAndRemoved(mappedReads: true)
+    }
+
+    func testDamagedValueOnDiskIsDetectedWithPreadReads() throws {
+        try damagedValueIsDetectedCountedAndRemoved(mappedReads: false)
+    }
+
+    private func damagedValueIsDetectedCountedAndRemoved(mappedReads: Bool) throws {
         let path = temporaryStorePath(self)
         let keys: [ChunkKey]
         do {
@@ -36,7 +44,7 @@ extension CorruptionTests {
         let victim = selfCheckingValue(seed: 2, size: 20_000)
         XCTAssertTrue(try damage(Array(victim[5000..<5064]), in: path), "value bytes not found in any SST (compression must be off)")
 
-        let store = try ChunkStore(path: path)
+        let store = try ChunkStore(path: path, options: StoreOptions(mappedReads: mappedReads))
         defer { try? store.close() }
         XCTAssertEqual(store.probe(keys), [true, true, true, true])
         XCTAssertNil(try store.get(keys[2]), "a damaged value must read as a miss")
