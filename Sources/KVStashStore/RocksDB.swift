@@ -15,14 +15,14 @@ struct RocksSettings: Sendable {
     var blobFiles = false
     var minBlobSize: UInt64 = 64 << 10
     var syncWrites = false
-    /// `allow_mmap_reads`, with `advise_random_on_open` off (see `StoreOptions.mappedReads`).
+    /// `allow_mmap_reads`, values read in place through pinned iterators (see `StoreOptions.mappedReads`).
     var mappedReads = true
     /// Free bytes every write must leave on the store's filesystem (see `DiskSpace`).
     var minFreeBytes = DiskSpace.defaultMinFreeBytes
 }
 
-/// What `body` returned for a value found in a memtable (`RocksDB.withMemtableValue`).
-private struct MemtableHit<R> {
+/// What `body` returned for a value an iterator found (`RocksDB.withIteratedValue`).
+private struct IteratedValue<R> {
     let result: R
 }
 
@@ -44,9 +44,12 @@ final class RocksDB: @unchecked Sendable {
     private let readBulk: OpaquePointer       // verify checksums, do not fill cache
     private let readSelfChecked: OpaquePointer // no block checksums (the caller checks the value), no cache fill
     private let readMemtable: OpaquePointer    // memtable-only iterators: values read where they lie
+    private let readInPlace: OpaquePointer     // iterators over every tier, data pinned where it lies (mapped reads)
     private let writeOptions: OpaquePointer
     private let syncWriteOptions: OpaquePointer
     let readOnly: Bool
+    /// Table files are read through memory maps (`RocksSettings.mappedReads`).
+    private let mappedReads: Bool
     private let path: String
     private let minFreeBytes: Int
     /// Writes refused by the free-space check, since open.
@@ -65,15 +68,18 @@ final class RocksDB: @unchecked Sendable {
         readSelfChecked = Self.makeReadOptions(verifyChecksums: false, fillCache: false)
         readMemtable = Self.makeReadOptions(verifyChecksums: false, fillCache: false)
         rocksdb_readoptions_set_read_tier(readMemtable, 3)  // kMemtableTier
+        readInPlace = Self.makeReadOptions(verifyChecksums: false, fillCache: false)
+        rocksdb_readoptions_set_pin_data(readInPlace, 1)
         writeOptions = Self.makeWriteOptions(sync: settings.syncWrites)
         syncWriteOptions = Self.makeWriteOptions(sync: true)
         readOnly = settings.readOnly
+        mappedReads = settings.mappedReads
         do {
             (db, self.families) = try Self.open(path, options: dbOptions, familyOptions: familyOptions,
                                                 readOnly: settings.readOnly)
         } catch {
             Self.destroyOptions(dbOptions, familyOptions, tableOptions,
-                                (reads: [readVerified, readBulk, readSelfChecked, readMemtable], writes: [writeOptions, syncWriteOptions]))
+                                (reads: [readVerified, readBulk, readSelfChecked, readMemtable, readInPlace], writes: [writeOptions, syncWriteOptions]))
             throw error
         }
     }
@@ -115,11 +121,10 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_options_increase_parallelism(options, 2)
         rocksdb_options_set_keep_log_file_num(options, 3)
         if settings.mappedReads {
-            // Values are read in place from the page cache. RocksDB marks table files
-            // `POSIX_FADV_RANDOM` by default, which would fault a mapped value in page by
-            // page when its file is not cached (decision 021): the kernel's readahead stays on.
+            // Values are read in place from the page cache. The files stay marked for random
+            // access (RocksDB's default): a fault reads its own page, not a readahead window
+            // around it, and `willNeed` asks for exactly a value's pages before it is read.
             rocksdb_options_set_allow_mmap_reads(options, 1)
-            rocksdb_options_set_advise_random_on_open(options, 0)
         }
         // A read-only instance opens every table file at open, so a live writer that
         // deletes compacted files afterwards cannot pull them away (unlinked files stay readable).
@@ -208,7 +213,7 @@ final class RocksDB: @unchecked Sendable {
         families.forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
         Self.destroyOptions(dbOptions, familyOptions, tableOptions,
-                            (reads: [readVerified, readBulk, readSelfChecked, readMemtable], writes: [writeOptions, syncWriteOptions]))
+                            (reads: [readVerified, readBulk, readSelfChecked, readMemtable, readInPlace], writes: [writeOptions, syncWriteOptions]))
     }
 
     deinit { close() }
@@ -226,7 +231,13 @@ final class RocksDB: @unchecked Sendable {
     /// nil when the key is absent. The buffer is valid only inside `body`.
     func withValue<R>(_ family: Family, _ key: [UInt8], fillCache: Bool = true, selfChecked: Bool = false,
                       _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R? {
-        if selfChecked, let inMemtable = try withMemtableValue(family, key, body) { return inMemtable.result }
+        if selfChecked {
+            // Mapped table files: an iterator over every tier hands out the value where it lies,
+            // in the memtable or in the file's mapping (a point lookup would copy a block that
+            // does not own its bytes). Otherwise the memtable first, then a pinned lookup.
+            if mappedReads { return try withIteratedValue(family, key, readInPlace, body)?.result }
+            if let inMemtable = try withIteratedValue(family, key, readMemtable, body) { return inMemtable.result }
+        }
         var err: UnsafeMutablePointer<CChar>? = nil
         let ro = selfChecked ? readSelfChecked : fillCache ? readVerified : readBulk
         let slice = key.withUnsafeBufferPointer { kp in
@@ -242,15 +253,17 @@ final class RocksDB: @unchecked Sendable {
         return try body(UnsafeRawBufferPointer(start: ptr, count: len))
     }
 
-    /// Calls `body` with the value under `key` in place where a memtable holds it; nil when
-    /// none does (absent, deleted or flushed: the tables have the answer). A point lookup
-    /// copies a memtable value into a new buffer, and a store freshly opened from its
-    /// write-ahead log holds every recent chunk there: a cold hit's megabytes were copied,
-    /// and a new process faulted in every page of the copies (decision 106). An iterator
-    /// reads the memtable's own bytes.
-    private func withMemtableValue<R>(_ family: Family, _ key: [UInt8],
-                                      _ body: (UnsafeRawBufferPointer) throws -> R) throws -> MemtableHit<R>? {
-        let it = rocksdb_create_iterator_cf(db, readMemtable, families[family.rawValue])!
+
+    /// Calls `body` with the value under `key` in place, read through an iterator with
+    /// `options`; nil when it finds none. With `readMemtable` (memtables only) nil also means
+    /// "flushed: the tables have the answer". A point lookup copies a memtable value, and a
+    /// value of a mapped table block that does not own its bytes, into a new buffer: a store
+    /// freshly opened from its write-ahead log holds every recent chunk in a memtable, and a
+    /// new process faulted in every page of the copies (decision 106). An iterator with
+    /// pinned data reads the memtable's and the mapping's own bytes (decision 115).
+    private func withIteratedValue<R>(_ family: Family, _ key: [UInt8], _ options: OpaquePointer,
+                                      _ body: (UnsafeRawBufferPointer) throws -> R) throws -> IteratedValue<R>? {
+        let it = rocksdb_create_iterator_cf(db, options, families[family.rawValue])!
         defer { rocksdb_iter_destroy(it) }
         key.withUnsafeBytes { rocksdb_iter_seek(it, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
         var err: UnsafeMutablePointer<CChar>? = nil
@@ -261,8 +274,23 @@ final class RocksDB: @unchecked Sendable {
         let k = rocksdb_iter_key(it, &kl)!
         let found = kl == key.count && key.withUnsafeBytes { memcmp($0.baseAddress!, k, kl) == 0 }
         guard found, let v = rocksdb_iter_value(it, &vl) else { return nil }
-        return MemtableHit(result: try body(UnsafeRawBufferPointer(start: v, count: vl)))
+        let value = UnsafeRawBufferPointer(start: v, count: vl)
+        if mappedReads { Self.willNeed(value) }
+        return IteratedValue(result: try body(value))
     }
+
+    /// Asks the kernel to read a mapped value's pages now, in one request: table files are
+    /// marked for random access (RocksDB's `advise_random_on_open`), so without it each page
+    /// the caller touches would wait for a read of its own (decision 115). Pages already
+    /// cached cost a lookup. Advice only: a failure is harmless and ignored.
+    private static func willNeed(_ value: UnsafeRawBufferPointer) {
+        guard let base = value.baseAddress, value.count >= pageSize else { return }
+        let start = UInt(bitPattern: base) & ~UInt(pageSize - 1)
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), Int(UInt(bitPattern: base) + UInt(value.count) - start),
+                    MADV_WILLNEED)
+    }
+
+    private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     /// Values (or `nil` for absent keys) of many keys in one call; per-key errors are thrown.
     func multiGet(_ family: Family, _ keys: [[UInt8]]) throws -> [[UInt8]?] {

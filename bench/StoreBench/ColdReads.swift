@@ -6,8 +6,9 @@ import Foundation
 import KVStashStore
 
 struct ColdReadRow: Codable {
-    /// "store" (ChunkStore.withValue, selfChecked, on `threads` workers) or "sequential"
-    /// (pread of the store's table files in 4 MiB pieces, one thread).
+    /// "store" (ChunkStore.withValue, selfChecked, on `threads` workers; mapped table files,
+    /// the default), "store, pread" (the same with `mappedReads` off) or "sequential" (pread
+    /// of the store's table files in 4 MiB pieces, one thread).
     var kind: String
     var threads: Int
     var megabytes: Double
@@ -82,10 +83,12 @@ func runColdReads(runs: Int, threadCounts: [Int]) throws -> ColdReads {
     }
     let megabytes = Double(valueBytes * chunks) / 1e6
     var rows: [ColdReadRow] = []
-    for threads in threadCounts {
+    for (mapped, threads) in [true, false].flatMap({ m in threadCounts.map { (m, $0) } }) {
         var times: [Double] = []
+        var readOptions = options
+        readOptions.mappedReads = mapped
         for _ in 0..<runs {
-            let store = try ChunkStore(path: dir, options: options)  // opened first: its own reads are not timed
+            let store = try ChunkStore(path: dir, options: readOptions)  // opened first: its own reads are not timed
             evictFromPageCache(dir)
             let t0 = now()
             DispatchQueue.concurrentPerform(iterations: threads) { w in
@@ -101,7 +104,7 @@ func runColdReads(runs: Int, threadCounts: [Int]) throws -> ColdReads {
             times.append(now() - t0)
             try store.close()
         }
-        rows.append(ColdReadRow(kind: "store", threads: threads, megabytes: megabytes, milliseconds: median(times) * 1000,
+        rows.append(ColdReadRow(kind: mapped ? "store" : "store, pread", threads: threads, megabytes: megabytes, milliseconds: median(times) * 1000,
                                 megabytesPerSecond: megabytes / median(times), runsMs: times.map { $0 * 1000 }))
     }
     var times: [Double] = [], bytes = 0
