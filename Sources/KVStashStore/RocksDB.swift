@@ -253,7 +253,6 @@ final class RocksDB: @unchecked Sendable {
         return try body(UnsafeRawBufferPointer(start: ptr, count: len))
     }
 
-
     /// Calls `body` with the value under `key` in place, read through an iterator with
     /// `options`; nil when it finds none. With `readMemtable` (memtables only) nil also means
     /// "flushed: the tables have the answer". A point lookup copies a memtable value, and a
