@@ -63,6 +63,7 @@ public struct RotaryTable: Sendable {
     /// inverse of `apply` for the same positions (the rotation by minus each angle).
     public func applyInverse(_ x: UnsafeMutablePointer<Float>, stride: Int, rows: Int, firstPosition: Int,
                              heads: Int, headDim: Int) {
+        guard rows > 0 else { return }
         withTables(rows: rows, firstPosition: firstPosition, heads: heads, headDim: headDim, strides: stride, stride) { c, s, neox in
             let negatedSin = (0..<(rows * half)).map { -s[$0] }
             negatedSin.withUnsafeBufferPointer {
@@ -78,6 +79,7 @@ public struct RotaryTable: Sendable {
     ///   their strides, and `heads * headDim` fits in a stride.
     public func apply(_ src: UnsafePointer<Float>, stride ldSrc: Int, into dst: UnsafeMutablePointer<Float>,
                       stride ldDst: Int, rows: Int, firstPosition: Int, heads: Int, headDim: Int) {
+        guard rows > 0 else { return }
         withTables(rows: rows, firstPosition: firstPosition, heads: heads, headDim: headDim, strides: ldSrc, ldDst) { c, s, neox in
             kv_rope(dst, ldDst, src, ldSrc, rows, heads, headDim, ropeDims, c, s, neox)
         }
@@ -94,26 +96,23 @@ public struct RotaryTable: Sendable {
         positions range: Range<Int>, stride: Int, heads: Int, headDim: Int,
         _ body: ((UnsafePointer<Float>, UnsafeMutablePointer<UInt16>, Int, Int) -> Void) throws -> R
     ) rethrows -> R {
-        guard !range.isEmpty else { return try body { _, _, rows, _ in precondition(rows == 0, "RoPE rows outside the range") } }
-        return try withTables(rows: range.count, firstPosition: range.lowerBound, heads: heads, headDim: headDim,
-                              strides: stride, stride) { c, s, neox in
+        try withTables(rows: range.count, firstPosition: range.lowerBound, heads: heads, headDim: headDim,
+                       strides: stride, stride) { c, s, neox in
             try body { src, dst, rows, first in
                 precondition(first >= range.lowerBound && first + rows <= range.upperBound, "RoPE rows outside the range")
                 let offset = (first - range.lowerBound) * half
                 kv_rope_f16_stream(dst, stride, src, stride, rows, heads, headDim, ropeDims, c + offset, s + offset, neox)
             }
-        }!  // the range is not empty: the tables were taken
+        }
     }
 
     /// Checks the layout and calls `body` with the cosines and sines of `rows` positions from
-    /// `firstPosition` and the kernel's style flag.
-    @discardableResult
+    /// `firstPosition` (the table's first ones when `rows` is 0) and the kernel's style flag.
     private func withTables<R>(rows: Int, firstPosition: Int, heads: Int, headDim: Int, strides ld0: Int, _ ld1: Int,
-                               _ body: (UnsafePointer<Float>, UnsafePointer<Float>, Int32) throws -> R) rethrows -> R? {
-        guard rows > 0 else { return nil }
+                               _ body: (UnsafePointer<Float>, UnsafePointer<Float>, Int32) throws -> R) rethrows -> R {
         precondition(covers(firstPosition..<(firstPosition + rows)), "RoPE table does not cover the positions")
         precondition(ropeDims <= headDim && heads * headDim <= min(ld0, ld1), "RoPE layout")
-        let offset = (firstPosition - positions.lowerBound) * half
+        let offset = rows > 0 ? (firstPosition - positions.lowerBound) * half : 0
         return try cos.withUnsafeBufferPointer { c in
             try sin.withUnsafeBufferPointer { s in
                 try body(c.baseAddress! + offset, s.baseAddress! + offset, style == .halves ? 1 : 0)

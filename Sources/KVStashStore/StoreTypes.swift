@@ -33,11 +33,11 @@ public struct StoreOptions: Sendable {
     public var minBlobSize: Int
     /// fsync the WAL on every put (otherwise only `put(..., sync: true)` does).
     public var syncWrites: Bool
-    /// Read table files through memory maps (RocksDB `allow_mmap_reads`, kernel readahead
-    /// left on): a value is decoded straight from the page cache, with no copy into a
-    /// freshly allocated buffer. With false, every read is a `pread` into a buffer, and a
-    /// disk's read error comes back as an error rather than a SIGBUS
-    /// (decision 115).
+    /// Read table files through memory maps (RocksDB `allow_mmap_reads`): the request path's
+    /// self-checked reads take a value where it lies in the mapping, its pages asked for with
+    /// `MADV_WILLNEED`, with no copy into a freshly allocated buffer. With false, every table
+    /// read is a `pread` into a buffer, and a disk's read error comes back as an error rather
+    /// than a SIGBUS (decision 115).
     public var mappedReads: Bool
     /// Checks values on `get` and `verify` (plug the codec's checksum check in here).
     public var validator: ValueValidator?
