@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // SIMD kernels with runtime CPU dispatch.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // The SIGBUS handler that reads unreadable pages of mapped store files as zeros.
+        .target(name: "CMappedReads"),
 
         // SHA-256 on OpenSSL's libcrypto.
         .target(name: "KVStashDigest", dependencies: ["COpenSSL"]),
@@ -41,7 +43,7 @@ let package = Package(
         .target(name: "KVStashChunks", dependencies: ["KVStashDigest"]),
         // Content-hashed chunk store on RocksDB.
         .target(name: "KVStashStore", dependencies: [
-            "KVStashCore", "KVStashChunks", "CRocksDB",
+            "KVStashCore", "KVStashChunks", "CRocksDB", "CMappedReads",
             "KVStashDigest",
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -213,6 +213,8 @@ public final class ChunkStore: Sendable {
         try gate.enter(); defer { gate.leave() }
         let validator = options.validator
         let outcome: ValueRead<R>
+        let faults = MappedReadGuard.faults
+        defer { logUnreadablePages(key, since: faults) }
         do {
             outcome = try db.withValue(.chunks, key.bytes, fillCache: false, selfChecked: selfChecked) { raw -> ValueRead<R> in
                 if let validator, !validator(Array(raw.bindMemory(to: UInt8.self))) { return .rejected }
@@ -302,6 +304,16 @@ public final class ChunkStore: Sendable {
     /// block checksums: damage on disk sets the repair flag (a compaction would fail on the
     /// block), anything else is deleted and its key range compacted in the background, so
     /// the bad bytes leave the table files.
+    /// Logs the cause when pages of a mapped table file could not be read during a read of
+    /// `key` (the process-wide count moved since `faults`; another store's read in the
+    /// same moment may have moved it too, so the message says "during").
+    private func logUnreadablePages(_ key: ChunkKey, since faults: UInt64) {
+        let now = MappedReadGuard.faults
+        guard now != faults else { return }
+        storeLogger.warning("pages of a mapped table file could not be read (a media error, or a file truncated under the store) and were read as zeros; the value they held fails its checksum and is recomputed",
+                            metadata: ["chunk": "\(key)", "store": "\(path)", "pages": "\(now - faults)"])
+    }
+
     func handleCorrupt(_ key: ChunkKey, reason: String, blockDamage: Bool = false) {
         counterState.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
         storeLogger.warning("corrupt chunk: counted as a miss and removed",

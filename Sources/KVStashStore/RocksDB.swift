@@ -51,6 +51,8 @@ final class RocksDB: @unchecked Sendable {
     /// Table files are read through memory maps (`RocksSettings.mappedReads`).
     private let mappedReads: Bool
     private let path: String
+    /// The directory registered with `MappedReadGuard` while open (mapped reads only).
+    private let guardedPath: String?
     private let minFreeBytes: Int
     /// Writes refused by the free-space check, since open.
     let spaceRefusals = Mutex(0)
@@ -74,10 +76,14 @@ final class RocksDB: @unchecked Sendable {
         syncWriteOptions = Self.makeWriteOptions(sync: true)
         readOnly = settings.readOnly
         mappedReads = settings.mappedReads
+        // Registered before the open: RocksDB maps table files as it opens them.
+        let guarded = settings.mappedReads ? MappedReadGuard.register(path) : nil
+        guardedPath = guarded
         do {
             (db, self.families) = try Self.open(path, options: dbOptions, familyOptions: familyOptions,
                                                 readOnly: settings.readOnly)
         } catch {
+            guarded.map(MappedReadGuard.unregister)
             Self.destroyOptions(dbOptions, familyOptions, tableOptions,
                                 (reads: [readVerified, readBulk, readSelfChecked, readMemtable, readInPlace], writes: [writeOptions, syncWriteOptions]))
             throw error
@@ -212,6 +218,7 @@ final class RocksDB: @unchecked Sendable {
         rocksdb_cancel_all_background_work(db, 1)
         families.forEach { rocksdb_column_family_handle_destroy($0) }
         rocksdb_close(db)
+        guardedPath.map(MappedReadGuard.unregister)
         Self.destroyOptions(dbOptions, familyOptions, tableOptions,
                             (reads: [readVerified, readBulk, readSelfChecked, readMemtable, readInPlace], writes: [writeOptions, syncWriteOptions]))
     }

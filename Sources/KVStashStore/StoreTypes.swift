@@ -35,9 +35,10 @@ public struct StoreOptions: Sendable {
     public var syncWrites: Bool
     /// Read table files through memory maps (RocksDB `allow_mmap_reads`): the request path's
     /// self-checked reads take a value where it lies in the mapping, its pages asked for with
-    /// `MADV_WILLNEED`, with no copy into a freshly allocated buffer. With false, every table
-    /// read is a `pread` into a buffer, and a disk's read error comes back as an error rather
-    /// than a SIGBUS (decision 115).
+    /// `MADV_WILLNEED`, with no copy into a freshly allocated buffer; a page that cannot be
+    /// read reads as zeros (`MappedReadGuard`) and fails its checksum. With false, every table
+    /// read is a `pread` into a buffer, and a disk's read error comes back as an error
+    /// (decision 115).
     public var mappedReads: Bool
     /// Checks values on `get` and `verify` (plug the codec's checksum check in here).
     public var validator: ValueValidator?

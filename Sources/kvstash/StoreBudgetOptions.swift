@@ -9,7 +9,7 @@ struct StoreBudgetOptions: ParsableArguments {
     var maxStoreBytes: String?
 
     @Option(name: .customLong("store-reads"),
-            help: "How stored chunks are read: 'mapped' (default; straight from the page cache, no copy) or 'pread' (a copy per read; a disk read error becomes an error instead of a SIGBUS).")
+            help: "How stored chunks are read: 'mapped' (default; straight from the page cache, no copy) or 'pread' (a copy per read, through RocksDB's own reads).")
     var storeReads: StoreReads = .mapped
 
     enum StoreReads: String, ExpressibleByArgument, CaseIterable { case mapped, pread }
