@@ -102,7 +102,73 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
     tile_store(f, T, y, ldy, accumulate);
 }
 
+/* 7 to 12 input rows (a cache hit's question) in one pass over each tile of 32 weight rows,
+   where six at a time would read the tile from memory in the first pass and multiply it again
+   from L1 in the second: the integer sums of all T rows stay in registers (2T of them), the
+   float accumulators in an L1 array, updated once per weight block. Each row takes the same
+   integer sums and float steps, in the same order, as in tile_vnni, so the same bits. */
+#define MANY_ROWS 12
+VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_many(
+    const int8_t *codes, const float *scales, const float *offsets, const int BK, const int OFFSETS,
+    const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate,
+    int next) {
+    const size_t pairs = (size_t)BK / 2, gstride = nblk * pairs * 32, sstride = nblk * 16;
+    float f[MANY_ROWS][32] __attribute__((aligned(64)));
+    for (int t = 0; t < T; t++) {
+        _mm512_store_ps(f[t], _mm512_setzero_ps());
+        _mm512_store_ps(f[t] + 16, _mm512_setzero_ps());
+    }
+    for (size_t b = 0; b < nblk; b++) {
+        const size_t xb = BK == 32 ? b : b / 2;
+        const int qoff = BK == 32 ? 0 : 16 * (int)(b & 1);
+        const int8_t *c0 = codes + b * pairs * 32, *c1 = c0 + gstride;
+        __m512i s[MANY_ROWS][2];
+        for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
+        if (next)
+            tile_prefetch_next(c0, pairs * 32, gstride, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, NULL,
+                               sstride, 2);
+#pragma clang loop unroll(disable)
+        for (size_t p = 0; p < pairs; p++) {
+            const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c0 + p * 32)));
+            const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c1 + p * 32)));
+            for (int t = 0; t < T; t++) {
+                int32_t pair;
+                memcpy(&pair, x[t * xblocks + xb].q + qoff + 2 * p, 4);
+                const __m512i a = _mm512_set1_epi32(pair);
+                s[t][0] = _mm512_dpwssd_epi32(s[t][0], w0, a);
+                s[t][1] = _mm512_dpwssd_epi32(s[t][1], w1, a);
+            }
+        }
+        const __m512 sc0 = _mm512_loadu_ps(scales + b * 16), sc1 = _mm512_loadu_ps(scales + b * 16 + sstride);
+        for (int t = 0; t < T; t++) {
+            const kv_q16_block *xt = x + t * xblocks + xb;
+            const __m512 dx = _mm512_set1_ps(xt->d);
+            __m512 f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][0]), _mm512_mul_ps(sc0, dx), _mm512_load_ps(f[t]));
+            __m512 f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][1]), _mm512_mul_ps(sc1, dx), _mm512_load_ps(f[t] + 16));
+            if (OFFSETS) {
+                const __m512 sx = _mm512_set1_ps(xt->s);
+                f0 = _mm512_fmadd_ps(_mm512_loadu_ps(offsets + b * 16), sx, f0);
+                f1 = _mm512_fmadd_ps(_mm512_loadu_ps(offsets + b * 16 + sstride), sx, f1);
+            }
+            _mm512_store_ps(f[t], f0);
+            _mm512_store_ps(f[t] + 16, f1);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        float *yt = y + t * ldy;
+        __m512 f0 = _mm512_load_ps(f[t]), f1 = _mm512_load_ps(f[t] + 16);
+        if (accumulate) {
+            f0 = _mm512_add_ps(_mm512_loadu_ps(yt), f0);
+            f1 = _mm512_add_ps(_mm512_loadu_ps(yt + 16), f1);
+        }
+        _mm512_storeu_ps(yt, f0);
+        _mm512_storeu_ps(yt + 16, f1);
+    }
+}
+
 #define TILE_CASE(T_) case T_: tile_vnni(codes, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate, next); break;
+#define MANY_CASE(T_) case T_: tile_vnni_many(codes, scales, offsets, BK, OFFSETS, x, xblocks, T_, nblk, y + r, ldy, accumulate, r + 32 < n); break;
+#define NEXT_TILE_VNNI (codes += 2 * gsize, scales += 2 * nblk * 16, offsets = offsets ? offsets + 2 * nblk * 16 : NULL)
 
 #define GEMM_VNNI(name, BK_, OFFSETS_)                                                                             \
     VNNI_TARGET static void name(const int8_t *codes, const float *scales, const float *offsets,                   \
@@ -110,8 +176,14 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
                                  int accumulate) {                                                                 \
         const int BK = BK_, OFFSETS = OFFSETS_;                                                                    \
         const size_t nblk = cols / (size_t)BK, xblocks = cols / 32, gsize = nblk * pairs_of(BK) * 32;            \
-        GEMM_TILES(m, n, x, xblocks, y, ldy, TILE_CASE,                                                            \
-                   (codes += 2 * gsize, scales += 2 * nblk * 16, offsets = offsets ? offsets + 2 * nblk * 16 : NULL)) \
+        if (m > 6 && m <= MANY_ROWS) {                                                                             \
+            for (size_t r = 0; r < n; r += 32) {                                                                   \
+                switch ((int)m) { MANY_CASE(7) MANY_CASE(8) MANY_CASE(9) MANY_CASE(10) MANY_CASE(11) MANY_CASE(12) } \
+                NEXT_TILE_VNNI;                                                                                    \
+            }                                                                                                      \
+            return;                                                                                                \
+        }                                                                                                          \
+        GEMM_TILES(m, n, x, xblocks, y, ldy, TILE_CASE, NEXT_TILE_VNNI)                                            \
     }
 GEMM_VNNI(gemm_vnni_32, 32, 0)
 GEMM_VNNI(gemm_vnni_32_offsets, 32, 1)

@@ -11,8 +11,9 @@ final class PackedProductTests: XCTestCase {
     static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K]
     /// Rows x cols: one, two and three tiles of 32 rows; one, three and eight K-quant super-blocks.
     static let shapes = [(rows: 32, cols: 256), (rows: 64, cols: 768), (rows: 96, cols: 2048)]
-    /// Input rows: one, a tile of six with one left over, and two tiles with a partial third.
-    static let inputRows = [1, 7, 17]
+    /// Input rows: one; 7, 9 and 12 (one pass of every row on VNNI, a tile of six and the rest
+    /// elsewhere); two tiles of six with a partial third.
+    static let inputRows = [1, 7, 9, 12, 17]
 
     var rng = SplitMix64(seed: 26)
 
