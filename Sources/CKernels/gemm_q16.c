@@ -62,6 +62,29 @@ static void gemm_portable(const int8_t *codes, const float *scales, const float 
 
 #if defined(__x86_64__)
 
+/* One weight block's integer sums for T input rows against the 32 weight rows of groups g and
+   g + 1 (codes c0 and c1): s[t][j] = the block's codes of group g + j times row t's codes, one
+   `vpdpwssd` per code pair and row, pairs in order. Not unrolled: clang -O3 unrolls the 8
+   pairs of a 16-code block fully, then spills the tile's accumulators (Q6_K's product ran at
+   60 % of Q4_K's). */
+VNNI_TARGET static inline __attribute__((always_inline)) void block_sums_vnni(
+    const int8_t *c0, const int8_t *c1, size_t pairs, const kv_q16_block *x, size_t xblocks, size_t xb, int qoff,
+    const int T, __m512i s[][2]) {
+    for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
+#pragma clang loop unroll(disable)
+    for (size_t p = 0; p < pairs; p++) {
+        const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c0 + p * 32)));
+        const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c1 + p * 32)));
+        for (int t = 0; t < T; t++) {
+            int32_t pair;
+            memcpy(&pair, x[t * xblocks + xb].q + qoff + 2 * p, 4);
+            const __m512i a = _mm512_set1_epi32(pair);
+            s[t][0] = _mm512_dpwssd_epi32(s[t][0], w0, a);
+            s[t][1] = _mm512_dpwssd_epi32(s[t][1], w1, a);
+        }
+    }
+}
+
 /* T input rows (T <= 6) against the 32 weight rows of groups g and g + 1 (two vectors of 16
    outputs): 2T int32 accumulators per block, 2T float accumulators across blocks. BK and
    OFFSETS are constants in every instance. */
@@ -77,24 +100,10 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
         const int qoff = BK == 32 ? 0 : 16 * (int)(b & 1);
         const int8_t *c0 = codes + b * pairs * 32, *c1 = c0 + gstride;
         __m512i s[6][2];
-        for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
         if (next)
             tile_prefetch_next(c0, pairs * 32, gstride, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, NULL,
                                sstride, 2);
-        /* Not unrolled: clang -O3 unrolls the 8 pairs of a 16-code block fully, then spills
-           the tile's accumulators (Q6_K's product ran at 60 % of Q4_K's). */
-#pragma clang loop unroll(disable)
-        for (size_t p = 0; p < pairs; p++) {
-            const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c0 + p * 32)));
-            const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c1 + p * 32)));
-            for (int t = 0; t < T; t++) {
-                int32_t pair;
-                memcpy(&pair, x[t * xblocks + xb].q + qoff + 2 * p, 4);
-                const __m512i a = _mm512_set1_epi32(pair);
-                s[t][0] = _mm512_dpwssd_epi32(s[t][0], w0, a);
-                s[t][1] = _mm512_dpwssd_epi32(s[t][1], w1, a);
-            }
-        }
+        block_sums_vnni(c0, c1, pairs, x, xblocks, xb, qoff, T, s);
         float d[6], sx[6];
         for (int t = 0; t < T; t++) { d[t] = x[t * xblocks + xb].d; sx[t] = x[t * xblocks + xb].s; }
         tile_block_update(f, s, T, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, sstride, OFFSETS, d, sx);
@@ -123,22 +132,10 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_many(
         const int qoff = BK == 32 ? 0 : 16 * (int)(b & 1);
         const int8_t *c0 = codes + b * pairs * 32, *c1 = c0 + gstride;
         __m512i s[MANY_ROWS][2];
-        for (int t = 0; t < T; t++) s[t][0] = s[t][1] = _mm512_setzero_si512();
         if (next)
             tile_prefetch_next(c0, pairs * 32, gstride, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, NULL,
                                sstride, 2);
-#pragma clang loop unroll(disable)
-        for (size_t p = 0; p < pairs; p++) {
-            const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c0 + p * 32)));
-            const __m512i w1 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(c1 + p * 32)));
-            for (int t = 0; t < T; t++) {
-                int32_t pair;
-                memcpy(&pair, x[t * xblocks + xb].q + qoff + 2 * p, 4);
-                const __m512i a = _mm512_set1_epi32(pair);
-                s[t][0] = _mm512_dpwssd_epi32(s[t][0], w0, a);
-                s[t][1] = _mm512_dpwssd_epi32(s[t][1], w1, a);
-            }
-        }
+        block_sums_vnni(c0, c1, pairs, x, xblocks, xb, qoff, T, s);
         const __m512 sc0 = _mm512_loadu_ps(scales + b * 16), sc1 = _mm512_loadu_ps(scales + b * 16 + sstride);
         for (int t = 0; t < T; t++) {
             const kv_q16_block *xt = x + t * xblocks + xb;
