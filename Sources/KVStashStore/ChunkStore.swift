@@ -296,6 +296,16 @@ public final class ChunkStore: Sendable {
         do { return try body() } catch let error as RocksError { throw StoreError.rocksdb(error.message) }
     }
 
+    /// Logs the cause when pages of a mapped table file could not be read while `key` was
+    /// read: the process-wide count of such pages moved since `faults` (a read of another
+    /// store at the same moment can move it too).
+    private func logUnreadablePages(_ key: ChunkKey, since faults: UInt64) {
+        let now = MappedReadGuard.faults
+        guard now != faults else { return }
+        storeLogger.warning("pages of a mapped table file could not be read (a media error, or a file truncated under the store) and were read as zeros; the value they held fails its checksum and is recomputed",
+                            metadata: ["chunk": "\(key)", "store": "\(path)", "pages": "\(now - faults)"])
+    }
+
     /// Counts a corrupt entry and deletes it (best effort: after a failed compaction RocksDB
     /// refuses writes, and the read must still answer a miss). Block damage also asks for a
     /// repair at the next open (see `RepairFlag`).
@@ -304,16 +314,6 @@ public final class ChunkStore: Sendable {
     /// block checksums: damage on disk sets the repair flag (a compaction would fail on the
     /// block), anything else is deleted and its key range compacted in the background, so
     /// the bad bytes leave the table files.
-    /// Logs the cause when pages of a mapped table file could not be read during a read of
-    /// `key` (the process-wide count moved since `faults`; another store's read in the
-    /// same moment may have moved it too, so the message says "during").
-    private func logUnreadablePages(_ key: ChunkKey, since faults: UInt64) {
-        let now = MappedReadGuard.faults
-        guard now != faults else { return }
-        storeLogger.warning("pages of a mapped table file could not be read (a media error, or a file truncated under the store) and were read as zeros; the value they held fails its checksum and is recomputed",
-                            metadata: ["chunk": "\(key)", "store": "\(path)", "pages": "\(now - faults)"])
-    }
-
     func handleCorrupt(_ key: ChunkKey, reason: String, blockDamage: Bool = false) {
         counterState.withLock { $0.corrupt += 1; $0.reads += 1; $0.misses += 1; $0.dirty = true }
         storeLogger.warning("corrupt chunk: counted as a miss and removed",
