@@ -123,18 +123,31 @@ static void install(void) {
     sigaction(SIGBUS, &action, &previous);
 }
 
-int kv_mapped_reads_register(const char *dir) {
+/* The length of `dir` without trailing slashes. */
+static size_t trimmed_length(const char *dir) {
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;
+    return n;
+}
+
+/* The slot holding a registration of the n bytes of `dir`, or -1. Under `lock`. */
+static int registered_slot(const char *dir, size_t n) {
+    for (int i = 0; i < SLOTS; i++)
+        if (slots[i].registrations > 0 && slots[i].length == n && memcmp(slots[i].path, dir, n) == 0) return i;
+    return -1;
+}
+
+int kv_mapped_reads_register(const char *dir) {
+    const size_t n = trimmed_length(dir);
     if (n == 0 || n >= PATH_BYTES) return -1;
     pthread_once(&installed, install);
     pthread_mutex_lock(&lock);
     int result = -1;
-    for (int i = 0; i < SLOTS && result < 0; i++)
-        if (slots[i].registrations > 0 && slots[i].length == n && memcmp(slots[i].path, dir, n) == 0) {
-            slots[i].registrations++;
-            result = 0;
-        }
+    const int held = registered_slot(dir, n);
+    if (held >= 0) {
+        slots[held].registrations++;
+        result = 0;
+    }
     for (int i = 0; i < SLOTS && result < 0; i++)
         if (slots[i].registrations == 0) {
             atomic_store_explicit(&slots[i].state, WRITING, memory_order_release);
@@ -150,14 +163,11 @@ int kv_mapped_reads_register(const char *dir) {
 }
 
 void kv_mapped_reads_unregister(const char *dir) {
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/') n--;
+    const size_t n = trimmed_length(dir);
     pthread_mutex_lock(&lock);
-    for (int i = 0; i < SLOTS; i++)
-        if (slots[i].registrations > 0 && slots[i].length == n && memcmp(slots[i].path, dir, n) == 0) {
-            if (--slots[i].registrations == 0) atomic_store_explicit(&slots[i].state, FREE, memory_order_release);
-            break;
-        }
+    const int held = registered_slot(dir, n);
+    if (held >= 0 && --slots[held].registrations == 0)
+        atomic_store_explicit(&slots[held].state, FREE, memory_order_release);
     pthread_mutex_unlock(&lock);
 }
 
