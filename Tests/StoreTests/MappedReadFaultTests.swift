@@ -16,7 +16,7 @@ final class MappedReadFaultTests: XCTestCase {
             try store.flush()
             try store.close()
         }
-        let values = keys.indices.map { selfCheckingValue(seed: 9000 + $0, size: size) }
+        let values = keys.indices.map { chainValue($0, seed: 9, size: size) }
         let tables = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".sst") }
             .map { path + "/" + $0 }
         // Where each value lies in the table file that holds them all.
@@ -53,8 +53,7 @@ final class MappedReadFaultTests: XCTestCase {
         }
 
         // Recomputed and written again, it reads back.
-        let meta = try XCTUnwrap(sampleMetaOfChain(cut, seed: 9, keys: keys))
-        try store.put(keys[cut], value: values[cut], meta: meta)
+        try store.put(keys[cut], value: values[cut], meta: chainMeta(cut, of: keys, seed: 9))
         XCTAssertEqual(try store.get(keys[cut]), values[cut])
 
         // A compaction reads the damaged file too: it fails with an error (RocksDB then refuses
@@ -62,10 +61,4 @@ final class MappedReadFaultTests: XCTestCase {
         XCTAssertThrowsError(try store.compact(), "a compaction over the truncated table file fails")
         XCTAssertEqual(try store.get(keys[cut]), values[cut], "reads go on")
     }
-}
-
-/// The metadata `putChain` gave chunk `i` of its chain.
-private func sampleMetaOfChain(_ i: Int, seed: Int, keys: [ChunkKey]) -> ChunkMeta? {
-    let tokens = (0..<(keys.count * 4)).map { $0 + seed * 1000 }
-    return sampleMeta(parent: i == 0 ? .root : keys[i - 1], index: i, tokens: Array(tokens[i * 4..<(i + 1) * 4]))
 }

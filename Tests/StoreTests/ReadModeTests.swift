@@ -21,7 +21,7 @@ final class ReadModeTests: XCTestCase {
             defer { try? store.close() }
             XCTAssertEqual(store.probe(keys), Array(repeating: true, count: keys.count))
             for (i, key) in keys.enumerated() {
-                let expected = selfCheckingValue(seed: 7 * 1000 + i, size: 300_000)
+                let expected = chainValue(i, seed: 7, size: 300_000)
                 XCTAssertEqual(try store.get(key), expected, "get, chunk \(i), mapped \(mapped)")
                 let inPlace = try store.withValue(key, selfChecked: true) { Array($0.bindMemory(to: UInt8.self)) }
                 XCTAssertEqual(inPlace, expected, "in place, chunk \(i), mapped \(mapped)")

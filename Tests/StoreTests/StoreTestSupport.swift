@@ -37,13 +37,23 @@ func sampleMeta(parent: ChunkKey = .root, index: Int = 0, tokens: [Int] = [1, 2,
 func putChain(_ store: ChunkStore, count: Int, valueSize: Int = 1000, seed: Int = 0,
               model: [UInt8] = [1, 1, 1], docs: [String] = []) throws -> [ChunkKey] {
     let keyer = ChunkKeyer(modelFingerprint: model, chunkSize: 4)
-    let tokens = (0..<(count * 4)).map { $0 + seed * 1000 }
-    let keys = keyer.chain(tokens)
-    var parent = ChunkKey.root
+    let keys = keyer.chain(chainTokens(count: count, seed: seed))
     for (i, key) in keys.enumerated() {
-        let meta = sampleMeta(parent: parent, index: i, tokens: Array(tokens[i * 4..<(i + 1) * 4]), model: model, docs: docs)
-        try store.put(key, value: selfCheckingValue(seed: seed * 1000 + i, size: valueSize), meta: meta)
-        parent = key
+        try store.put(key, value: chainValue(i, seed: seed, size: valueSize),
+                      meta: chainMeta(i, of: keys, seed: seed, model: model, docs: docs))
     }
     return keys
+}
+
+/// The tokens of a `putChain` chain of `count` chunks (4 tokens each).
+private func chainTokens(count: Int, seed: Int) -> [Int] { (0..<(count * 4)).map { $0 + seed * 1000 } }
+
+/// The value `putChain` wrote for chunk `i` of its chain.
+func chainValue(_ i: Int, seed: Int, size: Int) -> [UInt8] { selfCheckingValue(seed: seed * 1000 + i, size: size) }
+
+/// The metadata `putChain` wrote for chunk `i` of the chain `keys`.
+func chainMeta(_ i: Int, of keys: [ChunkKey], seed: Int, model: [UInt8] = [1, 1, 1], docs: [String] = []) -> ChunkMeta {
+    let tokens = chainTokens(count: keys.count, seed: seed)
+    return sampleMeta(parent: i == 0 ? .root : keys[i - 1], index: i, tokens: Array(tokens[i * 4..<(i + 1) * 4]),
+                      model: model, docs: docs)
 }
