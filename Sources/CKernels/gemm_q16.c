@@ -113,8 +113,8 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni(
 
 /* 7 to 12 input rows (a cache hit's question) in one pass over each tile of 32 weight rows,
    where six at a time would read the tile from memory in the first pass and multiply it again
-   from L1 in the second: the integer sums of all T rows stay in registers (2T of them), the
-   float accumulators in an L1 array, updated once per weight block. Each row takes the same
+   from L1 in the second: the integer sums of all T rows stay in registers (2T of them) while
+   the float accumulators, updated once per weight block, wait in L1. Each row takes the same
    integer sums and float steps, in the same order, as in tile_vnni, so the same bits. */
 #define MANY_ROWS 12
 VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_many(
@@ -122,11 +122,8 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_many(
     const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate,
     int next) {
     const size_t pairs = (size_t)BK / 2, gstride = nblk * pairs * 32, sstride = nblk * 16;
-    float f[MANY_ROWS][32] __attribute__((aligned(64)));
-    for (int t = 0; t < T; t++) {
-        _mm512_store_ps(f[t], _mm512_setzero_ps());
-        _mm512_store_ps(f[t] + 16, _mm512_setzero_ps());
-    }
+    __m512 f[MANY_ROWS][2];
+    for (int t = 0; t < T; t++) f[t][0] = f[t][1] = _mm512_setzero_ps();
     for (size_t b = 0; b < nblk; b++) {
         const size_t xb = BK == 32 ? b : b / 2;
         const int qoff = BK == 32 ? 0 : 16 * (int)(b & 1);
@@ -136,31 +133,11 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_vnni_many(
             tile_prefetch_next(c0, pairs * 32, gstride, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, NULL,
                                sstride, 2);
         block_sums_vnni(c0, c1, pairs, x, xblocks, xb, qoff, T, s);
-        const __m512 sc0 = _mm512_loadu_ps(scales + b * 16), sc1 = _mm512_loadu_ps(scales + b * 16 + sstride);
-        for (int t = 0; t < T; t++) {
-            const kv_q16_block *xt = x + t * xblocks + xb;
-            const __m512 dx = _mm512_set1_ps(xt->d);
-            __m512 f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][0]), _mm512_mul_ps(sc0, dx), _mm512_load_ps(f[t]));
-            __m512 f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t][1]), _mm512_mul_ps(sc1, dx), _mm512_load_ps(f[t] + 16));
-            if (OFFSETS) {
-                const __m512 sx = _mm512_set1_ps(xt->s);
-                f0 = _mm512_fmadd_ps(_mm512_loadu_ps(offsets + b * 16), sx, f0);
-                f1 = _mm512_fmadd_ps(_mm512_loadu_ps(offsets + b * 16 + sstride), sx, f1);
-            }
-            _mm512_store_ps(f[t], f0);
-            _mm512_store_ps(f[t] + 16, f1);
-        }
+        float d[MANY_ROWS], sx[MANY_ROWS];
+        for (int t = 0; t < T; t++) { d[t] = x[t * xblocks + xb].d; sx[t] = x[t * xblocks + xb].s; }
+        tile_block_update(f, s, T, scales + b * 16, OFFSETS ? offsets + b * 16 : NULL, sstride, OFFSETS, d, sx);
     }
-    for (int t = 0; t < T; t++) {
-        float *yt = y + t * ldy;
-        __m512 f0 = _mm512_load_ps(f[t]), f1 = _mm512_load_ps(f[t] + 16);
-        if (accumulate) {
-            f0 = _mm512_add_ps(_mm512_loadu_ps(yt), f0);
-            f1 = _mm512_add_ps(_mm512_loadu_ps(yt + 16), f1);
-        }
-        _mm512_storeu_ps(yt, f0);
-        _mm512_storeu_ps(yt + 16, f1);
-    }
+    tile_store(f, T, y, ldy, accumulate);
 }
 
 #define TILE_CASE(T_) case T_: tile_vnni(codes, scales, offsets, BK, OFFSETS, xt, xblocks, T_, nblk, yt, ldy, accumulate, next); break;

@@ -15,7 +15,7 @@
    of the block, group g + 1's are `stride` further; d[t], s[t] are input row t's block scale
    and scaled code sum. */
 VNNI_TARGET static inline __attribute__((always_inline)) void tile_block_update(
-    __m512 f[6][2], __m512i sum[6][2], const int T, const float *scales, const float *offsets, size_t stride,
+    __m512 f[][2], __m512i sum[][2], const int T, const float *scales, const float *offsets, size_t stride,
     const int OFFSETS, const float *d, const float *s) {
     const __m512 sc0 = _mm512_loadu_ps(scales), sc1 = _mm512_loadu_ps(scales + stride);
     for (int t = 0; t < T; t++) {
@@ -50,7 +50,7 @@ static inline __attribute__((always_inline)) void tile_prefetch_next(
 }
 
 /* The tile's T x 32 outputs into y (rows ldy apart), added to what is there when accumulate. */
-VNNI_TARGET static inline __attribute__((always_inline)) void tile_store(__m512 f[6][2], const int T, float *y,
+VNNI_TARGET static inline __attribute__((always_inline)) void tile_store(__m512 f[][2], const int T, float *y,
                                                                         size_t ldy, int accumulate) {
     for (int t = 0; t < T; t++) {
         float *yt = y + t * ldy;
