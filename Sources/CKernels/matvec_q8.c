@@ -30,6 +30,17 @@
 
 enum { GROUP = 32, Q41_BYTES = 640, Q80_BYTES = 1088 };
 
+/* How far ahead of the block it reads each group kernel asks for the weights, into L2
+   (decision 117): groups follow one another in memory, and the hardware prefetcher alone
+   leaves a read of a large tensor (Gemma 3's 178 MB output head, two cores) at about 80 % of
+   the rate it reaches with these hints. A prefetch is only a hint: results are unchanged. */
+enum { MATVEC_AHEAD = 8192 };
+
+static inline __attribute__((always_inline)) void prefetch_ahead(const uint8_t *block, size_t bytes) {
+    for (size_t line = 0; line < bytes; line += 64)
+        __builtin_prefetch((const void *)((uintptr_t)block + MATVEC_AHEAD + line), 0, 2);
+}
+
 void kv_qdot_interleave(int type, const void *src, void *dst, size_t rows, size_t cols) {
     const int q41 = type == KV_GGML_Q4_1;
     const size_t nb = cols / 32, block = q41 ? 20 : 34, group_bytes = q41 ? Q41_BYTES : Q80_BYTES;
@@ -92,6 +103,7 @@ static inline int32_t load_i32(const int8_t *p) {
 AVX2_TARGET static void q4_1_group_avx2(const uint8_t *o, const kv_q8_block *x, size_t nb, __m256 acc[4]) {
     const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     for (size_t b = 0; b < nb; b++, o += Q41_BYTES) {
+        prefetch_ahead(o, Q41_BYTES);
         const kv_q8_block *xb = x + b;
         __m256i sum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int c = 0; c < 4; c++) {
@@ -117,6 +129,7 @@ AVX2_TARGET static void q4_1_group_avx2(const uint8_t *o, const kv_q8_block *x, 
 AVX2_TARGET static void q8_0_group_avx2(const uint8_t *o, const kv_q8_block *x, size_t nb, __m256 acc[4]) {
     const __m256i ones = _mm256_set1_epi16(1);
     for (size_t b = 0; b < nb; b++, o += Q80_BYTES) {
+        prefetch_ahead(o, Q80_BYTES);
         const kv_q8_block *xb = x + b;
         __m256i sum[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
         for (int c = 0; c < 8; c++) {
@@ -138,6 +151,7 @@ AVX2_TARGET static void q8_0_group_avx2(const uint8_t *o, const kv_q8_block *x, 
    one phaddd per block joins. */
 AVX2_TARGET static void q8_0_q16_group_avx2(const uint8_t *o, const kv_q16_block *x, size_t nb, __m256 acc[4]) {
     for (size_t b = 0; b < nb; b++, o += Q80_BYTES) {
+        prefetch_ahead(o, Q80_BYTES);
         const kv_q16_block *xb = x + b;
         const __m256 dx = _mm256_set1_ps(xb->d);
         for (int s = 0; s < 4; s++) {
@@ -164,6 +178,7 @@ AVX2_TARGET static void q8_0_q16_group_avx2(const uint8_t *o, const kv_q16_block
 AVX2_TARGET static void q4_1_q16_group_avx2(const uint8_t *o, const kv_q16_block *x, size_t nb, __m256 acc[4]) {
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (size_t b = 0; b < nb; b++, o += Q41_BYTES) {
+        prefetch_ahead(o, Q41_BYTES);
         const kv_q16_block *xb = x + b;
         const __m256 dx = _mm256_set1_ps(xb->d), sx = _mm256_set1_ps(xb->s);
         for (int s = 0; s < 4; s++) {
@@ -252,6 +267,7 @@ MATVEC_VNNI_TARGET static void q8_0_q16_group_vnni(const uint8_t *o, const kv_q1
                                                    size_t nb, __m512 acc[2]) {
     const __m512i ones = _mm512_set1_epi8(1);
     for (size_t b = 0; b < nb; b++, o += Q80_BYTES) {
+        prefetch_ahead(o, Q80_BYTES);
         const __m512 dx = _mm512_set1_ps(x[b].d);
         for (int half = 0; half < 2; half++) {
             __m512i l = _mm512_setzero_si512(), h = _mm512_setzero_si512(), w = _mm512_setzero_si512();
@@ -272,6 +288,7 @@ MATVEC_VNNI_TARGET static void q4_1_q16_group_vnni(const uint8_t *o, const kv_q1
                                                    size_t nb, __m512 acc[2]) {
     const __m512i ones = _mm512_set1_epi8(1), low = _mm512_set1_epi8(0x0F);
     for (size_t b = 0; b < nb; b++, o += Q41_BYTES) {
+        prefetch_ahead(o, Q41_BYTES);
         const __m512 dx = _mm512_set1_ps(x[b].d), sx = _mm512_set1_ps(x[b].s);
         for (int half = 0; half < 2; half++) {
             __m512i l = _mm512_setzero_si512(), h = _mm512_setzero_si512(), w = _mm512_setzero_si512();
