@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,3 +55,42 @@ void *kv_zeroed_alloc(size_t bytes, void **base, size_t *mapped) {
 
 void kv_zeroed_free(void *base, size_t mapped) { (void)mapped; free(base); }
 #endif
+
+/* The calling thread's scratch: one buffer per thread, kept in a thread-specific slot whose
+   destructor frees it when the thread exits (request threads come and go). */
+typedef struct {
+    float *floats;
+    size_t capacity;
+} thread_scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void scratch_release(void *p) {
+    thread_scratch *s = p;
+    free(s->floats);
+    free(s);
+}
+
+static void scratch_key_create(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_release) == 0; }
+
+float *kv_thread_scratch(size_t floats) {
+    pthread_once(&scratch_once, scratch_key_create);
+    if (!scratch_key_ok || floats > SIZE_MAX / sizeof(float) - 64) return NULL;
+    thread_scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        if (pthread_setspecific(scratch_key, s) != 0) { free(s); return NULL; }
+    }
+    if (s->capacity < floats) {
+        const size_t bytes = (floats * sizeof(float) + 63) & ~(size_t)63;
+        float *grown = aligned_alloc(64, bytes);
+        if (!grown) return NULL;
+        free(s->floats);
+        s->floats = grown;
+        s->capacity = bytes / sizeof(float);
+    }
+    return s->floats;
+}

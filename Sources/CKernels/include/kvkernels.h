@@ -18,6 +18,11 @@ void *kv_zeroed_alloc(size_t bytes, void **base, size_t *mapped);
    are first written): for large weight copies the kernels stream every token. */
 void kv_advise_huge(void *p, size_t bytes);
 void kv_zeroed_free(void *base, size_t mapped);
+/* At least `floats` floats, 64-byte aligned, that belong to the calling thread: the same
+   buffer (grown when a call asks for more) for each of its calls, freed when the thread ends.
+   For per-task scratch of parallel loops: a thread runs one task at a time, so its tasks'
+   scratch stays in its own caches instead of one buffer per task. NULL when out of memory. */
+float *kv_thread_scratch(size_t floats);
 
 /* y[i] += a * x[i] */
 void kv_axpy(float *y, const float *x, float a, size_t n);

@@ -168,7 +168,7 @@ struct CausalAttention {
             let p0 = max(lo, s * segment), p1 = min(visible, (s + 1) * segment)
             let b = p.buffers
             kv_attend_partial(b.qt + g * hd * mp, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
-                              p0, p1, segment, b.last, windowed ? b.first : nil, b.scratch + task * scratch,
+                              p0, p1, segment, b.last, windowed ? b.first : nil, Self.threadScratch(scratch),
                               b.partialOut + task * m * hd, b.partialMax + task * mp, b.partialSum + task * mp)
         }
         for g in 0..<kvHeads {
@@ -181,6 +181,16 @@ struct CausalAttention {
 
     /// Floats of `kv_attend_partial`'s scratch (`KV_ATTEND_SCRATCH`) for `mp` stacked lanes.
     static func scratchFloats(mp: Int, headDim: Int) -> Int { (Int(KV_ATTEND_BLOCK) + headDim + 2) * mp }
+
+    /// The calling thread's scratch for one `kv_attend_partial` call (`kv_thread_scratch`): a
+    /// task's scores stay in its thread's caches, and a call allocates and faults in no scratch
+    /// of its own (at most 526 KB a thread: 256 lanes of 256 channels).
+    static func threadScratch(_ floats: Int) -> UnsafeMutablePointer<Float> {
+        guard let scratch = kv_thread_scratch(floats) else {
+            fatalError("out of memory for \(floats) floats of attention scratch")
+        }
+        return scratch
+    }
 
     /// The BLAS-free path for many rows: blocks of `stackedTile / group` rows, one task per KV
     /// head and block, handed out last block first (without a window the longest; the cores
@@ -201,7 +211,8 @@ struct CausalAttention {
             visibleKeys(n: count, start: start + r0, mp: mp, last: buffer.last, first: buffer.first)
             kv_attend_partial(buffer.qt, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
                               firstVisible(start + r0), start + r0 + count, segment, buffer.last, windowed ? buffer.first : nil,
-                              buffer.scratch, buffer.partialOut, buffer.partialMax, buffer.partialSum)
+                              Self.threadScratch(Self.scratchFloats(mp: mp, headDim: hd)), buffer.partialOut,
+                              buffer.partialMax, buffer.partialSum)
             kv_attend_merge(1, m, mp, hd, buffer.partialOut, buffer.partialMax, buffer.partialSum, buffer.merged)
             if let codes = p.codes {  // one KV head: row r's heads are adjacent in merged, from r * width
                 let width = group * hd
@@ -262,7 +273,6 @@ private struct SmallAttentionBuffers {
     let qt: UnsafeMutablePointer<Float>
     let last: UnsafeMutablePointer<Int32>
     let first: UnsafeMutablePointer<Int32>
-    let scratch: UnsafeMutablePointer<Float>
     let partialOut: UnsafeMutablePointer<Float>
     let partialMax: UnsafeMutablePointer<Float>
     let partialSum: UnsafeMutablePointer<Float>
@@ -272,7 +282,6 @@ private struct SmallAttentionBuffers {
         qt = .allocate(capacity: kvHeads * headDim * mp)  // every lane written by `stack` (padding zero)
         last = .allocate(capacity: mp)
         first = .allocate(capacity: mp)
-        scratch = .allocate(capacity: tasks * CausalAttention.scratchFloats(mp: mp, headDim: headDim))
         partialOut = .allocate(capacity: tasks * m * headDim)
         partialMax = .allocate(capacity: tasks * mp)
         partialSum = .allocate(capacity: tasks * mp)
@@ -280,7 +289,7 @@ private struct SmallAttentionBuffers {
     }
 
     func deallocate() {
-        qt.deallocate(); last.deallocate(); first.deallocate(); scratch.deallocate()
+        qt.deallocate(); last.deallocate(); first.deallocate()
         partialOut.deallocate(); partialMax.deallocate(); partialSum.deallocate(); merged.deallocate()
     }
 }
@@ -289,7 +298,7 @@ private struct SmallAttentionBuffers {
 private struct AttentionPointers: @unchecked Sendable {
     // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`), while the caller keeps
     // every buffer alive; tasks read keys, values, qt and last, and write disjoint slices
-    // of the scratch and partial buffers.
+    // of the partial buffers (each task's scratch is its thread's own).
     let keys: UnsafePointer<UInt16>
     let values: UnsafePointer<UInt16>
     let buffers: SmallAttentionBuffers
