@@ -2,6 +2,7 @@
 #include <string.h>
 #include "engine.h"
 #include "kquants.h"
+#include "kvkernels.h"
 #include "vec16.h"
 
 #include "clones.h"
@@ -443,14 +444,8 @@ KV_CLONES int kv_matmul_interleaved(int type, const void *w, const float *x, siz
     if ((type != KV_GGML_Q4_1 && type != KV_GGML_Q8_0) || cols % 32 || rows % Q41_GROUP || m == 0 || m > 32)
         return -1;
     const size_t nb = cols / 32, group_bytes = type == KV_GGML_Q4_1 ? Q41_GROUP_BYTES : Q80_GROUP_BYTES;
-    static _Thread_local float *strip;
-    static _Thread_local size_t capacity;
-    if (capacity < cols * Q41_GROUP) {
-        free(strip);
-        strip = aligned_alloc(64, cols * Q41_GROUP * sizeof(float));
-        capacity = strip ? cols * Q41_GROUP : 0;
-        if (!strip) return -2;
-    }
+    float *strip = kv_thread_scratch(cols * Q41_GROUP);
+    if (!strip) return -2;
     for (size_t g = 0; g < rows / Q41_GROUP; g++) {
         const uint8_t *group = (const uint8_t *)w + g * nb * group_bytes;
         for (size_t b = 0; b < nb; b++) {

@@ -21,7 +21,9 @@ void kv_zeroed_free(void *base, size_t mapped);
 /* At least `floats` floats, 64-byte aligned, that belong to the calling thread: the same
    buffer (grown when a call asks for more) for each of its calls, freed when the thread ends.
    For per-task scratch of parallel loops: a thread runs one task at a time, so its tasks'
-   scratch stays in its own caches instead of one buffer per task. NULL when out of memory. */
+   scratch stays in its own caches instead of one buffer per task. Its users (attention's
+   tasks, kv_matmul_interleaved's strip) hold it only within one kernel call, so they share
+   it; a later call may move it. NULL when out of memory. */
 float *kv_thread_scratch(size_t floats);
 
 /* y[i] += a * x[i] */

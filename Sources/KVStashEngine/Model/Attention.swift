@@ -184,7 +184,7 @@ struct CausalAttention {
 
     /// The calling thread's scratch for one `kv_attend_partial` call (`kv_thread_scratch`): a
     /// task's scores stay in its thread's caches, and a call allocates and faults in no scratch
-    /// of its own (at most 526 KB a thread: 256 lanes of 256 channels).
+    /// of its own (attention asks at most 526 KB of it: 256 lanes of 256 channels).
     static func threadScratch(_ floats: Int) -> UnsafeMutablePointer<Float> {
         guard let scratch = kv_thread_scratch(floats) else {
             fatalError("out of memory for \(floats) floats of attention scratch")
