@@ -40,4 +40,24 @@ int kv_gemm_q16(const int8_t *codes, const float *scales, const float *offsets, 
 int kv_gemm_q16_portable(const int8_t *codes, const float *scales, const float *offsets, int bk,
                          const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols, int accumulate);
 
+/* Narrow codes (gemm_q16_narrow.c has the layout): the packed codes of a type whose codes take
+   4 bits (Q4_0, Q4_1, Q4_K) or 5 (Q5_0, Q5_1, Q5_K) at that many bits per weight.
+
+   kv_gemm_q16_narrow_width: 1 when `type` has narrow codes, with *bits (4 or 5) and *bias (the
+   code of an all-zero field: -8 for Q4_0, -16 for Q5_0, else 0).
+   kv_gemm_q16_narrow: the rows x cols 8-bit codes of kv_gemm_q16_pack (bk 32) into
+   rows * cols * bits / 8 bytes; 0, or -1 for a bad shape or a code that does not fit.
+   kv_gemm_q16_narrow_product: kv_gemm_q16 on narrow codes, with the same scales and offsets
+   and the same bits of output (row r0 of the codes starts at r0 * cols * bits / 8); the
+   calling thread's scratch (kv_thread_scratch) holds one tile of 32 rows widened. _portable
+   takes the plain C paths. Returns 0, or -1 for a bad shape or no memory for the tile. */
+int kv_gemm_q16_narrow_width(int type, int *bits, int *bias);
+int kv_gemm_q16_narrow(const int8_t *codes, size_t rows, size_t cols, int bits, int bias, uint8_t *out);
+int kv_gemm_q16_narrow_product(const uint8_t *codes, int bits, int bias, const float *scales, const float *offsets,
+                               const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n, size_t cols,
+                               int accumulate);
+int kv_gemm_q16_narrow_product_portable(const uint8_t *codes, int bits, int bias, const float *scales,
+                                        const float *offsets, const kv_q16_block *x, size_t m, float *y, size_t ldy,
+                                        size_t n, size_t cols, int accumulate);
+
 #endif

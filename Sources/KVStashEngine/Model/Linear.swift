@@ -22,12 +22,24 @@ struct EncodedMatrix: Sendable {
         interleaved != nil || kv_q16rows_supports(Int32(info.type.rawValue)) == 1
     }
 
-    /// The tensor `info` of `gguf`, interleaved when its type and shape allow.
-    init(info: GGUFTensorInfo, gguf: GGUFFile) {
+    /// Bytes per weight of the interleaved copy of `type`, or nil for a type without one.
+    static func interleavedBytesPerWeight(_ type: GGMLType) -> Double? {
+        switch type {
+        case .q4_1: 20.0 / 32
+        case .q8_0, .q5_0: 34.0 / 32
+        default: nil
+        }
+    }
+
+    /// The tensor `info` of `gguf`, interleaved when `interleave`, its type and its shape allow.
+    init(info: GGUFTensorInfo, gguf: GGUFFile, interleave: Bool = true) {
         self.info = info
         let rows = info.dims.count > 1 ? info.dims[1] : 1, cols = info.dims[0]
         interleavedType = info.type == .q5_0 ? .q8_0 : info.type
-        guard [.q4_1, .q8_0, .q5_0].contains(info.type), rows % 32 == 0, cols % 32 == 0 else { interleaved = nil; return }
+        guard interleave, Self.interleavedBytesPerWeight(info.type) != nil, rows % 32 == 0, cols % 32 == 0 else {
+            interleaved = nil
+            return
+        }
         let bytes = rows * cols / 32 * (info.type == .q4_1 ? 20 : 34)
         interleaved = gguf.withRawBytes(info) { raw in
             [UInt8](unsafeUninitializedCapacity: bytes) { buf, n in
@@ -99,6 +111,14 @@ struct Linear: Sendable {
     /// float order, although its codes take more bytes (decision 099).
     var singleRowTakesPacked: Bool {
         singleRowNeedsPackedSteps && PackedProduct.path == KV_GEMM_Q16_VNNI
+    }
+
+    /// Whether one row of a packed product on `inputs` would take the packed product if a part
+    /// had no interleaved copy: then a part whose narrow codes (`PackedMatrix.narrow`) take
+    /// fewer bytes than its interleaved copy goes without one (`WeightLoader.linear`: Q5_0 at 5
+    /// bits, 0.75 bytes per weight with its scale, against 1.06 as Q8_0; decision 119).
+    static func singleRowCanTakePacked(inputs: PackedProduct.Inputs) -> Bool {
+        inputs == .sixteenBit && decodeActivations == .auto && PackedProduct.path == KV_GEMM_Q16_VNNI
     }
 
     /// Whether one input row reads those parts' row-major blocks in the packed product's float

@@ -5,6 +5,8 @@ import Foundation
 /// layout of the integer prefill products (AVX-512 VNNI or AVX2), packed once at load: two codes of a
 /// row per 16-bit lane for `kv_gemm_q16`, or four per 32-bit lane and a per-block bias for
 /// `kv_gemm_q8`. One byte of code per weight, a quarter of the f32 copy BLAS multiplies.
+/// Where one row (decode) takes the packed product and the type's codes take 4 or 5 bits,
+/// they are also kept at that width for it (`narrow`, decision 119).
 struct PackedMatrix: Sendable {
     let codes: [Int8]
     let scales: [Float]
@@ -15,10 +17,32 @@ struct PackedMatrix: Sendable {
     /// Weights per scale: 32, or 16 for Q6_K.
     let block: Int
     let rows: Int
+    /// The codes at 4 or 5 bits (`kv_gemm_q16_narrow`), for one input row: decode waits on the
+    /// weights' bytes, where the 8-bit codes' extra work per weight hides; a few rows (a cache
+    /// hit's question) are not bound by the bytes alone and stay on the 8-bit codes.
+    let narrow: NarrowCodes?
+
+    struct NarrowCodes: Sendable {
+        let bytes: [UInt8]
+        let bits: Int32
+        /// Added to every code as it is widened (`kv_gemm_q16_narrow_width`).
+        let bias: Int32
+    }
+
+    /// Bytes one row reads per weight: its code and its share of a scale and an offset.
+    var oneRowBytesPerWeight: Double {
+        Self.bytesPerWeight(bits: Int(narrow?.bits ?? 8), block: block, offsets: offsets != nil)
+    }
+
+    static func bytesPerWeight(bits: Int, block: Int, offsets: Bool) -> Double {
+        Double(bits) / 8 + 4 / Double(block) + (offsets ? 4.0 / 32 : 0)
+    }
 
     /// `info` of `gguf` packed for `inputs`, or nil when its type has no integer codes or its
     /// shape does not tile (rows a multiple of 32, columns of 32 and of the type's block).
-    init?(info: GGUFTensorInfo, gguf: GGUFFile, inputs: PackedProduct.Inputs) {
+    /// `narrowBelow`: keep narrow codes for one row when they take fewer bytes per weight than
+    /// this (the copy decode would read otherwise).
+    init?(info: GGUFTensorInfo, gguf: GGUFFile, inputs: PackedProduct.Inputs, narrowBelow: Double = 0) {
         let rows = info.dims.count > 1 ? info.dims[1] : 1, cols = info.dims[0]
         var bk: Int32 = 0, hasOffsets: Int32 = 0
         guard kv_gemm_q16_layout(Int32(info.type.rawValue), &bk, &hasOffsets) == 1, rows % 32 == 0,
@@ -52,6 +76,20 @@ struct PackedMatrix: Sendable {
             bias = b
         }
         (self.codes, self.scales, self.offsets, self.bias, self.block, self.rows) = (codes, scales, offsets, bias, Int(bk), rows)
+        var bits: Int32 = 0, codeBias: Int32 = 0
+        guard inputs == .sixteenBit, kv_gemm_q16_narrow_width(Int32(info.type.rawValue), &bits, &codeBias) == 1,
+              Self.bytesPerWeight(bits: Int(bits), block: Int(bk), offsets: offsets != nil) < narrowBelow else {
+            narrow = nil
+            return
+        }
+        let count = rows * cols * Int(bits) / 8
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, n in
+            kv_advise_huge(buffer.baseAddress!, count)  // streamed by decode (decision 101)
+            let status = kv_gemm_q16_narrow(codes, rows, cols, bits, codeBias, buffer.baseAddress!)
+            precondition(status == 0, "\(info.name): codes of \(info.type) outside \(bits) bits")
+            n = count
+        }
+        narrow = NarrowCodes(bytes: bytes, bits: bits, bias: codeBias)
     }
 
     /// Output rows `r0 ..< r0 + n` (multiples of 32) of this tensor for `m` input rows of `x`
@@ -59,6 +97,18 @@ struct PackedMatrix: Sendable {
     func product(rows r0: Int, count n: Int, cols: Int, x: PackedProduct.InputCodes, m: Int,
                  y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool) {
         let add: Int32 = accumulate ? 1 : 0, first = r0 * cols / block
+        if m == 1, let narrow, case .sixteen(let x16) = x {
+            let status = narrow.bytes.withUnsafeBufferPointer { c in
+                scales.withUnsafeBufferPointer { s in
+                    withOptionalPointer(offsets, at: r0 * cols / 32) { o in
+                        kv_gemm_q16_narrow_product(c.baseAddress! + r0 * cols * Int(narrow.bits) / 8, narrow.bits, narrow.bias,
+                                                   s.baseAddress! + first, o, x16, 1, y, ldy, n, cols, add)
+                    }
+                }
+            }
+            precondition(status == 0, "the narrow product refused \(n) rows of \(cols)")
+            return
+        }
         let status = codes.withUnsafeBufferPointer { c in
             scales.withUnsafeBufferPointer { s in
                 withOptionalPointer(offsets, at: r0 * cols / 32) { o in
@@ -130,9 +180,14 @@ struct PackedProduct: Sendable {
     init?(_ infos: [GGUFTensorInfo], gguf: GGUFFile, outDim: Int, inDim: Int, mode: Mode = Self.mode) {
         guard mode != .f32, Self.path != KV_GEMM_Q16_PORTABLE, inDim % 32 == 0 else { return nil }
         let inputs: Inputs = mode == .int8 && kv_gemm_q8_available() == 1 ? .eightBit : .sixteenBit
+        let oneRow = Linear.singleRowCanTakePacked(inputs: inputs)
         var parts: [PackedMatrix] = []
         for info in infos {
-            guard let part = PackedMatrix(info: info, gguf: gguf, inputs: inputs) else { return nil }
+            // Narrow codes where one row can take them and they are smaller than the copy it would
+            // read otherwise: the interleaved copy, else these 8-bit codes.
+            let otherwise = EncodedMatrix.interleavedBytesPerWeight(info.type) ?? .infinity
+            guard let part = PackedMatrix(info: info, gguf: gguf, inputs: inputs, narrowBelow: oneRow ? otherwise : 0)
+            else { return nil }
             parts.append(part)
         }
         (self.parts, self.outDim, self.inDim, self.inputs) = (parts, outDim, inDim, inputs)

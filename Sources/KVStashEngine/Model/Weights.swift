@@ -82,8 +82,11 @@ struct WeightLoader {
         let infos = try checked(names, rows: rows, colsEach: Array(repeating: cols, count: names.count))
         let out = rows.reduce(0, +)
         if let packed = PackedProduct(infos, gguf: gguf, outDim: out, inDim: cols, mode: products) {
-            return Linear(dense: [], packed: packed, parts: infos.map { EncodedMatrix(info: $0, gguf: gguf) },
-                          outDim: out, inDim: cols, gguf: gguf)
+            // A part with narrow codes for one row needs no interleaved copy (they are smaller).
+            let parts = zip(infos, packed.parts).map { info, part in
+                EncodedMatrix(info: info, gguf: gguf, interleave: part.narrow == nil)
+            }
+            return Linear(dense: [], packed: packed, parts: parts, outDim: out, inDim: cols, gguf: gguf)
         }
         return linear(dense: try load(names, rows: rows, cols: cols), names, out: out, in: cols)
     }
