@@ -24,5 +24,5 @@ if grep -qw avx512f /proc/cpuinfo && [ "${KVSTASH_SKIP_AVX2_BUILD:-}" != 1 ]; th
   AVX2=("${BUILD[@]}" -Xcc -DKVSTASH_MAX_ISA_AVX2 --build-path .build-avx2)
   swift build "${AVX2[@]}" --build-tests
   swift test "${AVX2[@]}" --skip-build --filter \
-    'AttentionPathTests|BatchInvarianceTests|InputQuantizationTests|KQuantTests|PackedProductTests|SixteenBitRowProductTests|SmallProductTests|SpliceTests|TinyModelTests|Gemma3ModelTests|RealModelTests|RequestPathTests'
+    'AttentionPathTests|BatchInvarianceTests|InputQuantizationTests|KQuantTests|NarrowCodesTests|PackedProductTests|SixteenBitRowProductTests|SmallProductTests|SpliceTests|TinyModelTests|Gemma3ModelTests|RealModelTests|RequestPathTests'
 fi
