@@ -75,7 +75,7 @@ int kv_gemm_q16_narrow(const int8_t *codes, size_t rows, size_t cols, int bits, 
 }
 
 /* The inverse of narrow_unit. */
-static void widen_unit_portable(const uint8_t *in, int bits, int bias, int8_t *codes) {
+static void widen_unit(const uint8_t *in, int bits, int bias, int8_t *codes) {
     for (size_t q = 0; q < NIBBLE_ROWS; q++)
         for (size_t j = 0; j < 32; j++) {
             int lo = in[q * 32 + j] & 15, hi = in[q * 32 + j] >> 4;
@@ -86,67 +86,6 @@ static void widen_unit_portable(const uint8_t *in, int bits, int bias, int8_t *c
             codes[q * 32 + j] = (int8_t)(lo + bias);
             codes[(q + NIBBLE_ROWS) * 32 + j] = (int8_t)(hi + bias);
         }
-}
-
-#if defined(__x86_64__)
-#define NARROW_AVX2 __attribute__((target("avx2")))
-
-/* 0x10 in byte j where bit j of w is set, else 0. */
-NARROW_AVX2 static inline __attribute__((always_inline)) __m256i bits_to_four(const uint8_t *word) {
-    uint32_t w;
-    memcpy(&w, word, 4);
-    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
-                                            3, 3, 3, 3, 3, 3);
-    const __m256i select = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)w), spread), select);
-    return _mm256_and_si256(_mm256_cmpeq_epi8(v, select), _mm256_set1_epi8(0x10));
-}
-
-/* widen_unit_portable on 32 bytes at a time: two rows of codes per load of nibbles. */
-NARROW_AVX2 static inline __attribute__((always_inline)) void widen_unit_avx2(const uint8_t *in, const int BITS,
-                                                                             __m256i bias, int8_t *codes) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    for (int q = 0; q < NIBBLE_ROWS; q++) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(in + 32 * q));
-        __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
-        if (BITS == 5) {
-            lo = _mm256_or_si256(lo, bits_to_four(in + 256 + 4 * q));
-            hi = _mm256_or_si256(hi, bits_to_four(in + 256 + 4 * (q + NIBBLE_ROWS)));
-        }
-        _mm256_storeu_si256((__m256i *)(codes + 32 * q), _mm256_add_epi8(lo, bias));
-        _mm256_storeu_si256((__m256i *)(codes + 32 * (q + NIBBLE_ROWS)), _mm256_add_epi8(hi, bias));
-    }
-}
-
-/* `units` units into the 8-bit layout; the same range `ahead` bytes further on (the next
-   tile's codes) and its scales and offsets asked for into L2 on the way (decision 119). */
-NARROW_AVX2 static void widen_tile_avx2(const uint8_t *in, size_t units, int bits, int bias, int8_t *codes,
-                                        size_t ahead, const float *next_scales, const float *next_offsets) {
-    const __m256i b = _mm256_set1_epi8((char)bias);
-    const size_t ub = unit_bytes(bits);
-    for (size_t u = 0; u < units; u++) {
-        const uint8_t *unit = in + u * ub;
-        if (ahead) {
-            for (size_t at = 0; at < ub; at += 64) __builtin_prefetch(unit + ahead + at, 0, 2);
-            if (next_scales) __builtin_prefetch(next_scales + u * 16, 0, 2);
-            if (next_offsets) __builtin_prefetch(next_offsets + u * 16, 0, 2);
-        }
-        if (bits == 5) widen_unit_avx2(unit, 5, b, codes + u * 512);
-        else widen_unit_avx2(unit, 4, b, codes + u * 512);
-    }
-}
-#endif
-
-static void widen_tile(int vector, const uint8_t *in, size_t units, int bits, int bias, int8_t *codes, size_t ahead,
-                       const float *next_scales, const float *next_offsets) {
-#if defined(__x86_64__)
-    if (vector) {
-        widen_tile_avx2(in, units, bits, bias, codes, ahead, next_scales, next_offsets);
-        return;
-    }
-#endif
-    (void)ahead, (void)next_scales, (void)next_offsets, (void)vector;
-    for (size_t u = 0; u < units; u++) widen_unit_portable(in + u * unit_bytes(bits), bits, bias, codes + u * 512);
 }
 
 #if defined(__x86_64__)
@@ -236,7 +175,8 @@ GEMM_NARROW(gemm_narrow_5_offsets, 5, 1)
 #endif
 
 /* Up to 12 rows on VNNI in registers; otherwise tile by tile, widened into scratch, then the
-   8-bit product of its 32 rows. */
+   8-bit product of its 32 rows. Narrow codes are made only where one row takes the VNNI path
+   (PackedMatrix.narrow), so the widening runs for tests and other callers, and stays plain C. */
 static int narrow_product(int portable, const uint8_t *codes, int bits, int bias, const float *scales,
                           const float *offsets, const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n,
                           size_t cols, int accumulate) {
@@ -252,12 +192,10 @@ static int narrow_product(int portable, const uint8_t *codes, int bits, int bias
     const size_t nblk = cols / 32, units = 2 * nblk, tile_bytes = units * unit_bytes(bits);
     int8_t *tile = (int8_t *)kv_thread_scratch(32 * cols / sizeof(float));
     if (!tile) return -1;
-    const int vector = path != KV_GEMM_Q16_PORTABLE;
     for (size_t r = 0; r < n; r += 32) {
-        const int more = r + 32 < n;
+        const uint8_t *in = codes + r / 32 * tile_bytes;
+        for (size_t u = 0; u < units; u++) widen_unit(in + u * unit_bytes(bits), bits, bias, tile + u * 512);
         const float *s = scales + r * nblk, *o = offsets ? offsets + r * nblk : NULL;
-        widen_tile(vector, codes + r / 32 * tile_bytes, units, bits, bias, tile, more ? tile_bytes : 0,
-                   more ? s + 32 * nblk : NULL, more && o ? o + 32 * nblk : NULL);
         const int status = portable ? kv_gemm_q16_portable(tile, s, o, 32, x, m, y + r, ldy, 32, cols, accumulate)
                                     : kv_gemm_q16(tile, s, o, 32, x, m, y + r, ldy, 32, cols, accumulate);
         if (status) return status;

@@ -22,8 +22,8 @@ void kv_zeroed_free(void *base, size_t mapped);
    buffer (grown when a call asks for more) for each of its calls, freed when the thread ends.
    For per-task scratch of parallel loops: a thread runs one task at a time, so its tasks'
    scratch stays in its own caches instead of one buffer per task. Its users (attention's
-   tasks, kv_matmul_interleaved's strip) hold it only within one kernel call, so they share
-   it; a later call may move it. NULL when out of memory. */
+   tasks, kv_matmul_interleaved's strip, the narrow product's widened tile) hold it only
+   within one kernel call, so they share it; a later call may move it. NULL when out of memory. */
 float *kv_thread_scratch(size_t floats);
 
 /* y[i] += a * x[i] */

@@ -15,18 +15,19 @@ struct EncodedMatrix: Sendable {
     var rows: Int { info.dims.count > 1 ? info.dims[1] : 1 }
     var cols: Int { info.dims[0] }
     /// Bytes of one row of `interleaved` (a group of 32 rows takes 32 of them).
-    var interleavedRowBytes: Int { cols / 32 * (interleavedType == .q4_1 ? 20 : 34) }
+    var interleavedRowBytes: Int { cols / 32 * Self.interleavedBlockBytes(interleavedType)! }
     /// Decode takes integer products on the 16-bit input (the interleaved copy, or the
     /// row-major blocks through `kv_matvec_q16rows`).
     var takesSixteenBitInput: Bool {
         interleaved != nil || kv_q16rows_supports(Int32(info.type.rawValue)) == 1
     }
 
-    /// Bytes per weight of the interleaved copy of `type`, or nil for a type without one.
-    static func interleavedBytesPerWeight(_ type: GGMLType) -> Double? {
+    /// Bytes per block of 32 weights of the interleaved copy of `type` (Q5_0's is Q8_0), or nil
+    /// for a type without one.
+    static func interleavedBlockBytes(_ type: GGMLType) -> Int? {
         switch type {
-        case .q4_1: 20.0 / 32
-        case .q8_0, .q5_0: 34.0 / 32
+        case .q4_1: 20
+        case .q8_0, .q5_0: 34
         default: nil
         }
     }
@@ -36,11 +37,11 @@ struct EncodedMatrix: Sendable {
         self.info = info
         let rows = info.dims.count > 1 ? info.dims[1] : 1, cols = info.dims[0]
         interleavedType = info.type == .q5_0 ? .q8_0 : info.type
-        guard interleave, Self.interleavedBytesPerWeight(info.type) != nil, rows % 32 == 0, cols % 32 == 0 else {
+        guard interleave, let blockBytes = Self.interleavedBlockBytes(info.type), rows % 32 == 0, cols % 32 == 0 else {
             interleaved = nil
             return
         }
-        let bytes = rows * cols / 32 * (info.type == .q4_1 ? 20 : 34)
+        let bytes = rows * cols / 32 * blockBytes
         interleaved = gguf.withRawBytes(info) { raw in
             [UInt8](unsafeUninitializedCapacity: bytes) { buf, n in
                 kv_advise_huge(buf.baseAddress!, bytes)  // streamed every token: huge pages (decision 101)
@@ -110,7 +111,7 @@ struct Linear: Sendable {
     /// prefill would. There it also decoded faster than the row-major blocks, whatever their
     /// float order, although its codes take more bytes (decision 099).
     var singleRowTakesPacked: Bool {
-        singleRowNeedsPackedSteps && PackedProduct.path == KV_GEMM_Q16_VNNI
+        singleRowNeedsPackedSteps && packed.map { Self.singleRowCanTakePacked(inputs: $0.inputs) } == true
     }
 
     /// Whether one row of a packed product on `inputs` would take the packed product if a part

@@ -185,7 +185,7 @@ struct PackedProduct: Sendable {
         for info in infos {
             // Narrow codes where one row can take them and they are smaller than the copy it would
             // read otherwise: the interleaved copy, else these 8-bit codes.
-            let otherwise = EncodedMatrix.interleavedBytesPerWeight(info.type) ?? .infinity
+            let otherwise = EncodedMatrix.interleavedBlockBytes(info.type).map { Double($0) / 32 } ?? .infinity
             guard let part = PackedMatrix(info: info, gguf: gguf, inputs: inputs, narrowBelow: oneRow ? otherwise : 0)
             else { return nil }
             parts.append(part)
