@@ -116,10 +116,7 @@ struct ServeCommand: AsyncParsableCommand {
                                              options: options, defaultSystem: !noDefaultSystem,
                                              prefillInputs: engine.resolved(settings))
         prewarm(backend.model.config)
-        if !noWarmup {
-            try backend.model.warmUp()
-            backend.tokenizer.warmUp()
-        }
+        if !noWarmup { try backend.warmUp() }
         FileHandle.standardError.write(Data((backend.model.batchInvariant
             ? "rows are batch-invariant here: cached answers (f32 codec, RAM tier) equal uncached ones token for token\n"
             : "rows are not batch-invariant on this CPU or model (needs AVX-512 VNNI or AVX2, and quantized weights at default precision): "

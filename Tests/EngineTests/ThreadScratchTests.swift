@@ -2,6 +2,7 @@ import CKernels
 import Foundation
 import Synchronization
 import XCTest
+@testable import KVStashEngine
 
 /// `kv_thread_scratch`: one buffer per thread, kept between its calls and grown when a call
 /// asks for more; two threads never share one (attention's tasks write their scores there).
@@ -38,5 +39,22 @@ final class ThreadScratchTests: XCTestCase {
         }
         done.wait()
         XCTAssertEqual(failures.load(ordering: .relaxed), 0)
+    }
+
+    /// The warm-up grows a thread's buffer to the largest an attention call of that head size
+    /// asks, so no request grows it (or faults it in) later.
+    func testPrewarmGrowsToTheLargestAttentionScratch() {
+        let same = Atomic(false)
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            CausalAttention.prewarmThreadScratch(headDim: 256)
+            let small = kv_thread_scratch(1)
+            let largest = kv_thread_scratch(CausalAttention.scratchFloats(mp: Int(KV_ATTEND_MAX_ROWS), headDim: 256))
+            same.store(small != nil && small == largest, ordering: .releasing)
+            done.signal()
+        }
+        thread.start()
+        done.wait()
+        XCTAssertTrue(same.load(ordering: .acquiring), "a fresh thread's buffer was not grown to the largest size")
     }
 }

@@ -192,6 +192,16 @@ struct CausalAttention {
         return scratch
     }
 
+    /// Grows the scratch of the calling thread and of the worker team's threads to the largest
+    /// any attention call of `headDim` asks, and writes it once, so that no request faults it in
+    /// (warm-ups at start). The team's tasks go to whichever thread claims them: many small ones,
+    /// so each thread almost surely runs some.
+    static func prewarmThreadScratch(headDim: Int) {
+        let floats = scratchFloats(mp: Int(KV_ATTEND_MAX_ROWS), headDim: headDim)
+        WorkerTeam.run(tasks: 64) { _ in threadScratch(floats).update(repeating: 0, count: floats) }
+        threadScratch(floats).update(repeating: 0, count: floats)
+    }
+
     /// The BLAS-free path for many rows: blocks of `stackedTile / group` rows, one task per KV
     /// head and block, handed out last block first (without a window the longest; the cores
     /// then finish together), each over every key its rows see (the last block's diagonal masked in

@@ -94,12 +94,14 @@ public final class LlamaModel: Sendable {
     /// Runs two tokens and a decode step (fewer in a context shorter than three) on a
     /// throwaway cache, so that a server's first request finds the worker team started, the
     /// kernels' symbols bound and the runtime's type metadata built (as serving engines warm
-    /// up at start). Changes no state of the model.
+    /// up at start), and grows the attention scratch of the calling thread and the team's to
+    /// their largest. Changes no state of the model.
     public func warmUp() throws {
         let last = config.vocabSize - 1, room = config.contextLength
         var cache = newCache(capacity: min(3, room))
         _ = try prefill(Array([0, min(1, last)].prefix(max(1, room - 1))), cache: &cache)
         if cache.count < room { _ = try decode(min(2, last), cache: &cache) }
+        CausalAttention.prewarmThreadScratch(headDim: config.headDim)
     }
 
     /// Runs one decode step: appends `token` and returns the next-token logits.

@@ -10,7 +10,7 @@ import Synchronization
 /// budget, and a namespace whose nodes are evicted costs nothing, so idle salts hold no
 /// memory.
 ///
-/// Requests run on threads of their own and take the model's `FairTurn` step by step,
+/// Requests run on threads of their own (`WorkThreads`) and take the model's `FairTurn` step by step,
 /// so concurrent generations interleave round-robin; requests that share a prefix share
 /// its KV through the tree and the store.
 public final class PrefixCacheBackend: TemplatedBackend {
@@ -57,6 +57,15 @@ public final class PrefixCacheBackend: TemplatedBackend {
         self.defaultSystem = defaultSystem
         tree = RadixTree(budgetBytes: options.ramBudgetBytes)
         tiers = ChunkTiers(local: store, shared: shared, logger: options.logger)
+    }
+
+    /// Warms up the model (`LlamaModel.warmUp`) on a thread of the pool requests run on
+    /// (`WorkThreads`), so the first request finds that thread's stack, malloc arena and
+    /// kernel scratch faulted in, then the tokenizer's caches (`Tokenizer.warmUp`).
+    public func warmUp() throws {
+        let model = model
+        try WorkThreads.shared.run { try model.warmUp() }
+        tokenizer.warmUp()
     }
 
     /// The request path of tenant `salt`: a light view (keyer, codec, namespace) over the

@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Runs the blocking model work of one request on a thread of its own, holding the shared
-/// `FairTurn`, and streams the text it produces back to async code.
+/// Runs the blocking model work of one request on a thread of `WorkThreads` (its own while it
+/// runs), holding the shared `FairTurn`, and streams the text it produces back to async code.
 ///
 /// The work gets an `emit` function to call with each new piece of text. `emit` hands the
 /// piece over (never waiting for the HTTP client), passes the turn to the next waiting
@@ -16,7 +16,7 @@ enum TurnRunner {
         let value = Atomic<Bool>(false)
     }
 
-    /// Stack of the worker threads (the forward pass keeps its buffers on the heap).
+    /// Stack of the work threads (the forward pass keeps its buffers on the heap).
     static let stackSize = 8 << 20
 
     private static let logger = Logger(label: "kvstash.server")
@@ -105,14 +105,12 @@ enum TurnRunner {
         return try await withTaskCancellationHandler {
             async let result: R = withCheckedThrowingContinuation { (c: CheckedContinuation<R, any Error>) in
                 let answer = Answer(c, endPieces: { continuation.finish() })
-                let thread = Thread {
+                WorkThreads.shared.start {
                     let outcome = Result { try turn.withTurn { try work(emit, answer) } }
                     if !answer(outcome), case .failure(let error) = outcome {
                         logger.error("request work failed after its answer", metadata: ["error": "\(error)"])
                     }
                 }
-                thread.stackSize = stackSize
-                thread.start()
             }
             for await piece in pieces where !stop.value.load(ordering: .acquiring) {
                 if await !onPiece(piece) { stop.value.store(true, ordering: .releasing) }

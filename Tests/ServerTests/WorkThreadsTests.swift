@@ -1,0 +1,74 @@
+import Dispatch
+import Foundation
+import Synchronization
+import XCTest
+@testable import KVStashServer
+
+/// The pool of long-lived threads that requests' model work runs on.
+final class WorkThreadsTests: XCTestCase {
+    /// The calling thread's identity, as a number a `Sendable` closure can hand back.
+    private static func threadID() -> UInt { UInt(bitPattern: ObjectIdentifier(Thread.current).hashValue) }
+
+    /// Jobs one after the other run on the same thread: the pool keeps it between them.
+    func testSequentialJobsReuseOneThread() throws {
+        let pool = WorkThreads(stackSize: 1 << 20, keptIdle: 4)
+        var seen = Set<UInt>()
+        for _ in 0..<20 { seen.insert(try pool.run { Self.threadID() }) }
+        XCTAssertEqual(seen.count, 1, "sequential jobs should find the idle thread")
+        XCTAssertEqual(pool.threadCount, 1)
+    }
+
+    /// Jobs that wait for each other all run at once: none waits for another's thread, so a
+    /// pool of busy threads never deadlocks a request behind another.
+    func testConcurrentJobsEachGetAThread() throws {
+        let pool = WorkThreads(stackSize: 1 << 20, keptIdle: 8)
+        let jobs = 6
+        let arrived = Atomic<Int>(0)
+        let done = DispatchSemaphore(value: 0)
+        let ids = Mutex<Set<UInt>>([])
+        for _ in 0..<jobs {
+            pool.start {
+                arrived.add(1, ordering: .acquiringAndReleasing)
+                // Every job waits until all have started: only possible on `jobs` threads.
+                let deadline = Date().addingTimeInterval(10)
+                while arrived.load(ordering: .acquiring) < jobs && Date() < deadline { usleep(1000) }
+                ids.withLock { _ = $0.insert(Self.threadID()) }
+                done.signal()
+            }
+        }
+        for _ in 0..<jobs { XCTAssertEqual(done.wait(timeout: .now() + 20), .success) }
+        XCTAssertEqual(arrived.load(ordering: .acquiring), jobs)
+        XCTAssertEqual(ids.withLock { $0.count }, jobs)
+        XCTAssertEqual(pool.threadCount, jobs)
+    }
+
+    /// Past `keptIdle` idle threads the others end; what is kept serves the next jobs.
+    func testIdleThreadsBeyondTheLimitEnd() throws {
+        let pool = WorkThreads(stackSize: 1 << 20, keptIdle: 2)
+        let jobs = 5
+        let arrived = Atomic<Int>(0)
+        let done = DispatchSemaphore(value: 0)
+        for _ in 0..<jobs {
+            pool.start {
+                arrived.add(1, ordering: .acquiringAndReleasing)
+                let deadline = Date().addingTimeInterval(10)
+                while arrived.load(ordering: .acquiring) < jobs && Date() < deadline { usleep(1000) }
+                done.signal()
+            }
+        }
+        for _ in 0..<jobs { XCTAssertEqual(done.wait(timeout: .now() + 20), .success) }
+        let deadline = Date().addingTimeInterval(10)
+        while pool.threadCount > 2 && Date() < deadline { usleep(1000) }
+        XCTAssertEqual(pool.threadCount, 2)
+        XCTAssertEqual(try pool.run { 7 }, 7)
+        XCTAssertEqual(pool.threadCount, 2, "a kept thread took the job")
+    }
+
+    struct Failure: Error {}
+
+    /// `run` hands back the job's error.
+    func testRunRethrows() {
+        let pool = WorkThreads(stackSize: 1 << 20, keptIdle: 1)
+        XCTAssertThrowsError(try pool.run { () throws -> Int in throw Failure() }) { XCTAssertTrue($0 is Failure) }
+    }
+}
