@@ -9,7 +9,7 @@ c_harness_run() {
   tmp="$(mktemp -d)"
   # shellcheck disable=SC2086  # HARNESS_FLAGS: extra compiler and linker words (bench/prefill_products.sh)
   clang -O3 -I"$K/include" -o "$tmp/harness" "bench/kquants/$source" "$K"/qrows.c "$K"/qrows_ordered.c "$K"/kquants.c "$K"/matvec.c \
-    "$K"/matvec_q8.c "$K"/gemm_q16.c "$K"/gemm_q8.c "$K"/engine.c "$K"/kernels.c -lm ${HARNESS_FLAGS:-}
+    "$K"/matvec_q8.c "$K"/gemm_q16.c "$K"/gemm_q16_narrow.c "$K"/gemm_q8.c "$K"/engine.c "$K"/kernels.c "$K"/memory.c -lm -lpthread ${HARNESS_FLAGS:-}
   mkdir -p "$(dirname "$out")"
   "$tmp/harness" "$@" > "$tmp/out.json"
   python3 - "$tmp/out.json" "$out" <<'PY'

@@ -25,15 +25,15 @@
    So row r0 (a multiple of 16) of a tensor starts at r0 * cols * bits / 8 bytes, and its
    scales and offsets are those of the 8-bit layout.
 
-   Up to 12 input rows on AVX-512 VNNI widen the codes in registers as tile_vnni_many does the
-   8-bit ones (gemm_q16.c), asking for the next tile's bytes block by block. Other products
-   widen each tile of 32 weight rows into the 8-bit layout in the calling thread's scratch
-   (kv_thread_scratch, 32 * cols bytes) and run kv_gemm_q16 on it. Either way the codes are the
-   same integers, summed exactly, with the same float steps per block, so every output has the
-   bits of the 8-bit layout's product. The model reads them for one row (decode), which waits
-   on the weights' bytes: this layout cuts them by a third (Q5_0) to two fifths (Q4_K, whose
-   offsets stay floats). A few rows are not bound by the bytes alone, and the widening made a
-   cache hit's 9 question rows slower than the 8-bit codes (decision 119). */
+   Up to KV_GEMM_Q16_NARROW_ROWS (10) input rows on AVX-512 VNNI widen the codes in registers
+   as tile_vnni_many does the 8-bit ones (gemm_q16.c), asking for the next tile's bytes block by
+   block. Other products widen each tile of 32 weight rows into the 8-bit layout in the calling
+   thread's scratch (kv_thread_scratch, 32 * cols bytes) and run kv_gemm_q16 on it. Either way
+   the codes are the same integers, summed exactly, with the same float steps per block, so
+   every output has the bits of the 8-bit layout's product. The model reads them for decode's
+   one row and a cache hit's few question rows, which wait on the weights' bytes: this layout
+   cuts them by a third (Q5_0) to two fifths (Q4_K, whose offsets stay floats) (decisions 119,
+   120). */
 
 enum { UNIT_ROWS = 16, NIBBLE_ROWS = 8 };
 
@@ -89,6 +89,14 @@ static void widen_unit(const uint8_t *in, int bits, int bias, int8_t *codes) {
 }
 
 #if defined(__x86_64__)
+/* acc + the products of a and b's int16 pairs (`vpdpwssd`), kept as that one instruction:
+   clang otherwise turns two of them in a row on one accumulator into `vpdpwssd` plus
+   `vpmaddwd` and `vpaddd`, half again the vector instructions of the loop. */
+VNNI_TARGET static inline __attribute__((always_inline)) __m512i dpwssd(__m512i acc, __m512i a, __m512i b) {
+    __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    return acc;
+}
+
 /* One weight block's integer sums for T input rows against the narrow units u0 and u1 of
    groups g and g + 1: the same sums as block_sums_vnni (gemm_q16.c) on their 8-bit codes, the
    code pairs q and q + 8 taken from one load of nibbles. Fifth bits add 16 under a mask. */
@@ -121,16 +129,19 @@ VNNI_TARGET static inline __attribute__((always_inline)) void block_sums_narrow(
             memcpy(&lo, x[t * xblocks + b].q + 2 * q, 4);
             memcpy(&hi, x[t * xblocks + b].q + 2 * (q + NIBBLE_ROWS), 4);
             const __m512i a = _mm512_set1_epi32(lo), c = _mm512_set1_epi32(hi);
-            s[t][0] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(s[t][0], w[0], a), w[1], c);
-            s[t][1] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(s[t][1], w[2], a), w[3], c);
+            s[t][0] = dpwssd(dpwssd(s[t][0], w[0], a), w[1], c);
+            s[t][1] = dpwssd(dpwssd(s[t][1], w[2], a), w[3], c);
         }
     }
 }
 
-/* T <= 12 input rows against one tile of 32 weight rows in one pass, as tile_vnni_many: the
-   integer sums in registers, the float accumulators updated once per block; block b of the next
-   tile asked for while this one's is multiplied (tile_prefetch_next). */
-#define NARROW_ROWS 12
+/* T <= NARROW_ROWS input rows against one tile of 32 weight rows in one pass, as
+   tile_vnni_many: the integer sums in registers, the float accumulators updated once per
+   block; block b of the next tile asked for while this one's is multiplied
+   (tile_prefetch_next). 2T sums, four widened code vectors, two input pairs and three
+   constants fill the 32 vector registers at T = 10; at 11 and 12 they spilled and the product
+   took twice the 8-bit codes' time (bench/narrow_rows.sh). */
+#define NARROW_ROWS KV_GEMM_Q16_NARROW_ROWS
 VNNI_TARGET static inline __attribute__((always_inline)) void tile_narrow(
     const uint8_t *codes, const float *scales, const float *offsets, const int BITS, const int OFFSETS, __m512i bias,
     const kv_q16_block *x, size_t xblocks, const int T, size_t nblk, float *y, size_t ldy, int accumulate, int next) {
@@ -163,7 +174,7 @@ VNNI_TARGET static inline __attribute__((always_inline)) void tile_narrow(
         for (size_t r = 0; r < n; r += 32) {                                                                       \
             switch ((int)m) {                                                                                      \
             NARROW_CASE(1) NARROW_CASE(2) NARROW_CASE(3) NARROW_CASE(4) NARROW_CASE(5) NARROW_CASE(6)              \
-            NARROW_CASE(7) NARROW_CASE(8) NARROW_CASE(9) NARROW_CASE(10) NARROW_CASE(11) NARROW_CASE(12)           \
+            NARROW_CASE(7) NARROW_CASE(8) NARROW_CASE(9) NARROW_CASE(10)                                           \
             }                                                                                                      \
             codes += 2 * nblk * unit_bytes(BITS), scales += 2 * nblk * 16, offsets = OFFSETS ? offsets + 2 * nblk * 16 : NULL; \
         }                                                                                                          \
@@ -174,9 +185,10 @@ GEMM_NARROW(gemm_narrow_5, 5, 0)
 GEMM_NARROW(gemm_narrow_5_offsets, 5, 1)
 #endif
 
-/* Up to 12 rows on VNNI in registers; otherwise tile by tile, widened into scratch, then the
-   8-bit product of its 32 rows. Narrow codes are made only where one row takes the VNNI path
-   (PackedMatrix.narrow), so the widening runs for tests and other callers, and stays plain C. */
+/* Up to NARROW_ROWS rows on VNNI in registers; otherwise tile by tile, widened into scratch,
+   then the 8-bit product of its 32 rows. Narrow codes are made only where one row takes the
+   VNNI path (PackedMatrix.narrow) and read only for up to NARROW_ROWS rows, so the widening runs
+   for tests and other callers, and stays plain C. */
 static int narrow_product(int portable, const uint8_t *codes, int bits, int bias, const float *scales,
                           const float *offsets, const kv_q16_block *x, size_t m, float *y, size_t ldy, size_t n,
                           size_t cols, int accumulate) {

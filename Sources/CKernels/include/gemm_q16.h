@@ -48,9 +48,11 @@ int kv_gemm_q16_portable(const int8_t *codes, const float *scales, const float *
    kv_gemm_q16_narrow: the rows x cols 8-bit codes of kv_gemm_q16_pack (bk 32) into
    rows * cols * bits / 8 bytes; 0, or -1 for a bad shape or a code that does not fit.
    kv_gemm_q16_narrow_product: kv_gemm_q16 on narrow codes, with the same scales and offsets
-   and the same bits of output (row r0 of the codes starts at r0 * cols * bits / 8); the
-   calling thread's scratch (kv_thread_scratch) holds one tile of 32 rows widened. _portable
+   and the same bits of output (row r0 of the codes starts at r0 * cols * bits / 8). Up to
+   KV_GEMM_Q16_NARROW_ROWS input rows on AVX-512 VNNI widen the codes in registers; otherwise
+   the calling thread's scratch (kv_thread_scratch) holds one tile of 32 rows widened. _portable
    takes the plain C paths. Returns 0, or -1 for a bad shape or no memory for the tile. */
+#define KV_GEMM_Q16_NARROW_ROWS 10
 int kv_gemm_q16_narrow_width(int type, int *bits, int *bias);
 int kv_gemm_q16_narrow(const int8_t *codes, size_t rows, size_t cols, int bits, int bias, uint8_t *out);
 int kv_gemm_q16_narrow_product(const uint8_t *codes, int bits, int bias, const float *scales, const float *offsets,

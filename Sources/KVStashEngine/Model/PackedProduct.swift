@@ -6,7 +6,7 @@ import Foundation
 /// row per 16-bit lane for `kv_gemm_q16`, or four per 32-bit lane and a per-block bias for
 /// `kv_gemm_q8`. One byte of code per weight, a quarter of the f32 copy BLAS multiplies.
 /// Where one row (decode) takes the packed product and the type's codes take 4 or 5 bits,
-/// they are also kept at that width for it (`narrow`, decision 119).
+/// they are also kept at that width for it and for a few rows (`narrow`, decisions 119, 120).
 struct PackedMatrix: Sendable {
     let codes: [Int8]
     let scales: [Float]
@@ -17,9 +17,9 @@ struct PackedMatrix: Sendable {
     /// Weights per scale: 32, or 16 for Q6_K.
     let block: Int
     let rows: Int
-    /// The codes at 4 or 5 bits (`kv_gemm_q16_narrow`), for one input row: decode waits on the
-    /// weights' bytes, where the 8-bit codes' extra work per weight hides; a few rows (a cache
-    /// hit's question) are not bound by the bytes alone and stay on the 8-bit codes.
+    /// The codes at 4 or 5 bits (`kv_gemm_q16_narrow`), for up to `NarrowCodes.maxRows` input
+    /// rows (decode, a cache hit's question), which wait on the weights' bytes; more rows (a
+    /// prefill) do more work per byte and take the 8-bit codes.
     let narrow: NarrowCodes?
 
     struct NarrowCodes: Sendable {
@@ -27,6 +27,9 @@ struct PackedMatrix: Sendable {
         let bits: Int32
         /// Added to every code as it is widened (`kv_gemm_q16_narrow_width`).
         let bias: Int32
+        /// The most input rows a product takes on these codes: as many as the VNNI kernel widens
+        /// in registers (`KV_GEMM_Q16_NARROW_ROWS`).
+        static let maxRows = Int(KV_GEMM_Q16_NARROW_ROWS)
     }
 
     /// Bytes one row reads per weight: its code and its share of a scale and an offset.
@@ -97,12 +100,12 @@ struct PackedMatrix: Sendable {
     func product(rows r0: Int, count n: Int, cols: Int, x: PackedProduct.InputCodes, m: Int,
                  y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool) {
         let add: Int32 = accumulate ? 1 : 0, first = r0 * cols / block
-        if m == 1, let narrow, case .sixteen(let x16) = x {
+        if m <= NarrowCodes.maxRows, let narrow, case .sixteen(let x16) = x {
             let status = narrow.bytes.withUnsafeBufferPointer { c in
                 scales.withUnsafeBufferPointer { s in
                     withOptionalPointer(offsets, at: r0 * cols / 32) { o in
                         kv_gemm_q16_narrow_product(c.baseAddress! + r0 * cols * Int(narrow.bits) / 8, narrow.bits, narrow.bias,
-                                                   s.baseAddress! + first, o, x16, 1, y, ldy, n, cols, add)
+                                                   s.baseAddress! + first, o, x16, m, y, ldy, n, cols, add)
                     }
                 }
             }
