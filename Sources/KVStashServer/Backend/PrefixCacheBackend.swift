@@ -10,9 +10,9 @@ import Synchronization
 /// budget, and a namespace whose nodes are evicted costs nothing, so idle salts hold no
 /// memory.
 ///
-/// Requests run on threads of their own (`WorkThreads`) and take the model's `FairTurn` step by step,
-/// so concurrent generations interleave round-robin; requests that share a prefix share
-/// its KV through the tree and the store.
+/// Requests run on threads of the work pool (`WorkThreads`, one each while they run) and
+/// take the model's `FairTurn` step by step, so concurrent generations interleave
+/// round-robin; requests that share a prefix share its KV through the tree and the store.
 public final class PrefixCacheBackend: TemplatedBackend {
     public let modelID: String
     public let model: LlamaModel

@@ -33,6 +33,9 @@ final class WorkThreads: Sendable {
     /// Threads the pool has now (busy and idle).
     var threadCount: Int { state.withLock { $0.threads } }
 
+    /// Threads waiting for a job now.
+    var idleCount: Int { state.withLock { $0.idle } }
+
     /// Runs `job` on a thread of the pool and returns at once.
     func start(_ job: @escaping @Sendable () -> Void) {
         let spawn = state.withLock { s in
@@ -43,6 +46,7 @@ final class WorkThreads: Sendable {
         }
         if spawn {
             let thread = Thread { [self] in serve() }
+            thread.name = "kvstash-work"
             thread.stackSize = stackSize
             thread.start()
         }
