@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 FLAGS=(-O3 -mavx2 -mfma -mf16c)
-clang "${FLAGS[@]}" -I Sources/CKernels/include bench/kv_int8_attention.c -lm -o "$WORK/kv-int8-attention"
+clang "${FLAGS[@]}" -I Sources/CKernels/include bench/kv_int8_attention.c Sources/CKernels/kernels.c -lm -o "$WORK/kv-int8-attention"
 mkdir -p bench/results
 flock -o /tmp/cpu.lock "$WORK/kv-int8-attention" "${1:-30}" > "$WORK/out.json"
 FLAGS="${FLAGS[*]}" python3 - "$WORK/out.json" "$(git describe --always --dirty)" <<'PY'
