@@ -168,22 +168,19 @@ static inline __attribute__((always_inline)) void transpose16(const v16f r[16], 
     }
 }
 
-/* 16 halves as 16-bit integers: the transpose below moves their bits, never converts them. */
-typedef int16_t v16bits __attribute__((vector_size(32), aligned(1)));
-
-/* The 16 x 16 halves r[i][j] (raw bits) transposed in registers: col[j][i] = r[i][j]. The
-   interleaves of 16, 32 and 64 bits within 128-bit lanes and one exchange of 128-bit lanes
-   are 64 shuffles of 256 bits, against about 100 for the 16 x 16 floats the same keys widen to
-   (transpose16), so decode's keys-in-lanes scores transpose K before widening it. */
-static inline __attribute__((always_inline)) void transpose16h(const v16bits r[16], v16bits col[16]) {
-    v16bits a[16], b[16], c[16];
+/* The 16 x 16 halves r[i][j], raw bits in int16 lanes, transposed in registers: col[j][i] =
+   r[i][j]. The interleaves of 16, 32 and 64 bits within 128-bit lanes and one exchange of
+   128-bit lanes are 64 shuffles of 256 bits, against about 100 for the 16 x 16 floats the same
+   keys widen to (transpose16), so decode's keys-in-lanes scores transpose K before widening it. */
+static inline __attribute__((always_inline)) void transpose16h(const v16s r[16], v16s col[16]) {
+    v16s a[16], b[16], c[16];
     for (int i = 0; i < 8; i++) { /* a[2i + e], lane L: rows 2i, 2i + 1 of columns 8L + 4e ... 8L + 4e + 3 */
         a[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 16, 1, 17, 2, 18, 3, 19, 8, 24, 9, 25, 10, 26, 11, 27);
         a[2 * i + 1] =
             __builtin_shufflevector(r[2 * i], r[2 * i + 1], 4, 20, 5, 21, 6, 22, 7, 23, 12, 28, 13, 29, 14, 30, 15, 31);
     }
     for (int g = 0; g < 4; g++) { /* b[4g + k], lane L: rows 4g ... 4g + 3 of columns 8L + 2k, 8L + 2k + 1 */
-        const v16bits *x = a + 4 * g;
+        const v16s *x = a + 4 * g;
         b[4 * g] = __builtin_shufflevector(x[0], x[2], 0, 1, 16, 17, 2, 3, 18, 19, 8, 9, 24, 25, 10, 11, 26, 27);
         b[4 * g + 1] = __builtin_shufflevector(x[0], x[2], 4, 5, 20, 21, 6, 7, 22, 23, 12, 13, 28, 29, 14, 15, 30, 31);
         b[4 * g + 2] = __builtin_shufflevector(x[1], x[3], 0, 1, 16, 17, 2, 3, 18, 19, 8, 9, 24, 25, 10, 11, 26, 27);
@@ -191,7 +188,7 @@ static inline __attribute__((always_inline)) void transpose16h(const v16bits r[1
     }
     for (int h = 0; h < 2; h++) /* c[8h + j], lane L: rows 8h ... 8h + 7 of column 8L + j */
         for (int k = 0; k < 4; k++) {
-            const v16bits lo = b[8 * h + k], hi = b[8 * h + 4 + k];
+            const v16s lo = b[8 * h + k], hi = b[8 * h + 4 + k];
             c[8 * h + 2 * k] = __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
             c[8 * h + 2 * k + 1] =
                 __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
@@ -212,10 +209,10 @@ static inline __attribute__((always_inline)) void scores_keys_tile(const float *
     v16f acc[4];
     for (int t = 0; t < M; t++) acc[t] = (v16f){};
     for (size_t c0 = 0; c0 < d; c0 += 16) {
-        v16bits r[16], col[16];
+        v16s r[16], col[16];
         for (size_t i = 0; i < 16; i++)
             if (i < n) memcpy(&r[i], k + i * ld + c0, sizeof r[i]);
-            else r[i] = (v16bits){};
+            else r[i] = (v16s){};
         transpose16h(r, col);
         for (int j = 0; j < 16; j++) {
             const v16f kj = __builtin_convertvector((v16h)col[j], v16f);

@@ -97,8 +97,9 @@ typedef float v4f __attribute__((vector_size(16)));
     a_ > b_ ? a_ : b_;                                                                    \
 })
 
-/* 16 int32 lanes narrowed to int16 / int8 (values already in range) and stored at `dst`. */
+/* 16 int16 lanes (also the raw bits of 16 halves, which attention.c's transpose16h moves). */
 typedef int16_t v16s __attribute__((vector_size(32), aligned(1)));
+/* 16 int32 lanes narrowed to int16 / int8 (values already in range) and stored at `dst`. */
 #define store16s(dst, expr) do { const v16s n_ = __builtin_convertvector((expr), v16s); memcpy((dst), &n_, sizeof n_); } while (0)
 #define store16b(dst, expr) do { const v16i8 n_ = __builtin_convertvector((expr), v16i8); memcpy((dst), &n_, sizeof n_); } while (0)
 
