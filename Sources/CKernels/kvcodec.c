@@ -199,31 +199,48 @@ KV_CLONES void kv_dequant_rows(float *restrict dst, const uint8_t *restrict code
 }
 
 
-KV_CLONES int kv_dequant_rows_f16_stream(uint16_t *restrict dst, const uint8_t *restrict codes, size_t rows, size_t d,
-                                         size_t g, unsigned bits, const void *restrict scale,
-                                         const void *restrict zero) {
-    if (bits != 8) return 0;
+KV_CLONES int kv_dequant_rows_f16_stream(uint16_t *restrict dst, size_t ld_dst, size_t head_stride, size_t head_dim,
+                                         const uint8_t *restrict codes, size_t rows, size_t d, size_t g, unsigned bits,
+                                         const void *restrict scale, const void *restrict zero) {
+    if (bits != 8 || head_dim == 0 || d % head_dim) return 0;
     const kv_half_unaligned *sh = (const kv_half_unaligned *)scale, *zh = (const kv_half_unaligned *)zero;
     const size_t ng = (d + g - 1) / g;
-    const int nt = ((uintptr_t)dst & 31) == 0 && d % 16 == 0 && g % 16 == 0;
+    const int nt = ((uintptr_t)dst & 31) == 0 && ld_dst % 16 == 0 && head_stride % 16 == 0 && head_dim % 16 == 0 &&
+                   g % 16 == 0;
+    /* 16 channels at a time land in one head: heads of whole vectors. */
+    const int whole = g % 16 == 0 && head_dim % 16 == 0;
     kv_half *out = (kv_half *)dst;
     for (size_t r = 0; r < rows; r++) {
-        kv_half *o = out + r * d;
+        kv_half *o = out + r * ld_dst;
         const uint8_t *c = codes + r * d;
+        size_t head = 0, at = 0; /* channel i lands at o[head * head_stride + at] */
         for (size_t j = 0; j < ng; j++) {
             size_t c0 = j * g, c1 = c0 + g < d ? c0 + g : d, i = c0;
             const float s = (float)sh[r * ng + j], z = (float)zh[r * ng + j];
-            for (; i + 16 <= c1; i += 16) {
-                v16u8 q;
-                memcpy(&q, c + i, sizeof q);
-                const v16f v = __builtin_convertvector(q, v16f) * s + z;
-                store16h_nt(o + i, v, nt);
+            if (whole)
+                for (; i + 16 <= c1; i += 16) {
+                    v16u8 q;
+                    memcpy(&q, c + i, sizeof q);
+                    const v16f v = __builtin_convertvector(q, v16f) * s + z;
+                    store16h_nt(o + head * head_stride + at, v, nt);
+                    if ((at += 16) == head_dim) head++, at = 0;
+                }
+            for (; i < c1; i++) {
+                o[head * head_stride + at] = (kv_half)((float)c[i] * s + z);
+                if (++at == head_dim) head++, at = 0;
             }
-            for (; i < c1; i++) o[i] = (kv_half)((float)c[i] * s + z);
         }
     }
 #if defined(__x86_64__)
     if (nt) __builtin_ia32_sfence();
 #endif
     return 1;
+}
+
+void kv_rows_to_heads_u16(uint16_t *dst, size_t ld_dst, size_t head_stride, size_t head_dim, const void *src,
+                          size_t rows, size_t d) {
+    const uint8_t *s = (const uint8_t *)src;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t h = 0; h * head_dim < d; h++)
+            memcpy(dst + r * ld_dst + h * head_stride, s + 2 * (r * d + h * head_dim), 2 * head_dim);
 }

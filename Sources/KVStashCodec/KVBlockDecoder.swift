@@ -155,11 +155,11 @@ public struct KVBlockDecoder: Sendable {
     /// Streams every section out of the frame (in place where the frame allows) and has
     /// `rows(layer, kind, decode, halves)` place it (`layer` of the cache: the block's carried
     /// `layers` in order): `decode(tokens, dst)` decodes the section's rows `tokens` into f32
-    /// `dst`; `halves(tokens, dst)` decodes them straight into f16 `dst` where the codec can
-    /// (returning whether it did).
+    /// `dst`; `halves(tokens, dst)` decodes them straight into the cache's f16 rows `dst` where
+    /// the codec can (returning whether it did).
     private func stream(_ reader: FrameReader, _ layout: KVBlockLayout, _ layers: [Int],
                         into rows: (Int, KVKind, (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void,
-                                    (Range<Int>, UnsafeMutablePointer<UInt16>) -> Bool) -> Void)
+                                    (Range<Int>, KVMutableHeadRows) -> Bool) -> Void)
         throws(KVBlockError) {
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: layout.largestSection, alignment: 64)
         let work = UnsafeMutablePointer<Float>.allocate(capacity: 3 * layout.kvDim)

@@ -72,24 +72,25 @@ struct SectionCodec {
         }
     }
 
-    /// `decode` straight into f16 rows `dst` (`rows.count * kvDim` halves, the cache's own
-    /// memory), where the codec's rows need no other step: f16 copied, 8-bit codes grouped by
-    /// token dequantized and narrowed in one pass. The same bits as `decode` then narrowing.
+    /// `decode` straight into a cache's f16 rows `dst` (the writer's rows of every head),
+    /// where the codec's rows need no other step: f16 copied, 8-bit codes grouped by token
+    /// dequantized and narrowed in one pass. The same bits as `decode` then narrowing.
     /// Returns false, writing nothing, for the others (f32, per-channel groups, 4-bit codes).
     func decodeHalves(_ src: UnsafeRawBufferPointer, _ kind: KVKind, rows: Range<Int>,
-                      into dst: UnsafeMutablePointer<UInt16>) -> Bool {
-        let base = src.baseAddress!, n = rows.count * d
+                      into dst: KVMutableHeadRows) -> Bool {
+        let base = src.baseAddress!, hd = dst.headDim
         switch layout.codec {
         case .f32:
             return false
         case .f16:
-            UnsafeMutableRawPointer(dst).copyMemory(from: base + 2 * rows.lowerBound * d, byteCount: 2 * n)
+            kv_rows_to_heads_u16(dst.base, hd, dst.headStride, hd, base + 2 * rows.lowerBound * d, rows.count, d)
             return true
         case .int8, .int4:
             guard !layout.perChannel(kind) else { return false }
             let (scales, zeros, codes) = parts(of: UnsafeMutableRawPointer(mutating: base), kind)
             let g = layout.groupSize, groups = (d + g - 1) / g, r0 = rows.lowerBound
-            return kv_dequant_rows_f16_stream(dst, codes.assumingMemoryBound(to: UInt8.self) + r0 * layout.rowBytes,
+            return kv_dequant_rows_f16_stream(dst.base, hd, dst.headStride, hd,
+                                              codes.assumingMemoryBound(to: UInt8.self) + r0 * layout.rowBytes,
                                               rows.count, d, g, bits, scales + 2 * r0 * groups, zeros + 2 * r0 * groups) != 0
         }
     }

@@ -23,9 +23,9 @@ public struct KVRowWriter: @unchecked Sendable {
     public static let tileRows = 16
 
     /// Writes this writer's rows of `kind` in `layer` from f32 (`rows.count * kvDim`
-    /// floats): `body` fills a buffer of that size (small enough to stay in the core's
-    /// cache) with K before RoPE or V; K is rotated there for its positions, and both are
-    /// narrowed to f16 into the cache. `body` must write every element; the buffer's
+    /// floats, row-major): `body` fills a buffer of that size (small enough to stay in the
+    /// core's cache) with K before RoPE or V; K is rotated there for its positions, and both
+    /// are narrowed to f16 into the cache. `body` must write every element; the buffer's
     /// earlier contents are unspecified.
     public func withMutableRows<R>(layer: Int, _ kind: KVKind,
                                    _ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
@@ -36,50 +36,70 @@ public struct KVRowWriter: @unchecked Sendable {
             rotation[layer].apply(scratch, stride: d, into: scratch, stride: d, rows: rows.count,
                            firstPosition: firstPosition, heads: shape.kvHeads, headDim: shape.headDim)
         }
-        kv_f32_to_f16_stream(storage.pointer(layer: layer, kind) + rows.lowerBound * d, scratch, n)
+        narrow(scratch, into: heads(layer: layer, kind))
         return result
     }
 
     /// Writes this writer's rows of `kind` in `layer` a tile of `tileRows` rows at a time,
     /// in one pass over the cache's memory. For each tile, `halves(tile, dst)` may write the
     /// rows `tile` (counted from `rows.lowerBound`) as f16 straight into the cache (`dst`,
-    /// `tile.count * kvDim` halves) and return true; it is asked only where nothing is left
+    /// the tile's rows of every head) and return true; it is asked only where nothing is left
     /// to do to them (V, or K without a rotation). Otherwise `body(tile, buffer)` fills
-    /// `buffer` (`tile.count * kvDim` floats that stay in L1) with K before RoPE or V, and the
-    /// tile is rotated (K) and narrowed to f16 into the cache in one pass. Both write with
-    /// non-temporal stores where the cache's alignment allows (a splice writes far more than
-    /// the caches hold, and plain stores would first read every line they write).
+    /// `buffer` (`tile.count * kvDim` floats, row-major, that stay in L1) with K before RoPE or
+    /// V, and the tile is rotated (K) and narrowed to f16 into the cache in one pass. Both
+    /// write with non-temporal stores where the cache's alignment allows (a splice writes far
+    /// more than the caches hold, and plain stores would first read every line they write).
     public func withMutableTiles(layer: Int, _ kind: KVKind,
-                                 halves: (Range<Int>, UnsafeMutablePointer<UInt16>) throws -> Bool = { _, _ in false },
+                                 halves: (Range<Int>, KVMutableHeadRows) throws -> Bool = { _, _ in false },
                                  _ body: (Range<Int>, UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows {
         precondition(layer >= 0 && layer < shape.layers)
-        let d = shape.kvDim, out = storage.pointer(layer: layer, kind) + rows.lowerBound * d
+        let d = shape.kvDim, hd = shape.headDim, out = heads(layer: layer, kind)
         let tiles = stride(from: 0, to: rows.count, by: Self.tileRows).lazy.map { $0..<min(self.rows.count, $0 + Self.tileRows) }
         guard kind == .key, let rotation else {
             for tile in tiles {
-                if try halves(tile, out + tile.lowerBound * d) { continue }
+                let dst = out.rows(tile.lowerBound, tile.count)
+                if try halves(tile, dst) { continue }
                 try body(tile, UnsafeMutableBufferPointer(start: scratch, count: tile.count * d))
-                kv_f32_to_f16_stream(out + tile.lowerBound * d, scratch, tile.count * d)
+                narrow(scratch, into: dst)
             }
             return
         }
-        try rotation.withHalvesRotation(layer: layer, positions: firstPosition..<(firstPosition + rows.count), stride: d,
-                                        heads: shape.kvHeads, headDim: shape.headDim) { rotate in
+        try rotation.withHalvesRotation(layer: layer, positions: firstPosition..<(firstPosition + rows.count),
+                                        sourceStride: d, destinationStride: hd, headDim: hd) { rotate in
             for tile in tiles {
                 try body(tile, UnsafeMutableBufferPointer(start: scratch, count: tile.count * d))
-                rotate(scratch, out + tile.lowerBound * d, tile.count, firstPosition + tile.lowerBound)
+                let dst = out.rows(tile.lowerBound, tile.count)
+                for g in 0..<dst.kvHeads {
+                    rotate(scratch + g * hd, dst.head(g).baseAddress!, tile.count, firstPosition + tile.lowerBound)
+                }
             }
         }
     }
 
-    /// The cache's own f16 rows of `kind` in `layer` (`rows.count * kvDim` halves; K after
-    /// RoPE for the rows' positions), for a writer whose source is already in that layout.
-    public func withMutableHalfRows<R>(layer: Int, _ kind: KVKind,
-                                       _ body: (UnsafeMutableBufferPointer<UInt16>) throws -> R) rethrows -> R {
+    /// The cache's own f16 rows of `kind` in `layer` (K after RoPE for the rows' positions),
+    /// for a writer whose source is already in that layout.
+    public func withMutableHeadRows<R>(layer: Int, _ kind: KVKind, _ body: (KVMutableHeadRows) throws -> R) rethrows -> R {
         precondition(layer >= 0 && layer < shape.layers)
-        let d = shape.kvDim
-        return try body(UnsafeMutableBufferPointer(start: storage.pointer(layer: layer, kind) + rows.lowerBound * d,
-                                                   count: rows.count * d))
+        return try body(heads(layer: layer, kind))
+    }
+
+    /// This writer's rows of `kind` in `layer`.
+    private func heads(layer: Int, _ kind: KVKind) -> KVMutableHeadRows {
+        KVMutableHeadRows(base: storage.pointer(layer: layer, kind) + rows.lowerBound * shape.headDim, rows: rows.count,
+                          kvHeads: shape.kvHeads, headDim: shape.headDim, headStride: storage.headStride)
+    }
+
+    /// Row-major f32 rows (`dst.rows * kvDim` floats) narrowed to f16 into `dst`: one stream of
+    /// non-temporal stores where a row is one head, head by head otherwise.
+    private func narrow(_ src: UnsafePointer<Float>, into dst: KVMutableHeadRows) {
+        guard dst.kvHeads > 1 else {
+            kv_f32_to_f16_stream(dst.base, src, dst.rows * dst.headDim)
+            return
+        }
+        for g in 0..<dst.kvHeads {
+            kv_f32_to_f16_rows(dst.head(g).baseAddress!, dst.headDim, src + g * dst.headDim, dst.kvHeads * dst.headDim,
+                               dst.rows, dst.headDim)
+        }
     }
 }
 

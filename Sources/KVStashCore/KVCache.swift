@@ -36,10 +36,63 @@ public enum KVKind: Sendable, Hashable {
     case value
 }
 
+/// Rows of one layer's K or V in a `KVCache`, from a first position: KV head g's rows are
+/// `headDim` halves each, one after another from `head(g)`, and heads lie `headStride`
+/// halves apart. Valid while the closure that hands it out runs.
+public struct KVHeadRows {
+    /// Head 0 at the first row.
+    public let base: UnsafePointer<UInt16>
+    /// Rows (positions) covered.
+    public let rows: Int
+    public let kvHeads: Int
+    public let headDim: Int
+    /// Halves from one head's rows to the next head's.
+    public let headStride: Int
+
+    public init(base: UnsafePointer<UInt16>, rows: Int, kvHeads: Int, headDim: Int, headStride: Int) {
+        (self.base, self.rows, self.kvHeads, self.headDim, self.headStride) = (base, rows, kvHeads, headDim, headStride)
+    }
+
+    /// Head `g`'s `rows * headDim` halves.
+    public func head(_ g: Int) -> UnsafeBufferPointer<UInt16> {
+        precondition(g >= 0 && g < kvHeads, "no KV head \(g)")
+        return UnsafeBufferPointer(start: base + g * headStride, count: rows * headDim)
+    }
+}
+
+/// `KVHeadRows` that a writer may fill (a `KVRowWriter`'s rows).
+public struct KVMutableHeadRows {
+    public let base: UnsafeMutablePointer<UInt16>
+    public let rows: Int
+    public let kvHeads: Int
+    public let headDim: Int
+    public let headStride: Int
+
+    public init(base: UnsafeMutablePointer<UInt16>, rows: Int, kvHeads: Int, headDim: Int, headStride: Int) {
+        (self.base, self.rows, self.kvHeads, self.headDim, self.headStride) = (base, rows, kvHeads, headDim, headStride)
+    }
+
+    /// Head `g`'s `rows * headDim` halves.
+    public func head(_ g: Int) -> UnsafeMutableBufferPointer<UInt16> {
+        precondition(g >= 0 && g < kvHeads, "no KV head \(g)")
+        return UnsafeMutableBufferPointer(start: base + g * headStride, count: rows * headDim)
+    }
+
+    /// The rows from `offset` on, `count` of them.
+    public func rows(_ offset: Int, _ count: Int) -> KVMutableHeadRows {
+        precondition(offset >= 0 && count >= 0 && offset + count <= rows, "rows outside the writer's")
+        return KVMutableHeadRows(base: base + offset * headDim, rows: count, kvHeads: kvHeads, headDim: headDim,
+                                 headStride: headStride)
+    }
+}
+
 /// The explicit KV cache of one sequence, laid out for attention.
 ///
-/// For every layer it holds two row-major `[position][kvDim]` tensors of IEEE f16: K after
-/// RoPE (row p rotated for position p) and V. Attention reads them directly. Rows written
+/// For every layer it holds K after RoPE (row p rotated for position p) and V as IEEE f16,
+/// head-major: each KV head's rows `[position][headDim]` contiguous, `capacity` rows per head
+/// (`KVHeadRows`). Attention reads a head's keys as one sequential stream: where a model has
+/// several KV heads, rows of every head side by side (`[position][kvDim]`) made each head's
+/// pass read a third of every row, at half the rate (decision 123). Attention reads them directly. Rows written
 /// as f32 K before RoPE (a splice from the store, `withMutableRows`) are rotated by
 /// their layer's table of `rotation` for their positions and narrowed as they land; the engine writes its own
 /// rows already rotated (`store`).
@@ -140,20 +193,45 @@ public struct KVCache: Sendable {
         precondition(layer >= 0 && layer < shape.layers)
     }
 
-    /// Reads the f16 rows `range` of `kind` in `layer` (`range.count * kvDim` halves; K after RoPE).
-    public func withHalfRows<R>(layer: Int, _ kind: KVKind, _ range: Range<Int>,
-                                _ body: (UnsafeBufferPointer<UInt16>) throws -> R) rethrows -> R {
+    /// Reads the f16 rows `range` of `kind` in `layer` (K after RoPE), head by head.
+    public func withHeadRows<R>(layer: Int, _ kind: KVKind, _ range: Range<Int>,
+                                _ body: (KVHeadRows) throws -> R) rethrows -> R {
         check(layer, range)
-        let base = storage.pointer(layer: layer, kind) + range.lowerBound * shape.kvDim
-        return try body(UnsafeBufferPointer(start: base, count: range.count * shape.kvDim))
+        let s = shape
+        return try body(KVHeadRows(base: storage.pointer(layer: layer, kind) + range.lowerBound * s.headDim,
+                                   rows: range.count, kvHeads: s.kvHeads, headDim: s.headDim,
+                                   headStride: storage.headStride))
     }
 
-    /// Rows `range` of `kind` in `layer` widened to f32 (K after RoPE).
+    /// The f16 rows `range` of `kind` in `layer` row-major, `[row][kvDim]` (a copy).
+    public func halfRows(layer: Int, _ kind: KVKind, _ range: Range<Int>) -> [UInt16] {
+        let d = shape.kvDim, hd = shape.headDim
+        return withHeadRows(layer: layer, kind, range) { rows in
+            [UInt16](unsafeUninitializedCapacity: range.count * d) { out, n in
+                for g in 0..<rows.kvHeads {
+                    let head = rows.head(g)
+                    for r in 0..<rows.rows {
+                        UnsafeMutableBufferPointer(rebasing: out[(r * d + g * hd)..<(r * d + g * hd + hd)])
+                            .update(fromContentsOf: UnsafeBufferPointer(rebasing: head[(r * hd)..<(r * hd + hd)]))
+                    }
+                }
+                n = range.count * d
+            }
+        }
+    }
+
+    /// Rows `range` of `kind` in `layer` widened to f32, row-major `[row][kvDim]` (K after RoPE).
     public func rows(layer: Int, _ kind: KVKind, _ range: Range<Int>) -> [Float] {
-        withHalfRows(layer: layer, kind, range) { h in
-            [Float](unsafeUninitializedCapacity: h.count) { out, n in
-                if !h.isEmpty { kv_f16_to_f32(out.baseAddress!, h.baseAddress!, h.count) }
-                n = h.count
+        let d = shape.kvDim
+        return withHeadRows(layer: layer, kind, range) { h in
+            [Float](unsafeUninitializedCapacity: range.count * d) { out, n in
+                if !range.isEmpty {
+                    for g in 0..<h.kvHeads {
+                        kv_f16_to_f32_rows(out.baseAddress! + g * h.headDim, d, h.head(g).baseAddress!, h.headDim,
+                                           h.rows, h.headDim)
+                    }
+                }
+                n = range.count * d
             }
         }
     }
@@ -164,8 +242,10 @@ public struct KVCache: Sendable {
                                from src: UnsafePointer<Float>, stride: Int) {
         check(layer, range)
         makeUnique()
-        let d = shape.kvDim
-        kv_f32_to_f16_rows(storage.pointer(layer: layer, kind) + range.lowerBound * d, d, src, stride, range.count, d)
+        let hd = shape.headDim, base = storage.pointer(layer: layer, kind) + range.lowerBound * hd
+        for g in 0..<shape.kvHeads {
+            kv_f32_to_f16_rows(base + g * storage.headStride, hd, src + g * hd, stride, range.count, hd)
+        }
     }
 
     /// Keeps the f32 K before RoPE of rows `range` in `layer` (rows `stride` floats apart)
@@ -184,12 +264,15 @@ public struct KVCache: Sendable {
     /// the rows keep the positions they were rotated for).
     public mutating func append(contentsOf other: KVCache, _ range: Range<Int>) {
         precondition(other.shape == shape, "KV shape mismatch")
-        let start = count, d = shape.kvDim
+        let start = count, hd = shape.headDim
         extend(by: range.count)
         for layer in 0..<shape.layers {
             for kind in [KVKind.key, .value] {
-                other.withHalfRows(layer: layer, kind, range) { src in
-                    (storage.pointer(layer: layer, kind) + start * d).update(from: src.baseAddress!, count: src.count)
+                other.withHeadRows(layer: layer, kind, range) { src in
+                    let dst = storage.pointer(layer: layer, kind) + start * hd
+                    for g in 0..<src.kvHeads {
+                        (dst + g * storage.headStride).update(from: src.head(g).baseAddress!, count: src.head(g).count)
+                    }
                 }
             }
         }
@@ -245,8 +328,8 @@ extension KVCache: KVRowSource {
     }
 }
 
-/// Buffers behind `KVCache`: one arena holding, for each layer, two `[capacity][kvDim]`
-/// f16 tensors (K after RoPE, V), and, once asked for, one `[capacity][layer][kvDim]` tensor
+/// Buffers behind `KVCache`: one arena holding, for each layer, two f16 tensors (K after
+/// RoPE, V) of `kvHeads` runs of `[capacity][headDim]` each, and, once asked for, one `[capacity][layer][kvDim]` tensor
 /// of f32 K before RoPE with a flag per position saying which rows it holds. The raw keys
 /// are position-major so that keeping the few rows a hit computes touches a few pages, not
 /// a huge page per layer near the end of a long context.
@@ -283,8 +366,23 @@ final class KVStorage: @unchecked Sendable {
         KVArenaPool.shared.prewarm(bytes: KVArena<UInt16>.bytes(tensors: layout.tensors, elementsEach: layout.elementsEach))
     }
 
+    /// Head 0's row 0 of `kind` in `layer`; head g's rows start `g * headStride` further.
     func pointer(layer: Int, _ kind: KVKind) -> UnsafeMutablePointer<UInt16> {
         halves.tensor(layer * 2 + (kind == .key ? 0 : 1))
+    }
+
+    /// Halves from one KV head's rows to the next head's.
+    var headStride: Int { capacity * shape.headDim }
+
+    /// The first `rows` rows of every head of every tensor of `from` (same shape, any capacity).
+    private func copyHeads(from other: KVArena<UInt16>, headStride otherStride: Int, rows: Int) {
+        guard rows > 0 else { return }
+        let n = rows * shape.headDim
+        for t in 0..<(shape.layers * 2) {
+            for g in 0..<shape.kvHeads {
+                (halves.tensor(t) + g * headStride).update(from: other.tensor(t) + g * otherStride, count: n)
+            }
+        }
     }
 
     /// The f32 K before RoPE of `layer` at `position` (the tensor is allocated on first use).
@@ -305,20 +403,20 @@ final class KVStorage: @unchecked Sendable {
     func grow(to needed: Int) {
         guard needed > capacity else { return }
         let newCapacity = max(needed, capacity * 2)
-        let bigger = KVStorage.halfArena(shape: shape, capacity: newCapacity)
-        bigger.copyRows(from: halves, elements: count * shape.kvDim)
-        halves = bigger
+        let old = halves, oldStride = headStride
+        halves = KVStorage.halfArena(shape: shape, capacity: newCapacity)
+        capacity = newCapacity
+        copyHeads(from: old, headStride: oldStride, rows: count)
         if let raw {
             let biggerRaw = KVArena<Float>(tensors: 1, elementsEach: newCapacity * rawRowElements)
             biggerRaw.copyRows(from: raw, elements: count * rawRowElements)
             self.raw = biggerRaw
         }
-        capacity = newCapacity
     }
 
     func copy() -> KVStorage {
         let c = KVStorage(shape: shape, capacity: capacity)
-        c.halves.copyRows(from: halves, elements: count * shape.kvDim)
+        c.copyHeads(from: halves, headStride: headStride, rows: count)
         if let raw, rawKept.contains(true) {
             _ = c.rawRow(layer: 0, position: 0)
             c.raw!.copyRows(from: raw, elements: count * rawRowElements)

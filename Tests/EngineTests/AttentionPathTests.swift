@@ -65,18 +65,29 @@ final class AttentionPathTests: XCTestCase {
             for blocked in [false, true] {
                 var attention = CausalAttention(heads: heads, kvHeads: kvHeads, headDim: hd, scale: scale, window: window)
                 attention.prefillWithoutBLAS = blocked
-                var out = [Float](repeating: .nan, count: n * ldq)
-                q.withUnsafeBufferPointer { qp in
-                    k.map(\.bitPattern).withUnsafeBufferPointer { kp in
-                        v.map(\.bitPattern).withUnsafeBufferPointer { vp in
-                            out.withUnsafeMutableBufferPointer { op in
-                                attention(q: qp.baseAddress!, ldq: ldq, n: n, start: start, keys: kp.baseAddress!,
-                                          values: vp.baseAddress!, out: op.baseAddress!, ldo: ldq)
+                // Rows of every head side by side, then the cache's layout: each head's rows
+                // together (`headStride` apart, with room after each as a cache's capacity
+                // leaves); both must give the same bits.
+                var byLayout: [[Float]] = []
+                for headStride in [nil, (positions + 5) * hd] as [Int?] {
+                    let (kk, vv) = headStride.map { (headMajor(k, positions, kvHeads, hd, $0), headMajor(v, positions, kvHeads, hd, $0)) }
+                        ?? (k.map(\.bitPattern), v.map(\.bitPattern))
+                    var out = [Float](repeating: .nan, count: n * ldq)
+                    q.withUnsafeBufferPointer { qp in
+                        kk.withUnsafeBufferPointer { kp in
+                            vv.withUnsafeBufferPointer { vp in
+                                out.withUnsafeMutableBufferPointer { op in
+                                    attention(q: qp.baseAddress!, ldq: ldq, n: n, start: start, keys: kp.baseAddress!,
+                                              values: vp.baseAddress!, headStride: headStride, out: op.baseAddress!, ldo: ldq)
+                                }
                             }
                         }
                     }
+                    byLayout.append(out)
                 }
-                outs.append(out)
+                XCTAssertEqual(byLayout[1].map(\.bitPattern), byLayout[0].map(\.bitPattern),
+                               "head-major operands, blocked \(blocked): heads \(heads)/\(kvHeads) d \(hd)")
+                outs.append(byLayout[0])
             }
             let group = heads / kvHeads
             for r in 0..<n {
@@ -146,6 +157,17 @@ final class AttentionPathTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Rows `[position][kvHeads * hd]` rearranged head-major: head g's rows from `g * headStride`.
+    private func headMajor(_ x: [Float16], _ positions: Int, _ kvHeads: Int, _ hd: Int, _ headStride: Int) -> [UInt16] {
+        var out = [UInt16](repeating: 0x7E00, count: kvHeads * headStride)  // NaN where no row lies
+        for p in 0..<positions {
+            for g in 0..<kvHeads {
+                for c in 0..<hd { out[g * headStride + p * hd + c] = x[p * kvHeads * hd + g * hd + c].bitPattern }
+            }
+        }
+        return out
     }
 }
 

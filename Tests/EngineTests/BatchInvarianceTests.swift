@@ -57,8 +57,8 @@ final class BatchInvarianceTests: XCTestCase {
             XCTAssertEqual(logits.map(\.bitPattern), expected.map(\.bitPattern), "logits, suffix of \(suffix)")
             for layer in 0..<model.config.layers {
                 for kind in [KVKind.key, .value] {
-                    let a = whole.withHalfRows(layer: layer, kind, 0..<prompt.count) { Array($0) }
-                    let b = cache.withHalfRows(layer: layer, kind, 0..<prompt.count) { Array($0) }
+                    let a = whole.halfRows(layer: layer, kind, 0..<prompt.count)
+                    let b = cache.halfRows(layer: layer, kind, 0..<prompt.count)
                     XCTAssertTrue(a == b, "layer \(layer) \(kind) rows differ, suffix of \(suffix)")
                 }
             }

@@ -17,6 +17,51 @@ final class KVCacheTests: XCTestCase {
         a.truncate(to: 5)
         XCTAssertEqual(a.count, 5)
     }
+
+    /// Each KV head's rows lie together (`withHeadRows`: head g's row p at `p * headDim` from
+    /// `head(g)`), through growth, copies and appends, while the f32 and f16 row views stay
+    /// row-major `[row][kvHeads * headDim]`.
+    func testHeadsAreContiguousAndRowViewsRowMajorThroughGrowth() {
+        let shape = KVShape(layers: 2, kvHeads: 3, headDim: 16), d = shape.kvDim
+        func value(_ layer: Int, _ kind: KVKind, _ p: Int, _ c: Int) -> Float {
+            // Integers below 2,048, halved or negated per tensor: exact in f16.
+            Float((p * 48 + c) % 2039) * [1, -1, 0.5, -0.5][layer * 2 + (kind == .key ? 0 : 1)]
+        }
+        var cache = KVCache(shape: shape, capacity: 16)
+        for chunk in 0..<5 {  // 5 x 13 rows: the capacity doubles twice on the way
+            let range = (chunk * 13)..<(chunk * 13 + 13)
+            cache.extend(by: range.count)
+            for layer in 0..<shape.layers {
+                for kind in [KVKind.key, .value] {
+                    let rows = range.flatMap { p in (0..<d).map { value(layer, kind, p, $0) } }
+                    rows.withUnsafeBufferPointer { cache.store(layer: layer, kind, range, from: $0.baseAddress!, stride: d) }
+                }
+            }
+        }
+        XCTAssertGreaterThanOrEqual(cache.capacity, 64)
+        var copy = KVCache(shape: shape)
+        copy.append(contentsOf: cache, 10..<65)
+        for layer in 0..<shape.layers {
+            for kind in [KVKind.key, .value] {
+                let expected = (0..<65).flatMap { p in (0..<d).map { value(layer, kind, p, $0) } }
+                XCTAssertEqual(cache.rows(layer: layer, kind, 0..<65), expected, "layer \(layer) \(kind)")
+                XCTAssertEqual(cache.halfRows(layer: layer, kind, 0..<65), expected.map { Float16($0).bitPattern })
+                XCTAssertEqual(copy.rows(layer: layer, kind, 0..<55), Array(expected[(10 * d)...]))
+                cache.withHeadRows(layer: layer, kind, 7..<65) { heads in
+                    XCTAssertEqual(heads.headStride, cache.capacity * shape.headDim)
+                    for g in 0..<shape.kvHeads {
+                        let head = heads.head(g)
+                        for (r, p) in (7..<65).enumerated() {
+                            for c in 0..<shape.headDim {
+                                XCTAssertEqual(Float(Float16(bitPattern: head[r * shape.headDim + c])),
+                                               value(layer, kind, p, g * shape.headDim + c))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Writes known values through a row writer (Sendable, for the concurrent workers).
@@ -252,8 +297,8 @@ final class KVCacheConcurrentWriteTests: XCTestCase {
         XCTAssertEqual(cache.count, 48)
         for layer in 0..<shape.layers {
             for kind in [KVKind.key, .value] {
-                XCTAssertEqual(cache.withHalfRows(layer: layer, kind, 0..<48) { Array($0) },
-                               source.withHalfRows(layer: layer, kind, 0..<48) { Array($0) })
+                XCTAssertEqual(cache.halfRows(layer: layer, kind, 0..<48),
+                               source.halfRows(layer: layer, kind, 0..<48))
             }
         }
         assertFilledAndRotated(cache, 0..<48)

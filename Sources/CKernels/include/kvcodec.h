@@ -46,10 +46,18 @@ int kv_quant_rows(const float *src, size_t rows, size_t d, size_t g, unsigned bi
 void kv_dequant_rows(float *dst, const uint8_t *codes, size_t rows, size_t d, size_t g,
                      unsigned bits, const void *scale /* fp16, any alignment */, const void *zero);
 /* kv_dequant_rows narrowed to f16 in the same pass (equal to kv_dequant_rows then
-   kv_f32_to_f16, bit for bit), for 8-bit codes: a spliced value row written once.
-   Non-temporal stores when dst is 32-byte aligned and d and g are multiples of 16, then a
-   store fence. Returns 0, writing nothing, for other bit widths. */
-int kv_dequant_rows_f16_stream(uint16_t *dst, const uint8_t *codes, size_t rows, size_t d, size_t g,
-                               unsigned bits, const void *scale, const void *zero);
+   kv_f32_to_f16, bit for bit), for 8-bit codes: a spliced value row written once. Channel c
+   of row r goes to dst[r * ld_dst + (c / head_dim) * head_stride + c % head_dim] (a KVCache's
+   heads lie head_stride apart; row-major rows: ld_dst = d, head_stride = head_dim).
+   Non-temporal stores when dst is 32-byte aligned and ld_dst, head_stride, head_dim and g
+   are multiples of 16, then a store fence. Returns 0, writing nothing, for other bit widths
+   or a head_dim that does not divide d. */
+int kv_dequant_rows_f16_stream(uint16_t *dst, size_t ld_dst, size_t head_stride, size_t head_dim,
+                               const uint8_t *codes, size_t rows, size_t d, size_t g, unsigned bits,
+                               const void *scale, const void *zero);
+/* Row-major f16 rows (d halves each, any alignment) into the same addressing as
+   kv_dequant_rows_f16_stream's dst. */
+void kv_rows_to_heads_u16(uint16_t *dst, size_t ld_dst, size_t head_stride, size_t head_dim, const void *src,
+                          size_t rows, size_t d);
 
 #endif

@@ -4,8 +4,8 @@ import KVStashCore
 /// Sixteen consecutive positions of KV for every layer (fewer for the partial last page
 /// of a sequence), f16, ready to splice.
 ///
-/// A page holds the cache's own layout: K after RoPE for the positions it was computed
-/// at, and V. The radix tree only splices a page at those positions (a prefix match), so
+/// A page holds the cache's own values and layout: K after RoPE for the positions it was
+/// computed at, and V, each KV head's rows together. The radix tree only splices a page at those positions (a prefix match), so
 /// a splice is a copy with no rotation. Pages are immutable values; the radix tree shares
 /// them between nodes and requests without copying.
 public struct KVPage: Sendable {
@@ -21,7 +21,7 @@ public struct KVPage: Sendable {
     public let skippedLayers: [Int]
     /// Layers held, ascending.
     private let heldLayers: [Int]
-    /// Layout `[held layer][kind: K, V][row][kvDim]`, IEEE f16.
+    /// Layout `[held layer][kind: K, V][KV head][row][headDim]`, IEEE f16.
     private let data: PageBuffer
 
     /// Copies positions `start ..< start + rows` of `cache` (`rows` in `1...KVPage.size`),
@@ -39,9 +39,12 @@ public struct KVPage: Sendable {
         self.data = PageBuffer(count: held.count * 2 * block) { buf in
             for (index, layer) in held.enumerated() {
                 for kind in [KVKind.key, .value] {
-                    cache.withHalfRows(layer: layer, kind, start..<(start + rows)) { src in
-                        let offset = Self.offset(index, kind, block: block)
-                        (buf.baseAddress! + offset).initialize(from: src.baseAddress!, count: block)
+                    cache.withHeadRows(layer: layer, kind, start..<(start + rows)) { src in
+                        let at = buf.baseAddress! + Self.offset(index, kind, block: block)
+                        for g in 0..<src.kvHeads {
+                            let head = src.head(g)
+                            (at + g * head.count).initialize(from: head.baseAddress!, count: head.count)
+                        }
                     }
                 }
             }
@@ -61,12 +64,15 @@ public struct KVPage: Sendable {
     /// Bytes of f16 K and V the page holds.
     public var byteCount: Int { data.count * MemoryLayout<UInt16>.size }
 
-    /// The page's rows of `kind` in `layer` (`rows * kvDim` halves); `body` is not called
-    /// for a skipped layer.
-    func withRows(layer: Int, _ kind: KVKind, _ body: (UnsafeBufferPointer<UInt16>) throws -> Void) rethrows {
+    /// The page's rows of `kind` in `layer`, head by head (`rows * headDim` halves each, the
+    /// heads one after another); `body` is not called for a skipped layer.
+    func withRows(layer: Int, _ kind: KVKind, _ body: (KVHeadRows) throws -> Void) rethrows {
         guard let index = heldLayers.firstIndex(of: layer) else { return }
         let block = rows * shape.kvDim, offset = Self.offset(index, kind, block: block)
-        try data.withUnsafeBufferPointer { try body(UnsafeBufferPointer(rebasing: $0[offset..<(offset + block)])) }
+        try data.withUnsafeBufferPointer {
+            try body(KVHeadRows(base: $0.baseAddress! + offset, rows: rows, kvHeads: shape.kvHeads,
+                                headDim: shape.headDim, headStride: rows * shape.headDim))
+        }
     }
 }
 
@@ -83,19 +89,21 @@ extension KVCache {
         precondition(pages.dropLast().allSatisfy { $0.rows == size }, "only the last page may be partial")
         precondition(total > (pages.count - 1) * size && total <= (pages.count - 1) * size + pages.last!.rows,
                      "rows must end in the last page")
-        let start = count, kvDim = shape.kvDim, layers = shape.layers
+        let start = count, layers = shape.layers
         let step = 4
         let groups = stride(from: 0, to: pages.count, by: step).map { $0..<min(pages.count, $0 + step) }
         let ranges = groups.map { (start + $0.lowerBound * size)..<(start + min($0.upperBound * size, total)) }
         _ = writeConcurrently(ranges) { i, writer in
             for layer in 0..<layers {
                 for kind in [KVKind.key, .value] {
-                    writer.withMutableHalfRows(layer: layer, kind) { dst in
+                    writer.withMutableHeadRows(layer: layer, kind) { dst in
                         for (j, page) in pages[groups[i]].enumerated() {
-                            let n = min(size, total - (groups[i].lowerBound + j) * size) * kvDim
+                            let n = min(size, total - (groups[i].lowerBound + j) * size) * dst.headDim
                             page.withRows(layer: layer, kind) { src in
-                                _ = UnsafeMutableBufferPointer(rebasing: dst[(j * size * kvDim)...])
-                                    .update(fromContentsOf: UnsafeBufferPointer(rebasing: src[..<n]))
+                                for g in 0..<src.kvHeads {
+                                    (dst.head(g).baseAddress! + j * size * dst.headDim)
+                                        .update(from: src.head(g).baseAddress!, count: n)
+                                }
                             }
                         }
                     }

@@ -67,7 +67,9 @@ struct CausalAttention {
     /// - Parameters:
     ///   - q: post-RoPE queries, row r of head h at `q + r*ldq + h*headDim`.
     ///   - start: position of query row 0 (rows are positions `start..<start+n`).
-    ///   - keys: post-RoPE keys `[start+n][kvHeads*headDim]`, f16.
+    ///   - keys: post-RoPE keys of positions `0..<start+n`, f16: KV head g's rows
+    ///     `[position][headDim]` from `keys + g * headStride` (a `KVCache`'s layout), or, with
+    ///     `headStride` nil, rows of every head `[position][kvHeads*headDim]`.
     ///   - values: values, same layout.
     ///   - out: output, row r of head h at `out + r*ldo + h*headDim`.
     ///   - codes: where given and the rows take the blocked prefill path with one KV head (all
@@ -77,21 +79,22 @@ struct CausalAttention {
     /// - Returns: whether the rows went to `codes`.
     @discardableResult
     func callAsFunction(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
-                        keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
+                        keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>, headStride: Int? = nil,
                         out: UnsafeMutablePointer<Float>, ldo: Int,
                         codes: UnsafeMutablePointer<kv_q16_block>? = nil) -> Bool {
+        let kv = KVOperands(keys: keys, values: values, headStride: headStride ?? headDim,
+                            rowStride: headStride == nil ? kvHeads * headDim : headDim)
         let kernelFits = headDim % 16 == 0 && headDim <= Int(KV_ATTEND_MAX_DIM)
         if kernelFits && n <= Self.smallRows && (heads / kvHeads) * n <= Int(KV_ATTEND_MAX_ROWS) {
-            smallRowAttention(q: q, ldq: ldq, n: n, start: start, keys: keys, values: values, out: out, ldo: ldo)
+            smallRowAttention(q: q, ldq: ldq, n: n, start: start, kv: kv, out: out, ldo: ldo)
             return false
         }
         if kernelFits && prefillWithoutBLAS && heads / kvHeads <= Self.stackedTile {
             let rowCodes = kvHeads == 1 && heads * headDim % 32 == 0 ? codes : nil
-            blockedAttention(q: q, ldq: ldq, n: n, start: start, keys: keys, values: values, out: out, ldo: ldo,
-                             codes: rowCodes)
+            blockedAttention(q: q, ldq: ldq, n: n, start: start, kv: kv, out: out, ldo: ldo, codes: rowCodes)
             return rowCodes != nil
         }
-        let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
+        let group = heads / kvHeads, hd = headDim
         let rowsPerBlock = min(n, max(1, stackedRows / group))
         let stacked = group * rowsPerBlock
         let lo = firstVisible(start), span = start + n - lo  // keys any row sees
@@ -102,8 +105,8 @@ struct CausalAttention {
         let vf = UnsafeMutablePointer<Float>.allocate(capacity: span * hd)
         defer { scores.deallocate(); qs.deallocate(); os.deallocate(); kf.deallocate(); vf.deallocate() }
         for g in 0..<kvHeads {  // kf, vf row i: position lo + i
-            kv_f16_to_f32_rows(kf, hd, keys + lo * kvDim + g * hd, kvDim, span, hd)
-            kv_f16_to_f32_rows(vf, hd, values + lo * kvDim + g * hd, kvDim, span, hd)
+            kv_f16_to_f32_rows(kf, hd, kv.keys(head: g, row: lo), kv.rowStride, span, hd)
+            kv_f16_to_f32_rows(vf, hd, kv.values(head: g, row: lo), kv.rowStride, span, hd)
             var r0 = 0
             while r0 < n {
                 let rows = min(rowsPerBlock, n - r0), m = group * rows
@@ -149,10 +152,9 @@ struct CausalAttention {
     /// visible keys cut at multiples of `segment` into segments run as parallel
     /// tasks, then the segments folded in order: the same bits for each row as the blocked
     /// prefill, which folds the same segments inside one call.
-    private func smallRowAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
-                                   keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
+    private func smallRowAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int, kv: KVOperands,
                                    out: UnsafeMutablePointer<Float>, ldo: Int) {
-        let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim
+        let group = heads / kvHeads, hd = headDim
         let m = group * n, mp = (m + 15) / 16 * 16, visible = start + n, lo = firstVisible(start)
         let segment = segment, firstSegment = lo / segment
         let segments = (visible - 1) / segment - firstSegment + 1
@@ -162,12 +164,12 @@ struct CausalAttention {
         for g in 0..<kvHeads { stack(q, ldq: ldq, n: n, head: g, into: buffer.qt + g * hd * mp, mp: mp) }
         visibleKeys(n: n, start: start, mp: mp, last: buffer.last, first: buffer.first)
         let windowed = window != nil
-        let p = AttentionPointers(keys: keys, values: values, buffers: buffer)
+        let p = AttentionPointers(kv: kv, buffers: buffer)
         WorkerTeam.run(tasks: tasks) { task in
             let g = task / segments, s = firstSegment + task % segments
             let p0 = max(lo, s * segment), p1 = min(visible, (s + 1) * segment)
             let b = p.buffers
-            kv_attend_partial(b.qt + g * hd * mp, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
+            kv_attend_partial(b.qt + g * hd * mp, m, mp, hd, p.kv.keys(head: g), p.kv.values(head: g), p.kv.rowStride,
                               p0, p1, segment, b.last, windowed ? b.first : nil, Self.threadScratch(scratch),
                               b.partialOut + task * m * hd, b.partialMax + task * mp, b.partialSum + task * mp)
         }
@@ -207,11 +209,11 @@ struct CausalAttention {
     /// then finish together), each over every key its rows see (the last block's diagonal masked in
     /// the kernel), its result finished in place (`kv_attend_merge` of one part).
     private func blockedAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int,
-                                  keys: UnsafePointer<UInt16>, values: UnsafePointer<UInt16>,
-                                  out: UnsafeMutablePointer<Float>, ldo: Int, codes: UnsafeMutablePointer<kv_q16_block>?) {
-        let group = heads / kvHeads, hd = headDim, kvDim = kvHeads * headDim, kvHeads = kvHeads
+                                  kv: KVOperands, out: UnsafeMutablePointer<Float>, ldo: Int,
+                                  codes: UnsafeMutablePointer<kv_q16_block>?) {
+        let group = heads / kvHeads, hd = headDim, kvHeads = kvHeads
         let rows = Self.stackedTile / group, blocks = (n + rows - 1) / rows, windowed = window != nil, segment = segment
-        let p = BlockedOperands(q: q, keys: keys, values: values, out: out, codes: codes)
+        let p = BlockedOperands(q: q, kv: kv, out: out, codes: codes)
         WorkerTeam.run(tasks: kvHeads * blocks) { task in  // the last blocks see the most keys: they go first
             let g = task % kvHeads, r0 = (blocks - 1 - task / kvHeads) * rows, count = min(rows, n - r0)
             let m = group * count, mp = (m + 15) / 16 * 16
@@ -219,7 +221,7 @@ struct CausalAttention {
             defer { buffer.deallocate() }
             stack(p.q + r0 * ldq, ldq: ldq, n: count, head: g, into: buffer.qt, mp: mp)
             visibleKeys(n: count, start: start + r0, mp: mp, last: buffer.last, first: buffer.first)
-            kv_attend_partial(buffer.qt, m, mp, hd, p.keys + g * hd, p.values + g * hd, kvDim,
+            kv_attend_partial(buffer.qt, m, mp, hd, p.kv.keys(head: g), p.kv.values(head: g), p.kv.rowStride,
                               firstVisible(start + r0), start + r0 + count, segment, buffer.last, windowed ? buffer.first : nil,
                               Self.threadScratch(Self.scratchFloats(mp: mp, headDim: hd)), buffer.partialOut,
                               buffer.partialMax, buffer.partialSum)
@@ -270,8 +272,7 @@ private struct BlockedOperands: @unchecked Sendable {
     // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`), while the caller
     // keeps every buffer alive; tasks read q, keys and values and write disjoint rows and heads of out.
     let q: UnsafePointer<Float>
-    let keys: UnsafePointer<UInt16>
-    let values: UnsafePointer<UInt16>
+    let kv: KVOperands
     let out: UnsafeMutablePointer<Float>
     /// Output rows as 16-bit codes instead of `out` (one KV head only).
     let codes: UnsafeMutablePointer<kv_q16_block>?
@@ -309,7 +310,19 @@ private struct AttentionPointers: @unchecked Sendable {
     // @unchecked: used only inside a synchronous parallel loop (`WorkerTeam.run`), while the caller keeps
     // every buffer alive; tasks read keys, values, qt and last, and write disjoint slices
     // of the partial buffers (each task's scratch is its thread's own).
+    let kv: KVOperands
+    let buffers: SmallAttentionBuffers
+}
+
+/// Where attention finds each KV head's f16 keys and values: head g's row p at
+/// `g * headStride + p * rowStride` halves from `keys` (`values`).
+private struct KVOperands: @unchecked Sendable {
+    // @unchecked: read only, inside a synchronous parallel loop, while the caller keeps the cache alive.
     let keys: UnsafePointer<UInt16>
     let values: UnsafePointer<UInt16>
-    let buffers: SmallAttentionBuffers
+    let headStride: Int
+    let rowStride: Int
+
+    func keys(head g: Int, row p: Int = 0) -> UnsafePointer<UInt16> { keys + g * headStride + p * rowStride }
+    func values(head g: Int, row p: Int = 0) -> UnsafePointer<UInt16> { values + g * headStride + p * rowStride }
 }

@@ -103,10 +103,10 @@ extension LlamaModel {
                                         scale: setting.scale, window: setting.window)
         // Where the output projection takes 16-bit codes, attention may write them itself.
         let codes = w.wo.takesCodes(rows: m) ? out.codes : nil
-        let wroteCodes = cache.withHalfRows(layer: l, .key, 0..<(start + n)) { keys in
-            cache.withHalfRows(layer: l, .value, 0..<(start + n)) { values in
-                attention(q: out.qkv, ldq: qkvDim, n: m, start: start + from, keys: keys.baseAddress!,
-                          values: values.baseAddress!, out: out.attn, ldo: c.qDim, codes: codes)
+        let wroteCodes = cache.withHeadRows(layer: l, .key, 0..<(start + n)) { keys in
+            cache.withHeadRows(layer: l, .value, 0..<(start + n)) { values in
+                attention(q: out.qkv, ldq: qkvDim, n: m, start: start + from, keys: keys.base, values: values.base,
+                          headStride: keys.headStride, out: out.attn, ldo: c.qDim, codes: codes)
             }
         }
         residual(w.postAttnNorm, n: m, act: out) { y, add in
