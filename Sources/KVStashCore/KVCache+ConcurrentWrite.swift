@@ -57,7 +57,7 @@ public struct KVRowWriter: @unchecked Sendable {
         let tiles = stride(from: 0, to: rows.count, by: Self.tileRows).lazy.map { $0..<min(self.rows.count, $0 + Self.tileRows) }
         guard kind == .key, let rotation else {
             for tile in tiles {
-                let dst = out.rows(tile.lowerBound, tile.count)
+                let dst = out.slice(tile)
                 if try halves(tile, dst) { continue }
                 try body(tile, UnsafeMutableBufferPointer(start: scratch, count: tile.count * d))
                 narrow(scratch, into: dst)
@@ -68,7 +68,7 @@ public struct KVRowWriter: @unchecked Sendable {
                                         sourceStride: d, destinationStride: hd, headDim: hd) { rotate in
             for tile in tiles {
                 try body(tile, UnsafeMutableBufferPointer(start: scratch, count: tile.count * d))
-                let dst = out.rows(tile.lowerBound, tile.count)
+                let dst = out.slice(tile)
                 for g in 0..<dst.kvHeads {
                     rotate(scratch + g * hd, dst.head(g).baseAddress!, tile.count, firstPosition + tile.lowerBound)
                 }
@@ -85,8 +85,8 @@ public struct KVRowWriter: @unchecked Sendable {
 
     /// This writer's rows of `kind` in `layer`.
     private func heads(layer: Int, _ kind: KVKind) -> KVMutableHeadRows {
-        KVMutableHeadRows(base: storage.pointer(layer: layer, kind) + rows.lowerBound * shape.headDim, rows: rows.count,
-                          kvHeads: shape.kvHeads, headDim: shape.headDim, headStride: storage.headStride)
+        KVMutableHeadRows(base: storage.pointer(layer: layer, kind) + rows.lowerBound * shape.headDim,
+                          layout: shape.headLayout(rows: rows.count, headStride: storage.headStride))
     }
 
     /// Row-major f32 rows (`dst.rows * kvDim` floats) narrowed to f16 into `dst`: one stream of

@@ -36,63 +36,13 @@ public enum KVKind: Sendable, Hashable {
     case value
 }
 
-/// Rows of one layer's K or V in a `KVCache`, from a first position: KV head g's rows are
-/// `headDim` halves each, one after another from `head(g)`, and heads lie `headStride`
-/// halves apart. Valid while the closure that hands it out runs.
-public struct KVHeadRows {
-    /// Head 0 at the first row.
-    public let base: UnsafePointer<UInt16>
-    /// Rows (positions) covered.
-    public let rows: Int
-    public let kvHeads: Int
-    public let headDim: Int
-    /// Halves from one head's rows to the next head's.
-    public let headStride: Int
-
-    public init(base: UnsafePointer<UInt16>, rows: Int, kvHeads: Int, headDim: Int, headStride: Int) {
-        (self.base, self.rows, self.kvHeads, self.headDim, self.headStride) = (base, rows, kvHeads, headDim, headStride)
-    }
-
-    /// Head `g`'s `rows * headDim` halves.
-    public func head(_ g: Int) -> UnsafeBufferPointer<UInt16> {
-        precondition(g >= 0 && g < kvHeads, "no KV head \(g)")
-        return UnsafeBufferPointer(start: base + g * headStride, count: rows * headDim)
-    }
-}
-
-/// `KVHeadRows` that a writer may fill (a `KVRowWriter`'s rows).
-public struct KVMutableHeadRows {
-    public let base: UnsafeMutablePointer<UInt16>
-    public let rows: Int
-    public let kvHeads: Int
-    public let headDim: Int
-    public let headStride: Int
-
-    public init(base: UnsafeMutablePointer<UInt16>, rows: Int, kvHeads: Int, headDim: Int, headStride: Int) {
-        (self.base, self.rows, self.kvHeads, self.headDim, self.headStride) = (base, rows, kvHeads, headDim, headStride)
-    }
-
-    /// Head `g`'s `rows * headDim` halves.
-    public func head(_ g: Int) -> UnsafeMutableBufferPointer<UInt16> {
-        precondition(g >= 0 && g < kvHeads, "no KV head \(g)")
-        return UnsafeMutableBufferPointer(start: base + g * headStride, count: rows * headDim)
-    }
-
-    /// The rows from `offset` on, `count` of them.
-    public func rows(_ offset: Int, _ count: Int) -> KVMutableHeadRows {
-        precondition(offset >= 0 && count >= 0 && offset + count <= rows, "rows outside the writer's")
-        return KVMutableHeadRows(base: base + offset * headDim, rows: count, kvHeads: kvHeads, headDim: headDim,
-                                 headStride: headStride)
-    }
-}
-
 /// The explicit KV cache of one sequence, laid out for attention.
 ///
 /// For every layer it holds K after RoPE (row p rotated for position p) and V as IEEE f16,
 /// head-major: each KV head's rows `[position][headDim]` contiguous, `capacity` rows per head
 /// (`KVHeadRows`). Attention reads a head's keys as one sequential stream: where a model has
 /// several KV heads, rows of every head side by side (`[position][kvDim]`) made each head's
-/// pass read a third of every row, at half the rate (decision 123). Attention reads them directly. Rows written
+/// pass read a third of every row, at half the rate (decision 123). Rows written
 /// as f32 K before RoPE (a splice from the store, `withMutableRows`) are rotated by
 /// their layer's table of `rotation` for their positions and narrowed as they land; the engine writes its own
 /// rows already rotated (`store`).
@@ -199,8 +149,7 @@ public struct KVCache: Sendable {
         check(layer, range)
         let s = shape
         return try body(KVHeadRows(base: storage.pointer(layer: layer, kind) + range.lowerBound * s.headDim,
-                                   rows: range.count, kvHeads: s.kvHeads, headDim: s.headDim,
-                                   headStride: storage.headStride))
+                                   layout: s.headLayout(rows: range.count, headStride: storage.headStride)))
     }
 
     /// The f16 rows `range` of `kind` in `layer` row-major, `[row][kvDim]` (a copy).

@@ -70,8 +70,8 @@ public struct KVPage: Sendable {
         guard let index = heldLayers.firstIndex(of: layer) else { return }
         let block = rows * shape.kvDim, offset = Self.offset(index, kind, block: block)
         try data.withUnsafeBufferPointer {
-            try body(KVHeadRows(base: $0.baseAddress! + offset, rows: rows, kvHeads: shape.kvHeads,
-                                headDim: shape.headDim, headStride: rows * shape.headDim))
+            let layout = shape.headLayout(rows: rows, headStride: rows * shape.headDim)
+            try body(KVHeadRows(base: $0.baseAddress! + offset, layout: layout))
         }
     }
 }
