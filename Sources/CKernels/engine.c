@@ -250,19 +250,21 @@ static inline __attribute__((always_inline)) void rope_head_scalar(float *y, uin
 }
 
 /* kv_rope into f32 rows (dst) or, with dst_h, f16 rows: the rows of a splice narrowed as
-   they are rotated. */
-static inline __attribute__((always_inline)) void rope_rows(float *dst, uint16_t *dst_h, size_t ld_dst, const float *src,
-                                                          size_t ld_src, size_t rows, size_t heads, size_t head_dim,
-                                                          size_t n_rot, const float *cos_t, const float *sin_t, int neox) {
+   they are rotated. Head h of row r goes to r * ld_dst + h * head_stride. */
+static inline __attribute__((always_inline)) void rope_rows(float *dst, uint16_t *dst_h, size_t ld_dst, size_t head_stride,
+                                                          const float *src, size_t ld_src, size_t rows, size_t heads,
+                                                          size_t head_dim, size_t n_rot, const float *cos_t,
+                                                          const float *sin_t, int neox) {
     const size_t half = n_rot / 2;
     const int vector = neox ? half % 16 == 0 : half % 8 == 0;
-    const int nt = dst_h && ((uintptr_t)dst_h & 31) == 0 && ld_dst % 16 == 0 && head_dim % 16 == 0;
+    const int nt = dst_h && ((uintptr_t)dst_h & 31) == 0 && ld_dst % 16 == 0 && head_stride % 16 == 0 &&
+                   head_dim % 16 == 0;
     for (size_t r = 0; r < rows; r++) {
         const float *c = cos_t + r * half, *s = sin_t + r * half;
         for (size_t h = 0; h < heads; h++) {
             const float *x = src + r * ld_src + h * head_dim;
-            float *y = dst_h ? NULL : dst + r * ld_dst + h * head_dim;
-            uint16_t *yh = dst_h ? dst_h + r * ld_dst + h * head_dim : NULL;
+            float *y = dst_h ? NULL : dst + r * ld_dst + h * head_stride;
+            uint16_t *yh = dst_h ? dst_h + r * ld_dst + h * head_stride : NULL;
             if (vector) {
                 rope_head(y, yh, nt, x, c, s, half, neox);
             } else {
@@ -283,13 +285,13 @@ static inline __attribute__((always_inline)) void rope_rows(float *dst, uint16_t
 KV_CLONES void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
                        size_t heads, size_t head_dim, size_t n_rot,
                        const float *cos_t, const float *sin_t, int neox) {
-    rope_rows(dst, NULL, ld_dst, src, ld_src, rows, heads, head_dim, n_rot, cos_t, sin_t, neox);
+    rope_rows(dst, NULL, ld_dst, head_dim, src, ld_src, rows, heads, head_dim, n_rot, cos_t, sin_t, neox);
 }
 
-KV_CLONES void kv_rope_f16_stream(uint16_t *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
-                                  size_t heads, size_t head_dim, size_t n_rot,
+KV_CLONES void kv_rope_f16_stream(uint16_t *dst, size_t ld_dst, size_t head_stride, const float *src, size_t ld_src,
+                                  size_t rows, size_t heads, size_t head_dim, size_t n_rot,
                                   const float *cos_t, const float *sin_t, int neox) {
-    rope_rows(NULL, dst, ld_dst, src, ld_src, rows, heads, head_dim, n_rot, cos_t, sin_t, neox);
+    rope_rows(NULL, dst, ld_dst, head_stride, src, ld_src, rows, heads, head_dim, n_rot, cos_t, sin_t, neox);
 }
 
 /* Softmax of row[lo, hi) with 16 independent lanes (exp16_nonpos); the partial last vector

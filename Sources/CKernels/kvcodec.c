@@ -63,6 +63,25 @@ KV_CLONES void kv_f32_to_f16_stream(uint16_t *dst, const float *src, size_t n) {
     for (; i < n; i++) d[i] = (kv_half)src[i];
 }
 
+KV_CLONES void kv_f32_to_f16_heads_stream(uint16_t *dst, size_t ld_dst, size_t head_stride, size_t head_dim,
+                                          const float *src, size_t rows, size_t d) {
+    const int vector = head_dim % 16 == 0;
+    const int nt = vector && ((uintptr_t)dst & 31) == 0 && ld_dst % 16 == 0 && head_stride % 16 == 0;
+    kv_half *out = (kv_half *)dst;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t h = 0; h * head_dim < d; h++) {
+            const float *x = src + r * d + h * head_dim;
+            kv_half *o = out + r * ld_dst + h * head_stride;
+            size_t i = 0;
+            if (vector)
+                for (; i < head_dim; i += 16) store16h_nt(o + i, load16(x + i), nt);
+            for (; i < head_dim; i++) o[i] = (kv_half)x[i];
+        }
+#if defined(__x86_64__)
+    if (nt) __builtin_ia32_sfence();
+#endif
+}
+
 KV_CLONES int kv_fits_f16(const float *src, size_t n) {
     int ok = 1;
     for (size_t i = 0; i < n; i++) ok &= (fabsf(src[i]) <= kHalfMax);

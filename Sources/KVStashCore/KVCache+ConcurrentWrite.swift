@@ -65,13 +65,11 @@ public struct KVRowWriter: @unchecked Sendable {
             return
         }
         try rotation.withHalvesRotation(layer: layer, positions: firstPosition..<(firstPosition + rows.count),
-                                        sourceStride: d, destinationStride: hd, headDim: hd) { rotate in
+                                        sourceStride: d, destinationStride: hd, destinationHeadStride: out.headStride,
+                                        heads: shape.kvHeads, headDim: hd) { rotate in
             for tile in tiles {
                 try body(tile, UnsafeMutableBufferPointer(start: scratch, count: tile.count * d))
-                let dst = out.slice(tile)
-                for g in 0..<dst.kvHeads {
-                    rotate(scratch + g * hd, dst.head(g).baseAddress!, tile.count, firstPosition + tile.lowerBound)
-                }
+                rotate(scratch, out.slice(tile).base, tile.count, firstPosition + tile.lowerBound)
             }
         }
     }
@@ -89,17 +87,10 @@ public struct KVRowWriter: @unchecked Sendable {
                           layout: shape.headLayout(rows: rows.count, headStride: storage.headStride))
     }
 
-    /// Row-major f32 rows (`dst.rows * kvDim` floats) narrowed to f16 into `dst`: one stream of
-    /// non-temporal stores where a row is one head, head by head otherwise.
+    /// Row-major f32 rows (`dst.rows * kvDim` floats) narrowed to f16 into `dst`, with
+    /// non-temporal stores where its alignment allows.
     private func narrow(_ src: UnsafePointer<Float>, into dst: KVMutableHeadRows) {
-        guard dst.kvHeads > 1 else {
-            kv_f32_to_f16_stream(dst.base, src, dst.rows * dst.headDim)
-            return
-        }
-        for g in 0..<dst.kvHeads {
-            kv_f32_to_f16_rows(dst.head(g).baseAddress!, dst.headDim, src + g * dst.headDim, dst.kvHeads * dst.headDim,
-                               dst.rows, dst.headDim)
-        }
+        kv_f32_to_f16_heads_stream(dst.base, dst.headDim, dst.headStride, dst.headDim, src, dst.rows, shape.kvDim)
     }
 }
 

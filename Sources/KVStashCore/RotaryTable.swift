@@ -85,25 +85,29 @@ public struct RotaryTable: Sendable {
         }
     }
 
-    /// Rotates and narrows one head's rows to f16, `rotate(src, dst, rows, firstPosition)`:
-    /// `apply` of a head with the rotated rows narrowed into `dst` in the same pass (round to
-    /// nearest even; the same bits as `apply` then narrowing), with non-temporal stores where
-    /// `dst` is aligned for them: K of a splice, written once into the cache. Rows of `src` are
-    /// `sourceStride` floats apart, rows of `dst` `destinationStride` halves apart (a cache's
-    /// head). `body` may call `rotate` for any rows within `positions`, which are checked once:
-    /// a splice rotates a chunk tile by tile, and taking the tables per tile made both cores
-    /// retain and release the same arrays for every 16 rows.
+    /// Rotates and narrows rows to f16, `rotate(src, dst, rows, firstPosition)`: `apply` with
+    /// the rotated rows narrowed into `dst` in the same pass (round to nearest even; the same
+    /// bits as `apply` then narrowing), with non-temporal stores where `dst` is aligned for
+    /// them: K of a splice, written once into the cache. Rows of `src` are `sourceStride`
+    /// floats apart (every head side by side); in `dst` head h of a row lies `h *
+    /// destinationHeadStride` halves from its head 0 and rows are `destinationStride` apart (a
+    /// cache's heads). `body` may call `rotate` for any rows within `positions`, which are
+    /// checked once: a splice rotates a chunk tile by tile, and taking the tables per tile made
+    /// both cores retain and release the same arrays for every 16 rows.
     public func withHalvesRotation<R>(
-        positions range: Range<Int>, sourceStride: Int, destinationStride: Int, headDim: Int,
+        positions range: Range<Int>, sourceStride: Int, destinationStride: Int, destinationHeadStride: Int,
+        heads: Int, headDim: Int,
         _ body: ((UnsafePointer<Float>, UnsafeMutablePointer<UInt16>, Int, Int) -> Void) throws -> R
     ) rethrows -> R {
-        try withTables(rows: range.count, firstPosition: range.lowerBound, heads: 1, headDim: headDim,
-                       strides: sourceStride, destinationStride) { c, s, neox in
+        precondition(headDim <= destinationStride && (heads == 1 || destinationHeadStride >= headDim),
+                     "RoPE destination layout")
+        return try withTables(rows: range.count, firstPosition: range.lowerBound, heads: heads, headDim: headDim,
+                              strides: sourceStride, sourceStride) { c, s, neox in
             try body { src, dst, rows, first in
                 precondition(first >= range.lowerBound && first + rows <= range.upperBound, "RoPE rows outside the range")
                 let offset = (first - range.lowerBound) * half
-                kv_rope_f16_stream(dst, destinationStride, src, sourceStride, rows, 1, headDim, ropeDims, c + offset,
-                                   s + offset, neox)
+                kv_rope_f16_stream(dst, destinationStride, destinationHeadStride, src, sourceStride, rows, heads, headDim,
+                                   ropeDims, c + offset, s + offset, neox)
             }
         }
     }
@@ -148,11 +152,14 @@ public struct RotaryTables: Sendable {
 
     /// `RotaryTable.withHalvesRotation` of `layer`'s table.
     public func withHalvesRotation<R>(
-        layer: Int, positions: Range<Int>, sourceStride: Int, destinationStride: Int, headDim: Int,
+        layer: Int, positions: Range<Int>, sourceStride: Int, destinationStride: Int, destinationHeadStride: Int,
+        heads: Int, headDim: Int,
         _ body: ((UnsafePointer<Float>, UnsafeMutablePointer<UInt16>, Int, Int) -> Void) throws -> R
     ) rethrows -> R {
         try tables[tableOfLayer[layer]].withHalvesRotation(positions: positions, sourceStride: sourceStride,
-                                                           destinationStride: destinationStride, headDim: headDim, body)
+                                                           destinationStride: destinationStride,
+                                                           destinationHeadStride: destinationHeadStride,
+                                                           heads: heads, headDim: headDim, body)
     }
 
     /// These tables if they cover `range`, else tables of the same RoPE for `range` alone.

@@ -61,10 +61,11 @@ void kv_rope(float *dst, size_t ld_dst, const float *src, size_t ld_src, size_t 
              size_t heads, size_t head_dim, size_t n_rot,
              const float *cos_t, const float *sin_t, int neox);
 /* kv_rope with the rotated rows narrowed to f16 (round to nearest even) into dst, in the
-   same pass: equal to kv_rope then kv_f32_to_f16, bit for bit. Non-temporal stores when dst
-   is 32-byte aligned and ld_dst and head_dim are multiples of 16 (a spliced KV cache), then
-   a store fence. */
-void kv_rope_f16_stream(uint16_t *dst, size_t ld_dst, const float *src, size_t ld_src, size_t rows,
+   same pass: equal to kv_rope then kv_f32_to_f16, bit for bit. Head h of row r goes to
+   dst + r * ld_dst + h * head_stride (a KVCache's heads: ld_dst = head_dim; row-major rows:
+   head_stride = head_dim). Non-temporal stores when dst is 32-byte aligned and ld_dst,
+   head_stride and head_dim are multiples of 16 (a spliced KV cache), then a store fence. */
+void kv_rope_f16_stream(uint16_t *dst, size_t ld_dst, size_t head_stride, const float *src, size_t ld_src, size_t rows,
                         size_t heads, size_t head_dim, size_t n_rot,
                         const float *cos_t, const float *sin_t, int neox);
 

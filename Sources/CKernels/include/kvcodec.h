@@ -29,6 +29,13 @@ void kv_f32_to_f16_rows(uint16_t *dst, size_t ld_dst, const float *src, size_t l
    non-temporal stores, which do not read the lines they write, when dst is 64-byte
    aligned; ends with a store fence. */
 void kv_f32_to_f16_stream(uint16_t *dst, const float *src, size_t n);
+/* Row-major f32 rows (d floats each) narrowed to f16 into the addressing of
+   kv_dequant_rows_f16_stream's dst (channel c of row r at r * ld_dst + (c / head_dim) *
+   head_stride + c % head_dim), with non-temporal stores when dst is 32-byte aligned and
+   ld_dst, head_stride and head_dim are multiples of 16, then a store fence. Rounds to nearest
+   even, as kv_f32_to_f16. */
+void kv_f32_to_f16_heads_stream(uint16_t *dst, size_t ld_dst, size_t head_stride, size_t head_dim,
+                                const float *src, size_t rows, size_t d);
 /* 1 when every src[i] is finite and |src[i]| <= 65504 (fits binary16), else 0. */
 int kv_fits_f16(const float *src, size_t n);
 
