@@ -106,5 +106,6 @@ case "profile":
 case "real":
     try runReal(options)
 default:
-    fatalError("mode must be synthetic or real")
+    FileHandle.standardError.write(Data("codec-bench: unknown mode '\(options.mode)'; use synthetic, real or profile\n".utf8))
+    exit(2)
 }
