@@ -48,7 +48,10 @@ struct QueryCommand: ParsableCommand {
         let (document, tmpl) = try documentAndTemplate(settings, tiers: tiers)
         sampling.applyThreads()
         let m = try LlamaModel(path: modelPath, prefillInputs: engine.resolved(settings))
+        // The RAM tier serves only a later question of this process: with one, copying the
+        // prompt's pages into it after the first token would stall the answer for nothing.
         let options = PrefixCacheOptions(codec: try RequestCLI.codec(codec ?? settings?.codec ?? "int8"),
+                                         ramBudgetBytes: `repeat` > 1 ? PrefixCacheOptions().ramBudgetBytes : 0,
                                          writeBackQueries: !noWriteBack && !chunkStore.readOnly)
         let cache = PrefixCache(model: m, tokenizer: try Tokenizer(gguf: m.gguf), store: chunkStore,
                                 modelFingerprint: try ModelFingerprint.compute(path: modelPath, cacheDir: store),
