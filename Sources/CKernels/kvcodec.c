@@ -259,6 +259,10 @@ KV_CLONES int kv_dequant_rows_f16_stream(uint16_t *restrict dst, size_t ld_dst, 
 void kv_rows_to_heads_u16(uint16_t *dst, size_t ld_dst, size_t head_stride, size_t head_dim, const void *src,
                           size_t rows, size_t d) {
     const uint8_t *s = (const uint8_t *)src;
+    if (ld_dst == d && (head_dim == d || head_stride == head_dim)) { /* the rows lie as in src */
+        memcpy(dst, s, 2 * rows * d);
+        return;
+    }
     for (size_t r = 0; r < rows; r++)
         for (size_t h = 0; h * head_dim < d; h++)
             memcpy(dst + r * ld_dst + h * head_stride, s + 2 * (r * d + h * head_dim), 2 * head_dim);

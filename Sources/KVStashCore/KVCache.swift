@@ -218,10 +218,9 @@ public struct KVCache: Sendable {
         for layer in 0..<shape.layers {
             for kind in [KVKind.key, .value] {
                 other.withHeadRows(layer: layer, kind, range) { src in
-                    let dst = storage.pointer(layer: layer, kind) + start * hd
-                    for g in 0..<src.kvHeads {
-                        (dst + g * storage.headStride).update(from: src.head(g).baseAddress!, count: src.head(g).count)
-                    }
+                    KVMutableHeadRows(base: storage.pointer(layer: layer, kind) + start * hd,
+                                      layout: shape.headLayout(rows: range.count, headStride: storage.headStride))
+                        .update(from: src)
                 }
             }
         }
@@ -278,8 +277,9 @@ extension KVCache: KVRowSource {
 }
 
 /// Buffers behind `KVCache`: one arena holding, for each layer, two f16 tensors (K after
-/// RoPE, V) of `kvHeads` runs of `[capacity][headDim]` each, and, once asked for, one `[capacity][layer][kvDim]` tensor
-/// of f32 K before RoPE with a flag per position saying which rows it holds. The raw keys
+/// RoPE, V) of `kvHeads` runs of `[capacity][headDim]` each, and, once asked for, one
+/// `[capacity][layer][kvDim]` tensor of f32 K before RoPE with a flag per position saying
+/// which rows it holds. The raw keys
 /// are position-major so that keeping the few rows a hit computes touches a few pages, not
 /// a huge page per layer near the end of a long context.
 final class KVStorage: @unchecked Sendable {

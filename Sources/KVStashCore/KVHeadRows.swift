@@ -17,6 +17,13 @@ public struct KVHeadLayout: Sendable, Hashable {
         precondition(g >= 0 && g < kvHeads, "no KV head \(g)")
         return (g * headStride, rows * headDim)
     }
+
+    /// Rows `range` of these (counted from the first): where they start, and their layout.
+    func slice(_ range: Range<Int>) -> (offset: Int, layout: KVHeadLayout) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows outside the \(rows) held")
+        return (range.lowerBound * headDim, KVHeadLayout(rows: range.count, kvHeads: kvHeads, headDim: headDim,
+                                                         headStride: headStride))
+    }
 }
 
 extension KVShape {
@@ -43,6 +50,12 @@ public struct KVHeadRows {
         let (offset, count) = layout.head(g)
         return UnsafeBufferPointer(start: base + offset, count: count)
     }
+
+    /// Rows `range` of these (counted from the first).
+    public func slice(_ range: Range<Int>) -> KVHeadRows {
+        let (offset, layout) = layout.slice(range)
+        return KVHeadRows(base: base + offset, layout: layout)
+    }
 }
 
 /// Rows a writer fills (a `KVRowWriter`'s), laid out as `layout` says from `base`.
@@ -63,9 +76,14 @@ public struct KVMutableHeadRows {
 
     /// Rows `range` of these (counted from the first).
     public func slice(_ range: Range<Int>) -> KVMutableHeadRows {
-        precondition(range.lowerBound >= 0 && range.upperBound <= layout.rows, "rows outside the writer's")
-        return KVMutableHeadRows(base: base + range.lowerBound * layout.headDim,
-                                 layout: KVHeadLayout(rows: range.count, kvHeads: layout.kvHeads, headDim: layout.headDim,
-                                                      headStride: layout.headStride))
+        let (offset, layout) = layout.slice(range)
+        return KVMutableHeadRows(base: base + offset, layout: layout)
+    }
+
+    /// Copies `src` (as many rows and heads of the same dimension) here, head by head.
+    public func update(from src: KVHeadRows) {
+        precondition(src.rows == layout.rows && src.kvHeads == layout.kvHeads && src.headDim == layout.headDim,
+                     "KV rows of another shape")
+        for g in 0..<layout.kvHeads { head(g).baseAddress!.update(from: src.head(g).baseAddress!, count: src.head(g).count) }
     }
 }

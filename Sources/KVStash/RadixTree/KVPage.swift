@@ -5,8 +5,8 @@ import KVStashCore
 /// of a sequence), f16, ready to splice.
 ///
 /// A page holds the cache's own values and layout: K after RoPE for the positions it was
-/// computed at, and V, each KV head's rows together. The radix tree only splices a page at those positions (a prefix match), so
-/// a splice is a copy with no rotation. Pages are immutable values; the radix tree shares
+/// computed at, and V, each KV head's rows together. The radix tree only splices a page at
+/// those positions (a prefix match), so a splice is a copy with no rotation. Pages are immutable values; the radix tree shares
 /// them between nodes and requests without copying.
 public struct KVPage: Sendable {
     /// Positions per page.
@@ -40,11 +40,8 @@ public struct KVPage: Sendable {
             for (index, layer) in held.enumerated() {
                 for kind in [KVKind.key, .value] {
                     cache.withHeadRows(layer: layer, kind, start..<(start + rows)) { src in
-                        let at = buf.baseAddress! + Self.offset(index, kind, block: block)
-                        for g in 0..<src.kvHeads {
-                            let head = src.head(g)
-                            (at + g * head.count).initialize(from: head.baseAddress!, count: head.count)
-                        }
+                        KVMutableHeadRows(base: buf.baseAddress! + Self.offset(index, kind, block: block),
+                                          layout: Self.layout(shape, rows: rows)).update(from: src)
                     }
                 }
             }
@@ -70,9 +67,13 @@ public struct KVPage: Sendable {
         guard let index = heldLayers.firstIndex(of: layer) else { return }
         let block = rows * shape.kvDim, offset = Self.offset(index, kind, block: block)
         try data.withUnsafeBufferPointer {
-            let layout = shape.headLayout(rows: rows, headStride: rows * shape.headDim)
-            try body(KVHeadRows(base: $0.baseAddress! + offset, layout: layout))
+            try body(KVHeadRows(base: $0.baseAddress! + offset, layout: Self.layout(shape, rows: rows)))
         }
+    }
+
+    /// One layer's K or V in a page of `rows` positions: each head's rows, one head after another.
+    private static func layout(_ shape: KVShape, rows: Int) -> KVHeadLayout {
+        shape.headLayout(rows: rows, headStride: rows * shape.headDim)
     }
 }
 
@@ -98,12 +99,9 @@ extension KVCache {
                 for kind in [KVKind.key, .value] {
                     writer.withMutableHeadRows(layer: layer, kind) { dst in
                         for (j, page) in pages[groups[i]].enumerated() {
-                            let n = min(size, total - (groups[i].lowerBound + j) * size) * dst.headDim
+                            let n = min(size, total - (groups[i].lowerBound + j) * size)
                             page.withRows(layer: layer, kind) { src in
-                                for g in 0..<src.kvHeads {
-                                    (dst.head(g).baseAddress! + j * size * dst.headDim)
-                                        .update(from: src.head(g).baseAddress!, count: n)
-                                }
+                                dst.slice((j * size)..<(j * size + n)).update(from: src.slice(0..<n))
                             }
                         }
                     }
