@@ -94,6 +94,15 @@ struct CausalAttention {
             blockedAttention(q: q, ldq: ldq, n: n, start: start, kv: kv, out: out, ldo: ldo, codes: rowCodes)
             return rowCodes != nil
         }
+        blasAttention(q: q, ldq: ldq, n: n, start: start, kv: kv, out: out, ldo: ldo)
+        return false
+    }
+
+    /// The BLAS path: per KV head, its keys and values widened to f32, then blocks of query
+    /// rows stacked by head (`stackedRows` at most), scored with one GEMM, soft-maxed within
+    /// each row's causal and window band, and multiplied by the values with another.
+    private func blasAttention(q: UnsafePointer<Float>, ldq: Int, n: Int, start: Int, kv: KVOperands,
+                               out: UnsafeMutablePointer<Float>, ldo: Int) {
         let group = heads / kvHeads, hd = headDim
         let rowsPerBlock = min(n, max(1, stackedRows / group))
         let stacked = group * rowsPerBlock
@@ -140,7 +149,6 @@ struct CausalAttention {
                 r0 += rows
             }
         }
-        return false
     }
 
     /// The first key the query at `position` sees.
