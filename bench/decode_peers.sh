@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Decode speed against llama.cpp in one run: llama-bench tg64 after 512 and 4096 tokens of
 # context (`-d`, flash attention off and on) and kvstash-enginebench's decode rows after the
-# same contexts, on the default model and $THREADS threads (default 2), back to back.
+# same contexts, on the default model and $THREADS threads (default 2). Each repetition runs
+# llama-bench once and the engine once, which first alternating, so a host that changes speed
+# between repetitions moves both sides (bench/llamabench_pairs.py: medians, and the ratio
+# repetition by repetition).
 # llama-bench comes from bench/llamacpp_baseline.sh (built once into the cache directory).
 # Writes bench/results/decode-peers.json and prints a markdown table. Never run by CI.
-# usage: bench/decode_peers.sh [--reps N]   (N: llama-bench repetitions and engine runs, default 3)
+# usage: bench/decode_peers.sh [--reps N]   (N: repetitions, each llama-bench once and the engine once; default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=3
@@ -16,35 +19,37 @@ swift build -c release -Xswiftc -enable-testing --product kvstash-enginebench >&
 ENGINE="$(swift build -c release -Xswiftc -enable-testing --show-bin-path)/kvstash-enginebench"
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-"$BIN" -m "$MODEL" -p 0 -n 64 -d 512,4096 -t "${THREADS:-2}" -fa 0,1 -r "$REPS" -o json > "$OUT/llama.json"
-for i in $(seq "$REPS"); do
+llama() { "$BIN" -m "$MODEL" -p 0 -n 64 -d 512,4096 -t "${THREADS:-2}" -fa 0,1 -r 1 -o json > "$OUT/llama-tg-$1.json"; }
+engine() {
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$ENGINE" --model "$MODEL" --lengths '' --contexts '' \
-    --threads "${THREADS:-2}" --decode 64 --decode-after 512,4096 --out "$OUT/engine-$i.json" >&2
+    --threads "${THREADS:-2}" --decode 64 --decode-after 512,4096 --out "$OUT/engine-$1.json" >&2
+}
+for i in $(seq "$REPS"); do  # odd repetitions llama.cpp first, even ones kvstash first
+  if [ $((i % 2)) = 1 ]; then llama "$i"; engine "$i"; else engine "$i"; llama "$i"; fi
 done
 mkdir -p bench/results
 python3 - "$OUT" "${THREADS:-2}" <<'PY'
-import glob, json, statistics, subprocess, sys
+import json, subprocess, sys
+sys.path.insert(0, "bench")
+from llamabench_pairs import load_llama, load_runs, row
 out, threads = sys.argv[1], int(sys.argv[2])
-llama = json.load(open(f"{out}/llama.json"))
-engine = [json.load(open(p)) for p in sorted(glob.glob(f"{out}/engine-*.json"))]
-rows = []
-for depth in (512, 4096):
-    ours = [x["tokensPerSecond"] for e in engine for x in e["results"] if x["kind"] == "decode" and x["context"] == depth]
-    row = {"context": depth, "kvstash": statistics.median(ours), "kvstashRuns": ours}
-    for r in llama:
-        if r["n_depth"] == depth:
-            row["llamacppFlashAttn" + ("On" if r["flash_attn"] else "Off")] = r["avg_ts"]
-    rows.append(row)
+llama, engine = load_llama(out), load_runs(out, "engine")
+rows = [row("decode", depth, engine, llama, lambda x: x["kind"] == "decode" and x["context"] == depth,
+            lambda r: r["n_gen"] == 64 and r.get("n_depth") == depth) for depth in (512, 4096)]
 lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
 machine = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "unknown")
-report = {"machine": machine, "threads": threads, "blasCore": engine[0]["blasCore"], "kernelISA": engine[0]["kernelISA"],
-          "llamacppBuild": llama[0]["build_commit"], "note": "tg64 after the context; kvstash: median of its runs",
+first = engine[min(engine)]
+report = {"machine": machine, "threads": threads, "blasCore": first["blasCore"], "kernelISA": first["kernelISA"],
+          "llamacppBuild": llama[min(llama)][0]["build_commit"],
+          "note": "tg64 after the context; each side's median over repetitions that alternated between them",
           "rows": rows, "llamacpp": llama, "engine": engine}
 json.dump(report, open("bench/results/decode-peers.json", "w"), indent=1)
 print(f"Machine: {machine}; {threads} threads; BLAS core {report['blasCore']}; kernel ISA {report['kernelISA']}\n")
-print("| decode tg64 after | kvstash tok/s | llama.cpp fa off | llama.cpp fa on | kvstash / llama.cpp (off, on) |")
-print("| --- | ---: | ---: | ---: | ---: |")
+print("| decode tg64 after | kvstash tok/s | llama.cpp fa off | llama.cpp fa on | kvstash / llama.cpp (off, on) | pair by pair, better setting (median) |")
+print("| --- | ---: | ---: | ---: | ---: | ---: |")
 for r in rows:
-    off, on = r.get("llamacppFlashAttnOff", 0), r.get("llamacppFlashAttnOn", 0)
-    print(f"| {r['context']} | {r['kvstash']:.1f} | {off:.1f} | {on:.1f} | {r['kvstash'] / off:.2f}, {r['kvstash'] / on:.2f} |")
+    off, on = r["llamacppFlashAttnOff"], r["llamacppFlashAttnOn"]
+    pairs = ", ".join(f"{x:.2f}" for x in r["ratioPaired"])
+    print(f"| {r['context']} | {r['kvstash']:.1f} | {off:.1f} | {on:.1f} | {r['kvstash'] / off:.2f}, {r['kvstash'] / on:.2f} | "
+          f"{pairs} ({r['ratioPairedMedian']:.2f}) |")
 PY
