@@ -70,8 +70,11 @@ let package = Package(
         .executableTarget(name: "codec-bench", dependencies: ["KVStashCodec", "KVStashEngine", "CKernels"],
                           path: "bench/codec"),
 
-        .testTarget(name: "EngineTests", dependencies: ["KVStashEngine", "CKernels"], exclude: ["Resources"]),
-        .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine"]),
+        // What the test targets share: running helper programs (Python references, the CLI).
+        .target(name: "KVStashTestSupport", path: "Tests/Support"),
+        .testTarget(name: "EngineTests", dependencies: ["KVStashEngine", "CKernels", "KVStashTestSupport"],
+                    exclude: ["Resources"]),
+        .testTarget(name: "CodecTests", dependencies: ["KVStashCodec", "KVStashEngine", "KVStashTestSupport"]),
         // Child process of the store's crash test (SIGKILLed while writing).
         .executableTarget(name: "kvstash-crashwriter", dependencies: [
             "KVStashStore", "KVStashDigest",
@@ -82,10 +85,10 @@ let package = Package(
         .executableTarget(name: "kvstash-enginebench", dependencies: ["KVStashCore", "KVStashEngine"], path: "bench/EngineBench"),
 
         .testTarget(name: "StoreTests", dependencies: [
-            "KVStashStore", "KVStashDigest",
+            "KVStashStore", "KVStashDigest", "KVStashTestSupport",
         ]),
         .testTarget(name: "KVStashTests", dependencies: [
-            "KVStash", "KVStashRedis", .product(name: "Logging", package: "swift-log"),
+            "KVStash", "KVStashRedis", "KVStashTestSupport", .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         // TTFT hit vs miss, precompute RSS, codec agreement (bench/results/request-*.json).

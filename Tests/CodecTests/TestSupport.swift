@@ -2,6 +2,7 @@ import CKernels
 import Foundation
 import KVStashCodec
 import KVStashCore
+import KVStashTestSupport
 import XCTest
 
 /// SplitMix64: a small deterministic generator for test data.
@@ -61,21 +62,12 @@ func key(_ byte: UInt8) -> [UInt8] { (0..<32).map { UInt8(truncatingIfNeeded: In
 func runReference(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("reference/quant_reference.py")
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", script.path] + args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else {
-        XCTFail("reference failed: \(String(decoding: errData, as: UTF8.self))", file: file, line: line)
+    let run = try ChildProcess.run("/usr/bin/env", ["python3", script.path] + args)
+    guard run.status == 0 else {
+        XCTFail("reference failed: \(run.errorText)", file: file, line: line)
         throw CocoaError(.executableLoad)
     }
-    return String(decoding: data, as: UTF8.self)
+    return run.text
 }
 
 func tempFile(_ name: String) -> URL {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import KVStashEngine
+import KVStashTestSupport
 
 /// Shared helpers of the engine tests.
 enum TestSupport {
@@ -63,21 +64,12 @@ enum TestSupport {
 
     /// Runs the Python script at `script` with `args` and decodes its JSON output.
     static func runPython(_ script: String, _ args: [String]) throws -> Any {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", script] + args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw NSError(domain: "reference", code: Int(p.terminationStatus), userInfo: [
-                NSLocalizedDescriptionKey: "\(script) failed: \(String(decoding: errData, as: UTF8.self))"])
+        let run = try ChildProcess.run("/usr/bin/env", ["python3", script] + args)
+        guard run.status == 0 else {
+            throw NSError(domain: "reference", code: Int(run.status), userInfo: [
+                NSLocalizedDescriptionKey: "\(script) failed: \(run.errorText)"])
         }
-        return try JSONSerialization.jsonObject(with: data)
+        return try JSONSerialization.jsonObject(with: run.stdout)
     }
 
     /// Reference logits of every position of `tokens`, `[n][vocab]`.

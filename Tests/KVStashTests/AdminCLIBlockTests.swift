@@ -2,6 +2,7 @@ import Foundation
 import KVStashCodec
 import KVStashCore
 import KVStashStore
+import KVStashTestSupport
 import XCTest
 
 /// Runs the `kvstash` admin CLI against a store holding real KV blocks from the codec:
@@ -21,16 +22,8 @@ final class AdminCLIBlockTests: XCTestCase {
     }
 
     func run(_ args: [String]) throws -> (Int32, Data) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: try kvstashBinary())
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = Pipe()
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, data)
+        let run = try ChildProcess.run(try kvstashBinary(), args)
+        return (run.status, run.stdout)
     }
 
     func testInspectAndDeepVerifyOnRealBlocks() throws {

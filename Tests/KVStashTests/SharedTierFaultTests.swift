@@ -7,6 +7,7 @@ import KVStashCodec
 import KVStashEngine
 @testable import KVStashRedis
 import KVStashStore
+import KVStashTestSupport
 
 /// A 3-node Redis Cluster of one test (faults would disturb the shared test servers): nodes
 /// started from configs in a temporary directory, stopped by the PIDs in their pid files.
@@ -98,16 +99,7 @@ final class DedicatedRedisCluster: Sendable {
     }
 
     static func run(_ tool: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        let output = Pipe()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        try ChildProcess.run(tool, arguments, mergeStandardError: true).text
     }
 
     /// A loopback port nothing listens on, with its cluster bus port (+10000) free too.

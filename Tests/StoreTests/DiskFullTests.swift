@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import KVStashStore
+import KVStashTestSupport
 
 /// A small tmpfs the test mounts (root only; skipped with the reason otherwise).
 final class SmallFilesystem {
@@ -22,15 +23,10 @@ final class SmallFilesystem {
 
     @discardableResult
     static func run(_ tool: String, _ args: [String]) -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardError = pipe
-        p.standardOutput = pipe
-        do { try p.run() } catch { return (-1, "\(error)") }
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        do {
+            let run = try ChildProcess.run(tool, args, mergeStandardError: true)
+            return (run.status, run.text)
+        } catch { return (-1, "\(error)") }
     }
 
     /// Fills the filesystem with a file `filler` until the kernel refuses (ENOSPC).
