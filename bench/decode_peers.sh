@@ -2,7 +2,7 @@
 # Decode speed against llama.cpp in one run: llama-bench tg64 after 512 and 4096 tokens of
 # context (`-d`, flash attention off and on) and kvstash-enginebench's decode rows after the
 # same contexts, on the default model and $THREADS threads (default 2). Each repetition runs
-# llama-bench once and the engine once, which first alternating, so a host that changes speed
+# llama-bench once and the engine once, in alternating order, so a host that changes speed
 # between repetitions moves both sides (bench/llamabench_pairs.py: medians, and the ratio
 # repetition by repetition).
 # llama-bench comes from bench/llamacpp_baseline.sh (built once into the cache directory).

@@ -3,7 +3,7 @@
 # decode (tg64 after 512 and 4096 tokens of context, `-d`), flash attention off and on, then
 # kvstash-enginebench's prefill rows at 512/4096 and decode rows after the same contexts, on
 # the same GGUF and $THREADS threads (default 2). Each repetition runs llama-bench once and
-# the engine once, which first alternating, so a host that changes speed between repetitions
+# the engine once, in alternating order, so a host that changes speed between repetitions
 # moves both sides (bench/llamabench_pairs.py). llama-bench comes from bench/llamacpp_baseline.sh (built once
 # into the cache directory).
 # Each row's ratio is of the medians, against llama.cpp's better flash-attention setting for
