@@ -41,7 +41,7 @@ for i in $(seq "$REPS"); do  # odd repetitions llama.cpp first, even ones kvstas
 done
 mkdir -p bench/results
 python3 - "$OUT" "${THREADS:-2}" "$MODEL" "$OUT_JSON" <<'PY'
-import json, statistics, subprocess, sys
+import json, subprocess, sys
 sys.path.insert(0, "bench")
 from llamabench_pairs import load_llama, load_runs, row
 out, threads, model, out_json = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]

@@ -82,10 +82,7 @@ public struct KVRowWriter: @unchecked Sendable {
     }
 
     /// This writer's rows of `kind` in `layer`.
-    private func heads(layer: Int, _ kind: KVKind) -> KVMutableHeadRows {
-        KVMutableHeadRows(base: storage.pointer(layer: layer, kind) + rows.lowerBound * shape.headDim,
-                          layout: shape.headLayout(rows: rows.count, headStride: storage.headStride))
-    }
+    private func heads(layer: Int, _ kind: KVKind) -> KVMutableHeadRows { storage.headRows(layer: layer, kind, rows) }
 
     /// Row-major f32 rows (`dst.rows * kvDim` floats) narrowed to f16 into `dst`, with
     /// non-temporal stores where its alignment allows.

@@ -147,9 +147,7 @@ public struct KVCache: Sendable {
     public func withHeadRows<R>(layer: Int, _ kind: KVKind, _ range: Range<Int>,
                                 _ body: (KVHeadRows) throws -> R) rethrows -> R {
         check(layer, range)
-        let s = shape
-        return try body(KVHeadRows(base: storage.pointer(layer: layer, kind) + range.lowerBound * s.headDim,
-                                   layout: s.headLayout(rows: range.count, headStride: storage.headStride)))
+        return try body(KVHeadRows(reading: storage.headRows(layer: layer, kind, range)))
     }
 
     /// The f16 rows `range` of `kind` in `layer` row-major, `[row][kvDim]` (a copy).
@@ -191,9 +189,9 @@ public struct KVCache: Sendable {
                                from src: UnsafePointer<Float>, stride: Int) {
         check(layer, range)
         makeUnique()
-        let hd = shape.headDim, base = storage.pointer(layer: layer, kind) + range.lowerBound * hd
+        let hd = shape.headDim, dst = storage.headRows(layer: layer, kind, range)
         for g in 0..<shape.kvHeads {
-            kv_f32_to_f16_rows(base + g * storage.headStride, hd, src + g * hd, stride, range.count, hd)
+            kv_f32_to_f16_rows(dst.head(g).baseAddress!, hd, src + g * hd, stride, range.count, hd)
         }
     }
 
@@ -213,14 +211,12 @@ public struct KVCache: Sendable {
     /// the rows keep the positions they were rotated for).
     public mutating func append(contentsOf other: KVCache, _ range: Range<Int>) {
         precondition(other.shape == shape, "KV shape mismatch")
-        let start = count, hd = shape.headDim
+        let start = count
         extend(by: range.count)
         for layer in 0..<shape.layers {
             for kind in [KVKind.key, .value] {
                 other.withHeadRows(layer: layer, kind, range) { src in
-                    KVMutableHeadRows(base: storage.pointer(layer: layer, kind) + start * hd,
-                                      layout: shape.headLayout(rows: range.count, headStride: storage.headStride))
-                        .update(from: src)
+                    storage.headRows(layer: layer, kind, start..<(start + range.count)).update(from: src)
                 }
             }
         }
@@ -322,6 +318,12 @@ final class KVStorage: @unchecked Sendable {
 
     /// Halves from one KV head's rows to the next head's.
     var headStride: Int { capacity * shape.headDim }
+
+    /// Rows `range` of `kind` in `layer`, each KV head's from the range's first position.
+    func headRows(layer: Int, _ kind: KVKind, _ range: Range<Int>) -> KVMutableHeadRows {
+        KVMutableHeadRows(base: pointer(layer: layer, kind) + range.lowerBound * shape.headDim,
+                          layout: shape.headLayout(rows: range.count, headStride: headStride))
+    }
 
     /// The first `rows` rows of every head of every tensor of `from` (same shape, any capacity).
     private func copyHeads(from other: KVArena<UInt16>, headStride otherStride: Int, rows: Int) {

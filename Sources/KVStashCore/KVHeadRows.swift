@@ -43,6 +43,9 @@ public struct KVHeadRows {
 
     public init(base: UnsafePointer<UInt16>, layout: KVHeadLayout) { (self.base, self.layout) = (base, layout) }
 
+    /// The same rows, to read.
+    init(reading rows: KVMutableHeadRows) { self.init(base: UnsafePointer(rows.base), layout: rows.layout) }
+
     public subscript<T>(dynamicMember key: KeyPath<KVHeadLayout, T>) -> T { layout[keyPath: key] }
 
     /// Head `g`'s `rows * headDim` halves.
