@@ -70,7 +70,7 @@ let package = Package(
         .executableTarget(name: "codec-bench", dependencies: ["KVStashCodec", "KVStashEngine", "CKernels"],
                           path: "bench/codec"),
 
-        // What the test targets share: running helper programs (Python references, the CLI).
+        // What the test targets share: running other programs (Python references, the CLI).
         .target(name: "KVStashTestSupport", path: "Tests/Support"),
         .testTarget(name: "EngineTests", dependencies: ["KVStashEngine", "CKernels", "KVStashTestSupport"],
                     exclude: ["Resources"]),

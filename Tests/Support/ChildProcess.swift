@@ -12,7 +12,7 @@ public struct ChildOutput: Sendable {
     public var errorText: String { String(decoding: stderr, as: UTF8.self) }
 }
 
-/// Runs helper programs for the tests (the Python references, the CLI, system tools).
+/// Runs other programs for the tests (the Python references, the CLI, system tools).
 public enum ChildProcess {
     /// Runs `executable` with `arguments` to its end. Its output goes to temporary files, not
     /// pipes, so a child that writes more than a pipe holds to either stream never blocks
